@@ -1,0 +1,28 @@
+//! ipmpd's kernel programs.
+//!
+//! - `ipmpd_xdp_reply` (XDP, every tracked interface): recognises replies to ipmpd's probes, stamps
+//!   their receive time, hands a record to userspace through a ring buffer and consumes them. Every
+//!   other frame passes untouched. Errors fail open (`XDP_PASS`): a parser surprise must never cost
+//!   the host its traffic.
+//! - `ipmpd_tc_stamp` (TC egress, every tracked interface): writes the kernel transmit time into
+//!   outgoing probes and keeps the ICMP checksum valid.
+//! - `ipmpd_carrier_on` / `ipmpd_carrier_off` (fentry): mirror carrier changes into the link-state map
+//!   where the kernel lets tracing programs load; userspace falls back to polling where it does not.
+#![no_std]
+#![no_main]
+
+mod carrier;
+mod maps;
+mod parse;
+mod tc_stamp;
+mod xdp_reply;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

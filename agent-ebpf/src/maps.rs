@@ -1,0 +1,30 @@
+//! The maps shared with userspace. BTF-defined so `bpftool map dump` prints named fields.
+
+use agent_common::{counters::IfaceCounters, link::LinkState, record::ProbeReplyRecord};
+use aya_ebpf::{
+    btf_maps::{HashMap, PerCpuHashMap, RingBuf},
+    macros::btf_map,
+};
+
+/// Most interfaces one agent tracks.
+pub const MAX_TRACKED: usize = 4096;
+
+/// Probe replies for userspace: 256 KiB holds over 3,000 records, far more than one poll collects.
+#[btf_map]
+pub static PROBE_REPLIES: RingBuf<ProbeReplyRecord, { 256 * 1024 }> = RingBuf::new();
+
+/// Per-CPU counters per tracked interface; userspace creates the entry when it starts tracking.
+#[btf_map]
+pub static IFACE_COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_TRACKED> = PerCpuHashMap::new();
+
+/// Link-state mirror per tracked interface.
+#[btf_map]
+pub static LINK_STATE: HashMap<u32, LinkState, MAX_TRACKED> = HashMap::new();
+
+/// The counters of `ifindex` on this CPU, when the interface is tracked.
+#[inline(always)]
+pub fn counters(ifindex: u32) -> Option<&'static mut IfaceCounters> {
+    // SAFETY: per-CPU values are only touched by programs on this CPU, and BPF programs run with
+    // preemption (migration) disabled, so nothing else aliases this value while we hold it.
+    IFACE_COUNTERS.get_ptr_mut(ifindex).map(|p| unsafe { &mut *p })
+}

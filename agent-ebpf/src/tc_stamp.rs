@@ -1,0 +1,60 @@
+//! TC egress: write the kernel transmit time into outgoing ipmpd probes.
+
+use agent_common::probe::{ICMP_ECHO_HEADER_LEN, KERNEL_TX_OFFSET, MAGIC, VERSION};
+use aya_ebpf::{
+    bindings::TC_ACT_UNSPEC, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
+};
+
+use crate::{
+    maps::counters,
+    parse::{self, read},
+};
+
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+/// `BPF_F_HDR_FIELD_MASK` size for a 4-byte field in `bpf_l4_csum_replace`.
+const CSUM_FIELD_4: u64 = 4;
+
+/// Always continues the chain (`TC_ACT_UNSPEC`, which TCX calls `TCX_NEXT`): stamping is a side
+/// effect, never a verdict on the packet.
+#[classifier]
+pub fn ipmpd_tc_stamp(ctx: TcContext) -> i32 {
+    let _ = try_stamp(&ctx);
+    TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn try_stamp(ctx: &TcContext) -> Result<(), ()> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let l4 = parse::to_icmp(start, end).map_err(|_| ())?;
+    let icmp_type = read::<u8>(start, end, l4.l4_off).ok_or(())?;
+    let request = if l4.family == 4 { ICMP_ECHO_REQUEST } else { ICMPV6_ECHO_REQUEST };
+    if icmp_type != request {
+        return Err(());
+    }
+    let header_off = l4.l4_off + ICMP_ECHO_HEADER_LEN;
+    let magic = read::<u32>(start, end, header_off).ok_or(())?;
+    let version = read::<u8>(start, end, header_off + 4).ok_or(())?;
+    if u32::from_be(magic) != MAGIC || version != VERSION {
+        return Err(());
+    }
+    let ts_off = header_off + KERNEL_TX_OFFSET;
+    let old = read::<[u32; 2]>(start, end, ts_off).ok_or(())?;
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let new_hi = ((now >> 32) as u32).to_be();
+    let new_lo = (now as u32).to_be();
+    let csum_off = l4.l4_off + 2;
+    // The ICMP checksum covers the payload (and, for ICMPv6, a pseudo-header the stamp does not
+    // change): an incremental update per 32-bit word keeps it valid.
+    ctx.store(ts_off, &[new_hi, new_lo], 0).map_err(|_| ())?;
+    ctx.l4_csum_replace(csum_off, u64::from(old[0]), u64::from(new_hi), CSUM_FIELD_4).map_err(|_| ())?;
+    ctx.l4_csum_replace(csum_off, u64::from(old[1]), u64::from(new_lo), CSUM_FIELD_4).map_err(|_| ())?;
+    // SAFETY: `skb` is the context pointer the kernel handed this program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if let Some(stats) = counters(ifindex) {
+        stats.probes_stamped += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! XDP: recognise replies to ipmpd's probes, time-stamp them and hand them to userspace.
+
+use agent_common::{
+    counters::IfaceCounters,
+    probe::{CHECKSUM_SIPHASH24, ICMP_ECHO_HEADER_LEN, MAGIC, PROBE_HEADER_LEN, ProbeHeader, VERSION},
+    record::{FAMILY_INET, FAMILY_INET6, ProbeReplyRecord},
+};
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    macros::xdp,
+    programs::XdpContext,
+};
+
+use crate::{
+    maps::{PROBE_REPLIES, counters},
+    parse::{self, Skip, read},
+};
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMPV6_ECHO_REPLY: u8 = 129;
+
+#[xdp]
+pub fn ipmpd_xdp_reply(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let stats = counters(ifindex);
+    if let Some(stats) = stats {
+        stats.rx_packets += 1;
+        // The coarse clock (one tick of resolution) is enough for "the link carried something
+        // recently" and keeps the per-packet cost of every non-probe frame low.
+        // SAFETY: helper without preconditions.
+        stats.last_rx_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    }
+    let mut stats = counters(ifindex);
+    match classify(start, end) {
+        Verdict::Pass => XDP_PASS,
+        Verdict::Reject(count) => {
+            if let Some(stats) = stats.as_deref_mut() {
+                count(stats);
+            }
+            XDP_PASS
+        }
+        Verdict::Reply { l4, header_off } => {
+            deliver(start, end, ifindex, &l4, header_off, stats)
+        }
+    }
+}
+
+enum Verdict {
+    Pass,
+    Reject(fn(&mut IfaceCounters)),
+    Reply { l4: parse::L4, header_off: usize },
+}
+
+#[inline(always)]
+fn classify(start: usize, end: usize) -> Verdict {
+    let l4 = match parse::to_icmp(start, end) {
+        Ok(l4) => l4,
+        Err(Skip::NotIcmp) => return Verdict::Pass,
+        Err(Skip::RoutingHeader) => return Verdict::Reject(|c| c.rejected_routing_header += 1),
+    };
+    let Some(icmp_type) = read::<u8>(start, end, l4.l4_off) else { return Verdict::Pass };
+    let Some(code) = read::<u8>(start, end, l4.l4_off + 1) else { return Verdict::Pass };
+    let reply_type = if l4.family == 4 { ICMP_ECHO_REPLY } else { ICMPV6_ECHO_REPLY };
+    if icmp_type != reply_type || code != 0 {
+        return Verdict::Pass;
+    }
+    let header_off = l4.l4_off + ICMP_ECHO_HEADER_LEN;
+    let Some(magic) = read::<u32>(start, end, header_off) else {
+        // An echo reply too short to carry any payload header: somebody else's.
+        return Verdict::Reject(|c| c.rejected_magic += 1);
+    };
+    if u32::from_be(magic) != MAGIC {
+        return Verdict::Reject(|c| c.rejected_magic += 1);
+    }
+    if parse::ptr_at::<[u8; PROBE_HEADER_LEN]>(start, end, header_off).is_none() {
+        return Verdict::Reject(|c| c.rejected_truncated += 1);
+    }
+    let Some(version) = read::<u8>(start, end, header_off + 4) else { return Verdict::Pass };
+    if version != VERSION {
+        return Verdict::Reject(|c| c.rejected_version += 1);
+    }
+    let Some(cksum) = read::<u8>(start, end, header_off + 5) else { return Verdict::Pass };
+    if cksum != CHECKSUM_SIPHASH24 {
+        return Verdict::Reject(|c| c.rejected_checksum_type += 1);
+    }
+    Verdict::Reply { l4, header_off }
+}
+
+#[inline(always)]
+fn deliver(
+    start: usize,
+    end: usize,
+    ifindex: u32,
+    l4: &parse::L4,
+    header_off: usize,
+    stats: Option<&mut IfaceCounters>,
+) -> u32 {
+    // SAFETY: helper without preconditions.
+    let rx_ns = unsafe { bpf_ktime_get_ns() };
+    let Some(header) = read::<ProbeHeader>(start, end, header_off) else { return XDP_PASS };
+    let Some(id) = read::<u16>(start, end, l4.l4_off + 4) else { return XDP_PASS };
+    let Some(seq) = read::<u16>(start, end, l4.l4_off + 6) else { return XDP_PASS };
+    let mut src_addr = [0u8; 16];
+    if l4.family == 4 {
+        let Some(src) = read::<[u8; 4]>(start, end, l4.l3_off + 12) else { return XDP_PASS };
+        src_addr[..4].copy_from_slice(&src);
+    } else {
+        let Some(src) = read::<[u8; 16]>(start, end, l4.l3_off + 8) else { return XDP_PASS };
+        src_addr = src;
+    }
+    let record = ProbeReplyRecord {
+        rx_ns,
+        header,
+        rx_ifindex: ifindex,
+        icmp_id: u16::from_be(id),
+        icmp_seq: u16::from_be(seq),
+        src_addr,
+        family: if l4.family == 4 { FAMILY_INET } else { FAMILY_INET6 },
+        vlan_tagged: u8::from(l4.vlan.is_some()),
+        vlan_id: l4.vlan.unwrap_or(0),
+        hop_limit: l4.hop_limit,
+        _pad: [0; 3],
+    };
+    match PROBE_REPLIES.output(&record, 0) {
+        Ok(()) => {
+            if let Some(stats) = stats {
+                stats.probe_replies += 1;
+            }
+            XDP_DROP
+        }
+        Err(_) => {
+            // Fail open: the stack gets the reply, userspace learns of the loss from the counter
+            // (ipmultipath.session.noMemory).
+            if let Some(stats) = stats {
+                stats.ring_full += 1;
+            }
+            XDP_PASS
+        }
+    }
+}
