@@ -3,6 +3,7 @@
 /// Counters for one tracked interface on one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct IfaceCounters {
     /// Every frame XDP saw on the interface.
     pub rx_packets: u64,

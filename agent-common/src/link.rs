@@ -17,6 +17,7 @@ pub mod source {
 /// Link state of one interface.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct LinkState {
     /// 1 when the driver reports carrier (IFF_LOWER_UP), else 0.
     pub carrier: u32,

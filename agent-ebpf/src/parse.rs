@@ -100,8 +100,9 @@ pub fn to_icmp(start: usize, end: usize) -> Result<L4, Skip> {
                     }
                     // Hop-by-hop options, destination options: skip (length in 8-octet units).
                     0 | 60 => {
-                        let nh = read::<u8>(start, end, off).ok_or(Skip::NotIcmp)?;
-                        let len = read::<u8>(start, end, off + 1).ok_or(Skip::NotIcmp)?;
+                        // One 2-byte read (next header, length): 1-byte reads at a variable
+                        // offset compile to a bounds check the verifier cannot use.
+                        let [nh, len] = read::<[u8; 2]>(start, end, off).ok_or(Skip::NotIcmp)?;
                         next = nh;
                         // Bounded: at most 2 KiB per header, so the verifier can follow `off`.
                         off += (usize::from(len) + 1) * 8;

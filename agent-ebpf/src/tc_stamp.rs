@@ -28,7 +28,8 @@ fn try_stamp(ctx: &TcContext) -> Result<(), ()> {
     let start = ctx.data();
     let end = ctx.data_end();
     let l4 = parse::to_icmp(start, end).map_err(|_| ())?;
-    let icmp_type = read::<u8>(start, end, l4.l4_off).ok_or(())?;
+    // 2-byte read: see the note in xdp_reply.rs on 1-byte reads at variable offsets.
+    let [icmp_type, _code] = read::<[u8; 2]>(start, end, l4.l4_off).ok_or(())?;
     let request = if l4.family == 4 { ICMP_ECHO_REQUEST } else { ICMPV6_ECHO_REQUEST };
     if icmp_type != request {
         return Err(());

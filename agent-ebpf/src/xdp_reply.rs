@@ -2,7 +2,7 @@
 
 use agent_common::{
     counters::IfaceCounters,
-    probe::{CHECKSUM_SIPHASH24, ICMP_ECHO_HEADER_LEN, MAGIC, PROBE_HEADER_LEN, ProbeHeader, VERSION},
+    probe::{CHECKSUM_SIPHASH24, ICMP_ECHO_HEADER_LEN, MAGIC, ProbeHeader, VERSION},
     record::{FAMILY_INET, FAMILY_INET6, ProbeReplyRecord},
 };
 use aya_ebpf::{
@@ -33,25 +33,47 @@ pub fn ipmpd_xdp_reply(ctx: XdpContext) -> u32 {
         // SAFETY: helper without preconditions.
         stats.last_rx_ns = unsafe { bpf_ktime_get_coarse_ns() };
     }
-    let mut stats = counters(ifindex);
+    let stats = counters(ifindex);
     match classify(start, end) {
         Verdict::Pass => XDP_PASS,
-        Verdict::Reject(count) => {
-            if let Some(stats) = stats.as_deref_mut() {
-                count(stats);
+        Verdict::Reject(reason) => {
+            if let Some(stats) = stats {
+                reason.count(stats);
             }
             XDP_PASS
         }
-        Verdict::Reply { l4, header_off } => {
-            deliver(start, end, ifindex, &l4, header_off, stats)
+        Verdict::Reply { l4, icmp, header } => deliver(start, end, ifindex, &l4, icmp, header, stats),
+    }
+}
+
+/// Why a frame that looked like a probe reply was not accepted. (A plain enum, not function
+/// pointers: BPF has no indirect calls.)
+#[derive(Clone, Copy)]
+enum Reason {
+    Magic,
+    Truncated,
+    Version,
+    ChecksumType,
+    RoutingHeader,
+}
+
+impl Reason {
+    #[inline(always)]
+    fn count(self, c: &mut IfaceCounters) {
+        match self {
+            Self::Magic => c.rejected_magic += 1,
+            Self::Truncated => c.rejected_truncated += 1,
+            Self::Version => c.rejected_version += 1,
+            Self::ChecksumType => c.rejected_checksum_type += 1,
+            Self::RoutingHeader => c.rejected_routing_header += 1,
         }
     }
 }
 
 enum Verdict {
     Pass,
-    Reject(fn(&mut IfaceCounters)),
-    Reply { l4: parse::L4, header_off: usize },
+    Reject(Reason),
+    Reply { l4: parse::L4, icmp: [u8; ICMP_ECHO_HEADER_LEN], header: ProbeHeader },
 }
 
 #[inline(always)]
@@ -59,34 +81,31 @@ fn classify(start: usize, end: usize) -> Verdict {
     let l4 = match parse::to_icmp(start, end) {
         Ok(l4) => l4,
         Err(Skip::NotIcmp) => return Verdict::Pass,
-        Err(Skip::RoutingHeader) => return Verdict::Reject(|c| c.rejected_routing_header += 1),
+        Err(Skip::RoutingHeader) => return Verdict::Reject(Reason::RoutingHeader),
     };
-    let Some(icmp_type) = read::<u8>(start, end, l4.l4_off) else { return Verdict::Pass };
-    let Some(code) = read::<u8>(start, end, l4.l4_off + 1) else { return Verdict::Pass };
+    // Whole headers in single reads: several small reads at offsets derived from one variable
+    // offset let LLVM rebuild the pointer from another base, which the verifier then rejects.
+    let Some(icmp) = read::<[u8; ICMP_ECHO_HEADER_LEN]>(start, end, l4.l4_off) else { return Verdict::Pass };
     let reply_type = if l4.family == 4 { ICMP_ECHO_REPLY } else { ICMPV6_ECHO_REPLY };
-    if icmp_type != reply_type || code != 0 {
+    if icmp[0] != reply_type || icmp[1] != 0 {
         return Verdict::Pass;
     }
     let header_off = l4.l4_off + ICMP_ECHO_HEADER_LEN;
     let Some(magic) = read::<u32>(start, end, header_off) else {
         // An echo reply too short to carry any payload header: somebody else's.
-        return Verdict::Reject(|c| c.rejected_magic += 1);
+        return Verdict::Reject(Reason::Magic);
     };
     if u32::from_be(magic) != MAGIC {
-        return Verdict::Reject(|c| c.rejected_magic += 1);
+        return Verdict::Reject(Reason::Magic);
     }
-    if parse::ptr_at::<[u8; PROBE_HEADER_LEN]>(start, end, header_off).is_none() {
-        return Verdict::Reject(|c| c.rejected_truncated += 1);
+    let Some(header) = read::<ProbeHeader>(start, end, header_off) else { return Verdict::Reject(Reason::Truncated) };
+    if header.version != VERSION {
+        return Verdict::Reject(Reason::Version);
     }
-    let Some(version) = read::<u8>(start, end, header_off + 4) else { return Verdict::Pass };
-    if version != VERSION {
-        return Verdict::Reject(|c| c.rejected_version += 1);
+    if header.checksum_type != CHECKSUM_SIPHASH24 {
+        return Verdict::Reject(Reason::ChecksumType);
     }
-    let Some(cksum) = read::<u8>(start, end, header_off + 5) else { return Verdict::Pass };
-    if cksum != CHECKSUM_SIPHASH24 {
-        return Verdict::Reject(|c| c.rejected_checksum_type += 1);
-    }
-    Verdict::Reply { l4, header_off }
+    Verdict::Reply { l4, icmp, header }
 }
 
 #[inline(always)]
@@ -95,14 +114,12 @@ fn deliver(
     end: usize,
     ifindex: u32,
     l4: &parse::L4,
-    header_off: usize,
+    icmp: [u8; ICMP_ECHO_HEADER_LEN],
+    header: ProbeHeader,
     stats: Option<&mut IfaceCounters>,
 ) -> u32 {
     // SAFETY: helper without preconditions.
     let rx_ns = unsafe { bpf_ktime_get_ns() };
-    let Some(header) = read::<ProbeHeader>(start, end, header_off) else { return XDP_PASS };
-    let Some(id) = read::<u16>(start, end, l4.l4_off + 4) else { return XDP_PASS };
-    let Some(seq) = read::<u16>(start, end, l4.l4_off + 6) else { return XDP_PASS };
     let mut src_addr = [0u8; 16];
     if l4.family == 4 {
         let Some(src) = read::<[u8; 4]>(start, end, l4.l3_off + 12) else { return XDP_PASS };
@@ -115,8 +132,8 @@ fn deliver(
         rx_ns,
         header,
         rx_ifindex: ifindex,
-        icmp_id: u16::from_be(id),
-        icmp_seq: u16::from_be(seq),
+        icmp_id: u16::from_be_bytes([icmp[4], icmp[5]]),
+        icmp_seq: u16::from_be_bytes([icmp[6], icmp[7]]),
         src_addr,
         family: if l4.family == 4 { FAMILY_INET } else { FAMILY_INET6 },
         vlan_tagged: u8::from(l4.vlan.is_some()),

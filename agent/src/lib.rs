@@ -1,1 +1,14 @@
+//! ipmpd: IP multipathing for Linux with in.mpathd's semantics and eBPF-measured probes.
+//!
+//! Module map (see DESIGN.md):
+//! - [`datapath`]: load, attach and pin the kernel programs; read their ring buffer and maps.
+//! - [`link`]: the link-state mirror (rtnetlink notifications plus a direct carrier poll).
+//! - [`probe`]: probe packets, their authentication tag, raw sockets and reply matching.
+//! - [`cli`]: the command-line front end.
+//! - [`clock`]: the one clock every timestamp uses (CLOCK_MONOTONIC, like `bpf_ktime_get_ns`).
 
+pub mod cli;
+pub mod clock;
+pub mod datapath;
+pub mod link;
+pub mod probe;

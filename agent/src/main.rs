@@ -1,1 +1,33 @@
-fn main() {}
+//! The `ipmpd` binary: parses the command line and runs the subcommand. Errors end here, printed
+//! with their chain of causes so the operator sees what to do.
+
+use clap::Parser as _;
+use ipmpd::cli::{Cli, Command, probe, watch};
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("IPMPD_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ipmpd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Probe(args) => probe::run(args).await,
+            Command::Watch(args) => watch::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipmpd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The command-line front end: one module per subcommand, clap derive, `anyhow` at this edge only.
+
+pub mod output;
+pub mod probe;
+pub mod tracking;
+pub mod watch;
+
+use clap::{Parser, Subcommand};
+
+/// ipmpd: IP multipathing for Linux, with probes measured in the kernel.
+#[derive(Debug, Parser)]
+#[command(name = "ipmpd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe TARGET from IFACE like ping, with kernel-stamped round trips (XDP receive minus TC
+    /// transmit) beside the userspace ones; link changes of IFACE are shown as they happen.
+    Probe(probe::ProbeArgs),
+    /// Watch the carrier of interfaces through the link-state mirror and print every change.
+    Watch(watch::WatchArgs),
+}

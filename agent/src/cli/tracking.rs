@@ -1,0 +1,125 @@
+//! Setup shared by the diagnostics: load the datapath, track interfaces, start the link watcher.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+
+use crate::{
+    datapath::{Datapath, DatapathOptions, LinkSource},
+    link::watcher::{LinkWatcher, WatchConfig, WatchReport},
+};
+
+/// A datapath attached to some interfaces, with its link watcher running.
+pub struct Tracking {
+    pub datapath: Datapath,
+    pub watcher: LinkWatcher,
+    pub reports: mpsc::UnboundedReceiver<WatchReport>,
+    pub names: HashMap<u32, String>,
+    poll_us: u64,
+}
+
+/// Options common to the commands that attach the datapath.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrackingArgs {
+    /// Carrier poll interval in microseconds (used when the kernel refuses the carrier hook).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=10_000_000))]
+    pub link_poll_us: u64,
+    /// Instance name: pins go under /sys/fs/bpf/ipmpd/INSTANCE/.
+    #[arg(long)]
+    pub instance: Option<String>,
+}
+
+impl Tracking {
+    /// Loads the datapath for `ifnames` and starts watching their links.
+    ///
+    /// # Errors
+    /// With a message saying what to do (privileges, interface names, bpffs).
+    pub fn start(ifnames: &[String], args: &TrackingArgs, default_instance: String) -> anyhow::Result<Self> {
+        let instance = args.instance.clone().unwrap_or(default_instance);
+        let mut datapath = Datapath::load(&DatapathOptions { instance: Some(instance), no_kernel_hook: false })
+            .context("cannot load ipmpd's kernel programs")?;
+        let mut names = HashMap::new();
+        for name in ifnames {
+            let ifindex = datapath.track(name).with_context(|| format!("cannot track {name}"))?;
+            names.insert(ifindex, name.clone());
+        }
+        let poll_interval = match datapath.link_source() {
+            LinkSource::KernelHook => None,
+            LinkSource::Poll { .. } => Some(Duration::from_micros(args.link_poll_us)),
+        };
+        let store = datapath.take_link_state_store()?;
+        let (tx, reports) = mpsc::unbounded_channel();
+        let watcher = LinkWatcher::spawn(
+            WatchConfig { ifindexes: names.keys().copied().collect(), poll_interval },
+            store,
+            move |r| {
+                let _ = tx.send(r);
+            },
+        )
+        .context("cannot watch link state through rtnetlink")?;
+        Ok(Self { datapath, watcher, reports, names, poll_us: args.link_poll_us })
+    }
+
+    /// One line saying where link state comes from.
+    #[must_use]
+    pub fn link_source_line(&self) -> String {
+        match self.datapath.link_source() {
+            LinkSource::KernelHook => "link state: kernel hook (fentry on netif_carrier_on/off)".into(),
+            LinkSource::Poll { reason } => format!(
+                "link state: carrier poll every {} us + rtnetlink notifications (kernel hook unavailable: {reason})",
+                self.poll_us
+            ),
+        }
+    }
+
+    /// Name of `ifindex`.
+    #[must_use]
+    pub fn name(&self, ifindex: u32) -> &str {
+        self.names.get(&ifindex).map_or("?", String::as_str)
+    }
+
+    /// Stops watching, detaches the programs and removes the pins.
+    ///
+    /// # Errors
+    /// When pins cannot be removed.
+    pub fn finish(self) -> anyhow::Result<()> {
+        drop(self.watcher);
+        self.datapath.detach_and_unpin().context("cannot remove ipmpd's pins")
+    }
+}
+
+/// A link change as printed by the diagnostics.
+#[derive(Debug, serde::Serialize)]
+struct LinkLine<'a> {
+    event: &'static str,
+    interface: &'a str,
+    #[serde(flatten)]
+    link: &'a crate::link::mirror::LinkEvent,
+    source_name: &'static str,
+}
+
+impl Tracking {
+    /// Prints one watcher report.
+    pub fn print_report(&self, json: bool, report: &WatchReport) {
+        use crate::link::mirror::{LinkChange, source_name};
+        match report {
+            WatchReport::Link(ev) => {
+                let interface = self.name(ev.ifindex);
+                let line = LinkLine { event: "link", interface, link: ev, source_name: source_name(ev.source) };
+                super::output::emit(json, &line, || {
+                    let what = match ev.change {
+                        LinkChange::Initial => format!("carrier {}", if ev.carrier { "up" } else { "down" }),
+                        LinkChange::Down => "link down".into(),
+                        LinkChange::Up => "link up".into(),
+                        LinkChange::Flapped { transitions } => format!("link flapped ({transitions} carrier changes between two looks)"),
+                        LinkChange::Removed => "interface removed".into(),
+                    };
+                    format!("{interface}: {what} [{}; flaps {}]", source_name(ev.source), ev.flaps)
+                });
+            }
+            WatchReport::Overrun => eprintln!("ipmpd: rtnetlink notifications overran; resynchronised with a dump"),
+            WatchReport::Error(e) => eprintln!("ipmpd: link watcher: {e}"),
+        }
+    }
+}

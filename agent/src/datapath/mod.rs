@@ -1,0 +1,336 @@
+//! The only place that touches BPF: load the kernel programs, attach them per tracked interface,
+//! pin maps and links under `/sys/fs/bpf/ipmpd/[INSTANCE/]`, and give the rest of the agent typed
+//! access to the ring buffer, the counters and the link-state map.
+
+pub mod bpffs;
+pub mod btf_offsets;
+
+use std::{
+    ffi::CString,
+    io,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use agent_common::{counters::IfaceCounters, link::LinkState, names};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, RingBuf},
+    programs::{
+        FEntry, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+    },
+};
+
+use self::btf_offsets::{CarrierHookOffsets, KernelBtf};
+use crate::link::watcher::LinkStateStore;
+
+/// The compiled kernel programs (agent-ebpf), embedded by `agent/build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipmpd"));
+
+/// Root of ipmpd's pins on bpffs.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/ipmpd";
+
+/// Errors of the datapath, each with what the operator can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error(transparent)]
+    Bpffs(#[from] bpffs::BpffsError),
+    #[error("cannot prepare pin directory {path}")]
+    PinDir { path: PathBuf, source: io::Error },
+    #[error("the kernel refused ipmpd's BPF object (ipmpd needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)")]
+    Load(#[source] aya::EbpfError),
+    #[error("the kernel refused program {program} (ipmpd needs root or CAP_BPF + CAP_NET_ADMIN; the verifier log follows)")]
+    Program { program: &'static str, source: ProgramError },
+    #[error("BPF object has no {0}: the agent and its kernel programs are from different builds")]
+    Missing(&'static str),
+    #[error("map {map}")]
+    Map { map: &'static str, source: MapError },
+    #[error("unknown interface {0:?}: check the name with `ip link`")]
+    UnknownInterface(String),
+    #[error("cannot attach {program} to {ifname} (another XDP/TC program may own the interface: see `bpftool net` and `bpftool link`)")]
+    Attach { program: &'static str, ifname: String, source: ProgramError },
+    #[error("cannot pin {path}: {reason}")]
+    Pin { path: PathBuf, reason: String },
+}
+
+/// How the link-state mirror is fed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkSource {
+    /// fentry on netif_carrier_on/off writes the map in the kernel.
+    KernelHook,
+    /// The kernel refused the hook; userspace polls carrier and listens to rtnetlink.
+    Poll { reason: String },
+}
+
+/// Options for loading the datapath.
+#[derive(Clone, Debug, Default)]
+pub struct DatapathOptions {
+    /// Instance name: pins go to `/sys/fs/bpf/ipmpd/INSTANCE/` so several agents can coexist.
+    pub instance: Option<String>,
+    /// Skip the fentry attempt (tests, or kernels known to refuse it).
+    pub no_kernel_hook: bool,
+}
+
+struct Attachment {
+    ifindex: u32,
+    ifname: String,
+}
+
+/// Loaded kernel programs and their attachments.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    attachments: Vec<Attachment>,
+    link_source: LinkSource,
+    _hook_links: Vec<FdLink>,
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath").field("pin_dir", &self.pin_dir).field("link_source", &self.link_source).finish_non_exhaustive()
+    }
+}
+
+/// The pin directory of an instance.
+#[must_use]
+pub fn pin_dir(instance: Option<&str>) -> PathBuf {
+    match instance {
+        Some(name) => Path::new(PIN_ROOT).join(name),
+        None => PathBuf::from(PIN_ROOT),
+    }
+}
+
+/// Inode number of the calling thread's network namespace.
+fn netns_inum() -> u32 {
+    std::fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino() as u32)
+}
+
+impl Datapath {
+    /// Loads the programs, pins the maps and finds out how link state can be mirrored.
+    ///
+    /// Pins left by an earlier agent of the same instance are removed first (the programs they
+    /// kept attached are detached).
+    ///
+    /// # Errors
+    /// See [`DatapathError`]; every variant says what to do.
+    pub fn load(options: &DatapathOptions) -> Result<Self, DatapathError> {
+        bpffs::ensure_mounted()?;
+        let pin_dir = pin_dir(options.instance.as_deref());
+        remove_pins(&pin_dir).map_err(|source| DatapathError::PinDir { path: pin_dir.clone(), source })?;
+        std::fs::create_dir_all(pin_dir.join("links")).map_err(|source| DatapathError::PinDir { path: pin_dir.clone(), source })?;
+
+        let offsets = KernelBtf::from_sys_fs().and_then(|btf| CarrierHookOffsets::from_btf(&btf));
+        let o = offsets.as_ref().ok().copied().unwrap_or(CarrierHookOffsets { netdev_ifindex: 0, netdev_nd_net: 0, net_ns_inum: 0 });
+        let inum = netns_inum();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("NETDEV_IFINDEX_OFF", &o.netdev_ifindex, true)
+            .override_global("NETDEV_ND_NET_OFF", &o.netdev_nd_net, true)
+            .override_global("NET_NS_INUM_OFF", &o.net_ns_inum, true)
+            .override_global("AGENT_NETNS_INUM", &inum, true)
+            .load(OBJECT)
+            .map_err(DatapathError::Load)?;
+
+        let xdp: &mut Xdp = program(&mut ebpf, names::XDP_PROBE_REPLY)?;
+        xdp.load().map_err(|source| DatapathError::Program { program: names::XDP_PROBE_REPLY, source })?;
+        let tc: &mut SchedClassifier = program(&mut ebpf, names::TC_PROBE_STAMP)?;
+        tc.load().map_err(|source| DatapathError::Program { program: names::TC_PROBE_STAMP, source })?;
+
+        for map in [names::PROBE_REPLIES, names::IFACE_COUNTERS, names::LINK_STATE] {
+            let path = pin_dir.join(map);
+            ebpf.map(map)
+                .ok_or(DatapathError::Missing(map))?
+                .pin(&path)
+                .map_err(|e| DatapathError::Pin { path, reason: e.to_string() })?;
+        }
+
+        let (link_source, hook_links) = match (&offsets, options.no_kernel_hook) {
+            (_, true) => (LinkSource::Poll { reason: "kernel hook disabled by option".into() }, Vec::new()),
+            (Err(e), false) => (LinkSource::Poll { reason: format!("kernel BTF unusable: {e}") }, Vec::new()),
+            (Ok(_), false) => match attach_carrier_hook(&mut ebpf) {
+                Ok(links) => (LinkSource::KernelHook, links),
+                Err(reason) => (LinkSource::Poll { reason }, Vec::new()),
+            },
+        };
+        Ok(Self { ebpf, pin_dir, attachments: Vec::new(), link_source, _hook_links: hook_links })
+    }
+
+    /// How link state is mirrored.
+    #[must_use]
+    pub fn link_source(&self) -> &LinkSource {
+        &self.link_source
+    }
+
+    /// Where this datapath pins its maps and links.
+    #[must_use]
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Starts tracking `ifname`: creates its map entries and attaches XDP and TC egress.
+    ///
+    /// # Errors
+    /// Unknown interface, or the kernel refused an attachment.
+    pub fn track(&mut self, ifname: &str) -> Result<u32, DatapathError> {
+        let ifindex = ifindex_of(ifname)?;
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Map { map: names::IFACE_COUNTERS, source: MapError::from(aya::sys::SyscallError { call: "nr_cpus", io_error: e }) })?;
+        {
+            let mut counters: PerCpuHashMap<&mut MapData, u32, IfaceCounters> = map_typed(&mut self.ebpf, names::IFACE_COUNTERS)?;
+            let zero = PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).map_err(|source| DatapathError::Map { map: names::IFACE_COUNTERS, source: MapError::from(aya::sys::SyscallError { call: "per-cpu values", io_error: source }) })?;
+            counters.insert(ifindex, zero, 0).map_err(|source| DatapathError::Map { map: names::IFACE_COUNTERS, source })?;
+            let mut links: HashMap<&mut MapData, u32, LinkState> = map_typed(&mut self.ebpf, names::LINK_STATE)?;
+            links.insert(ifindex, LinkState::default(), 0).map_err(|source| DatapathError::Map { map: names::LINK_STATE, source })?;
+        }
+        let xdp: &mut Xdp = program(&mut self.ebpf, names::XDP_PROBE_REPLY)?;
+        let id = xdp
+            .attach_to_if_index(ifindex, XdpMode::Default)
+            .map_err(|source| DatapathError::Attach { program: names::XDP_PROBE_REPLY, ifname: ifname.into(), source })?;
+        let link = xdp.take_link(id).map_err(|source| DatapathError::Attach { program: names::XDP_PROBE_REPLY, ifname: ifname.into(), source })?;
+        self.pin_link(FdLink::try_from(link).map_err(|e| DatapathError::Pin { path: self.pin_dir.clone(), reason: e.to_string() })?, &format!("xdp-{ifname}"))?;
+        let tc: &mut SchedClassifier = program(&mut self.ebpf, names::TC_PROBE_STAMP)?;
+        let id = tc
+            .attach(ifname, TcAttachType::Egress)
+            .map_err(|source| DatapathError::Attach { program: names::TC_PROBE_STAMP, ifname: ifname.into(), source })?;
+        let link = tc.take_link(id).map_err(|source| DatapathError::Attach { program: names::TC_PROBE_STAMP, ifname: ifname.into(), source })?;
+        self.pin_link(FdLink::try_from(link).map_err(|e| DatapathError::Pin { path: self.pin_dir.clone(), reason: e.to_string() })?, &format!("tc-egress-{ifname}"))?;
+        self.attachments.push(Attachment { ifindex, ifname: ifname.into() });
+        Ok(ifindex)
+    }
+
+    fn pin_link(&self, link: FdLink, name: &str) -> Result<(), DatapathError> {
+        let path = self.pin_dir.join("links").join(name);
+        let pinned: PinnedLink = link.pin(&path).map_err(|e| DatapathError::Pin { path: path.clone(), reason: e.to_string() })?;
+        // The pin keeps the link (and the attachment) alive; the descriptor is not needed.
+        drop(pinned);
+        Ok(())
+    }
+
+    /// Tracked interfaces as (ifindex, name).
+    pub fn tracked(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.attachments.iter().map(|a| (a.ifindex, a.ifname.as_str()))
+    }
+
+    /// Takes the probe-reply ring buffer (once).
+    ///
+    /// # Errors
+    /// When it was already taken.
+    pub fn take_reply_ring(&mut self) -> Result<RingBuf<MapData>, DatapathError> {
+        let map = self.ebpf.take_map(names::PROBE_REPLIES).ok_or(DatapathError::Missing(names::PROBE_REPLIES))?;
+        RingBuf::try_from(map).map_err(|source| DatapathError::Map { map: names::PROBE_REPLIES, source })
+    }
+
+    /// Counters of `ifindex`, summed over CPUs.
+    ///
+    /// # Errors
+    /// When the interface is not tracked.
+    pub fn counters(&mut self, ifindex: u32) -> Result<IfaceCounters, DatapathError> {
+        let counters: PerCpuHashMap<&mut MapData, u32, IfaceCounters> = map_typed(&mut self.ebpf, names::IFACE_COUNTERS)?;
+        let per_cpu = counters.get(&ifindex, 0).map_err(|source| DatapathError::Map { map: names::IFACE_COUNTERS, source })?;
+        Ok(per_cpu.iter().fold(IfaceCounters::default(), |acc, c| acc.merged(c)))
+    }
+
+    /// Takes the link-state map as a store for the link watcher (once).
+    ///
+    /// # Errors
+    /// When it was already taken.
+    pub fn take_link_state_store(&mut self) -> Result<Box<dyn LinkStateStore>, DatapathError> {
+        let map = self.ebpf.take_map(names::LINK_STATE).ok_or(DatapathError::Missing(names::LINK_STATE))?;
+        let map: HashMap<MapData, u32, LinkState> = HashMap::try_from(map).map_err(|source| DatapathError::Map { map: names::LINK_STATE, source })?;
+        Ok(Box::new(MapStore(map)))
+    }
+
+    /// Detaches everything and removes the pins: for diagnostics that must leave nothing behind.
+    /// A daemon keeps its pins so a restart can adopt them.
+    ///
+    /// # Errors
+    /// When a pin cannot be removed.
+    pub fn detach_and_unpin(self) -> io::Result<()> {
+        let dir = self.pin_dir.clone();
+        drop(self);
+        remove_pins(&dir)
+    }
+}
+
+struct MapStore(HashMap<MapData, u32, LinkState>);
+
+impl LinkStateStore for MapStore {
+    fn store(&mut self, ifindex: u32, state: &LinkState) -> io::Result<()> {
+        self.0.insert(ifindex, *state, 0).map_err(io::Error::other)
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DatapathError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let p = ebpf.program_mut(name).ok_or(DatapathError::Missing(name))?;
+    p.try_into().map_err(|source| DatapathError::Program { program: name, source })
+}
+
+fn map_typed<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    let m = ebpf.map_mut(name).ok_or(DatapathError::Missing(name))?;
+    T::try_from(m).map_err(|source| DatapathError::Map { map: name, source })
+}
+
+/// Index of interface `name` in the current network namespace.
+///
+/// # Errors
+/// [`DatapathError::UnknownInterface`] when there is none.
+pub fn ifindex_of(name: &str) -> Result<u32, DatapathError> {
+    let c = CString::new(name).map_err(|_| DatapathError::UnknownInterface(name.into()))?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(DatapathError::UnknownInterface(name.into()));
+    }
+    Ok(idx)
+}
+
+/// Tries to load and attach the fentry carrier hooks; the reason when the kernel refuses.
+fn attach_carrier_hook(ebpf: &mut Ebpf) -> Result<Vec<FdLink>, String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF unavailable: {e}"))?;
+    let mut links = Vec::new();
+    for (prog, func) in [("ipmpd_carrier_on", "netif_carrier_on"), ("ipmpd_carrier_off", "netif_carrier_off")] {
+        let p: &mut FEntry = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| format!("program {prog} missing"))?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        p.load(func, &btf).map_err(|e| format!("the kernel refused fentry on {func}: {e} (lockdown or a BPF LSM forbids tracing programs)"))?;
+        let id = p.attach().map_err(|e| format!("cannot attach fentry on {func}: {e}"))?;
+        let link = p.take_link(id).map_err(|e| e.to_string())?;
+        links.push(FdLink::try_from(link).map_err(|e| e.to_string())?);
+    }
+    Ok(links)
+}
+
+/// Removes an instance's pins (detaching pinned links) and its directory; absent is fine.
+fn remove_pins(dir: &Path) -> io::Result<()> {
+    let links = dir.join("links");
+    if let Ok(entries) = std::fs::read_dir(&links) {
+        for e in entries.flatten() {
+            // Unpinning a link whose last reference is the pin detaches it.
+            if let Ok(pinned) = PinnedLink::from_pin(e.path()) {
+                drop(pinned.unpin());
+            } else {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        std::fs::remove_dir(&links)?;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) || e.path().is_file() {
+                std::fs::remove_file(e.path())?;
+            } else if e.file_type().is_ok_and(|t| !t.is_dir()) {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        // The root may hold other instances' directories; only remove it when empty.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! The pure half of the link-state mirror: observations in (with `now`), transitions out.
+
+use std::collections::HashMap;
+
+use agent_common::link::{LinkState, source};
+use serde::Serialize;
+
+use super::netlink::{IFF_UP, LinkObservation};
+
+/// What changed on one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkChange {
+    /// First observation after tracking started.
+    Initial,
+    /// Carrier lost.
+    Down,
+    /// Carrier regained.
+    Up,
+    /// Carrier went away and came back (or the reverse) between two observations; `transitions`
+    /// is how many carrier changes the kernel counted meanwhile.
+    Flapped { transitions: u64 },
+    /// The interface was deleted.
+    Removed,
+}
+
+/// One change with the state after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LinkEvent {
+    pub ifindex: u32,
+    pub change: LinkChange,
+    pub carrier: bool,
+    pub flaps: u32,
+    pub at_ns: u64,
+    /// One of [`agent_common::link::source`].
+    pub source: u32,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    state: LinkState,
+    /// Carrier transitions the kernel had counted at the newest observation.
+    counted: Option<u64>,
+    seen: bool,
+}
+
+/// Tracked interfaces and their link state.
+#[derive(Debug, Default)]
+pub struct LinkMirror {
+    entries: HashMap<u32, Entry>,
+}
+
+/// Human name of a [`source`] value.
+#[must_use]
+pub fn source_name(s: u32) -> &'static str {
+    match s {
+        source::INITIAL => "initial dump",
+        source::NOTIFICATION => "rtnetlink notification",
+        source::POLL => "carrier poll",
+        source::KERNEL_HOOK => "kernel hook",
+        _ => "none",
+    }
+}
+
+impl LinkMirror {
+    /// Starts tracking `ifindex`; the first observation reports [`LinkChange::Initial`].
+    pub fn track(&mut self, ifindex: u32) {
+        self.entries.entry(ifindex).or_default();
+    }
+
+    /// Stops tracking `ifindex`.
+    pub fn untrack(&mut self, ifindex: u32) {
+        self.entries.remove(&ifindex);
+    }
+
+    /// Whether `ifindex` is tracked.
+    #[must_use]
+    pub fn is_tracked(&self, ifindex: u32) -> bool {
+        self.entries.contains_key(&ifindex)
+    }
+
+    /// Current state of `ifindex`.
+    #[must_use]
+    pub fn state(&self, ifindex: u32) -> Option<LinkState> {
+        self.entries.get(&ifindex).filter(|e| e.seen).map(|e| e.state)
+    }
+
+    /// Folds in one observation made at `now_ns` from `src`; returns the change, if any.
+    ///
+    /// The kernel's carrier counters only grow, so an observation that counted fewer changes than
+    /// one already folded in is stale (a notification the poll overtook) and is ignored; one that
+    /// counted more reveals every transition in between, even those no observation caught.
+    pub fn observe(&mut self, obs: &LinkObservation, now_ns: u64, src: u32) -> Option<LinkEvent> {
+        let entry = self.entries.get_mut(&obs.ifindex)?;
+        let carrier = obs.carrier();
+        let admin_up = u32::from(obs.flags & IFF_UP != 0);
+        if obs.deleted {
+            entry.state.carrier = 0;
+            entry.state.last_change_ns = now_ns;
+            entry.state.source = src;
+            return Some(event(obs.ifindex, LinkChange::Removed, &entry.state));
+        }
+        if !entry.seen {
+            entry.seen = true;
+            entry.counted = obs.carrier_changes;
+            entry.state = LinkState { carrier: u32::from(carrier), flaps: 0, last_change_ns: now_ns, source: source::INITIAL, admin_up };
+            return Some(event(obs.ifindex, LinkChange::Initial, &entry.state));
+        }
+        let counted_delta = match (entry.counted, obs.carrier_changes) {
+            (Some(old), Some(new)) if new < old => return None,
+            (Some(old), Some(new)) => new - old,
+            _ => 0,
+        };
+        let changed = (entry.state.carrier != 0) != carrier;
+        let admin_changed = entry.state.admin_up != admin_up;
+        entry.state.admin_up = admin_up;
+        if obs.carrier_changes.is_some() {
+            entry.counted = obs.carrier_changes;
+        }
+        let transitions = counted_delta.max(u64::from(changed));
+        if transitions == 0 {
+            return None.filter(|_: &LinkEvent| admin_changed);
+        }
+        entry.state.carrier = u32::from(carrier);
+        entry.state.flaps = entry.state.flaps.saturating_add(u32::try_from(transitions).unwrap_or(u32::MAX));
+        entry.state.last_change_ns = now_ns;
+        entry.state.source = src;
+        let change = match (changed, carrier) {
+            (true, true) => LinkChange::Up,
+            (true, false) => LinkChange::Down,
+            (false, _) => LinkChange::Flapped { transitions },
+        };
+        Some(event(obs.ifindex, change, &entry.state))
+    }
+}
+
+fn event(ifindex: u32, change: LinkChange, s: &LinkState) -> LinkEvent {
+    LinkEvent { ifindex, change, carrier: s.carrier != 0, flaps: s.flaps, at_ns: s.last_change_ns, source: s.source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::netlink::IFF_LOWER_UP, *};
+
+    fn obs(carrier: bool, changes: u64) -> LinkObservation {
+        LinkObservation { ifindex: 5, flags: IFF_UP | if carrier { IFF_LOWER_UP } else { 0 }, carrier_changes: Some(changes), deleted: false }
+    }
+
+    fn mirror() -> LinkMirror {
+        let mut m = LinkMirror::default();
+        m.track(5);
+        assert_eq!(m.observe(&obs(true, 1), 0, source::INITIAL).unwrap().change, LinkChange::Initial);
+        m
+    }
+
+    #[test]
+    fn untracked_interfaces_are_ignored() {
+        let mut m = LinkMirror::default();
+        assert_eq!(m.observe(&obs(true, 1), 0, source::POLL), None);
+    }
+
+    #[test]
+    fn down_then_up() {
+        let mut m = mirror();
+        let e = m.observe(&obs(false, 2), 10, source::POLL).unwrap();
+        assert_eq!((e.change, e.carrier, e.flaps, e.at_ns, e.source), (LinkChange::Down, false, 1, 10, source::POLL));
+        assert_eq!(m.observe(&obs(false, 2), 11, source::POLL), None, "no news");
+        let e = m.observe(&obs(true, 3), 20, source::NOTIFICATION).unwrap();
+        assert_eq!((e.change, e.flaps), (LinkChange::Up, 2));
+        assert_eq!(m.state(5).unwrap().carrier, 1);
+    }
+
+    #[test]
+    fn a_flap_between_two_polls_is_counted() {
+        let mut m = mirror();
+        let e = m.observe(&obs(true, 3), 10, source::POLL).unwrap();
+        assert_eq!(e.change, LinkChange::Flapped { transitions: 2 });
+        assert_eq!(e.flaps, 2);
+    }
+
+    #[test]
+    fn a_stale_notification_is_ignored() {
+        let mut m = mirror();
+        m.observe(&obs(false, 2), 10, source::POLL).unwrap();
+        m.observe(&obs(true, 3), 20, source::POLL).unwrap();
+        // The notification for the first transition arrives late, saying "down".
+        assert_eq!(m.observe(&obs(false, 2), 30, source::NOTIFICATION), None);
+        assert_eq!(m.state(5).unwrap().carrier, 1);
+    }
+
+    #[test]
+    fn kernels_without_counters_fall_back_to_the_flag() {
+        let mut m = LinkMirror::default();
+        m.track(5);
+        let no = |c: bool| LinkObservation { carrier_changes: None, ..obs(c, 0) };
+        m.observe(&no(true), 0, source::INITIAL);
+        assert_eq!(m.observe(&no(false), 5, source::POLL).unwrap().change, LinkChange::Down);
+        assert_eq!(m.observe(&no(false), 6, source::POLL), None);
+    }
+
+    #[test]
+    fn admin_down_means_no_carrier_and_deletion_is_reported() {
+        let mut m = mirror();
+        let admin_down = LinkObservation { flags: 0, ..obs(true, 1) };
+        assert_eq!(m.observe(&admin_down, 3, source::POLL).unwrap().change, LinkChange::Down);
+        let gone = LinkObservation { deleted: true, ..obs(false, 1) };
+        assert_eq!(m.observe(&gone, 4, source::NOTIFICATION).unwrap().change, LinkChange::Removed);
+    }
+}

@@ -1,0 +1,338 @@
+//! A minimal NETLINK_ROUTE client for link state: one dump request, notification subscription, and
+//! a parser that reads only what the mirror needs (index, flags, carrier counters).
+//!
+//! Hand-rolled rather than built on the rtnetlink crate because it runs up to a thousand times a
+//! second: it reuses one buffer, allocates nothing per message and skips every attribute it does not
+//! need.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+};
+
+const NLMSG_HDRLEN: usize = 16;
+const IFINFOMSG_LEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+const IFLA_CARRIER_UP_COUNT: u16 = 47;
+const IFLA_CARRIER_DOWN_COUNT: u16 = 48;
+/// `IFF_UP`.
+pub const IFF_UP: u32 = 0x1;
+/// `IFF_LOWER_UP`: the driver reports carrier.
+pub const IFF_LOWER_UP: u32 = 0x1_0000;
+/// `RTNLGRP_LINK` as a bind(2) group mask.
+const RTMGRP_LINK: u32 = 0x1;
+
+/// What one RTM_NEWLINK / RTM_DELLINK message says about one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkObservation {
+    pub ifindex: u32,
+    /// `ifi_flags`: IFF_UP, IFF_LOWER_UP, ...
+    pub flags: u32,
+    /// `IFLA_CARRIER_UP_COUNT` + `IFLA_CARRIER_DOWN_COUNT` when the kernel sent them.
+    pub carrier_changes: Option<u64>,
+    /// RTM_DELLINK: the interface is gone.
+    pub deleted: bool,
+}
+
+impl LinkObservation {
+    /// Carrier as the driver reports it (only meaningful while the interface is up).
+    #[must_use]
+    pub fn carrier(&self) -> bool {
+        self.flags & IFF_LOWER_UP != 0 && !self.deleted
+    }
+}
+
+/// Errors from the netlink socket.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a NETLINK_ROUTE socket: {0}")]
+    Open(#[source] io::Error),
+    #[error("netlink {call} failed: {source}")]
+    Io { call: &'static str, source: io::Error },
+    #[error("the kernel refused the link dump: errno {0}")]
+    Refused(i32),
+    /// The kernel dropped notifications because the socket buffer was full: resynchronise with a dump.
+    #[error("netlink notifications overran the socket buffer")]
+    Overrun,
+}
+
+/// A NETLINK_ROUTE socket, either for dumps or subscribed to link notifications.
+#[derive(Debug)]
+pub struct RouteSocket {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl RouteSocket {
+    /// A socket for dump requests.
+    ///
+    /// # Errors
+    /// When the socket cannot be opened.
+    pub fn for_dumps() -> Result<Self, NetlinkError> {
+        Self::open(0)
+    }
+
+    /// A non-blocking socket subscribed to link notifications (RTNLGRP_LINK).
+    ///
+    /// # Errors
+    /// When the socket cannot be opened or bound.
+    pub fn for_notifications() -> Result<Self, NetlinkError> {
+        Self::open(RTMGRP_LINK)
+    }
+
+    fn open(groups: u32) -> Result<Self, NetlinkError> {
+        let nonblock = if groups != 0 { libc::SOCK_NONBLOCK } else { 0 };
+        // SAFETY: plain socket(2); the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | nonblock, libc::NETLINK_ROUTE) };
+        if raw < 0 {
+            return Err(NetlinkError::Open(io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: zeroed sockaddr_nl is a valid "any" address.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        sa.nl_groups = groups;
+        // SAFETY: valid sockaddr_nl and length.
+        let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const sa).cast(), size_of::<libc::sockaddr_nl>() as u32) };
+        if rc < 0 {
+            return Err(NetlinkError::Io { call: "bind", source: io::Error::last_os_error() });
+        }
+        Ok(Self { fd, seq: 0, buf: vec![0; 256 * 1024] })
+    }
+
+    /// The descriptor, for poll(2).
+    #[must_use]
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Dumps every link of the namespace and calls `each` per interface.
+    ///
+    /// # Errors
+    /// On a socket error or a refusal by the kernel.
+    pub fn dump_links(&mut self, mut each: impl FnMut(LinkObservation)) -> Result<(), NetlinkError> {
+        self.seq = self.seq.wrapping_add(1);
+        let req = dump_request(self.seq);
+        // SAFETY: `req` is valid for its length.
+        let rc = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+        if rc < 0 {
+            return Err(NetlinkError::Io { call: "send", source: io::Error::last_os_error() });
+        }
+        loop {
+            let n = self.recv()?;
+            let mut done = false;
+            let mut refused = None;
+            parse_messages(&self.buf[..n], |msg| match msg {
+                Message::Link(obs) => each(obs),
+                Message::Done => done = true,
+                Message::Error(errno) => refused = Some(errno),
+            });
+            if let Some(errno) = refused {
+                return Err(NetlinkError::Refused(errno));
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads every queued notification (non-blocking) and calls `each` per link message.
+    ///
+    /// # Errors
+    /// [`NetlinkError::Overrun`] when notifications were lost; other socket errors.
+    pub fn drain_notifications(&mut self, mut each: impl FnMut(LinkObservation)) -> Result<(), NetlinkError> {
+        loop {
+            let n = match self.recv() {
+                Ok(n) => n,
+                Err(NetlinkError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            parse_messages(&self.buf[..n], |msg| {
+                if let Message::Link(obs) = msg {
+                    each(obs);
+                }
+            });
+        }
+    }
+
+    fn recv(&mut self) -> Result<usize, NetlinkError> {
+        // SAFETY: `buf` is valid and writable for its length.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOBUFS) {
+                return Err(NetlinkError::Overrun);
+            }
+            return Err(NetlinkError::Io { call: "recv", source: err });
+        }
+        Ok(n as usize)
+    }
+}
+
+/// The RTM_GETLINK dump request (no attributes: the default extension mask leaves out VF data).
+#[must_use]
+pub fn dump_request(seq: u32) -> [u8; NLMSG_HDRLEN + IFINFOMSG_LEN] {
+    let mut req = [0u8; NLMSG_HDRLEN + IFINFOMSG_LEN];
+    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + IFINFOMSG_LEN) as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
+    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // ifinfomsg: family AF_UNSPEC, everything else 0.
+    req
+}
+
+/// One parsed netlink message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    Link(LinkObservation),
+    Done,
+    /// NLMSG_ERROR with a non-zero errno (positive).
+    Error(i32),
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Walks the messages in one datagram. Malformed messages end the walk; nothing panics.
+pub fn parse_messages(mut data: &[u8], mut each: impl FnMut(Message)) {
+    while data.len() >= NLMSG_HDRLEN {
+        let Some(len) = u32_at(data, 0).map(|l| l as usize) else { return };
+        let Some(kind) = u16_at(data, 4) else { return };
+        if len < NLMSG_HDRLEN || len > data.len() {
+            return;
+        }
+        let body = &data[NLMSG_HDRLEN..len];
+        match kind {
+            NLMSG_DONE => each(Message::Done),
+            NLMSG_ERROR => {
+                let errno = u32_at(body, 0).map_or(0, |e| e as i32);
+                if errno != 0 {
+                    each(Message::Error(-errno));
+                }
+            }
+            RTM_NEWLINK | RTM_DELLINK => {
+                if let Some(obs) = parse_link(body, kind == RTM_DELLINK) {
+                    each(Message::Link(obs));
+                }
+            }
+            _ => {}
+        }
+        let aligned = (len + 3) & !3;
+        data = data.get(aligned..).unwrap_or(&[]);
+    }
+}
+
+fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
+    let ifindex = u32_at(body, 4)?;
+    let flags = u32_at(body, 8)?;
+    let (mut up, mut down) = (None, None);
+    let mut attrs = body.get(IFINFOMSG_LEN..)?;
+    while attrs.len() >= 4 {
+        let alen = usize::from(u16_at(attrs, 0)?);
+        let atype = u16_at(attrs, 2)? & 0x3fff;
+        if alen < 4 || alen > attrs.len() {
+            break;
+        }
+        match atype {
+            IFLA_CARRIER_UP_COUNT => up = u32_at(attrs, 4),
+            IFLA_CARRIER_DOWN_COUNT => down = u32_at(attrs, 4),
+            _ => {}
+        }
+        attrs = attrs.get((alen + 3) & !3..).unwrap_or(&[]);
+    }
+    let carrier_changes = match (up, down) {
+        (Some(u), Some(d)) => Some(u64::from(u) + u64::from(d)),
+        _ => None,
+    };
+    Some(LinkObservation { ifindex, flags, carrier_changes, deleted })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[rustfmt::skip]
+    fn newlink(ifindex: u8, lower_up: bool, up_count: u8, down_count: u8) -> Vec<u8> {
+        let flags: u32 = 0x1003 | if lower_up { IFF_LOWER_UP } else { 0 };
+        let f = flags.to_ne_bytes();
+        let mut m = vec![
+            56, 0, 0, 0,        // nlmsg_len 56
+            16, 0,              // RTM_NEWLINK
+            0, 0,               // flags
+            1, 0, 0, 0,         // seq
+            0, 0, 0, 0,         // pid
+            0, 0, 1, 0,         // ifi_family, pad, ifi_type ARPHRD_ETHER
+            ifindex, 0, 0, 0,   // ifi_index
+            f[0], f[1], f[2], f[3], // ifi_flags
+            0, 0, 0, 0,         // ifi_change
+            8, 0, 47, 0, up_count, 0, 0, 0,   // IFLA_CARRIER_UP_COUNT
+            8, 0, 48, 0, down_count, 0, 0, 0, // IFLA_CARRIER_DOWN_COUNT
+            7, 0, 3, 0, b'h', b'0', 0, 0,     // IFLA_IFNAME "h0" (len 7, padded)
+        ];
+        m.truncate(56);
+        m
+    }
+
+    #[test]
+    fn parses_flags_and_carrier_counters() {
+        let mut seen = vec![];
+        parse_messages(&newlink(7, true, 2, 3), |m| seen.push(m));
+        assert_eq!(
+            seen,
+            vec![Message::Link(LinkObservation { ifindex: 7, flags: 0x1003 | IFF_LOWER_UP, carrier_changes: Some(5), deleted: false })]
+        );
+    }
+
+    #[test]
+    fn several_messages_and_done() {
+        let mut data = newlink(1, false, 0, 1);
+        data.extend(newlink(2, true, 1, 1));
+        data.extend([20, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut seen = vec![];
+        parse_messages(&data, |m| seen.push(m));
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2], Message::Done);
+        assert!(matches!(seen[0], Message::Link(LinkObservation { ifindex: 1, .. })));
+    }
+
+    #[test]
+    fn truncated_and_garbage_input_never_panics() {
+        let good = newlink(3, true, 1, 0);
+        for cut in 0..good.len() {
+            parse_messages(&good[..cut], |_| {});
+        }
+        let mut bad = good.clone();
+        bad[0] = 0xff; // length beyond the datagram
+        let mut n = 0;
+        parse_messages(&bad, |_| n += 1);
+        assert_eq!(n, 0);
+        let mut zero_attr = good;
+        zero_attr[32] = 0; // attribute length 0
+        parse_messages(&zero_attr, |_| {});
+    }
+
+    #[test]
+    fn dump_request_golden() {
+        #[rustfmt::skip]
+        assert_eq!(dump_request(9), [
+            32, 0, 0, 0,     // nlmsg_len
+            18, 0,           // RTM_GETLINK
+            1, 3,            // NLM_F_REQUEST | NLM_F_DUMP
+            9, 0, 0, 0,      // seq
+            0, 0, 0, 0,      // pid
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // ifinfomsg
+        ]);
+    }
+}
