@@ -26,7 +26,7 @@ use self::btf_offsets::{CarrierHookOffsets, KernelBtf};
 use crate::link::watcher::LinkStateStore;
 
 /// The compiled kernel programs (agent-ebpf), embedded by `agent/build.rs`.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipmpd"));
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipmpd"));
 
 /// Root of ipmpd's pins on bpffs.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/ipmpd";

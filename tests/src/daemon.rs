@@ -1,0 +1,142 @@
+//! Running the real `ipmpd` binary inside a namespace.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::Netns;
+
+/// CLOCK_MONOTONIC in nanoseconds.
+#[must_use]
+pub fn clock_ns() -> u64 {
+    ::ipmpd::clock::monotonic_ns()
+}
+
+/// The ipmpd binary: `$IPMPD_BIN`, else the workspace's `target/{debug,release}/ipmpd`.
+#[must_use]
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("IPMPD_BIN") {
+        return p.into();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    for profile in ["debug", "release"] {
+        let p = target.join(profile).join("ipmpd");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("ipmpd binary not found: run `cargo build -p agent` or set IPMPD_BIN");
+}
+
+/// Runs `ipmpd ARGS` to completion inside `ns`; returns (success, stdout, stderr).
+#[must_use]
+pub fn run(ns: &Netns, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path()))
+        .arg(binary())
+        .args(args)
+        .output()
+        .expect("nsenter runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A running ipmpd whose stdout JSON lines are collected; killed (SIGTERM, then SIGKILL) on drop.
+pub struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+}
+
+impl Daemon {
+    /// Starts `ipmpd ARGS` in `ns` (ARGS should include `--json`).
+    #[must_use]
+    pub fn spawn(ns: &Netns, args: &[&str]) -> Self {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .arg(binary())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ipmpd starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Self { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits up to `timeout` for a line matching `pred`; returns it (lines read meanwhile are kept).
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return Some(v.clone());
+        }
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return Some(v);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Lines that arrived so far (non-blocking).
+    pub fn drain(&mut self) -> &[Value] {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+        &self.seen
+    }
+
+    /// Stops it with SIGTERM (so it cleans up its pins) and waits up to 5 s.
+    pub fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.drain();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// `bpftool -j map dump pinned PATH` as JSON.
+#[must_use]
+pub fn bpftool_dump(path: &str) -> Value {
+    let out = Command::new("bpftool").args(["-j", "map", "dump", "pinned", path]).output().expect("bpftool runs");
+    assert!(out.status.success(), "bpftool map dump pinned {path}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("bpftool prints JSON")
+}

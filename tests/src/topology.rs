@@ -1,0 +1,211 @@
+//! Network namespaces and the links between them.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::sh;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A new namespace named `ipt<pid>-<n>-<tag>` with `lo` up.
+    #[must_use]
+    pub fn new(tag: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("ipt{}-{n}-{tag}", std::process::id());
+        sh(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        Self { name }
+    }
+
+    /// Path for `nsenter --net=`.
+    #[must_use]
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs `cmd` inside the namespace (network only) and returns stdout; panics on failure.
+    pub fn sh(&self, cmd: &str) -> String {
+        sh(&format!("nsenter --net={} sh -c '{}'", self.path(), cmd.replace('\'', r"'\''")))
+    }
+
+    /// Runs `cmd` inside the namespace, returning whether it succeeded.
+    #[must_use]
+    pub fn try_sh(&self, cmd: &str) -> bool {
+        std::process::Command::new("nsenter")
+            .arg(format!("--net={}", self.path()))
+            .args(["sh", "-c", cmd])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Index of `ifname` in this namespace.
+    #[must_use]
+    pub fn ifindex(&self, ifname: &str) -> u32 {
+        self.sh(&format!("cat /sys/class/net/{ifname}/ifindex 2>/dev/null || ip -o link show {ifname} | cut -d: -f1"))
+            .trim()
+            .parse()
+            .expect("ifindex")
+    }
+
+    /// The IPv6 link-local address of `ifname`, waiting up to 3 s for DAD.
+    #[must_use]
+    pub fn link_local(&self, ifname: &str) -> String {
+        for _ in 0..60 {
+            let out = self.sh(&format!("ip -6 -o addr show dev {ifname} scope link -tentative"));
+            if let Some(addr) = out.split_whitespace().skip_while(|w| *w != "inet6").nth(1) {
+                return addr.split('/').next().unwrap_or_default().to_owned();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no link-local address on {ifname} in {}", self.name);
+    }
+
+    /// Carrier loss: sets `ifname` (usually the far end of a veth) down.
+    pub fn link_down(&self, ifname: &str) {
+        self.sh(&format!("ip link set {ifname} down"));
+    }
+
+    /// Ends a carrier loss.
+    pub fn link_up(&self, ifname: &str) {
+        self.sh(&format!("ip link set {ifname} up"));
+    }
+
+    /// Silent loss: nftables drops every frame arriving on or leaving `ifname` (netdev ingress and
+    /// egress hooks); the link stays up, so only probes can notice.
+    pub fn drop_all(&self, ifname: &str) {
+        let t = format!("ipmpd_fault_{}", ifname.replace('-', "_"));
+        self.sh(&format!(
+            "nft add table netdev {t} && \
+             nft add chain netdev {t} in \"{{ type filter hook ingress device {ifname} priority 0; policy drop; }}\" && \
+             nft add chain netdev {t} out \"{{ type filter hook egress device {ifname} priority 0; policy drop; }}\""
+        ));
+    }
+
+    /// Ends a silent loss on `ifname`.
+    pub fn undrop_all(&self, ifname: &str) {
+        self.sh(&format!("nft delete table netdev ipmpd_fault_{}", ifname.replace('-', "_")));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Kill anything still running inside (ipmpd, helpers) before the namespace goes.
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ip netns pids {0} 2>/dev/null | xargs -r kill -9; ip netns del {0}", self.name))
+            .status();
+    }
+}
+
+/// A topology: namespaces and the veth pairs and bridges between them.
+#[derive(Debug, Default)]
+pub struct Topology {
+    pub namespaces: Vec<Netns>,
+}
+
+impl Topology {
+    /// Adds a namespace and returns its index.
+    pub fn ns(&mut self, tag: &str) -> usize {
+        self.namespaces.push(Netns::new(tag));
+        self.namespaces.len() - 1
+    }
+
+    /// The namespace at `i`.
+    #[must_use]
+    pub fn at(&self, i: usize) -> &Netns {
+        &self.namespaces[i]
+    }
+
+    /// A veth pair `a_if`@`a` -- `b_if`@`b`, both up. With `nic_like`, both ends get the same index
+    /// (as a physical NIC has ifindex == iflink), which makes linkwatch report carrier changes late,
+    /// like a real NIC.
+    pub fn veth(&self, a: usize, a_if: &str, b: usize, b_if: &str, nic_like: Option<u32>) {
+        let (na, nb) = (&self.at(a).name, &self.at(b).name);
+        let idx = nic_like.map_or((String::new(), String::new()), |i| (format!(" index {i}"), format!(" index {i}")));
+        sh(&format!(
+            "ip link add {a_if} netns {na}{} type veth peer name {b_if} netns {nb}{} && ip -n {na} link set {a_if} up && ip -n {nb} link set {b_if} up",
+            idx.0, idx.1
+        ));
+    }
+
+    /// A bridge `br` in namespace `ns` with `ports` enslaved, all up; no STP, no forwarding delay.
+    pub fn bridge(&self, ns: usize, br: &str, ports: &[&str]) {
+        let n = self.at(ns);
+        n.sh(&format!("ip link add {br} type bridge forward_delay 0 stp_state 0 && ip link set {br} up"));
+        for p in ports {
+            n.sh(&format!("ip link set {p} master {br} && ip link set {p} up"));
+        }
+    }
+
+    /// Adds `cidr` to `ifname` in namespace `ns` (IPv6 without duplicate address detection).
+    pub fn addr(&self, ns: usize, ifname: &str, cidr: &str) {
+        let nodad = if cidr.contains(':') { " nodad" } else { "" };
+        self.at(ns).sh(&format!("ip addr add {cidr} dev {ifname}{nodad}"));
+    }
+
+    /// Adds a route in namespace `ns`.
+    pub fn route(&self, ns: usize, spec: &str) {
+        self.at(ns).sh(&format!("ip route add {spec}"));
+    }
+}
+
+/// The standard small topology: a host namespace with `h0` (and `h1` when `two`) on 192.0.2.0/24,
+/// a switch namespace with a bridge, and a router namespace at 192.0.2.1 answering probes.
+/// Host-side ports are `sw-h0`/`sw-h1`, the router's is `sw-r0`.
+#[derive(Debug)]
+pub struct Lan {
+    pub topo: Topology,
+    pub host: usize,
+    pub switch: usize,
+    pub router: usize,
+}
+
+impl Lan {
+    /// Builds it; `nic_like` gives the host links equal indexes on both ends (see [`Topology::veth`]).
+    #[must_use]
+    pub fn new(two: bool, nic_like: bool) -> Self {
+        let mut topo = Topology::default();
+        let host = topo.ns("host");
+        let switch = topo.ns("sw");
+        let router = topo.ns("rtr");
+        topo.veth(host, "h0", switch, "sw-h0", nic_like.then_some(20));
+        let mut ports = vec!["sw-h0", "sw-r0"];
+        if two {
+            topo.veth(host, "h1", switch, "sw-h1", nic_like.then_some(21));
+            ports.push("sw-h1");
+        }
+        topo.veth(router, "r0", switch, "sw-r0", None);
+        topo.bridge(switch, "br0", &ports);
+        topo.addr(host, "h0", "192.0.2.10/24");
+        if two {
+            topo.addr(host, "h1", "192.0.2.11/24");
+            // Both host interfaces are on one subnet: answer ARP only on the interface that owns
+            // the address (what ipmpd sets on group members).
+            topo.at(host).sh("sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2");
+        }
+        topo.addr(router, "r0", "192.0.2.1/24");
+        topo.addr(router, "r0", "2001:db8::1/64");
+        Self { topo, host, switch, router }
+    }
+
+    /// The host namespace.
+    #[must_use]
+    pub fn host(&self) -> &Netns {
+        self.topo.at(self.host)
+    }
+    /// The switch namespace.
+    #[must_use]
+    pub fn switch(&self) -> &Netns {
+        self.topo.at(self.switch)
+    }
+    /// The router namespace.
+    #[must_use]
+    pub fn router(&self) -> &Netns {
+        self.topo.at(self.router)
+    }
+}
