@@ -133,10 +133,13 @@ impl Drop for Daemon {
     }
 }
 
-/// `bpftool -j map dump pinned PATH` as JSON.
+/// `bpftool -j map dump pinned PATH` as JSON: one element per entry, each the BTF-formatted form
+/// (named fields) that bpftool prints beside the raw bytes.
 #[must_use]
 pub fn bpftool_dump(path: &str) -> Value {
     let out = Command::new("bpftool").args(["-j", "map", "dump", "pinned", path]).output().expect("bpftool runs");
     assert!(out.status.success(), "bpftool map dump pinned {path}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("bpftool prints JSON")
+    let raw: Value = serde_json::from_slice(&out.stdout).expect("bpftool prints JSON");
+    let entries = raw.as_array().expect("an array of entries");
+    Value::Array(entries.iter().map(|e| e.get("formatted").cloned().unwrap_or_else(|| e.clone())).collect())
 }

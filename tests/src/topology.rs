@@ -18,7 +18,10 @@ impl Netns {
     pub fn new(tag: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("ipt{}-{n}-{tag}", std::process::id());
-        sh(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        // No duplicate address detection: addresses (link-local ones too) are usable at once.
+        sh(&format!(
+            "ip netns add {name} && ip -n {name} link set lo up && ip netns exec {name} sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0"
+        ));
         Self { name }
     }
 

@@ -36,7 +36,7 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/ipmpd";
 pub enum DatapathError {
     #[error(transparent)]
     Bpffs(#[from] bpffs::BpffsError),
-    #[error("cannot prepare pin directory {path}")]
+    #[error("cannot prepare pin directory {path} (ipmpd needs root, or CAP_BPF and write access to bpffs)")]
     PinDir { path: PathBuf, source: io::Error },
     #[error("the kernel refused ipmpd's BPF object (ipmpd needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)")]
     Load(#[source] aya::EbpfError),
