@@ -73,6 +73,14 @@ impl Netns {
         self.sh(&format!("ip link set {ifname} down"));
     }
 
+    /// Sets `ifname` down or up and returns CLOCK_MONOTONIC just before and just after: the change
+    /// happened somewhere in between.
+    pub fn set_link_timed(&self, ifname: &str, up: bool) -> (u64, u64) {
+        let t0 = crate::monotonic_ns();
+        self.sh(&format!("ip link set {ifname} {}", if up { "up" } else { "down" }));
+        (t0, crate::monotonic_ns())
+    }
+
     /// Ends a carrier loss.
     pub fn link_up(&self, ifname: &str) {
         self.sh(&format!("ip link set {ifname} up"));
