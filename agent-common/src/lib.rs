@@ -5,6 +5,7 @@
 //! its size asserted at compile time, so the kernel and userspace can never disagree on a layout and
 //! the verifier never sees uninitialised padding bytes.
 
+pub mod checksum;
 pub mod counters;
 pub mod link;
 pub mod probe;

@@ -15,7 +15,10 @@ use crate::Netns;
 /// CLOCK_MONOTONIC in nanoseconds.
 #[must_use]
 pub fn clock_ns() -> u64 {
-    ::ipmpd::clock::monotonic_ns()
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The ipmpd binary: `$IPMPD_BIN`, else the workspace's `target/{debug,release}/ipmpd`.

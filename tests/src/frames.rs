@@ -1,7 +1,7 @@
 //! Synthetic Ethernet frames for `BPF_PROG_TEST_RUN` and for forging replies on the wire.
 
 use agent_common::probe::{ProbeHeader, msg};
-use ipmpd::probe::packet::internet_checksum;
+use agent_common::checksum::internet_checksum;
 
 /// What goes after the ICMP echo header.
 #[derive(Clone, Debug)]

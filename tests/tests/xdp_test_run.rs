@@ -11,7 +11,7 @@ use aya::{
     maps::{MapData, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use ipmpd::probe::packet::internet_checksum;
+use agent_common::checksum::internet_checksum;
 use tests::frames::{Frame, Payload, ext8, probe_header};
 
 const XDP_DROP: u32 = 1;
