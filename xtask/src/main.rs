@@ -77,6 +77,6 @@ fn test() -> anyhow::Result<()> {
     println!("== unit tests ==");
     run_cmd(cargo().args(["test", "--workspace", "--exclude", "agent-ebpf", "--exclude", "tests"]))?;
     println!("== privileged tests: TestRun and network namespaces ==");
-    run_cmd(cargo().args(["test", "-p", "tests", "--", "--test-threads=1"]).env("IPMPD_BIN", &bin))?;
+    run_cmd(cargo().args(["test", "-p", "tests", "--tests", "--", "--test-threads=1"]).env("IPMPD_BIN", &bin))?;
     Ok(())
 }
