@@ -25,15 +25,15 @@ pub fn ipmpd_xdp_reply(ctx: XdpContext) -> u32 {
     let start = ctx.data();
     let end = ctx.data_end();
     let ifindex = ctx.ingress_ifindex() as u32;
-    let stats = counters(ifindex);
-    if let Some(stats) = stats {
+    // One map lookup per frame: the entry is reused for the reject and reply counters below.
+    let mut stats = counters(ifindex);
+    if let Some(stats) = stats.as_deref_mut() {
         stats.rx_packets += 1;
         // The coarse clock (one tick of resolution) is enough for "the link carried something
         // recently" and keeps the per-packet cost of every non-probe frame low.
         // SAFETY: helper without preconditions.
         stats.last_rx_ns = unsafe { bpf_ktime_get_coarse_ns() };
     }
-    let stats = counters(ifindex);
     match classify(start, end) {
         Verdict::Pass => XDP_PASS,
         Verdict::Reject(reason) => {
