@@ -164,7 +164,9 @@ impl ProbeHeader {
         if bytes.len() < PROBE_HEADER_LEN {
             return None;
         }
-        let u32_at = |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&bytes[at..at + 8]);
@@ -190,7 +192,12 @@ mod tests {
 
     #[test]
     fn golden_bytes() {
-        let mut h = ProbeHeader::new(msg::FAILURE_DETECTION, 7, 0x0102_0304, 0x1122_3344_5566_7788);
+        let mut h = ProbeHeader::new(
+            msg::FAILURE_DETECTION,
+            7,
+            0x0102_0304,
+            0x1122_3344_5566_7788,
+        );
         h.tag = 0xaabb_ccdd_eeff_0011_u64.to_be();
         #[rustfmt::skip]
         let expected: [u8; 40] = [
@@ -215,7 +222,10 @@ mod tests {
     #[test]
     fn short_input_is_rejected() {
         for len in 0..PROBE_HEADER_LEN {
-            assert_eq!(ProbeHeader::from_bytes(&[0u8; PROBE_HEADER_LEN][..len]), None);
+            assert_eq!(
+                ProbeHeader::from_bytes(&[0u8; PROBE_HEADER_LEN][..len]),
+                None
+            );
         }
     }
 

@@ -52,15 +52,20 @@ pub fn ipmpd_carrier_off(ctx: FEntryContext) -> u32 {
 fn mirror(ctx: &FEntryContext, carrier: u32) -> Result<(), i64> {
     let dev: *const u8 = ctx.arg(0);
     // SAFETY: bpf_probe_read_kernel copes with any address; offsets come from the kernel's BTF.
-    let ifindex: u32 = unsafe { bpf_probe_read_kernel(dev.add(global(&NETDEV_IFINDEX_OFF) as usize).cast()) }?;
+    let ifindex: u32 =
+        unsafe { bpf_probe_read_kernel(dev.add(global(&NETDEV_IFINDEX_OFF) as usize).cast()) }?;
     // SAFETY: as above.
-    let net: *const u8 = unsafe { bpf_probe_read_kernel(dev.add(global(&NETDEV_ND_NET_OFF) as usize).cast()) }?;
+    let net: *const u8 =
+        unsafe { bpf_probe_read_kernel(dev.add(global(&NETDEV_ND_NET_OFF) as usize).cast()) }?;
     // SAFETY: as above.
-    let inum: u32 = unsafe { bpf_probe_read_kernel(net.add(global(&NET_NS_INUM_OFF) as usize).cast()) }?;
+    let inum: u32 =
+        unsafe { bpf_probe_read_kernel(net.add(global(&NET_NS_INUM_OFF) as usize).cast()) }?;
     if inum != global(&AGENT_NETNS_INUM) {
         return Ok(());
     }
-    let Some(entry) = LINK_STATE.get_ptr_mut(ifindex) else { return Ok(()) };
+    let Some(entry) = LINK_STATE.get_ptr_mut(ifindex) else {
+        return Ok(());
+    };
     // SAFETY: a pointer into a live map value; a racing writer can at worst make one flap count late.
     let entry: &mut LinkState = unsafe { &mut *entry };
     if entry.carrier != carrier {

@@ -26,5 +26,7 @@ pub static LINK_STATE: HashMap<u32, LinkState, MAX_TRACKED> = HashMap::new();
 pub fn counters(ifindex: u32) -> Option<&'static mut IfaceCounters> {
     // SAFETY: per-CPU values are only touched by programs on this CPU, and BPF programs run with
     // preemption (migration) disabled, so nothing else aliases this value while we hold it.
-    IFACE_COUNTERS.get_ptr_mut(ifindex).map(|p| unsafe { &mut *p })
+    IFACE_COUNTERS
+        .get_ptr_mut(ifindex)
+        .map(|p| unsafe { &mut *p })
 }

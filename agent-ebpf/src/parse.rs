@@ -87,7 +87,13 @@ pub fn to_icmp(start: usize, end: usize) -> Result<L4, Skip> {
             if protocol != IPPROTO_ICMP {
                 return Err(Skip::NotIcmp);
             }
-            Ok(L4 { family: 4, l4_off: l3_off + ihl, l3_off, vlan, hop_limit: ttl })
+            Ok(L4 {
+                family: 4,
+                l4_off: l3_off + ihl,
+                l3_off,
+                vlan,
+                hop_limit: ttl,
+            })
         }
         ETH_P_IPV6 => {
             let mut next = read::<u8>(start, end, l3_off + 6).ok_or(Skip::NotIcmp)?;
@@ -96,7 +102,13 @@ pub fn to_icmp(start: usize, end: usize) -> Result<L4, Skip> {
             for _ in 0..MAX_IPV6_EXT {
                 match next {
                     IPPROTO_ICMPV6 => {
-                        return Ok(L4 { family: 6, l4_off: off, l3_off, vlan, hop_limit });
+                        return Ok(L4 {
+                            family: 6,
+                            l4_off: off,
+                            l3_off,
+                            vlan,
+                            hop_limit,
+                        });
                     }
                     // Hop-by-hop options, destination options: skip (length in 8-octet units).
                     0 | 60 => {
@@ -112,7 +124,13 @@ pub fn to_icmp(start: usize, end: usize) -> Result<L4, Skip> {
                 }
             }
             if next == IPPROTO_ICMPV6 {
-                return Ok(L4 { family: 6, l4_off: off, l3_off, vlan, hop_limit });
+                return Ok(L4 {
+                    family: 6,
+                    l4_off: off,
+                    l3_off,
+                    vlan,
+                    hop_limit,
+                });
             }
             Err(Skip::NotIcmp)
         }

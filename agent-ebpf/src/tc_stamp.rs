@@ -30,7 +30,11 @@ fn try_stamp(ctx: &TcContext) -> Result<(), ()> {
     let l4 = parse::to_icmp(start, end).map_err(|_| ())?;
     // 2-byte read: see the note in xdp_reply.rs on 1-byte reads at variable offsets.
     let [icmp_type, _code] = read::<[u8; 2]>(start, end, l4.l4_off).ok_or(())?;
-    let request = if l4.family == 4 { ICMP_ECHO_REQUEST } else { ICMPV6_ECHO_REQUEST };
+    let request = if l4.family == 4 {
+        ICMP_ECHO_REQUEST
+    } else {
+        ICMPV6_ECHO_REQUEST
+    };
     if icmp_type != request {
         return Err(());
     }
@@ -50,8 +54,10 @@ fn try_stamp(ctx: &TcContext) -> Result<(), ()> {
     // The ICMP checksum covers the payload (and, for ICMPv6, a pseudo-header the stamp does not
     // change): an incremental update per 32-bit word keeps it valid.
     ctx.store(ts_off, &[new_hi, new_lo], 0).map_err(|_| ())?;
-    ctx.l4_csum_replace(csum_off, u64::from(old[0]), u64::from(new_hi), CSUM_FIELD_4).map_err(|_| ())?;
-    ctx.l4_csum_replace(csum_off, u64::from(old[1]), u64::from(new_lo), CSUM_FIELD_4).map_err(|_| ())?;
+    ctx.l4_csum_replace(csum_off, u64::from(old[0]), u64::from(new_hi), CSUM_FIELD_4)
+        .map_err(|_| ())?;
+    ctx.l4_csum_replace(csum_off, u64::from(old[1]), u64::from(new_lo), CSUM_FIELD_4)
+        .map_err(|_| ())?;
     // SAFETY: `skb` is the context pointer the kernel handed this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     if let Some(stats) = counters(ifindex) {

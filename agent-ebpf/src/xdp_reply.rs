@@ -42,7 +42,9 @@ pub fn ipmpd_xdp_reply(ctx: XdpContext) -> u32 {
             }
             XDP_PASS
         }
-        Verdict::Reply { l4, icmp, header } => deliver(start, end, ifindex, &l4, icmp, header, stats),
+        Verdict::Reply { l4, icmp, header } => {
+            deliver(start, end, ifindex, &l4, icmp, header, stats)
+        }
     }
 }
 
@@ -73,7 +75,11 @@ impl Reason {
 enum Verdict {
     Pass,
     Reject(Reason),
-    Reply { l4: parse::L4, icmp: [u8; ICMP_ECHO_HEADER_LEN], header: ProbeHeader },
+    Reply {
+        l4: parse::L4,
+        icmp: [u8; ICMP_ECHO_HEADER_LEN],
+        header: ProbeHeader,
+    },
 }
 
 #[inline(always)]
@@ -85,8 +91,14 @@ fn classify(start: usize, end: usize) -> Verdict {
     };
     // Whole headers in single reads: several small reads at offsets derived from one variable
     // offset let LLVM rebuild the pointer from another base, which the verifier then rejects.
-    let Some(icmp) = read::<[u8; ICMP_ECHO_HEADER_LEN]>(start, end, l4.l4_off) else { return Verdict::Pass };
-    let reply_type = if l4.family == 4 { ICMP_ECHO_REPLY } else { ICMPV6_ECHO_REPLY };
+    let Some(icmp) = read::<[u8; ICMP_ECHO_HEADER_LEN]>(start, end, l4.l4_off) else {
+        return Verdict::Pass;
+    };
+    let reply_type = if l4.family == 4 {
+        ICMP_ECHO_REPLY
+    } else {
+        ICMPV6_ECHO_REPLY
+    };
     if icmp[0] != reply_type || icmp[1] != 0 {
         return Verdict::Pass;
     }
@@ -98,7 +110,9 @@ fn classify(start: usize, end: usize) -> Verdict {
     if u32::from_be(magic) != MAGIC {
         return Verdict::Reject(Reason::Magic);
     }
-    let Some(header) = read::<ProbeHeader>(start, end, header_off) else { return Verdict::Reject(Reason::Truncated) };
+    let Some(header) = read::<ProbeHeader>(start, end, header_off) else {
+        return Verdict::Reject(Reason::Truncated);
+    };
     if header.version != VERSION {
         return Verdict::Reject(Reason::Version);
     }
@@ -122,10 +136,14 @@ fn deliver(
     let rx_ns = unsafe { bpf_ktime_get_ns() };
     let mut src_addr = [0u8; 16];
     if l4.family == 4 {
-        let Some(src) = read::<[u8; 4]>(start, end, l4.l3_off + 12) else { return XDP_PASS };
+        let Some(src) = read::<[u8; 4]>(start, end, l4.l3_off + 12) else {
+            return XDP_PASS;
+        };
         src_addr[..4].copy_from_slice(&src);
     } else {
-        let Some(src) = read::<[u8; 16]>(start, end, l4.l3_off + 8) else { return XDP_PASS };
+        let Some(src) = read::<[u8; 16]>(start, end, l4.l3_off + 8) else {
+            return XDP_PASS;
+        };
         src_addr = src;
     }
     let record = ProbeReplyRecord {
@@ -135,7 +153,11 @@ fn deliver(
         icmp_id: u16::from_be_bytes([icmp[4], icmp[5]]),
         icmp_seq: u16::from_be_bytes([icmp[6], icmp[7]]),
         src_addr,
-        family: if l4.family == 4 { FAMILY_INET } else { FAMILY_INET6 },
+        family: if l4.family == 4 {
+            FAMILY_INET
+        } else {
+            FAMILY_INET6
+        },
         vlan_tagged: u8::from(l4.vlan.is_some()),
         vlan_id: l4.vlan.unwrap_or(0),
         hop_limit: l4.hop_limit,

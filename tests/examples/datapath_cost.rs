@@ -20,42 +20,101 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut ebpf = Ebpf::load(ipmpd::datapath::OBJECT).expect("object loads");
-    let xdp: &mut Xdp = ebpf.program_mut(names::XDP_PROBE_REPLY).unwrap().try_into().unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(names::XDP_PROBE_REPLY)
+        .unwrap()
+        .try_into()
+        .unwrap();
     xdp.load().unwrap();
-    let tc: &mut SchedClassifier = ebpf.program_mut(names::TC_PROBE_STAMP).unwrap().try_into().unwrap();
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(names::TC_PROBE_STAMP)
+        .unwrap()
+        .try_into()
+        .unwrap();
     tc.load().unwrap();
     let ncpus = aya::util::nr_cpus().unwrap();
-    let mut counters: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
-    counters.insert(1, PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).unwrap(), 0).unwrap();
+    let mut counters: PerCpuHashMap<_, u32, IfaceCounters> =
+        PerCpuHashMap::try_from(ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
+    counters
+        .insert(
+            1,
+            PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).unwrap(),
+            0,
+        )
+        .unwrap();
     let mut ring = RingBuf::try_from(ebpf.take_map(names::PROBE_REPLIES).unwrap()).unwrap();
 
     let tcp = {
-        let mut f = Frame { payload: Payload::Raw(vec![0; 1400]), ..Frame::reply(false) }.bytes();
+        let mut f = Frame {
+            payload: Payload::Raw(vec![0; 1400]),
+            ..Frame::reply(false)
+        }
+        .bytes();
         f[14 + 9] = 6;
         f
     };
     let reply = Frame::reply(false).bytes();
     let request = Frame::request(false).bytes();
-    let xdp: &mut Xdp = ebpf.program_mut(names::XDP_PROBE_REPLY).unwrap().try_into().unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(names::XDP_PROBE_REPLY)
+        .unwrap()
+        .try_into()
+        .unwrap();
     let non_probe = median(per_packet_ns(
-        || xdp.test_run(TestRunOptions { data_in: Some(&tcp), repeat: 1_000_000, ..Default::default() }).unwrap().duration,
+        || {
+            xdp.test_run(TestRunOptions {
+                data_in: Some(&tcp),
+                repeat: 1_000_000,
+                ..Default::default()
+            })
+            .unwrap()
+            .duration
+        },
         9,
     ));
     // The ring holds about 3,000 records: run bursts of 1,000 and drain between them.
     let mut reply_ns = Vec::new();
     for _ in 0..9 {
-        let d = xdp.test_run(TestRunOptions { data_in: Some(&reply), repeat: 1_000, ..Default::default() }).unwrap().duration;
+        let d = xdp
+            .test_run(TestRunOptions {
+                data_in: Some(&reply),
+                repeat: 1_000,
+                ..Default::default()
+            })
+            .unwrap()
+            .duration;
         while ring.next().is_some() {}
         reply_ns.push(d.as_nanos() as f64);
     }
-    let tc: &mut SchedClassifier = ebpf.program_mut(names::TC_PROBE_STAMP).unwrap().try_into().unwrap();
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(names::TC_PROBE_STAMP)
+        .unwrap()
+        .try_into()
+        .unwrap();
     let mut out = vec![0u8; 2048];
     let tc_probe = median(per_packet_ns(
-        || tc.test_run(TestRunOptions { data_in: Some(&request), data_out: Some(&mut out.clone()), repeat: 100_000, ..Default::default() }).unwrap().duration,
+        || {
+            tc.test_run(TestRunOptions {
+                data_in: Some(&request),
+                data_out: Some(&mut out.clone()),
+                repeat: 100_000,
+                ..Default::default()
+            })
+            .unwrap()
+            .duration
+        },
         9,
     ));
     let tc_other = median(per_packet_ns(
-        || tc.test_run(TestRunOptions { data_in: Some(&tcp), repeat: 1_000_000, ..Default::default() }).unwrap().duration,
+        || {
+            tc.test_run(TestRunOptions {
+                data_in: Some(&tcp),
+                repeat: 1_000_000,
+                ..Default::default()
+            })
+            .unwrap()
+            .duration
+        },
         9,
     ));
     out.clear();

@@ -15,7 +15,10 @@ use crate::Netns;
 /// CLOCK_MONOTONIC in nanoseconds.
 #[must_use]
 pub fn clock_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -28,7 +31,8 @@ pub fn binary() -> PathBuf {
         return p.into();
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     for profile in ["debug", "release"] {
         let p = target.join(profile).join("ipmpd");
         if p.exists() {
@@ -47,7 +51,11 @@ pub fn run(ns: &Netns, args: &[&str]) -> (bool, String, String) {
         .args(args)
         .output()
         .expect("nsenter runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A running ipmpd whose stdout JSON lines are collected; killed (SIGTERM, then SIGKILL) on drop.
@@ -73,14 +81,18 @@ impl Daemon {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
                 }
             }
         });
-        Self { child, lines, seen: Vec::new() }
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits up to `timeout` for a line matching `pred`; returns it (lines read meanwhile are kept).
@@ -140,9 +152,21 @@ impl Drop for Daemon {
 /// (named fields) that bpftool prints beside the raw bytes.
 #[must_use]
 pub fn bpftool_dump(path: &str) -> Value {
-    let out = Command::new("bpftool").args(["-j", "map", "dump", "pinned", path]).output().expect("bpftool runs");
-    assert!(out.status.success(), "bpftool map dump pinned {path}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned", path])
+        .output()
+        .expect("bpftool runs");
+    assert!(
+        out.status.success(),
+        "bpftool map dump pinned {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let raw: Value = serde_json::from_slice(&out.stdout).expect("bpftool prints JSON");
     let entries = raw.as_array().expect("an array of entries");
-    Value::Array(entries.iter().map(|e| e.get("formatted").cloned().unwrap_or_else(|| e.clone())).collect())
+    Value::Array(
+        entries
+            .iter()
+            .map(|e| e.get("formatted").cloned().unwrap_or_else(|| e.clone()))
+            .collect(),
+    )
 }

@@ -1,7 +1,7 @@
 //! Synthetic Ethernet frames for `BPF_PROG_TEST_RUN` and for forging replies on the wire.
 
-use agent_common::probe::{ProbeHeader, msg};
 use agent_common::checksum::internet_checksum;
+use agent_common::probe::{ProbeHeader, msg};
 
 /// What goes after the ICMP echo header.
 #[derive(Clone, Debug)]
@@ -57,7 +57,11 @@ impl Frame {
     /// An echo reply carrying a valid ipmpd header.
     #[must_use]
     pub fn reply(v6: bool) -> Self {
-        Self { v6, icmp_type: if v6 { 129 } else { 0 }, ..Self::default() }
+        Self {
+            v6,
+            icmp_type: if v6 { 129 } else { 0 },
+            ..Self::default()
+        }
     }
 
     /// An echo request carrying a valid ipmpd header with a zero kernel time (what TC sees).
@@ -65,7 +69,12 @@ impl Frame {
     pub fn request(v6: bool) -> Self {
         let mut h = probe_header();
         h.kernel_tx_ns = 0;
-        Self { v6, icmp_type: if v6 { 128 } else { 8 }, payload: Payload::Probe(h), ..Self::default() }
+        Self {
+            v6,
+            icmp_type: if v6 { 128 } else { 8 },
+            payload: Payload::Probe(h),
+            ..Self::default()
+        }
     }
 
     /// The ICMP message (header + payload) with a valid checksum.

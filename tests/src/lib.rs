@@ -6,15 +6,19 @@
 //! Every namespace name is unique per process and test; everything is deleted on drop, also when a
 //! test panics.
 
-pub mod frames;
 pub mod daemon;
+pub mod frames;
 pub mod topology;
 
 pub use topology::{Netns, Topology};
 
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(cmd: &str) -> String {
-    let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().expect("sh runs");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs");
     assert!(
         out.status.success(),
         "command failed: {cmd}\nstdout: {}\nstderr: {}",
@@ -31,7 +35,10 @@ pub fn privileged() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but the privileged tests are not running as root");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but the privileged tests are not running as root"
+        );
         eprintln!("skipping: needs root (run `sudo -E cargo xtask test`)");
     }
     root

@@ -33,7 +33,11 @@ impl Netns {
 
     /// Runs `cmd` inside the namespace (network only) and returns stdout; panics on failure.
     pub fn sh(&self, cmd: &str) -> String {
-        sh(&format!("nsenter --net={} sh -c '{}'", self.path(), cmd.replace('\'', r"'\''")))
+        sh(&format!(
+            "nsenter --net={} sh -c '{}'",
+            self.path(),
+            cmd.replace('\'', r"'\''")
+        ))
     }
 
     /// Runs `cmd` inside the namespace, returning whether it succeeded.
@@ -59,7 +63,9 @@ impl Netns {
     #[must_use]
     pub fn link_local(&self, ifname: &str) -> String {
         for _ in 0..60 {
-            let out = self.sh(&format!("ip -6 -o addr show dev {ifname} scope link -tentative"));
+            let out = self.sh(&format!(
+                "ip -6 -o addr show dev {ifname} scope link -tentative"
+            ));
             if let Some(addr) = out.split_whitespace().skip_while(|w| *w != "inet6").nth(1) {
                 return addr.split('/').next().unwrap_or_default().to_owned();
             }
@@ -77,7 +83,10 @@ impl Netns {
     /// happened somewhere in between.
     pub fn set_link_timed(&self, ifname: &str, up: bool) -> (u64, u64) {
         let t0 = crate::monotonic_ns();
-        self.sh(&format!("ip link set {ifname} {}", if up { "up" } else { "down" }));
+        self.sh(&format!(
+            "ip link set {ifname} {}",
+            if up { "up" } else { "down" }
+        ));
         (t0, crate::monotonic_ns())
     }
 
@@ -86,7 +95,9 @@ impl Netns {
     pub fn set_link_fast(&self, ifname: &str, up: bool) -> (u64, u64) {
         let path = self.path();
         let ifname = ifname.to_owned();
-        std::thread::spawn(move || set_flags_in_netns(&path, &ifname, up)).join().expect("link thread")
+        std::thread::spawn(move || set_flags_in_netns(&path, &ifname, up))
+            .join()
+            .expect("link thread")
     }
 
     /// Ends a carrier loss.
@@ -107,7 +118,10 @@ impl Netns {
 
     /// Ends a silent loss on `ifname`.
     pub fn undrop_all(&self, ifname: &str) {
-        self.sh(&format!("nft delete table netdev ipmpd_fault_{}", ifname.replace('-', "_")));
+        self.sh(&format!(
+            "nft delete table netdev ipmpd_fault_{}",
+            ifname.replace('-', "_")
+        ));
     }
 }
 
@@ -116,7 +130,10 @@ impl Drop for Netns {
         // Kill anything still running inside (ipmpd, helpers) before the namespace goes.
         let _ = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("ip netns pids {0} 2>/dev/null | xargs -r kill -9; ip netns del {0}", self.name))
+            .arg(format!(
+                "ip netns pids {0} 2>/dev/null | xargs -r kill -9; ip netns del {0}",
+                self.name
+            ))
             .status();
     }
 }
@@ -145,7 +162,9 @@ impl Topology {
     /// like a real NIC.
     pub fn veth(&self, a: usize, a_if: &str, b: usize, b_if: &str, nic_like: Option<u32>) {
         let (na, nb) = (&self.at(a).name, &self.at(b).name);
-        let idx = nic_like.map_or((String::new(), String::new()), |i| (format!(" index {i}"), format!(" index {i}")));
+        let idx = nic_like.map_or((String::new(), String::new()), |i| {
+            (format!(" index {i}"), format!(" index {i}"))
+        });
         sh(&format!(
             "ip link add {a_if} netns {na}{} type veth peer name {b_if} netns {nb}{} && ip -n {na} link set {a_if} up && ip -n {nb} link set {b_if} up",
             idx.0, idx.1
@@ -155,16 +174,21 @@ impl Topology {
     /// A bridge `br` in namespace `ns` with `ports` enslaved, all up; no STP, no forwarding delay.
     pub fn bridge(&self, ns: usize, br: &str, ports: &[&str]) {
         let n = self.at(ns);
-        n.sh(&format!("ip link add {br} type bridge forward_delay 0 stp_state 0 && ip link set {br} up"));
+        n.sh(&format!(
+            "ip link add {br} type bridge forward_delay 0 stp_state 0 && ip link set {br} up"
+        ));
         for p in ports {
-            n.sh(&format!("ip link set {p} master {br} && ip link set {p} up"));
+            n.sh(&format!(
+                "ip link set {p} master {br} && ip link set {p} up"
+            ));
         }
     }
 
     /// Adds `cidr` to `ifname` in namespace `ns` (IPv6 without duplicate address detection).
     pub fn addr(&self, ns: usize, ifname: &str, cidr: &str) {
         let nodad = if cidr.contains(':') { " nodad" } else { "" };
-        self.at(ns).sh(&format!("ip addr add {cidr} dev {ifname}{nodad}"));
+        self.at(ns)
+            .sh(&format!("ip addr add {cidr} dev {ifname}{nodad}"));
     }
 
     /// Adds a route in namespace `ns`.
@@ -205,11 +229,17 @@ impl Lan {
             topo.addr(host, "h1", "192.0.2.11/24");
             // Both host interfaces are on one subnet: answer ARP only on the interface that owns
             // the address (what ipmpd sets on group members).
-            topo.at(host).sh("sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2");
+            topo.at(host)
+                .sh("sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2");
         }
         topo.addr(router, "r0", "192.0.2.1/24");
         topo.addr(router, "r0", "2001:db8::1/64");
-        Self { topo, host, switch, router }
+        Self {
+            topo,
+            host,
+            switch,
+            router,
+        }
     }
 
     /// The host namespace.
@@ -233,21 +263,37 @@ fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> (u64, u64) {
     use std::os::fd::AsRawFd as _;
     let ns = std::fs::File::open(path).expect("namespace file");
     // SAFETY: setns on a namespace fd; it changes only this (short-lived) thread's namespace.
-    assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {path}");
+    assert_eq!(
+        unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+        0,
+        "setns {path}"
+    );
     // SAFETY: a plain datagram socket for interface ioctls.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     assert!(sock >= 0);
     // SAFETY: zeroed ifreq is valid; the name is copied in below, NUL-terminated.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (dst, src) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *dst = src as libc::c_char;
     }
     // SAFETY: valid socket and ifreq.
-    assert_eq!(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &raw mut ifr) }, 0, "SIOCGIFFLAGS {ifname}");
+    assert_eq!(
+        unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &raw mut ifr) },
+        0,
+        "SIOCGIFFLAGS {ifname}"
+    );
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     let flags = unsafe { ifr.ifr_ifru.ifru_flags };
     let up_flag = libc::IFF_UP as libc::c_short;
-    ifr.ifr_ifru.ifru_flags = if up { flags | up_flag } else { flags & !up_flag };
+    ifr.ifr_ifru.ifru_flags = if up {
+        flags | up_flag
+    } else {
+        flags & !up_flag
+    };
     let t0 = crate::monotonic_ns();
     // SAFETY: valid socket and ifreq.
     let rc = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &raw mut ifr) };

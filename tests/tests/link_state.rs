@@ -13,7 +13,12 @@ const POLL: u8 = 3;
 
 fn link_state(instance: &str, ifindex: u32) -> Value {
     let dump = bpftool_dump(&format!("/sys/fs/bpf/ipmpd/{instance}/LINK_STATE"));
-    dump.as_array().unwrap().iter().find(|e| e["key"] == ifindex).expect("entry for the interface")["value"].clone()
+    dump.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == ifindex)
+        .expect("entry for the interface")["value"]
+        .clone()
 }
 
 fn is_change(v: &Value, change: &str) -> bool {
@@ -27,7 +32,10 @@ fn transitions(events: &[Value]) -> u64 {
         .filter(|v| v["event"] == "link")
         .map(|v| match &v["change"] {
             Value::String(s) if s == "down" || s == "up" => 1,
-            Value::Object(o) => o.get("flapped").and_then(|f| f["transitions"].as_u64()).unwrap_or(0),
+            Value::Object(o) => o
+                .get("flapped")
+                .and_then(|f| f["transitions"].as_u64())
+                .unwrap_or(0),
             _ => 0,
         })
         .sum()
@@ -40,19 +48,34 @@ fn carrier_change_reaches_the_pinned_map_and_userspace() {
     }
     let lan = Lan::new(false, false);
     let ifindex = lan.host().ifindex("h0");
-    let mut d = Daemon::spawn(lan.host(), &["watch", "h0", "--json", "--instance", "lsmap"]);
-    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial")).expect("initial state");
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &["watch", "h0", "--json", "--instance", "lsmap"],
+    );
+    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial"))
+        .expect("initial state");
     assert_eq!(link_state("lsmap", ifindex)["carrier"], 1);
     lan.switch().link_down("sw-h0");
-    let ev = d.wait_for(Duration::from_secs(3), |v| is_change(v, "down")).expect("userspace sees the loss");
+    let ev = d
+        .wait_for(Duration::from_secs(3), |v| is_change(v, "down"))
+        .expect("userspace sees the loss");
     assert_eq!(ev["interface"], "h0");
     let s = link_state("lsmap", ifindex);
-    assert_eq!((s["carrier"].as_u64(), s["flaps"].as_u64()), (Some(0), Some(1)), "{s}");
+    assert_eq!(
+        (s["carrier"].as_u64(), s["flaps"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
     assert_eq!(s["last_change_ns"], ev["at_ns"]);
     lan.switch().link_up("sw-h0");
-    d.wait_for(Duration::from_secs(3), |v| is_change(v, "up")).expect("and the repair");
+    d.wait_for(Duration::from_secs(3), |v| is_change(v, "up"))
+        .expect("and the repair");
     let s = link_state("lsmap", ifindex);
-    assert_eq!((s["carrier"].as_u64(), s["flaps"].as_u64()), (Some(1), Some(2)), "{s}");
+    assert_eq!(
+        (s["carrier"].as_u64(), s["flaps"].as_u64()),
+        (Some(1), Some(2)),
+        "{s}"
+    );
 }
 
 #[test]
@@ -62,12 +85,28 @@ fn nic_like_carrier_loss_is_seen_within_two_poll_intervals() {
     }
     let lan = Lan::new(false, true);
     let poll_us = 10_000u64;
-    let mut d = Daemon::spawn(lan.host(), &["watch", "h0", "--json", "--instance", "nicpoll", "--link-poll-us", &poll_us.to_string()]);
-    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial")).expect("initial state");
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &[
+            "watch",
+            "h0",
+            "--json",
+            "--instance",
+            "nicpoll",
+            "--link-poll-us",
+            &poll_us.to_string(),
+        ],
+    );
+    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial"))
+        .expect("initial state");
     let mut by_poll = 0;
     for round in 0..5 {
         let (_, after) = lan.switch().set_link_timed("sw-h0", false);
-        let ev = d.wait_for(Duration::from_secs(3), |v| is_change(v, "down") && v["flaps"] == 2 * round + 1).expect("loss seen");
+        let ev = d
+            .wait_for(Duration::from_secs(3), |v| {
+                is_change(v, "down") && v["flaps"] == 2 * round + 1
+            })
+            .expect("loss seen");
         let at = ev["at_ns"].as_u64().unwrap();
         assert!(
             at <= after + 2 * poll_us * 1000,
@@ -79,10 +118,15 @@ fn nic_like_carrier_loss_is_seen_within_two_poll_intervals() {
             by_poll += 1;
         }
         lan.switch().set_link_timed("sw-h0", true);
-        d.wait_for(Duration::from_secs(3), |v| is_change(v, "up") && v["flaps"] == 2 * round + 2).expect("repair seen");
+        d.wait_for(Duration::from_secs(3), |v| {
+            is_change(v, "up") && v["flaps"] == 2 * round + 2
+        })
+        .expect("repair seen");
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("{by_poll} of 5 losses were first seen by the carrier poll (the rest by a notification)");
+    eprintln!(
+        "{by_poll} of 5 losses were first seen by the carrier poll (the rest by a notification)"
+    );
 }
 
 #[test]
@@ -92,8 +136,20 @@ fn nic_like_50ms_flaps_are_never_missed() {
     }
     let lan = Lan::new(false, true);
     let ifindex = lan.host().ifindex("h0");
-    let mut d = Daemon::spawn(lan.host(), &["watch", "h0", "--json", "--instance", "nicflap", "--link-poll-us", "10000"]);
-    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial")).expect("initial state");
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &[
+            "watch",
+            "h0",
+            "--json",
+            "--instance",
+            "nicflap",
+            "--link-poll-us",
+            "10000",
+        ],
+    );
+    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial"))
+        .expect("initial state");
     for _ in 0..10 {
         lan.switch().link_down("sw-h0");
         std::thread::sleep(Duration::from_millis(50));
@@ -102,7 +158,11 @@ fn nic_like_50ms_flaps_are_never_missed() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let events = d.drain().to_vec();
-    assert_eq!(transitions(&events), 20, "every one of 10 down/up flaps reported: {events:?}");
+    assert_eq!(
+        transitions(&events),
+        20,
+        "every one of 10 down/up flaps reported: {events:?}"
+    );
     assert_eq!(link_state("nicflap", ifindex)["flaps"], 20);
 }
 
@@ -114,9 +174,22 @@ fn a_flap_shorter_than_the_poll_interval_is_still_counted() {
     let lan = Lan::new(false, true);
     let ifindex = lan.host().ifindex("h0");
     // A 500 ms poll and a flap of a few ms: the kernel's carrier counters give it away.
-    let mut d = Daemon::spawn(lan.host(), &["watch", "h0", "--json", "--instance", "shortflap", "--link-poll-us", "500000"]);
-    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial")).expect("initial state");
-    lan.switch().sh("ip link set sw-h0 down && ip link set sw-h0 up");
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &[
+            "watch",
+            "h0",
+            "--json",
+            "--instance",
+            "shortflap",
+            "--link-poll-us",
+            "500000",
+        ],
+    );
+    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial"))
+        .expect("initial state");
+    lan.switch()
+        .sh("ip link set sw-h0 down && ip link set sw-h0 up");
     std::thread::sleep(Duration::from_millis(1500));
     let events = d.drain().to_vec();
     assert_eq!(transitions(&events), 2, "{events:?}");

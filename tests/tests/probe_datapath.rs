@@ -9,7 +9,10 @@ use tests::{
 };
 
 fn summary(out: &str) -> Value {
-    out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["event"] == "summary").expect("a summary line")
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("a summary line")
 }
 
 #[test]
@@ -18,20 +21,35 @@ fn ipv4_probes_get_kernel_stamped_rtts() {
         return;
     }
     let lan = Lan::new(false, false);
-    let (ok, out, err) = daemon::run(lan.host(), &["probe", "h0", "192.0.2.1", "-c", "10", "-i", "20", "--json"]);
+    let (ok, out, err) = daemon::run(
+        lan.host(),
+        &["probe", "h0", "192.0.2.1", "-c", "10", "-i", "20", "--json"],
+    );
     assert!(ok, "ipmpd probe failed: {err}");
     let s = summary(&out);
     assert_eq!(s["sent"], 10);
     assert_eq!(s["received"], 10, "{out}");
-    assert_eq!(s["net_rtt"]["count"], 10, "every reply carries both kernel stamps");
+    assert_eq!(
+        s["net_rtt"]["count"], 10,
+        "every reply carries both kernel stamps"
+    );
     let net_median = s["net_rtt"]["median_ns"].as_u64().unwrap();
     let user_median = s["user_rtt"]["median_ns"].as_u64().unwrap();
-    assert!(net_median > 0 && net_median < user_median, "kernel RTT {net_median} ns inside userspace RTT {user_median} ns");
+    assert!(
+        net_median > 0 && net_median < user_median,
+        "kernel RTT {net_median} ns inside userspace RTT {user_median} ns"
+    );
     assert_eq!(s["datapath"]["probe_replies"], 10);
     assert_eq!(s["datapath"]["probes_stamped"], 10);
     // The diagnostic leaves nothing attached or pinned behind.
-    assert!(!std::path::Path::new("/sys/fs/bpf/ipmpd/probe-h0").exists() || !lan.host().try_sh("ip link show h0 | grep -q xdp"));
-    assert!(!lan.host().try_sh("ip link show h0 | grep -q xdp"), "XDP detached on exit");
+    assert!(
+        !std::path::Path::new("/sys/fs/bpf/ipmpd/probe-h0").exists()
+            || !lan.host().try_sh("ip link show h0 | grep -q xdp")
+    );
+    assert!(
+        !lan.host().try_sh("ip link show h0 | grep -q xdp"),
+        "XDP detached on exit"
+    );
 }
 
 #[test]
@@ -41,12 +59,19 @@ fn ipv6_probes_from_link_local_test_addresses() {
     }
     let lan = Lan::new(false, false);
     let target = lan.router().link_local("r0");
-    let (ok, out, err) = daemon::run(lan.host(), &["probe", "h0", &target, "-c", "5", "-i", "20", "--json"]);
+    let (ok, out, err) = daemon::run(
+        lan.host(),
+        &["probe", "h0", &target, "-c", "5", "-i", "20", "--json"],
+    );
     assert!(ok, "ipmpd probe failed: {err}");
     let s = summary(&out);
     assert_eq!(s["received"], 5, "{out}");
     assert_eq!(s["net_rtt"]["count"], 5);
-    let reply = out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["event"] == "reply").unwrap();
+    let reply = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "reply")
+        .unwrap();
     assert_eq!(reply["target"], target.as_str());
 }
 
@@ -56,24 +81,49 @@ fn forged_and_invalid_replies_are_counted_by_reason_and_never_accepted() {
         return;
     }
     let lan = Lan::new(false, false);
-    let mut d = Daemon::spawn(lan.host(), &["probe", "h0", "192.0.2.1", "-i", "50", "--json", "--instance", "forge"]);
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "reply").expect("probing works");
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &[
+            "probe",
+            "h0",
+            "192.0.2.1",
+            "-i",
+            "50",
+            "--json",
+            "--instance",
+            "forge",
+        ],
+    );
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "reply")
+        .expect("probing works");
     let pid = lan.host().sh("pgrep -f 'ipmpd probe h0 192.0.2.1'");
     let pid: u32 = pid.split_whitespace().next().unwrap().parse().unwrap();
     let ifindex = lan.host().ifindex("h0");
     let id = ((pid & 0xff) << 8) | (ifindex & 0xff);
     let forge = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/forge_reply.py");
     for kind in ["magic", "version", "cksum", "truncated", "badtag", "ping"] {
-        lan.router().sh(&format!("python3 {forge} 192.0.2.10 {id} {kind} 3"));
+        lan.router()
+            .sh(&format!("python3 {forge} 192.0.2.10 {id} {kind} 3"));
     }
     // The kernel's counters, read the way an operator would.
     let mut counters = Value::Null;
     for _ in 0..50 {
         let dump = bpftool_dump("/sys/fs/bpf/ipmpd/forge/IFACE_COUNTERS");
-        let entry = dump.as_array().unwrap().iter().find(|e| e["key"] == ifindex).expect("entry for h0").clone();
+        let entry = dump
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == ifindex)
+            .expect("entry for h0")
+            .clone();
         // bpftool prints named fields per CPU thanks to BTF.
         let per_cpu = entry["values"].as_array().expect("per-CPU values");
-        let sum = |field: &str| per_cpu.iter().map(|c| c["value"][field].as_u64().expect(field)).sum::<u64>();
+        let sum = |field: &str| {
+            per_cpu
+                .iter()
+                .map(|c| c["value"][field].as_u64().expect(field))
+                .sum::<u64>()
+        };
         counters = serde_json::json!({
             "magic": sum("rejected_magic"), "version": sum("rejected_version"),
             "cksum": sum("rejected_checksum_type"), "truncated": sum("rejected_truncated"),
@@ -83,13 +133,24 @@ fn forged_and_invalid_replies_are_counted_by_reason_and_never_accepted() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(counters["magic"], 6, "wrong magic and plain pings: {counters}");
+    assert_eq!(
+        counters["magic"], 6,
+        "wrong magic and plain pings: {counters}"
+    );
     assert_eq!(counters["version"], 3, "{counters}");
     assert_eq!(counters["cksum"], 3, "{counters}");
     assert_eq!(counters["truncated"], 3, "{counters}");
     d.stop();
-    let s = d.seen.iter().find(|v| v["event"] == "summary").expect("summary on SIGTERM").clone();
-    assert_eq!(s["rejected"]["bad_tag"], 3, "forged tags reach userspace and are refused: {s}");
+    let s = d
+        .seen
+        .iter()
+        .find(|v| v["event"] == "summary")
+        .expect("summary on SIGTERM")
+        .clone();
+    assert_eq!(
+        s["rejected"]["bad_tag"], 3,
+        "forged tags reach userspace and are refused: {s}"
+    );
     assert_eq!(s["lost"], 0, "forgeries cost no real probe");
 }
 
@@ -99,13 +160,25 @@ fn other_traffic_is_untouched() {
         return;
     }
     let lan = Lan::new(false, false);
-    let mut d = Daemon::spawn(lan.host(), &["watch", "h0", "--json", "--instance", "untouched"]);
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "link").expect("watching");
-    assert!(lan.host().try_sh("ping -c 3 -i 0.2 -W 2 192.0.2.1"), "ping from another process still works");
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &["watch", "h0", "--json", "--instance", "untouched"],
+    );
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "link")
+        .expect("watching");
+    assert!(
+        lan.host().try_sh("ping -c 3 -i 0.2 -W 2 192.0.2.1"),
+        "ping from another process still works"
+    );
     let server = "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);\
                   s.bind((\"192.0.2.1\",7007));s.listen();c,_=s.accept();c.sendall(c.recv(100));c.close()";
     let mut srv = std::process::Command::new("nsenter")
-        .args([format!("--net={}", lan.router().path()), "python3".into(), "-c".into(), server.into()])
+        .args([
+            format!("--net={}", lan.router().path()),
+            "python3".into(),
+            "-c".into(),
+            server.into(),
+        ])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -115,10 +188,19 @@ fn other_traffic_is_untouched() {
     let _ = srv.wait();
     let dump = bpftool_dump("/sys/fs/bpf/ipmpd/untouched/IFACE_COUNTERS");
     let per_cpu = dump[0]["values"].as_array().unwrap();
-    let sum = |f: &str| per_cpu.iter().map(|c| c["value"][f].as_u64().unwrap()).sum::<u64>();
+    let sum = |f: &str| {
+        per_cpu
+            .iter()
+            .map(|c| c["value"][f].as_u64().unwrap())
+            .sum::<u64>()
+    };
     assert!(sum("rx_packets") >= 6, "XDP saw the traffic");
     assert_eq!(sum("probe_replies"), 0, "and took none of it");
-    assert_eq!(sum("rejected_magic"), 3, "the three ping replies were recognised as someone else's and passed");
+    assert_eq!(
+        sum("rejected_magic"),
+        3,
+        "the three ping replies were recognised as someone else's and passed"
+    );
 }
 
 #[test]
@@ -129,22 +211,45 @@ fn bad_input_gets_clear_errors() {
     let lan = Lan::new(false, false);
     let (ok, _, err) = daemon::run(lan.host(), &["probe", "nosuch0", "192.0.2.1", "-c", "1"]);
     assert!(!ok);
-    assert!(err.contains("nosuch0") && (err.contains("test address") || err.contains("unknown interface")), "{err}");
+    assert!(
+        err.contains("nosuch0")
+            && (err.contains("test address") || err.contains("unknown interface")),
+        "{err}"
+    );
     let (ok, _, err) = daemon::run(lan.host(), &["watch", "nosuch0", "--duration-ms", "10"]);
     assert!(!ok);
     assert!(err.contains("unknown interface \"nosuch0\""), "{err}");
-    let (ok, _, err) = daemon::run(lan.host(), &["probe", "h0", "2001:db8::1", "--source", "192.0.2.10", "-c", "1"]);
+    let (ok, _, err) = daemon::run(
+        lan.host(),
+        &[
+            "probe",
+            "h0",
+            "2001:db8::1",
+            "--source",
+            "192.0.2.10",
+            "-c",
+            "1",
+        ],
+    );
     assert!(!ok && err.contains("different families"), "{err}");
     // Without privileges: a message naming what is missing, no panic.
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(daemon::binary())
         .args(["watch", "lo", "--duration-ms", "10"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("root") || err.contains("CAP_"), "says which privilege is missing: {err}");
+    assert!(
+        err.contains("root") || err.contains("CAP_"),
+        "says which privilege is missing: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -154,11 +259,15 @@ fn the_carrier_hook_refusal_is_detected_and_reported() {
         return;
     }
     let lan = Lan::new(false, false);
-    let (ok, out, err) = daemon::run(lan.host(), &["watch", "h0", "--duration-ms", "200", "--instance", "hook"]);
+    let (ok, out, err) = daemon::run(
+        lan.host(),
+        &["watch", "h0", "--duration-ms", "200", "--instance", "hook"],
+    );
     assert!(ok, "{err}");
     // Either the kernel accepts the hook, or the agent says why not and polls.
     assert!(
-        out.contains("link state: kernel hook") || (out.contains("kernel hook unavailable") && out.contains("carrier poll")),
+        out.contains("link state: kernel hook")
+            || (out.contains("kernel hook unavailable") && out.contains("carrier poll")),
         "{out}"
     );
 }

@@ -1,5 +1,6 @@
 //! The kernel programs on synthetic frames through BPF_PROG_TEST_RUN: no interface needed.
 
+use agent_common::checksum::internet_checksum;
 use agent_common::{
     counters::IfaceCounters,
     names,
@@ -11,7 +12,6 @@ use aya::{
     maps::{MapData, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use agent_common::checksum::internet_checksum;
 use tests::frames::{Frame, Payload, ext8, probe_header};
 
 const XDP_DROP: u32 = 1;
@@ -29,26 +29,55 @@ fn load() -> Option<Programs> {
         return None;
     }
     let mut ebpf = Ebpf::load(ipmpd::datapath::OBJECT).expect("object loads");
-    let xdp: &mut Xdp = ebpf.program_mut(names::XDP_PROBE_REPLY).unwrap().try_into().unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(names::XDP_PROBE_REPLY)
+        .unwrap()
+        .try_into()
+        .unwrap();
     xdp.load().expect("verifier accepts the XDP program");
-    let tc: &mut SchedClassifier = ebpf.program_mut(names::TC_PROBE_STAMP).unwrap().try_into().unwrap();
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(names::TC_PROBE_STAMP)
+        .unwrap()
+        .try_into()
+        .unwrap();
     tc.load().expect("verifier accepts the TC program");
     let ncpus = aya::util::nr_cpus().unwrap();
-    let mut counters: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
-    counters.insert(LO, PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).unwrap(), 0).unwrap();
+    let mut counters: PerCpuHashMap<_, u32, IfaceCounters> =
+        PerCpuHashMap::try_from(ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
+    counters
+        .insert(
+            LO,
+            PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).unwrap(),
+            0,
+        )
+        .unwrap();
     let ring = RingBuf::try_from(ebpf.take_map(names::PROBE_REPLIES).unwrap()).unwrap();
     Some(Programs { ebpf, ring })
 }
 
 impl Programs {
     fn xdp(&mut self, frame: &[u8]) -> u32 {
-        let xdp: &mut Xdp = self.ebpf.program_mut(names::XDP_PROBE_REPLY).unwrap().try_into().unwrap();
-        xdp.test_run(TestRunOptions { data_in: Some(frame), ..Default::default() }).expect("test run").return_value
+        let xdp: &mut Xdp = self
+            .ebpf
+            .program_mut(names::XDP_PROBE_REPLY)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        xdp.test_run(TestRunOptions {
+            data_in: Some(frame),
+            ..Default::default()
+        })
+        .expect("test run")
+        .return_value
     }
 
     fn counters(&mut self) -> IfaceCounters {
-        let c: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(self.ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
-        c.get(&LO, 0).unwrap().iter().fold(IfaceCounters::default(), |a, b| a.merged(b))
+        let c: PerCpuHashMap<_, u32, IfaceCounters> =
+            PerCpuHashMap::try_from(self.ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
+        c.get(&LO, 0)
+            .unwrap()
+            .iter()
+            .fold(IfaceCounters::default(), |a, b| a.merged(b))
     }
 
     fn records(&mut self) -> Vec<ProbeReplyRecord> {
@@ -68,14 +97,48 @@ fn good_replies_are_consumed_and_recorded() {
     let cases: Vec<(&str, Frame)> = vec![
         ("ipv4", Frame::reply(false)),
         ("ipv6", Frame::reply(true)),
-        ("ipv4 behind 802.1Q", Frame { vlan: Some(42), ..Frame::reply(false) }),
-        ("ipv6 behind 802.1Q", Frame { vlan: Some(7), ..Frame::reply(true) }),
-        ("ipv4 with options", Frame { ipv4_options: vec![1, 1, 1, 0, 7, 4, 4, 0], ..Frame::reply(false) }),
-        ("ipv6 with hop-by-hop", Frame { ipv6_ext: vec![(0, ext8(58))], ..Frame::reply(true) }),
-        ("ipv6 with hop-by-hop + dest options", Frame { ipv6_ext: vec![(0, ext8(60)), (60, ext8(58))], ..Frame::reply(true) }),
+        (
+            "ipv4 behind 802.1Q",
+            Frame {
+                vlan: Some(42),
+                ..Frame::reply(false)
+            },
+        ),
+        (
+            "ipv6 behind 802.1Q",
+            Frame {
+                vlan: Some(7),
+                ..Frame::reply(true)
+            },
+        ),
+        (
+            "ipv4 with options",
+            Frame {
+                ipv4_options: vec![1, 1, 1, 0, 7, 4, 4, 0],
+                ..Frame::reply(false)
+            },
+        ),
+        (
+            "ipv6 with hop-by-hop",
+            Frame {
+                ipv6_ext: vec![(0, ext8(58))],
+                ..Frame::reply(true)
+            },
+        ),
+        (
+            "ipv6 with hop-by-hop + dest options",
+            Frame {
+                ipv6_ext: vec![(0, ext8(60)), (60, ext8(58))],
+                ..Frame::reply(true)
+            },
+        ),
     ];
     for (name, frame) in cases {
-        assert_eq!(p.xdp(&frame.bytes()), XDP_DROP, "{name}: a valid reply is consumed");
+        assert_eq!(
+            p.xdp(&frame.bytes()),
+            XDP_DROP,
+            "{name}: a valid reply is consumed"
+        );
         let recs = p.records();
         assert_eq!(recs.len(), 1, "{name}: one record");
         let r = recs[0];
@@ -102,22 +165,37 @@ fn invalid_replies_pass_and_are_counted_by_reason() {
     let with = |f: fn(&mut ProbeHeader)| {
         let mut h = probe_header();
         f(&mut h);
-        Frame { payload: Payload::Probe(h), ..Frame::reply(false) }
+        Frame {
+            payload: Payload::Probe(h),
+            ..Frame::reply(false)
+        }
     };
     let wrong_magic = with(|h| h.magic = 0xdead_beef_u32.to_be());
     let bad_version = with(|h| h.version = 2);
     let bad_cksum = with(|h| h.checksum_type = 9);
     let mut short = probe_header().to_bytes().to_vec();
     short.truncate(PROBE_HEADER_LEN - 1);
-    let truncated = Frame { payload: Payload::Raw(short), ..Frame::reply(false) };
-    let routing = Frame { ipv6_ext: vec![(43, ext8(58))], ..Frame::reply(true) };
+    let truncated = Frame {
+        payload: Payload::Raw(short),
+        ..Frame::reply(false)
+    };
+    let routing = Frame {
+        ipv6_ext: vec![(43, ext8(58))],
+        ..Frame::reply(true)
+    };
     for f in [&wrong_magic, &bad_version, &bad_cksum, &truncated, &routing] {
         assert_eq!(p.xdp(&f.bytes()), XDP_PASS);
     }
     assert_eq!(p.records().len(), 0, "nothing invalid reaches userspace");
     let c = p.counters();
     assert_eq!(
-        (c.rejected_magic, c.rejected_version, c.rejected_checksum_type, c.rejected_truncated, c.rejected_routing_header),
+        (
+            c.rejected_magic,
+            c.rejected_version,
+            c.rejected_checksum_type,
+            c.rejected_truncated,
+            c.rejected_routing_header
+        ),
         (1, 1, 1, 1, 1)
     );
     assert_eq!(c.probe_replies, 0);
@@ -126,10 +204,20 @@ fn invalid_replies_pass_and_are_counted_by_reason() {
 #[test]
 fn foreign_and_non_ip_traffic_passes_untouched() {
     let Some(mut p) = load() else { return };
-    let ping = Frame { payload: Payload::Raw(b"abcdefghijklmnopqrstuvwxyz012345".to_vec()), ..Frame::reply(false) };
+    let ping = Frame {
+        payload: Payload::Raw(b"abcdefghijklmnopqrstuvwxyz012345".to_vec()),
+        ..Frame::reply(false)
+    };
     let request = Frame::request(false);
-    let unreachable = Frame { icmp_type: 3, icmp_code: 1, ..Frame::reply(false) };
-    let reply_code_1 = Frame { icmp_code: 1, ..Frame::reply(false) };
+    let unreachable = Frame {
+        icmp_type: 3,
+        icmp_code: 1,
+        ..Frame::reply(false)
+    };
+    let reply_code_1 = Frame {
+        icmp_code: 1,
+        ..Frame::reply(false)
+    };
     let mut arp = vec![0xff; 6];
     arp.extend([2, 0, 0, 0, 0, 1, 0x08, 0x06]);
     arp.extend([0u8; 28]);
@@ -137,24 +225,47 @@ fn foreign_and_non_ip_traffic_passes_untouched() {
     tcp[14 + 9] = 6; // protocol TCP
     let mut fragment = Frame::reply(false).bytes();
     fragment[14 + 6] = 0x20; // more fragments
-    let frames = [ping.bytes(), request.bytes(), unreachable.bytes(), reply_code_1.bytes(), arp, tcp, fragment];
+    let frames = [
+        ping.bytes(),
+        request.bytes(),
+        unreachable.bytes(),
+        reply_code_1.bytes(),
+        arp,
+        tcp,
+        fragment,
+    ];
     for (i, f) in frames.iter().enumerate() {
         assert_eq!(p.xdp(f), XDP_PASS, "frame {i}");
     }
     assert!(p.records().is_empty());
     let c = p.counters();
     assert_eq!(c.rx_packets, frames.len() as u64);
-    assert_eq!(c.rejected_magic, 1, "only the foreign echo reply counts as a wrong magic");
+    assert_eq!(
+        c.rejected_magic, 1,
+        "only the foreign echo reply counts as a wrong magic"
+    );
 }
 
 #[test]
 fn truncated_frames_at_every_length_pass() {
     let Some(mut p) = load() else { return };
-    for frame in [Frame::reply(false), Frame::reply(true), Frame { vlan: Some(1), ..Frame::reply(false) }] {
+    for frame in [
+        Frame::reply(false),
+        Frame::reply(true),
+        Frame {
+            vlan: Some(1),
+            ..Frame::reply(false)
+        },
+    ] {
         let bytes = frame.bytes();
         // BPF_PROG_TEST_RUN needs at least an Ethernet header.
         for len in 14..bytes.len() {
-            assert_eq!(p.xdp(&bytes[..len]), XDP_PASS, "cut at {len} of {}", bytes.len());
+            assert_eq!(
+                p.xdp(&bytes[..len]),
+                XDP_PASS,
+                "cut at {len} of {}",
+                bytes.len()
+            );
         }
         assert_eq!(p.xdp(&bytes), XDP_DROP, "the whole frame is a valid reply");
     }
@@ -166,19 +277,37 @@ fn tc_stamps_outgoing_probes_and_keeps_checksums_valid() {
     let Some(mut p) = load() else { return };
     for v6 in [false, true] {
         for vlan in [None, Some(5)] {
-            let frame = Frame { vlan, ..Frame::request(v6) };
+            let frame = Frame {
+                vlan,
+                ..Frame::request(v6)
+            };
             let input = frame.bytes();
             let mut out = vec![0u8; input.len() + 64];
-            let tc: &mut SchedClassifier = p.ebpf.program_mut(names::TC_PROBE_STAMP).unwrap().try_into().unwrap();
+            let tc: &mut SchedClassifier = p
+                .ebpf
+                .program_mut(names::TC_PROBE_STAMP)
+                .unwrap()
+                .try_into()
+                .unwrap();
             let r = tc
-                .test_run(TestRunOptions { data_in: Some(&input), data_out: Some(&mut out), ..Default::default() })
+                .test_run(TestRunOptions {
+                    data_in: Some(&input),
+                    data_out: Some(&mut out),
+                    ..Default::default()
+                })
                 .expect("test run");
-            assert_eq!(r.return_value as i32, -1, "TC_ACT_UNSPEC: stamping never decides the packet's fate");
+            assert_eq!(
+                r.return_value as i32, -1,
+                "TC_ACT_UNSPEC: stamping never decides the packet's fate"
+            );
             let out = &out[..r.data_size_out as usize];
             let l2 = 14 + if vlan.is_some() { 4 } else { 0 };
             let l4 = l2 + if v6 { 40 } else { 20 };
             let h = ProbeHeader::from_bytes(&out[l4 + 8..]).unwrap();
-            assert!(h.kernel_tx_ns() > 0, "v6={v6} vlan={vlan:?}: kernel transmit time written");
+            assert!(
+                h.kernel_tx_ns() > 0,
+                "v6={v6} vlan={vlan:?}: kernel transmit time written"
+            );
             let icmp = &out[l4..];
             let sum = if v6 {
                 let mut pseudo = Vec::new();
@@ -191,13 +320,31 @@ fn tc_stamps_outgoing_probes_and_keeps_checksums_valid() {
             } else {
                 internet_checksum(icmp)
             };
-            assert_eq!(sum, 0, "v6={v6} vlan={vlan:?}: checksum still valid after the stamp");
+            assert_eq!(
+                sum, 0,
+                "v6={v6} vlan={vlan:?}: checksum still valid after the stamp"
+            );
         }
     }
     // Not a probe: left alone.
-    let ping = Frame { payload: Payload::Raw(vec![0; 40]), ..Frame::request(false) }.bytes();
+    let ping = Frame {
+        payload: Payload::Raw(vec![0; 40]),
+        ..Frame::request(false)
+    }
+    .bytes();
     let mut out = vec![0u8; ping.len() + 64];
-    let tc: &mut SchedClassifier = p.ebpf.program_mut(names::TC_PROBE_STAMP).unwrap().try_into().unwrap();
-    let r = tc.test_run(TestRunOptions { data_in: Some(&ping), data_out: Some(&mut out), ..Default::default() }).unwrap();
+    let tc: &mut SchedClassifier = p
+        .ebpf
+        .program_mut(names::TC_PROBE_STAMP)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let r = tc
+        .test_run(TestRunOptions {
+            data_in: Some(&ping),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(&out[..r.data_size_out as usize], &ping[..]);
 }

@@ -52,8 +52,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut md = String::new();
     let started = std::time::Instant::now();
     writeln!(md, "# Benchmarks\n")?;
-    writeln!(md, "Written by `cargo xtask bench` (release build) on {}; {} cores; kernel {}.", host_line(), num_cpus(), kernel())?;
-    writeln!(md, "Percentiles are nearest-rank. The machine is shared and noisy: compare ratios within this run.\n")?;
+    writeln!(
+        md,
+        "Written by `cargo xtask bench` (release build) on {}; {} cores; kernel {}.",
+        host_line(),
+        num_cpus(),
+        kernel()
+    )?;
+    writeln!(
+        md,
+        "Percentiles are nearest-rank. The machine is shared and noisy: compare ratios within this run.\n"
+    )?;
 
     println!("bench: datapath cost (TestRun)");
     md += &datapath_cost()?;
@@ -72,7 +81,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 fn host_line() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
@@ -81,30 +94,80 @@ fn num_cpus() -> usize {
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "?".into(), |s| s.trim().to_owned())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".into(), |s| s.trim().to_owned())
 }
 
 fn datapath_cost() -> anyhow::Result<String> {
-    let out = cargo().args(["run", "-q", "--release", "-p", "tests", "--example", "datapath_cost"]).output()?;
-    anyhow::ensure!(out.status.success(), "datapath_cost: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cargo()
+        .args([
+            "run",
+            "-q",
+            "--release",
+            "-p",
+            "tests",
+            "--example",
+            "datapath_cost",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "datapath_cost: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).context("datapath_cost output")?;
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let mut md = String::from("## Datapath cost per packet (BPF_PROG_TEST_RUN, median of 9 runs)\n\n");
+    let mut md =
+        String::from("## Datapath cost per packet (BPF_PROG_TEST_RUN, median of 9 runs)\n\n");
     md += "Command: `cargo run --release -p tests --example datapath_cost` (1,000,000 repeats per run; replies 1,000).\n\n";
     md += "| program | frame | ns/packet | target |\n|---|---|---|---|\n";
     let nonprobe = f("xdp_non_probe_ns");
-    writeln!(md, "| XDP | 1,400-byte TCP (not a probe) | {nonprobe:.1} | < 50 ns: {} |", if nonprobe < 50.0 { "met" } else { "**missed**" })?;
-    writeln!(md, "| XDP | probe reply (parse, stamp, ring buffer, drop) | {:.1} | |", f("xdp_probe_reply_ns"))?;
-    writeln!(md, "| TC egress | probe (stamp, 2 checksum updates) | {:.1} | |", f("tc_probe_ns"))?;
-    writeln!(md, "| TC egress | 1,400-byte TCP (not a probe) | {:.1} | |", f("tc_non_probe_ns"))?;
+    writeln!(
+        md,
+        "| XDP | 1,400-byte TCP (not a probe) | {nonprobe:.1} | < 50 ns: {} |",
+        if nonprobe < 50.0 { "met" } else { "**missed**" }
+    )?;
+    writeln!(
+        md,
+        "| XDP | probe reply (parse, stamp, ring buffer, drop) | {:.1} | |",
+        f("xdp_probe_reply_ns")
+    )?;
+    writeln!(
+        md,
+        "| TC egress | probe (stamp, 2 checksum updates) | {:.1} | |",
+        f("tc_probe_ns")
+    )?;
+    writeln!(
+        md,
+        "| TC egress | 1,400-byte TCP (not a probe) | {:.1} | |",
+        f("tc_non_probe_ns")
+    )?;
     Ok(md + "\n")
 }
 
 fn probe_rtts(lan: &Lan, probes: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let (ok, out, err) = run_ipmpd(lan.host(), &["probe", "h0", "192.0.2.1", "-c", &probes.to_string(), "-i", "5", "--json", "--instance", "bench-rtt"]);
+    let (ok, out, err) = run_ipmpd(
+        lan.host(),
+        &[
+            "probe",
+            "h0",
+            "192.0.2.1",
+            "-c",
+            &probes.to_string(),
+            "-i",
+            "5",
+            "--json",
+            "--instance",
+            "bench-rtt",
+        ],
+    );
     anyhow::ensure!(ok, "ipmpd probe: {err}");
     let (mut net, mut user) = (Vec::new(), Vec::new());
-    for v in out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["event"] == "reply") {
+    for v in out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "reply")
+    {
         if let Some(n) = v["net_rtt_ns"].as_u64() {
             net.push(n as f64 / 1000.0);
         }
@@ -118,7 +181,13 @@ fn rtt_precision(probes: usize) -> anyhow::Result<String> {
     let lan = Lan::new(false, false);
     let (net_idle, user_idle) = probe_rtts(&lan, probes)?;
     let mut stress = Command::new("stress-ng")
-        .args(["--cpu", &num_cpus().to_string(), "--timeout", "120s", "--quiet"])
+        .args([
+            "--cpu",
+            &num_cpus().to_string(),
+            "--timeout",
+            "120s",
+            "--quiet",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -129,7 +198,12 @@ fn rtt_precision(probes: usize) -> anyhow::Result<String> {
     let _ = stress.wait();
     let (net_busy, user_busy) = loaded?;
     let p99 = |v: &[f64]| stats(v.to_vec()).2;
-    let (ni, nb, ui, ub) = (p99(&net_idle), p99(&net_busy), p99(&user_idle), p99(&user_busy));
+    let (ni, nb, ui, ub) = (
+        p99(&net_idle),
+        p99(&net_busy),
+        p99(&user_idle),
+        p99(&user_busy),
+    );
     let mut md = format!(
         "## RTT precision: kernel-stamped vs userspace, {probes} probes every 5 ms on a veth\n\n\
          Command: `ipmpd probe h0 192.0.2.1 -c {probes} -i 5 --json` in namespaces; busy = `stress-ng --cpu {}` alongside.\n\n\
@@ -153,19 +227,39 @@ fn rtt_precision(probes: usize) -> anyhow::Result<String> {
 /// Latencies (µs) from the carrier change to the mirror seeing it, over `faults` losses.
 fn detection_latencies(poll_us: u64, faults: usize) -> anyhow::Result<(Vec<f64>, usize)> {
     let lan = Lan::new(false, true);
-    let mut d = Daemon::spawn(lan.host(), &["watch", "h0", "--json", "--instance", "bench-link", "--link-poll-us", &poll_us.to_string()]);
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "link" && v["change"] == "initial").context("watch did not start")?;
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &[
+            "watch",
+            "h0",
+            "--json",
+            "--instance",
+            "bench-link",
+            "--link-poll-us",
+            &poll_us.to_string(),
+        ],
+    );
+    d.wait_for(Duration::from_secs(10), |v| {
+        v["event"] == "link" && v["change"] == "initial"
+    })
+    .context("watch did not start")?;
     let mut lat = Vec::new();
     let mut missed = 0;
     for i in 0..faults {
         let flaps_down = 2 * i as u64 + 1;
         let (t0, _) = lan.switch().set_link_fast("sw-h0", false);
-        match d.wait_for(Duration::from_secs(3), |v| v["event"] == "link" && v["flaps"].as_u64() >= Some(flaps_down) && v["carrier"] == false) {
-            Some(ev) => lat.push(ev["at_ns"].as_u64().unwrap_or(t0).saturating_sub(t0) as f64 / 1000.0),
+        match d.wait_for(Duration::from_secs(3), |v| {
+            v["event"] == "link" && v["flaps"].as_u64() >= Some(flaps_down) && v["carrier"] == false
+        }) {
+            Some(ev) => {
+                lat.push(ev["at_ns"].as_u64().unwrap_or(t0).saturating_sub(t0) as f64 / 1000.0)
+            }
             None => missed += 1,
         }
         lan.switch().set_link_fast("sw-h0", true);
-        let _ = d.wait_for(Duration::from_secs(3), |v| v["event"] == "link" && v["flaps"].as_u64() >= Some(flaps_down + 1));
+        let _ = d.wait_for(Duration::from_secs(3), |v| {
+            v["event"] == "link" && v["flaps"].as_u64() >= Some(flaps_down + 1)
+        });
         // Spread the faults over linkwatch's one-second batching window.
         std::thread::sleep(Duration::from_millis(200 + (i as u64 * 137) % 400));
     }
@@ -186,7 +280,11 @@ fn carrier_detection(faults: usize) -> anyhow::Result<String> {
     );
     let p99_poll = stats(poll.clone()).2;
     let med_poll = stats(poll.clone()).1;
-    let med_notif = if notif.is_empty() { f64::NAN } else { stats(notif.clone()).1 };
+    let med_notif = if notif.is_empty() {
+        f64::NAN
+    } else {
+        stats(notif.clone()).1
+    };
     md += &row("ipmpd, 1 ms carrier poll", "µs", poll);
     if !notif.is_empty() {
         md += &row("rtnetlink notifications alone", "µs", notif);
@@ -196,7 +294,11 @@ fn carrier_detection(faults: usize) -> anyhow::Result<String> {
         "\nMissed within 3 s: poll {poll_missed}, notifications {notif_missed}. p99 with the 1 ms poll: {:.2} ms (target ≤ 2 ms: {}). \
          Median notifications / median poll: {:.0}x.\n",
         p99_poll / 1000.0,
-        if p99_poll <= 2000.0 && poll_missed == 0 { "met" } else { "**missed**" },
+        if p99_poll <= 2000.0 && poll_missed == 0 {
+            "met"
+        } else {
+            "**missed**"
+        },
         med_notif / med_poll
     )?;
     Ok(md)
@@ -207,7 +309,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
@@ -230,7 +333,14 @@ fn poll_cost() -> anyhow::Result<String> {
         for poll_us in [1000u64, 10_000] {
             let mut args: Vec<String> = vec!["watch".into()];
             args.extend(names.iter().cloned());
-            args.extend(["--instance".into(), "bench-cpu".into(), "--link-poll-us".into(), poll_us.to_string(), "--duration-ms".into(), "9000".into()]);
+            args.extend([
+                "--instance".into(),
+                "bench-cpu".into(),
+                "--link-poll-us".into(),
+                poll_us.to_string(),
+                "--duration-ms".into(),
+                "9000".into(),
+            ]);
             let child = Command::new("nsenter")
                 .arg(format!("--net={}", topo.at(a).path()))
                 .arg(tests::daemon::binary())
@@ -245,8 +355,21 @@ fn poll_cost() -> anyhow::Result<String> {
             let mut child = child;
             let _ = child.wait();
             let core_pct = 100.0 * (c1 - c0) / 6.0;
-            let target = if n == 64 && poll_us == 1000 { if core_pct < 1.0 { "< 1 %: met" } else { "< 1 %: **missed**" } } else { "" };
-            writeln!(md, "| {n} | {} ms | {core_pct:.2} % | {:.3} % | {target} |", poll_us / 1000, core_pct / n as f64)?;
+            let target = if n == 64 && poll_us == 1000 {
+                if core_pct < 1.0 {
+                    "< 1 %: met"
+                } else {
+                    "< 1 %: **missed**"
+                }
+            } else {
+                ""
+            };
+            writeln!(
+                md,
+                "| {n} | {} ms | {core_pct:.2} % | {:.3} % | {target} |",
+                poll_us / 1000,
+                core_pct / n as f64
+            )?;
         }
     }
     Ok(md + "\n")

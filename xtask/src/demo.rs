@@ -19,12 +19,28 @@ fn say(what: &str) {
 pub fn run() -> anyhow::Result<()> {
     setup::ensure()?;
     let bin = build_agent(false)?;
-    say("topology: host {h0 192.0.2.10, h1 192.0.2.11} -- switch br0 -- router r0 192.0.2.1 (host links NIC-like)");
+    say(
+        "topology: host {h0 192.0.2.10, h1 192.0.2.11} -- switch br0 -- router r0 192.0.2.1 (host links NIC-like)",
+    );
     let lan = Lan::new(true, true);
     let mut probe = Command::new("nsenter")
         .arg(format!("--net={}", lan.host().path()))
         .arg(&bin)
-        .args(["probe", "h0", "192.0.2.1", "--interval", "100", "--count", "60", "--timeout", "300", "--link-poll-us", "1000", "--instance", "demo"])
+        .args([
+            "probe",
+            "h0",
+            "192.0.2.1",
+            "--interval",
+            "100",
+            "--count",
+            "60",
+            "--timeout",
+            "300",
+            "--link-poll-us",
+            "1000",
+            "--instance",
+            "demo",
+        ])
         .spawn()
         .context("cannot start ipmpd")?;
     let start = Instant::now();
@@ -35,16 +51,22 @@ pub fn run() -> anyhow::Result<()> {
         }
     };
     at(1.5);
-    say("cutting h0's switch port: carrier loss (the carrier poll sees it in about a millisecond; rtnetlink alone can take up to a second on a NIC)");
+    say(
+        "cutting h0's switch port: carrier loss (the carrier poll sees it in about a millisecond; rtnetlink alone can take up to a second on a NIC)",
+    );
     lan.switch().link_down("sw-h0");
     at(2.0);
     say("the link-state mirror, as bpftool shows the pinned map");
-    let _ = Command::new("bpftool").args(["map", "dump", "pinned", "/sys/fs/bpf/ipmpd/demo/LINK_STATE"]).status();
+    let _ = Command::new("bpftool")
+        .args(["map", "dump", "pinned", "/sys/fs/bpf/ipmpd/demo/LINK_STATE"])
+        .status();
     at(2.8);
     say("restoring h0's switch port");
     lan.switch().link_up("sw-h0");
     at(4.0);
-    say("silent loss: the switch drops everything on h0's port, the link stays up; only probes notice");
+    say(
+        "silent loss: the switch drops everything on h0's port, the link stays up; only probes notice",
+    );
     lan.switch().drop_all("sw-h0");
     at(5.0);
     say("ending the silent loss");

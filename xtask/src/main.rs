@@ -40,7 +40,9 @@ fn main() -> anyhow::Result<()> {
 
 /// Runs a command from the workspace root, failing with its name when it fails.
 pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -68,15 +70,29 @@ pub fn build_agent(release: bool) -> anyhow::Result<std::path::PathBuf> {
         c.arg("--release");
     }
     run_cmd(&mut c)?;
-    Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("ipmpd"))
+    Ok(workspace_root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("ipmpd"))
 }
 
 fn test() -> anyhow::Result<()> {
     setup::ensure()?;
     let bin = build_agent(false)?;
     println!("== unit tests ==");
-    run_cmd(cargo().args(["test", "--workspace", "--exclude", "agent-ebpf", "--exclude", "tests"]))?;
+    run_cmd(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "agent-ebpf",
+        "--exclude",
+        "tests",
+    ]))?;
     println!("== privileged tests: TestRun and network namespaces ==");
-    run_cmd(cargo().args(["test", "-p", "tests", "--tests", "--", "--test-threads=1"]).env("IPMPD_BIN", &bin))?;
+    run_cmd(
+        cargo()
+            .args(["test", "-p", "tests", "--tests", "--", "--test-threads=1"])
+            .env("IPMPD_BIN", &bin),
+    )?;
     Ok(())
 }

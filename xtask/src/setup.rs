@@ -23,7 +23,10 @@ const PACKAGES: &[&str] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn output(cmd: &mut Command) -> Option<String> {
-    cmd.output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    cmd.output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 fn missing_packages() -> Vec<&'static str> {
@@ -31,22 +34,33 @@ fn missing_packages() -> Vec<&'static str> {
         .iter()
         .copied()
         .filter(|p| {
-            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).is_some_and(|s| s.contains("install ok installed"))
+            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_some_and(|s| s.contains("install ok installed"))
         })
         .collect()
 }
 
 fn has_rust_src() -> bool {
-    output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
-        .is_some_and(|s| s.lines().any(|l| l.starts_with("rust-src")))
+    output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .is_some_and(|s| s.lines().any(|l| l.starts_with("rust-src")))
 }
 
 fn has_bpf_linker() -> bool {
-    output(Command::new("bpf-linker").arg("--version")).is_some_and(|s| s.contains(BPF_LINKER_VERSION))
+    output(Command::new("bpf-linker").arg("--version"))
+        .is_some_and(|s| s.contains(BPF_LINKER_VERSION))
 }
 
 fn bpffs_mounted() -> bool {
-    std::fs::read_to_string("/proc/mounts").is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf ")))
+    std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "))
+    })
 }
 
 /// Whether anything is missing.
@@ -73,30 +87,62 @@ pub fn run() -> anyhow::Result<()> {
         println!("setup: Debian packages present ({})", PACKAGES.join(" "));
     } else {
         if !root {
-            bail!("Debian packages missing ({}); run `sudo -E cargo xtask setup`", missing.join(" "));
+            bail!(
+                "Debian packages missing ({}); run `sudo -E cargo xtask setup`",
+                missing.join(" ")
+            );
         }
         println!("setup: installing Debian packages: {}", missing.join(" "));
         run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
-        run_cmd(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run_cmd(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
     }
     if has_rust_src() {
         println!("setup: nightly rust-src present");
     } else {
         println!("setup: adding rust-src to the nightly toolchain");
-        let installed = output(Command::new("rustup").args(["toolchain", "list"])).is_some_and(|s| s.lines().any(|l| l.starts_with("nightly")));
+        let installed = output(Command::new("rustup").args(["toolchain", "list"]))
+            .is_some_and(|s| s.lines().any(|l| l.starts_with("nightly")));
         if installed {
-            run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+            run_cmd(Command::new("rustup").args([
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                "nightly",
+            ]))?;
         } else {
-            run_cmd(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"]))?;
+            run_cmd(Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]))?;
         }
     }
     if has_bpf_linker() {
         println!("setup: bpf-linker {BPF_LINKER_VERSION} present");
     } else {
-        println!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 1.5 minutes)");
+        println!(
+            "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 1.5 minutes)"
+        );
         run_cmd(
             Command::new("cargo")
-                .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked", "--no-default-features", "--features", "llvm-22"])
+                .args([
+                    "install",
+                    &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                    "--locked",
+                    "--no-default-features",
+                    "--features",
+                    "llvm-22",
+                ])
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
         )
         .context("bpf-linker did not build; is llvm-22-dev installed?")?;

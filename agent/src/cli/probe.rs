@@ -86,23 +86,49 @@ struct SummaryLine<'a> {
 /// # Errors
 /// Bad arguments, missing privileges, an interface or address that does not exist.
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
-    let ProbeArgs { interface, target, count, interval, timeout, source, json, tracking: targs } = args;
+    let ProbeArgs {
+        interface,
+        target,
+        count,
+        interval,
+        timeout,
+        source,
+        json,
+        tracking: targs,
+    } = args;
     let test_addr = match source {
         Some(a) => a,
         None => pick_test_address(&interface, target).with_context(|| {
-            format!("{interface} has no {} test address; add one or pass --source", if target.is_ipv4() { "IPv4" } else { "IPv6 link-local" })
+            format!(
+                "{interface} has no {} test address; add one or pass --source",
+                if target.is_ipv4() {
+                    "IPv4"
+                } else {
+                    "IPv6 link-local"
+                }
+            )
         })?,
     };
     if test_addr.is_ipv4() != target.is_ipv4() {
         bail!("test address {test_addr} and target {target} are of different families");
     }
-    let mut t = Tracking::start(std::slice::from_ref(&interface), &targs, format!("probe-{interface}"))?;
-    let result = probe_loop(&mut t, &interface, target, test_addr, count, interval, timeout, json).await;
+    let mut t = Tracking::start(
+        std::slice::from_ref(&interface),
+        &targs,
+        format!("probe-{interface}"),
+    )?;
+    let result = probe_loop(
+        &mut t, &interface, target, test_addr, count, interval, timeout, json,
+    )
+    .await;
     let cleanup = t.finish();
     result.and(cleanup)
 }
 
-#[expect(clippy::too_many_arguments, reason = "the destructured command arguments, used once")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the destructured command arguments, used once"
+)]
 async fn probe_loop(
     t: &mut Tracking,
     interface: &str,
@@ -113,7 +139,12 @@ async fn probe_loop(
     timeout_ms: Option<u64>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let ifindex = *t.names.iter().find(|(_, n)| n.as_str() == interface).map(|(i, _)| i).context("interface not tracked")?;
+    let ifindex = *t
+        .names
+        .iter()
+        .find(|(_, n)| n.as_str() == interface)
+        .map(|(i, _)| i)
+        .context("interface not tracked")?;
     let socket = ProbeSocket::open(interface, ifindex, test_addr)?;
     let family = socket.family();
     let key = ProbeKey::random().context("no randomness for the probe key")?;
@@ -227,9 +258,19 @@ fn read_record(bytes: &[u8]) -> Option<ProbeReplyRecord> {
 }
 
 fn human_summary(s: &SummaryLine<'_>, family: Family) -> String {
-    let loss = if s.sent == 0 { 0.0 } else { 100.0 * (s.sent - s.received) as f64 / s.sent as f64 };
+    let loss = if s.sent == 0 {
+        0.0
+    } else {
+        100.0 * (s.sent - s.received) as f64 / s.sent as f64
+    };
     let line = |name: &str, x: Option<Summary>| match x {
-        Some(x) => format!("{name} min/median/p99/max = {}/{}/{}/{} ms", ms(x.min_ns), ms(x.median_ns), ms(x.p99_ns), ms(x.max_ns)),
+        Some(x) => format!(
+            "{name} min/median/p99/max = {}/{}/{}/{} ms",
+            ms(x.min_ns),
+            ms(x.median_ns),
+            ms(x.p99_ns),
+            ms(x.max_ns)
+        ),
         None => format!("{name} no samples"),
     };
     let d = &s.datapath;

@@ -35,13 +35,22 @@ impl Tracking {
     ///
     /// # Errors
     /// With a message saying what to do (privileges, interface names, bpffs).
-    pub fn start(ifnames: &[String], args: &TrackingArgs, default_instance: String) -> anyhow::Result<Self> {
+    pub fn start(
+        ifnames: &[String],
+        args: &TrackingArgs,
+        default_instance: String,
+    ) -> anyhow::Result<Self> {
         let instance = args.instance.clone().unwrap_or(default_instance);
-        let mut datapath = Datapath::load(&DatapathOptions { instance: Some(instance), no_kernel_hook: false })
-            .context("cannot load ipmpd's kernel programs")?;
+        let mut datapath = Datapath::load(&DatapathOptions {
+            instance: Some(instance),
+            no_kernel_hook: false,
+        })
+        .context("cannot load ipmpd's kernel programs")?;
         let mut names = HashMap::new();
         for name in ifnames {
-            let ifindex = datapath.track(name).with_context(|| format!("cannot track {name}"))?;
+            let ifindex = datapath
+                .track(name)
+                .with_context(|| format!("cannot track {name}"))?;
             names.insert(ifindex, name.clone());
         }
         let poll_interval = match datapath.link_source() {
@@ -51,21 +60,32 @@ impl Tracking {
         let store = datapath.take_link_state_store()?;
         let (tx, reports) = mpsc::unbounded_channel();
         let watcher = LinkWatcher::spawn(
-            WatchConfig { ifindexes: names.keys().copied().collect(), poll_interval },
+            WatchConfig {
+                ifindexes: names.keys().copied().collect(),
+                poll_interval,
+            },
             store,
             move |r| {
                 let _ = tx.send(r);
             },
         )
         .context("cannot watch link state through rtnetlink")?;
-        Ok(Self { datapath, watcher, reports, names, poll_us: args.link_poll_us })
+        Ok(Self {
+            datapath,
+            watcher,
+            reports,
+            names,
+            poll_us: args.link_poll_us,
+        })
     }
 
     /// One line saying where link state comes from.
     #[must_use]
     pub fn link_source_line(&self) -> String {
         match self.datapath.link_source() {
-            LinkSource::KernelHook => "link state: kernel hook (fentry on netif_carrier_on/off)".into(),
+            LinkSource::KernelHook => {
+                "link state: kernel hook (fentry on netif_carrier_on/off)".into()
+            }
             LinkSource::Poll { reason } => format!(
                 "link state: carrier poll every {} us + rtnetlink notifications (kernel hook unavailable: {reason})",
                 self.poll_us
@@ -85,7 +105,9 @@ impl Tracking {
     /// When pins cannot be removed.
     pub fn finish(self) -> anyhow::Result<()> {
         drop(self.watcher);
-        self.datapath.detach_and_unpin().context("cannot remove ipmpd's pins")
+        self.datapath
+            .detach_and_unpin()
+            .context("cannot remove ipmpd's pins")
     }
 }
 
@@ -106,19 +128,34 @@ impl Tracking {
         match report {
             WatchReport::Link(ev) => {
                 let interface = self.name(ev.ifindex);
-                let line = LinkLine { event: "link", interface, link: ev, source_name: source_name(ev.source) };
+                let line = LinkLine {
+                    event: "link",
+                    interface,
+                    link: ev,
+                    source_name: source_name(ev.source),
+                };
                 super::output::emit(json, &line, || {
                     let what = match ev.change {
-                        LinkChange::Initial => format!("carrier {}", if ev.carrier { "up" } else { "down" }),
+                        LinkChange::Initial => {
+                            format!("carrier {}", if ev.carrier { "up" } else { "down" })
+                        }
                         LinkChange::Down => "link down".into(),
                         LinkChange::Up => "link up".into(),
-                        LinkChange::Flapped { transitions } => format!("link flapped ({transitions} carrier changes between two looks)"),
+                        LinkChange::Flapped { transitions } => format!(
+                            "link flapped ({transitions} carrier changes between two looks)"
+                        ),
                         LinkChange::Removed => "interface removed".into(),
                     };
-                    format!("{interface}: {what} [{}; flaps {}]", source_name(ev.source), ev.flaps)
+                    format!(
+                        "{interface}: {what} [{}; flaps {}]",
+                        source_name(ev.source),
+                        ev.flaps
+                    )
                 });
             }
-            WatchReport::Overrun => eprintln!("ipmpd: rtnetlink notifications overran; resynchronised with a dump"),
+            WatchReport::Overrun => {
+                eprintln!("ipmpd: rtnetlink notifications overran; resynchronised with a dump")
+            }
             WatchReport::Error(e) => eprintln!("ipmpd: link watcher: {e}"),
         }
     }

@@ -27,10 +27,19 @@ pub struct WatchArgs {
 /// # Errors
 /// When the datapath cannot be loaded or attached.
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
-    let WatchArgs { interfaces, duration_ms, json, tracking: targs } = args;
+    let WatchArgs {
+        interfaces,
+        duration_ms,
+        json,
+        tracking: targs,
+    } = args;
     let mut t = Tracking::start(&interfaces, &targs, format!("watch-{}", std::process::id()))?;
     if !json {
-        println!("watching {}; {}", interfaces.join(" "), t.link_source_line());
+        println!(
+            "watching {}; {}",
+            interfaces.join(" "),
+            t.link_source_line()
+        );
         println!("pinned under {}", t.datapath.pin_dir().display());
     }
     let deadline = tokio::time::sleep(duration_ms.map_or(Duration::MAX / 4, Duration::from_millis));

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error("cannot read kernel BTF at {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("kernel BTF is malformed: {0}")]
     Malformed(&'static str),
     #[error("kernel BTF has no struct {0}")]
@@ -50,7 +53,10 @@ pub struct KernelBtf {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, BtfError> {
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map(u32::from_le_bytes).ok_or(BtfError::Malformed("truncated"))
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or(BtfError::Malformed("truncated"))
 }
 
 impl KernelBtf {
@@ -60,7 +66,10 @@ impl KernelBtf {
     /// When the file is missing or malformed.
     pub fn from_sys_fs() -> Result<Self, BtfError> {
         let path = "/sys/kernel/btf/vmlinux";
-        let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.into(), source })?;
+        let data = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(&data)
     }
 
@@ -75,8 +84,13 @@ impl KernelBtf {
         let hdr_len = u32_at(data, 4)? as usize;
         let (type_off, type_len) = (u32_at(data, 8)? as usize, u32_at(data, 12)? as usize);
         let (str_off, str_len) = (u32_at(data, 16)? as usize, u32_at(data, 20)? as usize);
-        let types_sec = data.get(hdr_len + type_off..hdr_len + type_off + type_len).ok_or(BtfError::Malformed("type section"))?;
-        let strings = data.get(hdr_len + str_off..hdr_len + str_off + str_len).ok_or(BtfError::Malformed("string section"))?.to_vec();
+        let types_sec = data
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .ok_or(BtfError::Malformed("type section"))?;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or(BtfError::Malformed("string section"))?
+            .to_vec();
         let mut types = vec![Type::Other]; // type id 0 is void
         let mut at = 0;
         while at < types_sec.len() {
@@ -88,10 +102,10 @@ impl KernelBtf {
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 != 0;
             let extra = match kind {
-                1 | 14 | 17 => 4,        // int, var, decl_tag
-                3 => 12,                 // array
+                1 | 14 | 17 => 4,                                // int, var, decl_tag
+                3 => 12,                                         // array
                 KIND_STRUCT | KIND_UNION | 15 | 19 => vlen * 12, // members, datasec, enum64
-                6 | 13 => vlen * 8,      // enum, func_proto
+                6 | 13 => vlen * 8,                              // enum, func_proto
                 _ => 0,
             };
             let ty = match kind {
@@ -108,7 +122,9 @@ impl KernelBtf {
                     }
                     Type::Composite { name, members }
                 }
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => Type::Alias { ty: size_or_type },
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    Type::Alias { ty: size_or_type }
+                }
                 _ => Type::Other,
             };
             types.push(ty);
@@ -123,7 +139,11 @@ impl KernelBtf {
                 }
             }
         }
-        Ok(Self { types, strings, structs_by_name })
+        Ok(Self {
+            types,
+            strings,
+            structs_by_name,
+        })
     }
 
     fn str_at(strings: &[u8], off: u32) -> &str {
@@ -148,12 +168,18 @@ impl KernelBtf {
     /// # Errors
     /// When the struct or a member does not exist.
     pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
-        let mut ty = *self.structs_by_name.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let mut ty = *self
+            .structs_by_name
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
         let mut bits = 0;
         for member in path.split('.') {
-            let (off, next) = self
-                .find_member(ty, member, 0)
-                .ok_or_else(|| BtfError::NoMember { strukt: strukt.into(), member: member.into() })?;
+            let (off, next) =
+                self.find_member(ty, member, 0)
+                    .ok_or_else(|| BtfError::NoMember {
+                        strukt: strukt.into(),
+                        member: member.into(),
+                    })?;
             bits += off;
             ty = self.resolve(next);
         }
@@ -162,16 +188,20 @@ impl KernelBtf {
 
     /// Finds `name` in composite `ty`, also inside anonymous members; returns (bit offset, type).
     fn find_member(&self, ty: u32, name: &str, depth: u32) -> Option<(u32, u32)> {
-        let Some(Type::Composite { members, .. }) = self.types.get(self.resolve(ty) as usize) else { return None };
+        let Some(Type::Composite { members, .. }) = self.types.get(self.resolve(ty) as usize)
+        else {
+            return None;
+        };
         for m in members {
             let mname = Self::str_at(&self.strings, m.name);
             if mname == name {
                 return Some((m.bit_offset, m.ty));
             }
-            if mname.is_empty() && depth < 8 {
-                if let Some((off, t)) = self.find_member(m.ty, name, depth + 1) {
-                    return Some((m.bit_offset + off, t));
-                }
+            if mname.is_empty()
+                && depth < 8
+                && let Some((off, t)) = self.find_member(m.ty, name, depth + 1)
+            {
+                return Some((m.bit_offset + off, t));
             }
         }
         None
@@ -208,7 +238,9 @@ mod tests {
     fn blob() -> Vec<u8> {
         let strings = b"\0int\0a\0b\0inner\0x\0in\0outer\0".to_vec();
         let s = |needle: &str| {
-            let pos = strings.windows(needle.len() + 2).position(|w| w[0] == 0 && &w[1..=needle.len()] == needle.as_bytes() && w[needle.len() + 1] == 0);
+            let pos = strings.windows(needle.len() + 2).position(|w| {
+                w[0] == 0 && &w[1..=needle.len()] == needle.as_bytes() && w[needle.len() + 1] == 0
+            });
             pos.unwrap() as u32 + 1
         };
         let mut t = Vec::new();
@@ -233,8 +265,14 @@ mod tests {
         let btf = KernelBtf::parse(&blob()).unwrap();
         assert_eq!(btf.offset_of("outer", "x").unwrap(), 0);
         assert_eq!(btf.offset_of("outer", "in.b").unwrap(), 12);
-        assert!(matches!(btf.offset_of("outer", "nope"), Err(BtfError::NoMember { .. })));
-        assert!(matches!(btf.offset_of("nope", "x"), Err(BtfError::NoStruct(_))));
+        assert!(matches!(
+            btf.offset_of("outer", "nope"),
+            Err(BtfError::NoMember { .. })
+        ));
+        assert!(matches!(
+            btf.offset_of("nope", "x"),
+            Err(BtfError::NoStruct(_))
+        ));
     }
 
     #[test]

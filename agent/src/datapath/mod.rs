@@ -36,20 +36,35 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/ipmpd";
 pub enum DatapathError {
     #[error(transparent)]
     Bpffs(#[from] bpffs::BpffsError),
-    #[error("cannot prepare pin directory {path} (ipmpd needs root, or CAP_BPF and write access to bpffs)")]
+    #[error(
+        "cannot prepare pin directory {path} (ipmpd needs root, or CAP_BPF and write access to bpffs)"
+    )]
     PinDir { path: PathBuf, source: io::Error },
-    #[error("the kernel refused ipmpd's BPF object (ipmpd needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)")]
+    #[error(
+        "the kernel refused ipmpd's BPF object (ipmpd needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)"
+    )]
     Load(#[source] aya::EbpfError),
-    #[error("the kernel refused program {program} (ipmpd needs root or CAP_BPF + CAP_NET_ADMIN; the verifier log follows)")]
-    Program { program: &'static str, source: ProgramError },
+    #[error(
+        "the kernel refused program {program} (ipmpd needs root or CAP_BPF + CAP_NET_ADMIN; the verifier log follows)"
+    )]
+    Program {
+        program: &'static str,
+        source: ProgramError,
+    },
     #[error("BPF object has no {0}: the agent and its kernel programs are from different builds")]
     Missing(&'static str),
     #[error("map {map}")]
     Map { map: &'static str, source: MapError },
     #[error("unknown interface {0:?}: check the name with `ip link`")]
     UnknownInterface(String),
-    #[error("cannot attach {program} to {ifname} (another XDP/TC program may own the interface: see `bpftool net` and `bpftool link`)")]
-    Attach { program: &'static str, ifname: String, source: ProgramError },
+    #[error(
+        "cannot attach {program} to {ifname} (another XDP/TC program may own the interface: see `bpftool net` and `bpftool link`)"
+    )]
+    Attach {
+        program: &'static str,
+        ifname: String,
+        source: ProgramError,
+    },
     #[error("cannot pin {path}: {reason}")]
     Pin { path: PathBuf, reason: String },
 }
@@ -88,7 +103,10 @@ pub struct Datapath {
 
 impl std::fmt::Debug for Datapath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Datapath").field("pin_dir", &self.pin_dir).field("link_source", &self.link_source).finish_non_exhaustive()
+        f.debug_struct("Datapath")
+            .field("pin_dir", &self.pin_dir)
+            .field("link_source", &self.link_source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,11 +135,25 @@ impl Datapath {
     pub fn load(options: &DatapathOptions) -> Result<Self, DatapathError> {
         bpffs::ensure_mounted()?;
         let pin_dir = pin_dir(options.instance.as_deref());
-        remove_pins(&pin_dir).map_err(|source| DatapathError::PinDir { path: pin_dir.clone(), source })?;
-        std::fs::create_dir_all(pin_dir.join("links")).map_err(|source| DatapathError::PinDir { path: pin_dir.clone(), source })?;
+        remove_pins(&pin_dir).map_err(|source| DatapathError::PinDir {
+            path: pin_dir.clone(),
+            source,
+        })?;
+        std::fs::create_dir_all(pin_dir.join("links")).map_err(|source| DatapathError::PinDir {
+            path: pin_dir.clone(),
+            source,
+        })?;
 
         let offsets = KernelBtf::from_sys_fs().and_then(|btf| CarrierHookOffsets::from_btf(&btf));
-        let o = offsets.as_ref().ok().copied().unwrap_or(CarrierHookOffsets { netdev_ifindex: 0, netdev_nd_net: 0, net_ns_inum: 0 });
+        let o = offsets
+            .as_ref()
+            .ok()
+            .copied()
+            .unwrap_or(CarrierHookOffsets {
+                netdev_ifindex: 0,
+                netdev_nd_net: 0,
+                net_ns_inum: 0,
+            });
         let inum = netns_inum();
         let mut ebpf = EbpfLoader::new()
             .override_global("NETDEV_IFINDEX_OFF", &o.netdev_ifindex, true)
@@ -132,27 +164,56 @@ impl Datapath {
             .map_err(DatapathError::Load)?;
 
         let xdp: &mut Xdp = program(&mut ebpf, names::XDP_PROBE_REPLY)?;
-        xdp.load().map_err(|source| DatapathError::Program { program: names::XDP_PROBE_REPLY, source })?;
+        xdp.load().map_err(|source| DatapathError::Program {
+            program: names::XDP_PROBE_REPLY,
+            source,
+        })?;
         let tc: &mut SchedClassifier = program(&mut ebpf, names::TC_PROBE_STAMP)?;
-        tc.load().map_err(|source| DatapathError::Program { program: names::TC_PROBE_STAMP, source })?;
+        tc.load().map_err(|source| DatapathError::Program {
+            program: names::TC_PROBE_STAMP,
+            source,
+        })?;
 
-        for map in [names::PROBE_REPLIES, names::IFACE_COUNTERS, names::LINK_STATE] {
+        for map in [
+            names::PROBE_REPLIES,
+            names::IFACE_COUNTERS,
+            names::LINK_STATE,
+        ] {
             let path = pin_dir.join(map);
             ebpf.map(map)
                 .ok_or(DatapathError::Missing(map))?
                 .pin(&path)
-                .map_err(|e| DatapathError::Pin { path, reason: e.to_string() })?;
+                .map_err(|e| DatapathError::Pin {
+                    path,
+                    reason: e.to_string(),
+                })?;
         }
 
         let (link_source, hook_links) = match (&offsets, options.no_kernel_hook) {
-            (_, true) => (LinkSource::Poll { reason: "kernel hook disabled by option".into() }, Vec::new()),
-            (Err(e), false) => (LinkSource::Poll { reason: format!("kernel BTF unusable: {e}") }, Vec::new()),
+            (_, true) => (
+                LinkSource::Poll {
+                    reason: "kernel hook disabled by option".into(),
+                },
+                Vec::new(),
+            ),
+            (Err(e), false) => (
+                LinkSource::Poll {
+                    reason: format!("kernel BTF unusable: {e}"),
+                },
+                Vec::new(),
+            ),
             (Ok(_), false) => match attach_carrier_hook(&mut ebpf) {
                 Ok(links) => (LinkSource::KernelHook, links),
                 Err(reason) => (LinkSource::Poll { reason }, Vec::new()),
             },
         };
-        Ok(Self { ebpf, pin_dir, attachments: Vec::new(), link_source, _hook_links: hook_links })
+        Ok(Self {
+            ebpf,
+            pin_dir,
+            attachments: Vec::new(),
+            link_source,
+            _hook_links: hook_links,
+        })
     }
 
     /// How link state is mirrored.
@@ -173,33 +234,93 @@ impl Datapath {
     /// Unknown interface, or the kernel refused an attachment.
     pub fn track(&mut self, ifname: &str) -> Result<u32, DatapathError> {
         let ifindex = ifindex_of(ifname)?;
-        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Map { map: names::IFACE_COUNTERS, source: MapError::from(aya::sys::SyscallError { call: "nr_cpus", io_error: e }) })?;
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Map {
+            map: names::IFACE_COUNTERS,
+            source: MapError::from(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            }),
+        })?;
         {
-            let mut counters: PerCpuHashMap<&mut MapData, u32, IfaceCounters> = map_typed(&mut self.ebpf, names::IFACE_COUNTERS)?;
-            let zero = PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).map_err(|source| DatapathError::Map { map: names::IFACE_COUNTERS, source: MapError::from(aya::sys::SyscallError { call: "per-cpu values", io_error: source }) })?;
-            counters.insert(ifindex, zero, 0).map_err(|source| DatapathError::Map { map: names::IFACE_COUNTERS, source })?;
-            let mut links: HashMap<&mut MapData, u32, LinkState> = map_typed(&mut self.ebpf, names::LINK_STATE)?;
-            links.insert(ifindex, LinkState::default(), 0).map_err(|source| DatapathError::Map { map: names::LINK_STATE, source })?;
+            let mut counters: PerCpuHashMap<&mut MapData, u32, IfaceCounters> =
+                map_typed(&mut self.ebpf, names::IFACE_COUNTERS)?;
+            let zero = PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).map_err(
+                |source| DatapathError::Map {
+                    map: names::IFACE_COUNTERS,
+                    source: MapError::from(aya::sys::SyscallError {
+                        call: "per-cpu values",
+                        io_error: source,
+                    }),
+                },
+            )?;
+            counters
+                .insert(ifindex, zero, 0)
+                .map_err(|source| DatapathError::Map {
+                    map: names::IFACE_COUNTERS,
+                    source,
+                })?;
+            let mut links: HashMap<&mut MapData, u32, LinkState> =
+                map_typed(&mut self.ebpf, names::LINK_STATE)?;
+            links
+                .insert(ifindex, LinkState::default(), 0)
+                .map_err(|source| DatapathError::Map {
+                    map: names::LINK_STATE,
+                    source,
+                })?;
         }
         let xdp: &mut Xdp = program(&mut self.ebpf, names::XDP_PROBE_REPLY)?;
         let id = xdp
             .attach_to_if_index(ifindex, XdpMode::Default)
-            .map_err(|source| DatapathError::Attach { program: names::XDP_PROBE_REPLY, ifname: ifname.into(), source })?;
-        let link = xdp.take_link(id).map_err(|source| DatapathError::Attach { program: names::XDP_PROBE_REPLY, ifname: ifname.into(), source })?;
-        self.pin_link(FdLink::try_from(link).map_err(|e| DatapathError::Pin { path: self.pin_dir.clone(), reason: e.to_string() })?, &format!("xdp-{ifname}"))?;
+            .map_err(|source| DatapathError::Attach {
+                program: names::XDP_PROBE_REPLY,
+                ifname: ifname.into(),
+                source,
+            })?;
+        let link = xdp.take_link(id).map_err(|source| DatapathError::Attach {
+            program: names::XDP_PROBE_REPLY,
+            ifname: ifname.into(),
+            source,
+        })?;
+        self.pin_link(
+            FdLink::try_from(link).map_err(|e| DatapathError::Pin {
+                path: self.pin_dir.clone(),
+                reason: e.to_string(),
+            })?,
+            &format!("xdp-{ifname}"),
+        )?;
         let tc: &mut SchedClassifier = program(&mut self.ebpf, names::TC_PROBE_STAMP)?;
-        let id = tc
-            .attach(ifname, TcAttachType::Egress)
-            .map_err(|source| DatapathError::Attach { program: names::TC_PROBE_STAMP, ifname: ifname.into(), source })?;
-        let link = tc.take_link(id).map_err(|source| DatapathError::Attach { program: names::TC_PROBE_STAMP, ifname: ifname.into(), source })?;
-        self.pin_link(FdLink::try_from(link).map_err(|e| DatapathError::Pin { path: self.pin_dir.clone(), reason: e.to_string() })?, &format!("tc-egress-{ifname}"))?;
-        self.attachments.push(Attachment { ifindex, ifname: ifname.into() });
+        let id =
+            tc.attach(ifname, TcAttachType::Egress)
+                .map_err(|source| DatapathError::Attach {
+                    program: names::TC_PROBE_STAMP,
+                    ifname: ifname.into(),
+                    source,
+                })?;
+        let link = tc.take_link(id).map_err(|source| DatapathError::Attach {
+            program: names::TC_PROBE_STAMP,
+            ifname: ifname.into(),
+            source,
+        })?;
+        self.pin_link(
+            FdLink::try_from(link).map_err(|e| DatapathError::Pin {
+                path: self.pin_dir.clone(),
+                reason: e.to_string(),
+            })?,
+            &format!("tc-egress-{ifname}"),
+        )?;
+        self.attachments.push(Attachment {
+            ifindex,
+            ifname: ifname.into(),
+        });
         Ok(ifindex)
     }
 
     fn pin_link(&self, link: FdLink, name: &str) -> Result<(), DatapathError> {
         let path = self.pin_dir.join("links").join(name);
-        let pinned: PinnedLink = link.pin(&path).map_err(|e| DatapathError::Pin { path: path.clone(), reason: e.to_string() })?;
+        let pinned: PinnedLink = link.pin(&path).map_err(|e| DatapathError::Pin {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         // The pin keeps the link (and the attachment) alive; the descriptor is not needed.
         drop(pinned);
         Ok(())
@@ -207,7 +328,9 @@ impl Datapath {
 
     /// Tracked interfaces as (ifindex, name).
     pub fn tracked(&self) -> impl Iterator<Item = (u32, &str)> {
-        self.attachments.iter().map(|a| (a.ifindex, a.ifname.as_str()))
+        self.attachments
+            .iter()
+            .map(|a| (a.ifindex, a.ifname.as_str()))
     }
 
     /// Takes the probe-reply ring buffer (once).
@@ -215,8 +338,14 @@ impl Datapath {
     /// # Errors
     /// When it was already taken.
     pub fn take_reply_ring(&mut self) -> Result<RingBuf<MapData>, DatapathError> {
-        let map = self.ebpf.take_map(names::PROBE_REPLIES).ok_or(DatapathError::Missing(names::PROBE_REPLIES))?;
-        RingBuf::try_from(map).map_err(|source| DatapathError::Map { map: names::PROBE_REPLIES, source })
+        let map = self
+            .ebpf
+            .take_map(names::PROBE_REPLIES)
+            .ok_or(DatapathError::Missing(names::PROBE_REPLIES))?;
+        RingBuf::try_from(map).map_err(|source| DatapathError::Map {
+            map: names::PROBE_REPLIES,
+            source,
+        })
     }
 
     /// Counters of `ifindex`, summed over CPUs.
@@ -224,9 +353,17 @@ impl Datapath {
     /// # Errors
     /// When the interface is not tracked.
     pub fn counters(&mut self, ifindex: u32) -> Result<IfaceCounters, DatapathError> {
-        let counters: PerCpuHashMap<&mut MapData, u32, IfaceCounters> = map_typed(&mut self.ebpf, names::IFACE_COUNTERS)?;
-        let per_cpu = counters.get(&ifindex, 0).map_err(|source| DatapathError::Map { map: names::IFACE_COUNTERS, source })?;
-        Ok(per_cpu.iter().fold(IfaceCounters::default(), |acc, c| acc.merged(c)))
+        let counters: PerCpuHashMap<&mut MapData, u32, IfaceCounters> =
+            map_typed(&mut self.ebpf, names::IFACE_COUNTERS)?;
+        let per_cpu = counters
+            .get(&ifindex, 0)
+            .map_err(|source| DatapathError::Map {
+                map: names::IFACE_COUNTERS,
+                source,
+            })?;
+        Ok(per_cpu
+            .iter()
+            .fold(IfaceCounters::default(), |acc, c| acc.merged(c)))
     }
 
     /// Takes the link-state map as a store for the link watcher (once).
@@ -234,8 +371,15 @@ impl Datapath {
     /// # Errors
     /// When it was already taken.
     pub fn take_link_state_store(&mut self) -> Result<Box<dyn LinkStateStore>, DatapathError> {
-        let map = self.ebpf.take_map(names::LINK_STATE).ok_or(DatapathError::Missing(names::LINK_STATE))?;
-        let map: HashMap<MapData, u32, LinkState> = HashMap::try_from(map).map_err(|source| DatapathError::Map { map: names::LINK_STATE, source })?;
+        let map = self
+            .ebpf
+            .take_map(names::LINK_STATE)
+            .ok_or(DatapathError::Missing(names::LINK_STATE))?;
+        let map: HashMap<MapData, u32, LinkState> =
+            HashMap::try_from(map).map_err(|source| DatapathError::Map {
+                map: names::LINK_STATE,
+                source,
+            })?;
         Ok(Box::new(MapStore(map)))
     }
 
@@ -264,7 +408,10 @@ where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
     let p = ebpf.program_mut(name).ok_or(DatapathError::Missing(name))?;
-    p.try_into().map_err(|source| DatapathError::Program { program: name, source })
+    p.try_into().map_err(|source| DatapathError::Program {
+        program: name,
+        source,
+    })
 }
 
 fn map_typed<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, DatapathError>
@@ -293,16 +440,21 @@ pub fn ifindex_of(name: &str) -> Result<u32, DatapathError> {
 fn attach_carrier_hook(ebpf: &mut Ebpf) -> Result<Vec<FdLink>, String> {
     let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF unavailable: {e}"))?;
     let mut links = Vec::new();
-    for (prog, func) in [("ipmpd_carrier_on", "netif_carrier_on"), ("ipmpd_carrier_off", "netif_carrier_off")] {
+    for (prog, func) in [
+        ("ipmpd_carrier_on", "netif_carrier_on"),
+        ("ipmpd_carrier_off", "netif_carrier_off"),
+    ] {
         let p: &mut FEntry = ebpf
             .program_mut(prog)
             .ok_or_else(|| format!("program {prog} missing"))?
             .try_into()
             .map_err(|e: ProgramError| e.to_string())?;
         p.load(func, &btf).map_err(|e| format!("the kernel refused fentry on {func}: {e} (lockdown or a BPF LSM forbids tracing programs)"))?;
-        let id = p.attach().map_err(|e| format!("cannot attach fentry on {func}: {e}"))?;
+        let id = p
+            .attach()
+            .map_err(|e| format!("cannot attach fentry on {func}: {e}"))?;
         let link = p.take_link(id).map_err(|e| e.to_string())?;
-        links.push(FdLink::try_from(link).map_err(|e| e.to_string())?);
+        links.push(link.into());
     }
     Ok(links)
 }
@@ -323,9 +475,8 @@ fn remove_pins(dir: &Path) -> io::Result<()> {
     }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) || e.path().is_file() {
-                std::fs::remove_file(e.path())?;
-            } else if e.file_type().is_ok_and(|t| !t.is_dir()) {
+            // Pinned maps are files on bpffs; directories belong to other instances.
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
                 std::fs::remove_file(e.path())?;
             }
         }

@@ -82,7 +82,10 @@ impl LinkMirror {
     /// Current state of `ifindex`.
     #[must_use]
     pub fn state(&self, ifindex: u32) -> Option<LinkState> {
-        self.entries.get(&ifindex).filter(|e| e.seen).map(|e| e.state)
+        self.entries
+            .get(&ifindex)
+            .filter(|e| e.seen)
+            .map(|e| e.state)
     }
 
     /// Folds in one observation made at `now_ns` from `src`; returns the change, if any.
@@ -103,7 +106,13 @@ impl LinkMirror {
         if !entry.seen {
             entry.seen = true;
             entry.counted = obs.carrier_changes;
-            entry.state = LinkState { carrier: u32::from(carrier), flaps: 0, last_change_ns: now_ns, source: source::INITIAL, admin_up };
+            entry.state = LinkState {
+                carrier: u32::from(carrier),
+                flaps: 0,
+                last_change_ns: now_ns,
+                source: source::INITIAL,
+                admin_up,
+            };
             return Some(event(obs.ifindex, LinkChange::Initial, &entry.state));
         }
         let counted_delta = match (entry.counted, obs.carrier_changes) {
@@ -122,7 +131,10 @@ impl LinkMirror {
             return None.filter(|_: &LinkEvent| admin_changed);
         }
         entry.state.carrier = u32::from(carrier);
-        entry.state.flaps = entry.state.flaps.saturating_add(u32::try_from(transitions).unwrap_or(u32::MAX));
+        entry.state.flaps = entry
+            .state
+            .flaps
+            .saturating_add(u32::try_from(transitions).unwrap_or(u32::MAX));
         entry.state.last_change_ns = now_ns;
         entry.state.source = src;
         let change = match (changed, carrier) {
@@ -135,7 +147,14 @@ impl LinkMirror {
 }
 
 fn event(ifindex: u32, change: LinkChange, s: &LinkState) -> LinkEvent {
-    LinkEvent { ifindex, change, carrier: s.carrier != 0, flaps: s.flaps, at_ns: s.last_change_ns, source: s.source }
+    LinkEvent {
+        ifindex,
+        change,
+        carrier: s.carrier != 0,
+        flaps: s.flaps,
+        at_ns: s.last_change_ns,
+        source: s.source,
+    }
 }
 
 #[cfg(test)]
@@ -143,13 +162,21 @@ mod tests {
     use super::{super::netlink::IFF_LOWER_UP, *};
 
     fn obs(carrier: bool, changes: u64) -> LinkObservation {
-        LinkObservation { ifindex: 5, flags: IFF_UP | if carrier { IFF_LOWER_UP } else { 0 }, carrier_changes: Some(changes), deleted: false }
+        LinkObservation {
+            ifindex: 5,
+            flags: IFF_UP | if carrier { IFF_LOWER_UP } else { 0 },
+            carrier_changes: Some(changes),
+            deleted: false,
+        }
     }
 
     fn mirror() -> LinkMirror {
         let mut m = LinkMirror::default();
         m.track(5);
-        assert_eq!(m.observe(&obs(true, 1), 0, source::INITIAL).unwrap().change, LinkChange::Initial);
+        assert_eq!(
+            m.observe(&obs(true, 1), 0, source::INITIAL).unwrap().change,
+            LinkChange::Initial
+        );
         m
     }
 
@@ -163,7 +190,10 @@ mod tests {
     fn down_then_up() {
         let mut m = mirror();
         let e = m.observe(&obs(false, 2), 10, source::POLL).unwrap();
-        assert_eq!((e.change, e.carrier, e.flaps, e.at_ns, e.source), (LinkChange::Down, false, 1, 10, source::POLL));
+        assert_eq!(
+            (e.change, e.carrier, e.flaps, e.at_ns, e.source),
+            (LinkChange::Down, false, 1, 10, source::POLL)
+        );
         assert_eq!(m.observe(&obs(false, 2), 11, source::POLL), None, "no news");
         let e = m.observe(&obs(true, 3), 20, source::NOTIFICATION).unwrap();
         assert_eq!((e.change, e.flaps), (LinkChange::Up, 2));
@@ -192,18 +222,36 @@ mod tests {
     fn kernels_without_counters_fall_back_to_the_flag() {
         let mut m = LinkMirror::default();
         m.track(5);
-        let no = |c: bool| LinkObservation { carrier_changes: None, ..obs(c, 0) };
+        let no = |c: bool| LinkObservation {
+            carrier_changes: None,
+            ..obs(c, 0)
+        };
         m.observe(&no(true), 0, source::INITIAL);
-        assert_eq!(m.observe(&no(false), 5, source::POLL).unwrap().change, LinkChange::Down);
+        assert_eq!(
+            m.observe(&no(false), 5, source::POLL).unwrap().change,
+            LinkChange::Down
+        );
         assert_eq!(m.observe(&no(false), 6, source::POLL), None);
     }
 
     #[test]
     fn admin_down_means_no_carrier_and_deletion_is_reported() {
         let mut m = mirror();
-        let admin_down = LinkObservation { flags: 0, ..obs(true, 1) };
-        assert_eq!(m.observe(&admin_down, 3, source::POLL).unwrap().change, LinkChange::Down);
-        let gone = LinkObservation { deleted: true, ..obs(false, 1) };
-        assert_eq!(m.observe(&gone, 4, source::NOTIFICATION).unwrap().change, LinkChange::Removed);
+        let admin_down = LinkObservation {
+            flags: 0,
+            ..obs(true, 1)
+        };
+        assert_eq!(
+            m.observe(&admin_down, 3, source::POLL).unwrap().change,
+            LinkChange::Down
+        );
+        let gone = LinkObservation {
+            deleted: true,
+            ..obs(false, 1)
+        };
+        assert_eq!(
+            m.observe(&gone, 4, source::NOTIFICATION).unwrap().change,
+            LinkChange::Removed
+        );
     }
 }

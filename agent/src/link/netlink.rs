@@ -57,7 +57,10 @@ pub enum NetlinkError {
     #[error("cannot open a NETLINK_ROUTE socket: {0}")]
     Open(#[source] io::Error),
     #[error("netlink {call} failed: {source}")]
-    Io { call: &'static str, source: io::Error },
+    Io {
+        call: &'static str,
+        source: io::Error,
+    },
     #[error("the kernel refused the link dump: errno {0}")]
     Refused(i32),
     /// The kernel dropped notifications because the socket buffer was full: resynchronise with a dump.
@@ -93,7 +96,13 @@ impl RouteSocket {
     fn open(groups: u32) -> Result<Self, NetlinkError> {
         let nonblock = if groups != 0 { libc::SOCK_NONBLOCK } else { 0 };
         // SAFETY: plain socket(2); the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | nonblock, libc::NETLINK_ROUTE) };
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | nonblock,
+                libc::NETLINK_ROUTE,
+            )
+        };
         if raw < 0 {
             return Err(NetlinkError::Open(io::Error::last_os_error()));
         }
@@ -104,11 +113,24 @@ impl RouteSocket {
         sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         sa.nl_groups = groups;
         // SAFETY: valid sockaddr_nl and length.
-        let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const sa).cast(), size_of::<libc::sockaddr_nl>() as u32) };
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sa).cast(),
+                size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
         if rc < 0 {
-            return Err(NetlinkError::Io { call: "bind", source: io::Error::last_os_error() });
+            return Err(NetlinkError::Io {
+                call: "bind",
+                source: io::Error::last_os_error(),
+            });
         }
-        Ok(Self { fd, seq: 0, buf: vec![0; 256 * 1024] })
+        Ok(Self {
+            fd,
+            seq: 0,
+            buf: vec![0; 256 * 1024],
+        })
     }
 
     /// The descriptor, for poll(2).
@@ -121,13 +143,19 @@ impl RouteSocket {
     ///
     /// # Errors
     /// On a socket error or a refusal by the kernel.
-    pub fn dump_links(&mut self, mut each: impl FnMut(LinkObservation)) -> Result<(), NetlinkError> {
+    pub fn dump_links(
+        &mut self,
+        mut each: impl FnMut(LinkObservation),
+    ) -> Result<(), NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         let req = dump_request(self.seq);
         // SAFETY: `req` is valid for its length.
         let rc = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if rc < 0 {
-            return Err(NetlinkError::Io { call: "send", source: io::Error::last_os_error() });
+            return Err(NetlinkError::Io {
+                call: "send",
+                source: io::Error::last_os_error(),
+            });
         }
         loop {
             let n = self.recv()?;
@@ -151,11 +179,18 @@ impl RouteSocket {
     ///
     /// # Errors
     /// [`NetlinkError::Overrun`] when notifications were lost; other socket errors.
-    pub fn drain_notifications(&mut self, mut each: impl FnMut(LinkObservation)) -> Result<(), NetlinkError> {
+    pub fn drain_notifications(
+        &mut self,
+        mut each: impl FnMut(LinkObservation),
+    ) -> Result<(), NetlinkError> {
         loop {
             let n = match self.recv() {
                 Ok(n) => n,
-                Err(NetlinkError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(NetlinkError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::WouldBlock =>
+                {
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             };
             parse_messages(&self.buf[..n], |msg| {
@@ -168,13 +203,23 @@ impl RouteSocket {
 
     fn recv(&mut self) -> Result<usize, NetlinkError> {
         // SAFETY: `buf` is valid and writable for its length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                0,
+            )
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::ENOBUFS) {
                 return Err(NetlinkError::Overrun);
             }
-            return Err(NetlinkError::Io { call: "recv", source: err });
+            return Err(NetlinkError::Io {
+                call: "recv",
+                source: err,
+            });
         }
         Ok(n as usize)
     }
@@ -218,7 +263,9 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// Walks the messages in one datagram. Malformed messages end the walk; nothing panics.
 pub fn parse_messages(mut data: &[u8], mut each: impl FnMut(Message)) {
     while data.len() >= NLMSG_HDRLEN {
-        let Some(len) = u32_at(data, 0).map(|l| l as usize) else { return };
+        let Some(len) = u32_at(data, 0).map(|l| l as usize) else {
+            return;
+        };
         let Some(kind) = u16_at(data, 4) else { return };
         if len < NLMSG_HDRLEN || len > data.len() {
             return;
@@ -266,7 +313,12 @@ fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
         (Some(u), Some(d)) => Some(u64::from(u) + u64::from(d)),
         _ => None,
     };
-    Some(LinkObservation { ifindex, flags, carrier_changes, deleted })
+    Some(LinkObservation {
+        ifindex,
+        flags,
+        carrier_changes,
+        deleted,
+    })
 }
 
 #[cfg(test)]
@@ -301,7 +353,12 @@ mod tests {
         parse_messages(&newlink(7, true, 2, 3), |m| seen.push(m));
         assert_eq!(
             seen,
-            vec![Message::Link(LinkObservation { ifindex: 7, flags: 0x1003 | IFF_LOWER_UP, carrier_changes: Some(5), deleted: false })]
+            vec![Message::Link(LinkObservation {
+                ifindex: 7,
+                flags: 0x1003 | IFF_LOWER_UP,
+                carrier_changes: Some(5),
+                deleted: false
+            })]
         );
     }
 
@@ -314,7 +371,10 @@ mod tests {
         parse_messages(&data, |m| seen.push(m));
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[2], Message::Done);
-        assert!(matches!(seen[0], Message::Link(LinkObservation { ifindex: 1, .. })));
+        assert!(matches!(
+            seen[0],
+            Message::Link(LinkObservation { ifindex: 1, .. })
+        ));
     }
 
     #[test]

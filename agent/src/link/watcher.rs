@@ -85,9 +85,25 @@ impl LinkWatcher {
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("ipmpd-link".into())
-            .spawn(move || run(&config, mirror, dumps, notifications, store.as_mut(), &report, &thread_stop))
-            .map_err(|e| NetlinkError::Io { call: "spawn", source: e })?;
-        Ok(Self { stop, thread: Some(thread) })
+            .spawn(move || {
+                run(
+                    &config,
+                    mirror,
+                    dumps,
+                    notifications,
+                    store.as_mut(),
+                    &report,
+                    &thread_stop,
+                )
+            })
+            .map_err(|e| NetlinkError::Io {
+                call: "spawn",
+                source: e,
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -100,11 +116,19 @@ impl Drop for LinkWatcher {
     }
 }
 
-fn apply(mirror: &LinkMirror, store: &mut dyn LinkStateStore, report: &impl Fn(WatchReport), ev: LinkEvent) {
+fn apply(
+    mirror: &LinkMirror,
+    store: &mut dyn LinkStateStore,
+    report: &impl Fn(WatchReport),
+    ev: LinkEvent,
+) {
     if let Some(state) = mirror.state(ev.ifindex)
         && let Err(e) = store.store(ev.ifindex, &state)
     {
-        report(WatchReport::Error(format!("cannot write link state of ifindex {}: {e}", ev.ifindex)));
+        report(WatchReport::Error(format!(
+            "cannot write link state of ifindex {}: {e}",
+            ev.ifindex
+        )));
     }
     report(WatchReport::Link(ev));
 }
@@ -121,20 +145,31 @@ fn run(
     report: &impl Fn(WatchReport),
     stop: &AtomicBool,
 ) {
-    let interval = config.poll_interval.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1));
+    let interval = config
+        .poll_interval
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1));
     let mut next_poll = monotonic_ns() + interval.unwrap_or(IDLE_WAIT_NS);
     let mut events = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
         let wait = next_poll.saturating_sub(now).min(IDLE_WAIT_NS);
-        let mut pfd = libc::pollfd { fd: notifications.raw_fd(), events: libc::POLLIN, revents: 0 };
-        let ts = libc::timespec { tv_sec: (wait / 1_000_000_000) as i64, tv_nsec: (wait % 1_000_000_000) as i64 };
+        let mut pfd = libc::pollfd {
+            fd: notifications.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: (wait / 1_000_000_000) as i64,
+            tv_nsec: (wait % 1_000_000_000) as i64,
+        };
         // SAFETY: one valid pollfd, a valid timespec, no signal mask.
         let rc = unsafe { libc::ppoll(&raw mut pfd, 1, &raw const ts, std::ptr::null()) };
         let mut resync = false;
         if rc > 0 {
             let now = monotonic_ns();
-            match notifications.drain_notifications(|obs| events.extend(mirror.observe(&obs, now, source::NOTIFICATION))) {
+            match notifications.drain_notifications(|obs| {
+                events.extend(mirror.observe(&obs, now, source::NOTIFICATION))
+            }) {
                 Ok(()) => {}
                 Err(NetlinkError::Overrun) => {
                     report(WatchReport::Overrun);
@@ -145,10 +180,11 @@ fn run(
         }
         let now = monotonic_ns();
         let poll_due = interval.is_some() && now >= next_poll;
-        if poll_due || resync {
-            if let Err(e) = dumps.dump_links(|obs| events.extend(mirror.observe(&obs, now, source::POLL))) {
-                report(WatchReport::Error(e.to_string()));
-            }
+        if (poll_due || resync)
+            && let Err(e) =
+                dumps.dump_links(|obs| events.extend(mirror.observe(&obs, now, source::POLL)))
+        {
+            report(WatchReport::Error(e.to_string()));
         }
         if now >= next_poll {
             let step = interval.unwrap_or(IDLE_WAIT_NS);

@@ -77,11 +77,17 @@ mod tests {
         assert!(!key.verify(&h, 11, 20), "other id");
         let mut stamped = h;
         stamped.kernel_tx_ns = 5u64.to_be();
-        assert!(key.verify(&stamped, 10, 20), "the kernel stamp is not covered");
+        assert!(
+            key.verify(&stamped, 10, 20),
+            "the kernel stamp is not covered"
+        );
         let mut altered = h;
         altered.send_time_ns = 100u64.to_be();
         assert!(!key.verify(&altered, 10, 20), "altered send time");
-        assert!(!ProbeKey::from_bytes([8; 16]).verify(&h, 10, 20), "other key");
+        assert!(
+            !ProbeKey::from_bytes([8; 16]).verify(&h, 10, 20),
+            "other key"
+        );
     }
 
     #[test]

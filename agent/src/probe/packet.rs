@@ -58,7 +58,11 @@ mod tests {
             0x00, 0x03,  // sequence
         ]);
         assert_eq!(&p[8..12], b"IPMP");
-        assert_eq!(internet_checksum(&p), 0, "a packet with its checksum sums to zero");
+        assert_eq!(
+            internet_checksum(&p),
+            0,
+            "a packet with its checksum sums to zero"
+        );
     }
 
     #[test]
@@ -72,7 +76,10 @@ mod tests {
     #[test]
     fn checksum_known_answer() {
         // RFC 1071 section 3 example: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2, checksum 220d.
-        assert_eq!(internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0x220d);
+        assert_eq!(
+            internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0x220d
+        );
         assert_eq!(internet_checksum(&[0xff]), !0xff00);
     }
 }

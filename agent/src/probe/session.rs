@@ -99,7 +99,16 @@ impl ProbeSession {
     /// A session; `id` is the ICMP identifier (in.mpathd: `((pid & 0xff) << 8) | (ifindex & 0xff)`).
     #[must_use]
     pub fn new(key: ProbeKey, family: Family, id: u16, ifindex: u32, group_id: u32) -> Self {
-        Self { key, family, id, ifindex, group_id, next_seq: 1, outstanding: BTreeMap::new(), rejects: RejectCounts::default() }
+        Self {
+            key,
+            family,
+            id,
+            ifindex,
+            group_id,
+            next_seq: 1,
+            outstanding: BTreeMap::new(),
+            rejects: RejectCounts::default(),
+        }
     }
 
     /// in.mpathd's identifier for a process and interface.
@@ -118,9 +127,16 @@ impl ProbeSession {
     pub fn next_probe(&mut self, target: IpAddr, now_ns: u64) -> (u16, [u8; PROBE_LEN]) {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        let mut header = ProbeHeader::new(msg::FAILURE_DETECTION, self.ifindex, self.group_id, now_ns);
+        let mut header =
+            ProbeHeader::new(msg::FAILURE_DETECTION, self.ifindex, self.group_id, now_ns);
         self.key.sign(&mut header, self.id, seq);
-        self.outstanding.insert(seq, Outstanding { target, sent_ns: now_ns });
+        self.outstanding.insert(
+            seq,
+            Outstanding {
+                target,
+                sent_ns: now_ns,
+            },
+        );
         (seq, echo_request(self.family, self.id, seq, &header))
     }
 
@@ -140,16 +156,25 @@ impl ProbeSession {
         if record.icmp_id != self.id {
             return Err(Reject::OtherSession);
         }
-        if !self.key.verify(&record.header, record.icmp_id, record.icmp_seq) {
+        if !self
+            .key
+            .verify(&record.header, record.icmp_id, record.icmp_seq)
+        {
             return Err(Reject::BadTag);
         }
-        let out = self.outstanding.get(&record.icmp_seq).ok_or(Reject::UnknownSequence)?;
+        let out = self
+            .outstanding
+            .get(&record.icmp_seq)
+            .ok_or(Reject::UnknownSequence)?;
         let source = source_addr(record);
         // A probe to a multicast group is answered by unicast sources; only unicast probes must match.
         if !out.target.is_multicast() && source != out.target {
             return Err(Reject::WrongSource);
         }
-        let out = self.outstanding.remove(&record.icmp_seq).ok_or(Reject::UnknownSequence)?;
+        let out = self
+            .outstanding
+            .remove(&record.icmp_seq)
+            .ok_or(Reject::UnknownSequence)?;
         let tx = record.header.kernel_tx_ns();
         Ok(Reply {
             seq: record.icmp_seq,
@@ -163,11 +188,20 @@ impl ProbeSession {
 
     /// Gives up on probes sent `timeout_ns` or longer before `now_ns`.
     pub fn expire(&mut self, now_ns: u64, timeout_ns: u64) -> Vec<Lost> {
-        let expired: Vec<u16> =
-            self.outstanding.iter().filter(|(_, o)| now_ns.saturating_sub(o.sent_ns) >= timeout_ns).map(|(s, _)| *s).collect();
+        let expired: Vec<u16> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| now_ns.saturating_sub(o.sent_ns) >= timeout_ns)
+            .map(|(s, _)| *s)
+            .collect();
         expired
             .into_iter()
-            .filter_map(|seq| self.outstanding.remove(&seq).map(|o| Lost { seq, target: o.target }))
+            .filter_map(|seq| {
+                self.outstanding.remove(&seq).map(|o| Lost {
+                    seq,
+                    target: o.target,
+                })
+            })
             .collect()
     }
 
@@ -188,7 +222,12 @@ impl ProbeSession {
 #[must_use]
 pub fn source_addr(record: &ProbeReplyRecord) -> IpAddr {
     if record.family == FAMILY_INET {
-        IpAddr::from([record.src_addr[0], record.src_addr[1], record.src_addr[2], record.src_addr[3]])
+        IpAddr::from([
+            record.src_addr[0],
+            record.src_addr[1],
+            record.src_addr[2],
+            record.src_addr[3],
+        ])
     } else {
         IpAddr::from(record.src_addr)
     }
@@ -229,7 +268,9 @@ mod tests {
     fn reply_gives_kernel_and_user_rtt() {
         let mut s = session();
         let (seq, p) = s.next_probe(TARGET.into(), 1_000);
-        let r = s.on_reply(&echoed(&p, TARGET, 1_500, 41_500), 90_000).unwrap();
+        let r = s
+            .on_reply(&echoed(&p, TARGET, 1_500, 41_500), 90_000)
+            .unwrap();
         assert_eq!(r.seq, seq);
         assert_eq!(r.net_rtt_ns, Some(40_000));
         assert_eq!(r.user_rtt_ns, 89_000);
@@ -244,14 +285,29 @@ mod tests {
         let mut forged = good;
         forged.header.send_time_ns = 77u64.to_be();
         assert_eq!(s.on_reply(&forged, 5), Err(Reject::BadTag));
-        assert_eq!(s.on_reply(&echoed(&p, [192, 0, 2, 9], 1, 2), 5), Err(Reject::WrongSource));
+        assert_eq!(
+            s.on_reply(&echoed(&p, [192, 0, 2, 9], 1, 2), 5),
+            Err(Reject::WrongSource)
+        );
         let mut other = good;
         other.icmp_id ^= 1;
         assert_eq!(s.on_reply(&other, 5), Err(Reject::OtherSession));
         assert!(s.on_reply(&good, 5).is_ok());
-        assert_eq!(s.on_reply(&good, 6), Err(Reject::UnknownSequence), "duplicate");
+        assert_eq!(
+            s.on_reply(&good, 6),
+            Err(Reject::UnknownSequence),
+            "duplicate"
+        );
         let c = s.rejects();
-        assert_eq!((c.bad_tag, c.wrong_source, c.other_session, c.unknown_sequence), (1, 1, 1, 1));
+        assert_eq!(
+            (
+                c.bad_tag,
+                c.wrong_source,
+                c.other_session,
+                c.unknown_sequence
+            ),
+            (1, 1, 1, 1)
+        );
     }
 
     #[test]
@@ -260,7 +316,10 @@ mod tests {
         let (_, p) = old.next_probe(TARGET.into(), 0);
         let mut s = session();
         let _ = s.next_probe(TARGET.into(), 0);
-        assert_eq!(s.on_reply(&echoed(&p, TARGET, 1, 2), 3), Err(Reject::BadTag));
+        assert_eq!(
+            s.on_reply(&echoed(&p, TARGET, 1, 2), 3),
+            Err(Reject::BadTag)
+        );
     }
 
     #[test]
@@ -270,9 +329,23 @@ mod tests {
         let _ = s.next_probe(TARGET.into(), 500);
         assert_eq!(s.expire(999, 1_000), vec![]);
         let lost = s.expire(1_000, 1_000);
-        assert_eq!(lost, vec![Lost { seq: 1, target: TARGET.into() }]);
-        assert_eq!(s.on_reply(&echoed(&p1, TARGET, 0, 5), 1_001), Err(Reject::UnknownSequence));
+        assert_eq!(
+            lost,
+            vec![Lost {
+                seq: 1,
+                target: TARGET.into()
+            }]
+        );
+        assert_eq!(
+            s.on_reply(&echoed(&p1, TARGET, 0, 5), 1_001),
+            Err(Reject::UnknownSequence)
+        );
         let (_, p3) = s.next_probe(TARGET.into(), 2_000);
-        assert_eq!(s.on_reply(&echoed(&p3, TARGET, 0, 2_100), 2_200).unwrap().net_rtt_ns, None);
+        assert_eq!(
+            s.on_reply(&echoed(&p3, TARGET, 0, 2_100), 2_200)
+                .unwrap()
+                .net_rtt_ns,
+            None
+        );
     }
 }

@@ -23,9 +23,19 @@ pub enum SocketError {
     #[error("cannot open a raw {family:?} socket (ipmpd needs root or CAP_NET_RAW)")]
     Open { family: Family, source: io::Error },
     #[error("setsockopt {option} on the probe socket for {ifname}")]
-    Option { option: &'static str, ifname: String, source: io::Error },
-    #[error("cannot bind the probe socket to test address {addr} on {ifname} (is the address configured and up?)")]
-    Bind { addr: IpAddr, ifname: String, source: io::Error },
+    Option {
+        option: &'static str,
+        ifname: String,
+        source: io::Error,
+    },
+    #[error(
+        "cannot bind the probe socket to test address {addr} on {ifname} (is the address configured and up?)"
+    )]
+    Bind {
+        addr: IpAddr,
+        ifname: String,
+        source: io::Error,
+    },
     #[error("test address {addr} and target {target} are not of the same family")]
     FamilyMismatch { addr: IpAddr, target: IpAddr },
 }
@@ -54,28 +64,87 @@ impl ProbeSocket {
             Family::Inet6 => (libc::AF_INET6, libc::IPPROTO_ICMPV6),
         };
         // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
+        let raw = unsafe {
+            libc::socket(
+                domain,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                proto,
+            )
+        };
         if raw < 0 {
-            return Err(SocketError::Open { family, source: io::Error::last_os_error() });
+            return Err(SocketError::Open {
+                family,
+                source: io::Error::last_os_error(),
+            });
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let sock = Self { fd, family, ifindex, ifname: ifname.to_owned() };
-        sock.set_bytes(libc::SOL_SOCKET, libc::SO_BINDTODEVICE, "SO_BINDTODEVICE", ifname.as_bytes())?;
+        let sock = Self {
+            fd,
+            family,
+            ifindex,
+            ifname: ifname.to_owned(),
+        };
+        sock.set_bytes(
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            "SO_BINDTODEVICE",
+            ifname.as_bytes(),
+        )?;
         match family {
             Family::Inet => {
                 sock.set_int(libc::IPPROTO_IP, libc::IP_TTL, "IP_TTL", 1)?;
-                sock.set_int(libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, "IP_MULTICAST_TTL", 1)?;
-                sock.set_int(libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, "IP_MULTICAST_LOOP", 0)?;
+                sock.set_int(
+                    libc::IPPROTO_IP,
+                    libc::IP_MULTICAST_TTL,
+                    "IP_MULTICAST_TTL",
+                    1,
+                )?;
+                sock.set_int(
+                    libc::IPPROTO_IP,
+                    libc::IP_MULTICAST_LOOP,
+                    "IP_MULTICAST_LOOP",
+                    0,
+                )?;
                 // Drop every ICMP type on input: replies arrive through the datapath instead.
-                sock.set_bytes(libc::SOL_RAW, ICMP_FILTER, "ICMP_FILTER", &u32::MAX.to_ne_bytes())?;
+                sock.set_bytes(
+                    libc::SOL_RAW,
+                    ICMP_FILTER,
+                    "ICMP_FILTER",
+                    &u32::MAX.to_ne_bytes(),
+                )?;
             }
             Family::Inet6 => {
-                sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", 1)?;
-                sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, "IPV6_MULTICAST_HOPS", 1)?;
-                sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, "IPV6_MULTICAST_LOOP", 0)?;
-                sock.set_int(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, "IPV6_MULTICAST_IF", ifindex as i32)?;
-                sock.set_bytes(libc::IPPROTO_ICMPV6, ICMP6_FILTER, "ICMP6_FILTER", &[0xffu8; 32])?;
+                sock.set_int(
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_UNICAST_HOPS,
+                    "IPV6_UNICAST_HOPS",
+                    1,
+                )?;
+                sock.set_int(
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MULTICAST_HOPS,
+                    "IPV6_MULTICAST_HOPS",
+                    1,
+                )?;
+                sock.set_int(
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MULTICAST_LOOP,
+                    "IPV6_MULTICAST_LOOP",
+                    0,
+                )?;
+                sock.set_int(
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MULTICAST_IF,
+                    "IPV6_MULTICAST_IF",
+                    ifindex as i32,
+                )?;
+                sock.set_bytes(
+                    libc::IPPROTO_ICMPV6,
+                    ICMP6_FILTER,
+                    "ICMP6_FILTER",
+                    &[0xffu8; 32],
+                )?;
             }
         }
         sock.bind(test_addr)?;
@@ -123,7 +192,12 @@ impl ProbeSocket {
                     )
                 }
             }
-            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "target of the other address family")),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "target of the other address family",
+                ));
+            }
         };
         if rc < 0 {
             let err = io::Error::last_os_error();
@@ -140,30 +214,70 @@ impl ProbeSocket {
             IpAddr::V4(a) => {
                 let sa = sockaddr_in(a, 0);
                 // SAFETY: valid sockaddr_in and length.
-                unsafe { libc::bind(self.fd.as_raw_fd(), (&raw const sa).cast(), size_of::<libc::sockaddr_in>() as u32) }
+                unsafe {
+                    libc::bind(
+                        self.fd.as_raw_fd(),
+                        (&raw const sa).cast(),
+                        size_of::<libc::sockaddr_in>() as u32,
+                    )
+                }
             }
             IpAddr::V6(a) => {
                 let scope = if is_link_local(a) { self.ifindex } else { 0 };
                 let sa = sockaddr_in6(a, 0, scope);
                 // SAFETY: valid sockaddr_in6 and length.
-                unsafe { libc::bind(self.fd.as_raw_fd(), (&raw const sa).cast(), size_of::<libc::sockaddr_in6>() as u32) }
+                unsafe {
+                    libc::bind(
+                        self.fd.as_raw_fd(),
+                        (&raw const sa).cast(),
+                        size_of::<libc::sockaddr_in6>() as u32,
+                    )
+                }
             }
         };
         if rc < 0 {
-            return Err(SocketError::Bind { addr, ifname: self.ifname.clone(), source: io::Error::last_os_error() });
+            return Err(SocketError::Bind {
+                addr,
+                ifname: self.ifname.clone(),
+                source: io::Error::last_os_error(),
+            });
         }
         Ok(())
     }
 
-    fn set_int(&self, level: libc::c_int, name: libc::c_int, option: &'static str, v: libc::c_int) -> Result<(), SocketError> {
+    fn set_int(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        option: &'static str,
+        v: libc::c_int,
+    ) -> Result<(), SocketError> {
         self.set_bytes(level, name, option, &v.to_ne_bytes())
     }
 
-    fn set_bytes(&self, level: libc::c_int, name: libc::c_int, option: &'static str, v: &[u8]) -> Result<(), SocketError> {
+    fn set_bytes(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        option: &'static str,
+        v: &[u8],
+    ) -> Result<(), SocketError> {
         // SAFETY: `v` is valid for `v.len()` bytes during the call.
-        let rc = unsafe { libc::setsockopt(self.fd.as_raw_fd(), level, name, v.as_ptr().cast(), v.len() as u32) };
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                v.as_ptr().cast(),
+                v.len() as u32,
+            )
+        };
         if rc < 0 {
-            return Err(SocketError::Option { option, ifname: self.ifname.clone(), source: io::Error::last_os_error() });
+            return Err(SocketError::Option {
+                option,
+                ifname: self.ifname.clone(),
+                source: io::Error::last_os_error(),
+            });
         }
         Ok(())
     }
@@ -179,7 +293,9 @@ fn sockaddr_in(a: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a.octets()),
+        },
         sin_zero: [0; 8],
     }
 }
@@ -189,7 +305,9 @@ fn sockaddr_in6(a: Ipv6Addr, port: u16, scope_id: u32) -> libc::sockaddr_in6 {
         sin6_family: libc::AF_INET6 as libc::sa_family_t,
         sin6_port: port.to_be(),
         sin6_flowinfo: 0,
-        sin6_addr: libc::in6_addr { s6_addr: a.octets() },
+        sin6_addr: libc::in6_addr {
+            s6_addr: a.octets(),
+        },
         sin6_scope_id: scope_id,
     }
 }

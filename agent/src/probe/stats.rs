@@ -52,7 +52,10 @@ mod tests {
     fn nearest_rank() {
         let v: Vec<u64> = (1..=100).collect();
         let s = Summary::of(&v).unwrap();
-        assert_eq!((s.min_ns, s.median_ns, s.p99_ns, s.max_ns, s.count), (1, 50, 99, 100, 100));
+        assert_eq!(
+            (s.min_ns, s.median_ns, s.p99_ns, s.max_ns, s.count),
+            (1, 50, 99, 100, 100)
+        );
         assert_eq!(Summary::of(&[5]).unwrap().p99_ns, 5);
         assert_eq!(Summary::of(&[]), None);
         assert_eq!(Summary::of(&[3, 1, 2]).unwrap().median_ns, 2);
