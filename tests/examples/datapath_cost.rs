@@ -55,6 +55,24 @@ fn main() {
     };
     let reply = Frame::reply(false).bytes();
     let request = Frame::request(false).bytes();
+    let cal: &mut Xdp = ebpf
+        .program_mut("ipmpd_xdp_calibrate")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    cal.load().unwrap();
+    let overhead = median(per_packet_ns(
+        || {
+            cal.test_run(TestRunOptions {
+                data_in: Some(&tcp),
+                repeat: 1_000_000,
+                ..Default::default()
+            })
+            .unwrap()
+            .duration
+        },
+        9,
+    ));
     let xdp: &mut Xdp = ebpf
         .program_mut(names::XDP_PROBE_REPLY)
         .unwrap()
@@ -121,6 +139,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
+            "xdp_test_run_overhead_ns": overhead,
             "xdp_non_probe_ns": non_probe,
             "xdp_probe_reply_ns": median(reply_ns),
             "tc_probe_ns": tc_probe,

@@ -317,7 +317,9 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 fn poll_cost() -> anyhow::Result<String> {
     let mut md = String::from(
-        "## CPU cost of the carrier poll (one RTM_GETLINK dump per interval)\n\n\
+        "## CPU cost of the carrier poll\n\n\
+         Each poll is one ethtool LINKSTATE_GET dump (all devices); an RTM_GETLINK dump for the carrier\n\
+         counters runs every 100 ms.\n\
          `ipmpd watch` on N veths in one namespace for 8 s; CPU time (user + system) of the agent from\n\
          /proc/PID/stat between second 2 and second 8, as % of one core.\n\n\
          | interfaces | poll interval | agent CPU | per interface | target |\n|---|---|---|---|---|\n",

@@ -39,8 +39,11 @@ pub struct LinkEvent {
 #[derive(Debug, Default)]
 struct Entry {
     state: LinkState,
-    /// Carrier transitions the kernel had counted at the newest observation.
+    /// Carrier transitions the kernel had counted at the newest observation that carried counters.
     counted: Option<u64>,
+    /// Transitions reported since then from observations without counters (the ethtool poll); the
+    /// kernel's count that matches the mirror's state is `counted + unconfirmed`.
+    unconfirmed: u64,
     seen: bool,
 }
 
@@ -88,6 +91,37 @@ impl LinkMirror {
             .map(|e| e.state)
     }
 
+    /// Folds in a carrier-only observation (the ethtool link state): no flags, no counters.
+    pub fn observe_carrier(
+        &mut self,
+        ifindex: u32,
+        carrier: bool,
+        now_ns: u64,
+        src: u32,
+    ) -> Option<LinkEvent> {
+        // ethtool says nothing of IFF_UP: keep what the last full observation said.
+        let admin_up = self
+            .entries
+            .get(&ifindex)
+            .is_none_or(|e| !e.seen || e.state.admin_up != 0);
+        let flags = if admin_up { IFF_UP } else { 0 }
+            | if carrier {
+                super::netlink::IFF_LOWER_UP
+            } else {
+                0
+            };
+        self.observe(
+            &LinkObservation {
+                ifindex,
+                flags,
+                carrier_changes: None,
+                deleted: false,
+            },
+            now_ns,
+            src,
+        )
+    }
+
     /// Folds in one observation made at `now_ns` from `src`; returns the change, if any.
     ///
     /// The kernel's carrier counters only grow, so an observation that counted fewer changes than
@@ -115,20 +149,31 @@ impl LinkMirror {
             };
             return Some(event(obs.ifindex, LinkChange::Initial, &entry.state));
         }
-        let counted_delta = match (entry.counted, obs.carrier_changes) {
-            (Some(old), Some(new)) if new < old => return None,
-            (Some(old), Some(new)) => new - old,
-            _ => 0,
-        };
         let changed = (entry.state.carrier != 0) != carrier;
-        let admin_changed = entry.state.admin_up != admin_up;
+        let counted_delta = match (entry.counted, obs.carrier_changes) {
+            (Some(old), Some(new)) => {
+                let known = old + entry.unconfirmed;
+                if new < known && changed {
+                    // Older than what the mirror already knows: a notification the poll overtook.
+                    return None;
+                }
+                entry.counted = Some(new);
+                entry.unconfirmed = 0;
+                new.saturating_sub(known)
+            }
+            (None, Some(new)) => {
+                entry.counted = Some(new);
+                0
+            }
+            (_, None) => {
+                entry.unconfirmed += u64::from(changed);
+                0
+            }
+        };
         entry.state.admin_up = admin_up;
-        if obs.carrier_changes.is_some() {
-            entry.counted = obs.carrier_changes;
-        }
         let transitions = counted_delta.max(u64::from(changed));
         if transitions == 0 {
-            return None.filter(|_: &LinkEvent| admin_changed);
+            return None;
         }
         entry.state.carrier = u32::from(carrier);
         entry.state.flaps = entry
@@ -216,6 +261,37 @@ mod tests {
         // The notification for the first transition arrives late, saying "down".
         assert_eq!(m.observe(&obs(false, 2), 30, source::NOTIFICATION), None);
         assert_eq!(m.state(5).unwrap().carrier, 1);
+    }
+
+    #[test]
+    fn carrier_only_observations_and_counters_agree() {
+        let mut m = mirror();
+        // The fast ethtool poll sees down and up...
+        assert_eq!(
+            m.observe_carrier(5, false, 10, source::POLL)
+                .unwrap()
+                .change,
+            LinkChange::Down
+        );
+        assert_eq!(
+            m.observe_carrier(5, true, 20, source::POLL).unwrap().change,
+            LinkChange::Up
+        );
+        // ...and the counter dump confirms those two transitions: nothing new.
+        assert_eq!(m.observe(&obs(true, 3), 30, source::POLL), None);
+        assert_eq!(m.state(5).unwrap().flaps, 2);
+        // A stale notification from before the flap is ignored.
+        m.observe_carrier(5, false, 40, source::POLL).unwrap();
+        assert_eq!(
+            m.observe(&obs(true, 3), 41, source::NOTIFICATION),
+            None,
+            "count 3 predates the new loss"
+        );
+        // A flap the fast poll missed shows in the counters.
+        m.observe_carrier(5, true, 50, source::POLL).unwrap();
+        let e = m.observe(&obs(true, 7), 60, source::POLL).unwrap();
+        assert_eq!(e.change, LinkChange::Flapped { transitions: 2 });
+        assert_eq!(e.flaps, 6);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! up/down counters travel with every observation, so a flap shorter than the poll interval is still
 //! counted, and a stale notification (one the poll already overtook) is recognised and ignored.
 
+pub mod ethtool;
 pub mod mirror;
 pub mod netlink;
 pub mod watcher;

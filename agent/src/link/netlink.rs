@@ -94,13 +94,19 @@ impl RouteSocket {
     }
 
     fn open(groups: u32) -> Result<Self, NetlinkError> {
+        Self::open_protocol(libc::NETLINK_ROUTE, groups)
+    }
+
+    /// A socket of netlink `protocol` (NETLINK_ROUTE, NETLINK_GENERIC), joined to `groups`;
+    /// non-blocking when it listens to groups.
+    pub(crate) fn open_protocol(protocol: libc::c_int, groups: u32) -> Result<Self, NetlinkError> {
         let nonblock = if groups != 0 { libc::SOCK_NONBLOCK } else { 0 };
         // SAFETY: plain socket(2); the result is checked.
         let raw = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC | nonblock,
-                libc::NETLINK_ROUTE,
+                protocol,
             )
         };
         if raw < 0 {
@@ -149,6 +155,32 @@ impl RouteSocket {
     ) -> Result<(), NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         let req = dump_request(self.seq);
+        self.request(&req, |kind, body| {
+            if kind == RTM_NEWLINK
+                && let Some(obs) = parse_link(body, false)
+            {
+                each(obs);
+            }
+        })
+    }
+
+    /// The next sequence number for a request.
+    pub(crate) fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Sends `req` and calls `each(type, body)` for every reply message until the kernel says it is
+    /// done (a dump's NLMSG_DONE, or the acknowledgement of a plain request).
+    ///
+    /// # Errors
+    /// On a socket error or a refusal by the kernel.
+    pub(crate) fn request(
+        &mut self,
+        req: &[u8],
+        mut each: impl FnMut(u16, &[u8]),
+    ) -> Result<(), NetlinkError> {
+        let dump = u16_at(req, 6).is_some_and(|f| f & NLM_F_DUMP == NLM_F_DUMP);
         // SAFETY: `req` is valid for its length.
         let rc = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if rc < 0 {
@@ -162,8 +194,13 @@ impl RouteSocket {
             let mut done = false;
             let mut refused = None;
             parse_messages(&self.buf[..n], |msg| match msg {
-                Message::Link(obs) => each(obs),
+                Message::Other(kind, body) => {
+                    each(kind, body);
+                    // A plain request is answered by one message.
+                    done |= !dump;
+                }
                 Message::Done => done = true,
+                Message::Error(0) => done = true,
                 Message::Error(errno) => refused = Some(errno),
             });
             if let Some(errno) = refused {
@@ -194,7 +231,9 @@ impl RouteSocket {
                 Err(e) => return Err(e),
             };
             parse_messages(&self.buf[..n], |msg| {
-                if let Message::Link(obs) = msg {
+                if let Message::Other(kind @ (RTM_NEWLINK | RTM_DELLINK), body) = msg
+                    && let Some(obs) = parse_link(body, kind == RTM_DELLINK)
+                {
                     each(obs);
                 }
             });
@@ -244,24 +283,25 @@ pub fn dump_request(seq: u32) -> [u8; DUMP_REQUEST_LEN] {
     req
 }
 
-/// One parsed netlink message.
+/// One netlink message of a datagram.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Message {
-    Link(LinkObservation),
+pub enum Message<'a> {
+    /// Any message but the two below: its type and body (after the netlink header).
+    Other(u16, &'a [u8]),
     Done,
-    /// NLMSG_ERROR with a non-zero errno (positive).
+    /// NLMSG_ERROR: 0 is an acknowledgement, otherwise the (positive) errno.
     Error(i32),
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// Walks the messages in one datagram. Malformed messages end the walk; nothing panics.
-pub fn parse_messages(mut data: &[u8], mut each: impl FnMut(Message)) {
+pub fn parse_messages<'a>(mut data: &'a [u8], mut each: impl FnMut(Message<'a>)) {
     while data.len() >= NLMSG_HDRLEN {
         let Some(len) = u32_at(data, 0).map(|l| l as usize) else {
             return;
@@ -273,41 +313,38 @@ pub fn parse_messages(mut data: &[u8], mut each: impl FnMut(Message)) {
         let body = &data[NLMSG_HDRLEN..len];
         match kind {
             NLMSG_DONE => each(Message::Done),
-            NLMSG_ERROR => {
-                let errno = u32_at(body, 0).map_or(0, |e| e as i32);
-                if errno != 0 {
-                    each(Message::Error(-errno));
-                }
-            }
-            RTM_NEWLINK | RTM_DELLINK => {
-                if let Some(obs) = parse_link(body, kind == RTM_DELLINK) {
-                    each(Message::Link(obs));
-                }
-            }
-            _ => {}
+            NLMSG_ERROR => each(Message::Error(-u32_at(body, 0).map_or(0, |e| e as i32))),
+            _ => each(Message::Other(kind, body)),
         }
         let aligned = (len + 3) & !3;
         data = data.get(aligned..).unwrap_or(&[]);
     }
 }
 
+/// The netlink attributes in `data` as (type without flag bits, payload); stops at a malformed one.
+pub(crate) fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let alen = usize::from(u16_at(data, 0)?);
+        let atype = u16_at(data, 2)? & 0x3fff;
+        if alen < 4 || alen > data.len() {
+            return None;
+        }
+        let payload = &data[4..alen];
+        data = data.get((alen + 3) & !3..).unwrap_or(&[]);
+        Some((atype, payload))
+    })
+}
+
 fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
     let ifindex = u32_at(body, 4)?;
     let flags = u32_at(body, 8)?;
     let (mut up, mut down) = (None, None);
-    let mut attrs = body.get(IFINFOMSG_LEN..)?;
-    while attrs.len() >= 4 {
-        let alen = usize::from(u16_at(attrs, 0)?);
-        let atype = u16_at(attrs, 2)? & 0x3fff;
-        if alen < 4 || alen > attrs.len() {
-            break;
-        }
+    for (atype, payload) in attrs(body.get(IFINFOMSG_LEN..)?) {
         match atype {
-            IFLA_CARRIER_UP_COUNT => up = u32_at(attrs, 4),
-            IFLA_CARRIER_DOWN_COUNT => down = u32_at(attrs, 4),
+            IFLA_CARRIER_UP_COUNT => up = u32_at(payload, 0),
+            IFLA_CARRIER_DOWN_COUNT => down = u32_at(payload, 0),
             _ => {}
         }
-        attrs = attrs.get((alen + 3) & !3..).unwrap_or(&[]);
     }
     let carrier_changes = match (up, down) {
         (Some(u), Some(d)) => Some(u64::from(u) + u64::from(d)),
@@ -350,15 +387,20 @@ mod tests {
     #[test]
     fn parses_flags_and_carrier_counters() {
         let mut seen = vec![];
-        parse_messages(&newlink(7, true, 2, 3), |m| seen.push(m));
+        let data = newlink(7, true, 2, 3);
+        parse_messages(&data, |m| {
+            if let Message::Other(16, body) = m {
+                seen.push(parse_link(body, false).unwrap());
+            }
+        });
         assert_eq!(
             seen,
-            vec![Message::Link(LinkObservation {
+            vec![LinkObservation {
                 ifindex: 7,
                 flags: 0x1003 | IFF_LOWER_UP,
                 carrier_changes: Some(5),
                 deleted: false
-            })]
+            }]
         );
     }
 
@@ -373,7 +415,7 @@ mod tests {
         assert_eq!(seen[2], Message::Done);
         assert!(matches!(
             seen[0],
-            Message::Link(LinkObservation { ifindex: 1, .. })
+            Message::Other(16, body) if parse_link(body, false).unwrap().ifindex == 1
         ));
     }
 

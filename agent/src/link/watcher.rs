@@ -1,5 +1,6 @@
-//! The link watcher thread: polls carrier with an RTM_GETLINK dump at a fixed interval, listens to
-//! rtnetlink notifications in between, folds both into the [`LinkMirror`], writes changes to the
+//! The link watcher thread: polls carrier at a fixed interval (ethtool's link-state dump where the
+//! kernel offers it, else an RTM_GETLINK dump), dumps RTM_GETLINK for the kernel's carrier counters
+//! every 100 ms, listens to rtnetlink notifications in between, folds both into the [`LinkMirror`], writes changes to the
 //! pinned link-state map and reports them.
 //!
 //! A plain thread with `ppoll` and absolute deadlines rather than a tokio task: the poll interval
@@ -18,6 +19,7 @@ use std::{
 use agent_common::link::{LinkState, source};
 
 use super::{
+    ethtool::EthtoolLinkState,
     mirror::{LinkEvent, LinkMirror},
     netlink::{NetlinkError, RouteSocket},
 };
@@ -135,6 +137,8 @@ fn apply(
 
 /// Longest wait when nothing is polled, so a stop request is noticed.
 const IDLE_WAIT_NS: u64 = 100_000_000;
+/// Pace of the full RTM_GETLINK dump (carrier counters) when ethtool does the fast poll.
+const COUNTER_DUMP_NS: u64 = 100_000_000;
 
 fn run(
     config: &WatchConfig,
@@ -149,6 +153,9 @@ fn run(
         .poll_interval
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1));
     let mut next_poll = monotonic_ns() + interval.unwrap_or(IDLE_WAIT_NS);
+    let mut next_counter_dump = next_poll;
+    // The fast poll uses ethtool's link state where the kernel has it (CONFIG_ETHTOOL_NETLINK).
+    let mut ethtool = interval.and_then(|_| EthtoolLinkState::open().ok());
     let mut events = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
@@ -180,11 +187,31 @@ fn run(
         }
         let now = monotonic_ns();
         let poll_due = interval.is_some() && now >= next_poll;
-        if (poll_due || resync)
-            && let Err(e) =
+        if poll_due && let Some(et) = ethtool.as_mut() {
+            let result = et.dump(|ifindex, link| {
+                events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL))
+            });
+            if let Err(e) = result {
+                report(WatchReport::Error(format!(
+                    "ethtool link state failed ({e}); polling with RTM_GETLINK instead"
+                )));
+                ethtool = None;
+            }
+        }
+        // With the cheap ethtool poll, the full dump (carrier counters: flaps between two polls)
+        // runs at a slower pace; without it, the full dump is the poll.
+        let counters_due = if ethtool.is_some() {
+            now >= next_counter_dump
+        } else {
+            poll_due
+        };
+        if counters_due || resync {
+            next_counter_dump = now + COUNTER_DUMP_NS;
+            if let Err(e) =
                 dumps.dump_links(|obs| events.extend(mirror.observe(&obs, now, source::POLL)))
-        {
-            report(WatchReport::Error(e.to_string()));
+            {
+                report(WatchReport::Error(e.to_string()));
+            }
         }
         if now >= next_poll {
             let step = interval.unwrap_or(IDLE_WAIT_NS);
