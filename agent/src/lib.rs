@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod datapath;
 pub mod link;
 pub mod probe;
