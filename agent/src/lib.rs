@@ -11,5 +11,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod datapath;
+pub mod engine;
 pub mod link;
 pub mod probe;

@@ -1,0 +1,447 @@
+//! One probe instance: the probing of one interface in one address family (in.mpathd's
+//! "phyint instance"): targets in firing order, the 52-slot probe history, loss and ack counting.
+
+use std::net::IpAddr;
+
+use super::{
+    constants::{FAILURE_DETECTION_QP_NS, NUM_PROBE_FAILS, PROBE_STATS_COUNT},
+    rtt::RttEstimator,
+};
+
+/// State of one probe in the history (`PR_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeState {
+    Unused,
+    Unacked,
+    Acked,
+    Lost,
+}
+
+/// One slot of the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub seq: u16,
+    pub target: Option<IpAddr>,
+    pub state: ProbeState,
+    pub start_ns: u64,
+    pub acked_ns: u64,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self {
+            seq: 0,
+            target: None,
+            state: ProbeState::Unused,
+            start_ns: 0,
+            acked_ns: 0,
+        }
+    }
+}
+
+/// A probe target and its RTT statistics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: IpAddr,
+    pub rtt: RttEstimator,
+    /// A sample held back because on its own it would push CRTT above the probe interval
+    /// (`MAXDEFERREDRTT` = 1).
+    pub deferred: Option<u64>,
+}
+
+impl Target {
+    /// A fresh target.
+    #[must_use]
+    pub fn new(addr: IpAddr) -> Self {
+        Self {
+            addr,
+            rtt: RttEstimator::default(),
+            deferred: None,
+        }
+    }
+}
+
+/// Why a reply did not match (all counted as "unknown" by in.mpathd).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyMismatch {
+    /// Sequence number outside [next − 52, next).
+    OutOfWindow,
+    /// The slot holds another probe or none.
+    UnknownProbe,
+    /// From an address the probe was not sent to ("Fake probe reply").
+    Fake,
+    /// The probe was already acknowledged ("Duplicate probe reply").
+    Duplicate,
+}
+
+/// What a matched reply did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acked {
+    pub seq: u16,
+    pub target: IpAddr,
+    /// The probe had been declared lost and a late reply revived it.
+    pub was_lost: bool,
+}
+
+/// Probing of one interface in one family.
+#[derive(Clone, Debug)]
+pub struct ProbeInstance {
+    pub test_addr: IpAddr,
+    pub targets: Vec<Target>,
+    /// Index of the next target in firing order.
+    pub next_target: usize,
+    pub next_seq: u16,
+    pub history: [Slot; PROBE_STATS_COUNT],
+    /// Start of the strictly periodic schedule of the current interval.
+    pub base_ns: u64,
+    /// When the next probe goes out.
+    pub next_send_ns: u64,
+    /// End of the start-up quiet period (cut short by the first ack).
+    pub quiet_until_ns: u64,
+    /// Time of the latest acknowledged probe.
+    pub last_success_ns: Option<u64>,
+    /// Probes the scheduler could not send on time (descheduled).
+    pub missed: u64,
+}
+
+impl ProbeInstance {
+    /// An instance created at `now_ns`, sending from `test_addr`.
+    #[must_use]
+    pub fn new(test_addr: IpAddr, now_ns: u64) -> Self {
+        Self {
+            test_addr,
+            targets: Vec::new(),
+            next_target: 0,
+            next_seq: 1,
+            history: [Slot::default(); PROBE_STATS_COUNT],
+            base_ns: now_ns,
+            next_send_ns: now_ns,
+            quiet_until_ns: now_ns + FAILURE_DETECTION_QP_NS,
+            last_success_ns: None,
+            missed: 0,
+        }
+    }
+
+    fn slot_index(seq: u16) -> usize {
+        usize::from(seq) % PROBE_STATS_COUNT
+    }
+
+    /// The slot of `seq` when it still holds that probe.
+    fn slot_of(&self, seq: u16) -> Option<&Slot> {
+        let slot = &self.history[Self::slot_index(seq)];
+        (slot.seq == seq && slot.state != ProbeState::Unused).then_some(slot)
+    }
+
+    /// The probes of the window from newest to oldest, ending at the first slot that no longer
+    /// holds the expected sequence number.
+    fn newest_first(&self) -> impl Iterator<Item = &Slot> {
+        (1..=PROBE_STATS_COUNT as u16)
+            .map_while(move |back| self.slot_of(self.next_seq.wrapping_sub(back)))
+    }
+
+    /// Records probe `seq` to `target` started at `now_ns` and forces the second most recent
+    /// unacknowledged probe to lost (at most two outstanding).
+    pub fn record_sent(&mut self, target: IpAddr, now_ns: u64) -> u16 {
+        let seq = self.next_seq;
+        let outstanding: Vec<u16> = self
+            .newest_first()
+            .filter(|s| s.state == ProbeState::Unacked)
+            .map(|s| s.seq)
+            .skip(1)
+            .collect();
+        for old in outstanding {
+            self.history[Self::slot_index(old)].state = ProbeState::Lost;
+        }
+        self.history[Self::slot_index(seq)] = Slot {
+            seq,
+            target: Some(target),
+            state: ProbeState::Unacked,
+            start_ns: now_ns,
+            acked_ns: 0,
+        };
+        self.next_seq = seq.wrapping_add(1);
+        seq
+    }
+
+    /// The next target in firing order, advancing the pointer.
+    pub fn take_next_target(&mut self) -> Option<IpAddr> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        let i = self.next_target % self.targets.len();
+        self.next_target = (i + 1) % self.targets.len();
+        Some(self.targets[i].addr)
+    }
+
+    /// CRTT of `addr`, or `fallback_ns` when unknown (in.mpathd uses the group probe interval).
+    #[must_use]
+    pub fn crtt_or(&self, addr: IpAddr, fallback_ns: u64) -> u64 {
+        self.targets
+            .iter()
+            .find(|t| t.addr == addr)
+            .map(|t| t.rtt.crtt_ns())
+            .filter(|c| *c > 0)
+            .unwrap_or(fallback_ns)
+    }
+
+    /// Marks unacknowledged probes lost once `now > start + CRTT(target)`. Returns the lost ones.
+    pub fn expire(&mut self, now_ns: u64, fallback_ns: u64) -> Vec<(u16, IpAddr)> {
+        let mut lost = Vec::new();
+        for i in 0..PROBE_STATS_COUNT {
+            let slot = self.history[i];
+            if slot.state != ProbeState::Unacked {
+                continue;
+            }
+            let Some(target) = slot.target else { continue };
+            if now_ns > slot.start_ns + self.crtt_or(target, fallback_ns) {
+                self.history[i].state = ProbeState::Lost;
+                lost.push((slot.seq, target));
+            }
+        }
+        lost
+    }
+
+    /// Matches a reply to probe `seq` from `from` at `now_ns`.
+    ///
+    /// # Errors
+    /// Why it does not match.
+    pub fn ack(&mut self, seq: u16, from: IpAddr, now_ns: u64) -> Result<Acked, ReplyMismatch> {
+        let age = self.next_seq.wrapping_sub(seq);
+        if age == 0 || usize::from(age) > PROBE_STATS_COUNT {
+            return Err(ReplyMismatch::OutOfWindow);
+        }
+        let slot = &mut self.history[Self::slot_index(seq)];
+        if slot.seq != seq || slot.state == ProbeState::Unused {
+            return Err(ReplyMismatch::UnknownProbe);
+        }
+        if slot.target != Some(from) {
+            return Err(ReplyMismatch::Fake);
+        }
+        if slot.state == ProbeState::Acked {
+            return Err(ReplyMismatch::Duplicate);
+        }
+        let was_lost = slot.state == ProbeState::Lost;
+        slot.state = ProbeState::Acked;
+        slot.acked_ns = now_ns;
+        self.last_success_ns = Some(now_ns);
+        // The first reply ends the start-up quiet period.
+        self.quiet_until_ns = self.quiet_until_ns.min(now_ns);
+        Ok(Acked {
+            seq,
+            target: from,
+            was_lost,
+        })
+    }
+
+    /// Consecutive lost probes, newest first, skipping probes still outstanding.
+    #[must_use]
+    pub fn consecutive_lost(&self) -> u32 {
+        self.newest_first()
+            .skip_while(|s| s.state == ProbeState::Unacked)
+            .take_while(|s| s.state == ProbeState::Lost)
+            .count() as u32
+    }
+
+    /// Consecutive acknowledged probes, newest first, skipping probes still outstanding.
+    #[must_use]
+    pub fn consecutive_acked(&self) -> u32 {
+        self.newest_first()
+            .skip_while(|s| s.state == ProbeState::Unacked)
+            .take_while(|s| s.state == ProbeState::Acked)
+            .count() as u32
+    }
+
+    /// Start time of the oldest probe of the current run of losses (time of first failure).
+    #[must_use]
+    pub fn first_failure_ns(&self) -> Option<u64> {
+        self.newest_first()
+            .skip_while(|s| s.state == ProbeState::Unacked)
+            .take_while(|s| s.state == ProbeState::Lost)
+            .last()
+            .map(|s| s.start_ns)
+    }
+
+    /// Whether this instance says the path failed: `NUM_PROBE_FAILS` consecutive losses after the
+    /// quiet period.
+    #[must_use]
+    pub fn probe_failed(&self, now_ns: u64) -> bool {
+        now_ns >= self.quiet_until_ns && self.consecutive_lost() >= NUM_PROBE_FAILS
+    }
+
+    /// Forgets the probe history (on link down: successes from before an outage must not count
+    /// toward repair).
+    pub fn clear_history(&mut self) {
+        self.history = [Slot::default(); PROBE_STATS_COUNT];
+    }
+
+    /// Resets every target's RTT statistics (on failure).
+    pub fn reset_rtts(&mut self) {
+        for t in &mut self.targets {
+            t.rtt = RttEstimator::default();
+            t.deferred = None;
+        }
+    }
+
+    /// The most recent slots (newest first), for ipmpstat -p style views.
+    pub fn recent(&self) -> impl Iterator<Item = &Slot> {
+        self.newest_first()
+            .filter(|s| s.state != ProbeState::Unused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const U: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    fn inst() -> ProbeInstance {
+        let mut i = ProbeInstance::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10)), 0);
+        i.targets = vec![Target::new(T), Target::new(U)];
+        i
+    }
+
+    #[test]
+    fn targets_fire_round_robin() {
+        let mut i = inst();
+        assert_eq!(
+            [
+                i.take_next_target(),
+                i.take_next_target(),
+                i.take_next_target()
+            ],
+            [Some(T), Some(U), Some(T)]
+        );
+    }
+
+    #[test]
+    fn at_most_two_probes_outstanding() {
+        let mut i = inst();
+        i.record_sent(T, 0);
+        i.record_sent(T, 10);
+        i.record_sent(T, 20);
+        let states: Vec<_> = (1..=3)
+            .map(|s| i.history[ProbeInstance::slot_index(s)].state)
+            .collect();
+        assert_eq!(
+            states,
+            [ProbeState::Lost, ProbeState::Unacked, ProbeState::Unacked]
+        );
+    }
+
+    #[test]
+    fn probes_expire_after_crtt_or_the_interval() {
+        let mut i = inst();
+        i.record_sent(T, 0);
+        assert!(
+            i.expire(100, 100).is_empty(),
+            "not past start + interval yet"
+        );
+        assert_eq!(i.expire(101, 100), vec![(1, T)]);
+        i.targets[0].rtt.sample(10);
+        i.record_sent(T, 1000);
+        assert_eq!(
+            i.expire(1031, 100),
+            vec![(2, T)],
+            "CRTT 30 replaces the interval"
+        );
+    }
+
+    #[test]
+    fn reply_matching_rules() {
+        let mut i = inst();
+        let s = i.record_sent(T, 0);
+        assert_eq!(
+            i.ack(s + 1, T, 1),
+            Err(ReplyMismatch::OutOfWindow),
+            "not sent yet"
+        );
+        assert_eq!(i.ack(s, U, 1), Err(ReplyMismatch::Fake));
+        assert_eq!(
+            i.ack(s, T, 1),
+            Ok(Acked {
+                seq: s,
+                target: T,
+                was_lost: false
+            })
+        );
+        assert_eq!(i.ack(s, T, 2), Err(ReplyMismatch::Duplicate));
+        for k in 0..PROBE_STATS_COUNT {
+            i.record_sent(T, 10 + k as u64);
+        }
+        assert_eq!(
+            i.ack(s, T, 3),
+            Err(ReplyMismatch::OutOfWindow),
+            "52 probes later"
+        );
+    }
+
+    #[test]
+    fn a_late_reply_revives_a_lost_probe() {
+        let mut i = inst();
+        let s = i.record_sent(T, 0);
+        i.expire(1_000, 10);
+        assert_eq!(i.consecutive_lost(), 1);
+        assert!(i.ack(s, T, 1_001).unwrap().was_lost);
+        assert_eq!((i.consecutive_lost(), i.consecutive_acked()), (0, 1));
+    }
+
+    #[test]
+    fn quiet_period_holds_back_a_failure() {
+        let mut i = inst();
+        for k in 0..6 {
+            i.record_sent(T, k);
+        }
+        i.expire(1_000_000, 10);
+        assert_eq!(i.consecutive_lost(), 6);
+        assert!(!i.probe_failed(1_000_000), "inside the quiet period");
+        assert!(i.probe_failed(FAILURE_DETECTION_QP_NS), "after it");
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut i = inst();
+        i.next_seq = u16::MAX - 1;
+        for k in 0..4 {
+            let s = i.record_sent(T, k);
+            i.ack(s, T, k).unwrap();
+        }
+        assert_eq!(i.next_seq, 2);
+        assert_eq!(i.consecutive_acked(), 4);
+    }
+
+    #[test]
+    fn loss_and_ack_runs_skip_outstanding_probes() {
+        let mut i = inst();
+        for k in 0..3 {
+            let s = i.record_sent(T, k);
+            i.ack(s, T, k).unwrap();
+        }
+        for k in 0..5 {
+            i.record_sent(T, 100 + k);
+        }
+        i.expire(1_000_000, 10);
+        assert_eq!(i.consecutive_lost(), 5);
+        assert_eq!(i.first_failure_ns(), Some(100));
+        i.record_sent(T, 2_000_000);
+        assert_eq!(
+            i.consecutive_lost(),
+            5,
+            "the outstanding probe does not break the run"
+        );
+        assert!(
+            i.probe_failed(3_000_000),
+            "the first ack ended the quiet period"
+        );
+    }
+
+    #[test]
+    fn first_ack_ends_the_quiet_period() {
+        let mut i = inst();
+        let s = i.record_sent(T, 5);
+        i.ack(s, T, 7).unwrap();
+        assert_eq!(i.quiet_until_ns, 7);
+    }
+}

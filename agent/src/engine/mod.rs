@@ -1,0 +1,956 @@
+//! The detection engine: in.mpathd's failure and repair logic as a sans-IO state machine.
+//!
+//! Inputs (link changes, probe replies with kernel-stamped RTTs, timer ticks, offline/online
+//! requests) arrive with the current time; [`Output`]s come back: probes to send, interfaces to
+//! (de)activate, events to report. No sockets, no clock, no tokio: every rule runs in a plain unit
+//! test with a simulated clock. Times are CLOCK_MONOTONIC nanoseconds, so nothing assumes an FDT of
+//! 100 ms or more; a group may run at 10 ms.
+
+pub mod constants;
+pub mod instance;
+pub mod rng;
+pub mod rtt;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::HashMap, net::IpAddr};
+
+use serde::Serialize;
+
+use self::{
+    constants::{
+        EXCEPTION_FACTOR, LINK_FLAP_WINDOW_NS, LINK_UP_PERMIN, LOWER_FDT_TRIGGER,
+        MIN_PROBE_TARGETS, MIN_SETTLING_TIME_NS, NEXT_FDT_MULTIPLE, NUM_PROBE_REPAIRS,
+        PROBES_PER_FDT,
+    },
+    instance::{ProbeInstance, ReplyMismatch, Target},
+    rng::Jitter,
+};
+
+/// Engine-wide settings (from `/etc/default/mpathd`).
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    /// FAILURE_DETECTION_TIME in ns; groups without their own FDT use it.
+    pub user_fdt_ns: u64,
+    /// FAILBACK.
+    pub failback: bool,
+    /// Seed of the probe jitter.
+    pub seed: u64,
+}
+
+/// One interface as configured.
+#[derive(Clone, Debug)]
+pub struct MemberSpec {
+    pub ifname: String,
+    /// Group name; empty for the anonymous group.
+    pub group: String,
+    pub standby: bool,
+    /// Test addresses (at most one per family; IPv6 ones must be link-local).
+    pub test_addrs: Vec<IpAddr>,
+    /// Probe targets in firing order (router targets from routes, or configured ones).
+    pub targets: Vec<IpAddr>,
+}
+
+/// Interface states as ipmpstat reports them (`PI_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfState {
+    /// Has a test address but no targets: assumed working.
+    NoTargets,
+    Running,
+    Failed,
+    Offline,
+}
+
+/// Group states (`PG_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupState {
+    Ok,
+    Degraded,
+    Failed,
+}
+
+/// What the engine reports; each maps to an entry of the event catalogue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    LinkDown {
+        ifname: String,
+    },
+    LinkUp {
+        ifname: String,
+    },
+    LinkFlapping {
+        ifname: String,
+    },
+    InterfaceFailed {
+        ifname: String,
+        group: String,
+    },
+    InterfaceRepaired {
+        ifname: String,
+        group: String,
+    },
+    GroupFailed {
+        group: String,
+    },
+    GroupUsable {
+        group: String,
+        ifname: String,
+    },
+    FdtRaised {
+        user_fdt_ms: u64,
+        family: &'static str,
+        ifname: String,
+        group: String,
+        fdt_ms: u64,
+    },
+    FdtImproved {
+        fdt_ms: u64,
+        family: &'static str,
+        ifname: String,
+        group: String,
+    },
+    ProbeLost {
+        ifname: String,
+        seq: u16,
+        target: IpAddr,
+    },
+    ProbeAcked {
+        ifname: String,
+        seq: u16,
+        target: IpAddr,
+        rtt_ns: u64,
+        late: bool,
+    },
+}
+
+/// A decision for the outside world.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "output", rename_all = "snake_case")]
+pub enum Output {
+    /// Send failure-detection probe `seq` from `test_addr` on `ifname` to `target`.
+    SendProbe {
+        ifname: String,
+        test_addr: IpAddr,
+        target: IpAddr,
+        seq: u16,
+    },
+    /// Make `ifname` carry data traffic, or stop it.
+    SetActive {
+        ifname: String,
+        active: bool,
+    },
+    Event(Event),
+}
+
+/// Refusals of offline/online requests (if_mpadm's errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("not a physical interface or not in an IPMP group")]
+    UnknownInterface,
+    #[error("no other functioning interfaces are in its IPMP group")]
+    MinRedundancy,
+    #[error("interface is already offline")]
+    AlreadyOffline,
+    #[error("interface is not offline")]
+    NotOffline,
+}
+
+#[derive(Clone, Debug)]
+struct Interface {
+    name: String,
+    group: String,
+    standby: bool,
+    state: IfState,
+    link_up: bool,
+    inactive: bool,
+    /// Failed while offline: online returns to Failed.
+    failed_while_offline: bool,
+    instances: Vec<ProbeInstance>,
+    /// Times of the most recent link-ups, newest last.
+    link_ups: Vec<u64>,
+    flap_reported: bool,
+    /// Not yet running since tracking started: FAILBACK=no does not hold it back.
+    first_appearance: bool,
+}
+
+impl Interface {
+    fn functioning(&self) -> bool {
+        matches!(self.state, IfState::Running | IfState::NoTargets)
+    }
+    fn probing(&self) -> bool {
+        self.instances.iter().any(|i| !i.targets.is_empty())
+    }
+    fn flapping(&self, now_ns: u64) -> bool {
+        self.link_ups.len() > LINK_UP_PERMIN
+            && now_ns.saturating_sub(self.link_ups[self.link_ups.len() - 1 - LINK_UP_PERMIN])
+                < LINK_FLAP_WINDOW_NS
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Group {
+    name: String,
+    user_fdt_ns: u64,
+    fdt_ns: u64,
+    interval_ns: u64,
+    raised_at_ns: Option<u64>,
+    state: GroupState,
+    /// The first state was computed (no "now usable" message at start-up).
+    settled: bool,
+}
+
+impl Group {
+    fn new(name: &str, user_fdt_ns: u64) -> Self {
+        Self {
+            name: name.into(),
+            user_fdt_ns,
+            fdt_ns: user_fdt_ns,
+            interval_ns: user_fdt_ns / PROBES_PER_FDT,
+            raised_at_ns: None,
+            // A new named group starts failed until a member is usable.
+            state: if name.is_empty() {
+                GroupState::Ok
+            } else {
+                GroupState::Failed
+            },
+            settled: false,
+        }
+    }
+    fn anonymous(&self) -> bool {
+        self.name.is_empty()
+    }
+}
+
+fn family_name(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "inet" } else { "inet6" }
+}
+
+/// in.mpathd's decisions for a set of groups and interfaces.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    groups: Vec<Group>,
+    interfaces: Vec<Interface>,
+    jitter: Jitter,
+    active: HashMap<String, bool>,
+    out: Vec<Output>,
+}
+
+/// A read-only view of one interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InterfaceView {
+    pub ifname: String,
+    pub group: String,
+    pub state: IfState,
+    pub active: bool,
+    pub inactive: bool,
+    pub standby: bool,
+    pub link_up: bool,
+    pub probing: bool,
+}
+
+impl Engine {
+    /// An engine with no groups.
+    #[must_use]
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            jitter: Jitter::new(config.seed),
+            config,
+            groups: Vec::new(),
+            interfaces: Vec::new(),
+            active: HashMap::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Adds a named group with its own FDT (or the default). The group file may go down to 10 ms.
+    pub fn add_group(&mut self, name: &str, fdt_ns: Option<u64>) {
+        if self.group_index(name).is_none() {
+            self.groups
+                .push(Group::new(name, fdt_ns.unwrap_or(self.config.user_fdt_ns)));
+        }
+    }
+
+    fn group_index(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.name == name)
+    }
+
+    fn if_index(&self, name: &str) -> Option<usize> {
+        self.interfaces.iter().position(|i| i.name == name)
+    }
+
+    /// Starts tracking an interface whose link is `link_up` at `now_ns`.
+    pub fn add_member(&mut self, spec: &MemberSpec, link_up: bool, now_ns: u64) -> Vec<Output> {
+        if self.group_index(&spec.group).is_none() {
+            self.add_group(&spec.group, None);
+        }
+        let g = self.group_index(&spec.group).unwrap_or(0);
+        let interval = self.groups[g].interval_ns;
+        let mut instances = Vec::new();
+        for addr in &spec.test_addrs {
+            if instances
+                .iter()
+                .any(|i: &ProbeInstance| i.test_addr.is_ipv4() == addr.is_ipv4())
+            {
+                continue;
+            }
+            let mut inst = ProbeInstance::new(*addr, now_ns);
+            inst.targets = spec
+                .targets
+                .iter()
+                .filter(|t| t.is_ipv4() == addr.is_ipv4())
+                .map(|t| Target::new(*t))
+                .collect();
+            self.schedule_first(&mut inst, interval, now_ns);
+            instances.push(inst);
+        }
+        let mut iface = Interface {
+            name: spec.ifname.clone(),
+            group: spec.group.clone(),
+            standby: spec.standby,
+            state: IfState::Failed,
+            link_up,
+            inactive: false,
+            failed_while_offline: false,
+            instances,
+            link_ups: Vec::new(),
+            flap_reported: false,
+            first_appearance: true,
+        };
+        if link_up {
+            iface.state = if !iface.instances.is_empty() && !iface.probing() {
+                IfState::NoTargets
+            } else {
+                IfState::Running
+            };
+            iface.first_appearance = false;
+        }
+        self.interfaces.push(iface);
+        let i = self.interfaces.len() - 1;
+        if self.interfaces[i].functioning() && !self.groups[g].anonymous() {
+            self.interfaces[i].inactive = self.interfaces[i].standby
+                && self.active_count(g, Some(i)) >= self.nonstandby_count(g);
+        }
+        self.finish()
+    }
+
+    fn schedule_first(&mut self, inst: &mut ProbeInstance, interval: u64, now_ns: u64) {
+        inst.base_ns = now_ns + self.jitter.between(0, interval.max(1));
+        inst.next_send_ns = inst.base_ns + self.jitter.between(interval / 2, interval.max(1));
+    }
+
+    fn members(&self, g: usize) -> impl Iterator<Item = (usize, &Interface)> {
+        let name = self.groups[g].name.clone();
+        self.interfaces
+            .iter()
+            .enumerate()
+            .filter(move |(_, i)| i.group == name)
+    }
+
+    fn is_active(&self, i: usize) -> bool {
+        let x = &self.interfaces[i];
+        x.functioning() && !x.inactive
+    }
+
+    fn active_count(&self, g: usize, except: Option<usize>) -> usize {
+        self.members(g)
+            .filter(|(j, _)| Some(*j) != except && self.is_active(*j))
+            .count()
+    }
+
+    /// The configured capacity: non-standby members, offline ones included (a standby stands in
+    /// for an offlined member).
+    fn nonstandby_count(&self, g: usize) -> usize {
+        self.members(g).filter(|(_, i)| !i.standby).count()
+    }
+
+    fn group_of(&self, i: usize) -> usize {
+        self.group_index(&self.interfaces[i].group).unwrap_or(0)
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.out.push(Output::Event(e));
+    }
+
+    /// A link change on `ifname` at `now_ns`.
+    pub fn link_changed(&mut self, ifname: &str, up: bool, now_ns: u64) -> Vec<Output> {
+        let Some(i) = self.if_index(ifname) else {
+            return Vec::new();
+        };
+        if self.interfaces[i].link_up == up {
+            return Vec::new();
+        }
+        self.interfaces[i].link_up = up;
+        let g = self.group_of(i);
+        let interval = self.groups[g].interval_ns;
+        if up {
+            self.emit(Event::LinkUp {
+                ifname: ifname.into(),
+            });
+            let x = &mut self.interfaces[i];
+            x.link_ups.push(now_ns);
+            if x.link_ups.len() > LINK_UP_PERMIN + 1 {
+                x.link_ups.remove(0);
+            }
+            let mut instances = std::mem::take(&mut self.interfaces[i].instances);
+            for inst in &mut instances {
+                self.schedule_first(inst, interval, now_ns);
+            }
+            self.interfaces[i].instances = instances;
+            self.check_repair(i, now_ns);
+        } else {
+            self.emit(Event::LinkDown {
+                ifname: ifname.into(),
+            });
+            for inst in &mut self.interfaces[i].instances {
+                inst.clear_history();
+            }
+            if self.interfaces[i].functioning() {
+                self.fail(i, now_ns, None);
+            }
+        }
+        self.finish()
+    }
+
+    /// A reply to probe `seq` from `from`, received on `ifname`, with round trip `rtt_ns`
+    /// (kernel-stamped where the datapath provides it), processed at `now_ns`.
+    ///
+    /// # Errors
+    /// When the reply matches no probe (counted by the caller as "unknown").
+    pub fn probe_reply(
+        &mut self,
+        ifname: &str,
+        seq: u16,
+        from: IpAddr,
+        rtt_ns: u64,
+        now_ns: u64,
+    ) -> Result<Vec<Output>, ReplyMismatch> {
+        let i = self.if_index(ifname).ok_or(ReplyMismatch::UnknownProbe)?;
+        if !self.interfaces[i].link_up {
+            // in.mpathd ignores every reply while the link is down.
+            return Err(ReplyMismatch::UnknownProbe);
+        }
+        let k = self.interfaces[i]
+            .instances
+            .iter()
+            .position(|p| p.test_addr.is_ipv4() == from.is_ipv4())
+            .ok_or(ReplyMismatch::UnknownProbe)?;
+        let acked = self.interfaces[i].instances[k].ack(seq, from, now_ns)?;
+        self.emit(Event::ProbeAcked {
+            ifname: ifname.into(),
+            seq,
+            target: from,
+            rtt_ns,
+            late: acked.was_lost,
+        });
+        let g = self.group_of(i);
+        // RTTs are only learnt on a running interface of a working group (just after a repair,
+        // ARP/ND queueing inflates them).
+        if self.interfaces[i].state == IfState::Running
+            && self.groups[g].state != GroupState::Failed
+            && rtt_ns <= 52 * self.groups[g].interval_ns
+        {
+            self.learn_rtt(i, k, from, rtt_ns, now_ns);
+        }
+        self.check_repair(i, now_ns);
+        Ok(self.finish())
+    }
+
+    fn learn_rtt(&mut self, i: usize, k: usize, target: IpAddr, m: u64, now_ns: u64) {
+        let g = self.group_of(i);
+        let interval = self.groups[g].interval_ns;
+        let inst = &mut self.interfaces[i].instances[k];
+        let Some(t) = inst.targets.iter_mut().find(|t| t.addr == target) else {
+            return;
+        };
+        if t.rtt.crtt_with(m) > interval {
+            // A suspect sample: hold one back; two in a row are folded in together.
+            match t.deferred.take() {
+                None => {
+                    t.deferred = Some(m);
+                    return;
+                }
+                Some(d) => {
+                    t.rtt.sample(d);
+                    t.rtt.sample(m);
+                }
+            }
+        } else {
+            t.deferred = None;
+            t.rtt.sample(m);
+        }
+        let crtt = t.rtt.crtt_ns();
+        if crtt > interval {
+            self.raise_fdt(i, k, target, crtt, now_ns);
+        } else if crtt < interval / LOWER_FDT_TRIGGER {
+            self.maybe_lower_fdt(i, k, now_ns);
+        }
+    }
+
+    fn raise_fdt(&mut self, i: usize, k: usize, target: IpAddr, crtt: u64, now_ns: u64) {
+        let g = self.group_of(i);
+        let interval = self.groups[g].interval_ns;
+        let inst = &mut self.interfaces[i].instances[k];
+        let others_fast = inst
+            .targets
+            .iter()
+            .filter(|t| t.addr != target)
+            .all(|t| t.rtt.crtt_ns() <= interval / EXCEPTION_FACTOR);
+        if inst.targets.len() > MIN_PROBE_TARGETS && others_fast {
+            // An outlier: drop the slow target rather than slowing the whole group.
+            inst.targets.retain(|t| t.addr != target);
+            return;
+        }
+        let new_interval = NEXT_FDT_MULTIPLE * crtt;
+        let group = &mut self.groups[g];
+        group.interval_ns = new_interval;
+        group.fdt_ns = PROBES_PER_FDT * new_interval;
+        group.raised_at_ns = Some(now_ns);
+        if !group.anonymous() {
+            let e = Event::FdtRaised {
+                user_fdt_ms: group.user_fdt_ns / 1_000_000,
+                family: family_name(target),
+                ifname: self.interfaces[i].name.clone(),
+                group: group.name.clone(),
+                fdt_ms: group.fdt_ns / 1_000_000,
+            };
+            self.emit(e);
+        }
+    }
+
+    fn maybe_lower_fdt(&mut self, i: usize, k: usize, now_ns: u64) {
+        let g = self.group_of(i);
+        let group = &self.groups[g];
+        if group.user_fdt_ns >= group.fdt_ns
+            || group
+                .raised_at_ns
+                .is_some_and(|t| now_ns.saturating_sub(t) <= MIN_SETTLING_TIME_NS)
+        {
+            return;
+        }
+        let limit = group.interval_ns / LOWER_FDT_TRIGGER;
+        let all_fast = self
+            .members(g)
+            .filter(|(_, x)| x.state != IfState::Failed)
+            .flat_map(|(_, x)| x.instances.iter())
+            .flat_map(|inst| inst.targets.iter())
+            .all(|t| t.rtt.crtt_ns() <= limit);
+        if !all_fast {
+            return;
+        }
+        let group = &mut self.groups[g];
+        group.fdt_ns = (group.fdt_ns / NEXT_FDT_MULTIPLE).max(group.user_fdt_ns);
+        group.interval_ns = group.fdt_ns / PROBES_PER_FDT;
+        let family = family_name(self.interfaces[i].instances[k].test_addr);
+        let e = Event::FdtImproved {
+            fdt_ms: group.fdt_ns / 1_000_000,
+            family,
+            ifname: self.interfaces[i].name.clone(),
+            group: group.name.clone(),
+        };
+        if !group.anonymous() {
+            self.emit(e);
+        }
+    }
+
+    /// The timer: sends due probes, declares lost ones, checks failure and repair.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<Output> {
+        for i in 0..self.interfaces.len() {
+            if !self.interfaces[i].link_up || self.interfaces[i].state == IfState::Offline {
+                continue;
+            }
+            let g = self.group_of(i);
+            let interval = self.groups[g].interval_ns.max(1);
+            let name = self.interfaces[i].name.clone();
+            let mut instances = std::mem::take(&mut self.interfaces[i].instances);
+            for inst in &mut instances {
+                for (seq, target) in inst.expire(now_ns, interval) {
+                    self.out.push(Output::Event(Event::ProbeLost {
+                        ifname: name.clone(),
+                        seq,
+                        target,
+                    }));
+                }
+                if now_ns >= inst.next_send_ns {
+                    if let Some(target) = inst.take_next_target() {
+                        let seq = inst.record_sent(target, now_ns);
+                        self.out.push(Output::SendProbe {
+                            ifname: name.clone(),
+                            test_addr: inst.test_addr,
+                            target,
+                            seq,
+                        });
+                    }
+                    inst.base_ns += interval;
+                    if inst.base_ns + interval <= now_ns {
+                        // Descheduled: skip whole intervals rather than sending a burst.
+                        let skipped = (now_ns - inst.base_ns) / interval;
+                        inst.missed += skipped;
+                        inst.base_ns += skipped * interval;
+                    }
+                    inst.next_send_ns = inst.base_ns + self.jitter.between(interval / 2, interval);
+                }
+            }
+            self.interfaces[i].instances = instances;
+            self.check_failure(i, now_ns);
+            self.check_repair(i, now_ns);
+        }
+        self.finish()
+    }
+
+    /// When [`Self::tick`] next has something to do.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<u64> {
+        let interval_of = |x: &Interface| {
+            self.group_index(&x.group)
+                .map_or(u64::MAX, |g| self.groups[g].interval_ns)
+        };
+        self.interfaces
+            .iter()
+            .filter(|x| x.link_up && x.state != IfState::Offline)
+            .flat_map(|x| {
+                let interval = interval_of(x);
+                x.instances.iter().flat_map(move |inst| {
+                    let expiry = inst
+                        .history
+                        .iter()
+                        .filter(|s| s.state == instance::ProbeState::Unacked)
+                        .filter_map(|s| {
+                            s.target.map(|t| s.start_ns + inst.crtt_or(t, interval) + 1)
+                        })
+                        .min();
+                    std::iter::once(inst.next_send_ns).chain(expiry)
+                })
+            })
+            .min()
+    }
+
+    fn check_failure(&mut self, i: usize, now_ns: u64) {
+        let x = &self.interfaces[i];
+        if x.state != IfState::Running || !x.link_up || !x.probing() {
+            return;
+        }
+        // With both families probed, both must have failed.
+        let capable: Vec<&ProbeInstance> = x
+            .instances
+            .iter()
+            .filter(|p| !p.targets.is_empty())
+            .collect();
+        if capable.iter().all(|p| p.probe_failed(now_ns)) {
+            let tff = capable
+                .iter()
+                .filter_map(|p| p.first_failure_ns())
+                .min()
+                .unwrap_or(now_ns);
+            self.fail(i, now_ns, Some(tff));
+        }
+    }
+
+    fn check_repair(&mut self, i: usize, now_ns: u64) {
+        let x = &self.interfaces[i];
+        if x.state != IfState::Failed || !x.link_up {
+            return;
+        }
+        let repaired = if x.instances.is_empty() {
+            if x.flapping(now_ns) {
+                if !x.flap_reported {
+                    let ifname = x.name.clone();
+                    self.interfaces[i].flap_reported = true;
+                    self.emit(Event::LinkFlapping { ifname });
+                }
+                false
+            } else {
+                true
+            }
+        } else if !x.probing() {
+            // Test addresses but no targets: the link is all there is to go by.
+            true
+        } else {
+            x.instances
+                .iter()
+                .any(|p| p.consecutive_acked() >= NUM_PROBE_REPAIRS)
+        };
+        if repaired {
+            self.repair(i, now_ns);
+        }
+    }
+
+    /// Failure of interface `i`: an interface failure, or a group failure when no other member
+    /// shows that the network still works. `probe_tff` is the time of first failure when probes
+    /// (not the link) decided.
+    fn fail(&mut self, i: usize, _now_ns: u64, probe_tff: Option<u64>) {
+        let g = self.group_of(i);
+        let group_failed = self.groups[g].state == GroupState::Failed;
+        let network_fine = self.groups[g].anonymous()
+            || self.members(g).any(|(j, y)| {
+                j != i
+                    && y.link_up
+                    && match probe_tff {
+                        None => y.state == IfState::Running && !group_failed,
+                        Some(tff) => {
+                            !y.probing()
+                                || (y.state == IfState::Running
+                                    && !group_failed
+                                    && y.instances
+                                        .iter()
+                                        .any(|p| p.last_success_ns.is_some_and(|t| t > tff)))
+                        }
+                    }
+            });
+        let victims: Vec<usize> = if network_fine {
+            vec![i]
+        } else {
+            self.members(g)
+                .filter(|(j, y)| *j == i || y.functioning())
+                .map(|(j, _)| j)
+                .collect()
+        };
+        for v in victims {
+            let was_active = self.is_active(v);
+            let y = &mut self.interfaces[v];
+            y.state = IfState::Failed;
+            y.inactive = false;
+            y.flap_reported = false;
+            for p in &mut y.instances {
+                p.reset_rtts();
+            }
+            let e = Event::InterfaceFailed {
+                ifname: y.name.clone(),
+                group: y.group.clone(),
+            };
+            self.emit(e);
+            if was_active && !self.groups[g].anonymous() {
+                self.activate_another(g);
+            }
+        }
+    }
+
+    fn activate_another(&mut self, g: usize) {
+        let candidates: Vec<usize> = self
+            .members(g)
+            .filter(|(_, y)| y.functioning() && y.inactive)
+            .map(|(j, _)| j)
+            .collect();
+        if let Some(&pick) = candidates
+            .iter()
+            .find(|&&j| self.interfaces[j].standby)
+            .or(candidates.first())
+        {
+            self.interfaces[pick].inactive = false;
+        }
+    }
+
+    fn repair(&mut self, i: usize, _now_ns: u64) {
+        let g = self.group_of(i);
+        let group_was_failed = self.groups[g].state == GroupState::Failed;
+        let x = &mut self.interfaces[i];
+        x.state = if !x.instances.is_empty() && !x.probing() {
+            IfState::NoTargets
+        } else {
+            IfState::Running
+        };
+        let e = Event::InterfaceRepaired {
+            ifname: x.name.clone(),
+            group: x.group.clone(),
+        };
+        self.emit(e);
+        self.transition_to_running(i, false, group_was_failed);
+    }
+
+    /// in.mpathd's `phyint_transition_to_running`: decide INACTIVE for an interface that became
+    /// usable again.
+    fn transition_to_running(&mut self, i: usize, onlining: bool, group_was_failed: bool) {
+        let g = self.group_of(i);
+        let first = std::mem::replace(&mut self.interfaces[i].first_appearance, false);
+        if self.groups[g].anonymous() {
+            self.interfaces[i].inactive = false;
+            return;
+        }
+        let nonstandby = self.nonstandby_count(g);
+        if self.interfaces[i].standby {
+            self.interfaces[i].inactive = self.active_count(g, Some(i)) >= nonstandby;
+            return;
+        }
+        let hold_back = !onlining
+            && !self.config.failback
+            && !group_was_failed
+            && !first
+            && self.active_count(g, Some(i)) > 0;
+        self.interfaces[i].inactive = hold_back;
+        if !hold_back && self.active_count(g, None) > nonstandby {
+            let standby = self
+                .members(g)
+                .find(|(j, y)| *j != i && y.standby && self.is_active(*j))
+                .map(|(j, _)| j);
+            if let Some(s) = standby {
+                self.interfaces[s].inactive = true;
+            }
+        }
+    }
+
+    /// if_mpadm -d: take `ifname` out of service.
+    ///
+    /// # Errors
+    /// Unknown interface, already offline, or no other usable member would remain.
+    pub fn offline(&mut self, ifname: &str, _now_ns: u64) -> Result<Vec<Output>, AdminError> {
+        let i = self.if_index(ifname).ok_or(AdminError::UnknownInterface)?;
+        if self.interfaces[i].state == IfState::Offline {
+            return Err(AdminError::AlreadyOffline);
+        }
+        let g = self.group_of(i);
+        let group_failed = self.groups[g].state == GroupState::Failed;
+        let others = self
+            .members(g)
+            .filter(|(j, y)| {
+                *j != i && y.state != IfState::Offline && (group_failed || y.functioning())
+            })
+            .count();
+        if others < 1 {
+            return Err(AdminError::MinRedundancy);
+        }
+        let was_active = self.is_active(i);
+        let x = &mut self.interfaces[i];
+        x.failed_while_offline = x.state == IfState::Failed;
+        x.state = IfState::Offline;
+        x.inactive = false;
+        if was_active {
+            self.activate_another(g);
+        }
+        Ok(self.finish())
+    }
+
+    /// if_mpadm -r: return `ifname` to service.
+    ///
+    /// # Errors
+    /// Unknown interface, or not offline.
+    pub fn online(&mut self, ifname: &str, now_ns: u64) -> Result<Vec<Output>, AdminError> {
+        let i = self.if_index(ifname).ok_or(AdminError::UnknownInterface)?;
+        if self.interfaces[i].state != IfState::Offline {
+            return Err(AdminError::NotOffline);
+        }
+        let g = self.group_of(i);
+        let group_was_failed = self.groups[g].state == GroupState::Failed;
+        let interval = self.groups[g].interval_ns;
+        let x = &mut self.interfaces[i];
+        if x.failed_while_offline || !x.link_up {
+            x.state = IfState::Failed;
+        } else {
+            x.state = if !x.instances.is_empty() && !x.probing() {
+                IfState::NoTargets
+            } else {
+                IfState::Running
+            };
+        }
+        let mut instances = std::mem::take(&mut self.interfaces[i].instances);
+        for inst in &mut instances {
+            inst.clear_history();
+            self.schedule_first(inst, interval, now_ns);
+        }
+        self.interfaces[i].instances = instances;
+        if self.interfaces[i].functioning() {
+            self.transition_to_running(i, true, group_was_failed);
+        }
+        Ok(self.finish())
+    }
+
+    fn refresh_groups(&mut self) {
+        for g in 0..self.groups.len() {
+            if self.groups[g].anonymous() {
+                continue;
+            }
+            let (mut usable, mut total, mut first_usable) = (0, 0, None);
+            for (_, y) in self.members(g) {
+                total += 1;
+                if y.functioning() {
+                    usable += 1;
+                    first_usable.get_or_insert_with(|| y.name.clone());
+                }
+            }
+            if total == 0 {
+                continue;
+            }
+            let new = if usable == total {
+                GroupState::Ok
+            } else if usable == 0 {
+                GroupState::Failed
+            } else {
+                GroupState::Degraded
+            };
+            let group = &mut self.groups[g];
+            let old = std::mem::replace(&mut group.state, new);
+            let settled = std::mem::replace(&mut group.settled, true);
+            let name = group.name.clone();
+            if old != GroupState::Failed && new == GroupState::Failed {
+                self.emit(Event::GroupFailed { group: name });
+            } else if old == GroupState::Failed && new != GroupState::Failed && settled {
+                self.emit(Event::GroupUsable {
+                    group: name,
+                    ifname: first_usable.unwrap_or_default(),
+                });
+            }
+        }
+    }
+
+    /// Ends an input: group states, activation changes, and the outputs gathered.
+    fn finish(&mut self) -> Vec<Output> {
+        self.refresh_groups();
+        for i in 0..self.interfaces.len() {
+            let active = self.is_active(i);
+            let name = self.interfaces[i].name.clone();
+            if self.active.insert(name.clone(), active) != Some(active) {
+                self.out.push(Output::SetActive {
+                    ifname: name,
+                    active,
+                });
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The state of every interface.
+    #[must_use]
+    pub fn interfaces(&self) -> Vec<InterfaceView> {
+        (0..self.interfaces.len())
+            .map(|i| {
+                let x = &self.interfaces[i];
+                InterfaceView {
+                    ifname: x.name.clone(),
+                    group: x.group.clone(),
+                    state: x.state,
+                    active: self.is_active(i),
+                    inactive: x.inactive,
+                    standby: x.standby,
+                    link_up: x.link_up,
+                    probing: x.probing(),
+                }
+            })
+            .collect()
+    }
+
+    /// One interface.
+    #[must_use]
+    pub fn interface(&self, ifname: &str) -> Option<InterfaceView> {
+        self.interfaces().into_iter().find(|v| v.ifname == ifname)
+    }
+
+    /// State and current FDT (ns) of a group.
+    #[must_use]
+    pub fn group(&self, name: &str) -> Option<(GroupState, u64)> {
+        self.group_index(name)
+            .map(|g| (self.groups[g].state, self.groups[g].fdt_ns))
+    }
+
+    /// CRTT (ns) of `target` as seen from `ifname`.
+    #[must_use]
+    pub fn crtt(&self, ifname: &str, target: IpAddr) -> Option<u64> {
+        let x = &self.interfaces[self.if_index(ifname)?];
+        x.instances
+            .iter()
+            .flat_map(|p| p.targets.iter())
+            .find(|t| t.addr == target)
+            .map(|t| t.rtt.crtt_ns())
+    }
+}

@@ -1,0 +1,538 @@
+//! Scenario tests of the engine with a simulated clock and a simulated network.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use super::{
+    AdminError, Engine, EngineConfig, Event, GroupState, IfState, MemberSpec, Output,
+    constants::FAILURE_DETECTION_QP_NS, rng::Jitter,
+};
+
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000 * MS;
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([192, 0, 2, last])
+}
+
+/// The engine plus a network that answers probes after a per-interface RTT, or drops them.
+struct Sim {
+    e: Engine,
+    now: u64,
+    /// (delivery time, interface, seq, target, rtt)
+    pending: Vec<(u64, String, u16, IpAddr, u64)>,
+    /// Per interface: Some(rtt) answers, None drops silently.
+    paths: HashMap<String, Option<u64>>,
+    events: Vec<(u64, Event)>,
+    active: HashMap<String, bool>,
+    sent: Vec<(u64, String, IpAddr, u16)>,
+}
+
+impl Sim {
+    fn new(fdt_ms: u64, failback: bool) -> Self {
+        let config = EngineConfig {
+            user_fdt_ns: fdt_ms * MS,
+            failback,
+            seed: 7,
+        };
+        Self {
+            e: Engine::new(config),
+            now: 0,
+            pending: vec![],
+            paths: HashMap::new(),
+            events: vec![],
+            active: HashMap::new(),
+            sent: vec![],
+        }
+    }
+
+    fn member(&mut self, ifname: &str, group: &str, standby: bool, test: Option<u8>) {
+        let spec = MemberSpec {
+            ifname: ifname.into(),
+            group: group.into(),
+            standby,
+            test_addrs: test.map(ip).into_iter().collect(),
+            targets: if test.is_some() {
+                vec![ip(1), ip(2)]
+            } else {
+                vec![]
+            },
+        };
+        self.paths.insert(ifname.into(), Some(MS / 10));
+        let out = self.e.add_member(&spec, true, self.now);
+        self.absorb(out);
+    }
+
+    fn absorb(&mut self, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::SendProbe {
+                    ifname,
+                    target,
+                    seq,
+                    ..
+                } => {
+                    self.sent.push((self.now, ifname.clone(), target, seq));
+                    if let Some(Some(rtt)) = self.paths.get(&ifname) {
+                        self.pending
+                            .push((self.now + rtt, ifname, seq, target, *rtt));
+                    }
+                }
+                Output::SetActive { ifname, active } => {
+                    self.active.insert(ifname, active);
+                }
+                Output::Event(e) => self.events.push((self.now, e)),
+            }
+        }
+    }
+
+    /// Runs the world until `t`.
+    fn run_until(&mut self, t: u64) {
+        for _ in 0..1_000_000 {
+            let next_reply = self.pending.iter().map(|p| p.0).min();
+            let next = [self.e.next_deadline(), next_reply]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next.filter(|n| *n <= t) else {
+                break;
+            };
+            self.now = next.max(self.now);
+            if let Some(pos) = self.pending.iter().position(|p| p.0 <= self.now) {
+                let (_, ifname, seq, target, rtt) = self.pending.remove(pos);
+                if let Ok(out) = self.e.probe_reply(&ifname, seq, target, rtt, self.now) {
+                    self.absorb(out);
+                }
+            } else {
+                let out = self.e.tick(self.now);
+                self.absorb(out);
+            }
+        }
+        self.now = t;
+        let out = self.e.tick(t);
+        self.absorb(out);
+    }
+
+    fn run_for(&mut self, d: u64) {
+        self.run_until(self.now + d);
+    }
+
+    fn link(&mut self, ifname: &str, up: bool) {
+        let out = self.e.link_changed(ifname, up, self.now);
+        self.absorb(out);
+    }
+
+    fn state(&self, ifname: &str) -> IfState {
+        self.e.interface(ifname).unwrap().state
+    }
+
+    fn is_active(&self, ifname: &str) -> bool {
+        self.e.interface(ifname).unwrap().active
+    }
+
+    fn first_event(&self, pred: impl Fn(&Event) -> bool) -> Option<u64> {
+        self.events.iter().find(|(_, e)| pred(e)).map(|(t, _)| *t)
+    }
+
+    /// Past the start-up quiet period with every path answering.
+    fn settle(&mut self) {
+        self.run_for(FAILURE_DETECTION_QP_NS + S);
+    }
+}
+
+fn failed(name: &str) -> impl Fn(&Event) -> bool + '_ {
+    move |e| matches!(e, Event::InterfaceFailed { ifname, .. } if ifname == name)
+}
+
+fn repaired(name: &str) -> impl Fn(&Event) -> bool + '_ {
+    move |e| matches!(e, Event::InterfaceRepaired { ifname, .. } if ifname == name)
+}
+
+#[test]
+fn probe_interval_is_fdt_over_seven_with_jitter_and_round_robin_targets() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, Some(10));
+    s.run_for(10 * S);
+    let times: Vec<u64> = s.sent.iter().map(|x| x.0).collect();
+    assert!(
+        times.len() >= 95 && times.len() <= 101,
+        "100 ms interval over 10 s: {} probes",
+        times.len()
+    );
+    for w in times.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            (50 * MS..=150 * MS).contains(&gap),
+            "each probe in the second half of its interval: gap {gap}"
+        );
+    }
+    let targets: Vec<IpAddr> = s.sent.iter().take(4).map(|x| x.2).collect();
+    assert_eq!(
+        targets,
+        vec![ip(1), ip(2), ip(1), ip(2)],
+        "one target per probe, round robin"
+    );
+    assert!(
+        s.sent.windows(2).all(|w| w[1].3 == w[0].3.wrapping_add(1)),
+        "sequence numbers count up"
+    );
+}
+
+#[test]
+fn silent_loss_is_detected_within_the_fdt_and_repaired_within_twice_it() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, Some(10));
+    s.member("b", "g", false, Some(11));
+    s.settle();
+    assert_eq!(s.e.group("g").unwrap().0, GroupState::Ok);
+    let fault = s.now;
+    s.paths.insert("a".into(), None);
+    s.run_for(2 * S);
+    let detected = s.first_event(failed("a")).expect("failure detected");
+    assert!(
+        detected - fault <= 700 * MS,
+        "detected after {} ms, FDT 700 ms",
+        (detected - fault) / MS
+    );
+    assert_eq!(s.state("a"), IfState::Failed);
+    assert!(!s.is_active("a") && s.is_active("b"));
+    assert_eq!(s.e.group("g").unwrap().0, GroupState::Degraded);
+    assert!(
+        s.first_event(|e| matches!(e, Event::GroupFailed { .. }))
+            .is_none(),
+        "b shows the network works"
+    );
+    let fix = s.now;
+    s.paths.insert("a".into(), Some(MS / 10));
+    s.run_for(3 * S);
+    let back = s.first_event(repaired("a")).expect("repair detected");
+    assert!(
+        back - fix <= 1400 * MS,
+        "repaired after {} ms, limit 2 x FDT",
+        (back - fix) / MS
+    );
+    assert!(s.is_active("a"), "FAILBACK=yes");
+    assert_eq!(s.e.group("g").unwrap().0, GroupState::Ok);
+}
+
+#[test]
+fn losses_in_the_quiet_period_do_not_count_until_the_first_reply() {
+    let mut s = Sim::new(700, true);
+    s.paths.insert("a".into(), None);
+    s.member("a", "g", false, Some(10));
+    s.paths.insert("a".into(), None);
+    s.member("b", "g", false, Some(11));
+    s.run_for(30 * S);
+    assert!(
+        s.first_event(failed("a")).is_none(),
+        "no failure inside the 40 s quiet period"
+    );
+    s.run_for(15 * S);
+    assert!(
+        s.first_event(failed("a")).is_some(),
+        "failure once the quiet period is over"
+    );
+}
+
+#[test]
+fn carrier_loss_fails_at_once_and_repair_needs_the_link_and_probes() {
+    let mut s = Sim::new(10_000, true);
+    s.member("a", "g", false, Some(10));
+    s.member("b", "g", false, Some(11));
+    s.settle();
+    s.link("a", false);
+    assert_eq!(
+        s.first_event(failed("a")),
+        Some(s.now),
+        "link-based detection is immediate"
+    );
+    assert!(
+        s.events
+            .iter()
+            .any(|(_, e)| *e == Event::LinkDown { ifname: "a".into() })
+    );
+    s.link("a", true);
+    s.run_for(S);
+    assert!(
+        s.first_event(repaired("a")).is_none(),
+        "link up alone does not repair a probed interface"
+    );
+    s.run_for(30 * S);
+    assert!(
+        s.first_event(repaired("a")).is_some(),
+        "10 acknowledged probes do"
+    );
+}
+
+#[test]
+fn all_members_failing_is_a_group_failure_and_the_first_repair_announces_usable() {
+    let mut s = Sim::new(1000, true);
+    s.member("a", "g", false, None);
+    s.member("b", "g", false, None);
+    s.settle();
+    s.link("a", false);
+    s.link("b", false);
+    assert_eq!(s.e.group("g").unwrap().0, GroupState::Failed);
+    assert!(
+        s.first_event(|e| matches!(e, Event::GroupFailed { group } if group == "g"))
+            .is_some()
+    );
+    s.link("b", true);
+    assert!(
+        s.first_event(|e| matches!(e, Event::GroupUsable { ifname, .. } if ifname == "b"))
+            .is_some()
+    );
+    assert!(s.is_active("b"));
+}
+
+#[test]
+fn failback_no_keeps_a_repaired_interface_inactive_until_needed() {
+    let mut s = Sim::new(1000, false);
+    s.member("a", "g", false, None);
+    s.member("b", "g", false, None);
+    s.settle();
+    s.link("a", false);
+    s.link("a", true);
+    assert_eq!(s.state("a"), IfState::Running);
+    assert!(!s.is_active("a"), "FAILBACK=no: repaired but inactive");
+    s.link("b", false);
+    assert!(s.is_active("a"), "activated when the other member fails");
+}
+
+#[test]
+fn failback_no_still_activates_when_the_group_had_failed() {
+    let mut s = Sim::new(1000, false);
+    s.member("a", "g", false, None);
+    s.settle();
+    s.link("a", false);
+    s.link("a", true);
+    assert!(s.is_active("a"));
+}
+
+#[test]
+fn standby_takes_over_and_steps_back() {
+    let mut s = Sim::new(1000, true);
+    s.member("a", "g", false, None);
+    s.member("s", "g", true, None);
+    s.settle();
+    assert!(
+        s.is_active("a") && !s.is_active("s"),
+        "standby inactive while not needed"
+    );
+    s.link("a", false);
+    assert!(s.is_active("s"), "standby activated on failure");
+    s.link("a", true);
+    assert!(
+        s.is_active("a") && !s.is_active("s"),
+        "standby steps back on repair"
+    );
+}
+
+#[test]
+fn link_flapping_holds_back_repair() {
+    let mut s = Sim::new(1000, true);
+    s.member("a", "g", false, None);
+    s.member("b", "g", false, None);
+    s.settle();
+    for _ in 0..3 {
+        s.link("a", false);
+        s.run_for(S);
+        s.link("a", true);
+        s.run_for(S);
+    }
+    assert_eq!(
+        s.state("a"),
+        IfState::Failed,
+        "third link-up within a minute: no repair"
+    );
+    assert!(
+        s.events
+            .iter()
+            .any(|(_, e)| *e == Event::LinkFlapping { ifname: "a".into() })
+    );
+    s.run_for(61 * S);
+    assert_eq!(
+        s.state("a"),
+        IfState::Running,
+        "repaired once the link is stable"
+    );
+}
+
+#[test]
+fn slow_responders_raise_the_fdt_and_it_falls_back_after_settling() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, Some(10));
+    s.settle();
+    s.paths.insert("a".into(), Some(150 * MS));
+    s.run_for(10 * S);
+    let raised = s.events.iter().find_map(|(_, e)| match e {
+        Event::FdtRaised {
+            user_fdt_ms,
+            fdt_ms,
+            group,
+            ..
+        } => Some((*user_fdt_ms, *fdt_ms, group.clone())),
+        _ => None,
+    });
+    let (user, new, group) = raised.expect("Cannot meet requested failure detection time");
+    assert_eq!((user, group.as_str()), (700, "g"));
+    assert!(new > 700);
+    assert_eq!(s.state("a"), IfState::Running, "slow is not failed");
+    s.paths.insert("a".into(), Some(MS / 10));
+    s.run_for(30 * S);
+    assert!(
+        !s.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::FdtImproved { .. })),
+        "not before 60 s of settling"
+    );
+    s.run_for(120 * S);
+    assert!(
+        s.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::FdtImproved { .. })),
+        "Improved failure detection time"
+    );
+    assert_eq!(
+        s.e.group("g").unwrap().1,
+        700 * MS,
+        "back to the configured FDT"
+    );
+}
+
+#[test]
+fn a_ten_millisecond_fdt_works() {
+    let mut s = Sim::new(100, true);
+    s.e.add_group("fast", Some(10 * MS));
+    s.member("a", "fast", false, Some(10));
+    s.member("b", "fast", false, Some(11));
+    for name in ["a", "b"] {
+        s.paths.insert(name.into(), Some(20_000)); // 20 µs
+    }
+    s.settle();
+    let fault = s.now;
+    s.paths.insert("a".into(), None);
+    s.run_for(100 * MS);
+    let t = s.first_event(failed("a")).expect("detected");
+    assert!(
+        t - fault <= 10 * MS,
+        "detected after {} µs at FDT 10 ms",
+        (t - fault) / 1000
+    );
+}
+
+#[test]
+fn offline_is_refused_without_another_usable_member_and_online_restores() {
+    let mut s = Sim::new(1000, true);
+    s.member("a", "g", false, None);
+    s.member("b", "g", false, None);
+    s.settle();
+    assert_eq!(s.e.offline("x", s.now), Err(AdminError::UnknownInterface));
+    let out = s.e.offline("a", s.now).unwrap();
+    s.absorb(out);
+    assert_eq!(s.state("a"), IfState::Offline);
+    assert!(!s.is_active("a"));
+    assert_eq!(s.e.offline("a", s.now), Err(AdminError::AlreadyOffline));
+    assert_eq!(
+        s.e.offline("b", s.now),
+        Err(AdminError::MinRedundancy),
+        "b is the last usable member"
+    );
+    assert_eq!(s.e.online("b", s.now), Err(AdminError::NotOffline));
+    let out = s.e.online("a", s.now).unwrap();
+    s.absorb(out);
+    assert!(s.is_active("a"));
+}
+
+#[test]
+fn anonymous_group_members_are_always_active_and_fail_alone() {
+    let mut s = Sim::new(1000, false);
+    s.member("a", "", false, None);
+    s.member("b", "", false, None);
+    s.settle();
+    s.link("a", false);
+    assert!(
+        s.first_event(|e| matches!(e, Event::GroupFailed { .. }))
+            .is_none()
+    );
+    s.link("a", true);
+    assert!(
+        s.is_active("a"),
+        "no FAILBACK semantics in the anonymous group"
+    );
+}
+
+#[test]
+fn invariants_hold_over_random_event_sequences() {
+    for seed in 1..150u64 {
+        let mut r = Jitter::new(seed);
+        let failback = r.next_unit() < 0.5;
+        let mut s = Sim::new(700, failback);
+        let names = ["a", "b", "c"];
+        for (k, n) in names.iter().enumerate() {
+            s.member(
+                n,
+                "g",
+                k == 2 && r.next_unit() < 0.5,
+                if r.next_unit() < 0.5 {
+                    Some(10 + k as u8)
+                } else {
+                    None
+                },
+            );
+        }
+        s.settle();
+        for _ in 0..60 {
+            let n = names[(r.next_unit() * 3.0) as usize % 3];
+            match (r.next_unit() * 6.0) as u32 {
+                0 => s.link(n, false),
+                1 => s.link(n, true),
+                2 => {
+                    s.paths.insert(n.into(), None);
+                }
+                3 => {
+                    s.paths.insert(n.into(), Some(MS / 10));
+                }
+                4 => {
+                    let out = if r.next_unit() < 0.5 {
+                        s.e.offline(n, s.now)
+                    } else {
+                        s.e.online(n, s.now)
+                    };
+                    if let Ok(out) = out {
+                        s.absorb(out);
+                    }
+                }
+                _ => {}
+            }
+            s.run_for(r.between(10 * MS, 2 * S));
+            let views = s.e.interfaces();
+            for v in &views {
+                assert!(
+                    !(v.active && matches!(v.state, IfState::Failed | IfState::Offline)),
+                    "seed {seed}: {v:?} failed/offline yet active"
+                );
+                assert_eq!(
+                    s.active.get(&v.ifname).copied(),
+                    Some(v.active),
+                    "seed {seed}: SetActive outputs track the state"
+                );
+            }
+            let usable = views
+                .iter()
+                .filter(|v| matches!(v.state, IfState::Running | IfState::NoTargets))
+                .count();
+            let active = views.iter().filter(|v| v.active).count();
+            let nonstandby = views.iter().filter(|v| !v.standby).count();
+            if usable > 0 {
+                assert!(
+                    active >= 1,
+                    "seed {seed}: a usable member exists but none is active: {views:?}"
+                );
+            }
+            assert!(
+                active <= nonstandby.max(1),
+                "seed {seed}: more active than the configured capacity: {views:?}"
+            );
+        }
+    }
+}
