@@ -12,5 +12,6 @@ pub mod clock;
 pub mod config;
 pub mod datapath;
 pub mod engine;
+pub mod events;
 pub mod link;
 pub mod probe;

@@ -2,7 +2,7 @@
 //! with their chain of causes so the operator sees what to do.
 
 use clap::Parser as _;
-use ipmpd::cli::{Cli, Command, probe, watch};
+use ipmpd::cli::{Cli, Command, events, probe, watch};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Probe(args) => probe::run(args).await,
             Command::Watch(args) => watch::run(args).await,
+            Command::Events(args) => events::run(&args),
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! The command-line front end: one module per subcommand, clap derive, `anyhow` at this edge only.
 
+pub mod events;
 pub mod output;
 pub mod probe;
 pub mod tracking;
@@ -23,4 +24,6 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Watch the carrier of interfaces through the link-state mirror and print every change.
     Watch(watch::WatchArgs),
+    /// List the event catalogue, or show one event in full.
+    Events(events::EventsArgs),
 }

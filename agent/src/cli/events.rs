@@ -1,0 +1,60 @@
+//! `ipmpd events [NAME]`: the event catalogue.
+
+use anyhow::bail;
+
+use crate::events::{catalogue::CATALOGUE, spec};
+
+/// Arguments of `ipmpd events`.
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Show this event in full (e.g. ipmultipath.interface.failed).
+    pub name: Option<String>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `ipmpd events`.
+///
+/// # Errors
+/// An unknown event name.
+pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
+    match &args.name {
+        None if args.json => println!("{}", serde_json::to_string_pretty(CATALOGUE)?),
+        None => {
+            for e in CATALOGUE {
+                println!(
+                    "{:<36} {:<13} {}",
+                    e.name,
+                    format!("{:?}", e.severity).to_uppercase(),
+                    e.template
+                );
+            }
+        }
+        Some(name) => {
+            let Some(e) = spec(name) else {
+                bail!("no event called {name:?}; `ipmpd events` lists them all");
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(e)?);
+            } else {
+                println!(
+                    "{}\n\nSeverity: {:?} (syslog priority {})\nMessage: {}",
+                    e.name,
+                    e.severity,
+                    e.severity.syslog_priority(),
+                    e.template
+                );
+                println!("Parameters:");
+                for (p, t) in e.params {
+                    println!("  {p} ({t:?})");
+                }
+                println!(
+                    "\nDescription: {}\nProbable causes: {}\nCorrective action: {}",
+                    e.description, e.causes, e.action
+                );
+            }
+        }
+    }
+    Ok(())
+}
