@@ -2,7 +2,7 @@
 //! with their chain of causes so the operator sees what to do.
 
 use clap::Parser as _;
-use ipmpd::cli::{Cli, Command, events, probe, watch};
+use ipmpd::cli::{Cli, Command, check_config, events, probe, watch};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -13,6 +13,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::CheckConfig(paths) = &cli.command {
+        return check_config::run(paths);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -28,6 +31,7 @@ fn main() -> std::process::ExitCode {
             Command::Probe(args) => probe::run(args).await,
             Command::Watch(args) => watch::run(args).await,
             Command::Events(args) => events::run(&args),
+            Command::CheckConfig(_) => Ok(()),
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! The command-line front end: one module per subcommand, clap derive, `anyhow` at this edge only.
 
+pub mod check_config;
 pub mod events;
 pub mod output;
 pub mod probe;
@@ -24,6 +25,8 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Watch the carrier of interfaces through the link-state mirror and print every change.
     Watch(watch::WatchArgs),
+    /// Validate /etc/default/mpathd and the group file; print every problem with file and line.
+    CheckConfig(check_config::ConfigPaths),
     /// List the event catalogue, or show one event in full.
     Events(events::EventsArgs),
 }

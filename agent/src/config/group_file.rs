@@ -1,0 +1,359 @@
+//! The group file (`/etc/ipmpd/ipmpd.toml`): groups, their members, standby members, test
+//! addresses, probe targets, data addresses and routes.
+//!
+//! ```toml
+//! [group.uplinks]
+//! fdt_ms = 100                         # optional; default FAILURE_DETECTION_TIME; at least 10
+//! data_addresses = ["192.0.2.100/24"]  # moved between active members (failover)
+//! routes = ["198.51.100.0/24"]         # kept on the active members
+//!
+//! [interface.eth0]
+//! group = "uplinks"
+//! test_addresses = ["192.0.2.10", "fe80::10"]  # at most one per family; IPv6 link-local only
+//! targets = ["192.0.2.1"]              # optional; else router targets, else multicast discovery
+//!
+//! [interface.eth1]
+//! group = "uplinks"
+//! standby = true
+//! test_addresses = ["192.0.2.11"]
+//! ```
+//!
+//! Every problem is reported with its line and what to do; none panics.
+
+use std::{collections::BTreeMap, net::IpAddr, ops::Range};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Lowest per-group FDT: kernel timestamps make 10 ms meaningful.
+pub const MIN_GROUP_FDT_MS: u64 = 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    group: BTreeMap<String, Spanned<RawGroup>>,
+    #[serde(default)]
+    interface: BTreeMap<String, Spanned<RawInterface>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    fdt_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    data_addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    routes: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    group: Option<Spanned<String>>,
+    #[serde(default)]
+    standby: bool,
+    #[serde(default)]
+    test_addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    targets: Vec<Spanned<String>>,
+}
+
+/// An address with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+/// A group as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub name: String,
+    pub fdt_ms: Option<u64>,
+    pub data_addresses: Vec<Prefix>,
+    pub routes: Vec<Prefix>,
+}
+
+/// An interface as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    pub name: String,
+    /// Empty: the anonymous group.
+    pub group: String,
+    pub standby: bool,
+    pub test_addresses: Vec<IpAddr>,
+    pub targets: Vec<IpAddr>,
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupFile {
+    pub groups: Vec<GroupConfig>,
+    pub interfaces: Vec<InterfaceConfig>,
+}
+
+/// One problem: line, message, what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileProblem {
+    pub line: usize,
+    pub message: String,
+    pub fix: String,
+}
+
+fn line_of(text: &str, span: &Range<usize>) -> usize {
+    text.get(..span.start.min(text.len()))
+        .map_or(1, |t| t.matches('\n').count() + 1)
+}
+
+fn parse_prefix(s: &str) -> Option<Prefix> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?),
+        None => {
+            let a = s.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some(Prefix { addr, len })
+}
+
+fn is_link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// Parses and validates the file's text. Entries with problems are left out; the rest is usable.
+#[must_use]
+pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
+    let mut problems = Vec::new();
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let line = e.span().map_or(1, |s| line_of(text, &s));
+            problems.push(FileProblem {
+                line,
+                message: e.message().trim().to_owned(),
+                fix: "correct the TOML syntax or the key (see the example in the README)".into(),
+            });
+            return (GroupFile::default(), problems);
+        }
+    };
+    let mut problem = |span: &Range<usize>, message: String, fix: &str| {
+        problems.push(FileProblem {
+            line: line_of(text, span),
+            message,
+            fix: fix.into(),
+        });
+    };
+    let mut out = GroupFile::default();
+    for (name, g) in &raw.group {
+        let fdt_ms = g.get_ref().fdt_ms.as_ref().and_then(|f| {
+            if *f.get_ref() < MIN_GROUP_FDT_MS {
+                problem(&f.span(), format!("group {name}: failure detection time of {} ms is below the minimum of {MIN_GROUP_FDT_MS} ms", f.get_ref()), "use fdt_ms = 10 or more");
+                None
+            } else {
+                Some(*f.get_ref())
+            }
+        });
+        let mut prefixes = |list: &[Spanned<String>], what: &str| -> Vec<Prefix> {
+            list.iter()
+                .filter_map(|s| {
+                    let p = parse_prefix(s.get_ref());
+                    if p.is_none() {
+                        problem(
+                            &s.span(),
+                            format!(
+                                "group {name}: {what} {:?} is not an address or prefix",
+                                s.get_ref()
+                            ),
+                            "write it as ADDRESS/LENGTH, e.g. 192.0.2.100/24",
+                        );
+                    }
+                    p
+                })
+                .collect()
+        };
+        let data_addresses = prefixes(&g.get_ref().data_addresses, "data address");
+        let routes = prefixes(&g.get_ref().routes, "route");
+        out.groups.push(GroupConfig {
+            name: name.clone(),
+            fdt_ms,
+            data_addresses,
+            routes,
+        });
+    }
+    let mut test_owner: BTreeMap<(String, IpAddr), String> = BTreeMap::new();
+    for (ifname, i) in &raw.interface {
+        let r = i.get_ref();
+        let group = r
+            .group
+            .as_ref()
+            .map(|g| g.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(g) = &r.group
+            && !raw.group.contains_key(g.get_ref())
+        {
+            problem(
+                &g.span(),
+                format!("interface {ifname}: group {:?} is not defined", g.get_ref()),
+                "add a [group.NAME] table or correct the name",
+            );
+            continue;
+        }
+        let mut tests: Vec<IpAddr> = Vec::new();
+        for t in &r.test_addresses {
+            let Ok(a) = t.get_ref().parse::<IpAddr>() else {
+                problem(
+                    &t.span(),
+                    format!(
+                        "interface {ifname}: test address {:?} is not an IP address",
+                        t.get_ref()
+                    ),
+                    "write a plain address without a prefix length",
+                );
+                continue;
+            };
+            if a.is_ipv6() && !is_link_local(a) {
+                problem(
+                    &t.span(),
+                    format!(
+                        "interface {ifname}: IPv6 test address {a} is not link-local; it is ignored"
+                    ),
+                    "use the interface's fe80:: address",
+                );
+                continue;
+            }
+            if tests.iter().any(|x| x.is_ipv4() == a.is_ipv4()) {
+                problem(
+                    &t.span(),
+                    format!(
+                        "interface {ifname}: more than one IPv{} test address",
+                        if a.is_ipv4() { 4 } else { 6 }
+                    ),
+                    "keep one test address per family",
+                );
+                continue;
+            }
+            if !group.is_empty()
+                && let Some(other) = test_owner.insert((group.clone(), a), ifname.clone())
+            {
+                problem(
+                    &t.span(),
+                    format!(
+                        "Test address {a} is not unique in group; disabling probe-based failure detection on {ifname} (also on {other})"
+                    ),
+                    "give each member its own test address",
+                );
+                continue;
+            }
+            tests.push(a);
+        }
+        let targets = r
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let a = t.get_ref().parse::<IpAddr>().ok();
+                if a.is_none() {
+                    problem(
+                        &t.span(),
+                        format!(
+                            "interface {ifname}: target {:?} is not an IP address",
+                            t.get_ref()
+                        ),
+                        "write a plain address",
+                    );
+                }
+                a
+            })
+            .collect();
+        out.interfaces.push(InterfaceConfig {
+            name: ifname.clone(),
+            group,
+            standby: r.standby,
+            test_addresses: tests,
+            targets,
+        });
+    }
+    (out, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[group.uplinks]
+fdt_ms = 100
+data_addresses = ["192.0.2.100/24"]
+routes = ["198.51.100.0/24"]
+
+[interface.eth0]
+group = "uplinks"
+test_addresses = ["192.0.2.10", "fe80::10"]
+targets = ["192.0.2.1"]
+
+[interface.eth1]
+group = "uplinks"
+standby = true
+test_addresses = ["192.0.2.11"]
+"#;
+
+    #[test]
+    fn the_readme_example_parses() {
+        let (f, p) = parse(EXAMPLE);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(f.groups[0].fdt_ms, Some(100));
+        assert_eq!(
+            f.groups[0].data_addresses[0],
+            Prefix {
+                addr: [192, 0, 2, 100].into(),
+                len: 24
+            }
+        );
+        assert_eq!(f.interfaces.len(), 2);
+        assert_eq!(f.interfaces[0].test_addresses.len(), 2);
+        assert!(f.interfaces[1].standby);
+    }
+
+    #[test]
+    fn problems_carry_lines_and_keep_the_rest() {
+        let text = "[group.g]\nfdt_ms = 5\n\n[interface.a]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\n\n[interface.b]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\", \"2001:db8::1\"]\n\n[interface.c]\ngroup = \"nope\"\n";
+        let (f, p) = parse(text);
+        let lines: Vec<usize> = p.iter().map(|x| x.line).collect();
+        assert_eq!(lines, vec![2, 10, 10, 13], "{p:#?}");
+        assert!(p[1].message.starts_with("Test address 192.0.2.10 is not unique in group; disabling probe-based failure detection on b"));
+        assert!(p[2].message.contains("not link-local"));
+        assert_eq!(f.interfaces.len(), 2, "c left out, a and b kept");
+        assert!(f.interfaces[1].test_addresses.is_empty());
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_keys_are_reported_with_a_line() {
+        let (_, p) = parse("[group.g]\nfdt_ms = \n");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].line, 2);
+        let (_, p) = parse("[group.g]\nfailback = true\n");
+        assert!(p[0].message.contains("unknown field"), "{p:?}");
+        assert_eq!(p[0].line, 2);
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            parse_prefix("2001:db8::/32"),
+            Some(Prefix {
+                addr: "2001:db8::".parse().unwrap(),
+                len: 32
+            })
+        );
+        assert_eq!(
+            parse_prefix("192.0.2.1"),
+            Some(Prefix {
+                addr: [192, 0, 2, 1].into(),
+                len: 32
+            })
+        );
+        assert_eq!(parse_prefix("192.0.2.1/33"), None);
+        assert_eq!(parse_prefix("x/1"), None);
+    }
+}
