@@ -103,6 +103,8 @@ pub struct ProbeInstance {
     pub last_success_ns: Option<u64>,
     /// Probes the scheduler could not send on time (descheduled).
     pub missed: u64,
+    /// The targets were found by all-hosts discovery (not configured or from routes).
+    pub host_targets: bool,
 }
 
 impl ProbeInstance {
@@ -120,6 +122,7 @@ impl ProbeInstance {
             quiet_until_ns: now_ns + FAILURE_DETECTION_QP_NS,
             last_success_ns: None,
             missed: 0,
+            host_targets: false,
         }
     }
 

@@ -137,6 +137,9 @@ pub enum Output {
         target: IpAddr,
         seq: u16,
     },
+    /// No targets yet: ask all-hosts (224.0.0.1 / ff02::1) from `test_addr` on `ifname`; the
+    /// responders come back through [`Engine::discovered`].
+    SendDiscovery { ifname: String, test_addr: IpAddr },
     /// Make `ifname` carry data traffic, or stop it.
     SetActive {
         ifname: String,
@@ -556,6 +559,36 @@ impl Engine {
         }
     }
 
+    /// A host answered an all-hosts probe sent from `ifname`. It becomes a target (in a named
+    /// group, of every member probing in that family), up to five; replies from this host's own
+    /// addresses, from the unspecified address or from another subnet are the caller's to drop.
+    pub fn discovered(&mut self, ifname: &str, from: IpAddr, now_ns: u64) -> Vec<Output> {
+        let Some(i) = self.if_index(ifname) else { return Vec::new() };
+        let group = self.interfaces[i].group.clone();
+        let receivers: Vec<usize> = if group.is_empty() {
+            vec![i]
+        } else {
+            (0..self.interfaces.len()).filter(|&j| self.interfaces[j].group == group).collect()
+        };
+        for j in receivers {
+            let x = &mut self.interfaces[j];
+            for inst in x.instances.iter_mut().filter(|p| p.test_addr.is_ipv4() == from.is_ipv4()) {
+                if inst.targets.len() < constants::MAX_PROBE_TARGETS && !inst.targets.iter().any(|t| t.addr == from) {
+                    inst.targets.push(Target::new(from));
+                    inst.host_targets = true;
+                }
+            }
+            if x.state == IfState::NoTargets && x.probing() {
+                x.state = IfState::Running;
+                for inst in &mut x.instances {
+                    // Probing starts now: a fresh quiet period for the new targets.
+                    inst.quiet_until_ns = inst.quiet_until_ns.max(now_ns);
+                }
+            }
+        }
+        self.finish()
+    }
+
     /// The timer: sends due probes, declares lost ones, checks failure and repair.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Output> {
         for i in 0..self.interfaces.len() {
@@ -582,6 +615,13 @@ impl Engine {
                             test_addr: inst.test_addr,
                             target,
                             seq,
+                        });
+                    }
+                    // No targets, or a single discovered host: keep asking all-hosts for more.
+                    if inst.targets.is_empty() || (inst.host_targets && inst.targets.len() < 2) {
+                        self.out.push(Output::SendDiscovery {
+                            ifname: name.clone(),
+                            test_addr: inst.test_addr,
                         });
                     }
                     inst.base_ns += interval;
