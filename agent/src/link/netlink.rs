@@ -283,6 +283,70 @@ pub fn dump_request(seq: u32) -> [u8; DUMP_REQUEST_LEN] {
     req
 }
 
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const RTMSG_LEN: usize = 12;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+
+/// A route with a next hop: where router targets come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// Prefix length of the destination (host routes are 32/128, the default route 0).
+    pub dst_len: u8,
+    pub gateway: std::net::IpAddr,
+    pub oif: Option<u32>,
+}
+
+/// The RTM_GETROUTE dump request for `family` (AF_INET / AF_INET6).
+#[must_use]
+pub fn route_dump_request(seq: u32, family: u8) -> [u8; NLMSG_HDRLEN + RTMSG_LEN] {
+    let mut req = [0u8; NLMSG_HDRLEN + RTMSG_LEN];
+    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + RTMSG_LEN) as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETROUTE.to_ne_bytes());
+    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    req[NLMSG_HDRLEN] = family;
+    req
+}
+
+/// A route with a gateway from one RTM_NEWROUTE body.
+#[must_use]
+pub fn parse_route(body: &[u8]) -> Option<RouteEntry> {
+    let family = *body.first()?;
+    let dst_len = *body.get(1)?;
+    let (mut gateway, mut oif) = (None, None);
+    for (t, p) in attrs(body.get(RTMSG_LEN..)?) {
+        match (t, family as i32, p.len()) {
+            (RTA_GATEWAY, libc::AF_INET, 4) => gateway = Some(std::net::IpAddr::from(<[u8; 4]>::try_from(p).ok()?)),
+            (RTA_GATEWAY, libc::AF_INET6, 16) => gateway = Some(std::net::IpAddr::from(<[u8; 16]>::try_from(p).ok()?)),
+            (RTA_OIF, _, _) => oif = u32_at(p, 0),
+            _ => {}
+        }
+    }
+    Some(RouteEntry { dst_len, gateway: gateway?, oif })
+}
+
+impl RouteSocket {
+    /// Every route of `family` (AF_INET / AF_INET6) that has a gateway, most specific first.
+    ///
+    /// # Errors
+    /// On a socket error or a refusal by the kernel.
+    pub fn dump_routes(&mut self, family: u8) -> Result<Vec<RouteEntry>, NetlinkError> {
+        let seq = self.next_seq();
+        let mut out = Vec::new();
+        self.request(&route_dump_request(seq, family), |kind, body| {
+            if kind == RTM_NEWROUTE
+                && let Some(r) = parse_route(body)
+            {
+                out.push(r);
+            }
+        })?;
+        out.sort_by(|a, b| b.dst_len.cmp(&a.dst_len));
+        Ok(out)
+    }
+}
+
 /// One netlink message of a datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -433,6 +497,19 @@ mod tests {
         let mut zero_attr = good;
         zero_attr[32] = 0; // attribute length 0
         parse_messages(&zero_attr, |_| {});
+    }
+
+    #[test]
+    fn routes_with_gateways() {
+        #[rustfmt::skip]
+        let body = [
+            2, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0, // rtmsg: AF_INET, default route, main table
+            8, 0, 5, 0, 192, 0, 2, 1,             // RTA_GATEWAY 192.0.2.1
+            8, 0, 4, 0, 3, 0, 0, 0,               // RTA_OIF 3
+        ];
+        assert_eq!(parse_route(&body), Some(RouteEntry { dst_len: 0, gateway: [192, 0, 2, 1].into(), oif: Some(3) }));
+        assert_eq!(parse_route(&body[..12]), None, "no gateway, no target");
+        assert_eq!(&route_dump_request(1, 10)[16..17], &[10]);
     }
 
     #[test]
