@@ -13,8 +13,19 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Command::CheckConfig(paths) = &cli.command {
-        return check_config::run(paths);
+    match &cli.command {
+        Command::CheckConfig(paths) => return check_config::run(paths),
+        // The daemon runs its own poll loop (nanosecond timers), without the async runtime.
+        Command::Run(args) => {
+            return match ipmpd::daemon::run(args) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ipmpd: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -31,7 +42,7 @@ fn main() -> std::process::ExitCode {
             Command::Probe(args) => probe::run(args).await,
             Command::Watch(args) => watch::run(args).await,
             Command::Events(args) => events::run(&args),
-            Command::CheckConfig(_) => Ok(()),
+            Command::CheckConfig(_) | Command::Run(_) => Ok(()),
         }
     });
     match result {

@@ -170,3 +170,68 @@ pub fn bpftool_dump(path: &str) -> Value {
             .collect(),
     )
 }
+
+/// A daemon configuration in a fresh temporary directory, removed on drop together with the
+/// instance's pins (a stopped daemon leaves them for its successor to adopt).
+pub struct RunConfig {
+    pub dir: PathBuf,
+    pub instance: String,
+}
+
+impl RunConfig {
+    /// Writes `group_file` (and `defaults`, when given) for instance `instance`.
+    #[must_use]
+    pub fn new(instance: &str, group_file: &str, defaults: Option<&str>) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("ipmpd-test-{}-{instance}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("ipmpd.toml"), group_file).expect("group file");
+        std::fs::write(dir.join("mpathd"), defaults.unwrap_or("")).expect("defaults");
+        Self {
+            dir,
+            instance: format!("t{}-{instance}", std::process::id()),
+        }
+    }
+
+    /// Arguments for `ipmpd run`.
+    #[must_use]
+    pub fn run_args(&self) -> Vec<String> {
+        vec![
+            "run".into(),
+            "--json".into(),
+            "--config".into(),
+            self.dir.join("ipmpd.toml").display().to_string(),
+            "--defaults".into(),
+            self.dir.join("mpathd").display().to_string(),
+            "--instance".into(),
+            self.instance.clone(),
+        ]
+    }
+
+    /// Starts the daemon in `ns`.
+    #[must_use]
+    pub fn spawn(&self, ns: &Netns) -> Daemon {
+        let args = self.run_args();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::spawn(ns, &refs)
+    }
+}
+
+impl Drop for RunConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/ipmpd/{}", self.instance));
+    }
+}
+
+/// The named catalogue event about `ifname`, when it arrives within `timeout`.
+pub fn wait_event(
+    d: &mut Daemon,
+    timeout: Duration,
+    name: &str,
+    ifname: Option<&str>,
+) -> Option<Value> {
+    d.wait_for(timeout, |v| {
+        v["event"] == name && ifname.is_none_or(|i| v["params"]["ifname"] == i)
+    })
+}

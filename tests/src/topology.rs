@@ -215,6 +215,9 @@ impl Lan {
         let mut topo = Topology::default();
         let host = topo.ns("host");
         let switch = topo.ns("sw");
+        // A switch has no IP presence: no IPv6 link-local addresses to answer all-hosts probes.
+        topo.at(switch)
+            .sh("sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1");
         let router = topo.ns("rtr");
         topo.veth(host, "h0", switch, "sw-h0", nic_like.then_some(20));
         let mut ports = vec!["sw-h0", "sw-r0"];

@@ -25,6 +25,8 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Watch the carrier of interfaces through the link-state mirror and print every change.
     Watch(watch::WatchArgs),
+    /// Run the daemon: track the group file's interfaces, detect failures and repairs.
+    Run(crate::daemon::RunArgs),
     /// Validate /etc/default/mpathd and the group file; print every problem with file and line.
     CheckConfig(check_config::ConfigPaths),
     /// List the event catalogue, or show one event in full.

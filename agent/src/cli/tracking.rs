@@ -48,10 +48,16 @@ impl Tracking {
         .context("cannot load ipmpd's kernel programs")?;
         let mut names = HashMap::new();
         for name in ifnames {
-            let ifindex = datapath
-                .track(name)
-                .with_context(|| format!("cannot track {name}"))?;
-            names.insert(ifindex, name.clone());
+            match datapath.track(name) {
+                Ok(ifindex) => {
+                    names.insert(ifindex, name.clone());
+                }
+                Err(e) => {
+                    // A diagnostic leaves nothing behind, also when it fails.
+                    let _ = datapath.detach_and_unpin();
+                    return Err(anyhow::Error::from(e).context(format!("cannot track {name}")));
+                }
+            }
         }
         let poll_interval = match datapath.link_source() {
             LinkSource::KernelHook => None,

@@ -144,6 +144,13 @@ impl Datapath {
             source,
         })?;
 
+        // Whatever fails from here on leaves no pins behind.
+        Self::load_pinned(options, pin_dir.clone()).inspect_err(|_| {
+            let _ = remove_pins(&pin_dir);
+        })
+    }
+
+    fn load_pinned(options: &DatapathOptions, pin_dir: PathBuf) -> Result<Self, DatapathError> {
         let offsets = KernelBtf::from_sys_fs().and_then(|btf| CarrierHookOffsets::from_btf(&btf));
         let o = offsets
             .as_ref()

@@ -139,7 +139,10 @@ pub enum Output {
     },
     /// No targets yet: ask all-hosts (224.0.0.1 / ff02::1) from `test_addr` on `ifname`; the
     /// responders come back through [`Engine::discovered`].
-    SendDiscovery { ifname: String, test_addr: IpAddr },
+    SendDiscovery {
+        ifname: String,
+        test_addr: IpAddr,
+    },
     /// Make `ifname` carry data traffic, or stop it.
     SetActive {
         ifname: String,
@@ -563,17 +566,27 @@ impl Engine {
     /// group, of every member probing in that family), up to five; replies from this host's own
     /// addresses, from the unspecified address or from another subnet are the caller's to drop.
     pub fn discovered(&mut self, ifname: &str, from: IpAddr, now_ns: u64) -> Vec<Output> {
-        let Some(i) = self.if_index(ifname) else { return Vec::new() };
+        let Some(i) = self.if_index(ifname) else {
+            return Vec::new();
+        };
         let group = self.interfaces[i].group.clone();
         let receivers: Vec<usize> = if group.is_empty() {
             vec![i]
         } else {
-            (0..self.interfaces.len()).filter(|&j| self.interfaces[j].group == group).collect()
+            (0..self.interfaces.len())
+                .filter(|&j| self.interfaces[j].group == group)
+                .collect()
         };
         for j in receivers {
             let x = &mut self.interfaces[j];
-            for inst in x.instances.iter_mut().filter(|p| p.test_addr.is_ipv4() == from.is_ipv4()) {
-                if inst.targets.len() < constants::MAX_PROBE_TARGETS && !inst.targets.iter().any(|t| t.addr == from) {
+            for inst in x
+                .instances
+                .iter_mut()
+                .filter(|p| p.test_addr.is_ipv4() == from.is_ipv4())
+            {
+                if inst.targets.len() < constants::MAX_PROBE_TARGETS
+                    && !inst.targets.iter().any(|t| t.addr == from)
+                {
                     inst.targets.push(Target::new(from));
                     inst.host_targets = true;
                 }

@@ -543,20 +543,37 @@ fn invariants_hold_over_random_event_sequences() {
 #[test]
 fn without_targets_all_hosts_discovery_finds_them_for_the_whole_group() {
     let mut s = Sim::new(700, true);
-    let spec = |n: &str, t: u8| MemberSpec { ifname: n.into(), group: "g".into(), standby: false, test_addrs: vec![ip(t)], targets: vec![] };
+    let spec = |n: &str, t: u8| MemberSpec {
+        ifname: n.into(),
+        group: "g".into(),
+        standby: false,
+        test_addrs: vec![ip(t)],
+        targets: vec![],
+    };
     for (n, t) in [("a", 10), ("b", 11)] {
         s.paths.insert(n.into(), Some(MS / 10));
         let out = s.e.add_member(&spec(n, t), true, s.now);
         s.absorb(out);
     }
-    assert_eq!(s.state("a"), IfState::NoTargets, "a test address but no targets: assumed working");
+    assert_eq!(
+        s.state("a"),
+        IfState::NoTargets,
+        "a test address but no targets: assumed working"
+    );
     s.run_for(S);
-    assert!(s.discoveries.iter().any(|(_, n)| n == "a"), "asks all-hosts");
+    assert!(
+        s.discoveries.iter().any(|(_, n)| n == "a"),
+        "asks all-hosts"
+    );
     assert!(s.sent.is_empty(), "no unicast probe without a target");
     let out = s.e.discovered("a", ip(1), s.now);
     s.absorb(out);
     assert_eq!(s.state("a"), IfState::Running);
-    assert_eq!(s.state("b"), IfState::Running, "host targets are shared in a named group");
+    assert_eq!(
+        s.state("b"),
+        IfState::Running,
+        "host targets are shared in a named group"
+    );
     s.run_for(S);
     assert!(s.sent.iter().any(|x| x.1 == "b" && x.2 == ip(1)));
 }

@@ -318,13 +318,21 @@ pub fn parse_route(body: &[u8]) -> Option<RouteEntry> {
     let (mut gateway, mut oif) = (None, None);
     for (t, p) in attrs(body.get(RTMSG_LEN..)?) {
         match (t, family as i32, p.len()) {
-            (RTA_GATEWAY, libc::AF_INET, 4) => gateway = Some(std::net::IpAddr::from(<[u8; 4]>::try_from(p).ok()?)),
-            (RTA_GATEWAY, libc::AF_INET6, 16) => gateway = Some(std::net::IpAddr::from(<[u8; 16]>::try_from(p).ok()?)),
+            (RTA_GATEWAY, libc::AF_INET, 4) => {
+                gateway = Some(std::net::IpAddr::from(<[u8; 4]>::try_from(p).ok()?))
+            }
+            (RTA_GATEWAY, libc::AF_INET6, 16) => {
+                gateway = Some(std::net::IpAddr::from(<[u8; 16]>::try_from(p).ok()?))
+            }
             (RTA_OIF, _, _) => oif = u32_at(p, 0),
             _ => {}
         }
     }
-    Some(RouteEntry { dst_len, gateway: gateway?, oif })
+    Some(RouteEntry {
+        dst_len,
+        gateway: gateway?,
+        oif,
+    })
 }
 
 impl RouteSocket {
@@ -342,7 +350,7 @@ impl RouteSocket {
                 out.push(r);
             }
         })?;
-        out.sort_by(|a, b| b.dst_len.cmp(&a.dst_len));
+        out.sort_by_key(|r| std::cmp::Reverse(r.dst_len));
         Ok(out)
     }
 }
@@ -507,7 +515,14 @@ mod tests {
             8, 0, 5, 0, 192, 0, 2, 1,             // RTA_GATEWAY 192.0.2.1
             8, 0, 4, 0, 3, 0, 0, 0,               // RTA_OIF 3
         ];
-        assert_eq!(parse_route(&body), Some(RouteEntry { dst_len: 0, gateway: [192, 0, 2, 1].into(), oif: Some(3) }));
+        assert_eq!(
+            parse_route(&body),
+            Some(RouteEntry {
+                dst_len: 0,
+                gateway: [192, 0, 2, 1].into(),
+                oif: Some(3)
+            })
+        );
         assert_eq!(parse_route(&body[..12]), None, "no gateway, no target");
         assert_eq!(&route_dump_request(1, 10)[16..17], &[10]);
     }

@@ -22,9 +22,13 @@ unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
     // SAFETY: non-null and valid per the function's contract.
     match i32::from(unsafe { (*sa).sa_family }) {
         // SAFETY: AF_INET means a sockaddr_in.
-        libc::AF_INET => Some(IpAddr::from(unsafe { (*sa.cast::<libc::sockaddr_in>()).sin_addr.s_addr }.to_ne_bytes())),
+        libc::AF_INET => Some(IpAddr::from(
+            unsafe { (*sa.cast::<libc::sockaddr_in>()).sin_addr.s_addr }.to_ne_bytes(),
+        )),
         // SAFETY: AF_INET6 means a sockaddr_in6.
-        libc::AF_INET6 => Some(IpAddr::from(unsafe { (*sa.cast::<libc::sockaddr_in6>()).sin6_addr.s6_addr })),
+        libc::AF_INET6 => Some(IpAddr::from(unsafe {
+            (*sa.cast::<libc::sockaddr_in6>()).sin6_addr.s6_addr
+        })),
         _ => None,
     }
 }
@@ -54,12 +58,21 @@ pub fn all_addresses() -> Vec<IfAddr> {
             continue;
         }
         // SAFETY: the list's sockaddrs are null or valid with a meaningful family.
-        let Some(addr) = (unsafe { sockaddr_ip(ifa.ifa_addr) }) else { continue };
+        let Some(addr) = (unsafe { sockaddr_ip(ifa.ifa_addr) }) else {
+            continue;
+        };
         // SAFETY: as above.
-        let prefix_len = unsafe { sockaddr_ip(ifa.ifa_netmask) }.map_or(if addr.is_ipv4() { 32 } else { 128 }, mask_len);
+        let prefix_len = unsafe { sockaddr_ip(ifa.ifa_netmask) }
+            .map_or(if addr.is_ipv4() { 32 } else { 128 }, mask_len);
         // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let ifname = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
-        out.push(IfAddr { ifname, addr, prefix_len });
+        let ifname = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        out.push(IfAddr {
+            ifname,
+            addr,
+            prefix_len,
+        });
     }
     // SAFETY: `head` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };
@@ -114,12 +127,23 @@ mod tests {
         assert!(same_subnet(a, [192, 0, 2, 1].into(), 24));
         assert!(!same_subnet(a, [192, 0, 3, 1].into(), 24));
         assert!(same_subnet(a, [10, 0, 0, 1].into(), 0));
-        assert!(same_subnet("fe80::1".parse().unwrap(), "fe80::2".parse().unwrap(), 64));
-        assert!(!same_subnet(a, "fe80::2".parse().unwrap(), 0), "families never match");
+        assert!(same_subnet(
+            "fe80::1".parse().unwrap(),
+            "fe80::2".parse().unwrap(),
+            64
+        ));
+        assert!(
+            !same_subnet(a, "fe80::2".parse().unwrap(), 0),
+            "families never match"
+        );
     }
 
     #[test]
     fn loopback_is_listed() {
-        assert!(all_addresses().iter().any(|a| a.addr == IpAddr::from([127, 0, 0, 1]) && a.prefix_len == 8));
+        assert!(
+            all_addresses()
+                .iter()
+                .any(|a| a.addr == IpAddr::from([127, 0, 0, 1]) && a.prefix_len == 8)
+        );
     }
 }

@@ -1,0 +1,500 @@
+//! `ipmpd run`: the daemon. The only place where the engine meets the outside world: it feeds the
+//! engine link changes (link watcher), probe replies (XDP ring buffer) and timer ticks, and carries
+//! out what the engine decides (send probes, report events, (de)activate interfaces).
+//!
+//! One thread runs a `ppoll` loop over the ring buffer, a signalfd and the link watcher's eventfd,
+//! with a nanosecond timeout at the engine's next deadline (tokio's timer wheel ticks in whole
+//! milliseconds, too coarse for a 10 ms FDT). The link watcher runs in its own thread.
+
+pub mod fds;
+mod report;
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    os::fd::AsRawFd as _,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use agent_common::{probe::msg, record::ProbeReplyRecord};
+use anyhow::{Context as _, bail};
+
+use self::report::Reporter;
+use crate::{
+    clock::monotonic_ns,
+    config::{self, group_file::InterfaceConfig},
+    datapath::{Datapath, DatapathOptions, LinkSource},
+    engine::{Engine, EngineConfig, MemberSpec, Output},
+    link::{
+        mirror::LinkChange,
+        netlink::RouteSocket,
+        watcher::{LinkWatcher, WatchConfig, WatchReport},
+    },
+    probe::{
+        addr::{IfAddr, all_addresses, same_subnet},
+        auth::ProbeKey,
+        packet::echo_request,
+        session::{ProbeSession, source_addr},
+        socket::ProbeSocket,
+    },
+};
+
+/// Arguments of `ipmpd run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub paths: crate::cli::check_config::ConfigPaths,
+    /// Instance name: pins go under /sys/fs/bpf/ipmpd/INSTANCE/, so several daemons can run side by side.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Carrier poll interval in microseconds (used when the kernel refuses the carrier hook).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=10_000_000))]
+    pub link_poll_us: u64,
+    /// Print events and decisions as JSON lines on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One tracked interface.
+struct Tracked {
+    ifname: String,
+    ifindex: u32,
+    /// ICMP identifier of its probes.
+    id: u16,
+    sockets: Vec<ProbeSocket>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; re-executes itself on SIGHUP when the new configuration
+/// is valid, as in.mpathd does.
+///
+/// # Errors
+/// When nothing can be tracked: no usable configuration, no privileges, no interface.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let signals = fds::signal_fd().context("cannot set up signal handling")?;
+    let mut rep = Reporter::new(args.json);
+    let cfg = config::load(&args.paths.defaults, &args.paths.config);
+    for p in &cfg.problems {
+        rep.config_problem(p);
+    }
+    if cfg.groups.interfaces.is_empty() {
+        bail!(
+            "nothing to track: the group file names no usable interface ({})",
+            args.paths.config.display()
+        );
+    }
+    let mut datapath = Datapath::load(&DatapathOptions {
+        instance: args.instance.clone(),
+        no_kernel_hook: false,
+    })
+    .context("cannot load ipmpd's kernel programs")?;
+    if let LinkSource::Poll { reason } = datapath.link_source() {
+        rep.catalogue(
+            "ipmultipath.datapath.hookRefused",
+            serde_json::json!({ "reason": reason, "interval_us": args.link_poll_us }),
+        );
+    }
+    let key = ProbeKey::random().context("no randomness for the probe key")?;
+    let own = all_addresses();
+    let mut tracked: Vec<Tracked> = Vec::new();
+    let mut members: Vec<(MemberSpec, u32)> = Vec::new();
+    let mut routes = RouteSocket::for_dumps().context("cannot open rtnetlink")?;
+    for ic in &cfg.groups.interfaces {
+        let ifindex = match datapath.track(&ic.name) {
+            Ok(i) => i,
+            Err(e) => {
+                rep.catalogue("ipmultipath.setup.connFailed", serde_json::json!({ "what": format!("the datapath on {}", ic.name), "reason": format!("{:#}", anyhow::Error::from(e)) }));
+                continue;
+            }
+        };
+        let (spec, sockets) = member_spec(ic, ifindex, &own, &mut routes, &mut rep);
+        let id = ProbeSession::identifier(std::process::id(), ifindex);
+        tracked.push(Tracked {
+            ifname: ic.name.clone(),
+            ifindex,
+            id,
+            sockets,
+        });
+        members.push((spec, ifindex));
+    }
+    if tracked.is_empty() {
+        bail!("none of the configured interfaces could be tracked");
+    }
+    let events = fds::event_fd().context("cannot create an eventfd")?;
+    let queue: Arc<Mutex<Vec<WatchReport>>> = Arc::default();
+    let poll_interval = match datapath.link_source() {
+        LinkSource::KernelHook => None,
+        LinkSource::Poll { .. } => Some(Duration::from_micros(args.link_poll_us)),
+    };
+    let store = datapath.take_link_state_store()?;
+    let (q, efd) = (Arc::clone(&queue), events.as_raw_fd());
+    let _watcher = LinkWatcher::spawn(
+        WatchConfig {
+            ifindexes: tracked.iter().map(|t| t.ifindex).collect(),
+            poll_interval,
+        },
+        store,
+        move |r| {
+            if let Ok(mut q) = q.lock() {
+                q.push(r);
+            }
+            fds::ring(efd);
+        },
+    )
+    .context("cannot watch link state through rtnetlink")?;
+    // The watcher reported every interface's initial state before returning.
+    let mut carrier: HashMap<u32, bool> = HashMap::new();
+    for r in queue
+        .lock()
+        .map(|mut q| std::mem::take(&mut *q))
+        .unwrap_or_default()
+    {
+        if let WatchReport::Link(ev) = r {
+            carrier.insert(ev.ifindex, ev.carrier);
+        }
+    }
+    let d = cfg.defaults;
+    let mut engine = Engine::new(EngineConfig {
+        user_fdt_ns: d.failure_detection_time_ms * 1_000_000,
+        failback: d.failback,
+        seed: u64::from(std::process::id()) ^ monotonic_ns(),
+    });
+    for g in &cfg.groups.groups {
+        engine.add_group(&g.name, g.fdt_ms.map(|ms| ms * 1_000_000));
+    }
+    let mut daemon = Daemon {
+        engine,
+        tracked,
+        key,
+        rep,
+        datapath_counters: HashMap::new(),
+    };
+    for (spec, ifindex) in &members {
+        let out = daemon.engine.add_member(
+            spec,
+            carrier.get(ifindex).copied().unwrap_or(false),
+            monotonic_ns(),
+        );
+        daemon.apply(out);
+    }
+    daemon.rep.ready(&daemon.engine);
+    let ring = datapath.take_reply_ring()?;
+    daemon.main_loop(ring, &mut datapath, &signals, &events, &queue, args)
+}
+
+/// The test addresses that work (socket opened) and the targets of one configured interface.
+fn member_spec(
+    ic: &InterfaceConfig,
+    ifindex: u32,
+    own: &[IfAddr],
+    routes: &mut RouteSocket,
+    rep: &mut Reporter,
+) -> (MemberSpec, Vec<ProbeSocket>) {
+    let mut sockets = Vec::new();
+    let mut test_addrs = Vec::new();
+    for &addr in &ic.test_addresses {
+        match ProbeSocket::open(&ic.name, ifindex, addr) {
+            Ok(s) => {
+                sockets.push(s);
+                test_addrs.push(addr);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "probe socket");
+                rep.catalogue(
+                    "ipmultipath.setup.bindFailed",
+                    serde_json::json!({ "address": addr.to_string(), "ifname": ic.name }),
+                );
+            }
+        }
+    }
+    if test_addrs.is_empty() {
+        rep.catalogue(
+            "ipmultipath.testaddr.missing",
+            serde_json::json!({ "ifname": ic.name }),
+        );
+    }
+    let mut targets = ic.targets.clone();
+    if targets.is_empty() {
+        // Router targets: next hops of routes that lie on a test address's subnet.
+        for &ta in &test_addrs {
+            let prefix = own
+                .iter()
+                .find(|a| a.addr == ta)
+                .map_or(if ta.is_ipv4() { 24 } else { 64 }, |a| a.prefix_len);
+            let family = if ta.is_ipv4() {
+                libc::AF_INET
+            } else {
+                libc::AF_INET6
+            } as u8;
+            for r in routes.dump_routes(family).unwrap_or_default() {
+                let on_link = same_subnet(r.gateway, ta, prefix)
+                    && (ta.is_ipv4() || r.gateway.to_string().starts_with("fe80"));
+                if on_link
+                    && !targets.contains(&r.gateway)
+                    && targets.len() < crate::engine::constants::MAX_PROBE_TARGETS
+                {
+                    targets.push(r.gateway);
+                }
+            }
+        }
+    }
+    (
+        MemberSpec {
+            ifname: ic.name.clone(),
+            group: ic.group.clone(),
+            standby: ic.standby,
+            test_addrs,
+            targets,
+        },
+        sockets,
+    )
+}
+
+struct Daemon {
+    engine: Engine,
+    tracked: Vec<Tracked>,
+    key: ProbeKey,
+    rep: Reporter,
+    /// Last reported kernel reject counters per interface (bad version, bad checksum type, ring full).
+    datapath_counters: HashMap<u32, [u64; 3]>,
+}
+
+impl Daemon {
+    fn main_loop(
+        &mut self,
+        mut ring: aya::maps::RingBuf<aya::maps::MapData>,
+        datapath: &mut Datapath,
+        signals: &std::os::fd::OwnedFd,
+        events: &std::os::fd::OwnedFd,
+        queue: &Mutex<Vec<WatchReport>>,
+        args: &RunArgs,
+    ) -> anyhow::Result<()> {
+        let fds = [ring.as_raw_fd(), signals.as_raw_fd(), events.as_raw_fd()];
+        let mut next_counter_check = monotonic_ns();
+        loop {
+            let now = monotonic_ns();
+            let deadline = self
+                .engine
+                .next_deadline()
+                .unwrap_or(now + 1_000_000_000)
+                .min(next_counter_check);
+            let ready = fds::wait(&fds, Some(deadline.saturating_sub(now)));
+            if ready[0] {
+                while let Some(item) = ring.next() {
+                    if item.len() >= size_of::<ProbeReplyRecord>() {
+                        // SAFETY: length checked; the record type is plain old data.
+                        let rec = unsafe {
+                            std::ptr::read_unaligned(item.as_ptr().cast::<ProbeReplyRecord>())
+                        };
+                        drop(item);
+                        self.on_record(&rec);
+                    }
+                }
+            }
+            if ready[1] {
+                for sig in fds::read_signals(signals.as_raw_fd()) {
+                    if sig == libc::SIGHUP {
+                        self.reload(args);
+                    } else {
+                        self.rep.stopping(sig);
+                        return Ok(());
+                    }
+                }
+            }
+            if ready[2] {
+                fds::drain(events.as_raw_fd());
+                let reports = queue
+                    .lock()
+                    .map(|mut q| std::mem::take(&mut *q))
+                    .unwrap_or_default();
+                for r in reports {
+                    self.on_watch(r);
+                }
+            }
+            let now = monotonic_ns();
+            if self.engine.next_deadline().is_some_and(|d| d <= now) {
+                let out = self.engine.tick(now);
+                self.apply(out);
+            }
+            if now >= next_counter_check {
+                next_counter_check = now + 1_000_000_000;
+                self.check_counters(datapath);
+            }
+        }
+    }
+
+    fn name_of(&self, ifindex: u32) -> Option<&Tracked> {
+        self.tracked.iter().find(|t| t.ifindex == ifindex)
+    }
+
+    fn on_record(&mut self, rec: &ProbeReplyRecord) {
+        let now = monotonic_ns();
+        let sender = rec.header.ifindex();
+        let Some(t) = self.name_of(sender) else {
+            return;
+        };
+        if rec.icmp_id != t.id || rec.rx_ifindex != sender {
+            tracing::debug!(ifname = %t.ifname, "reply for another session or on another interface");
+            return;
+        }
+        if !self.key.verify(&rec.header, rec.icmp_id, rec.icmp_seq) {
+            self.rep.rejected(&t.ifname.clone(), "bad_tag");
+            return;
+        }
+        let ifname = t.ifname.clone();
+        let from = source_addr(rec);
+        let tx = rec.header.kernel_tx_ns();
+        // The kernel-stamped round trip where TC stamped the probe, else the userspace one.
+        let rtt = if tx != 0 && rec.rx_ns >= tx {
+            rec.rx_ns - tx
+        } else {
+            now.saturating_sub(rec.header.send_time_ns())
+        };
+        match rec.header.msg_type() {
+            msg::DISCOVERY => {
+                let own = all_addresses();
+                let mine = own.iter().any(|a| a.addr == from);
+                let on_subnet = own
+                    .iter()
+                    .filter(|a| a.ifname == ifname)
+                    .any(|a| same_subnet(a.addr, from, a.prefix_len));
+                if !mine && !from.is_unspecified() && on_subnet {
+                    let out = self.engine.discovered(&ifname, from, now);
+                    self.apply(out);
+                }
+            }
+            _ => match self
+                .engine
+                .probe_reply(&ifname, rec.icmp_seq, from, rtt, now)
+            {
+                Ok(out) => self.apply(out),
+                Err(why) => {
+                    tracing::debug!(ifname, seq = rec.icmp_seq, ?why, "reply matches no probe")
+                }
+            },
+        }
+    }
+
+    fn on_watch(&mut self, r: WatchReport) {
+        let now = monotonic_ns();
+        match r {
+            WatchReport::Link(ev) => {
+                let Some(name) = self.name_of(ev.ifindex).map(|t| t.ifname.clone()) else {
+                    return;
+                };
+                let changes: &[bool] = match ev.change {
+                    LinkChange::Initial => &[],
+                    LinkChange::Down | LinkChange::Removed => &[false],
+                    LinkChange::Up => &[true],
+                    // A flap between two looks: the engine sees it go down and come back.
+                    LinkChange::Flapped { .. } if ev.carrier => &[false, true],
+                    LinkChange::Flapped { .. } => &[true, false],
+                };
+                for &up in changes {
+                    let out = self.engine.link_changed(&name, up, now);
+                    self.apply(out);
+                }
+            }
+            WatchReport::Overrun => {
+                tracing::warn!("rtnetlink notifications overran; resynchronised")
+            }
+            WatchReport::Error(e) => tracing::warn!(error = e, "link watcher"),
+        }
+    }
+
+    fn apply(&mut self, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::SendProbe {
+                    ifname,
+                    test_addr,
+                    target,
+                    seq,
+                } => self.send(&ifname, test_addr, target, seq, msg::FAILURE_DETECTION),
+                Output::SendDiscovery { ifname, test_addr } => {
+                    let all_hosts: IpAddr = if test_addr.is_ipv4() {
+                        [224, 0, 0, 1].into()
+                    } else {
+                        "ff02::1".parse().unwrap_or(test_addr)
+                    };
+                    self.send(&ifname, test_addr, all_hosts, 0, msg::DISCOVERY);
+                }
+                Output::SetActive { ifname, active } => self.rep.active(&ifname, active),
+                Output::Event(e) => self.rep.engine_event(&e),
+            }
+        }
+    }
+
+    fn send(&mut self, ifname: &str, test_addr: IpAddr, target: IpAddr, seq: u16, kind: u16) {
+        let Some(t) = self.tracked.iter().find(|t| t.ifname == ifname) else {
+            return;
+        };
+        let Some(sock) = t
+            .sockets
+            .iter()
+            .find(|s| (s.family() == crate::probe::packet::Family::Inet) == test_addr.is_ipv4())
+        else {
+            return;
+        };
+        let mut header = agent_common::probe::ProbeHeader::new(kind, t.ifindex, 0, monotonic_ns());
+        self.key.sign(&mut header, t.id, seq);
+        let packet = echo_request(sock.family(), t.id, seq, &header);
+        if let Err(e) = sock.send(target, &packet) {
+            tracing::debug!(ifname, %target, error = %e, "probe not sent");
+        }
+    }
+
+    fn check_counters(&mut self, datapath: &mut Datapath) {
+        for t in &self.tracked {
+            let Ok(c) = datapath.counters(t.ifindex) else {
+                continue;
+            };
+            let now = [c.rejected_version, c.rejected_checksum_type, c.ring_full];
+            let before = self
+                .datapath_counters
+                .insert(t.ifindex, now)
+                .unwrap_or([0; 3]);
+            for (k, name) in [
+                "ipmultipath.init.badVersion",
+                "ipmultipath.init.badChksumType",
+                "ipmultipath.session.noMemory",
+            ]
+            .iter()
+            .enumerate()
+            {
+                if now[k] > before[k] {
+                    self.rep.catalogue(
+                        name,
+                        serde_json::json!({ "count": now[k] - before[k], "ifname": t.ifname }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: a valid new configuration re-executes the daemon (in.mpathd's way); a bad one is
+    /// reported and the running configuration kept.
+    fn reload(&mut self, args: &RunArgs) {
+        let cfg = config::load(&args.paths.defaults, &args.paths.config);
+        let group_file_problems: Vec<_> = cfg
+            .problems
+            .iter()
+            .filter(|p| p.path == args.paths.config)
+            .collect();
+        if !group_file_problems.is_empty() || cfg.groups.interfaces.is_empty() {
+            for p in &cfg.problems {
+                self.rep.config_problem(p);
+            }
+            self.rep.reload_refused();
+            return;
+        }
+        self.rep.reloading();
+        let exe = std::fs::read_link("/proc/self/exe")
+            .unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        use std::os::unix::process::CommandExt as _;
+        let err = std::process::Command::new(exe).args(args).exec();
+        tracing::error!(error = %err, "cannot re-execute for the new configuration; keeping the old one");
+    }
+}

@@ -1,0 +1,145 @@
+//! How the daemon tells the world: catalogue events logged with structured fields (rate-limited),
+//! or as JSON lines on standard output with `--json`.
+
+use serde_json::{Value, json};
+
+use crate::{
+    clock::monotonic_ns,
+    config::Problem,
+    engine::{Engine, Event},
+    events::{self, RateLimiter, Rendered, Severity},
+};
+
+/// Repeats of one event (same parameters) are held back for this long.
+const RATE_WINDOW_NS: u64 = 10_000_000_000;
+
+pub struct Reporter {
+    json: bool,
+    limiter: RateLimiter,
+}
+
+impl Reporter {
+    pub fn new(json: bool) -> Self {
+        Self {
+            json,
+            limiter: RateLimiter::new(RATE_WINDOW_NS),
+        }
+    }
+
+    fn line(&self, v: &Value) {
+        if self.json {
+            println!("{v}");
+        }
+    }
+
+    fn log(&mut self, r: &Rendered) {
+        let now = monotonic_ns();
+        let Some(suppressed) = self.limiter.admit(r, now) else {
+            return;
+        };
+        let params = Value::Object(r.params.clone());
+        if self.json {
+            self.line(&json!({ "event": r.name, "severity": r.severity, "message": r.message, "params": params, "at_ns": now, "suppressed": suppressed }));
+            return;
+        }
+        let more = if suppressed > 0 {
+            format!(" ({suppressed} more since the last report)")
+        } else {
+            String::new()
+        };
+        match r.severity {
+            Severity::Emergency | Severity::Alert | Severity::Error => {
+                tracing::error!(event = r.name, params = %params, "{}{more}", r.message)
+            }
+            Severity::Notice => {
+                tracing::warn!(event = r.name, params = %params, "{}{more}", r.message)
+            }
+            Severity::Informational => {
+                tracing::info!(event = r.name, params = %params, "{}{more}", r.message)
+            }
+            Severity::Debug => {
+                tracing::debug!(event = r.name, params = %params, "{}{more}", r.message)
+            }
+        }
+    }
+
+    /// A catalogue event by name with its parameters.
+    pub fn catalogue(&mut self, name: &str, params: Value) {
+        let map = params.as_object().cloned().unwrap_or_default();
+        if let Some(r) = events::render(name, map) {
+            self.log(&r);
+        }
+    }
+
+    /// An engine event; probe results only at debug level (ipmpstat -p is their place).
+    pub fn engine_event(&mut self, e: &Event) {
+        match events::from_engine(e) {
+            Some(r) => self.log(&r),
+            None => {
+                tracing::debug!(?e, "probe");
+                if self.json {
+                    self.line(&json!({ "probe": e, "at_ns": monotonic_ns() }));
+                }
+            }
+        }
+    }
+
+    /// A configuration problem: in.mpathd's own message where it has one.
+    pub fn config_problem(&mut self, p: &Problem) {
+        let name = if p.message.starts_with("Too small failure detection time") {
+            Some("ipmultipath.config.smallFdt")
+        } else if p.message.starts_with("Invalid failure detection time") {
+            Some("ipmultipath.config.invalidFdt")
+        } else if p.message.starts_with("Invalid value for FAILBACK") {
+            Some("ipmultipath.config.invalidFailback")
+        } else if p
+            .message
+            .starts_with("Invalid value for TRACK_INTERFACES_ONLY_WITH_GROUPS")
+        {
+            Some("ipmultipath.config.invalidTrack")
+        } else {
+            None
+        };
+        if self.json {
+            self.line(&json!({ "event": name.unwrap_or("config"), "message": p.message, "path": p.path, "line": p.line, "fix": p.fix }));
+        } else {
+            tracing::error!(path = %p.path.display(), line = p.line, "{} ({})", p.message, p.fix);
+        }
+    }
+
+    /// A reply refused before the engine saw it.
+    pub fn rejected(&mut self, ifname: &str, reason: &str) {
+        tracing::debug!(ifname, reason, "probe reply refused");
+        if self.json {
+            self.line(&json!({ "rejected": reason, "ifname": ifname, "at_ns": monotonic_ns() }));
+        }
+    }
+
+    /// An interface starts or stops carrying data traffic.
+    pub fn active(&mut self, ifname: &str, active: bool) {
+        tracing::info!(ifname, active, "activation");
+        self.line(&json!({ "event": "active", "ifname": ifname, "active": active, "at_ns": monotonic_ns() }));
+    }
+
+    /// The daemon is set up.
+    pub fn ready(&mut self, engine: &Engine) {
+        let ifs = engine.interfaces();
+        tracing::info!(interfaces = ifs.len(), "ipmpd running");
+        self.line(&json!({ "event": "ready", "interfaces": ifs, "at_ns": monotonic_ns() }));
+    }
+
+    pub fn stopping(&mut self, signal: i32) {
+        tracing::info!(signal, "ipmpd stopping");
+        self.line(&json!({ "event": "stopping", "signal": signal }));
+    }
+
+    pub fn reloading(&mut self) {
+        tracing::info!("configuration changed: re-executing");
+        self.line(&json!({ "event": "reloading" }));
+    }
+
+    pub fn reload_refused(&mut self) {
+        tracing::error!("the new configuration has problems; keeping the running one");
+        self.line(&json!({ "event": "reload_refused" }));
+    }
+}

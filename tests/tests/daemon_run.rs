@@ -1,0 +1,258 @@
+//! The real daemon (`ipmpd run`) in network namespaces: silent faults, carrier loss, slow
+//! responders, target discovery from routes and by all-hosts probing, IPv6 link-local probing.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::{
+    daemon::{RunConfig, wait_event},
+    monotonic_ns,
+    topology::Lan,
+};
+
+const FDT_MS: u64 = 300;
+
+fn two_members(fdt_ms: u64, targets: &str) -> String {
+    format!(
+        "[group.g]\nfdt_ms = {fdt_ms}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\n{targets}\n\n\
+         [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\n{targets}\n"
+    )
+}
+
+fn at(v: &Value) -> u64 {
+    v["at_ns"].as_u64().expect("at_ns")
+}
+
+fn acked_target(v: &Value) -> Option<String> {
+    (v["probe"]["event"] == "probe_acked")
+        .then(|| v["probe"]["target"].as_str().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn silent_path_fault_is_detected_within_the_fdt_and_repaired_within_twice_it() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    // A route through the router makes it a router target.
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let cfg = RunConfig::new("silent", &two_members(FDT_MS, ""), None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    d.wait_for(Duration::from_secs(5), |v| {
+        acked_target(v).as_deref() == Some("192.0.2.1")
+    })
+    .expect("router target from the route answers");
+    // Let the quiet period end on both members (first acks) and RTTs settle.
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = monotonic_ns();
+    lan.switch().drop_all("sw-h0");
+    let failed = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("failure detected");
+    let detect_ms = (at(&failed) - fault) / 1_000_000;
+    assert!(
+        detect_ms <= FDT_MS,
+        "detected after {detect_ms} ms; FDT {FDT_MS} ms"
+    );
+    d.wait_for(Duration::from_secs(1), |v| {
+        v["event"] == "active" && v["ifname"] == "h0" && v["active"] == false
+    })
+    .expect("h0 deactivated");
+    assert!(
+        d.drain()
+            .iter()
+            .all(|v| v["event"] != "ipmultipath.group.failed"),
+        "h1 shows the network works: an interface failure"
+    );
+    let fixed = monotonic_ns();
+    lan.switch().undrop_all("sw-h0");
+    let repaired = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.repaired",
+        Some("h0"),
+    )
+    .expect("repair detected");
+    let repair_ms = (at(&repaired) - fixed) / 1_000_000;
+    assert!(
+        repair_ms <= 2 * FDT_MS,
+        "repaired after {repair_ms} ms; limit 2 x FDT = {} ms",
+        2 * FDT_MS
+    );
+}
+
+#[test]
+fn carrier_loss_is_detected_at_once() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, true);
+    let cfg = RunConfig::new(
+        "carrier",
+        &two_members(1000, "targets = [\"192.0.2.1\"]"),
+        None,
+    );
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    std::thread::sleep(Duration::from_millis(500));
+    let (t0, _) = lan.switch().set_link_fast("sw-h0", false);
+    let down = wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.link.down",
+        Some("h0"),
+    )
+    .expect("link down");
+    let failed = wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("failure");
+    let ms = (at(&failed) - t0) as f64 / 1e6;
+    assert!(
+        ms < 20.0,
+        "failure {ms:.2} ms after carrier loss on a NIC-like link (FDT 1 s)"
+    );
+    assert!(at(&down) <= at(&failed));
+    lan.switch().set_link_fast("sw-h0", true);
+    wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.link.up",
+        Some("h0"),
+    )
+    .expect("link up");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.repaired",
+        Some("h0"),
+    )
+    .expect("repaired by probes once the link is back");
+}
+
+#[test]
+fn targets_are_found_by_all_hosts_probing_without_routes() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    // Linux answers echo requests to 224.0.0.1 only with this off.
+    lan.router()
+        .sh("sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0");
+    let cfg = RunConfig::new("mcast", &two_members(FDT_MS, ""), None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let ack = d
+        .wait_for(Duration::from_secs(5), |v| acked_target(v).is_some())
+        .expect("a discovered target answers");
+    assert_eq!(
+        acked_target(&ack).as_deref(),
+        Some("192.0.2.1"),
+        "the router, not our own other address"
+    );
+}
+
+#[test]
+fn ipv6_probing_from_link_local_test_addresses() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let ll = lan.host().link_local("h0");
+    let router_ll = lan.router().link_local("r0");
+    let group = format!(
+        "[group.g]\nfdt_ms = {FDT_MS}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"{ll}\"]\n"
+    );
+    let cfg = RunConfig::new("v6", &group, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let ack = d
+        .wait_for(Duration::from_secs(5), |v| acked_target(v).is_some())
+        .expect("ff02::1 discovery and ICMPv6 probes");
+    assert_eq!(acked_target(&ack), Some(router_ll));
+    std::thread::sleep(Duration::from_millis(700));
+    let fault = monotonic_ns();
+    lan.switch().drop_all("sw-h0");
+    let failed = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("IPv6 probes detect the fault");
+    assert!((at(&failed) - fault) / 1_000_000 <= FDT_MS);
+}
+
+#[test]
+fn a_slow_responder_raises_the_fdt_and_it_falls_back_after_the_delay_is_removed() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let delay_file = std::env::temp_dir().join(format!("ipmpd-delay-{}", std::process::id()));
+    std::fs::write(&delay_file, "0").unwrap();
+    lan.router()
+        .sh("sysctl -qw net.ipv4.icmp_echo_ignore_all=1");
+    let responder = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/slow_responder.py");
+    let mut resp = std::process::Command::new("nsenter")
+        .args([
+            format!("--net={}", lan.router().path()),
+            "python3".into(),
+            responder.into(),
+            delay_file.display().to_string(),
+        ])
+        .spawn()
+        .unwrap();
+    let group = format!(
+        "[group.g]\nfdt_ms = {FDT_MS}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n"
+    );
+    let cfg = RunConfig::new("slow", &group, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    d.wait_for(Duration::from_secs(5), |v| acked_target(v).is_some())
+        .expect("responder answers");
+    // Replies 60 ms late: beyond the 42 ms probe interval of a 300 ms FDT.
+    std::fs::write(&delay_file, "60").unwrap();
+    let raised = d
+        .wait_for(Duration::from_secs(10), |v| {
+            v["event"] == "ipmultipath.fdt.raised"
+        })
+        .expect("FDT raised");
+    let msg = raised["message"].as_str().unwrap();
+    assert!(msg.starts_with("Cannot meet requested failure detection time of 300 ms on (inet h0) new failure detection time for group \"g\" is "), "{msg}");
+    assert!(
+        d.drain()
+            .iter()
+            .all(|v| v["event"] != "ipmultipath.interface.failed"),
+        "slow is not failed"
+    );
+    std::fs::write(&delay_file, "0").unwrap();
+    // in.mpathd waits 60 s after a raise before lowering the FDT again.
+    let improved = d
+        .wait_for(Duration::from_secs(100), |v| {
+            v["event"] == "ipmultipath.fdt.improved"
+        })
+        .expect("FDT lowered again");
+    assert!(
+        improved["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Improved failure detection time ")
+    );
+    let _ = resp.kill();
+    let _ = resp.wait();
+    let _ = std::fs::remove_file(&delay_file);
+}
