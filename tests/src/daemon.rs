@@ -123,6 +123,17 @@ impl Daemon {
         &self.seen
     }
 
+    /// Sends `signal` to it.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Stops it with SIGTERM (so it cleans up its pins) and waits up to 5 s.
     pub fn stop(&mut self) {
         // SAFETY: kill(2) on our own child's pid.

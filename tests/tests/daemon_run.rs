@@ -256,3 +256,40 @@ fn a_slow_responder_raises_the_fdt_and_it_falls_back_after_the_delay_is_removed(
     let _ = resp.wait();
     let _ = std::fs::remove_file(&delay_file);
 }
+
+#[test]
+fn sighup_keeps_the_running_configuration_when_the_new_one_is_bad_and_applies_a_good_one() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let good = format!(
+        "[group.g]\nfdt_ms = {FDT_MS}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n"
+    );
+    let cfg = RunConfig::new("hup", &good, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    std::fs::write(cfg.dir.join("ipmpd.toml"), "[group.g]\nfdt_ms = \"fast\"\n").unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for(Duration::from_secs(5), |v| v["event"] == "reload_refused")
+        .expect("bad configuration refused");
+    d.seen.clear();
+    d.wait_for(Duration::from_secs(5), |v| acked_target(v).is_some())
+        .expect("still probing with the old configuration");
+    assert!(d.running());
+    std::fs::write(
+        cfg.dir.join("ipmpd.toml"),
+        good.replace("fdt_ms = 300", "fdt_ms = 500"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for(Duration::from_secs(5), |v| v["event"] == "reloading")
+        .expect("good configuration accepted");
+    d.seen.clear();
+    let ready = d
+        .wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("the re-executed daemon is ready");
+    assert_eq!(ready["interfaces"][0]["ifname"], "h0");
+    assert!(d.running(), "same process, new configuration");
+}
