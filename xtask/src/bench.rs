@@ -10,7 +10,8 @@ use std::{
 use anyhow::Context as _;
 use serde_json::Value;
 use tests::{
-    daemon::{Daemon, run as run_ipmpd},
+    daemon::{Daemon, RunConfig, run as run_ipmpd, wait_event},
+    monotonic_ns,
     topology::{Lan, Topology},
 };
 
@@ -25,6 +26,9 @@ pub struct BenchArgs {
     /// Probes per RTT-precision run.
     #[arg(long, default_value_t = 1000)]
     probes: usize,
+    /// Length of the loaded idle run that counts false failures, in seconds.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -72,6 +76,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     md += &carrier_detection(args.faults)?;
     println!("bench: CPU cost of the carrier poll");
     md += &poll_cost()?;
+    println!("bench: failure detection by the daemon (silent faults)");
+    md += &daemon_detection(args.faults)?;
+    println!("bench: false failures under full CPU load");
+    md += &false_failures(args.idle_secs)?;
     writeln!(md, "\nWhole run: {:.0} s.", started.elapsed().as_secs_f64())?;
     std::fs::write(workspace_root().join("BENCHMARKS.md"), &md)?;
     println!("{md}");
@@ -386,4 +394,97 @@ fn poll_cost() -> anyhow::Result<String> {
         }
     }
     Ok(md + "\n")
+}
+
+fn two_member_group(fdt_ms: u64) -> String {
+    format!(
+        "[group.g]\nfdt_ms = {fdt_ms}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
+         [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n"
+    )
+}
+
+/// Detection latencies (ms) of `faults` silent faults (nftables drop on h0's switch port).
+fn silent_fault_latencies(fdt_ms: u64, faults: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new(&format!("bench-fdt{fdt_ms}"), &two_member_group(fdt_ms), None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").context("daemon did not start")?;
+    std::thread::sleep(Duration::from_millis(3 * fdt_ms + 500));
+    let (mut detect, mut repair) = (Vec::new(), Vec::new());
+    for i in 0..faults {
+        d.seen.clear();
+        let t = monotonic_ns();
+        lan.switch().drop_all("sw-h0");
+        if let Some(ev) = wait_event(&mut d, Duration::from_millis(10 * fdt_ms + 2000), "ipmultipath.interface.failed", Some("h0")) {
+            detect.push(ev["at_ns"].as_u64().unwrap_or(t).saturating_sub(t) as f64 / 1e6);
+        }
+        let t = monotonic_ns();
+        lan.switch().undrop_all("sw-h0");
+        if let Some(ev) = wait_event(&mut d, Duration::from_millis(10 * fdt_ms + 2000), "ipmultipath.interface.repaired", Some("h0")) {
+            repair.push(ev["at_ns"].as_u64().unwrap_or(t).saturating_sub(t) as f64 / 1e6);
+        }
+        // Faults start at different phases of the probe schedule.
+        std::thread::sleep(Duration::from_millis(fdt_ms / 3 + (i as u64 * 37) % fdt_ms.max(1)));
+    }
+    d.stop();
+    Ok((detect, repair))
+}
+
+fn daemon_detection(faults: usize) -> anyhow::Result<String> {
+    let mut md = format!(
+        "## Failure detection by the daemon: silent faults, {faults} each\n\n\
+         `ipmpd run` with a group of two members (h0, h1) probing the router; the fault drops every frame on\n\
+         h0's switch port (nftables netdev ingress+egress), the link stays up. Latency: the\n\
+         `ipmultipath.interface.failed` event's time minus the time just before the drop rule was added;\n\
+         repair: `ipmultipath.interface.repaired` minus the removal of the rule.\n\n\
+         | FDT | measure | n | min | median | p99 | max | unit | target |\n|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for fdt in [100u64, 1000] {
+        let (detect, repair) = silent_fault_latencies(fdt, faults)?;
+        let missed = faults - detect.len();
+        let p99 = if detect.is_empty() { f64::NAN } else { stats(detect.clone()).2 };
+        let verdict = if missed == 0 && p99 <= fdt as f64 { "p99 ≤ FDT: met" } else { "p99 ≤ FDT: **missed**" };
+        let r = row(&format!("{fdt} ms | detection"), "ms", detect);
+        md += &r.replacen("| ms |", &format!("| ms | {verdict} |"), 1);
+        if !repair.is_empty() {
+            let r = row(&format!("{fdt} ms | repair"), "ms", repair);
+            md += &r.replacen("| ms |", "| ms | (≤ 2 x FDT documented) |", 1);
+        }
+        if missed > 0 {
+            writeln!(md, "\n{missed} faults at FDT {fdt} ms were not detected in time.")?;
+        }
+    }
+    Ok(md + "\n")
+}
+
+fn false_failures(secs: u64) -> anyhow::Result<String> {
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("bench-load", &two_member_group(100), None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").context("daemon did not start")?;
+    std::thread::sleep(Duration::from_secs(2));
+    d.seen.clear();
+    let mut stress = Command::new("stress-ng")
+        .args(["--cpu", &num_cpus().to_string(), "--timeout", &format!("{secs}s"), "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("stress-ng")?;
+    std::thread::sleep(Duration::from_secs(secs));
+    let _ = stress.kill();
+    let _ = stress.wait();
+    let seen = d.drain().to_vec();
+    d.stop();
+    let failures = seen.iter().filter(|v| v["event"] == "ipmultipath.interface.failed").count();
+    let raised = seen.iter().filter(|v| v["event"] == "ipmultipath.fdt.raised").count();
+    let acked = seen.iter().filter(|v| v["probe"]["event"] == "probe_acked").count();
+    Ok(format!(
+        "## False failures under full CPU load\n\n\
+         `ipmpd run` (group of two, FDT 100 ms, nothing wrong with the network) for {secs} s while\n\
+         `stress-ng --cpu {}` keeps both cores busy.\n\n\
+         | false failures | FDT raises | probes acknowledged | target |\n|---|---|---|---|\n\
+         | {failures} | {raised} | {acked} | 0 false failures: {} |\n\n",
+        num_cpus(),
+        if failures == 0 { "met" } else { "**missed**" }
+    ))
 }
