@@ -293,3 +293,98 @@ fn sighup_keeps_the_running_configuration_when_the_new_one_is_bad_and_applies_a_
     assert_eq!(ready["interfaces"][0]["ifname"], "h0");
     assert!(d.running(), "same process, new configuration");
 }
+
+#[test]
+fn a_member_with_a_duplicate_hardware_address_is_offlined() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let link = lan.host().sh("ip -o link show h0");
+    let mac = link
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("h0 has an Ethernet address");
+    lan.host().sh(&format!("ip link set h1 address {mac}"));
+    let cfg = RunConfig::new(
+        "hwdup",
+        &two_members(1000, "targets = [\"192.0.2.1\"]"),
+        None,
+    );
+    let mut d = cfg.spawn(lan.host());
+    let ev = wait_event(
+        &mut d,
+        Duration::from_secs(10),
+        "ipmultipath.hwaddr.duplicate",
+        Some("h1"),
+    )
+    .expect("duplicate reported");
+    assert_eq!(
+        ev["message"],
+        "IP interface h1 has a hardware address which is not unique in group g; offlining"
+    );
+    let ready = d
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "ready")
+        .expect("ready");
+    let h1 = ready["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["ifname"] == "h1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (h1["state"].as_str(), h1["hwaddr_dup"].as_bool()),
+        (Some("offline"), Some(true)),
+        "{h1}"
+    );
+}
+
+#[test]
+fn with_track_interfaces_only_with_groups_no_ungrouped_interfaces_are_watched_in_the_anonymous_group()
+ {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let group = "[group.g]\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n";
+    let cfg = RunConfig::new(
+        "anon",
+        group,
+        Some("TRACK_INTERFACES_ONLY_WITH_GROUPS=no\n"),
+    );
+    let mut d = cfg.spawn(lan.host());
+    let ready = d
+        .wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("ready");
+    let h1 = ready["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["ifname"] == "h1")
+        .expect("h1 tracked")
+        .clone();
+    assert_eq!(h1["group"], "", "the anonymous group");
+    assert!(
+        ready["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["ifname"] != "lo"),
+        "loopback is not eligible"
+    );
+    lan.switch().link_down("sw-h1");
+    wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.interface.failed",
+        Some("h1"),
+    )
+    .expect("link-based detection in the anonymous group");
+    assert!(
+        d.drain()
+            .iter()
+            .all(|v| v["event"] != "ipmultipath.group.failed")
+    );
+}

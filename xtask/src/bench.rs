@@ -406,25 +406,42 @@ fn two_member_group(fdt_ms: u64) -> String {
 /// Detection latencies (ms) of `faults` silent faults (nftables drop on h0's switch port).
 fn silent_fault_latencies(fdt_ms: u64, faults: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let lan = Lan::new(true, false);
-    let cfg = RunConfig::new(&format!("bench-fdt{fdt_ms}"), &two_member_group(fdt_ms), None);
+    let cfg = RunConfig::new(
+        &format!("bench-fdt{fdt_ms}"),
+        &two_member_group(fdt_ms),
+        None,
+    );
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").context("daemon did not start")?;
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .context("daemon did not start")?;
     std::thread::sleep(Duration::from_millis(3 * fdt_ms + 500));
     let (mut detect, mut repair) = (Vec::new(), Vec::new());
     for i in 0..faults {
         d.seen.clear();
         let t = monotonic_ns();
         lan.switch().drop_all("sw-h0");
-        if let Some(ev) = wait_event(&mut d, Duration::from_millis(10 * fdt_ms + 2000), "ipmultipath.interface.failed", Some("h0")) {
+        if let Some(ev) = wait_event(
+            &mut d,
+            Duration::from_millis(10 * fdt_ms + 2000),
+            "ipmultipath.interface.failed",
+            Some("h0"),
+        ) {
             detect.push(ev["at_ns"].as_u64().unwrap_or(t).saturating_sub(t) as f64 / 1e6);
         }
         let t = monotonic_ns();
         lan.switch().undrop_all("sw-h0");
-        if let Some(ev) = wait_event(&mut d, Duration::from_millis(10 * fdt_ms + 2000), "ipmultipath.interface.repaired", Some("h0")) {
+        if let Some(ev) = wait_event(
+            &mut d,
+            Duration::from_millis(10 * fdt_ms + 2000),
+            "ipmultipath.interface.repaired",
+            Some("h0"),
+        ) {
             repair.push(ev["at_ns"].as_u64().unwrap_or(t).saturating_sub(t) as f64 / 1e6);
         }
         // Faults start at different phases of the probe schedule.
-        std::thread::sleep(Duration::from_millis(fdt_ms / 3 + (i as u64 * 37) % fdt_ms.max(1)));
+        std::thread::sleep(Duration::from_millis(
+            fdt_ms / 3 + (i as u64 * 37) % fdt_ms.max(1),
+        ));
     }
     d.stop();
     Ok((detect, repair))
@@ -442,8 +459,16 @@ fn daemon_detection(faults: usize) -> anyhow::Result<String> {
     for fdt in [100u64, 1000] {
         let (detect, repair) = silent_fault_latencies(fdt, faults)?;
         let missed = faults - detect.len();
-        let p99 = if detect.is_empty() { f64::NAN } else { stats(detect.clone()).2 };
-        let verdict = if missed == 0 && p99 <= fdt as f64 { "p99 ≤ FDT: met" } else { "p99 ≤ FDT: **missed**" };
+        let p99 = if detect.is_empty() {
+            f64::NAN
+        } else {
+            stats(detect.clone()).2
+        };
+        let verdict = if missed == 0 && p99 <= fdt as f64 {
+            "p99 ≤ FDT: met"
+        } else {
+            "p99 ≤ FDT: **missed**"
+        };
         let r = row(&format!("{fdt} ms | detection"), "ms", detect);
         md += &r.replacen("| ms |", &format!("| ms | {verdict} |"), 1);
         if !repair.is_empty() {
@@ -451,7 +476,10 @@ fn daemon_detection(faults: usize) -> anyhow::Result<String> {
             md += &r.replacen("| ms |", "| ms | (≤ 2 x FDT documented) |", 1);
         }
         if missed > 0 {
-            writeln!(md, "\n{missed} faults at FDT {fdt} ms were not detected in time.")?;
+            writeln!(
+                md,
+                "\n{missed} faults at FDT {fdt} ms were not detected in time."
+            )?;
         }
     }
     Ok(md + "\n")
@@ -461,11 +489,18 @@ fn false_failures(secs: u64) -> anyhow::Result<String> {
     let lan = Lan::new(true, false);
     let cfg = RunConfig::new("bench-load", &two_member_group(100), None);
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").context("daemon did not start")?;
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .context("daemon did not start")?;
     std::thread::sleep(Duration::from_secs(2));
     d.seen.clear();
     let mut stress = Command::new("stress-ng")
-        .args(["--cpu", &num_cpus().to_string(), "--timeout", &format!("{secs}s"), "--quiet"])
+        .args([
+            "--cpu",
+            &num_cpus().to_string(),
+            "--timeout",
+            &format!("{secs}s"),
+            "--quiet",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -475,9 +510,18 @@ fn false_failures(secs: u64) -> anyhow::Result<String> {
     let _ = stress.wait();
     let seen = d.drain().to_vec();
     d.stop();
-    let failures = seen.iter().filter(|v| v["event"] == "ipmultipath.interface.failed").count();
-    let raised = seen.iter().filter(|v| v["event"] == "ipmultipath.fdt.raised").count();
-    let acked = seen.iter().filter(|v| v["probe"]["event"] == "probe_acked").count();
+    let failures = seen
+        .iter()
+        .filter(|v| v["event"] == "ipmultipath.interface.failed")
+        .count();
+    let raised = seen
+        .iter()
+        .filter(|v| v["event"] == "ipmultipath.fdt.raised")
+        .count();
+    let acked = seen
+        .iter()
+        .filter(|v| v["probe"]["event"] == "probe_acked")
+        .count();
     Ok(format!(
         "## False failures under full CPU load\n\n\
          `ipmpd run` (group of two, FDT 100 ms, nothing wrong with the network) for {secs} s while\n\

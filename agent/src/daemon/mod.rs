@@ -29,7 +29,7 @@ use crate::{
     engine::{Engine, EngineConfig, MemberSpec, Output},
     link::{
         mirror::LinkChange,
-        netlink::RouteSocket,
+        netlink::{IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, RouteSocket},
         watcher::{LinkWatcher, WatchConfig, WatchReport},
     },
     probe::{
@@ -64,6 +64,7 @@ struct Tracked {
     /// ICMP identifier of its probes.
     id: u16,
     sockets: Vec<ProbeSocket>,
+    hwaddr: Option<[u8; 6]>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; re-executes itself on SIGHUP when the new configuration
@@ -97,17 +98,53 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     let key = ProbeKey::random().context("no randomness for the probe key")?;
     let own = all_addresses();
+    let mut routes = RouteSocket::for_dumps().context("cannot open rtnetlink")?;
+    let links = routes
+        .dump_link_info()
+        .context("cannot list interfaces through rtnetlink")?;
+    let mut wanted: Vec<InterfaceConfig> = Vec::new();
+    for ic in &cfg.groups.interfaces {
+        if ic.group.is_empty() && cfg.defaults.track_interfaces_only_with_groups {
+            tracing::warn!(
+                ifname = ic.name,
+                "not in a group and TRACK_INTERFACES_ONLY_WITH_GROUPS=yes: not tracked"
+            );
+            continue;
+        }
+        wanted.push(ic.clone());
+    }
+    if !cfg.defaults.track_interfaces_only_with_groups {
+        // Every other multicast-capable interface joins the anonymous group (link-based detection).
+        for l in &links {
+            let eligible =
+                l.flags & IFF_MULTICAST != 0 && l.flags & (IFF_LOOPBACK | IFF_POINTOPOINT) == 0;
+            if eligible && !wanted.iter().any(|w| w.name == l.name) {
+                wanted.push(InterfaceConfig {
+                    name: l.name.clone(),
+                    group: String::new(),
+                    standby: false,
+                    test_addresses: vec![],
+                    targets: vec![],
+                });
+            }
+        }
+    }
+    report_unlike_plumbing(&wanted, &own, &mut rep);
     let mut tracked: Vec<Tracked> = Vec::new();
     let mut members: Vec<(MemberSpec, u32)> = Vec::new();
-    let mut routes = RouteSocket::for_dumps().context("cannot open rtnetlink")?;
-    for ic in &cfg.groups.interfaces {
-        let ifindex = match datapath.track(&ic.name) {
-            Ok(i) => i,
-            Err(e) => {
-                rep.catalogue("ipmultipath.setup.connFailed", serde_json::json!({ "what": format!("the datapath on {}", ic.name), "reason": format!("{:#}", anyhow::Error::from(e)) }));
-                continue;
-            }
+    for ic in &wanted {
+        let Some(link) = links.iter().find(|l| l.name == ic.name) else {
+            rep.catalogue("ipmultipath.setup.connFailed", serde_json::json!({ "what": format!("tracking of {}", ic.name), "reason": "no such interface" }));
+            continue;
         };
+        let ifindex = link.ifindex;
+        // Probed interfaces get the datapath; link-only ones need the link watcher alone.
+        if !ic.test_addresses.is_empty()
+            && let Err(e) = datapath.track(&ic.name)
+        {
+            rep.catalogue("ipmultipath.setup.connFailed", serde_json::json!({ "what": format!("the datapath on {}", ic.name), "reason": format!("{:#}", anyhow::Error::from(e)) }));
+            continue;
+        }
         let (spec, sockets) = member_spec(ic, ifindex, &own, &mut routes, &mut rep);
         let id = ProbeSession::identifier(std::process::id(), ifindex);
         tracked.push(Tracked {
@@ -115,6 +152,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             ifindex,
             id,
             sockets,
+            hwaddr: link.hwaddr,
         });
         members.push((spec, ifindex));
     }
@@ -178,9 +216,40 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         );
         daemon.apply(out);
     }
+    let macs: Vec<(String, Option<[u8; 6]>)> = daemon
+        .tracked
+        .iter()
+        .map(|t| (t.ifname.clone(), t.hwaddr))
+        .collect();
+    for (name, mac) in macs {
+        let out = daemon.engine.set_hwaddr(&name, mac, monotonic_ns());
+        daemon.apply(out);
+    }
     daemon.rep.ready(&daemon.engine);
     let ring = datapath.take_reply_ring()?;
     daemon.main_loop(ring, &mut datapath, &signals, &events, &queue, args)
+}
+
+/// in.mpathd's check that a group's members are plumbed alike: a member lacking an address family
+/// some other member has gets "IP IF in group G is not plumbed for IPvN, affecting IPvN connectivity".
+fn report_unlike_plumbing(wanted: &[InterfaceConfig], own: &[IfAddr], rep: &mut Reporter) {
+    let has = |ifname: &str, v4: bool| {
+        own.iter()
+            .any(|a| a.ifname == ifname && a.addr.is_ipv4() == v4)
+    };
+    for ic in wanted.iter().filter(|i| !i.group.is_empty()) {
+        for (v4, version) in [(true, 4), (false, 6)] {
+            let others = wanted
+                .iter()
+                .any(|o| o.group == ic.group && o.name != ic.name && has(&o.name, v4));
+            if others && !has(&ic.name, v4) {
+                rep.catalogue(
+                    "ipmultipath.group.notPlumbed",
+                    serde_json::json!({ "ifname": ic.name, "group": ic.group, "version": version }),
+                );
+            }
+        }
+    }
 }
 
 /// The test addresses that work (socket opened) and the targets of one configured interface.

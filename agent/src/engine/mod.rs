@@ -112,6 +112,14 @@ pub enum Event {
         ifname: String,
         group: String,
     },
+    HwAddrDuplicate {
+        ifname: String,
+        group: String,
+    },
+    HwAddrUnique {
+        ifname: String,
+        group: String,
+    },
     ProbeLost {
         ifname: String,
         seq: u16,
@@ -162,6 +170,8 @@ pub enum AdminError {
     AlreadyOffline,
     #[error("interface is not offline")]
     NotOffline,
+    #[error("its hardware address is still not unique in its IPMP group")]
+    HwAddrDup,
 }
 
 #[derive(Clone, Debug)]
@@ -180,6 +190,10 @@ struct Interface {
     flap_reported: bool,
     /// Not yet running since tracking started: FAILBACK=no does not hold it back.
     first_appearance: bool,
+    /// Hardware (MAC) address, when known.
+    hwaddr: Option<[u8; 6]>,
+    /// Offline because another member has the same hardware address (not by the operator).
+    offline_hwdup: bool,
 }
 
 impl Interface {
@@ -256,6 +270,8 @@ pub struct InterfaceView {
     pub standby: bool,
     pub link_up: bool,
     pub probing: bool,
+    /// Offline because its hardware address is not unique in the group (ipmpstat flag `h`).
+    pub hwaddr_dup: bool,
 }
 
 impl Engine {
@@ -325,6 +341,8 @@ impl Engine {
             link_ups: Vec::new(),
             flap_reported: false,
             first_appearance: true,
+            hwaddr: None,
+            offline_hwdup: false,
         };
         if link_up {
             iface.state = if !iface.instances.is_empty() && !iface.probing() {
@@ -848,7 +866,7 @@ impl Engine {
     ///
     /// # Errors
     /// Unknown interface, already offline, or no other usable member would remain.
-    pub fn offline(&mut self, ifname: &str, _now_ns: u64) -> Result<Vec<Output>, AdminError> {
+    pub fn offline(&mut self, ifname: &str, now_ns: u64) -> Result<Vec<Output>, AdminError> {
         let i = self.if_index(ifname).ok_or(AdminError::UnknownInterface)?;
         if self.interfaces[i].state == IfState::Offline {
             return Err(AdminError::AlreadyOffline);
@@ -864,6 +882,15 @@ impl Engine {
         if others < 1 {
             return Err(AdminError::MinRedundancy);
         }
+        self.take_offline(i);
+        // A member that duplicated this one's hardware address may come back now.
+        self.refresh_hwaddr(g, now_ns);
+        Ok(self.finish())
+    }
+
+    /// Offlines interface `i` without a redundancy check (in.mpathd's minimum redundancy 0).
+    fn take_offline(&mut self, i: usize) {
+        let g = self.group_of(i);
         let was_active = self.is_active(i);
         let x = &mut self.interfaces[i];
         x.failed_while_offline = x.state == IfState::Failed;
@@ -872,18 +899,70 @@ impl Engine {
         if was_active {
             self.activate_another(g);
         }
-        Ok(self.finish())
+    }
+
+    /// The hardware address of `ifname` is `mac` (at start and whenever it changes). A member
+    /// whose address another online member of its group already has is taken offline; it comes
+    /// back when the conflict clears.
+    pub fn set_hwaddr(&mut self, ifname: &str, mac: Option<[u8; 6]>, now_ns: u64) -> Vec<Output> {
+        let Some(i) = self.if_index(ifname) else {
+            return Vec::new();
+        };
+        self.interfaces[i].hwaddr = mac;
+        let g = self.group_of(i);
+        self.refresh_hwaddr(g, now_ns);
+        self.finish()
+    }
+
+    fn refresh_hwaddr(&mut self, g: usize, now_ns: u64) {
+        if self.groups[g].anonymous() {
+            return;
+        }
+        let members: Vec<usize> = self.members(g).map(|(j, _)| j).collect();
+        for &j in &members {
+            let x = &self.interfaces[j];
+            let Some(mac) = x.hwaddr else { continue };
+            // Duplicate of an earlier member that is online.
+            let dup = members.iter().take_while(|&&k| k != j).any(|&k| {
+                let y = &self.interfaces[k];
+                y.hwaddr == Some(mac) && y.state != IfState::Offline
+            });
+            let (name, group) = (x.name.clone(), x.group.clone());
+            if dup && !x.offline_hwdup && x.state != IfState::Offline {
+                self.emit(Event::HwAddrDuplicate {
+                    ifname: name,
+                    group,
+                });
+                self.take_offline(j);
+                self.interfaces[j].offline_hwdup = true;
+            } else if !dup && x.offline_hwdup {
+                self.emit(Event::HwAddrUnique {
+                    ifname: name,
+                    group,
+                });
+                self.interfaces[j].offline_hwdup = false;
+                self.bring_online(j, now_ns);
+            }
+        }
     }
 
     /// if_mpadm -r: return `ifname` to service.
     ///
     /// # Errors
-    /// Unknown interface, or not offline.
+    /// Unknown interface, not offline, or offlined for a hardware address still duplicated.
     pub fn online(&mut self, ifname: &str, now_ns: u64) -> Result<Vec<Output>, AdminError> {
         let i = self.if_index(ifname).ok_or(AdminError::UnknownInterface)?;
         if self.interfaces[i].state != IfState::Offline {
             return Err(AdminError::NotOffline);
         }
+        if self.interfaces[i].offline_hwdup {
+            return Err(AdminError::HwAddrDup);
+        }
+        self.bring_online(i, now_ns);
+        Ok(self.finish())
+    }
+
+    fn bring_online(&mut self, i: usize, now_ns: u64) {
         let g = self.group_of(i);
         let group_was_failed = self.groups[g].state == GroupState::Failed;
         let interval = self.groups[g].interval_ns;
@@ -906,7 +985,6 @@ impl Engine {
         if self.interfaces[i].functioning() {
             self.transition_to_running(i, true, group_was_failed);
         }
-        Ok(self.finish())
     }
 
     fn refresh_groups(&mut self) {
@@ -978,6 +1056,7 @@ impl Engine {
                     standby: x.standby,
                     link_up: x.link_up,
                     probing: x.probing(),
+                    hwaddr_dup: x.offline_hwdup,
                 }
             })
             .collect()

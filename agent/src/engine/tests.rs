@@ -577,3 +577,58 @@ fn without_targets_all_hosts_discovery_finds_them_for_the_whole_group() {
     s.run_for(S);
     assert!(s.sent.iter().any(|x| x.1 == "b" && x.2 == ip(1)));
 }
+
+#[test]
+fn duplicate_hardware_addresses_are_offlined_and_onlined() {
+    let mut s = Sim::new(1000, true);
+    s.member("a", "g", false, None);
+    s.member("b", "g", false, None);
+    s.settle();
+    let mac = Some([2, 0, 0, 0, 0, 1]);
+    let out = s.e.set_hwaddr("a", mac, s.now);
+    s.absorb(out);
+    let out = s.e.set_hwaddr("b", mac, s.now);
+    s.absorb(out);
+    assert_eq!(s.state("b"), IfState::Offline);
+    assert!(s.e.interface("b").unwrap().hwaddr_dup);
+    assert!(s.events.iter().any(|(_, e)| *e
+        == Event::HwAddrDuplicate {
+            ifname: "b".into(),
+            group: "g".into()
+        }));
+    assert_eq!(
+        s.e.online("b", s.now),
+        Err(AdminError::HwAddrDup),
+        "if_mpadm -r refused while duplicated"
+    );
+    let out = s.e.set_hwaddr("b", Some([2, 0, 0, 0, 0, 2]), s.now);
+    s.absorb(out);
+    assert_eq!(s.state("b"), IfState::Running);
+    assert!(s.is_active("b"));
+    assert!(s.events.iter().any(|(_, e)| *e
+        == Event::HwAddrUnique {
+            ifname: "b".into(),
+            group: "g".into()
+        }));
+}
+
+#[test]
+fn a_duplicate_is_onlined_when_the_other_member_goes_offline() {
+    let mut s = Sim::new(1000, true);
+    s.member("a", "g", false, None);
+    s.member("b", "g", false, None);
+    s.member("c", "g", false, None);
+    let mac = Some([2, 0, 0, 0, 0, 1]);
+    for n in ["a", "b"] {
+        let out = s.e.set_hwaddr(n, mac, s.now);
+        s.absorb(out);
+    }
+    assert_eq!(s.state("b"), IfState::Offline);
+    let out = s.e.offline("a", s.now).unwrap();
+    s.absorb(out);
+    assert_eq!(
+        s.state("b"),
+        IfState::Running,
+        "b's address is unique among the online members now"
+    );
+}

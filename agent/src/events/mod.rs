@@ -107,6 +107,8 @@ pub fn from_engine(e: &Event) -> Option<Rendered> {
         Event::GroupUsable { .. } => "ipmultipath.group.usable",
         Event::FdtRaised { .. } => "ipmultipath.fdt.raised",
         Event::FdtImproved { .. } => "ipmultipath.fdt.improved",
+        Event::HwAddrDuplicate { .. } => "ipmultipath.hwaddr.duplicate",
+        Event::HwAddrUnique { .. } => "ipmultipath.hwaddr.unique",
         Event::ProbeLost { .. } | Event::ProbeAcked { .. } => return None,
     };
     render(name, params.clone())

@@ -283,6 +283,69 @@ pub fn dump_request(seq: u32) -> [u8; DUMP_REQUEST_LEN] {
     req
 }
 
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+/// `IFF_LOOPBACK`.
+pub const IFF_LOOPBACK: u32 = 0x8;
+/// `IFF_POINTOPOINT`.
+pub const IFF_POINTOPOINT: u32 = 0x10;
+/// `IFF_MULTICAST`.
+pub const IFF_MULTICAST: u32 = 0x1000;
+
+/// Who an interface is: name, flags and hardware address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub ifindex: u32,
+    pub name: String,
+    pub flags: u32,
+    /// The Ethernet address, when the interface has a 6-byte one.
+    pub hwaddr: Option<[u8; 6]>,
+}
+
+/// Name, flags and hardware address from one RTM_NEWLINK body.
+#[must_use]
+pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
+    let ifindex = u32_at(body, 4)?;
+    let flags = u32_at(body, 8)?;
+    let (mut name, mut hwaddr) = (None, None);
+    for (t, p) in attrs(body.get(IFINFOMSG_LEN..)?) {
+        match t {
+            IFLA_IFNAME => {
+                name = Some(
+                    String::from_utf8_lossy(p.split(|b| *b == 0).next().unwrap_or(p)).into_owned(),
+                )
+            }
+            IFLA_ADDRESS => hwaddr = <[u8; 6]>::try_from(p).ok(),
+            _ => {}
+        }
+    }
+    Some(LinkInfo {
+        ifindex,
+        name: name?,
+        flags,
+        hwaddr,
+    })
+}
+
+impl RouteSocket {
+    /// Every interface of the namespace with its name and hardware address.
+    ///
+    /// # Errors
+    /// On a socket error or a refusal by the kernel.
+    pub fn dump_link_info(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let seq = self.next_seq();
+        let mut out = Vec::new();
+        self.request(&dump_request(seq), |kind, body| {
+            if kind == RTM_NEWLINK
+                && let Some(l) = parse_link_info(body)
+            {
+                out.push(l);
+            }
+        })?;
+        Ok(out)
+    }
+}
+
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const RTMSG_LEN: usize = 12;
@@ -505,6 +568,22 @@ mod tests {
         let mut zero_attr = good;
         zero_attr[32] = 0; // attribute length 0
         parse_messages(&zero_attr, |_| {});
+    }
+
+    #[test]
+    fn link_info_name_and_hardware_address() {
+        let mut m = newlink(4, true, 0, 0);
+        m.truncate(56 - 8);
+        #[rustfmt::skip]
+        m.extend([
+            10, 0, 1, 0, 2, 0, 0, 0, 0, 9, 0, 0, // IFLA_ADDRESS 02:00:00:00:00:09
+            7, 0, 3, 0, b'h', b'0', 0, 0,        // IFLA_IFNAME "h0"
+        ]);
+        let info = parse_link_info(&m[16..]).unwrap();
+        assert_eq!(
+            (info.ifindex, info.name.as_str(), info.hwaddr),
+            (4, "h0", Some([2, 0, 0, 0, 0, 9]))
+        );
     }
 
     #[test]
