@@ -421,6 +421,10 @@ impl Daemon {
             now.saturating_sub(rec.header.send_time_ns())
         };
         match rec.header.msg_type() {
+            msg::RTT_ONLY => {
+                let out = self.engine.rtt_reply(&ifname, from, rtt, now);
+                self.apply(out);
+            }
             msg::DISCOVERY => {
                 let own = all_addresses();
                 let mine = own.iter().any(|a| a.addr == from);
@@ -489,6 +493,11 @@ impl Daemon {
                     };
                     self.send(&ifname, test_addr, all_hosts, 0, msg::DISCOVERY);
                 }
+                Output::SendRttProbe {
+                    ifname,
+                    test_addr,
+                    target,
+                } => self.send(&ifname, test_addr, target, 0, msg::RTT_ONLY),
                 Output::SetActive { ifname, active } => self.rep.active(&ifname, active),
                 Output::Event(e) => self.rep.engine_event(&e),
             }

@@ -105,6 +105,10 @@ pub struct ProbeInstance {
     pub missed: u64,
     /// The targets were found by all-hosts discovery (not configured or from routes).
     pub host_targets: bool,
+    /// Next RTT-only probe, while the group's FDT is raised.
+    pub next_rtt_ns: Option<u64>,
+    /// Index of the next RTT-only probe's target.
+    pub rtt_target: usize,
 }
 
 impl ProbeInstance {
@@ -123,6 +127,8 @@ impl ProbeInstance {
             last_success_ns: None,
             missed: 0,
             host_targets: false,
+            next_rtt_ns: None,
+            rtt_target: 0,
         }
     }
 

@@ -116,6 +116,10 @@ pub enum Event {
         ifname: String,
         group: String,
     },
+    ProbesMissed {
+        ifname: String,
+        count: u64,
+    },
     HwAddrUnique {
         ifname: String,
         group: String,
@@ -144,6 +148,12 @@ pub enum Output {
         test_addr: IpAddr,
         target: IpAddr,
         seq: u16,
+    },
+    /// An RTT-only probe (`PROBE_RTT`): no sequence number, no history slot.
+    SendRttProbe {
+        ifname: String,
+        test_addr: IpAddr,
+        target: IpAddr,
     },
     /// No targets yet: ask all-hosts (224.0.0.1 / ff02::1) from `test_addr` on `ifname`; the
     /// responders come back through [`Engine::discovered`].
@@ -628,46 +638,123 @@ impl Engine {
             }
             let g = self.group_of(i);
             let interval = self.groups[g].interval_ns.max(1);
+            let user_interval = (self.groups[g].user_fdt_ns / PROBES_PER_FDT).max(1);
             let name = self.interfaces[i].name.clone();
             let mut instances = std::mem::take(&mut self.interfaces[i].instances);
             for inst in &mut instances {
-                for (seq, target) in inst.expire(now_ns, interval) {
-                    self.out.push(Output::Event(Event::ProbeLost {
-                        ifname: name.clone(),
-                        seq,
-                        target,
-                    }));
-                }
-                if now_ns >= inst.next_send_ns {
-                    if let Some(target) = inst.take_next_target() {
-                        let seq = inst.record_sent(target, now_ns);
-                        self.out.push(Output::SendProbe {
-                            ifname: name.clone(),
-                            test_addr: inst.test_addr,
-                            target,
-                            seq,
-                        });
-                    }
-                    // No targets, or a single discovered host: keep asking all-hosts for more.
-                    if inst.targets.is_empty() || (inst.host_targets && inst.targets.len() < 2) {
-                        self.out.push(Output::SendDiscovery {
-                            ifname: name.clone(),
-                            test_addr: inst.test_addr,
-                        });
-                    }
-                    inst.base_ns += interval;
-                    if inst.base_ns + interval <= now_ns {
-                        // Descheduled: skip whole intervals rather than sending a burst.
-                        let skipped = (now_ns - inst.base_ns) / interval;
-                        inst.missed += skipped;
-                        inst.base_ns += skipped * interval;
-                    }
-                    inst.next_send_ns = inst.base_ns + self.jitter.between(interval / 2, interval);
-                }
+                self.tick_instance(inst, &name, interval, user_interval, now_ns);
             }
             self.interfaces[i].instances = instances;
             self.check_failure(i, now_ns);
             self.check_repair(i, now_ns);
+        }
+        self.finish()
+    }
+
+    /// One instance's share of a tick: expire, send the due probe, keep the RTT cadence.
+    fn tick_instance(
+        &mut self,
+        inst: &mut ProbeInstance,
+        name: &str,
+        interval: u64,
+        user_interval: u64,
+        now_ns: u64,
+    ) {
+        for (seq, target) in inst.expire(now_ns, interval) {
+            self.out.push(Output::Event(Event::ProbeLost {
+                ifname: name.into(),
+                seq,
+                target,
+            }));
+        }
+        if now_ns >= inst.next_send_ns {
+            if let Some(target) = inst.take_next_target() {
+                let seq = inst.record_sent(target, now_ns);
+                self.out.push(Output::SendProbe {
+                    ifname: name.into(),
+                    test_addr: inst.test_addr,
+                    target,
+                    seq,
+                });
+                // The RTT pointer follows the failure-detection pointer so the two never drift.
+                inst.rtt_target = inst.next_target;
+            }
+            // No targets, or a single discovered host: keep asking all-hosts for more.
+            if inst.targets.is_empty() || (inst.host_targets && inst.targets.len() < 2) {
+                self.out.push(Output::SendDiscovery {
+                    ifname: name.into(),
+                    test_addr: inst.test_addr,
+                });
+            }
+            inst.base_ns += interval;
+            if inst.base_ns + interval <= now_ns {
+                // Descheduled: skip whole intervals rather than sending a burst.
+                let skipped = (now_ns - inst.base_ns) / interval;
+                inst.missed += skipped;
+                inst.base_ns += skipped * interval;
+                self.out.push(Output::Event(Event::ProbesMissed {
+                    ifname: name.into(),
+                    count: skipped,
+                }));
+            }
+            inst.next_send_ns = inst.base_ns + self.jitter.between(interval / 2, interval);
+        }
+        // While the group's interval is raised, RTT-only probes at the configured interval pull
+        // the FDT back down as soon as the congestion ends.
+        if interval > user_interval && !inst.targets.is_empty() {
+            let due = *inst.next_rtt_ns.get_or_insert(now_ns + user_interval);
+            if now_ns >= due {
+                let target = inst.targets[inst.rtt_target % inst.targets.len()].addr;
+                inst.rtt_target = (inst.rtt_target + 1) % inst.targets.len();
+                self.out.push(Output::SendRttProbe {
+                    ifname: name.into(),
+                    test_addr: inst.test_addr,
+                    target,
+                });
+                inst.next_rtt_ns =
+                    Some(now_ns + self.jitter.between(user_interval / 2, user_interval));
+            }
+        } else {
+            inst.next_rtt_ns = None;
+        }
+    }
+
+    /// A reply to an RTT-only probe: it may only lower the target's CRTT.
+    pub fn rtt_reply(
+        &mut self,
+        ifname: &str,
+        from: IpAddr,
+        rtt_ns: u64,
+        now_ns: u64,
+    ) -> Vec<Output> {
+        let Some(i) = self.if_index(ifname) else {
+            return Vec::new();
+        };
+        let g = self.group_of(i);
+        if self.interfaces[i].state != IfState::Running
+            || self.groups[g].state == GroupState::Failed
+        {
+            return Vec::new();
+        }
+        let Some(k) = self.interfaces[i]
+            .instances
+            .iter()
+            .position(|p| p.test_addr.is_ipv4() == from.is_ipv4())
+        else {
+            return Vec::new();
+        };
+        let interval = self.groups[g].interval_ns;
+        if let Some(t) = self.interfaces[i].instances[k]
+            .targets
+            .iter_mut()
+            .find(|t| t.addr == from)
+        {
+            if t.rtt.crtt_with(rtt_ns) < t.rtt.crtt_ns() {
+                t.rtt.sample(rtt_ns);
+            }
+            if t.rtt.crtt_ns() < interval / LOWER_FDT_TRIGGER {
+                self.maybe_lower_fdt(i, k, now_ns);
+            }
         }
         self.finish()
     }
@@ -693,7 +780,9 @@ impl Engine {
                             s.target.map(|t| s.start_ns + inst.crtt_or(t, interval) + 1)
                         })
                         .min();
-                    std::iter::once(inst.next_send_ns).chain(expiry)
+                    std::iter::once(inst.next_send_ns)
+                        .chain(expiry)
+                        .chain(inst.next_rtt_ns)
                 })
             })
             .min()

@@ -26,6 +26,8 @@ struct Sim {
     active: HashMap<String, bool>,
     sent: Vec<(u64, String, IpAddr, u16)>,
     discoveries: Vec<(u64, String)>,
+    rtt_probes: usize,
+    rtt_pending: Vec<(u64, String, IpAddr, u64)>,
 }
 
 impl Sim {
@@ -44,6 +46,8 @@ impl Sim {
             active: HashMap::new(),
             sent: vec![],
             discoveries: vec![],
+            rtt_probes: 0,
+            rtt_pending: vec![],
         }
     }
 
@@ -80,6 +84,13 @@ impl Sim {
                     }
                 }
                 Output::SendDiscovery { ifname, .. } => self.discoveries.push((self.now, ifname)),
+                Output::SendRttProbe { ifname, target, .. } => {
+                    self.rtt_probes += 1;
+                    if let Some(Some(rtt)) = self.paths.get(&ifname) {
+                        self.rtt_pending
+                            .push((self.now + rtt, ifname, target, *rtt));
+                    }
+                }
                 Output::SetActive { ifname, active } => {
                     self.active.insert(ifname, active);
                 }
@@ -91,7 +102,12 @@ impl Sim {
     /// Runs the world until `t`.
     fn run_until(&mut self, t: u64) {
         for _ in 0..1_000_000 {
-            let next_reply = self.pending.iter().map(|p| p.0).min();
+            let next_reply = self
+                .pending
+                .iter()
+                .map(|p| p.0)
+                .chain(self.rtt_pending.iter().map(|p| p.0))
+                .min();
             let next = [self.e.next_deadline(), next_reply]
                 .into_iter()
                 .flatten()
@@ -100,7 +116,11 @@ impl Sim {
                 break;
             };
             self.now = next.max(self.now);
-            if let Some(pos) = self.pending.iter().position(|p| p.0 <= self.now) {
+            if let Some(pos) = self.rtt_pending.iter().position(|p| p.0 <= self.now) {
+                let (_, ifname, target, rtt) = self.rtt_pending.remove(pos);
+                let out = self.e.rtt_reply(&ifname, target, rtt, self.now);
+                self.absorb(out);
+            } else if let Some(pos) = self.pending.iter().position(|p| p.0 <= self.now) {
                 let (_, ifname, seq, target, rtt) = self.pending.remove(pos);
                 if let Ok(out) = self.e.probe_reply(&ifname, seq, target, rtt, self.now) {
                     self.absorb(out);

@@ -109,6 +109,7 @@ pub fn from_engine(e: &Event) -> Option<Rendered> {
         Event::FdtImproved { .. } => "ipmultipath.fdt.improved",
         Event::HwAddrDuplicate { .. } => "ipmultipath.hwaddr.duplicate",
         Event::HwAddrUnique { .. } => "ipmultipath.hwaddr.unique",
+        Event::ProbesMissed { .. } => "ipmultipath.probe.missed",
         Event::ProbeLost { .. } | Event::ProbeAcked { .. } => return None,
     };
     render(name, params.clone())
