@@ -26,3 +26,5 @@ pub const LINK_UP_PERMIN: usize = 2;
 pub const LINK_FLAP_WINDOW_NS: u64 = 60_000_000_000;
 /// Probes per FDT: the interval is FDT / (`NUM_PROBE_FAILS` + 2).
 pub const PROBES_PER_FDT: u64 = NUM_PROBE_FAILS as u64 + 2;
+/// A resting router target climbs one step back per this (`MIN_RECOVERY_TIME`).
+pub const MIN_RECOVERY_TIME_NS: u64 = 60_000_000_000;

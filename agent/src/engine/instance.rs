@@ -62,6 +62,17 @@ impl Target {
     }
 }
 
+/// States of a router target out of rotation (`TG_*`; active ones are in `targets`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetState {
+    /// Its own last five probes were lost while others answered.
+    Dead,
+    /// An outlier: far slower than the others.
+    Slow,
+    /// Recovered, waiting for a free slot.
+    Unused,
+}
+
 /// Why a reply did not match (all counted as "unknown" by in.mpathd).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplyMismatch {
@@ -105,6 +116,9 @@ pub struct ProbeInstance {
     pub missed: u64,
     /// The targets were found by all-hosts discovery (not configured or from routes).
     pub host_targets: bool,
+    /// Router targets out of rotation: (address, state, since). They climb back one step per
+    /// `MIN_RECOVERY_TIME`: dead → slow → unused → active.
+    pub resting: Vec<(IpAddr, TargetState, u64)>,
     /// Next RTT-only probe, while the group's FDT is raised.
     pub next_rtt_ns: Option<u64>,
     /// Index of the next RTT-only probe's target.
@@ -129,6 +143,7 @@ impl ProbeInstance {
             host_targets: false,
             next_rtt_ns: None,
             rtt_target: 0,
+            resting: Vec::new(),
         }
     }
 
@@ -259,6 +274,55 @@ impl ProbeInstance {
             .skip_while(|s| s.state == ProbeState::Unacked)
             .take_while(|s| s.state == ProbeState::Acked)
             .count() as u32
+    }
+
+    /// Consecutive lost probes to `addr`, newest first, skipping outstanding ones.
+    #[must_use]
+    pub fn target_consecutive_lost(&self, addr: IpAddr) -> u32 {
+        self.newest_first()
+            .filter(|s| s.target == Some(addr))
+            .skip_while(|s| s.state == ProbeState::Unacked)
+            .take_while(|s| s.state == ProbeState::Lost)
+            .count() as u32
+    }
+
+    /// Takes `addr` out of rotation in `state` at `now_ns` (router targets), or forgets it (host
+    /// targets: discovery finds a replacement). The last target always stays.
+    pub fn retire_target(&mut self, addr: IpAddr, state: TargetState, now_ns: u64) -> bool {
+        if self.targets.len() <= 1 {
+            return false;
+        }
+        self.targets.retain(|t| t.addr != addr);
+        self.next_target %= self.targets.len();
+        if !self.host_targets {
+            self.resting.push((addr, state, now_ns));
+        }
+        true
+    }
+
+    /// One recovery step per `step_ns` for resting router targets; unused ones rejoin when a slot
+    /// is free (or fewer than `min_targets` are active).
+    pub fn recover_targets(&mut self, now_ns: u64, step_ns: u64, max_targets: usize) {
+        for (_, state, since) in &mut self.resting {
+            if now_ns.saturating_sub(*since) >= step_ns {
+                *state = match *state {
+                    TargetState::Dead => TargetState::Slow,
+                    TargetState::Slow | TargetState::Unused => TargetState::Unused,
+                };
+                *since = now_ns;
+            }
+        }
+        while self.targets.len() < max_targets {
+            let Some(pos) = self
+                .resting
+                .iter()
+                .position(|(_, s, _)| *s == TargetState::Unused)
+            else {
+                break;
+            };
+            let (addr, _, _) = self.resting.remove(pos);
+            self.targets.push(Target::new(addr));
+        }
     }
 
     /// Start time of the oldest probe of the current run of losses (time of first failure).

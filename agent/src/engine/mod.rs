@@ -23,7 +23,7 @@ use self::{
         MIN_PROBE_TARGETS, MIN_SETTLING_TIME_NS, NEXT_FDT_MULTIPLE, NUM_PROBE_REPAIRS,
         PROBES_PER_FDT,
     },
-    instance::{ProbeInstance, ReplyMismatch, Target},
+    instance::{ProbeInstance, ReplyMismatch, Target, TargetState},
     rng::Jitter,
 };
 
@@ -534,8 +534,8 @@ impl Engine {
             .filter(|t| t.addr != target)
             .all(|t| t.rtt.crtt_ns() <= interval / EXCEPTION_FACTOR);
         if inst.targets.len() > MIN_PROBE_TARGETS && others_fast {
-            // An outlier: drop the slow target rather than slowing the whole group.
-            inst.targets.retain(|t| t.addr != target);
+            // An outlier: rest the slow target rather than slowing the whole group.
+            inst.retire_target(target, TargetState::Slow, now_ns);
             return;
         }
         let new_interval = NEXT_FDT_MULTIPLE * crtt;
@@ -667,6 +667,24 @@ impl Engine {
                 target,
             }));
         }
+        // A target whose own last five probes were lost while the others answer is dead: out of
+        // rotation (a host target is dropped and discovery looks for another).
+        if inst.consecutive_lost() < constants::NUM_PROBE_FAILS {
+            let dead: Vec<IpAddr> = inst
+                .targets
+                .iter()
+                .map(|t| t.addr)
+                .filter(|&a| inst.target_consecutive_lost(a) >= constants::NUM_PROBE_FAILS)
+                .collect();
+            for addr in dead {
+                inst.retire_target(addr, TargetState::Dead, now_ns);
+            }
+        }
+        inst.recover_targets(
+            now_ns,
+            constants::MIN_RECOVERY_TIME_NS,
+            constants::MAX_PROBE_TARGETS,
+        );
         if now_ns >= inst.next_send_ns {
             if let Some(target) = inst.take_next_target() {
                 let seq = inst.record_sent(target, now_ns);

@@ -28,6 +28,8 @@ struct Sim {
     discoveries: Vec<(u64, String)>,
     rtt_probes: usize,
     rtt_pending: Vec<(u64, String, IpAddr, u64)>,
+    /// Targets that stopped answering.
+    silent_targets: Vec<IpAddr>,
 }
 
 impl Sim {
@@ -48,6 +50,7 @@ impl Sim {
             discoveries: vec![],
             rtt_probes: 0,
             rtt_pending: vec![],
+            silent_targets: vec![],
         }
     }
 
@@ -78,6 +81,9 @@ impl Sim {
                     ..
                 } => {
                     self.sent.push((self.now, ifname.clone(), target, seq));
+                    if self.silent_targets.contains(&target) {
+                        continue;
+                    }
                     if let Some(Some(rtt)) = self.paths.get(&ifname) {
                         self.pending
                             .push((self.now + rtt, ifname, seq, target, *rtt));
@@ -650,5 +656,31 @@ fn a_duplicate_is_onlined_when_the_other_member_goes_offline() {
         s.state("b"),
         IfState::Running,
         "b's address is unique among the online members now"
+    );
+}
+
+#[test]
+fn a_dead_router_target_leaves_the_rotation_and_returns_after_recovery() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, Some(10));
+    s.settle();
+    s.silent_targets.push(ip(2));
+    s.run_for(3 * S);
+    assert_eq!(
+        s.state("a"),
+        IfState::Running,
+        "the other target answers: no failure"
+    );
+    let recent: Vec<IpAddr> = s.sent.iter().rev().take(5).map(|x| x.2).collect();
+    assert!(
+        recent.iter().all(|t| *t == ip(1)),
+        "only the live target is probed now: {recent:?}"
+    );
+    s.silent_targets.clear();
+    s.run_for(121 * S);
+    let recent: Vec<IpAddr> = s.sent.iter().rev().take(4).map(|x| x.2).collect();
+    assert!(
+        recent.contains(&ip(2)),
+        "back after dead -> slow -> unused: {recent:?}"
     );
 }
