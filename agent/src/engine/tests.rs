@@ -406,6 +406,13 @@ fn slow_responders_raise_the_fdt_and_it_falls_back_after_settling() {
     assert_eq!((user, group.as_str()), (700, "g"));
     assert!(new > 700);
     assert_eq!(s.state("a"), IfState::Running, "slow is not failed");
+    let rtt_before = s.rtt_probes;
+    s.run_for(2 * S);
+    assert!(
+        s.rtt_probes > rtt_before + 10,
+        "RTT-only probes at the configured 100 ms interval while raised: {}",
+        s.rtt_probes - rtt_before
+    );
     s.paths.insert("a".into(), Some(MS / 10));
     s.run_for(30 * S);
     assert!(
@@ -425,6 +432,12 @@ fn slow_responders_raise_the_fdt_and_it_falls_back_after_settling() {
         s.e.group("g").unwrap().1,
         700 * MS,
         "back to the configured FDT"
+    );
+    let rtt_after = s.rtt_probes;
+    s.run_for(2 * S);
+    assert_eq!(
+        s.rtt_probes, rtt_after,
+        "no RTT-only probes once the FDT is back"
     );
 }
 
