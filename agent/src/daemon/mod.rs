@@ -277,7 +277,7 @@ fn member_spec(
             }
         }
     }
-    if test_addrs.is_empty() {
+    if test_addrs.is_empty() && !ic.group.is_empty() {
         rep.catalogue(
             "ipmultipath.testaddr.missing",
             serde_json::json!({ "ifname": ic.name }),

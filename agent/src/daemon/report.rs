@@ -34,14 +34,16 @@ impl Reporter {
 
     fn log(&mut self, r: &Rendered) {
         let now = monotonic_ns();
+        let params = Value::Object(r.params.clone());
+        // The JSON stream is for programs: every state change reaches it. Only the log, read by
+        // people and flooded by a flapping cause, is rate-limited.
+        if self.json {
+            self.line(&json!({ "event": r.name, "severity": r.severity, "message": r.message, "params": params, "at_ns": now }));
+            return;
+        }
         let Some(suppressed) = self.limiter.admit(r, now) else {
             return;
         };
-        let params = Value::Object(r.params.clone());
-        if self.json {
-            self.line(&json!({ "event": r.name, "severity": r.severity, "message": r.message, "params": params, "at_ns": now, "suppressed": suppressed }));
-            return;
-        }
         let more = if suppressed > 0 {
             format!(" ({suppressed} more since the last report)")
         } else {
