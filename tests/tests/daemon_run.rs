@@ -85,6 +85,16 @@ fn silent_path_fault_is_detected_within_the_fdt_and_repaired_within_twice_it() {
         "repaired after {repair_ms} ms; limit 2 x FDT = {} ms",
         2 * FDT_MS
     );
+    // A second fault right away is reported again: state changes are never rate-limited.
+    d.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("second failure reported");
 }
 
 #[test]
