@@ -398,3 +398,22 @@ fn with_track_interfaces_only_with_groups_no_ungrouped_interfaces_are_watched_in
             .all(|v| v["event"] != "ipmultipath.group.failed")
     );
 }
+
+#[test]
+fn router_targets_follow_route_changes_at_run_time() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    // No route and no answer to all-hosts: nothing to probe yet.
+    let group = format!("[group.g]\nfdt_ms = {FDT_MS}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\n");
+    let cfg = RunConfig::new("routes", &group, None);
+    let mut d = cfg.spawn(lan.host());
+    let ready = d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    assert_eq!(ready["interfaces"][0]["state"], "no_targets");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.drain().iter().all(|v| acked_target(v).is_none()), "no target yet");
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let ack = d.wait_for(Duration::from_secs(5), |v| acked_target(v).is_some()).expect("the new route's next hop is probed");
+    assert_eq!(acked_target(&ack).as_deref(), Some("192.0.2.1"));
+}

@@ -29,7 +29,10 @@ use crate::{
     engine::{Engine, EngineConfig, MemberSpec, Output},
     link::{
         mirror::LinkChange,
-        netlink::{IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, RouteSocket},
+        netlink::{
+            IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, NetlinkError, RTM_DELROUTE, RTM_NEWROUTE,
+            RTMGRP_ADDRESSES_AND_ROUTES, RouteSocket,
+        },
         watcher::{LinkWatcher, WatchConfig, WatchReport},
     },
     probe::{
@@ -65,6 +68,10 @@ struct Tracked {
     id: u16,
     sockets: Vec<ProbeSocket>,
     hwaddr: Option<[u8; 6]>,
+    /// Test addresses in use (their sockets opened).
+    test_addrs: Vec<IpAddr>,
+    /// Targets come from the group file: the routing table does not change them.
+    configured_targets: bool,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; re-executes itself on SIGHUP when the new configuration
@@ -153,6 +160,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             id,
             sockets,
             hwaddr: link.hwaddr,
+            test_addrs: spec.test_addrs.clone(),
+            configured_targets: !ic.targets.is_empty(),
         });
         members.push((spec, ifindex));
     }
@@ -160,6 +169,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         bail!("none of the configured interfaces could be tracked");
     }
     let events = fds::event_fd().context("cannot create an eventfd")?;
+    let route_watch = RouteSocket::for_groups(RTMGRP_ADDRESSES_AND_ROUTES)
+        .context("cannot follow routes through rtnetlink")?;
     let queue: Arc<Mutex<Vec<WatchReport>>> = Arc::default();
     let poll_interval = match datapath.link_source() {
         LinkSource::KernelHook => None,
@@ -207,6 +218,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         key,
         rep,
         datapath_counters: HashMap::new(),
+        routes,
+        route_watch,
     };
     for (spec, ifindex) in &members {
         let out = daemon.engine.add_member(
@@ -283,31 +296,11 @@ fn member_spec(
             serde_json::json!({ "ifname": ic.name }),
         );
     }
-    let mut targets = ic.targets.clone();
-    if targets.is_empty() {
-        // Router targets: next hops of routes that lie on a test address's subnet.
-        for &ta in &test_addrs {
-            let prefix = own
-                .iter()
-                .find(|a| a.addr == ta)
-                .map_or(if ta.is_ipv4() { 24 } else { 64 }, |a| a.prefix_len);
-            let family = if ta.is_ipv4() {
-                libc::AF_INET
-            } else {
-                libc::AF_INET6
-            } as u8;
-            for r in routes.dump_routes(family).unwrap_or_default() {
-                let on_link = same_subnet(r.gateway, ta, prefix)
-                    && (ta.is_ipv4() || r.gateway.to_string().starts_with("fe80"));
-                if on_link
-                    && !targets.contains(&r.gateway)
-                    && targets.len() < crate::engine::constants::MAX_PROBE_TARGETS
-                {
-                    targets.push(r.gateway);
-                }
-            }
-        }
-    }
+    let targets = if ic.targets.is_empty() {
+        router_targets(&test_addrs, own, routes)
+    } else {
+        ic.targets.clone()
+    };
     (
         MemberSpec {
             ifname: ic.name.clone(),
@@ -320,6 +313,35 @@ fn member_spec(
     )
 }
 
+/// Router targets for `test_addrs`: next hops of routes that lie on a test address's subnet (IPv6:
+/// link-local next hops only), most specific routes first, at most five.
+fn router_targets(test_addrs: &[IpAddr], own: &[IfAddr], routes: &mut RouteSocket) -> Vec<IpAddr> {
+    let mut targets = Vec::new();
+    for &ta in test_addrs {
+        let prefix = own
+            .iter()
+            .find(|a| a.addr == ta)
+            .map_or(if ta.is_ipv4() { 24 } else { 64 }, |a| a.prefix_len);
+        let family = if ta.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        } as u8;
+        for r in routes.dump_routes(family).unwrap_or_default() {
+            let on_link = same_subnet(r.gateway, ta, prefix)
+                && (ta.is_ipv4()
+                    || matches!(r.gateway, IpAddr::V6(g) if g.segments()[0] & 0xffc0 == 0xfe80));
+            if on_link
+                && !targets.contains(&r.gateway)
+                && targets.len() < crate::engine::constants::MAX_PROBE_TARGETS
+            {
+                targets.push(r.gateway);
+            }
+        }
+    }
+    targets
+}
+
 struct Daemon {
     engine: Engine,
     tracked: Vec<Tracked>,
@@ -327,6 +349,10 @@ struct Daemon {
     rep: Reporter,
     /// Last reported kernel reject counters per interface (bad version, bad checksum type, ring full).
     datapath_counters: HashMap<u32, [u64; 3]>,
+    /// For route dumps (router targets).
+    routes: RouteSocket,
+    /// Address and route notifications.
+    route_watch: RouteSocket,
 }
 
 impl Daemon {
@@ -339,7 +365,12 @@ impl Daemon {
         queue: &Mutex<Vec<WatchReport>>,
         args: &RunArgs,
     ) -> anyhow::Result<()> {
-        let fds = [ring.as_raw_fd(), signals.as_raw_fd(), events.as_raw_fd()];
+        let fds = [
+            ring.as_raw_fd(),
+            signals.as_raw_fd(),
+            events.as_raw_fd(),
+            self.route_watch.raw_fd(),
+        ];
         let mut next_counter_check = monotonic_ns();
         loop {
             let now = monotonic_ns();
@@ -381,6 +412,16 @@ impl Daemon {
                     self.on_watch(r);
                 }
             }
+            if ready[3] {
+                let mut routes_changed = false;
+                let result = self.route_watch.drain_kinds(|kind| {
+                    routes_changed |= matches!(kind, RTM_NEWROUTE | RTM_DELROUTE)
+                });
+                // After lost notifications nothing is known: resynchronise with a full dump.
+                if routes_changed || matches!(result, Err(NetlinkError::Overrun)) {
+                    self.refresh_router_targets();
+                }
+            }
             let now = monotonic_ns();
             if self.engine.next_deadline().is_some_and(|d| d <= now) {
                 let out = self.engine.tick(now);
@@ -390,6 +431,34 @@ impl Daemon {
                 next_counter_check = now + 1_000_000_000;
                 self.check_counters(datapath);
             }
+        }
+    }
+
+    /// Re-reads the routing table and gives every interface without configured targets its
+    /// current router targets.
+    fn refresh_router_targets(&mut self) {
+        let own = all_addresses();
+        let now = monotonic_ns();
+        let work: Vec<(String, bool, Vec<IpAddr>)> = self
+            .tracked
+            .iter()
+            .filter(|t| !t.configured_targets)
+            .flat_map(|t| {
+                [true, false].into_iter().filter_map(|v4| {
+                    let addrs: Vec<IpAddr> = t
+                        .test_addrs
+                        .iter()
+                        .copied()
+                        .filter(|a| a.is_ipv4() == v4)
+                        .collect();
+                    (!addrs.is_empty()).then(|| (t.ifname.clone(), v4, addrs))
+                })
+            })
+            .collect();
+        for (ifname, v4, addrs) in work {
+            let targets = router_targets(&addrs, &own, &mut self.routes);
+            let out = self.engine.set_router_targets(&ifname, v4, &targets, now);
+            self.apply(out);
         }
     }
 

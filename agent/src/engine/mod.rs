@@ -590,6 +590,57 @@ impl Engine {
         }
     }
 
+    /// The routing table changed: `targets` are now the router targets of `ifname` in the family
+    /// of `v4`. Routers always win over discovered hosts; a router that left the table is dropped
+    /// unless the group has failed (it is kept so that repair can still be seen).
+    pub fn set_router_targets(
+        &mut self,
+        ifname: &str,
+        v4: bool,
+        targets: &[IpAddr],
+        now_ns: u64,
+    ) -> Vec<Output> {
+        let Some(i) = self.if_index(ifname) else {
+            return Vec::new();
+        };
+        let group_failed = self.groups[self.group_of(i)].state == GroupState::Failed;
+        let x = &mut self.interfaces[i];
+        for inst in x
+            .instances
+            .iter_mut()
+            .filter(|p| p.test_addr.is_ipv4() == v4)
+        {
+            if targets.is_empty() && (inst.host_targets || group_failed) {
+                continue;
+            }
+            if inst.host_targets && !targets.is_empty() {
+                inst.targets.clear();
+                inst.host_targets = false;
+            }
+            if !group_failed {
+                inst.targets.retain(|t| targets.contains(&t.addr));
+                inst.resting.retain(|(a, _, _)| targets.contains(a));
+            }
+            for &t in targets {
+                let known = inst.targets.iter().any(|x| x.addr == t)
+                    || inst.resting.iter().any(|(a, _, _)| *a == t);
+                if !known && inst.targets.len() < constants::MAX_PROBE_TARGETS {
+                    inst.targets.push(Target::new(t));
+                }
+            }
+            if !inst.targets.is_empty() {
+                inst.next_target %= inst.targets.len();
+            }
+        }
+        if x.state == IfState::NoTargets && x.probing() {
+            x.state = IfState::Running;
+            for inst in &mut x.instances {
+                inst.quiet_until_ns = inst.quiet_until_ns.max(now_ns);
+            }
+        }
+        self.finish()
+    }
+
     /// A host answered an all-hosts probe sent from `ifname`. It becomes a target (in a named
     /// group, of every member probing in that family), up to five; replies from this host's own
     /// addresses, from the unspecified address or from another subnet are the caller's to drop.

@@ -697,3 +697,36 @@ fn a_dead_router_target_leaves_the_rotation_and_returns_after_recovery() {
         "back after dead -> slow -> unused: {recent:?}"
     );
 }
+
+#[test]
+fn router_targets_follow_the_routing_table_and_win_over_hosts() {
+    let mut s = Sim::new(700, true);
+    let spec = MemberSpec {
+        ifname: "a".into(),
+        group: "g".into(),
+        standby: false,
+        test_addrs: vec![ip(10)],
+        targets: vec![],
+    };
+    s.paths.insert("a".into(), Some(MS / 10));
+    let out = s.e.add_member(&spec, true, s.now);
+    s.absorb(out);
+    let out = s.e.discovered("a", ip(7), s.now);
+    s.absorb(out);
+    let out = s.e.set_router_targets("a", true, &[ip(1)], s.now);
+    s.absorb(out);
+    s.sent.clear();
+    s.run_for(S);
+    assert!(
+        s.sent.iter().all(|x| x.2 == ip(1)),
+        "the router replaced the host target"
+    );
+    let out = s.e.set_router_targets("a", true, &[ip(2)], s.now);
+    s.absorb(out);
+    s.sent.clear();
+    s.run_for(S);
+    assert!(
+        s.sent.iter().all(|x| x.2 == ip(2)),
+        "a router that left the table is dropped"
+    );
+}

@@ -212,6 +212,37 @@ impl RouteSocket {
         }
     }
 
+    /// A non-blocking socket joined to the multicast `groups` (a bind(2) mask of `RTMGRP_*`).
+    ///
+    /// # Errors
+    /// When the socket cannot be opened or bound.
+    pub fn for_groups(groups: u32) -> Result<Self, NetlinkError> {
+        Self::open(groups)
+    }
+
+    /// Reads every queued message (non-blocking) and calls `each` with its type.
+    ///
+    /// # Errors
+    /// [`NetlinkError::Overrun`] when messages were lost; other socket errors.
+    pub fn drain_kinds(&mut self, mut each: impl FnMut(u16)) -> Result<(), NetlinkError> {
+        loop {
+            let n = match self.recv() {
+                Ok(n) => n,
+                Err(NetlinkError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::WouldBlock =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            parse_messages(&self.buf[..n], |msg| {
+                if let Message::Other(kind, _) = msg {
+                    each(kind);
+                }
+            });
+        }
+    }
+
     /// Reads every queued notification (non-blocking) and calls `each` per link message.
     ///
     /// # Errors
@@ -346,7 +377,12 @@ impl RouteSocket {
     }
 }
 
-const RTM_NEWROUTE: u16 = 24;
+/// `RTMGRP_IPV4_IFADDR` | `RTMGRP_IPV4_ROUTE` | `RTMGRP_IPV6_IFADDR` | `RTMGRP_IPV6_ROUTE`.
+pub const RTMGRP_ADDRESSES_AND_ROUTES: u32 = 0x10 | 0x40 | 0x100 | 0x400;
+/// `RTM_NEWROUTE`.
+pub const RTM_NEWROUTE: u16 = 24;
+/// `RTM_DELROUTE`.
+pub const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
 const RTMSG_LEN: usize = 12;
 const RTA_OIF: u16 = 4;
