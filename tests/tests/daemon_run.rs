@@ -349,6 +349,19 @@ fn a_member_with_a_duplicate_hardware_address_is_offlined() {
         (Some("offline"), Some(true)),
         "{h1}"
     );
+    // Giving h1 its own address again brings it back.
+    lan.host().sh("ip link set h1 address 02:00:00:00:77:01");
+    let ev = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.hwaddr.unique",
+        Some("h1"),
+    )
+    .expect("unique again");
+    assert_eq!(
+        ev["message"],
+        "IP interface h1 now has a unique hardware address in group g; onlining"
+    );
 }
 
 #[test]
@@ -406,14 +419,23 @@ fn router_targets_follow_route_changes_at_run_time() {
     }
     let lan = Lan::new(false, false);
     // No route and no answer to all-hosts: nothing to probe yet.
-    let group = format!("[group.g]\nfdt_ms = {FDT_MS}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\n");
+    let group = format!(
+        "[group.g]\nfdt_ms = {FDT_MS}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\n"
+    );
     let cfg = RunConfig::new("routes", &group, None);
     let mut d = cfg.spawn(lan.host());
-    let ready = d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    let ready = d
+        .wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
     assert_eq!(ready["interfaces"][0]["state"], "no_targets");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(d.drain().iter().all(|v| acked_target(v).is_none()), "no target yet");
+    assert!(
+        d.drain().iter().all(|v| acked_target(v).is_none()),
+        "no target yet"
+    );
     lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
-    let ack = d.wait_for(Duration::from_secs(5), |v| acked_target(v).is_some()).expect("the new route's next hop is probed");
+    let ack = d
+        .wait_for(Duration::from_secs(5), |v| acked_target(v).is_some())
+        .expect("the new route's next hop is probed");
     assert_eq!(acked_target(&ack).as_deref(), Some("192.0.2.1"));
 }

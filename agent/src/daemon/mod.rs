@@ -30,8 +30,8 @@ use crate::{
     link::{
         mirror::LinkChange,
         netlink::{
-            IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, NetlinkError, RTM_DELROUTE, RTM_NEWROUTE,
-            RTMGRP_ADDRESSES_AND_ROUTES, RouteSocket,
+            IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, NetlinkError, RTM_DELROUTE,
+            RTM_NEWLINK_MSG, RTM_NEWROUTE, RTMGRP_LINKS_ADDRESSES_ROUTES, RouteSocket,
         },
         watcher::{LinkWatcher, WatchConfig, WatchReport},
     },
@@ -169,7 +169,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         bail!("none of the configured interfaces could be tracked");
     }
     let events = fds::event_fd().context("cannot create an eventfd")?;
-    let route_watch = RouteSocket::for_groups(RTMGRP_ADDRESSES_AND_ROUTES)
+    let route_watch = RouteSocket::for_groups(RTMGRP_LINKS_ADDRESSES_ROUTES)
         .context("cannot follow routes through rtnetlink")?;
     let queue: Arc<Mutex<Vec<WatchReport>>> = Arc::default();
     let poll_interval = match datapath.link_source() {
@@ -413,13 +413,18 @@ impl Daemon {
                 }
             }
             if ready[3] {
-                let mut routes_changed = false;
+                let (mut routes_changed, mut links_changed) = (false, false);
                 let result = self.route_watch.drain_kinds(|kind| {
-                    routes_changed |= matches!(kind, RTM_NEWROUTE | RTM_DELROUTE)
+                    routes_changed |= matches!(kind, RTM_NEWROUTE | RTM_DELROUTE);
+                    links_changed |= kind == RTM_NEWLINK_MSG;
                 });
-                // After lost notifications nothing is known: resynchronise with a full dump.
-                if routes_changed || matches!(result, Err(NetlinkError::Overrun)) {
+                // After lost notifications nothing is known: resynchronise with full dumps.
+                let overrun = matches!(result, Err(NetlinkError::Overrun));
+                if routes_changed || overrun {
                     self.refresh_router_targets();
+                }
+                if links_changed || overrun {
+                    self.refresh_hwaddrs();
                 }
             }
             let now = monotonic_ns();
@@ -459,6 +464,25 @@ impl Daemon {
             let targets = router_targets(&addrs, &own, &mut self.routes);
             let out = self.engine.set_router_targets(&ifname, v4, &targets, now);
             self.apply(out);
+        }
+    }
+
+    /// Re-reads hardware addresses; a change can create or clear a duplicate in a group.
+    fn refresh_hwaddrs(&mut self) {
+        let Ok(links) = self.routes.dump_link_info() else {
+            return;
+        };
+        let now = monotonic_ns();
+        for i in 0..self.tracked.len() {
+            let Some(l) = links.iter().find(|l| l.ifindex == self.tracked[i].ifindex) else {
+                continue;
+            };
+            if l.hwaddr != self.tracked[i].hwaddr {
+                self.tracked[i].hwaddr = l.hwaddr;
+                let name = self.tracked[i].ifname.clone();
+                let out = self.engine.set_hwaddr(&name, l.hwaddr, now);
+                self.apply(out);
+            }
         }
     }
 
