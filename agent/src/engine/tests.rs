@@ -730,3 +730,39 @@ fn router_targets_follow_the_routing_table_and_win_over_hosts() {
         "a router that left the table is dropped"
     );
 }
+
+#[test]
+fn with_failback_no_a_repaired_interface_stays_inactive_unless_the_group_had_failed() {
+    for seed in 1..200u64 {
+        let mut r = Jitter::new(seed);
+        let mut s = Sim::new(1000, false);
+        let names = ["a", "b", "c"];
+        for n in names {
+            s.member(n, "g", false, None);
+        }
+        s.settle();
+        for _ in 0..40 {
+            let n = names[(r.next_unit() * 3.0) as usize % 3];
+            let up = r.next_unit() < 0.5;
+            let group_failed_before = s.e.group("g").unwrap().0 == GroupState::Failed;
+            let events_before = s.events.len();
+            s.link(n, up);
+            let repaired = s.events[events_before..]
+                .iter()
+                .any(|(_, e)| matches!(e, Event::InterfaceRepaired { ifname, .. } if ifname == n));
+            if repaired && !group_failed_before {
+                assert!(
+                    !s.is_active(n),
+                    "seed {seed}: {n} repaired with FAILBACK=no while the group worked, yet active"
+                );
+            }
+            if repaired && group_failed_before {
+                assert!(
+                    s.is_active(n),
+                    "seed {seed}: {n} repaired a failed group but stays inactive"
+                );
+            }
+            s.run_for(r.between(MS, 100 * MS));
+        }
+    }
+}
