@@ -276,6 +276,24 @@ impl ProbeInstance {
             .count() as u32
     }
 
+    /// Acknowledgements that count toward repair: consecutive acks overall, or those of the
+    /// current target alone (the target of the newest answered-or-lost probe), whichever is more.
+    #[must_use]
+    pub fn repair_acks(&self) -> u32 {
+        let current = self
+            .newest_first()
+            .find(|s| s.state != ProbeState::Unacked)
+            .and_then(|s| s.target);
+        let of_current = current.map_or(0, |t| {
+            self.newest_first()
+                .filter(|s| s.target == Some(t))
+                .skip_while(|s| s.state == ProbeState::Unacked)
+                .take_while(|s| s.state == ProbeState::Acked)
+                .count() as u32
+        });
+        self.consecutive_acked().max(of_current)
+    }
+
     /// Consecutive lost probes to `addr`, newest first, skipping outstanding ones.
     #[must_use]
     pub fn target_consecutive_lost(&self, addr: IpAddr) -> u32 {
@@ -507,6 +525,26 @@ mod tests {
         assert!(
             i.probe_failed(3_000_000),
             "the first ack ended the quiet period"
+        );
+    }
+
+    #[test]
+    fn repair_counts_the_current_targets_acks_too() {
+        let mut i = inst();
+        // T answers, U does not: overall the run of acks never exceeds 1.
+        for k in 0..20 {
+            let s = i.record_sent(T, 10 * k);
+            i.ack(s, T, 10 * k + 1).unwrap();
+            i.record_sent(U, 10 * k + 5);
+            i.expire(10 * k + 9, 1);
+        }
+        let s = i.record_sent(T, 1_000);
+        i.ack(s, T, 1_001).unwrap();
+        assert_eq!(i.consecutive_acked(), 1);
+        assert_eq!(
+            i.repair_acks(),
+            21,
+            "T alone has answered 21 times in a row"
         );
     }
 

@@ -900,7 +900,7 @@ impl Engine {
         } else {
             x.instances
                 .iter()
-                .any(|p| p.consecutive_acked() >= NUM_PROBE_REPAIRS)
+                .any(|p| p.repair_acks() >= NUM_PROBE_REPAIRS)
         };
         if repaired {
             self.repair(i, now_ns);
