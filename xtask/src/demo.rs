@@ -72,7 +72,52 @@ pub fn run() -> anyhow::Result<()> {
     say("ending the silent loss");
     lan.switch().undrop_all("sw-h0");
     let status = probe.wait()?;
-    say("done; removing the namespaces");
     anyhow::ensure!(status.success(), "ipmpd probe failed: {status}");
+    daemon_part(&lan, &bin)?;
+    say("done; removing the namespaces");
+    Ok(())
+}
+
+/// The daemon on the same topology: group "uplinks" of h0 and h1 with a 100 ms FDT; h0 loses its
+/// path silently, then its carrier.
+fn daemon_part(lan: &Lan, bin: &std::path::Path) -> anyhow::Result<()> {
+    say(
+        "ipmpd run: group \"uplinks\" = h0 + h1 (h1 standby), FDT 100 ms, router target from a route",
+    );
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let dir = std::env::temp_dir().join(format!("ipmpd-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("ipmpd.toml");
+    std::fs::write(
+        &config,
+        "[group.uplinks]\nfdt_ms = 100\n\n[interface.h0]\ngroup = \"uplinks\"\ntest_addresses = [\"192.0.2.10\"]\n\n\
+         [interface.h1]\ngroup = \"uplinks\"\nstandby = true\ntest_addresses = [\"192.0.2.11\"]\n",
+    )?;
+    let mut daemon = Command::new("nsenter")
+        .arg(format!("--net={}", lan.host().path()))
+        .arg(bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--defaults", "/dev/null", "--instance", "demo-run"])
+        .env("IPMPD_LOG", "info")
+        .spawn()
+        .context("cannot start ipmpd run")?;
+    std::thread::sleep(Duration::from_millis(1500));
+    say("silent loss on h0's switch port: probes fail, the standby h1 takes over");
+    lan.switch().drop_all("sw-h0");
+    std::thread::sleep(Duration::from_millis(800));
+    say("path restored: h0 is repaired and active again, h1 steps back");
+    lan.switch().undrop_all("sw-h0");
+    std::thread::sleep(Duration::from_millis(1000));
+    say("carrier loss on h0: detected at once");
+    lan.switch().link_down("sw-h0");
+    std::thread::sleep(Duration::from_millis(500));
+    lan.switch().link_up("sw-h0");
+    std::thread::sleep(Duration::from_millis(1000));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all("/sys/fs/bpf/ipmpd/demo-run");
     Ok(())
 }

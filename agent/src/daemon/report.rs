@@ -10,8 +10,10 @@ use crate::{
     events::{self, RateLimiter, Rendered, Severity},
 };
 
-/// Repeats of one event (same parameters) are held back for this long.
+/// Repeats of one event (same parameters) are counted over this window ...
 const RATE_WINDOW_NS: u64 = 10_000_000_000;
+/// ... beyond this many in the window.
+const RATE_BURST: u32 = 5;
 
 pub struct Reporter {
     json: bool,
@@ -22,7 +24,7 @@ impl Reporter {
     pub fn new(json: bool) -> Self {
         Self {
             json,
-            limiter: RateLimiter::new(RATE_WINDOW_NS),
+            limiter: RateLimiter::new(RATE_WINDOW_NS, RATE_BURST),
         }
     }
 

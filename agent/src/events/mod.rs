@@ -115,20 +115,24 @@ pub fn from_engine(e: &Event) -> Option<Rendered> {
     render(name, params.clone())
 }
 
-/// Holds back repeats of one event (same name and parameters) within a window and counts them,
-/// so a flapping cause cannot flood the log; the next one let through carries the count.
+/// Holds back repeats of one event (same name and parameters) beyond a burst within a window,
+/// and counts them, so a flapping cause cannot flood the log; the next one let through carries
+/// the count of those held back.
 #[derive(Debug)]
 pub struct RateLimiter {
     window_ns: u64,
-    last: HashMap<String, (u64, u64)>,
+    burst: u32,
+    /// Per event: window start, events let through in it, events held back since the last one let through.
+    last: HashMap<String, (u64, u32, u64)>,
 }
 
 impl RateLimiter {
-    /// At most one of each distinct event per `window_ns`.
+    /// At most `burst` of each distinct event per `window_ns`.
     #[must_use]
-    pub fn new(window_ns: u64) -> Self {
+    pub fn new(window_ns: u64, burst: u32) -> Self {
         Self {
             window_ns,
+            burst: burst.max(1),
             last: HashMap::new(),
         }
     }
@@ -136,20 +140,17 @@ impl RateLimiter {
     /// `Some(suppressed_before)` when `r` may be logged at `now_ns`, `None` when it is held back.
     pub fn admit(&mut self, r: &Rendered, now_ns: u64) -> Option<u64> {
         let key = format!("{}{}", r.name, Value::Object(r.params.clone()));
-        match self.last.get_mut(&key) {
-            Some((at, suppressed)) if now_ns.saturating_sub(*at) < self.window_ns => {
-                *suppressed += 1;
-                None
-            }
-            Some((at, suppressed)) => {
-                *at = now_ns;
-                Some(std::mem::take(suppressed))
-            }
-            None => {
-                self.last.insert(key, (now_ns, 0));
-                Some(0)
-            }
+        let entry = self.last.entry(key).or_insert((now_ns, 0, 0));
+        if now_ns.saturating_sub(entry.0) >= self.window_ns {
+            entry.0 = now_ns;
+            entry.1 = 0;
         }
+        if entry.1 >= self.burst {
+            entry.2 += 1;
+            return None;
+        }
+        entry.1 += 1;
+        Some(std::mem::take(&mut entry.2))
     }
 }
 
@@ -315,7 +316,7 @@ mod tests {
 
     #[test]
     fn repeats_are_held_back_and_counted() {
-        let mut rl = RateLimiter::new(1000);
+        let mut rl = RateLimiter::new(1000, 1);
         let r = from_engine(&Event::LinkDown {
             ifname: "h0".into(),
         })
@@ -337,5 +338,17 @@ mod tests {
             Some(2),
             "the next one carries the count of those held back"
         );
+    }
+
+    #[test]
+    fn a_burst_passes_before_throttling() {
+        let mut rl = RateLimiter::new(1000, 3);
+        let r = from_engine(&Event::LinkDown {
+            ifname: "h0".into(),
+        })
+        .unwrap();
+        let admitted: Vec<Option<u64>> = (0..5).map(|t| rl.admit(&r, t)).collect();
+        assert_eq!(admitted, vec![Some(0), Some(0), Some(0), None, None]);
+        assert_eq!(rl.admit(&r, 1000), Some(2));
     }
 }
