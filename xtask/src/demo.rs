@@ -113,7 +113,9 @@ fn daemon_part(lan: &Lan, bin: &std::path::Path) -> anyhow::Result<()> {
     lan.switch().link_down("sw-h0");
     std::thread::sleep(Duration::from_millis(500));
     lan.switch().link_up("sw-h0");
-    std::thread::sleep(Duration::from_millis(1000));
+    // On a NIC-like link the kernel transmits again only once linkwatch has reactivated the
+    // queue (up to a second later); repair then takes 10 acknowledged probes.
+    std::thread::sleep(Duration::from_millis(2000));
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
