@@ -14,5 +14,6 @@ pub mod daemon;
 pub mod datapath;
 pub mod engine;
 pub mod events;
+pub mod failover;
 pub mod link;
 pub mod probe;
