@@ -5,6 +5,8 @@
 //! [group.uplinks]
 //! fdt_ms = 100                         # optional; default FAILURE_DETECTION_TIME; at least 10
 //! data_addresses = ["192.0.2.100/24"]  # moved between active members (failover)
+//! announcements = 3                    # gratuitous ARPs / unsolicited NAs after a move
+//! announce_interval_ms = 100
 //! routes = ["198.51.100.0/24"]         # kept on the active members
 //!
 //! [interface.eth0]
@@ -45,6 +47,8 @@ struct RawGroup {
     data_addresses: Vec<Spanned<String>>,
     #[serde(default)]
     routes: Vec<Spanned<String>>,
+    announcements: Option<u32>,
+    announce_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +77,10 @@ pub struct GroupConfig {
     pub fdt_ms: Option<u64>,
     pub data_addresses: Vec<Prefix>,
     pub routes: Vec<Prefix>,
+    /// Gratuitous ARPs / unsolicited NAs sent after a data address moves (default 3).
+    pub announcements: u32,
+    /// Spacing of those announcements (default 100 ms).
+    pub announce_interval_ms: u64,
 }
 
 /// An interface as configured.
@@ -180,6 +188,8 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             fdt_ms,
             data_addresses,
             routes,
+            announcements: g.get_ref().announcements.unwrap_or(3),
+            announce_interval_ms: g.get_ref().announce_interval_ms.unwrap_or(100),
         });
     }
     let mut test_owner: BTreeMap<(String, IpAddr), String> = BTreeMap::new();

@@ -24,9 +24,18 @@ use anyhow::{Context as _, bail};
 use self::report::Reporter;
 use crate::{
     clock::monotonic_ns,
-    config::{self, group_file::InterfaceConfig},
+    config::{
+        self,
+        group_file::{GroupConfig, InterfaceConfig},
+    },
     datapath::{Datapath, DatapathOptions, LinkSource},
     engine::{Engine, EngineConfig, MemberSpec, Output},
+    failover::{
+        announce::announce,
+        apply::execute,
+        plan::{Placement, plan},
+        routes::{TABLE_BASE, steer},
+    },
     link::{
         mirror::LinkChange,
         netlink::{
@@ -220,7 +229,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         datapath_counters: HashMap::new(),
         routes,
         route_watch,
+        groups: cfg.groups.groups.clone(),
+        placement: HashMap::new(),
+        announcements: Vec::new(),
+        ready: false,
     };
+    // Data addresses already on a member stay there: a restart moves nothing.
+    daemon.adopt_data_addresses(&own);
     for (spec, ifindex) in &members {
         let out = daemon.engine.add_member(
             spec,
@@ -238,6 +253,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let out = daemon.engine.set_hwaddr(&name, mac, monotonic_ns());
         daemon.apply(out);
     }
+    daemon.ready = true;
+    daemon.rebalance();
     daemon.rep.ready(&daemon.engine);
     let ring = datapath.take_reply_ring()?;
     daemon.main_loop(ring, &mut datapath, &signals, &events, &queue, args)
@@ -353,6 +370,23 @@ struct Daemon {
     routes: RouteSocket,
     /// Address and route notifications.
     route_watch: RouteSocket,
+    /// The groups as configured (data addresses, announcements).
+    groups: Vec<GroupConfig>,
+    /// Where each group's data addresses are.
+    placement: HashMap<String, Placement>,
+    /// Announcements still to send.
+    announcements: Vec<Announcement>,
+    /// Setup is complete: every member is known.
+    ready: bool,
+}
+
+/// One gratuitous ARP / unsolicited NA to send at `due_ns`.
+struct Announcement {
+    due_ns: u64,
+    ifindex: u32,
+    ifname: String,
+    mac: [u8; 6],
+    addr: IpAddr,
 }
 
 impl Daemon {
@@ -374,11 +408,13 @@ impl Daemon {
         let mut next_counter_check = monotonic_ns();
         loop {
             let now = monotonic_ns();
+            let next_announcement = self.send_due_announcements(now).unwrap_or(u64::MAX);
             let deadline = self
                 .engine
                 .next_deadline()
                 .unwrap_or(now + 1_000_000_000)
-                .min(next_counter_check);
+                .min(next_counter_check)
+                .min(next_announcement);
             let ready = fds::wait(&fds, Some(deadline.saturating_sub(now)));
             if ready[0] {
                 while let Some(item) = ring.next() {
@@ -464,6 +500,21 @@ impl Daemon {
             let targets = router_targets(&addrs, &own, &mut self.routes);
             let out = self.engine.set_router_targets(&ifname, v4, &targets, now);
             self.apply(out);
+        }
+    }
+
+    /// Data addresses already configured on a member stay where they are (a restart moves nothing).
+    fn adopt_data_addresses(&mut self, own: &[IfAddr]) {
+        for g in &self.groups {
+            let placement = self.placement.entry(g.name.clone()).or_default();
+            for (i, d) in g.data_addresses.iter().enumerate() {
+                if let Some(a) = own
+                    .iter()
+                    .find(|a| a.addr == d.addr && self.tracked.iter().any(|t| t.ifname == a.ifname))
+                {
+                    placement.at.insert(i, a.ifname.clone());
+                }
+            }
         }
     }
 
@@ -570,6 +621,7 @@ impl Daemon {
     }
 
     fn apply(&mut self, out: Vec<Output>) {
+        let mut rebalance = false;
         for o in out {
             match o {
                 Output::SendProbe {
@@ -591,10 +643,115 @@ impl Daemon {
                     test_addr,
                     target,
                 } => self.send(&ifname, test_addr, target, 0, msg::RTT_ONLY),
-                Output::SetActive { ifname, active } => self.rep.active(&ifname, active),
+                Output::SetActive { ifname, active } => {
+                    self.rep.active(&ifname, active);
+                    rebalance = true;
+                }
                 Output::Event(e) => self.rep.engine_event(&e),
             }
         }
+        // During setup members join one by one: placing addresses before all of them are known
+        // would move addresses that are already where they belong.
+        if rebalance && self.ready {
+            self.rebalance();
+        }
+    }
+
+    /// Puts every group's data addresses on active members (add first, then delete), and
+    /// schedules the announcements from their new homes.
+    fn rebalance(&mut self) {
+        let views = self.engine.interfaces();
+        let now = monotonic_ns();
+        for (gi, g) in self.groups.iter().enumerate() {
+            if g.data_addresses.is_empty() {
+                continue;
+            }
+            // Active members in the group file's order: placement is deterministic.
+            let active: Vec<String> = self
+                .tracked
+                .iter()
+                .filter(|t| {
+                    views
+                        .iter()
+                        .any(|v| v.ifname == t.ifname && v.group == g.name && v.active)
+                })
+                .map(|t| t.ifname.clone())
+                .collect();
+            // Outbound first: replies from the data addresses leave through active members only.
+            let active_idx: Vec<u32> = self
+                .tracked
+                .iter()
+                .filter(|t| active.contains(&t.ifname))
+                .map(|t| t.ifindex)
+                .collect();
+            if let Err(e) = steer(
+                &mut self.routes,
+                TABLE_BASE + gi as u32,
+                &g.data_addresses,
+                &active_idx,
+            ) {
+                self.rep.catalogue(
+                    "ipmultipath.route.failed",
+                    serde_json::json!({ "group": g.name, "reason": e.to_string() }),
+                );
+            }
+            let placement = self.placement.entry(g.name.clone()).or_default();
+            let moves = plan(&g.data_addresses, &active, placement);
+            if moves.is_empty() {
+                continue;
+            }
+            let tracked = &self.tracked;
+            let done = execute(&mut self.routes, &moves, |name| {
+                tracked.iter().find(|t| t.ifname == name).map(|t| t.ifindex)
+            });
+            for a in done {
+                let address = format!("{}/{}", a.mv.addr.addr, a.mv.addr.len);
+                match a.result {
+                    Ok(()) => {
+                        if let Some(i) = g.data_addresses.iter().position(|x| *x == a.mv.addr) {
+                            placement.at.insert(i, a.mv.to.clone());
+                        }
+                        self.rep.catalogue(
+                            "ipmultipath.address.moved",
+                            serde_json::json!({ "address": address, "group": g.name, "from": a.mv.from.clone().unwrap_or_else(|| "-".into()), "to": a.mv.to }),
+                        );
+                        if let Some(t) = self.tracked.iter().find(|t| t.ifindex == a.to_ifindex)
+                            && let Some(mac) = t.hwaddr
+                        {
+                            for k in 0..g.announcements {
+                                self.announcements.push(Announcement {
+                                    due_ns: now + u64::from(k) * g.announce_interval_ms * 1_000_000,
+                                    ifindex: t.ifindex,
+                                    ifname: t.ifname.clone(),
+                                    mac,
+                                    addr: a.mv.addr.addr,
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => self.rep.catalogue(
+                        "ipmultipath.address.moveFailed",
+                        serde_json::json!({ "address": address, "group": g.name, "to": a.mv.to, "reason": e.to_string() }),
+                    ),
+                }
+            }
+        }
+        self.send_due_announcements(now);
+    }
+
+    /// Sends the announcements that are due; returns when the next one is.
+    fn send_due_announcements(&mut self, now: u64) -> Option<u64> {
+        let (due, later): (Vec<Announcement>, Vec<Announcement>) =
+            std::mem::take(&mut self.announcements)
+                .into_iter()
+                .partition(|a| a.due_ns <= now);
+        self.announcements = later;
+        for a in due {
+            if let Err(e) = announce(a.ifindex, &a.ifname, a.mac, a.addr) {
+                tracing::warn!(ifname = a.ifname, address = %a.addr, error = %e, "announcement not sent");
+            }
+        }
+        self.announcements.iter().map(|a| a.due_ns).min()
     }
 
     fn send(&mut self, ifname: &str, test_addr: IpAddr, target: IpAddr, seq: u16, kind: u16) {

@@ -40,7 +40,7 @@ fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     out.extend(((4 + payload.len()) as u16).to_ne_bytes());
     out.extend(kind.to_ne_bytes());
     out.extend(payload);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

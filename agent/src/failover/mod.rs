@@ -5,3 +5,4 @@
 pub mod announce;
 pub mod apply;
 pub mod plan;
+pub mod routes;

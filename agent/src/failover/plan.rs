@@ -34,7 +34,7 @@ pub fn plan(addresses: &[Prefix], active: &[String], current: &Placement) -> Vec
         return Vec::new();
     }
     let n = addresses.len();
-    let share = |member: usize| n / active.len() + usize::from(member < n % active.len());
+    let (base, extra) = (n / active.len(), n % active.len());
     let mut load: Vec<Vec<usize>> = vec![Vec::new(); active.len()];
     let mut homeless = Vec::new();
     for (i, _) in addresses.iter().enumerate() {
@@ -47,20 +47,39 @@ pub fn plan(addresses: &[Prefix], active: &[String], current: &Placement) -> Vec
             None => homeless.push(i),
         }
     }
-    // Members over their share give up their last addresses.
-    for (m, held) in load.iter_mut().enumerate() {
-        while held.len() > share(m) {
-            if let Some(i) = held.pop() {
-                homeless.push(i);
-            }
+    // Nobody keeps more than base + 1, and only `extra` members may keep base + 1: a member
+    // already holding the remainder keeps it, so a restart or a repair moves no more than needed.
+    for held in &mut load {
+        while held.len() > base + 1 {
+            homeless.extend(held.pop());
+        }
+    }
+    let mut at_cap = load.iter().filter(|h| h.len() == base + 1).count();
+    for held in load.iter_mut().rev() {
+        if at_cap <= extra {
+            break;
+        }
+        if held.len() == base + 1 {
+            homeless.extend(held.pop());
+            at_cap -= 1;
         }
     }
     homeless.sort_unstable();
     let mut moves = Vec::new();
     for i in homeless {
-        let Some(m) = (0..active.len()).find(|&m| load[m].len() < share(m)) else {
-            break;
-        };
+        // Fill members below base first, then hand out the remainder in order.
+        let below = (0..active.len()).find(|&m| load[m].len() < base);
+        let m = below.or_else(|| {
+            if at_cap < extra {
+                (0..active.len()).find(|&m| load[m].len() == base)
+            } else {
+                None
+            }
+        });
+        let Some(m) = m else { break };
+        if load[m].len() == base {
+            at_cap += 1;
+        }
         load[m].push(i);
         moves.push(Move {
             addr: addresses[i],
@@ -137,6 +156,25 @@ mod tests {
         let moves = plan(&a, &names(&["h0"]), &p);
         apply(&mut p, &a, &moves);
         assert_eq!(plan(&a, &[], &p), vec![]);
+    }
+
+    #[test]
+    fn whoever_holds_the_remainder_keeps_it() {
+        let a = addrs(1);
+        let mut p = Placement::default();
+        p.at.insert(0, "h1".into());
+        assert_eq!(
+            plan(&a, &names(&["h0", "h1"]), &p),
+            vec![],
+            "one address on h1 stays on h1"
+        );
+        let a = addrs(3);
+        let mut p = Placement::default();
+        for i in 0..3 {
+            p.at.insert(i, "h1".into());
+        }
+        let moves = plan(&a, &names(&["h0", "h1"]), &p);
+        assert_eq!(moves.len(), 1, "h1 keeps two, h0 gets one: {moves:?}");
     }
 
     #[test]

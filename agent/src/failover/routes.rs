@@ -1,0 +1,310 @@
+//! Outbound traffic of a group leaves only through its active members.
+//!
+//! Each group has a routing table (`TABLE_BASE` + the group's position in the group file). A
+//! policy rule sends everything sourced from a data address to that table, and the table routes
+//! the data addresses' subnets over all active members at once (one multipath route, replaced in
+//! one message whenever the active set changes). Replies from a data address therefore never
+//! leave through a failed member, whatever the main table's connected routes say; test addresses
+//! are not affected and stay on their own interface.
+
+use std::net::IpAddr;
+
+use crate::{
+    config::group_file::Prefix,
+    link::netlink::{NetlinkError, RouteSocket},
+};
+
+/// First routing table used for groups.
+pub const TABLE_BASE: u32 = 1000;
+/// Priority of the rules (before the main table's 32766).
+pub const RULE_PRIORITY: u32 = 1000;
+/// `rtm_protocol` of ipmpd's routes, so they can be told apart (`ip route show proto 187`).
+pub const RTPROT_IPMPD: u8 = 187;
+
+const NLMSG_HDRLEN: usize = 16;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_NEWRULE: u16 = 32;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const RTA_DST: u16 = 1;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+const RT_SCOPE_LINK: u8 = 253;
+const RTN_UNICAST: u8 = 1;
+const FRA_SRC: u16 = 2;
+const FRA_PRIORITY: u16 = 6;
+const FRA_TABLE: u16 = 15;
+const FR_ACT_TO_TBL: u8 = 1;
+
+/// What outbound failover needs from the kernel.
+pub trait RouteOps {
+    /// Makes `prefix` in `table` a multipath route over `ifindexes` (on-link).
+    ///
+    /// # Errors
+    /// The kernel's refusal.
+    fn set_multipath(
+        &mut self,
+        table: u32,
+        prefix: Prefix,
+        ifindexes: &[u32],
+    ) -> Result<(), NetlinkError>;
+    /// Ensures the rule "from `src` lookup `table`"; an existing one is fine.
+    ///
+    /// # Errors
+    /// The kernel's refusal.
+    fn ensure_rule(&mut self, src: IpAddr, table: u32) -> Result<(), NetlinkError>;
+}
+
+fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    out.extend(((4 + payload.len()) as u16).to_ne_bytes());
+    out.extend(kind.to_ne_bytes());
+    out.extend(payload);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+fn header(kind: u16, flags: u16, seq: u32) -> Vec<u8> {
+    let mut m = vec![0u8; NLMSG_HDRLEN];
+    m[4..6].copy_from_slice(&kind.to_ne_bytes());
+    m[6..8].copy_from_slice(&flags.to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    m
+}
+
+fn finish(mut m: Vec<u8>) -> Vec<u8> {
+    let len = m.len() as u32;
+    m[0..4].copy_from_slice(&len.to_ne_bytes());
+    m
+}
+
+fn family(a: IpAddr) -> u8 {
+    if a.is_ipv4() {
+        libc::AF_INET as u8
+    } else {
+        libc::AF_INET6 as u8
+    }
+}
+
+fn ip_bytes(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+/// The network of `p` (host bits cleared).
+#[must_use]
+pub fn network(p: Prefix) -> Prefix {
+    let addr = match p.addr {
+        IpAddr::V4(a) => {
+            let mask = if p.len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(p.len.min(32)))
+            };
+            IpAddr::from((u32::from(a) & mask).to_be_bytes())
+        }
+        IpAddr::V6(a) => {
+            let mask = if p.len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(p.len.min(128)))
+            };
+            IpAddr::from((u128::from(a) & mask).to_be_bytes())
+        }
+    };
+    Prefix { addr, len: p.len }
+}
+
+/// RTM_NEWROUTE (create or replace) of an on-link multipath route in `table`.
+#[must_use]
+pub fn multipath_request(seq: u32, table: u32, prefix: Prefix, ifindexes: &[u32]) -> Vec<u8> {
+    let mut m = header(
+        RTM_NEWROUTE,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        seq,
+    );
+    // rtmsg: family, dst_len, src_len, tos, table (in RTA_TABLE), protocol, scope, type, flags
+    m.extend([
+        family(prefix.addr),
+        prefix.len,
+        0,
+        0,
+        0,
+        RTPROT_IPMPD,
+        RT_SCOPE_LINK,
+        RTN_UNICAST,
+    ]);
+    m.extend(0u32.to_ne_bytes());
+    attr(&mut m, RTA_TABLE, &table.to_ne_bytes());
+    attr(&mut m, RTA_DST, &ip_bytes(network(prefix).addr));
+    let mut hops = Vec::new();
+    for &ifindex in ifindexes {
+        // rtnexthop: length, flags, hops (weight - 1), ifindex
+        hops.extend(8u16.to_ne_bytes());
+        hops.extend([0u8, 0u8]);
+        hops.extend(ifindex.to_ne_bytes());
+    }
+    attr(&mut m, RTA_MULTIPATH, &hops);
+    finish(m)
+}
+
+/// RTM_NEWRULE "from `src` lookup `table`" at [`RULE_PRIORITY`] (fails with EEXIST when present).
+#[must_use]
+pub fn rule_request(seq: u32, src: IpAddr, table: u32) -> Vec<u8> {
+    let mut m = header(
+        RTM_NEWRULE,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        seq,
+    );
+    let host = if src.is_ipv4() { 32 } else { 128 };
+    // fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags
+    m.extend([family(src), 0, host, 0, 0, 0, 0, FR_ACT_TO_TBL]);
+    m.extend(0u32.to_ne_bytes());
+    attr(&mut m, FRA_TABLE, &table.to_ne_bytes());
+    attr(&mut m, FRA_PRIORITY, &RULE_PRIORITY.to_ne_bytes());
+    attr(&mut m, FRA_SRC, &ip_bytes(src));
+    finish(m)
+}
+
+impl RouteOps for RouteSocket {
+    fn set_multipath(
+        &mut self,
+        table: u32,
+        prefix: Prefix,
+        ifindexes: &[u32],
+    ) -> Result<(), NetlinkError> {
+        let seq = self.next_seq();
+        self.request(&multipath_request(seq, table, prefix, ifindexes), |_, _| {})
+    }
+
+    fn ensure_rule(&mut self, src: IpAddr, table: u32) -> Result<(), NetlinkError> {
+        let seq = self.next_seq();
+        match self.request(&rule_request(seq, src, table), |_, _| {}) {
+            Err(NetlinkError::Refused(libc::EEXIST)) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Points a group's outbound traffic at its active members: a rule per data address and one
+/// multipath route per data-address subnet. With no active member nothing changes.
+///
+/// # Errors
+/// The first refusal of the kernel.
+pub fn steer(
+    ops: &mut dyn RouteOps,
+    table: u32,
+    data_addresses: &[Prefix],
+    active: &[u32],
+) -> Result<(), NetlinkError> {
+    if active.is_empty() {
+        return Ok(());
+    }
+    let mut nets: Vec<Prefix> = Vec::new();
+    for d in data_addresses {
+        ops.ensure_rule(d.addr, table)?;
+        let n = network(*d);
+        if !nets.contains(&n) {
+            nets.push(n);
+        }
+    }
+    for n in nets {
+        ops.set_multipath(table, n, active)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Fake(Vec<String>);
+
+    impl RouteOps for Fake {
+        fn set_multipath(
+            &mut self,
+            table: u32,
+            prefix: Prefix,
+            ifindexes: &[u32],
+        ) -> Result<(), NetlinkError> {
+            self.0.push(format!(
+                "route {}/{} table {table} via {ifindexes:?}",
+                prefix.addr, prefix.len
+            ));
+            Ok(())
+        }
+        fn ensure_rule(&mut self, src: IpAddr, table: u32) -> Result<(), NetlinkError> {
+            self.0.push(format!("rule from {src} table {table}"));
+            Ok(())
+        }
+    }
+
+    fn p(a: [u8; 4], len: u8) -> Prefix {
+        Prefix {
+            addr: a.into(),
+            len,
+        }
+    }
+
+    #[test]
+    fn one_rule_per_address_and_one_route_per_subnet() {
+        let mut f = Fake::default();
+        steer(
+            &mut f,
+            1000,
+            &[p([192, 0, 2, 100], 24), p([192, 0, 2, 101], 24)],
+            &[3, 4],
+        )
+        .unwrap();
+        assert_eq!(
+            f.0,
+            [
+                "rule from 192.0.2.100 table 1000",
+                "rule from 192.0.2.101 table 1000",
+                "route 192.0.2.0/24 table 1000 via [3, 4]",
+            ]
+        );
+        let mut f = Fake::default();
+        steer(&mut f, 1000, &[p([192, 0, 2, 100], 24)], &[]).unwrap();
+        assert!(f.0.is_empty(), "no active member: leave things as they are");
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(network(p([192, 0, 2, 100], 24)), p([192, 0, 2, 0], 24));
+        assert_eq!(network(p([192, 0, 2, 100], 0)), p([0, 0, 0, 0], 0));
+        let v6 = Prefix {
+            addr: "2001:db8::1:5".parse().unwrap(),
+            len: 64,
+        };
+        assert_eq!(network(v6).addr, "2001:db8::".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn messages_golden() {
+        #[rustfmt::skip]
+        assert_eq!(multipath_request(5, 1000, p([192, 0, 2, 100], 24), &[3, 4]), [
+            64, 0, 0, 0,  24, 0,  0x05, 0x05,  5, 0, 0, 0,  0, 0, 0, 0, // RTM_NEWROUTE, REQ|ACK|REPLACE|CREATE
+            2, 24, 0, 0, 0, 187, 253, 1,  0, 0, 0, 0,   // AF_INET /24, proto 187, scope link, unicast
+            8, 0, 15, 0,  0xe8, 0x03, 0, 0,             // RTA_TABLE 1000
+            8, 0, 1, 0,  192, 0, 2, 0,                  // RTA_DST 192.0.2.0
+            20, 0, 9, 0,                                // RTA_MULTIPATH
+              8, 0, 0, 0,  3, 0, 0, 0,                  //   dev 3
+              8, 0, 0, 0,  4, 0, 0, 0,                  //   dev 4
+        ]);
+        #[rustfmt::skip]
+        assert_eq!(rule_request(6, [192, 0, 2, 100].into(), 1000), [
+            52, 0, 0, 0,  32, 0,  0x05, 0x06,  6, 0, 0, 0,  0, 0, 0, 0, // RTM_NEWRULE, REQ|ACK|EXCL|CREATE
+            2, 0, 32, 0, 0, 0, 0, 1,  0, 0, 0, 0,       // AF_INET, src /32, action to table
+            8, 0, 15, 0,  0xe8, 0x03, 0, 0,             // FRA_TABLE 1000
+            8, 0, 6, 0,  0xe8, 0x03, 0, 0,              // FRA_PRIORITY 1000
+            8, 0, 2, 0,  192, 0, 2, 100,                // FRA_SRC
+        ]);
+    }
+}

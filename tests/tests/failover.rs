@@ -1,0 +1,139 @@
+//! Failover on Linux: the group's data address moves to a working member and the neighbours learn
+//! it at once from the announcements.
+
+use std::time::Duration;
+
+use tests::{
+    daemon::{RunConfig, wait_event},
+    topology::Lan,
+};
+
+fn mac_of(lan: &Lan, ifname: &str) -> String {
+    let link = lan.host().sh(&format!("ip -o link show {ifname}"));
+    link.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("an Ethernet address")
+        .to_owned()
+}
+
+fn holder(lan: &Lan) -> Option<String> {
+    ["h0", "h1"]
+        .into_iter()
+        .find(|i| {
+            lan.host()
+                .sh(&format!("ip -o addr show dev {i}"))
+                .contains("192.0.2.100/24")
+        })
+        .map(str::to_owned)
+}
+
+const GROUP: &str = "[group.g]\nfdt_ms = 300\ndata_addresses = [\"192.0.2.100/24\"]\n\n\
+    [interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
+    [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n";
+
+#[test]
+fn the_data_address_moves_on_silent_loss_and_carrier_loss_and_neighbours_follow() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("failover", GROUP, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    assert_eq!(
+        holder(&lan).as_deref(),
+        Some("h0"),
+        "placed on the first active member"
+    );
+    assert!(
+        lan.router().try_sh("ping -c 2 -i 0.2 -W 1 192.0.2.100"),
+        "the peer reaches the data address"
+    );
+    let neigh = |lan: &Lan| lan.router().sh("ip neigh show 192.0.2.100 dev r0");
+    assert!(neigh(&lan).contains(&mac_of(&lan, "h0")));
+    std::thread::sleep(Duration::from_millis(1200)); // past the neighbour entry's locktime
+
+    d.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    let moved = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("moved");
+    assert_eq!(
+        (
+            moved["params"]["from"].as_str(),
+            moved["params"]["to"].as_str()
+        ),
+        (Some("h0"), Some("h1"))
+    );
+    assert_eq!(
+        holder(&lan).as_deref(),
+        Some("h1"),
+        "added on h1 and removed from h0"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        neigh(&lan).contains(&mac_of(&lan, "h1")),
+        "the gratuitous ARP updated the peer: {}",
+        neigh(&lan)
+    );
+    assert!(
+        lan.router().try_sh("ping -c 2 -i 0.2 -W 1 192.0.2.100"),
+        "the flow resumes through h1"
+    );
+
+    lan.switch().undrop_all("sw-h0");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.repaired",
+        Some("h0"),
+    )
+    .expect("repaired");
+    d.seen.clear();
+    std::thread::sleep(Duration::from_millis(1200));
+    // A single address stays where it is after a repair: h1 holds its share (rebalancing needs two).
+    assert_eq!(holder(&lan).as_deref(), Some("h1"));
+
+    lan.switch().link_down("sw-h1");
+    let moved = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("moved back on carrier loss");
+    assert_eq!(moved["params"]["to"], "h0");
+    assert_eq!(holder(&lan).as_deref(), Some("h0"));
+}
+
+#[test]
+fn a_restart_moves_nothing() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("restart", GROUP, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    lan.host()
+        .sh("ip addr del 192.0.2.100/24 dev h0 && ip addr add 192.0.2.100/24 dev h1");
+    d.stop();
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("restarted");
+    let moved: Vec<serde_json::Value> = d
+        .drain()
+        .iter()
+        .filter(|v| v["event"] == "ipmultipath.address.moved")
+        .cloned()
+        .collect();
+    assert!(moved.is_empty(), "adopted where it was: {moved:?}");
+    assert_eq!(holder(&lan).as_deref(), Some("h1"));
+}
