@@ -137,3 +137,40 @@ fn a_restart_moves_nothing() {
     assert!(moved.is_empty(), "adopted where it was: {moved:?}");
     assert_eq!(holder(&lan).as_deref(), Some("h1"));
 }
+
+#[test]
+fn arp_flux_settings_are_set_on_members_and_restored_on_a_clean_stop() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let get = |key: &str| {
+        lan.host()
+            .sh(&format!("cat /proc/sys/net/ipv4/conf/h0/{key}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        (get("arp_ignore"), get("arp_announce")),
+        ("0".into(), "0".into())
+    );
+    let cfg = RunConfig::new("arpflux", GROUP, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    assert_eq!(
+        (get("arp_ignore"), get("arp_announce")),
+        ("1".into(), "2".into())
+    );
+    d.stop();
+    assert_eq!(
+        (get("arp_ignore"), get("arp_announce")),
+        ("0".into(), "0".into()),
+        "restored"
+    );
+    assert_eq!(
+        holder(&lan).as_deref(),
+        Some("h0"),
+        "the data address stays after a stop"
+    );
+}

@@ -33,6 +33,7 @@ use crate::{
     failover::{
         announce::announce,
         apply::execute,
+        arp_flux::ArpFlux,
         plan::{Placement, plan},
         routes::{TABLE_BASE, steer},
     },
@@ -233,7 +234,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         placement: HashMap::new(),
         announcements: Vec::new(),
         ready: false,
+        arp_flux: ArpFlux::default(),
     };
+    for t in &daemon.tracked {
+        let named = members
+            .iter()
+            .any(|(spec, i)| *i == t.ifindex && !spec.group.is_empty());
+        if named && let Err(e) = daemon.arp_flux.apply(&t.ifname) {
+            tracing::warn!(ifname = t.ifname, error = %e, "cannot set arp_ignore/arp_announce");
+        }
+    }
     // Data addresses already on a member stay there: a restart moves nothing.
     daemon.adopt_data_addresses(&own);
     for (spec, ifindex) in &members {
@@ -378,6 +388,8 @@ struct Daemon {
     announcements: Vec<Announcement>,
     /// Setup is complete: every member is known.
     ready: bool,
+    /// ARP sysctls changed on group members, restored on a clean stop.
+    arp_flux: ArpFlux,
 }
 
 /// One gratuitous ARP / unsolicited NA to send at `due_ns`.
@@ -434,6 +446,9 @@ impl Daemon {
                         self.reload(args);
                     } else {
                         self.rep.stopping(sig);
+                        // Addresses and routes stay as they are for the next start to adopt;
+                        // the ARP settings go back to what they were.
+                        self.arp_flux.restore();
                         return Ok(());
                     }
                 }
@@ -818,6 +833,8 @@ impl Daemon {
             return;
         }
         self.rep.reloading();
+        // The new process sets them again and must find the administrator's values.
+        self.arp_flux.restore();
         let exe = std::fs::read_link("/proc/self/exe")
             .unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
         let args: Vec<String> = std::env::args().skip(1).collect();

@@ -4,5 +4,6 @@
 
 pub mod announce;
 pub mod apply;
+pub mod arp_flux;
 pub mod plan;
 pub mod routes;

@@ -1,0 +1,46 @@
+//! ARP flux: by default Linux answers ARP for any local address on any interface, so with several
+//! members on one subnet a neighbour can learn a data address on the wrong (even a failed)
+//! member. On every group member ipmpd sets `arp_ignore=1` (answer only for addresses on the
+//! receiving interface) and `arp_announce=2` (use the best local source address in requests),
+//! and puts the old values back when it stops cleanly.
+
+use std::{io, path::PathBuf};
+
+/// The settings ipmpd changes, with the values it sets.
+const SETTINGS: [(&str, &str); 2] = [("arp_ignore", "1"), ("arp_announce", "2")];
+
+fn path(ifname: &str, key: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/sys/net/ipv4/conf/{ifname}/{key}"))
+}
+
+/// Old values to put back.
+#[derive(Debug, Default)]
+pub struct ArpFlux {
+    saved: Vec<(PathBuf, String)>,
+}
+
+impl ArpFlux {
+    /// Sets the two sysctls on `ifname` (in the caller's network namespace), remembering the old
+    /// values.
+    ///
+    /// # Errors
+    /// When a sysctl cannot be read or written (no IPv4 on the interface, no privilege).
+    pub fn apply(&mut self, ifname: &str) -> io::Result<()> {
+        for (key, value) in SETTINGS {
+            let p = path(ifname, key);
+            let old = std::fs::read_to_string(&p)?.trim().to_owned();
+            if old != value {
+                std::fs::write(&p, value)?;
+                self.saved.push((p, old));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the old values back (interfaces that disappeared are skipped).
+    pub fn restore(&mut self) {
+        for (p, old) in self.saved.drain(..).rev() {
+            let _ = std::fs::write(p, old);
+        }
+    }
+}
