@@ -174,3 +174,27 @@ fn arp_flux_settings_are_set_on_members_and_restored_on_a_clean_stop() {
         "the data address stays after a stop"
     );
 }
+
+#[test]
+fn the_groups_routes_use_only_active_members() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.router().sh("ip addr add 198.51.100.1/32 dev lo");
+    let group = GROUP.replace("data_addresses", "routes = [\"198.51.100.0/24 via 192.0.2.1\"]\ndata_addresses");
+    let cfg = RunConfig::new("routes-mp", &group, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    let route = |lan: &Lan| lan.host().sh("ip route show 198.51.100.0/24");
+    let r = route(&lan);
+    assert!(r.contains("dev h0") && r.contains("dev h1") && r.contains("via 192.0.2.1"), "multipath over both members: {r}");
+    assert!(lan.host().try_sh("ping -c 2 -i 0.2 -W 1 198.51.100.1"));
+    d.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    wait_event(&mut d, Duration::from_secs(5), "ipmultipath.interface.failed", Some("h0")).expect("h0 failed");
+    std::thread::sleep(Duration::from_millis(100));
+    let r = route(&lan);
+    assert!(r.contains("dev h1") && !r.contains("dev h0"), "only the active member is left: {r}");
+    assert!(lan.host().try_sh("ping -c 3 -i 0.2 -W 1 198.51.100.1"), "traffic to the group's route flows through h1");
+}

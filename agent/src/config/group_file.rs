@@ -7,7 +7,7 @@
 //! data_addresses = ["192.0.2.100/24"]  # moved between active members (failover)
 //! announcements = 3                    # gratuitous ARPs / unsolicited NAs after a move
 //! announce_interval_ms = 100
-//! routes = ["198.51.100.0/24"]         # kept on the active members
+//! routes = ["198.51.100.0/24 via 192.0.2.1"]  # over the active members (multipath)
 //!
 //! [interface.eth0]
 //! group = "uplinks"
@@ -70,13 +70,38 @@ pub struct Prefix {
     pub len: u8,
 }
 
+/// A route kept on a group's active members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteConfig {
+    pub dst: Prefix,
+    /// Next hop; none for an on-link route.
+    pub via: Option<IpAddr>,
+}
+
+/// `PREFIX` or `PREFIX via GATEWAY` (same family).
+#[must_use]
+pub fn parse_route(s: &str) -> Option<RouteConfig> {
+    let mut words = s.split_whitespace();
+    let dst = parse_prefix(words.next()?)?;
+    let via = match (words.next(), words.next(), words.next()) {
+        (None, _, _) => None,
+        (Some("via"), Some(gw), None) => Some(
+            gw.parse::<IpAddr>()
+                .ok()
+                .filter(|g| g.is_ipv4() == dst.addr.is_ipv4())?,
+        ),
+        _ => return None,
+    };
+    Some(RouteConfig { dst, via })
+}
+
 /// A group as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupConfig {
     pub name: String,
     pub fdt_ms: Option<u64>,
     pub data_addresses: Vec<Prefix>,
-    pub routes: Vec<Prefix>,
+    pub routes: Vec<RouteConfig>,
     /// Gratuitous ARPs / unsolicited NAs sent after a data address moves (default 3).
     pub announcements: u32,
     /// Spacing of those announcements (default 100 ms).
@@ -182,7 +207,22 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
                 .collect()
         };
         let data_addresses = prefixes(&g.get_ref().data_addresses, "data address");
-        let routes = prefixes(&g.get_ref().routes, "route");
+        let routes = g
+            .get_ref()
+            .routes
+            .iter()
+            .filter_map(|s| {
+                let r = parse_route(s.get_ref());
+                if r.is_none() {
+                    problem(
+                        &s.span(),
+                        format!("group {name}: route {:?} is not PREFIX or PREFIX via GATEWAY", s.get_ref()),
+                        "write it as 198.51.100.0/24 via 192.0.2.1 (the gateway on the members' subnet)",
+                    );
+                }
+                r
+            })
+            .collect();
         out.groups.push(GroupConfig {
             name: name.clone(),
             fdt_ms,
@@ -295,7 +335,7 @@ mod tests {
 [group.uplinks]
 fdt_ms = 100
 data_addresses = ["192.0.2.100/24"]
-routes = ["198.51.100.0/24"]
+routes = ["198.51.100.0/24 via 192.0.2.1"]
 
 [interface.eth0]
 group = "uplinks"
@@ -345,6 +385,20 @@ test_addresses = ["192.0.2.11"]
         let (_, p) = parse("[group.g]\nfailback = true\n");
         assert!(p[0].message.contains("unknown field"), "{p:?}");
         assert_eq!(p[0].line, 2);
+    }
+
+    #[test]
+    fn routes() {
+        let r = parse_route("198.51.100.0/24 via 192.0.2.1").unwrap();
+        assert_eq!((r.dst.len, r.via), (24, Some([192, 0, 2, 1].into())));
+        assert_eq!(parse_route("198.51.100.0/24").unwrap().via, None);
+        assert_eq!(
+            parse_route("198.51.100.0/24 via 2001:db8::1"),
+            None,
+            "families differ"
+        );
+        assert_eq!(parse_route("198.51.100.0/24 dev eth0"), None);
+        assert_eq!(parse_route("198.51.100.0/24 via 192.0.2.1 extra"), None);
     }
 
     #[test]

@@ -678,7 +678,7 @@ impl Daemon {
         let views = self.engine.interfaces();
         let now = monotonic_ns();
         for (gi, g) in self.groups.iter().enumerate() {
-            if g.data_addresses.is_empty() {
+            if g.data_addresses.is_empty() && g.routes.is_empty() {
                 continue;
             }
             // Active members in the group file's order: placement is deterministic.
@@ -703,6 +703,7 @@ impl Daemon {
                 &mut self.routes,
                 TABLE_BASE + gi as u32,
                 &g.data_addresses,
+                &g.routes,
                 &active_idx,
             ) {
                 self.rep.catalogue(

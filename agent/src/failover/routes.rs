@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use crate::{
-    config::group_file::Prefix,
+    config::group_file::{Prefix, RouteConfig},
     link::netlink::{NetlinkError, RouteSocket},
 };
 
@@ -33,6 +33,10 @@ const RTA_DST: u16 = 1;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 const RT_SCOPE_LINK: u8 = 253;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RTA_GATEWAY: u16 = 5;
+/// The main routing table, where a group's configured routes go.
+pub const RT_TABLE_MAIN: u32 = 254;
 const RTN_UNICAST: u8 = 1;
 const FRA_SRC: u16 = 2;
 const FRA_PRIORITY: u16 = 6;
@@ -41,7 +45,8 @@ const FR_ACT_TO_TBL: u8 = 1;
 
 /// What outbound failover needs from the kernel.
 pub trait RouteOps {
-    /// Makes `prefix` in `table` a multipath route over `ifindexes` (on-link).
+    /// Makes `prefix` in `table` a multipath route over `ifindexes`, through `via` when given
+    /// (on-link otherwise).
     ///
     /// # Errors
     /// The kernel's refusal.
@@ -49,6 +54,7 @@ pub trait RouteOps {
         &mut self,
         table: u32,
         prefix: Prefix,
+        via: Option<IpAddr>,
         ifindexes: &[u32],
     ) -> Result<(), NetlinkError>;
     /// Ensures the rule "from `src` lookup `table`"; an existing one is fine.
@@ -120,14 +126,26 @@ pub fn network(p: Prefix) -> Prefix {
     Prefix { addr, len: p.len }
 }
 
-/// RTM_NEWROUTE (create or replace) of an on-link multipath route in `table`.
+/// RTM_NEWROUTE (create or replace) of a multipath route in `table`: one next hop per interface,
+/// through `via` when given, on-link otherwise.
 #[must_use]
-pub fn multipath_request(seq: u32, table: u32, prefix: Prefix, ifindexes: &[u32]) -> Vec<u8> {
+pub fn multipath_request(
+    seq: u32,
+    table: u32,
+    prefix: Prefix,
+    via: Option<IpAddr>,
+    ifindexes: &[u32],
+) -> Vec<u8> {
     let mut m = header(
         RTM_NEWROUTE,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
         seq,
     );
+    let scope = if via.is_some() {
+        RT_SCOPE_UNIVERSE
+    } else {
+        RT_SCOPE_LINK
+    };
     // rtmsg: family, dst_len, src_len, tos, table (in RTA_TABLE), protocol, scope, type, flags
     m.extend([
         family(prefix.addr),
@@ -136,7 +154,7 @@ pub fn multipath_request(seq: u32, table: u32, prefix: Prefix, ifindexes: &[u32]
         0,
         0,
         RTPROT_IPMPD,
-        RT_SCOPE_LINK,
+        scope,
         RTN_UNICAST,
     ]);
     m.extend(0u32.to_ne_bytes());
@@ -144,10 +162,15 @@ pub fn multipath_request(seq: u32, table: u32, prefix: Prefix, ifindexes: &[u32]
     attr(&mut m, RTA_DST, &ip_bytes(network(prefix).addr));
     let mut hops = Vec::new();
     for &ifindex in ifindexes {
-        // rtnexthop: length, flags, hops (weight - 1), ifindex
-        hops.extend(8u16.to_ne_bytes());
+        let mut gw = Vec::new();
+        if let Some(v) = via {
+            attr(&mut gw, RTA_GATEWAY, &ip_bytes(v));
+        }
+        // rtnexthop: length, flags, hops (weight - 1), ifindex, then its attributes
+        hops.extend(((8 + gw.len()) as u16).to_ne_bytes());
         hops.extend([0u8, 0u8]);
         hops.extend(ifindex.to_ne_bytes());
+        hops.extend(gw);
     }
     attr(&mut m, RTA_MULTIPATH, &hops);
     finish(m)
@@ -176,10 +199,14 @@ impl RouteOps for RouteSocket {
         &mut self,
         table: u32,
         prefix: Prefix,
+        via: Option<IpAddr>,
         ifindexes: &[u32],
     ) -> Result<(), NetlinkError> {
         let seq = self.next_seq();
-        self.request(&multipath_request(seq, table, prefix, ifindexes), |_, _| {})
+        self.request(
+            &multipath_request(seq, table, prefix, via, ifindexes),
+            |_, _| {},
+        )
     }
 
     fn ensure_rule(&mut self, src: IpAddr, table: u32) -> Result<(), NetlinkError> {
@@ -192,7 +219,9 @@ impl RouteOps for RouteSocket {
 }
 
 /// Points a group's outbound traffic at its active members: a rule per data address and one
-/// multipath route per data-address subnet. With no active member nothing changes.
+/// multipath route per data-address subnet in the group's table, and the group's configured
+/// routes in the main table over the active members. Each route is replaced in one message. With
+/// no active member nothing changes.
 ///
 /// # Errors
 /// The first refusal of the kernel.
@@ -200,6 +229,7 @@ pub fn steer(
     ops: &mut dyn RouteOps,
     table: u32,
     data_addresses: &[Prefix],
+    routes: &[RouteConfig],
     active: &[u32],
 ) -> Result<(), NetlinkError> {
     if active.is_empty() {
@@ -214,7 +244,10 @@ pub fn steer(
         }
     }
     for n in nets {
-        ops.set_multipath(table, n, active)?;
+        ops.set_multipath(table, n, None, active)?;
+    }
+    for r in routes {
+        ops.set_multipath(RT_TABLE_MAIN, network(r.dst), r.via, active)?;
     }
     Ok(())
 }
@@ -231,10 +264,12 @@ mod tests {
             &mut self,
             table: u32,
             prefix: Prefix,
+            via: Option<IpAddr>,
             ifindexes: &[u32],
         ) -> Result<(), NetlinkError> {
+            let gw = via.map_or_else(String::new, |v| format!(" gw {v}"));
             self.0.push(format!(
-                "route {}/{} table {table} via {ifindexes:?}",
+                "route {}/{} table {table}{gw} via {ifindexes:?}",
                 prefix.addr, prefix.len
             ));
             Ok(())
@@ -253,12 +288,17 @@ mod tests {
     }
 
     #[test]
-    fn one_rule_per_address_and_one_route_per_subnet() {
+    fn one_rule_per_address_one_route_per_subnet_and_the_groups_routes() {
         let mut f = Fake::default();
+        let route = RouteConfig {
+            dst: p([198, 51, 100, 0], 24),
+            via: Some([192, 0, 2, 1].into()),
+        };
         steer(
             &mut f,
             1000,
             &[p([192, 0, 2, 100], 24), p([192, 0, 2, 101], 24)],
+            &[route],
             &[3, 4],
         )
         .unwrap();
@@ -268,10 +308,11 @@ mod tests {
                 "rule from 192.0.2.100 table 1000",
                 "rule from 192.0.2.101 table 1000",
                 "route 192.0.2.0/24 table 1000 via [3, 4]",
+                "route 198.51.100.0/24 table 254 gw 192.0.2.1 via [3, 4]",
             ]
         );
         let mut f = Fake::default();
-        steer(&mut f, 1000, &[p([192, 0, 2, 100], 24)], &[]).unwrap();
+        steer(&mut f, 1000, &[p([192, 0, 2, 100], 24)], &[route], &[]).unwrap();
         assert!(f.0.is_empty(), "no active member: leave things as they are");
     }
 
@@ -289,7 +330,7 @@ mod tests {
     #[test]
     fn messages_golden() {
         #[rustfmt::skip]
-        assert_eq!(multipath_request(5, 1000, p([192, 0, 2, 100], 24), &[3, 4]), [
+        assert_eq!(multipath_request(5, 1000, p([192, 0, 2, 100], 24), None, &[3, 4]), [
             64, 0, 0, 0,  24, 0,  0x05, 0x05,  5, 0, 0, 0,  0, 0, 0, 0, // RTM_NEWROUTE, REQ|ACK|REPLACE|CREATE
             2, 24, 0, 0, 0, 187, 253, 1,  0, 0, 0, 0,   // AF_INET /24, proto 187, scope link, unicast
             8, 0, 15, 0,  0xe8, 0x03, 0, 0,             // RTA_TABLE 1000
@@ -306,5 +347,23 @@ mod tests {
             8, 0, 6, 0,  0xe8, 0x03, 0, 0,              // FRA_PRIORITY 1000
             8, 0, 2, 0,  192, 0, 2, 100,                // FRA_SRC
         ]);
+    }
+
+    #[test]
+    fn next_hops_with_a_gateway() {
+        let m = multipath_request(
+            1,
+            254,
+            p([198, 51, 100, 0], 24),
+            Some([192, 0, 2, 1].into()),
+            &[3],
+        );
+        #[rustfmt::skip]
+        assert_eq!(&m[m.len() - 20..], &[
+            20, 0, 9, 0,                       // RTA_MULTIPATH
+            16, 0, 0, 0, 3, 0, 0, 0,           //   rtnexthop dev 3, 16 bytes with its attribute
+            8, 0, 5, 0, 192, 0, 2, 1,          //   RTA_GATEWAY 192.0.2.1
+        ]);
+        assert_eq!(m[16 + 6], 0, "scope universe for a route through a gateway");
     }
 }
