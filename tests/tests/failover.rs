@@ -182,19 +182,71 @@ fn the_groups_routes_use_only_active_members() {
     }
     let lan = Lan::new(true, false);
     lan.router().sh("ip addr add 198.51.100.1/32 dev lo");
-    let group = GROUP.replace("data_addresses", "routes = [\"198.51.100.0/24 via 192.0.2.1\"]\ndata_addresses");
+    let group = GROUP.replace(
+        "data_addresses",
+        "routes = [\"198.51.100.0/24 via 192.0.2.1\"]\ndata_addresses",
+    );
     let cfg = RunConfig::new("routes-mp", &group, None);
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
     let route = |lan: &Lan| lan.host().sh("ip route show 198.51.100.0/24");
     let r = route(&lan);
-    assert!(r.contains("dev h0") && r.contains("dev h1") && r.contains("via 192.0.2.1"), "multipath over both members: {r}");
+    assert!(
+        r.contains("dev h0") && r.contains("dev h1") && r.contains("via 192.0.2.1"),
+        "multipath over both members: {r}"
+    );
     assert!(lan.host().try_sh("ping -c 2 -i 0.2 -W 1 198.51.100.1"));
     d.seen.clear();
     lan.switch().drop_all("sw-h0");
-    wait_event(&mut d, Duration::from_secs(5), "ipmultipath.interface.failed", Some("h0")).expect("h0 failed");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("h0 failed");
     std::thread::sleep(Duration::from_millis(100));
     let r = route(&lan);
-    assert!(r.contains("dev h1") && !r.contains("dev h0"), "only the active member is left: {r}");
-    assert!(lan.host().try_sh("ping -c 3 -i 0.2 -W 1 198.51.100.1"), "traffic to the group's route flows through h1");
+    assert!(
+        r.contains("dev h1") && !r.contains("dev h0"),
+        "only the active member is left: {r}"
+    );
+    assert!(
+        lan.host().try_sh("ping -c 3 -i 0.2 -W 1 198.51.100.1"),
+        "traffic to the group's route flows through h1"
+    );
+}
+
+#[test]
+fn sigkill_and_restart_move_nothing_and_drop_no_packet_of_a_steady_flow() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("sigkill", GROUP, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    assert!(lan.router().try_sh("ping -c 1 -W 1 192.0.2.100"));
+    // 400 packets, one every 10 ms, from the peer to the data address.
+    let flow = std::process::Command::new("nsenter")
+        .args([format!("--net={}", lan.router().path()), "ping".into(), "-q".into(), "-c".into(), "400".into(), "-i".into(), "0.01".into(), "-W".into(), "1".into(), "192.0.2.100".into()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    d.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(lan.host().sh("ip link show h0").contains("xdp"), "the pinned XDP link outlives the killed daemon");
+    let mut d2 = cfg.spawn(lan.host());
+    d2.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("restarted");
+    let out = flow.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains(" 0% packet loss"), "no packet lost across the restart: {summary}");
+    assert!(d2.drain().iter().all(|v| v["event"] != "ipmultipath.address.moved"), "nothing moved");
+    assert_eq!(holder(&lan).as_deref(), Some("h0"));
+    // The restarted daemon still detects failures through the adopted datapath.
+    d2.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    wait_event(&mut d2, Duration::from_secs(5), "ipmultipath.interface.failed", Some("h0")).expect("adopted datapath works");
 }

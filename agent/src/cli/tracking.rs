@@ -44,6 +44,7 @@ impl Tracking {
         let mut datapath = Datapath::load(&DatapathOptions {
             instance: Some(instance),
             no_kernel_hook: false,
+            reset: true,
         })
         .context("cannot load ipmpd's kernel programs")?;
         let mut names = HashMap::new();

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Print events and decisions as JSON lines on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Start from scratch: detach the programs and drop the maps a previous ipmpd pinned, instead
+    /// of adopting them (which disturbs no packet).
+    #[arg(long)]
+    pub reset: bool,
 }
 
 /// One tracked interface.
@@ -105,6 +109,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut datapath = Datapath::load(&DatapathOptions {
         instance: args.instance.clone(),
         no_kernel_hook: false,
+        reset: args.reset,
     })
     .context("cannot load ipmpd's kernel programs")?;
     if let LinkSource::Poll { reason } = datapath.link_source() {

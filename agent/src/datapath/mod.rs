@@ -2,6 +2,7 @@
 //! pin maps and links under `/sys/fs/bpf/ipmpd/[INSTANCE/]`, and give the rest of the agent typed
 //! access to the ring buffer, the counters and the link-state map.
 
+pub mod attach;
 pub mod bpffs;
 pub mod btf_offsets;
 
@@ -17,7 +18,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{
-        FEntry, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        FEntry, ProgramError, SchedClassifier, Xdp,
         links::{FdLink, PinnedLink},
     },
 };
@@ -85,6 +86,8 @@ pub struct DatapathOptions {
     pub instance: Option<String>,
     /// Skip the fentry attempt (tests, or kernels known to refuse it).
     pub no_kernel_hook: bool,
+    /// Start from scratch: drop pins a previous agent left instead of adopting them.
+    pub reset: bool,
 }
 
 struct Attachment {
@@ -135,17 +138,30 @@ impl Datapath {
     pub fn load(options: &DatapathOptions) -> Result<Self, DatapathError> {
         bpffs::ensure_mounted()?;
         let pin_dir = pin_dir(options.instance.as_deref());
-        remove_pins(&pin_dir).map_err(|source| DatapathError::PinDir {
-            path: pin_dir.clone(),
-            source,
-        })?;
+        if options.reset {
+            remove_pins(&pin_dir).map_err(|source| DatapathError::PinDir {
+                path: pin_dir.clone(),
+                source,
+            })?;
+        }
         std::fs::create_dir_all(pin_dir.join("links")).map_err(|source| DatapathError::PinDir {
             path: pin_dir.clone(),
             source,
         })?;
 
-        // Whatever fails from here on leaves no pins behind.
-        Self::load_pinned(options, pin_dir.clone()).inspect_err(|_| {
+        let first = Self::load_pinned(options, pin_dir.clone());
+        let result = match first {
+            // Pins from an incompatible build: start from scratch rather than not at all.
+            Err(e) if !options.reset => {
+                tracing::warn!(error = %e, "cannot adopt the pinned maps; starting from scratch");
+                let _ = remove_pins(&pin_dir);
+                let _ = std::fs::create_dir_all(pin_dir.join("links"));
+                Self::load_pinned(options, pin_dir.clone())
+            }
+            other => other,
+        };
+        // Whatever failed leaves no pins behind.
+        result.inspect_err(|_| {
             let _ = remove_pins(&pin_dir);
         })
     }
@@ -162,7 +178,20 @@ impl Datapath {
                 net_ns_inum: 0,
             });
         let inum = netns_inum();
-        let mut ebpf = EbpfLoader::new()
+        let map_pins: Vec<(&'static str, PathBuf)> = [
+            names::PROBE_REPLIES,
+            names::IFACE_COUNTERS,
+            names::LINK_STATE,
+        ]
+        .into_iter()
+        .map(|m| (m, pin_dir.join(m)))
+        .collect();
+        let mut loader = EbpfLoader::new();
+        // Maps already pinned (by a previous agent) are reused, others created and pinned.
+        for (name, path) in &map_pins {
+            loader.map_pin_path(*name, path.as_path());
+        }
+        let mut ebpf = loader
             .override_global("NETDEV_IFINDEX_OFF", &o.netdev_ifindex, true)
             .override_global("NETDEV_ND_NET_OFF", &o.netdev_nd_net, true)
             .override_global("NET_NS_INUM_OFF", &o.net_ns_inum, true)
@@ -180,21 +209,6 @@ impl Datapath {
             program: names::TC_PROBE_STAMP,
             source,
         })?;
-
-        for map in [
-            names::PROBE_REPLIES,
-            names::IFACE_COUNTERS,
-            names::LINK_STATE,
-        ] {
-            let path = pin_dir.join(map);
-            ebpf.map(map)
-                .ok_or(DatapathError::Missing(map))?
-                .pin(&path)
-                .map_err(|e| DatapathError::Pin {
-                    path,
-                    reason: e.to_string(),
-                })?;
-        }
 
         let (link_source, hook_links) = match (&offsets, options.no_kernel_hook) {
             (_, true) => (
@@ -260,77 +274,43 @@ impl Datapath {
                     }),
                 },
             )?;
-            counters
-                .insert(ifindex, zero, 0)
-                .map_err(|source| DatapathError::Map {
-                    map: names::IFACE_COUNTERS,
-                    source,
-                })?;
+            // An adopted map keeps the counters of a previous agent.
+            if counters.get(&ifindex, 0).is_err() {
+                counters
+                    .insert(ifindex, zero, 0)
+                    .map_err(|source| DatapathError::Map {
+                        map: names::IFACE_COUNTERS,
+                        source,
+                    })?;
+            }
             let mut links: HashMap<&mut MapData, u32, LinkState> =
                 map_typed(&mut self.ebpf, names::LINK_STATE)?;
-            links
-                .insert(ifindex, LinkState::default(), 0)
-                .map_err(|source| DatapathError::Map {
-                    map: names::LINK_STATE,
-                    source,
-                })?;
+            if links.get(&ifindex, 0).is_err() {
+                links
+                    .insert(ifindex, LinkState::default(), 0)
+                    .map_err(|source| DatapathError::Map {
+                        map: names::LINK_STATE,
+                        source,
+                    })?;
+            }
         }
-        let xdp: &mut Xdp = program(&mut self.ebpf, names::XDP_PROBE_REPLY)?;
-        let id = xdp
-            .attach_to_if_index(ifindex, XdpMode::Default)
-            .map_err(|source| DatapathError::Attach {
-                program: names::XDP_PROBE_REPLY,
-                ifname: ifname.into(),
-                source,
-            })?;
-        let link = xdp.take_link(id).map_err(|source| DatapathError::Attach {
-            program: names::XDP_PROBE_REPLY,
-            ifname: ifname.into(),
-            source,
-        })?;
-        self.pin_link(
-            FdLink::try_from(link).map_err(|e| DatapathError::Pin {
-                path: self.pin_dir.clone(),
-                reason: e.to_string(),
-            })?,
-            &format!("xdp-{ifname}"),
+        let links = self.pin_dir.join("links");
+        attach::xdp(
+            &mut self.ebpf,
+            ifindex,
+            ifname,
+            &links.join(format!("xdp-{ifname}")),
         )?;
-        let tc: &mut SchedClassifier = program(&mut self.ebpf, names::TC_PROBE_STAMP)?;
-        let id =
-            tc.attach(ifname, TcAttachType::Egress)
-                .map_err(|source| DatapathError::Attach {
-                    program: names::TC_PROBE_STAMP,
-                    ifname: ifname.into(),
-                    source,
-                })?;
-        let link = tc.take_link(id).map_err(|source| DatapathError::Attach {
-            program: names::TC_PROBE_STAMP,
-            ifname: ifname.into(),
-            source,
-        })?;
-        self.pin_link(
-            FdLink::try_from(link).map_err(|e| DatapathError::Pin {
-                path: self.pin_dir.clone(),
-                reason: e.to_string(),
-            })?,
-            &format!("tc-egress-{ifname}"),
+        attach::tc_egress(
+            &mut self.ebpf,
+            ifname,
+            &links.join(format!("tc-egress-{ifname}")),
         )?;
         self.attachments.push(Attachment {
             ifindex,
             ifname: ifname.into(),
         });
         Ok(ifindex)
-    }
-
-    fn pin_link(&self, link: FdLink, name: &str) -> Result<(), DatapathError> {
-        let path = self.pin_dir.join("links").join(name);
-        let pinned: PinnedLink = link.pin(&path).map_err(|e| DatapathError::Pin {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        // The pin keeps the link (and the attachment) alive; the descriptor is not needed.
-        drop(pinned);
-        Ok(())
     }
 
     /// Tracked interfaces as (ifindex, name).
