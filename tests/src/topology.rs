@@ -262,15 +262,21 @@ impl Lan {
     }
 }
 
-fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> (u64, u64) {
+/// Moves the calling thread into the network namespace at `path` (`/run/netns/NAME`). Only this
+/// thread changes namespace; use it from a thread of its own.
+pub fn enter_netns(path: &str) {
     use std::os::fd::AsRawFd as _;
     let ns = std::fs::File::open(path).expect("namespace file");
-    // SAFETY: setns on a namespace fd; it changes only this (short-lived) thread's namespace.
+    // SAFETY: setns on a namespace fd; it changes only the calling thread's namespace.
     assert_eq!(
         unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
         0,
         "setns {path}"
     );
+}
+
+fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> (u64, u64) {
+    enter_netns(path);
     // SAFETY: a plain datagram socket for interface ioctls.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     assert!(sock >= 0);

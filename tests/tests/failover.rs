@@ -226,27 +226,57 @@ fn sigkill_and_restart_move_nothing_and_drop_no_packet_of_a_steady_flow() {
     let lan = Lan::new(true, false);
     let cfg = RunConfig::new("sigkill", GROUP, None);
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
     assert!(lan.router().try_sh("ping -c 1 -W 1 192.0.2.100"));
     // 400 packets, one every 10 ms, from the peer to the data address.
     let flow = std::process::Command::new("nsenter")
-        .args([format!("--net={}", lan.router().path()), "ping".into(), "-q".into(), "-c".into(), "400".into(), "-i".into(), "0.01".into(), "-W".into(), "1".into(), "192.0.2.100".into()])
+        .args([
+            format!("--net={}", lan.router().path()),
+            "ping".into(),
+            "-q".into(),
+            "-c".into(),
+            "400".into(),
+            "-i".into(),
+            "0.01".into(),
+            "-W".into(),
+            "1".into(),
+            "192.0.2.100".into(),
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     d.signal(libc::SIGKILL);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(lan.host().sh("ip link show h0").contains("xdp"), "the pinned XDP link outlives the killed daemon");
+    assert!(
+        lan.host().sh("ip link show h0").contains("xdp"),
+        "the pinned XDP link outlives the killed daemon"
+    );
     let mut d2 = cfg.spawn(lan.host());
-    d2.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("restarted");
+    d2.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("restarted");
     let out = flow.wait_with_output().unwrap();
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(summary.contains(" 0% packet loss"), "no packet lost across the restart: {summary}");
-    assert!(d2.drain().iter().all(|v| v["event"] != "ipmultipath.address.moved"), "nothing moved");
+    assert!(
+        summary.contains(" 0% packet loss"),
+        "no packet lost across the restart: {summary}"
+    );
+    assert!(
+        d2.drain()
+            .iter()
+            .all(|v| v["event"] != "ipmultipath.address.moved"),
+        "nothing moved"
+    );
     assert_eq!(holder(&lan).as_deref(), Some("h0"));
     // The restarted daemon still detects failures through the adopted datapath.
     d2.seen.clear();
     lan.switch().drop_all("sw-h0");
-    wait_event(&mut d2, Duration::from_secs(5), "ipmultipath.interface.failed", Some("h0")).expect("adopted datapath works");
+    wait_event(
+        &mut d2,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("adopted datapath works");
 }

@@ -29,6 +29,10 @@ pub struct BenchArgs {
     /// Length of the loaded idle run that counts false failures, in seconds.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
+    /// Run one section only (datapath, rtt, carrier, poll, detection, load, outage) and print it;
+    /// BENCHMARKS.md is written only by a full run.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -68,6 +72,29 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "Percentiles are nearest-rank. The machine is shared and noisy: compare ratios within this run.\n"
     )?;
 
+    if let Some(section) = &args.only {
+        let p99 = |v: &[f64]| {
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                stats(v.to_vec()).2
+            }
+        };
+        let out = match section.as_str() {
+            "datapath" => datapath_cost()?,
+            "rtt" => rtt_precision(args.probes)?,
+            "carrier" => carrier_detection(args.faults)?,
+            "poll" => poll_cost()?,
+            "detection" => daemon_detection(args.faults)?,
+            "load" => false_failures(args.idle_secs)?,
+            "outage" => crate::bench_failover::outage(args.faults, row, p99)?,
+            other => anyhow::bail!(
+                "no section {other:?}: datapath, rtt, carrier, poll, detection, load, outage"
+            ),
+        };
+        println!("{out}");
+        return Ok(());
+    }
     println!("bench: datapath cost (TestRun)");
     md += &datapath_cost()?;
     println!("bench: RTT precision, idle and with both cores busy");
@@ -80,6 +107,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     md += &daemon_detection(args.faults)?;
     println!("bench: false failures under full CPU load");
     md += &false_failures(args.idle_secs)?;
+    println!("bench: failover outage of a steady UDP flow");
+    md += &crate::bench_failover::outage(args.faults, row, |v| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            stats(v.to_vec()).2
+        }
+    })?;
     writeln!(md, "\nWhole run: {:.0} s.", started.elapsed().as_secs_f64())?;
     std::fs::write(workspace_root().join("BENCHMARKS.md"), &md)?;
     println!("{md}");

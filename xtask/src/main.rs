@@ -2,6 +2,7 @@
 //! `demo` and `bench` run it first when anything is missing.
 
 mod bench;
+mod bench_failover;
 mod demo;
 mod setup;
 

@@ -189,7 +189,7 @@ impl Datapath {
         let mut loader = EbpfLoader::new();
         // Maps already pinned (by a previous agent) are reused, others created and pinned.
         for (name, path) in &map_pins {
-            loader.map_pin_path(*name, path.as_path());
+            loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader
             .override_global("NETDEV_IFINDEX_OFF", &o.netdev_ifindex, true)
