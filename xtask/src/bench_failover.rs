@@ -26,14 +26,16 @@ use tests::{
 const PPS: u64 = 10_000;
 const FDT_MS: u64 = 100;
 
-struct Flow {
+/// A steady UDP flow from the router to the data address, with every arrival timed.
+pub struct Flow {
     stop: Arc<AtomicBool>,
     arrivals: Arc<Mutex<Vec<u64>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Flow {
-    fn start(lan: &Lan) -> anyhow::Result<Self> {
+    /// Starts sender and receiver threads in their namespaces.
+    pub fn start(lan: &Lan) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let arrivals: Arc<Mutex<Vec<u64>>> = Arc::default();
         let (host, router) = (lan.host().path(), lan.router().path());
@@ -77,7 +79,7 @@ impl Flow {
     }
 
     /// The longest gap between arrivals in [from, to], in ms.
-    fn max_gap_ms(&self, from: u64, to: u64) -> f64 {
+    pub fn max_gap_ms(&self, from: u64, to: u64) -> f64 {
         let a = self.arrivals.lock().map(|a| a.clone()).unwrap_or_default();
         let window: Vec<u64> = a
             .into_iter()
@@ -86,7 +88,8 @@ impl Flow {
         window.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1e6
     }
 
-    fn stop(self) {
+    /// Stops both threads.
+    pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();

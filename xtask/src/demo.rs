@@ -8,7 +8,9 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tests::topology::Lan;
+use tests::{monotonic_ns, topology::Lan};
+
+use crate::bench_failover::Flow;
 
 use crate::{build_agent, setup};
 
@@ -82,7 +84,7 @@ pub fn run() -> anyhow::Result<()> {
 /// path silently, then its carrier.
 fn daemon_part(lan: &Lan, bin: &std::path::Path) -> anyhow::Result<()> {
     say(
-        "ipmpd run: group \"uplinks\" = h0 + h1 (h1 standby), FDT 100 ms, router target from a route",
+        "ipmpd run: group \"uplinks\" = h0 + h1 (h1 standby), FDT 100 ms, data address 192.0.2.100/24",
     );
     lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
     let dir = std::env::temp_dir().join(format!("ipmpd-demo-{}", std::process::id()));
@@ -90,7 +92,8 @@ fn daemon_part(lan: &Lan, bin: &std::path::Path) -> anyhow::Result<()> {
     let config = dir.join("ipmpd.toml");
     std::fs::write(
         &config,
-        "[group.uplinks]\nfdt_ms = 100\n\n[interface.h0]\ngroup = \"uplinks\"\ntest_addresses = [\"192.0.2.10\"]\n\n\
+        "[group.uplinks]\nfdt_ms = 100\ndata_addresses = [\"192.0.2.100/24\"]\n\n\
+         [interface.h0]\ngroup = \"uplinks\"\ntest_addresses = [\"192.0.2.10\"]\n\n\
          [interface.h1]\ngroup = \"uplinks\"\nstandby = true\ntest_addresses = [\"192.0.2.11\"]\n",
     )?;
     let mut daemon = Command::new("nsenter")
@@ -103,19 +106,38 @@ fn daemon_part(lan: &Lan, bin: &std::path::Path) -> anyhow::Result<()> {
         .spawn()
         .context("cannot start ipmpd run")?;
     std::thread::sleep(Duration::from_millis(1500));
-    say("silent loss on h0's switch port: probes fail, the standby h1 takes over");
+    say("the router now sends 10,000 UDP packets/s to 192.0.2.100; every arrival is timed");
+    let flow = Flow::start(lan)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let outage = |from: u64| {
+        format!(
+            "the flow's outage: {:.1} ms (first packet lost to first packet received again)",
+            flow.max_gap_ms(from, monotonic_ns())
+        )
+    };
+
+    say("silent loss on h0's switch port: probes fail, the standby h1 takes over the data address");
+    let t = monotonic_ns();
     lan.switch().drop_all("sw-h0");
     std::thread::sleep(Duration::from_millis(800));
-    say("path restored: h0 is repaired and active again, h1 steps back");
+    say(&outage(t));
+    say(
+        "path restored: h0 is repaired and active again; the standby h1 steps back and the address returns to h0",
+    );
     lan.switch().undrop_all("sw-h0");
     std::thread::sleep(Duration::from_millis(1000));
-    say("carrier loss on h0: detected at once");
+    say(
+        "carrier loss on h0 (a NIC-like link): seen within a millisecond, the address moves to h1 again",
+    );
+    let t = monotonic_ns();
     lan.switch().link_down("sw-h0");
     std::thread::sleep(Duration::from_millis(500));
+    say(&outage(t));
     lan.switch().link_up("sw-h0");
     // On a NIC-like link the kernel transmits again only once linkwatch has reactivated the
     // queue (up to a second later); repair then takes 10 acknowledged probes.
     std::thread::sleep(Duration::from_millis(2000));
+    flow.stop();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
