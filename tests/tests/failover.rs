@@ -280,3 +280,51 @@ fn sigkill_and_restart_move_nothing_and_drop_no_packet_of_a_steady_flow() {
     )
     .expect("adopted datapath works");
 }
+
+#[test]
+fn an_ipv6_data_address_moves_and_unsolicited_neighbour_advertisements_update_the_peer() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let group = GROUP.replace("\"192.0.2.100/24\"", "\"2001:db8::100/64\"");
+    let cfg = RunConfig::new("v6addr", &group, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let has = |ifname: &str| {
+        lan.host()
+            .sh(&format!("ip -o -6 addr show dev {ifname}"))
+            .contains("2001:db8::100/64")
+    };
+    assert!(has("h0"));
+    assert!(
+        lan.router()
+            .try_sh("ping -6 -c 2 -i 0.2 -W 1 2001:db8::100"),
+        "the peer reaches the IPv6 data address"
+    );
+    let neigh = |lan: &Lan| lan.router().sh("ip -6 neigh show 2001:db8::100 dev r0");
+    assert!(neigh(&lan).contains(&mac_of(&lan, "h0")));
+    std::thread::sleep(Duration::from_millis(1200));
+    d.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("moved");
+    assert!(has("h1") && !has("h0"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        neigh(&lan).contains(&mac_of(&lan, "h1")),
+        "the unsolicited NA updated the peer: {}",
+        neigh(&lan)
+    );
+    assert!(
+        lan.router()
+            .try_sh("ping -6 -c 2 -i 0.2 -W 1 2001:db8::100"),
+        "the flow resumes through h1"
+    );
+}

@@ -35,6 +35,7 @@ const RTA_TABLE: u16 = 15;
 const RT_SCOPE_LINK: u8 = 253;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RTA_GATEWAY: u16 = 5;
+const RTA_OIF: u16 = 4;
 /// The main routing table, where a group's configured routes go.
 pub const RT_TABLE_MAIN: u32 = 254;
 const RTN_UNICAST: u8 = 1;
@@ -160,6 +161,18 @@ pub fn multipath_request(
     m.extend(0u32.to_ne_bytes());
     attr(&mut m, RTA_TABLE, &table.to_ne_bytes());
     attr(&mut m, RTA_DST, &ip_bytes(network(prefix).addr));
+    // IPv6 has no device-only multipath: an on-link IPv6 route goes through the first active
+    // member alone (replaced like the others when the active set changes).
+    if let (Some(&first), true) = (
+        ifindexes.first(),
+        ifindexes.len() == 1 || (prefix.addr.is_ipv6() && via.is_none()),
+    ) {
+        attr(&mut m, RTA_OIF, &first.to_ne_bytes());
+        if let Some(v) = via {
+            attr(&mut m, RTA_GATEWAY, &ip_bytes(v));
+        }
+        return finish(m);
+    }
     let mut hops = Vec::new();
     for &ifindex in ifindexes {
         let mut gw = Vec::new();
@@ -317,6 +330,22 @@ mod tests {
     }
 
     #[test]
+    fn single_next_hops_and_ipv6_on_link_routes_use_the_first_member() {
+        let m = multipath_request(1, 1000, p([192, 0, 2, 0], 24), None, &[7]);
+        assert_eq!(&m[m.len() - 8..], &[8, 0, 4, 0, 7, 0, 0, 0], "RTA_OIF 7");
+        let v6 = Prefix {
+            addr: "2001:db8::".parse().unwrap(),
+            len: 64,
+        };
+        let m = multipath_request(1, 1000, v6, None, &[7, 8]);
+        assert_eq!(
+            &m[m.len() - 8..],
+            &[8, 0, 4, 0, 7, 0, 0, 0],
+            "no device-only multipath in IPv6"
+        );
+    }
+
+    #[test]
     fn networks() {
         assert_eq!(network(p([192, 0, 2, 100], 24)), p([192, 0, 2, 0], 24));
         assert_eq!(network(p([192, 0, 2, 100], 0)), p([0, 0, 0, 0], 0));
@@ -356,12 +385,14 @@ mod tests {
             254,
             p([198, 51, 100, 0], 24),
             Some([192, 0, 2, 1].into()),
-            &[3],
+            &[3, 4],
         );
         #[rustfmt::skip]
-        assert_eq!(&m[m.len() - 20..], &[
-            20, 0, 9, 0,                       // RTA_MULTIPATH
+        assert_eq!(&m[m.len() - 36..], &[
+            36, 0, 9, 0,                       // RTA_MULTIPATH
             16, 0, 0, 0, 3, 0, 0, 0,           //   rtnexthop dev 3, 16 bytes with its attribute
+            8, 0, 5, 0, 192, 0, 2, 1,          //   RTA_GATEWAY 192.0.2.1
+            16, 0, 0, 0, 4, 0, 0, 0,           //   rtnexthop dev 4
             8, 0, 5, 0, 192, 0, 2, 1,          //   RTA_GATEWAY 192.0.2.1
         ]);
         assert_eq!(m[16 + 6], 0, "scope universe for a route through a gateway");
