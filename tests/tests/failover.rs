@@ -328,3 +328,107 @@ fn an_ipv6_data_address_moves_and_unsolicited_neighbour_advertisements_update_th
         "the flow resumes through h1"
     );
 }
+
+#[test]
+fn failback_no_keeps_the_repaired_member_inactive_and_the_address_where_it_is() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("failback", GROUP, Some("FAILBACK=no\n"));
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    // The first reply ends the start-up quiet period; before it, losses do not count.
+    d.wait_for(Duration::from_secs(5), |v| {
+        v["probe"]["event"] == "probe_acked" && v["probe"]["ifname"] == "h0"
+    })
+    .expect("h0 probes answered");
+    d.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("moved to h1");
+    lan.switch().undrop_all("sw-h0");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.repaired",
+        Some("h0"),
+    )
+    .expect("repaired");
+    std::thread::sleep(Duration::from_millis(500));
+    let after: Vec<serde_json::Value> = d.drain().to_vec();
+    assert!(
+        !after
+            .iter()
+            .any(|v| v["event"] == "active" && v["ifname"] == "h0" && v["active"] == true),
+        "FAILBACK=no: h0 stays inactive after its repair"
+    );
+    assert_eq!(
+        holder(&lan).as_deref(),
+        Some("h1"),
+        "the address stays on h1"
+    );
+}
+
+#[test]
+fn a_standby_member_takes_over_and_steps_back() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let group = GROUP.replace(
+        "test_addresses = [\"192.0.2.11\"]",
+        "standby = true\ntest_addresses = [\"192.0.2.11\"]",
+    );
+    let cfg = RunConfig::new("standby", &group, None);
+    let mut d = cfg.spawn(lan.host());
+    let ready = d
+        .wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let h1 = ready["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["ifname"] == "h1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (h1["standby"].as_bool(), h1["active"].as_bool()),
+        (Some(true), Some(false)),
+        "standby inactive until needed"
+    );
+    d.seen.clear();
+    lan.switch().link_down("sw-h0");
+    d.wait_for(Duration::from_secs(3), |v| {
+        v["event"] == "active" && v["ifname"] == "h1" && v["active"] == true
+    })
+    .expect("standby activated");
+    wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("address on the standby");
+    assert_eq!(holder(&lan).as_deref(), Some("h1"));
+    d.seen.clear();
+    lan.switch().link_up("sw-h0");
+    d.wait_for(Duration::from_secs(5), |v| {
+        v["event"] == "active" && v["ifname"] == "h1" && v["active"] == false
+    })
+    .expect("standby steps back");
+    wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("address back on h0");
+    assert_eq!(holder(&lan).as_deref(), Some("h0"));
+}
