@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod engine;

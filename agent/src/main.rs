@@ -15,6 +15,16 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::CheckConfig(paths) => return check_config::run(paths),
+        Command::Offline(args) | Command::Online(args) => {
+            let offline = matches!(cli.command, Command::Offline(_));
+            return match ipmpd::cli::admin::run(args, offline) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ipmpd: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         // The daemon runs its own poll loop (nanosecond timers), without the async runtime.
         Command::Run(args) => {
             return match ipmpd::daemon::run(args) {
@@ -42,7 +52,10 @@ fn main() -> std::process::ExitCode {
             Command::Probe(args) => probe::run(args).await,
             Command::Watch(args) => watch::run(args).await,
             Command::Events(args) => events::run(&args),
-            Command::CheckConfig(_) | Command::Run(_) => Ok(()),
+            Command::CheckConfig(_)
+            | Command::Run(_)
+            | Command::Offline(_)
+            | Command::Online(_) => Ok(()),
         }
     });
     match result {

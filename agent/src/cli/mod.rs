@@ -1,5 +1,6 @@
 //! The command-line front end: one module per subcommand, clap derive, `anyhow` at this edge only.
 
+pub mod admin;
 pub mod check_config;
 pub mod events;
 pub mod output;
@@ -27,6 +28,10 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Run the daemon: track the group file's interfaces, detect failures and repairs.
     Run(crate::daemon::RunArgs),
+    /// Take an interface out of service (if_mpadm -d); refused when no other usable member would remain.
+    Offline(admin::AdminArgs),
+    /// Return an offlined interface to service (if_mpadm -r).
+    Online(admin::AdminArgs),
     /// Validate /etc/default/mpathd and the group file; print every problem with file and line.
     CheckConfig(check_config::ConfigPaths),
     /// List the event catalogue, or show one event in full.

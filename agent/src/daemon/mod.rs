@@ -28,6 +28,7 @@ use crate::{
         self,
         group_file::{GroupConfig, InterfaceConfig},
     },
+    control::{Request, Response, default_socket, server::Server},
     datapath::{Datapath, DatapathOptions, LinkSource},
     engine::{Engine, EngineConfig, MemberSpec, Output},
     failover::{
@@ -72,6 +73,9 @@ pub struct RunArgs {
     /// of adopting them (which disturbs no packet).
     #[arg(long)]
     pub reset: bool,
+    /// Control socket (default /run/ipmpd/ipmpd.sock, or /run/ipmpd/INSTANCE.sock).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
 }
 
 /// One tracked interface.
@@ -183,6 +187,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if tracked.is_empty() {
         bail!("none of the configured interfaces could be tracked");
     }
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| default_socket(args.instance.as_deref()));
+    let control = Server::bind(&socket).context("cannot open the control socket")?;
     let events = fds::event_fd().context("cannot create an eventfd")?;
     let route_watch = RouteSocket::for_groups(RTMGRP_LINKS_ADDRESSES_ROUTES)
         .context("cannot follow routes through rtnetlink")?;
@@ -240,6 +249,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         announcements: Vec::new(),
         ready: false,
         arp_flux: ArpFlux::default(),
+        control,
     };
     for t in &daemon.tracked {
         let named = members
@@ -395,6 +405,8 @@ struct Daemon {
     ready: bool,
     /// ARP sysctls changed on group members, restored on a clean stop.
     arp_flux: ArpFlux,
+    /// The control socket.
+    control: Server,
 }
 
 /// One gratuitous ARP / unsolicited NA to send at `due_ns`.
@@ -416,7 +428,7 @@ impl Daemon {
         queue: &Mutex<Vec<WatchReport>>,
         args: &RunArgs,
     ) -> anyhow::Result<()> {
-        let fds = [
+        let fixed = [
             ring.as_raw_fd(),
             signals.as_raw_fd(),
             events.as_raw_fd(),
@@ -432,7 +444,11 @@ impl Daemon {
                 .unwrap_or(now + 1_000_000_000)
                 .min(next_counter_check)
                 .min(next_announcement);
-            let ready = fds::wait(&fds, Some(deadline.saturating_sub(now)));
+            let all: Vec<_> = fixed.iter().copied().chain(self.control.fds()).collect();
+            let ready = fds::wait(&all, Some(deadline.saturating_sub(now)));
+            if ready[fixed.len()..].iter().any(|r| *r) {
+                self.serve_control();
+            }
             if ready[0] {
                 while let Some(item) = ring.next() {
                     if item.len() >= size_of::<ProbeReplyRecord>() {
@@ -535,6 +551,36 @@ impl Daemon {
                     placement.at.insert(i, a.ifname.clone());
                 }
             }
+        }
+    }
+
+    /// Answers what the control socket received.
+    fn serve_control(&mut self) {
+        let now = monotonic_ns();
+        for p in self.control.poll(now) {
+            let response = match p.request {
+                Request::Ping => Response::Ok(serde_json::json!({ "pong": true })),
+                Request::Interfaces => {
+                    Response::Ok(serde_json::to_value(self.engine.interfaces()).unwrap_or_default())
+                }
+                Request::Offline { ifname } => match self.engine.offline(&ifname, now) {
+                    Ok(out) => {
+                        tracing::info!(ifname, "offlined on request");
+                        self.apply(out);
+                        Response::Ok(serde_json::json!({}))
+                    }
+                    Err(e) => Response::Err(e.into()),
+                },
+                Request::Online { ifname } => match self.engine.online(&ifname, now) {
+                    Ok(out) => {
+                        tracing::info!(ifname, "onlined on request");
+                        self.apply(out);
+                        Response::Ok(serde_json::json!({}))
+                    }
+                    Err(e) => Response::Err(e.into()),
+                },
+            };
+            self.control.respond(p.conn, &response);
         }
     }
 

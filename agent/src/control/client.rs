@@ -1,0 +1,53 @@
+//! The CLI's side of the control socket.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::net::UnixStream,
+    path::Path,
+    time::Duration,
+};
+
+use super::{Request, Response};
+
+/// in.mpathd's client timeout (`IPMP_REQTIMEOUT`).
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors reaching the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot contact ipmpd at {path} -- is it running? (`ipmpd run`, or --socket/--instance for another one)"
+    )]
+    Unreachable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("ipmpd did not answer properly")]
+    BadAnswer(#[source] std::io::Error),
+}
+
+/// Sends `request` to the daemon at `path` and returns its response.
+///
+/// # Errors
+/// When the daemon cannot be reached or answers nonsense.
+pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
+    let unreachable = |source| ClientError::Unreachable {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(ClientError::BadAnswer)?;
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .map_err(ClientError::BadAnswer)?;
+    let mut line = serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.into()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(ClientError::BadAnswer)?;
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .map_err(ClientError::BadAnswer)?;
+    serde_json::from_str(&answer).map_err(|e| ClientError::BadAnswer(e.into()))
+}

@@ -1,0 +1,100 @@
+//! The control socket: a Unix stream socket under `/run/ipmpd/` speaking one JSON request and one
+//! JSON response per connection, one line each. Queries are for any local user; changes
+//! (offline/online) only for root or holders of CAP_NET_ADMIN, checked with SO_PEERCRED.
+
+pub mod client;
+pub mod server;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line accepted; anything longer is refused without being read further.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// The socket of an instance: `/run/ipmpd/ipmpd.sock`, or `/run/ipmpd/NAME.sock`.
+#[must_use]
+pub fn default_socket(instance: Option<&str>) -> PathBuf {
+    PathBuf::from(format!("/run/ipmpd/{}.sock", instance.unwrap_or("ipmpd")))
+}
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the daemon there?
+    Ping,
+    /// The state of every interface.
+    Interfaces,
+    /// if_mpadm -d.
+    Offline { ifname: String },
+    /// if_mpadm -r.
+    Online { ifname: String },
+}
+
+/// Why a request failed, with if_mpadm's wording where it has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum ControlError {
+    #[error("not a physical interface or not in an IPMP group")]
+    UnknownInterface,
+    #[error("no other functioning interfaces are in its IPMP group")]
+    MinRedundancy,
+    #[error("interface is already offline")]
+    AlreadyOffline,
+    #[error("interface is not offline")]
+    NotOffline,
+    #[error("its hardware address is still not unique in its IPMP group")]
+    HwAddrDup,
+    #[error("permission denied: changes need root or CAP_NET_ADMIN")]
+    PermissionDenied,
+    #[error("malformed request: {reason}")]
+    Malformed { reason: String },
+}
+
+impl From<crate::engine::AdminError> for ControlError {
+    fn from(e: crate::engine::AdminError) -> Self {
+        use crate::engine::AdminError as A;
+        match e {
+            A::UnknownInterface => Self::UnknownInterface,
+            A::MinRedundancy => Self::MinRedundancy,
+            A::AlreadyOffline => Self::AlreadyOffline,
+            A::NotOffline => Self::NotOffline,
+            A::HwAddrDup => Self::HwAddrDup,
+        }
+    }
+}
+
+/// A response: a result or an error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(serde_json::Value),
+    Err(ControlError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        let r = Request::Offline {
+            ifname: "h0".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"request":"offline","ifname":"h0"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"request":"ping"}"#).unwrap(),
+            Request::Ping
+        );
+        let e = Response::Err(ControlError::MinRedundancy);
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"err":{"error":"min_redundancy"}}"#
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"request":"reboot"}"#).is_err());
+    }
+}
