@@ -5,18 +5,15 @@ Usage: forge_reply.py DST ICMP_ID KIND [COUNT]
 KIND: magic | version | cksum | truncated | badtag | ping
 Run it inside the responder's namespace; the host's XDP program must count or reject each.
 """
+import os
 import socket
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from icmp import checksum  # noqa: E402
 
-def checksum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+
 
 
 def payload(kind: str, ifindex: int) -> bytes:

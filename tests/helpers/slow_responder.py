@@ -7,20 +7,17 @@ Run it in the responder's namespace with the kernel's own echo replies turned of
 milliseconds written in DELAY_FILE (read for each request; 0 when the file is missing). It stops
 by itself after an hour at the latest.
 """
+import os
 import socket
 import struct
 import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from icmp import checksum  # noqa: E402
 
-def checksum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+
 
 
 def delay_ms(path: str) -> float:

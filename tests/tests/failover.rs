@@ -441,37 +441,67 @@ fn offline_and_online_move_the_address_and_the_last_usable_member_is_refused() {
     let lan = Lan::new(true, false);
     let cfg = RunConfig::new("offline", GROUP, None);
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
     let sock = format!("/run/ipmpd/{}.sock", cfg.instance);
-    let admin = |verb: &str, ifname: &str| tests::daemon::run(lan.host(), &[verb, ifname, "--socket", &sock]);
+    let admin = |verb: &str, ifname: &str| {
+        tests::daemon::run(lan.host(), &[verb, ifname, "--socket", &sock])
+    };
     d.seen.clear();
     let (ok, _, err) = admin("offline", "h0");
     assert!(ok, "offline h0: {err}");
-    wait_event(&mut d, Duration::from_secs(3), "ipmultipath.address.moved", None).expect("the address leaves the offlined member");
+    wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("the address leaves the offlined member");
     assert_eq!(holder(&lan).as_deref(), Some("h1"));
     let (ok, _, err) = admin("offline", "h1");
     assert!(!ok);
-    assert!(err.contains("cannot offline h1: no other functioning interfaces are in its IPMP group"), "{err}");
+    assert!(
+        err.contains("cannot offline h1: no other functioning interfaces are in its IPMP group"),
+        "{err}"
+    );
     let (ok, _, err) = admin("offline", "h0");
     assert!(!ok && err.contains("already offline"), "{err}");
     let (ok, _, err) = admin("online", "h1");
     assert!(!ok && err.contains("is not offline"), "{err}");
     let (ok, _, err) = admin("offline", "nosuch");
-    assert!(!ok && err.contains("nosuch: not a physical interface or not in an IPMP group"), "{err}");
+    assert!(
+        !ok && err.contains("nosuch: not a physical interface or not in an IPMP group"),
+        "{err}"
+    );
     let (ok, _, err) = admin("online", "h0");
     assert!(ok, "online h0: {err}");
-    d.wait_for(Duration::from_secs(3), |v| v["event"] == "active" && v["ifname"] == "h0" && v["active"] == true).expect("h0 active again");
+    d.wait_for(Duration::from_secs(3), |v| {
+        v["event"] == "active" && v["ifname"] == "h0" && v["active"] == true
+    })
+    .expect("h0 active again");
     // Without privileges: refused, and the daemon keeps answering.
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net={}", lan.host().path()))
-        .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(tests::daemon::binary())
         .args(["offline", "h1", "--socket", &sock])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("permission denied"), "{err}");
-    let (ok, _, err) = tests::daemon::run(lan.host(), &["online", "h1", "--socket", "/run/ipmpd/nonexistent.sock"]);
+    assert!(
+        !out.status.success() && err.contains("permission denied"),
+        "{err}"
+    );
+    let (ok, _, err) = tests::daemon::run(
+        lan.host(),
+        &["online", "h1", "--socket", "/run/ipmpd/nonexistent.sock"],
+    );
     assert!(!ok && err.contains("cannot contact ipmpd"), "{err}");
 }
 
@@ -484,7 +514,8 @@ fn malformed_oversized_and_half_open_requests_do_not_stall_the_daemon() {
     let lan = Lan::new(true, false);
     let cfg = RunConfig::new("robust", GROUP, None);
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
     let sock = format!("/run/ipmpd/{}.sock", cfg.instance);
     let mut half_open = Vec::new();
     for _ in 0..100 {
@@ -497,7 +528,14 @@ fn malformed_oversized_and_half_open_requests_do_not_stall_the_daemon() {
     let _ = huge.write_all(&vec![b'x'; 1 << 20]);
     let t = std::time::Instant::now();
     let (ok, out, err) = tests::daemon::run(lan.host(), &["offline", "nosuch", "--socket", &sock]);
-    assert!(!ok && err.contains("not a physical interface"), "the daemon still answers: {out} {err}");
-    assert!(t.elapsed() < Duration::from_secs(2), "and promptly: {:?}", t.elapsed());
+    assert!(
+        !ok && err.contains("not a physical interface"),
+        "the daemon still answers: {out} {err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "and promptly: {:?}",
+        t.elapsed()
+    );
     assert!(d.running(), "no crash");
 }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
-use crate::control::{ControlError, Request, Response, client, default_socket};
+use crate::{
+    control::{ControlError, Request, Response, client, default_socket},
+    engine::AdminError,
+};
 
 /// Where to find the daemon.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,9 +56,11 @@ pub fn run(args: &AdminArgs, offline: bool) -> anyhow::Result<()> {
     let verb = if offline { "offline" } else { "online" };
     match client::call(&args.target.path(), &request)? {
         Response::Ok(_) => Ok(()),
-        Response::Err(ControlError::UnknownInterface) => {
-            bail!("{}: {}", args.interface, ControlError::UnknownInterface)
-        }
+        Response::Err(
+            e @ ControlError::Refused {
+                code: AdminError::UnknownInterface,
+            },
+        ) => bail!("{}: {e}", args.interface),
         Response::Err(e) => bail!("cannot {verb} {}: {e}", args.interface),
     }
 }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::AdminError;
+
 /// Longest request line accepted; anything longer is refused without being read further.
 pub const MAX_REQUEST: usize = 64 * 1024;
 
@@ -36,32 +38,18 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "error", rename_all = "snake_case")]
 pub enum ControlError {
-    #[error("not a physical interface or not in an IPMP group")]
-    UnknownInterface,
-    #[error("no other functioning interfaces are in its IPMP group")]
-    MinRedundancy,
-    #[error("interface is already offline")]
-    AlreadyOffline,
-    #[error("interface is not offline")]
-    NotOffline,
-    #[error("its hardware address is still not unique in its IPMP group")]
-    HwAddrDup,
+    /// The engine refused (if_mpadm's errors).
+    #[error("{code}")]
+    Refused { code: AdminError },
     #[error("permission denied: changes need root or CAP_NET_ADMIN")]
     PermissionDenied,
     #[error("malformed request: {reason}")]
     Malformed { reason: String },
 }
 
-impl From<crate::engine::AdminError> for ControlError {
-    fn from(e: crate::engine::AdminError) -> Self {
-        use crate::engine::AdminError as A;
-        match e {
-            A::UnknownInterface => Self::UnknownInterface,
-            A::MinRedundancy => Self::MinRedundancy,
-            A::AlreadyOffline => Self::AlreadyOffline,
-            A::NotOffline => Self::NotOffline,
-            A::HwAddrDup => Self::HwAddrDup,
-        }
+impl From<AdminError> for ControlError {
+    fn from(code: AdminError) -> Self {
+        Self::Refused { code }
     }
 }
 
@@ -90,11 +78,13 @@ mod tests {
             serde_json::from_str::<Request>(r#"{"request":"ping"}"#).unwrap(),
             Request::Ping
         );
-        let e = Response::Err(ControlError::MinRedundancy);
+        let e = Response::Err(AdminError::MinRedundancy.into());
+        let wire = serde_json::to_string(&e).unwrap();
         assert_eq!(
-            serde_json::to_string(&e).unwrap(),
-            r#"{"err":{"error":"min_redundancy"}}"#
+            wire,
+            r#"{"err":{"error":"refused","code":"min_redundancy"}}"#
         );
+        assert_eq!(serde_json::from_str::<Response>(&wire).unwrap(), e);
         assert!(serde_json::from_str::<Request>(r#"{"request":"reboot"}"#).is_err());
     }
 }

@@ -20,6 +20,9 @@ use aya::{
 
 use super::{DatapathError, program};
 
+/// Whether a link was adopted (true) or made anew (false).
+pub type Adopted = bool;
+
 fn attach_err<'a>(
     program: &'static str,
     ifname: &'a str,
@@ -31,20 +34,29 @@ fn attach_err<'a>(
     }
 }
 
-fn pin_err(path: &Path) -> impl Fn(String) -> DatapathError + '_ {
-    move |reason| DatapathError::Pin {
-        path: path.to_path_buf(),
-        reason,
+/// Adopts the link pinned at `pin` with `adopt`, or makes a new one with `fresh` and pins it.
+fn adopt_or_attach<P>(
+    prog: &mut P,
+    pin: &Path,
+    ifname: &str,
+    adopt: impl FnOnce(&mut P, FdLink) -> Result<(), String>,
+    fresh: impl FnOnce(&mut P) -> Result<FdLink, DatapathError>,
+) -> Result<Adopted, DatapathError> {
+    if let Ok(old) = PinnedLink::from_pin(pin) {
+        match adopt(prog, FdLink::from(old)) {
+            Ok(()) => return Ok(true),
+            Err(reason) => {
+                tracing::warn!(ifname, pin = %pin.display(), reason, "cannot adopt the pinned link; attaching anew");
+                let _ = std::fs::remove_file(pin);
+            }
+        }
     }
+    fresh(prog)?.pin(pin).map_err(|e| DatapathError::Pin {
+        path: pin.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(false)
 }
-
-/// The pinned link at `path`, when there is one.
-fn pinned(path: &Path) -> Option<FdLink> {
-    PinnedLink::from_pin(path).ok().map(FdLink::from)
-}
-
-/// Whether a link was adopted (true) or made anew (false).
-pub type Adopted = bool;
 
 /// XDP on `ifindex`, pinned at `pin`.
 ///
@@ -56,36 +68,29 @@ pub fn xdp(
     ifname: &str,
     pin: &Path,
 ) -> Result<Adopted, DatapathError> {
-    let prog: &mut Xdp = program(ebpf, names::XDP_PROBE_REPLY)?;
-    if let Some(old) = pinned(pin) {
-        let adopted = XdpLink::try_from(old)
-            .map_err(|e| e.to_string())
-            .and_then(|l| prog.attach_to_link(l).map_err(|e| e.to_string()));
-        match adopted {
+    let err = attach_err(names::XDP_PROBE_REPLY, ifname);
+    adopt_or_attach(
+        program::<Xdp>(ebpf, names::XDP_PROBE_REPLY)?,
+        pin,
+        ifname,
+        |prog, old| {
+            let link = XdpLink::try_from(old).map_err(|e| e.to_string())?;
             // The pin keeps the link; the program's own handle is not needed.
-            Ok(id) => {
-                drop(prog.take_link(id));
-                return Ok(true);
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    ifname,
-                    reason,
-                    "cannot adopt the pinned XDP link; attaching anew"
-                );
-                let _ = std::fs::remove_file(pin);
-            }
-        }
-    }
-    let id = prog
-        .attach_to_if_index(ifindex, XdpMode::Default)
-        .map_err(attach_err(names::XDP_PROBE_REPLY, ifname))?;
-    let link = prog
-        .take_link(id)
-        .map_err(attach_err(names::XDP_PROBE_REPLY, ifname))?;
-    let fd = FdLink::try_from(link).map_err(|e| pin_err(pin)(e.to_string()))?;
-    fd.pin(pin).map_err(|e| pin_err(pin)(e.to_string()))?;
-    Ok(false)
+            let id = prog.attach_to_link(link).map_err(|e| e.to_string())?;
+            drop(prog.take_link(id));
+            Ok(())
+        },
+        |prog| {
+            let id = prog
+                .attach_to_if_index(ifindex, XdpMode::Default)
+                .map_err(&err)?;
+            let link = prog.take_link(id).map_err(&err)?;
+            FdLink::try_from(link).map_err(|e| DatapathError::Pin {
+                path: pin.to_path_buf(),
+                reason: e.to_string(),
+            })
+        },
+    )
 }
 
 /// TC egress on `ifname`, pinned at `pin`.
@@ -93,33 +98,24 @@ pub fn xdp(
 /// # Errors
 /// When the kernel refuses both the adoption and a new attachment.
 pub fn tc_egress(ebpf: &mut Ebpf, ifname: &str, pin: &Path) -> Result<Adopted, DatapathError> {
-    let prog: &mut SchedClassifier = program(ebpf, names::TC_PROBE_STAMP)?;
-    if let Some(old) = pinned(pin) {
-        let adopted = SchedClassifierLink::try_from(old)
-            .map_err(|e| e.to_string())
-            .and_then(|l| prog.attach_to_link(l).map_err(|e| e.to_string()));
-        match adopted {
-            Ok(id) => {
-                drop(prog.take_link(id));
-                return Ok(true);
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    ifname,
-                    reason,
-                    "cannot adopt the pinned TC link; attaching anew"
-                );
-                let _ = std::fs::remove_file(pin);
-            }
-        }
-    }
-    let id = prog
-        .attach(ifname, TcAttachType::Egress)
-        .map_err(attach_err(names::TC_PROBE_STAMP, ifname))?;
-    let link = prog
-        .take_link(id)
-        .map_err(attach_err(names::TC_PROBE_STAMP, ifname))?;
-    let fd = FdLink::try_from(link).map_err(|e| pin_err(pin)(e.to_string()))?;
-    fd.pin(pin).map_err(|e| pin_err(pin)(e.to_string()))?;
-    Ok(false)
+    let err = attach_err(names::TC_PROBE_STAMP, ifname);
+    adopt_or_attach(
+        program::<SchedClassifier>(ebpf, names::TC_PROBE_STAMP)?,
+        pin,
+        ifname,
+        |prog, old| {
+            let link = SchedClassifierLink::try_from(old).map_err(|e| e.to_string())?;
+            let id = prog.attach_to_link(link).map_err(|e| e.to_string())?;
+            drop(prog.take_link(id));
+            Ok(())
+        },
+        |prog| {
+            let id = prog.attach(ifname, TcAttachType::Egress).map_err(&err)?;
+            let link = prog.take_link(id).map_err(&err)?;
+            FdLink::try_from(link).map_err(|e| DatapathError::Pin {
+                path: pin.to_path_buf(),
+                reason: e.to_string(),
+            })
+        },
+    )
 }

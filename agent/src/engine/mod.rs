@@ -170,7 +170,8 @@ pub enum Output {
 }
 
 /// Refusals of offline/online requests (if_mpadm's errors).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AdminError {
     #[error("not a physical interface or not in an IPMP group")]
     UnknownInterface,

@@ -1,21 +1,17 @@
 //! Carrying out address moves through rtnetlink, behind a seam tests replace: add on the new
 //! member first, then delete from the old one, so the address is never absent.
 
-use std::net::IpAddr;
-
 use super::plan::Move;
 use crate::{
     config::group_file::Prefix,
-    link::netlink::{NetlinkError, RouteSocket},
+    link::{
+        netlink::{NetlinkError, RouteSocket},
+        nlmsg::{Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, family, ip_bytes},
+    },
 };
 
-const NLMSG_HDRLEN: usize = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_CREATE: u16 = 0x400;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_FLAGS: u16 = 8;
@@ -36,22 +32,6 @@ pub trait AddressOps {
     fn del_address(&mut self, ifindex: u32, addr: Prefix) -> Result<(), NetlinkError>;
 }
 
-fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    out.extend(((4 + payload.len()) as u16).to_ne_bytes());
-    out.extend(kind.to_ne_bytes());
-    out.extend(payload);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
-
-fn ip_bytes(a: IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
-    }
-}
-
 /// The RTM_NEWADDR / RTM_DELADDR request for `addr` on `ifindex`.
 #[must_use]
 pub fn address_request(add: bool, seq: u32, ifindex: u32, addr: Prefix) -> Vec<u8> {
@@ -63,27 +43,19 @@ pub fn address_request(add: bool, seq: u32, ifindex: u32, addr: Prefix) -> Vec<u
     } else {
         (RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK)
     };
-    let mut m = vec![0u8; NLMSG_HDRLEN];
-    m[4..6].copy_from_slice(&kind.to_ne_bytes());
-    m[6..8].copy_from_slice(&flags.to_ne_bytes());
-    m[8..12].copy_from_slice(&seq.to_ne_bytes());
-    let family = if addr.addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    } as u8;
-    // ifaddrmsg: family, prefix length, flags, scope (universe), index.
-    m.extend([family, addr.len, 0, 0]);
-    m.extend(ifindex.to_ne_bytes());
     let bytes = ip_bytes(addr.addr);
-    attr(&mut m, IFA_LOCAL, &bytes);
-    attr(&mut m, IFA_ADDRESS, &bytes);
+    let mut ifa = vec![family(addr.addr), addr.len, 0, 0];
+    ifa.extend(ifindex.to_ne_bytes());
+    // ifaddrmsg: family, prefix length, flags, scope (universe), index; then the address.
+    let m = Builder::new(kind, flags, seq)
+        .bytes(&ifa)
+        .attr(IFA_LOCAL, &bytes)
+        .attr(IFA_ADDRESS, &bytes);
     if addr.addr.is_ipv6() && add {
-        attr(&mut m, IFA_FLAGS, &IFA_F_NODAD.to_ne_bytes());
+        m.attr(IFA_FLAGS, &IFA_F_NODAD.to_ne_bytes()).finish()
+    } else {
+        m.finish()
     }
-    let len = m.len() as u32;
-    m[0..4].copy_from_slice(&len.to_ne_bytes());
-    m
 }
 
 impl AddressOps for RouteSocket {

@@ -11,7 +11,13 @@ use std::net::IpAddr;
 
 use crate::{
     config::group_file::{Prefix, RouteConfig},
-    link::netlink::{NetlinkError, RouteSocket},
+    link::{
+        netlink::{NetlinkError, RouteSocket},
+        nlmsg::{
+            Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, attr,
+            family, ip_bytes,
+        },
+    },
 };
 
 /// First routing table used for groups.
@@ -21,14 +27,8 @@ pub const RULE_PRIORITY: u32 = 1000;
 /// `rtm_protocol` of ipmpd's routes, so they can be told apart (`ip route show proto 187`).
 pub const RTPROT_IPMPD: u8 = 187;
 
-const NLMSG_HDRLEN: usize = 16;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_NEWRULE: u16 = 32;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
 const RTA_DST: u16 = 1;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
@@ -65,44 +65,6 @@ pub trait RouteOps {
     fn ensure_rule(&mut self, src: IpAddr, table: u32) -> Result<(), NetlinkError>;
 }
 
-fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    out.extend(((4 + payload.len()) as u16).to_ne_bytes());
-    out.extend(kind.to_ne_bytes());
-    out.extend(payload);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
-
-fn header(kind: u16, flags: u16, seq: u32) -> Vec<u8> {
-    let mut m = vec![0u8; NLMSG_HDRLEN];
-    m[4..6].copy_from_slice(&kind.to_ne_bytes());
-    m[6..8].copy_from_slice(&flags.to_ne_bytes());
-    m[8..12].copy_from_slice(&seq.to_ne_bytes());
-    m
-}
-
-fn finish(mut m: Vec<u8>) -> Vec<u8> {
-    let len = m.len() as u32;
-    m[0..4].copy_from_slice(&len.to_ne_bytes());
-    m
-}
-
-fn family(a: IpAddr) -> u8 {
-    if a.is_ipv4() {
-        libc::AF_INET as u8
-    } else {
-        libc::AF_INET6 as u8
-    }
-}
-
-fn ip_bytes(a: IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
-    }
-}
-
 /// The network of `p` (host bits cleared).
 #[must_use]
 pub fn network(p: Prefix) -> Prefix {
@@ -137,18 +99,13 @@ pub fn multipath_request(
     via: Option<IpAddr>,
     ifindexes: &[u32],
 ) -> Vec<u8> {
-    let mut m = header(
-        RTM_NEWROUTE,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-        seq,
-    );
     let scope = if via.is_some() {
         RT_SCOPE_UNIVERSE
     } else {
         RT_SCOPE_LINK
     };
     // rtmsg: family, dst_len, src_len, tos, table (in RTA_TABLE), protocol, scope, type, flags
-    m.extend([
+    let mut rtm = vec![
         family(prefix.addr),
         prefix.len,
         0,
@@ -157,21 +114,27 @@ pub fn multipath_request(
         RTPROT_IPMPD,
         scope,
         RTN_UNICAST,
-    ]);
-    m.extend(0u32.to_ne_bytes());
-    attr(&mut m, RTA_TABLE, &table.to_ne_bytes());
-    attr(&mut m, RTA_DST, &ip_bytes(network(prefix).addr));
+    ];
+    rtm.extend(0u32.to_ne_bytes());
+    let m = Builder::new(
+        RTM_NEWROUTE,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        seq,
+    )
+    .bytes(&rtm)
+    .attr(RTA_TABLE, &table.to_ne_bytes())
+    .attr(RTA_DST, &ip_bytes(network(prefix).addr));
     // IPv6 has no device-only multipath: an on-link IPv6 route goes through the first active
     // member alone (replaced like the others when the active set changes).
     if let (Some(&first), true) = (
         ifindexes.first(),
         ifindexes.len() == 1 || (prefix.addr.is_ipv6() && via.is_none()),
     ) {
-        attr(&mut m, RTA_OIF, &first.to_ne_bytes());
-        if let Some(v) = via {
-            attr(&mut m, RTA_GATEWAY, &ip_bytes(v));
-        }
-        return finish(m);
+        let m = m.attr(RTA_OIF, &first.to_ne_bytes());
+        return match via {
+            Some(v) => m.attr(RTA_GATEWAY, &ip_bytes(v)).finish(),
+            None => m.finish(),
+        };
     }
     let mut hops = Vec::new();
     for &ifindex in ifindexes {
@@ -185,26 +148,26 @@ pub fn multipath_request(
         hops.extend(ifindex.to_ne_bytes());
         hops.extend(gw);
     }
-    attr(&mut m, RTA_MULTIPATH, &hops);
-    finish(m)
+    m.attr(RTA_MULTIPATH, &hops).finish()
 }
 
 /// RTM_NEWRULE "from `src` lookup `table`" at [`RULE_PRIORITY`] (fails with EEXIST when present).
 #[must_use]
 pub fn rule_request(seq: u32, src: IpAddr, table: u32) -> Vec<u8> {
-    let mut m = header(
+    let host = if src.is_ipv4() { 32 } else { 128 };
+    // fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags
+    let mut hdr = vec![family(src), 0, host, 0, 0, 0, 0, FR_ACT_TO_TBL];
+    hdr.extend(0u32.to_ne_bytes());
+    Builder::new(
         RTM_NEWRULE,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         seq,
-    );
-    let host = if src.is_ipv4() { 32 } else { 128 };
-    // fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags
-    m.extend([family(src), 0, host, 0, 0, 0, 0, FR_ACT_TO_TBL]);
-    m.extend(0u32.to_ne_bytes());
-    attr(&mut m, FRA_TABLE, &table.to_ne_bytes());
-    attr(&mut m, FRA_PRIORITY, &RULE_PRIORITY.to_ne_bytes());
-    attr(&mut m, FRA_SRC, &ip_bytes(src));
-    finish(m)
+    )
+    .bytes(&hdr)
+    .attr(FRA_TABLE, &table.to_ne_bytes())
+    .attr(FRA_PRIORITY, &RULE_PRIORITY.to_ne_bytes())
+    .attr(FRA_SRC, &ip_bytes(src))
+    .finish()
 }
 
 impl RouteOps for RouteSocket {

@@ -2,9 +2,11 @@
 //! devices). The driver's own link state, like IFF_LOWER_UP, but each device costs the kernel a
 //! 40-byte message instead of a full RTM_NEWLINK, which makes a millisecond poll affordable.
 
-use super::netlink::{NetlinkError, RouteSocket, attrs, u16_at, u32_at};
+use super::{
+    netlink::{NetlinkError, RouteSocket, attrs, u16_at, u32_at},
+    nlmsg::{Builder, NLM_F_DUMP, NLM_F_REQUEST},
+};
 
-const NLMSG_HDRLEN: usize = 16;
 const GENL_HDRLEN: usize = 4;
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
@@ -15,8 +17,6 @@ const ETHTOOL_A_LINKSTATE_HEADER: u16 = 1;
 const ETHTOOL_A_LINKSTATE_LINK: u16 = 2;
 const ETHTOOL_A_HEADER_DEV_INDEX: u16 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
 
 /// A generic-netlink socket that dumps ethtool link state.
 #[derive(Debug)]
@@ -25,17 +25,12 @@ pub struct EthtoolLinkState {
     family: u16,
 }
 
+/// A generic-netlink message: header, `genlmsghdr` (command, version 1), attributes.
 fn message(kind: u16, flags: u16, seq: u32, cmd: u8, attrs: &[u8]) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + GENL_HDRLEN + attrs.len();
-    let mut m = Vec::with_capacity(len);
-    m.extend((len as u32).to_ne_bytes());
-    m.extend(kind.to_ne_bytes());
-    m.extend(flags.to_ne_bytes());
-    m.extend(seq.to_ne_bytes());
-    m.extend(0u32.to_ne_bytes());
-    m.extend([cmd, 1, 0, 0]);
-    m.extend(attrs);
-    m
+    Builder::new(kind, flags, seq)
+        .bytes(&[cmd, 1, 0, 0])
+        .bytes(attrs)
+        .finish()
 }
 
 /// The family-resolution request for "ethtool".

@@ -9,4 +9,5 @@
 pub mod ethtool;
 pub mod mirror;
 pub mod netlink;
+pub mod nlmsg;
 pub mod watcher;

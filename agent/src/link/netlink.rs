@@ -225,22 +225,7 @@ impl RouteSocket {
     /// # Errors
     /// [`NetlinkError::Overrun`] when messages were lost; other socket errors.
     pub fn drain_kinds(&mut self, mut each: impl FnMut(u16)) -> Result<(), NetlinkError> {
-        loop {
-            let n = match self.recv() {
-                Ok(n) => n,
-                Err(NetlinkError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::WouldBlock =>
-                {
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            };
-            parse_messages(&self.buf[..n], |msg| {
-                if let Message::Other(kind, _) = msg {
-                    each(kind);
-                }
-            });
-        }
+        self.drain(|kind, _| each(kind))
     }
 
     /// Reads every queued notification (non-blocking) and calls `each` per link message.
@@ -251,6 +236,17 @@ impl RouteSocket {
         &mut self,
         mut each: impl FnMut(LinkObservation),
     ) -> Result<(), NetlinkError> {
+        self.drain(|kind, body| {
+            if matches!(kind, RTM_NEWLINK | RTM_DELLINK)
+                && let Some(obs) = parse_link(body, kind == RTM_DELLINK)
+            {
+                each(obs);
+            }
+        })
+    }
+
+    /// Reads every queued message (non-blocking) and calls `each(type, body)`.
+    fn drain(&mut self, mut each: impl FnMut(u16, &[u8])) -> Result<(), NetlinkError> {
         loop {
             let n = match self.recv() {
                 Ok(n) => n,
@@ -262,10 +258,8 @@ impl RouteSocket {
                 Err(e) => return Err(e),
             };
             parse_messages(&self.buf[..n], |msg| {
-                if let Message::Other(kind @ (RTM_NEWLINK | RTM_DELLINK), body) = msg
-                    && let Some(obs) = parse_link(body, kind == RTM_DELLINK)
-                {
-                    each(obs);
+                if let Message::Other(kind, body) = msg {
+                    each(kind, body);
                 }
             });
         }
