@@ -12,9 +12,13 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(code) = personality() {
+        return code;
+    }
     let cli = Cli::parse();
     match &cli.command {
         Command::CheckConfig(paths) => return check_config::run(paths),
+        Command::Stat(args) => return exit(ipmpd::cli::stat::run(args)),
         Command::Offline(args) | Command::Online(args) => {
             let offline = matches!(cli.command, Command::Offline(_));
             return match ipmpd::cli::admin::run(args, offline) {
@@ -55,7 +59,8 @@ fn main() -> std::process::ExitCode {
             Command::CheckConfig(_)
             | Command::Run(_)
             | Command::Offline(_)
-            | Command::Online(_) => Ok(()),
+            | Command::Online(_)
+            | Command::Stat(_) => Ok(()),
         }
     });
     match result {
@@ -64,5 +69,72 @@ fn main() -> std::process::ExitCode {
             eprintln!("ipmpd: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints an error the way every subcommand does and turns the result into an exit status.
+fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipmpd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// ipmpstat and if_mpadm: the same binary under those names takes their arguments.
+#[derive(clap::Parser)]
+#[command(name = "ipmpstat", about = "IP multipathing status (ipmpd)")]
+struct Ipmpstat {
+    #[command(flatten)]
+    args: ipmpd::cli::stat::StatArgs,
+}
+
+#[derive(clap::Parser)]
+#[command(
+    name = "if_mpadm",
+    about = "Offline (-d) or online (-r) an interface of an IPMP group (ipmpd)"
+)]
+struct IfMpadm {
+    /// Offline the interface.
+    #[arg(
+        short = 'd',
+        value_name = "IF",
+        conflicts_with = "online",
+        required_unless_present = "online"
+    )]
+    offline: Option<String>,
+    /// Online the interface.
+    #[arg(short = 'r', value_name = "IF")]
+    online: Option<String>,
+    #[command(flatten)]
+    target: ipmpd::cli::admin::Target,
+}
+
+fn personality() -> Option<std::process::ExitCode> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0)
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
+    match name.as_str() {
+        "ipmpstat" => Some(exit(ipmpd::cli::stat::run(&Ipmpstat::parse().args))),
+        "if_mpadm" => {
+            let a = IfMpadm::parse();
+            let (interface, offline) = match (a.offline, a.online) {
+                (Some(i), _) => (i, true),
+                (None, Some(i)) => (i, false),
+                (None, None) => return Some(std::process::ExitCode::FAILURE),
+            };
+            Some(exit(ipmpd::cli::admin::run(
+                &ipmpd::cli::admin::AdminArgs {
+                    interface,
+                    target: a.target,
+                },
+                offline,
+            )))
+        }
+        _ => None,
     }
 }

@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod events;
 pub mod output;
 pub mod probe;
+pub mod stat;
 pub mod tracking;
 pub mod watch;
 
@@ -28,6 +29,8 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Run the daemon: track the group file's interfaces, detect failures and repairs.
     Run(crate::daemon::RunArgs),
+    /// ipmpstat: groups (-g), interfaces (-i), probe targets (-t) or data addresses (-a).
+    Stat(stat::StatArgs),
     /// Take an interface out of service (if_mpadm -d); refused when no other usable member would remain.
     Offline(admin::AdminArgs),
     /// Return an offlined interface to service (if_mpadm -r).

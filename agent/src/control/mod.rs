@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod server;
+pub mod snapshot;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,8 @@ pub enum Request {
     Ping,
     /// The state of every interface.
     Interfaces,
+    /// Groups, interfaces, targets and addresses as ipmpstat shows them.
+    Snapshot,
     /// if_mpadm -d.
     Offline { ifname: String },
     /// if_mpadm -r.

@@ -8,6 +8,7 @@
 
 pub mod fds;
 mod report;
+mod snapshot;
 
 use std::{
     collections::HashMap,
@@ -562,6 +563,9 @@ impl Daemon {
                 Request::Ping => Response::Ok(serde_json::json!({ "pong": true })),
                 Request::Interfaces => {
                     Response::Ok(serde_json::to_value(self.engine.interfaces()).unwrap_or_default())
+                }
+                Request::Snapshot => {
+                    Response::Ok(serde_json::to_value(self.snapshot()).unwrap_or_default())
                 }
                 Request::Offline { ifname } => match self.engine.offline(&ifname, now) {
                     Ok(out) => {

@@ -12,6 +12,7 @@ pub mod rng;
 pub mod rtt;
 #[cfg(test)]
 mod tests;
+pub mod views;
 
 use std::{collections::HashMap, net::IpAddr};
 

@@ -1,0 +1,129 @@
+//! Building the ipmpstat snapshot from the daemon's state.
+
+use crate::{
+    control::snapshot::{AddressRow, GroupRow, InterfaceRow, Snapshot, TargetRow, fdt, flags},
+    engine::{
+        IfState,
+        views::{if_state, probe_state},
+    },
+};
+
+impl super::Daemon {
+    /// One consistent snapshot (the daemon is single-threaded: nothing changes while it is built).
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let views = self.engine.interfaces();
+        let groups = self.engine.groups();
+        let targets = self.engine.targets();
+        let mut snap = Snapshot::default();
+        for g in &groups {
+            let members: Vec<_> = views.iter().filter(|v| v.group == g.name).collect();
+            let mut list: Vec<String> = members
+                .iter()
+                .filter(|v| v.active)
+                .map(|v| v.ifname.clone())
+                .collect();
+            list.extend(
+                members
+                    .iter()
+                    .filter(|v| {
+                        !v.active && matches!(v.state, IfState::Running | IfState::NoTargets)
+                    })
+                    .map(|v| format!("({})", v.ifname)),
+            );
+            list.extend(
+                members
+                    .iter()
+                    .filter(|v| matches!(v.state, IfState::Failed | IfState::Offline))
+                    .map(|v| format!("[{}]", v.ifname)),
+            );
+            snap.groups.push(GroupRow {
+                group: g.name.clone(),
+                groupname: g.name.clone(),
+                state: format!("{:?}", g.state).to_lowercase(),
+                fdt: if g.probing {
+                    fdt(g.fdt_ns)
+                } else {
+                    String::new()
+                },
+                interfaces: list.join(" "),
+            });
+        }
+        for v in &views {
+            let probe_enabled = self.engine.probe_enabled(&v.ifname);
+            snap.interfaces.push(InterfaceRow {
+                interface: v.ifname.clone(),
+                active: if v.active { "yes" } else { "no" }.into(),
+                group: v.group.clone(),
+                flags: flags(
+                    v.inactive,
+                    v.standby,
+                    v.state == IfState::Offline,
+                    v.hwaddr_dup,
+                ),
+                link: if v.link_up { "up" } else { "down" }.into(),
+                probe: probe_state(v.state, probe_enabled, v.probing).into(),
+                state: if_state(v.state).into(),
+            });
+            let rows: Vec<TargetRow> = targets
+                .iter()
+                .filter(|t| t.ifname == v.ifname)
+                .map(|t| TargetRow {
+                    interface: t.ifname.clone(),
+                    mode: if t.targets.is_empty() && t.mode == "routes" {
+                        "multicast".into()
+                    } else {
+                        t.mode.into()
+                    },
+                    testaddr: t.test_addr.to_string(),
+                    targets: t
+                        .targets
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                })
+                .collect();
+            if rows.is_empty() {
+                snap.targets.push(TargetRow {
+                    interface: v.ifname.clone(),
+                    mode: "disabled".into(),
+                    testaddr: String::new(),
+                    targets: String::new(),
+                });
+            }
+            snap.targets.extend(rows);
+        }
+        for g in &self.groups {
+            let placement = self.placement.get(&g.name);
+            let outbound: Vec<String> = self
+                .tracked
+                .iter()
+                .filter(|t| {
+                    views
+                        .iter()
+                        .any(|v| v.ifname == t.ifname && v.group == g.name && v.active)
+                })
+                .map(|t| t.ifname.clone())
+                .collect();
+            for (i, d) in g.data_addresses.iter().enumerate() {
+                let inbound = placement
+                    .and_then(|p| p.at.get(&i))
+                    .cloned()
+                    .unwrap_or_default();
+                let up = !inbound.is_empty();
+                snap.addresses.push(AddressRow {
+                    address: d.addr.to_string(),
+                    state: if up { "up" } else { "down" }.into(),
+                    group: g.name.clone(),
+                    inbound,
+                    outbound: if up {
+                        outbound.join(" ")
+                    } else {
+                        String::new()
+                    },
+                });
+            }
+        }
+        snap
+    }
+}

@@ -1,0 +1,117 @@
+//! `ipmpd stat` (ipmpstat) against a live daemon: a degraded group with an offline member and a
+//! standby that took over, and a failed group.
+
+use std::time::Duration;
+
+use tests::{daemon::RunConfig, topology::Lan};
+
+const GROUPS: &str = "[group.g]\nfdt_ms = 300\ndata_addresses = [\"192.0.2.100/24\"]\n\n\
+    [group.f]\n\n\
+    [interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
+    [interface.h1]\ngroup = \"g\"\nstandby = true\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n\n\
+    [interface.h2]\ngroup = \"f\"\n";
+
+#[test]
+fn every_mode_shows_the_expected_table() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.topo.veth(lan.host, "h2", lan.switch, "sw-h2", None);
+    lan.switch()
+        .sh("ip link set sw-h2 master br0 && ip link set sw-h2 down");
+    let cfg = RunConfig::new("stat", GROUPS, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let sock = format!("/run/ipmpd/{}.sock", cfg.instance);
+    let stat = |args: &[&str]| {
+        let mut all = vec!["stat"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--socket", &sock]);
+        let (ok, out, err) = tests::daemon::run(lan.host(), &all);
+        assert!(ok, "ipmpd stat {args:?}: {err}");
+        out
+    };
+    let (ok, _, err) = tests::daemon::run(lan.host(), &["offline", "h0", "--socket", &sock]);
+    assert!(ok, "{err}");
+    d.wait_for(Duration::from_secs(3), |v| {
+        v["event"] == "ipmultipath.address.moved"
+    })
+    .expect("the standby took the address");
+
+    assert_eq!(
+        stat(&["-g"]),
+        "GROUP      GROUPNAME  STATE     FDT       INTERFACES\n\
+         f          f          failed    --        [h2]\n\
+         g          g          degraded  0.30s     h1 [h0]\n"
+    );
+    assert_eq!(
+        stat(&["-i"]),
+        "INTERFACE  ACTIVE  GROUP      FLAGS    LINK       PROBE     STATE\n\
+         h0         no      g          -----d-  up         ok        offline\n\
+         h1         yes     g          -s-----  up         ok        ok\n\
+         h2         no      f          -------  down       disabled  failed\n"
+    );
+    assert_eq!(
+        stat(&["-t"]),
+        "INTERFACE  MODE       TESTADDR            TARGETS\n\
+         h0         routes     192.0.2.10          192.0.2.1\n\
+         h1         routes     192.0.2.11          192.0.2.1\n\
+         h2         disabled   --                  --\n"
+    );
+    assert_eq!(
+        stat(&["-a"]),
+        "ADDRESS             STATE  GROUP      INBOUND   OUTBOUND\n\
+         192.0.2.100         up     g          h1        h1\n"
+    );
+    assert_eq!(
+        stat(&["-i", "-P", "-o", "interface,STATE"]),
+        "h0:offline\nh1:ok\nh2:failed\n"
+    );
+    assert_eq!(stat(&["-g", "-P", "-o", "groupname"]), "f\ng\n");
+    let json: serde_json::Value = serde_json::from_str(&stat(&["-i", "--json"])).unwrap();
+    assert_eq!(json[1]["flags"], "-s-----");
+
+    // The same binary answers as ipmpstat and if_mpadm.
+    let bin = tests::daemon::binary();
+    let dir = cfg.dir.clone();
+    for name in ["ipmpstat", "if_mpadm"] {
+        std::os::unix::fs::symlink(&bin, dir.join(name)).unwrap();
+    }
+    let run_as = |name: &str, args: &[&str]| {
+        std::process::Command::new("nsenter")
+            .arg(format!("--net={}", lan.host().path()))
+            .arg(dir.join(name))
+            .args(args)
+            .args(["--socket", &sock])
+            .output()
+            .unwrap()
+    };
+    let out = run_as("ipmpstat", &["-P", "-o", "address,inbound", "-a"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "192.0.2.100:h1\n");
+    let out = run_as("if_mpadm", &["-r", "h0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.wait_for(Duration::from_secs(3), |v| {
+        v["event"] == "active" && v["ifname"] == "h0" && v["active"] == true
+    })
+    .expect("h0 back");
+
+    // Usage errors and an absent daemon get clear messages.
+    let (ok, _, err) = tests::daemon::run(lan.host(), &["stat", "-g", "-i", "--socket", &sock]);
+    assert!(!ok && err.contains("exactly one of"), "{err}");
+    let (ok, _, err) = tests::daemon::run(lan.host(), &["stat", "-g", "-P", "--socket", &sock]);
+    assert!(!ok && err.contains("-P requires -o"), "{err}");
+    let (ok, _, err) = tests::daemon::run(
+        lan.host(),
+        &["stat", "-g", "--socket", "/run/ipmpd/none.sock"],
+    );
+    assert!(
+        !ok && err.contains("cannot contact ipmpd -- is IPMP in use?"),
+        "{err}"
+    );
+}
