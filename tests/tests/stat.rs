@@ -115,3 +115,57 @@ fn every_mode_shows_the_expected_table() {
         "{err}"
     );
 }
+
+#[test]
+fn probes_and_events_stream_live() {
+    use std::io::{BufRead as _, BufReader};
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("follow", GROUPS.replace("[group.f]\n\n", "").replace("[interface.h2]\ngroup = \"f\"\n", "").as_str(), None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    let sock = format!("/run/ipmpd/{}.sock", cfg.instance);
+    let follow = |args: &[&str]| {
+        std::process::Command::new("nsenter")
+            .arg(format!("--net={}", lan.host().path()))
+            .arg(tests::daemon::binary())
+            .args(args)
+            .args(["--socket", &sock])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // ipmpstat -p: a header, then acked probes with kernel-stamped NETRTT.
+    let mut p = follow(&["stat", "-p"]);
+    let mut lines = BufReader::new(p.stdout.take().unwrap()).lines();
+    let header = lines.next().unwrap().unwrap();
+    assert_eq!(header, "TIME      INTERFACE  PROBE  NETRTT    RTT       RTTAVG    RTTDEV    TARGET");
+    let row = lines.next().unwrap().unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells.len(), 8, "{row}");
+    assert!(cells[0].ends_with('s') && cells[3].ends_with("ms") && cells[7] == "192.0.2.1", "{row}");
+    let _ = p.kill();
+    let _ = p.wait();
+    // events --follow: the failure of h0 arrives as it happens.
+    let mut e = follow(&["events", "--follow", "--json"]);
+    let mut lines = BufReader::new(e.stdout.take().unwrap()).lines();
+    std::thread::sleep(Duration::from_millis(200));
+    lan.switch().link_down("sw-h0");
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let Some(Ok(l)) = lines.next() else { break };
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        let done = v["event"] == "ipmultipath.interface.failed";
+        seen.push(v);
+        if done {
+            break;
+        }
+    }
+    let _ = e.kill();
+    let _ = e.wait();
+    assert!(seen.iter().any(|v| v["event"] == "ipmultipath.link.down" && v["params"]["ifname"] == "h0"), "{seen:?}");
+    assert!(seen.iter().any(|v| v["event"] == "ipmultipath.interface.failed"), "{seen:?}");
+    assert!(d.running());
+}

@@ -12,6 +12,11 @@ pub struct EventsArgs {
     /// JSON output.
     #[arg(long)]
     pub json: bool,
+    /// Follow the running daemon's events as they happen, until interrupted.
+    #[arg(long, conflicts_with = "name")]
+    pub follow: bool,
+    #[command(flatten)]
+    pub target: super::admin::Target,
 }
 
 /// Runs `ipmpd events`.
@@ -19,6 +24,23 @@ pub struct EventsArgs {
 /// # Errors
 /// An unknown event name.
 pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
+    if args.follow {
+        let path = args.target.path();
+        crate::control::client::follow(&path, &crate::control::Request::FollowEvents, |v| {
+            if args.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "{} {}: {}",
+                    v["event"].as_str().unwrap_or("?"),
+                    v["severity"].as_str().unwrap_or("?"),
+                    v["message"].as_str().unwrap_or("")
+                );
+            }
+            true
+        })?;
+        return Ok(());
+    }
     match &args.name {
         None if args.json => println!("{}", serde_json::to_string_pretty(CATALOGUE)?),
         None => {

@@ -24,6 +24,9 @@ pub struct StatArgs {
     /// Data addresses: ADDRESS STATE GROUP INBOUND OUTBOUND.
     #[arg(short = 'a')]
     pub addresses: bool,
+    /// Probes as they happen, until interrupted: TIME INTERFACE PROBE NETRTT RTT RTTAVG RTTDEV TARGET.
+    #[arg(short = 'p')]
+    pub probes: bool,
     /// Numeric output (ipmpd prints addresses numerically anyway).
     #[arg(short = 'n')]
     pub numeric: bool,
@@ -64,6 +67,16 @@ const TARGET_COLUMNS: Columns = &[
     ("MODE", 10),
     ("TESTADDR", 19),
     ("TARGETS", 0),
+];
+const PROBE_COLUMNS: Columns = &[
+    ("TIME", 9),
+    ("INTERFACE", 10),
+    ("PROBE", 6),
+    ("NETRTT", 9),
+    ("RTT", 9),
+    ("RTTAVG", 9),
+    ("RTTDEV", 9),
+    ("TARGET", 0),
 ];
 const ADDRESS_COLUMNS: Columns = &[
     ("ADDRESS", 19),
@@ -143,6 +156,18 @@ fn escape(v: &str) -> String {
 /// Renders rows the way ipmpstat does.
 #[must_use]
 pub fn render(columns: Columns, rows: &[Vec<String>], chosen: &[usize], parsable: bool) -> String {
+    render_rows(columns, rows, chosen, parsable, true)
+}
+
+/// [`render`], with or without the header (a stream prints it once).
+#[must_use]
+pub fn render_rows(
+    columns: Columns,
+    rows: &[Vec<String>],
+    chosen: &[usize],
+    parsable: bool,
+    header: bool,
+) -> String {
     let mut out = String::new();
     if parsable {
         for row in rows {
@@ -173,7 +198,9 @@ pub fn render(columns: Columns, rows: &[Vec<String>], chosen: &[usize], parsable
         }
         l.trim_end().to_owned() + "\n"
     };
-    out += &line(chosen.iter().map(|&i| columns[i].0).collect());
+    if header {
+        out += &line(chosen.iter().map(|&i| columns[i].0).collect());
+    }
     for row in rows {
         out += &line(
             chosen
@@ -196,17 +223,23 @@ pub fn render(columns: Columns, rows: &[Vec<String>], chosen: &[usize], parsable
 /// # Errors
 /// Bad arguments, or an unreachable daemon ("cannot contact ipmpd -- is IPMP in use?").
 pub fn run(args: &StatArgs) -> anyhow::Result<()> {
-    let modes = [args.groups, args.interfaces, args.targets, args.addresses]
-        .iter()
-        .filter(|m| **m)
-        .count();
+    let modes = [
+        args.groups,
+        args.interfaces,
+        args.targets,
+        args.addresses,
+        args.probes,
+    ]
+    .iter()
+    .filter(|m| **m)
+    .count();
     if modes != 1 {
         bail!(
-            "exactly one of -g, -i, -t, -a is needed\nusage: ipmpstat [-n] [-o field[,...] [-P]] -a|-g|-i|-t"
+            "exactly one of -g, -i, -t, -a, -p is needed\nusage: ipmpstat [-n] [-o field[,...] [-P]] -a|-g|-i|-p|-t"
         );
     }
     if args.parsable && args.fields.is_none() {
-        bail!("-P requires -o\nusage: ipmpstat [-n] [-o field[,...] [-P]] -a|-g|-i|-t");
+        bail!("-P requires -o\nusage: ipmpstat [-n] [-o field[,...] [-P]] -a|-g|-i|-p|-t");
     }
     let path = args.target.path();
     let snap: Snapshot = match client::call(&path, &Request::Snapshot) {
@@ -219,6 +252,9 @@ pub fn run(args: &StatArgs) -> anyhow::Result<()> {
             path.display()
         ),
     };
+    if args.probes {
+        return probes(args, &snap);
+    }
     if args.json {
         let v = match (args.groups, args.interfaces, args.targets) {
             (true, _, _) => serde_json::to_value(&snap.groups)?,
@@ -332,4 +368,45 @@ mod tests {
                 .contains("unknown output field")
         );
     }
+}
+
+fn ms(v: &serde_json::Value) -> String {
+    v.as_u64()
+        .map_or_else(String::new, |ns| format!("{:.2}ms", ns as f64 / 1e6))
+}
+
+/// ipmpstat -p: probe results as they happen.
+fn probes(args: &StatArgs, snap: &Snapshot) -> anyhow::Result<()> {
+    if snap.targets.iter().all(|t| t.mode == "disabled") {
+        bail!("probe-based failure detection is disabled");
+    }
+    let chosen = select(PROBE_COLUMNS, args.fields.as_deref())?;
+    let start = crate::clock::monotonic_ns();
+    let mut header = !args.parsable;
+    client::follow(&args.target.path(), &Request::FollowProbes, |v| {
+        if args.json {
+            println!("{v}");
+            return true;
+        }
+        let at = v["at_ns"].as_u64().unwrap_or(start);
+        let acked = v["acked"].as_bool().unwrap_or(false);
+        let rtt = |key: &str| if acked { ms(&v[key]) } else { String::new() };
+        let row = vec![
+            format!("{:.2}s", (at as f64 - start as f64) / 1e9),
+            v["ifname"].as_str().unwrap_or("").to_owned(),
+            v["seq"].to_string(),
+            rtt("netrtt_ns"),
+            rtt("rtt_ns"),
+            rtt("rttavg_ns"),
+            rtt("rttdev_ns"),
+            v["target"].as_str().unwrap_or("").to_owned(),
+        ];
+        print!(
+            "{}",
+            render_rows(PROBE_COLUMNS, &[row], &chosen, args.parsable, header)
+        );
+        header = false;
+        true
+    })?;
+    Ok(())
 }

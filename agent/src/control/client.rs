@@ -51,3 +51,40 @@ pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
         .map_err(ClientError::BadAnswer)?;
     serde_json::from_str(&answer).map_err(|e| ClientError::BadAnswer(e.into()))
 }
+
+/// Sends a follow request and calls `each` with every record until the daemon closes the stream,
+/// `each` returns false, or the process is interrupted.
+///
+/// # Errors
+/// When the daemon cannot be reached or refuses.
+pub fn follow(
+    path: &Path,
+    request: &Request,
+    mut each: impl FnMut(serde_json::Value) -> bool,
+) -> Result<(), ClientError> {
+    let unreachable = |source| ClientError::Unreachable {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path).map_err(unreachable)?;
+    let mut line = serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.into()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(ClientError::BadAnswer)?;
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    reader
+        .read_line(&mut first)
+        .map_err(ClientError::BadAnswer)?;
+    if let Ok(Response::Err(e)) = serde_json::from_str::<Response>(&first) {
+        return Err(ClientError::BadAnswer(std::io::Error::other(e.to_string())));
+    }
+    for l in reader.lines() {
+        let Ok(l) = l else { break };
+        if let Ok(v) = serde_json::from_str(&l)
+            && !each(v)
+        {
+            break;
+        }
+    }
+    Ok(())
+}

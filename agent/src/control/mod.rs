@@ -31,6 +31,10 @@ pub enum Request {
     Interfaces,
     /// Groups, interfaces, targets and addresses as ipmpstat shows them.
     Snapshot,
+    /// Keep the connection and send catalogue events as they happen, one JSON line each.
+    FollowEvents,
+    /// Keep the connection and send probe results as they happen (ipmpstat -p).
+    FollowProbes,
     /// if_mpadm -d.
     Offline { ifname: String },
     /// if_mpadm -r.

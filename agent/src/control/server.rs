@@ -29,6 +29,17 @@ struct Conn {
     buf: Vec<u8>,
     deadline_ns: u64,
     privileged: bool,
+    /// A subscriber to this stream of records (no more requests are read from it).
+    subscribed: Option<Stream>,
+}
+
+/// What a subscriber receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Catalogue events.
+    Events,
+    /// Probe results (ipmpstat -p).
+    Probes,
 }
 
 /// A request ready for the daemon, to be answered with [`Server::respond`].
@@ -145,11 +156,20 @@ impl Server {
                 buf: Vec::new(),
                 deadline_ns: now_ns + REQUEST_DEADLINE_NS,
                 privileged,
+                subscribed: None,
             });
         }
         let mut ready = Vec::new();
         let mut done = Vec::new();
         for c in &mut self.conns {
+            if c.subscribed.is_some() {
+                // A subscriber only listens; its end of the connection closing ends the stream.
+                let mut probe = [0u8; 1];
+                if matches!(c.stream.read(&mut probe), Ok(0)) {
+                    done.push(c.id);
+                }
+                continue;
+            }
             let mut chunk = [0u8; 4096];
             let mut eof = false;
             loop {
@@ -209,6 +229,29 @@ impl Server {
         }
         self.conns.retain(|c| !done.contains(&c.id));
         ready
+    }
+
+    /// Turns connection `conn` into a subscriber of `stream` after answering `response`.
+    pub fn subscribe(&mut self, conn: u64, stream: Stream, response: &Response) {
+        if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) {
+            answer(&mut c.stream, response);
+            let _ = c.stream.set_nonblocking(true);
+            c.subscribed = Some(stream);
+        }
+    }
+
+    /// Sends one record to every subscriber of `stream`. A subscriber that cannot take it at once
+    /// is dropped: a slow reader never holds the daemon up.
+    pub fn publish(&mut self, stream: Stream, record: &serde_json::Value) {
+        if !self.conns.iter().any(|c| c.subscribed == Some(stream)) {
+            return;
+        }
+        let Ok(mut line) = serde_json::to_vec(record) else {
+            return;
+        };
+        line.push(b'\n');
+        self.conns
+            .retain_mut(|c| c.subscribed != Some(stream) || c.stream.write_all(&line).is_ok());
     }
 
     /// Sends `response` on connection `conn` and closes it.

@@ -29,9 +29,12 @@ use crate::{
         self,
         group_file::{GroupConfig, InterfaceConfig},
     },
-    control::{Request, Response, default_socket, server::Server},
+    control::{
+        Request, Response, default_socket,
+        server::{Server, Stream},
+    },
     datapath::{Datapath, DatapathOptions, LinkSource},
-    engine::{Engine, EngineConfig, MemberSpec, Output},
+    engine::{Engine, EngineConfig, Event, MemberSpec, Output},
     failover::{
         announce::announce,
         apply::execute,
@@ -505,6 +508,9 @@ impl Daemon {
                 let out = self.engine.tick(now);
                 self.apply(out);
             }
+            for record in self.rep.take_published() {
+                self.control.publish(Stream::Events, &record);
+            }
             if now >= next_counter_check {
                 next_counter_check = now + 1_000_000_000;
                 self.check_counters(datapath);
@@ -559,13 +565,26 @@ impl Daemon {
     fn serve_control(&mut self) {
         let now = monotonic_ns();
         for p in self.control.poll(now) {
-            let response = match p.request {
+            let response = match p.request.clone() {
                 Request::Ping => Response::Ok(serde_json::json!({ "pong": true })),
                 Request::Interfaces => {
                     Response::Ok(serde_json::to_value(self.engine.interfaces()).unwrap_or_default())
                 }
                 Request::Snapshot => {
                     Response::Ok(serde_json::to_value(self.snapshot()).unwrap_or_default())
+                }
+                Request::FollowEvents | Request::FollowProbes => {
+                    let stream = if p.request == Request::FollowEvents {
+                        Stream::Events
+                    } else {
+                        Stream::Probes
+                    };
+                    self.control.subscribe(
+                        p.conn,
+                        stream,
+                        &Response::Ok(serde_json::json!({ "following": true })),
+                    );
+                    continue;
                 }
                 Request::Offline { ifname } => match self.engine.offline(&ifname, now) {
                     Ok(out) => {
@@ -655,7 +674,16 @@ impl Daemon {
                 .engine
                 .probe_reply(&ifname, rec.icmp_seq, from, rtt, now)
             {
-                Ok(out) => self.apply(out),
+                Ok(out) => {
+                    self.apply(out);
+                    let (avg, dev) = self.engine.target_rtt(&ifname, from).unwrap_or((0, 0));
+                    let user_rtt = now.saturating_sub(rec.header.send_time_ns());
+                    self.control.publish(
+                        Stream::Probes,
+                        &serde_json::json!({ "at_ns": now, "ifname": ifname, "seq": rec.icmp_seq, "target": from, "acked": true,
+                            "netrtt_ns": rtt, "rtt_ns": user_rtt, "rttavg_ns": avg, "rttdev_ns": dev }),
+                    );
+                }
                 Err(why) => {
                     tracing::debug!(ifname, seq = rec.icmp_seq, ?why, "reply matches no probe")
                 }
@@ -717,7 +745,20 @@ impl Daemon {
                     self.rep.active(&ifname, active);
                     rebalance = true;
                 }
-                Output::Event(e) => self.rep.engine_event(&e),
+                Output::Event(e) => {
+                    if let Event::ProbeLost {
+                        ifname,
+                        seq,
+                        target,
+                    } = &e
+                    {
+                        self.control.publish(
+                            Stream::Probes,
+                            &serde_json::json!({ "at_ns": monotonic_ns(), "ifname": ifname, "seq": seq, "target": target, "acked": false }),
+                        );
+                    }
+                    self.rep.engine_event(&e);
+                }
             }
         }
         // During setup members join one by one: placing addresses before all of them are known

@@ -18,6 +18,8 @@ const RATE_BURST: u32 = 5;
 pub struct Reporter {
     json: bool,
     limiter: RateLimiter,
+    /// Catalogue events not yet handed to the control socket's subscribers.
+    published: Vec<Value>,
 }
 
 impl Reporter {
@@ -25,6 +27,7 @@ impl Reporter {
         Self {
             json,
             limiter: RateLimiter::new(RATE_WINDOW_NS, RATE_BURST),
+            published: Vec::new(),
         }
     }
 
@@ -37,6 +40,8 @@ impl Reporter {
     fn log(&mut self, r: &Rendered) {
         let now = monotonic_ns();
         let params = Value::Object(r.params.clone());
+        // Subscribers (`ipmpd events --follow`) get every event, like the JSON stream.
+        self.published.push(json!({ "event": r.name, "severity": r.severity, "message": r.message, "params": params, "at_ns": now }));
         // The JSON stream is for programs: every state change reaches it. Only the log, read by
         // people and flooded by a flapping cause, is rate-limited.
         if self.json {
@@ -65,6 +70,11 @@ impl Reporter {
                 tracing::debug!(event = r.name, params = %params, "{}{more}", r.message)
             }
         }
+    }
+
+    /// Catalogue events since the last call, for the control socket's subscribers.
+    pub fn take_published(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.published)
     }
 
     /// A catalogue event by name with its parameters.

@@ -95,6 +95,17 @@ impl Engine {
             .collect()
     }
 
+    /// Smoothed RTT and its mean deviation (ns) of `target` as seen from `ifname`.
+    #[must_use]
+    pub fn target_rtt(&self, ifname: &str, target: IpAddr) -> Option<(u64, u64)> {
+        let x = self.interfaces.iter().find(|x| x.name == ifname)?;
+        x.instances
+            .iter()
+            .flat_map(|p| p.targets.iter())
+            .find(|t| t.addr == target)
+            .map(|t| (t.rtt.avg_ns(), t.rtt.dev_ns()))
+    }
+
     /// Whether `ifname` has a probing instance at all (a test address).
     #[must_use]
     pub fn probe_enabled(&self, ifname: &str) -> bool {
