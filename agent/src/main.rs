@@ -5,13 +5,7 @@ use clap::Parser as _;
 use ipmpd::cli::{Cli, Command, check_config, events, probe, watch};
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IPMPD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     if let Some(code) = personality() {
         return code;
     }
@@ -136,5 +130,28 @@ fn personality() -> Option<std::process::ExitCode> {
             )))
         }
         _ => None,
+    }
+}
+
+/// Logs to the journal with every event's name and parameters as fields (EVENT=, PARAMS=) when
+/// systemd runs ipmpd (JOURNAL_STREAM is set), to standard error otherwise. `IPMPD_LOG` filters
+/// (default: info in the journal, warn on a terminal).
+fn init_logging() {
+    use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    let journal = std::env::var_os("JOURNAL_STREAM")
+        .is_some()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
+    let default = if journal.is_some() { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("IPMPD_LOG").unwrap_or_else(|_| default.into());
+    match journal {
+        Some(layer) => tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .init(),
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
     }
 }

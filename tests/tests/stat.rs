@@ -123,9 +123,17 @@ fn probes_and_events_stream_live() {
         return;
     }
     let lan = Lan::new(true, false);
-    let cfg = RunConfig::new("follow", GROUPS.replace("[group.f]\n\n", "").replace("[interface.h2]\ngroup = \"f\"\n", "").as_str(), None);
+    let cfg = RunConfig::new(
+        "follow",
+        GROUPS
+            .replace("[group.f]\n\n", "")
+            .replace("[interface.h2]\ngroup = \"f\"\n", "")
+            .as_str(),
+        None,
+    );
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
     let sock = format!("/run/ipmpd/{}.sock", cfg.instance);
     let follow = |args: &[&str]| {
         std::process::Command::new("nsenter")
@@ -141,11 +149,17 @@ fn probes_and_events_stream_live() {
     let mut p = follow(&["stat", "-p"]);
     let mut lines = BufReader::new(p.stdout.take().unwrap()).lines();
     let header = lines.next().unwrap().unwrap();
-    assert_eq!(header, "TIME      INTERFACE  PROBE  NETRTT    RTT       RTTAVG    RTTDEV    TARGET");
+    assert_eq!(
+        header,
+        "TIME      INTERFACE  PROBE  NETRTT    RTT       RTTAVG    RTTDEV    TARGET"
+    );
     let row = lines.next().unwrap().unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells.len(), 8, "{row}");
-    assert!(cells[0].ends_with('s') && cells[3].ends_with("ms") && cells[7] == "192.0.2.1", "{row}");
+    assert!(
+        cells[0].ends_with('s') && cells[3].ends_with("ms") && cells[7] == "192.0.2.1",
+        "{row}"
+    );
     let _ = p.kill();
     let _ = p.wait();
     // events --follow: the failure of h0 arrives as it happens.
@@ -165,7 +179,15 @@ fn probes_and_events_stream_live() {
     }
     let _ = e.kill();
     let _ = e.wait();
-    assert!(seen.iter().any(|v| v["event"] == "ipmultipath.link.down" && v["params"]["ifname"] == "h0"), "{seen:?}");
-    assert!(seen.iter().any(|v| v["event"] == "ipmultipath.interface.failed"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|v| v["event"] == "ipmultipath.link.down" && v["params"]["ifname"] == "h0"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|v| v["event"] == "ipmultipath.interface.failed"),
+        "{seen:?}"
+    );
     assert!(d.running());
 }

@@ -19,6 +19,8 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     "stress-ng",
     "python3",
+    "systemd",
+    "man-db",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

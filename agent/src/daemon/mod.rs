@@ -7,6 +7,7 @@
 //! milliseconds, too coarse for a 10 ms FDT). The link watcher runs in its own thread.
 
 pub mod fds;
+mod notify;
 mod report;
 mod snapshot;
 
@@ -254,6 +255,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         ready: false,
         arp_flux: ArpFlux::default(),
         control,
+        notifier: notify::Notifier::from_env(),
     };
     for t in &daemon.tracked {
         let named = members
@@ -285,6 +287,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     daemon.ready = true;
     daemon.rebalance();
     daemon.rep.ready(&daemon.engine);
+    // Ready for systemd only now: the datapath is attached and every member is tracked.
+    daemon.notifier.send(&format!(
+        "READY=1\nSTATUS=tracking {} interfaces",
+        daemon.tracked.len()
+    ));
     let ring = datapath.take_reply_ring()?;
     daemon.main_loop(ring, &mut datapath, &signals, &events, &queue, args)
 }
@@ -411,6 +418,8 @@ struct Daemon {
     arp_flux: ArpFlux,
     /// The control socket.
     control: Server,
+    /// systemd notifications.
+    notifier: notify::Notifier,
 }
 
 /// One gratuitous ARP / unsolicited NA to send at `due_ns`.
@@ -439,6 +448,7 @@ impl Daemon {
             self.route_watch.raw_fd(),
         ];
         let mut next_counter_check = monotonic_ns();
+        let mut next_watchdog = self.notifier.watchdog_ns.map(|p| monotonic_ns() + p);
         loop {
             let now = monotonic_ns();
             let next_announcement = self.send_due_announcements(now).unwrap_or(u64::MAX);
@@ -447,6 +457,7 @@ impl Daemon {
                 .next_deadline()
                 .unwrap_or(now + 1_000_000_000)
                 .min(next_counter_check)
+                .min(next_watchdog.unwrap_or(u64::MAX))
                 .min(next_announcement);
             let all: Vec<_> = fixed.iter().copied().chain(self.control.fds()).collect();
             let ready = fds::wait(&all, Some(deadline.saturating_sub(now)));
@@ -471,6 +482,7 @@ impl Daemon {
                         self.reload(args);
                     } else {
                         self.rep.stopping(sig);
+                        self.notifier.send("STOPPING=1");
                         // Addresses and routes stay as they are for the next start to adopt;
                         // the ARP settings go back to what they were.
                         self.arp_flux.restore();
@@ -510,6 +522,12 @@ impl Daemon {
             }
             for record in self.rep.take_published() {
                 self.control.publish(Stream::Events, &record);
+            }
+            if let (Some(due), Some(period)) = (next_watchdog, self.notifier.watchdog_ns)
+                && now >= due
+            {
+                self.notifier.send("WATCHDOG=1");
+                next_watchdog = Some(now + period);
             }
             if now >= next_counter_check {
                 next_counter_check = now + 1_000_000_000;
@@ -930,6 +948,7 @@ impl Daemon {
             return;
         }
         self.rep.reloading();
+        self.notifier.send("RELOADING=1");
         // The new process sets them again and must find the administrator's values.
         self.arp_flux.restore();
         let exe = std::fs::read_link("/proc/self/exe")
