@@ -222,7 +222,14 @@ impl RunConfig {
     /// Starts the daemon in `ns`.
     #[must_use]
     pub fn spawn(&self, ns: &Netns) -> Daemon {
-        let args = self.run_args();
+        self.spawn_with(ns, &[])
+    }
+
+    /// Starts the daemon in `ns` with `extra` arguments.
+    #[must_use]
+    pub fn spawn_with(&self, ns: &Netns, extra: &[&str]) -> Daemon {
+        let mut args = self.run_args();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         Daemon::spawn(ns, &refs)
     }

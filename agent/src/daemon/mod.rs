@@ -7,6 +7,7 @@
 //! milliseconds, too coarse for a 10 ms FDT). The link watcher runs in its own thread.
 
 pub mod fds;
+mod metrics;
 mod notify;
 mod report;
 mod snapshot;
@@ -81,6 +82,9 @@ pub struct RunArgs {
     /// Control socket (default /run/ipmpd/ipmpd.sock, or /run/ipmpd/INSTANCE.sock).
     #[arg(long)]
     pub socket: Option<PathBuf>,
+    /// Serve Prometheus metrics on ADDR (default 127.0.0.1:9870 when given without a value).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9870")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// One tracked interface.
@@ -197,6 +201,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| default_socket(args.instance.as_deref()));
     let control = Server::bind(&socket).context("cannot open the control socket")?;
+    let exporter = match args.metrics {
+        Some(addr) => Some(
+            metrics::Exporter::bind(addr)
+                .with_context(|| format!("cannot serve metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     let events = fds::event_fd().context("cannot create an eventfd")?;
     let route_watch = RouteSocket::for_groups(RTMGRP_LINKS_ADDRESSES_ROUTES)
         .context("cannot follow routes through rtnetlink")?;
@@ -256,6 +267,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         arp_flux: ArpFlux::default(),
         control,
         notifier: notify::Notifier::from_env(),
+        counts: metrics::Counts::default(),
+        exporter,
+        default_fdt_ns: d.failure_detection_time_ms * 1_000_000,
     };
     for t in &daemon.tracked {
         let named = members
@@ -420,6 +434,12 @@ struct Daemon {
     control: Server,
     /// systemd notifications.
     notifier: notify::Notifier,
+    /// Counters for the metrics endpoint.
+    counts: metrics::Counts,
+    /// The metrics endpoint, when asked for.
+    exporter: Option<metrics::Exporter>,
+    /// FAILURE_DETECTION_TIME (ns), for groups without their own.
+    default_fdt_ns: u64,
 }
 
 /// One gratuitous ARP / unsolicited NA to send at `due_ns`.
@@ -459,9 +479,21 @@ impl Daemon {
                 .min(next_counter_check)
                 .min(next_watchdog.unwrap_or(u64::MAX))
                 .min(next_announcement);
-            let all: Vec<_> = fixed.iter().copied().chain(self.control.fds()).collect();
+            let metrics_fd = self.exporter.as_ref().map(metrics::Exporter::fd);
+            let all: Vec<_> = fixed
+                .iter()
+                .copied()
+                .chain(metrics_fd)
+                .chain(self.control.fds())
+                .collect();
             let ready = fds::wait(&all, Some(deadline.saturating_sub(now)));
-            if ready[fixed.len()..].iter().any(|r| *r) {
+            let control_from = fixed.len() + usize::from(metrics_fd.is_some());
+            if metrics_fd.is_some() && ready[fixed.len()] {
+                if let Some(exporter) = &self.exporter {
+                    exporter.serve(|| self.metrics_text());
+                }
+            }
+            if ready[control_from..].iter().any(|r| *r) {
                 self.serve_control();
             }
             if ready[0] {
@@ -521,6 +553,9 @@ impl Daemon {
                 self.apply(out);
             }
             for record in self.rep.take_published() {
+                if let Some(name) = record["event"].as_str() {
+                    metrics::bump(&mut self.counts.events, name.to_owned());
+                }
                 self.control.publish(Stream::Events, &record);
             }
             if let (Some(due), Some(period)) = (next_watchdog, self.notifier.watchdog_ns)
@@ -659,7 +694,9 @@ impl Daemon {
             return;
         }
         if !self.key.verify(&rec.header, rec.icmp_id, rec.icmp_seq) {
-            self.rep.rejected(&t.ifname.clone(), "bad_tag");
+            let ifname = t.ifname.clone();
+            metrics::bump(&mut self.counts.bad_tag, ifname.clone());
+            self.rep.rejected(&ifname, "bad_tag");
             return;
         }
         let ifname = t.ifname.clone();
@@ -775,6 +812,15 @@ impl Daemon {
                             &serde_json::json!({ "at_ns": monotonic_ns(), "ifname": ifname, "seq": seq, "target": target, "acked": false }),
                         );
                     }
+                    match &e {
+                        Event::ProbeAcked { ifname, .. } => {
+                            metrics::bump(&mut self.counts.probes_acked, ifname.clone())
+                        }
+                        Event::ProbeLost { ifname, .. } => {
+                            metrics::bump(&mut self.counts.probes_lost, ifname.clone())
+                        }
+                        _ => {}
+                    }
                     self.rep.engine_event(&e);
                 }
             }
@@ -841,6 +887,13 @@ impl Daemon {
                         if let Some(i) = g.data_addresses.iter().position(|x| *x == a.mv.addr) {
                             placement.at.insert(i, a.mv.to.clone());
                         }
+                        let cause = match a.mv.from.as_deref().and_then(|f| views.iter().find(|v| v.ifname == f)) {
+                            None => "placement",
+                            Some(v) if v.state == crate::engine::IfState::Failed => "failure",
+                            Some(v) if v.state == crate::engine::IfState::Offline => "offline",
+                            Some(_) => "rebalance",
+                        };
+                        metrics::bump(&mut self.counts.failovers, (g.name.clone(), cause.to_owned()));
                         self.rep.catalogue(
                             "ipmultipath.address.moved",
                             serde_json::json!({ "address": address, "group": g.name, "from": a.mv.from.clone().unwrap_or_else(|| "-".into()), "to": a.mv.to }),
@@ -885,6 +938,9 @@ impl Daemon {
     }
 
     fn send(&mut self, ifname: &str, test_addr: IpAddr, target: IpAddr, seq: u16, kind: u16) {
+        if kind == msg::FAILURE_DETECTION {
+            metrics::bump(&mut self.counts.probes_sent, ifname.to_owned());
+        }
         let Some(t) = self.tracked.iter().find(|t| t.ifname == ifname) else {
             return;
         };
@@ -908,6 +964,7 @@ impl Daemon {
             let Ok(c) = datapath.counters(t.ifindex) else {
                 continue;
             };
+            self.counts.kernel.insert(t.ifname.clone(), c);
             let now = [c.rejected_version, c.rejected_checksum_type, c.ring_full];
             let before = self
                 .datapath_counters

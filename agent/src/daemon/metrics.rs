@@ -1,0 +1,275 @@
+//! The opt-in Prometheus endpoint (`ipmpd run --metrics [ADDR]`, loopback by default): per group
+//! and per interface state, FDTs, CRTTs, probe and reject counters, failovers by cause and events
+//! by name, encoded with the prometheus-client crate. Served from the daemon's own loop: a scrape
+//! is answered from one consistent state, and a slow scraper gets at most 100 ms.
+
+use std::{
+    collections::HashMap,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener},
+    os::fd::{AsRawFd as _, RawFd},
+    sync::atomic::AtomicU64,
+    time::Duration,
+};
+
+use agent_common::counters::IfaceCounters;
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::engine::{IfState, views::probe_state};
+
+/// Counters the daemon keeps for the endpoint.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub probes_sent: HashMap<String, u64>,
+    pub probes_acked: HashMap<String, u64>,
+    pub probes_lost: HashMap<String, u64>,
+    pub bad_tag: HashMap<String, u64>,
+    /// (group, cause) → data-address moves.
+    pub failovers: HashMap<(String, String), u64>,
+    /// Catalogue event name → count.
+    pub events: HashMap<String, u64>,
+    /// Kernel counters per interface, refreshed every second.
+    pub kernel: HashMap<String, IfaceCounters>,
+}
+
+/// Bumps `key` in `map`.
+pub fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K) {
+    *map.entry(key).or_default() += 1;
+}
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The listening socket.
+pub struct Exporter {
+    listener: TcpListener,
+}
+
+impl Exporter {
+    /// Listens on `addr`.
+    ///
+    /// # Errors
+    /// When the address is taken or not local.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Self { listener })
+    }
+
+    /// The descriptor to poll.
+    #[must_use]
+    pub fn fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    /// Answers every pending scrape with `body()`.
+    pub fn serve(&self, body: impl Fn() -> String) {
+        while let Ok((mut stream, _)) = self.listener.accept() {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let mut req = [0u8; 1024];
+            let _ = stream.read(&mut req);
+            let text = body();
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+                text.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(text.as_bytes());
+        }
+    }
+}
+
+impl super::Daemon {
+    /// The exposition of the current state.
+    pub(super) fn metrics_text(&self) -> String {
+        let mut reg = Registry::with_prefix("ipmpd");
+        let group_state = Family::<Labels, Gauge>::default();
+        let fdt = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let fdt_configured = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for g in self.engine.groups() {
+            for s in ["ok", "degraded", "failed"] {
+                let on = format!("{:?}", g.state).eq_ignore_ascii_case(s);
+                group_state
+                    .get_or_create(&labels(&[("group", &g.name), ("state", s)]))
+                    .set(i64::from(on));
+            }
+            fdt.get_or_create(&labels(&[("group", &g.name)]))
+                .set(g.fdt_ns as f64 / 1e9);
+            if let Some(c) = self.groups.iter().find(|c| c.name == g.name) {
+                let configured = c
+                    .fdt_ms
+                    .map_or(self.default_fdt_ns as f64 / 1e9, |ms| ms as f64 / 1e3);
+                fdt_configured
+                    .get_or_create(&labels(&[("group", &g.name)]))
+                    .set(configured);
+            }
+        }
+        reg.register(
+            "group_state",
+            "1 for the group's current state (ok, degraded, failed)",
+            group_state,
+        );
+        reg.register(
+            "group_fdt_seconds",
+            "Current failure detection time of the group",
+            fdt,
+        );
+        reg.register(
+            "group_configured_fdt_seconds",
+            "Configured failure detection time of the group",
+            fdt_configured,
+        );
+
+        let active = Family::<Labels, Gauge>::default();
+        let link = Family::<Labels, Gauge>::default();
+        let state = Family::<Labels, Gauge>::default();
+        let probe = Family::<Labels, Gauge>::default();
+        for v in self.engine.interfaces() {
+            let l = labels(&[("interface", &v.ifname), ("group", &v.group)]);
+            active.get_or_create(&l).set(i64::from(v.active));
+            link.get_or_create(&l).set(i64::from(v.link_up));
+            let current = match v.state {
+                IfState::Running => "ok",
+                IfState::NoTargets => "unknown",
+                IfState::Failed => "failed",
+                IfState::Offline => "offline",
+            };
+            for s in ["ok", "failed", "offline", "unknown"] {
+                state
+                    .get_or_create(&labels(&[
+                        ("interface", &v.ifname),
+                        ("group", &v.group),
+                        ("state", s),
+                    ]))
+                    .set(i64::from(s == current));
+            }
+            let p = probe_state(v.state, self.engine.probe_enabled(&v.ifname), v.probing);
+            for s in ["ok", "failed", "unknown", "disabled"] {
+                probe
+                    .get_or_create(&labels(&[
+                        ("interface", &v.ifname),
+                        ("group", &v.group),
+                        ("state", s),
+                    ]))
+                    .set(i64::from(s == p));
+            }
+        }
+        reg.register(
+            "interface_active",
+            "1 when the interface carries data traffic",
+            active,
+        );
+        reg.register(
+            "interface_link_up",
+            "1 when the driver reports carrier",
+            link,
+        );
+        reg.register(
+            "interface_state",
+            "1 for the interface's current state",
+            state,
+        );
+        reg.register(
+            "interface_probe_state",
+            "1 for the interface's current probe state",
+            probe,
+        );
+
+        let crtt = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for t in self.engine.targets() {
+            for target in &t.targets {
+                if let Some(c) = self.engine.crtt(&t.ifname, *target) {
+                    crtt.get_or_create(&labels(&[
+                        ("interface", &t.ifname),
+                        ("target", &target.to_string()),
+                    ]))
+                    .set(c as f64 / 1e9);
+                }
+            }
+        }
+        reg.register(
+            "target_crtt_seconds",
+            "Smoothed round trip plus four mean deviations, per probe target",
+            crtt,
+        );
+
+        let counter = |map: &HashMap<String, u64>, key: &str| {
+            let fam = Family::<Labels, Counter>::default();
+            for (k, v) in map {
+                fam.get_or_create(&labels(&[(key, k)])).inc_by(*v);
+            }
+            fam
+        };
+        reg.register(
+            "probes_sent",
+            "Failure-detection probes sent",
+            counter(&self.counts.probes_sent, "interface"),
+        );
+        reg.register(
+            "probes_acked",
+            "Probes answered",
+            counter(&self.counts.probes_acked, "interface"),
+        );
+        reg.register(
+            "probes_lost",
+            "Probes given up",
+            counter(&self.counts.probes_lost, "interface"),
+        );
+        reg.register(
+            "events",
+            "Catalogue events reported, by name",
+            counter(&self.counts.events, "event"),
+        );
+        let rejected = Family::<Labels, Counter>::default();
+        for (ifname, c) in &self.counts.kernel {
+            for (reason, n) in [
+                ("magic", c.rejected_magic),
+                ("version", c.rejected_version),
+                ("checksum_type", c.rejected_checksum_type),
+                ("truncated", c.rejected_truncated),
+                ("routing_header", c.rejected_routing_header),
+                ("ring_full", c.ring_full),
+            ] {
+                rejected
+                    .get_or_create(&labels(&[("interface", ifname), ("reason", reason)]))
+                    .inc_by(n);
+            }
+        }
+        for (ifname, n) in &self.counts.bad_tag {
+            rejected
+                .get_or_create(&labels(&[("interface", ifname), ("reason", "bad_tag")]))
+                .inc_by(*n);
+        }
+        reg.register(
+            "probe_replies_rejected",
+            "Probe replies not accepted, by reason",
+            rejected,
+        );
+        let failovers = Family::<Labels, Counter>::default();
+        for ((group, cause), n) in &self.counts.failovers {
+            failovers
+                .get_or_create(&labels(&[("group", group), ("cause", cause)]))
+                .inc_by(*n);
+        }
+        reg.register(
+            "failovers",
+            "Data-address moves, by group and cause",
+            failovers,
+        );
+        let mut out = String::new();
+        let _ = encode(&mut out, &reg);
+        out
+    }
+}
