@@ -17,7 +17,8 @@ const GROUP: &str = "[group.g]\nfdt_ms = 300\ndata_addresses = [\"192.0.2.100/24
 fn scrape(ns_path: String) -> String {
     std::thread::spawn(move || {
         enter_netns(&ns_path);
-        let mut s = std::net::TcpStream::connect("127.0.0.1:9870").expect("metrics endpoint listens");
+        let mut s =
+            std::net::TcpStream::connect("127.0.0.1:9870").expect("metrics endpoint listens");
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
         let mut out = String::new();
@@ -36,10 +37,20 @@ fn the_endpoint_exports_state_counters_and_failovers() {
     let lan = Lan::new(true, false);
     let cfg = RunConfig::new("metrics", GROUP, None);
     let mut d = cfg.spawn_with(lan.host(), &["--metrics"]);
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
-    d.wait_for(Duration::from_secs(5), |v| v["probe"]["event"] == "probe_acked").expect("probing");
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    d.wait_for(Duration::from_secs(5), |v| {
+        v["probe"]["event"] == "probe_acked"
+    })
+    .expect("probing");
     lan.switch().link_down("sw-h0");
-    wait_event(&mut d, Duration::from_secs(3), "ipmultipath.address.moved", None).expect("failover");
+    wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("failover");
     std::thread::sleep(Duration::from_millis(1200)); // the kernel counters are read every second
     let response = scrape(lan.host().path());
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
@@ -52,21 +63,63 @@ fn the_endpoint_exports_state_counters_and_failovers() {
             .iter()
             .find(|s| s.metric == name && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
             .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
                 _ => f64::NAN,
             })
             .unwrap_or_else(|| panic!("no {name} {want:?} in\n{body}"))
     };
-    assert_eq!(value("ipmpd_group_state", &[("group", "g"), ("state", "degraded")]), 1.0);
-    assert_eq!(value("ipmpd_group_configured_fdt_seconds", &[("group", "g")]), 0.3);
+    assert_eq!(
+        value(
+            "ipmpd_group_state",
+            &[("group", "g"), ("state", "degraded")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value("ipmpd_group_configured_fdt_seconds", &[("group", "g")]),
+        0.3
+    );
     assert_eq!(value("ipmpd_interface_active", &[("interface", "h0")]), 0.0);
     assert_eq!(value("ipmpd_interface_active", &[("interface", "h1")]), 1.0);
-    assert_eq!(value("ipmpd_interface_link_up", &[("interface", "h0")]), 0.0);
-    assert_eq!(value("ipmpd_interface_state", &[("interface", "h0"), ("state", "failed")]), 1.0);
+    assert_eq!(
+        value("ipmpd_interface_link_up", &[("interface", "h0")]),
+        0.0
+    );
+    assert_eq!(
+        value(
+            "ipmpd_interface_state",
+            &[("interface", "h0"), ("state", "failed")]
+        ),
+        1.0
+    );
     assert!(value("ipmpd_probes_sent_total", &[("interface", "h1")]) > 0.0);
     assert!(value("ipmpd_probes_acked_total", &[("interface", "h1")]) > 0.0);
-    assert!(value("ipmpd_target_crtt_seconds", &[("interface", "h1"), ("target", "192.0.2.1")]) > 0.0);
-    assert_eq!(value("ipmpd_failovers_total", &[("group", "g"), ("cause", "failure")]), 1.0);
-    assert!(value("ipmpd_events_total", &[("event", "ipmultipath.interface.failed")]) >= 1.0);
-    assert_eq!(value("ipmpd_probe_replies_rejected_total", &[("interface", "h1"), ("reason", "version")]), 0.0);
+    assert!(
+        value(
+            "ipmpd_target_crtt_seconds",
+            &[("interface", "h1"), ("target", "192.0.2.1")]
+        ) > 0.0
+    );
+    assert_eq!(
+        value(
+            "ipmpd_failovers_total",
+            &[("group", "g"), ("cause", "failure")]
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            "ipmpd_events_total",
+            &[("event", "ipmultipath.interface.failed")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(
+            "ipmpd_probe_replies_rejected_total",
+            &[("interface", "h1"), ("reason", "version")]
+        ),
+        0.0
+    );
 }

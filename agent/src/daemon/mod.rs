@@ -488,10 +488,11 @@ impl Daemon {
                 .collect();
             let ready = fds::wait(&all, Some(deadline.saturating_sub(now)));
             let control_from = fixed.len() + usize::from(metrics_fd.is_some());
-            if metrics_fd.is_some() && ready[fixed.len()] {
-                if let Some(exporter) = &self.exporter {
-                    exporter.serve(|| self.metrics_text());
-                }
+            if metrics_fd.is_some()
+                && ready[fixed.len()]
+                && let Some(exporter) = &self.exporter
+            {
+                exporter.serve(|| self.metrics_text());
             }
             if ready[control_from..].iter().any(|r| *r) {
                 self.serve_control();
