@@ -68,10 +68,15 @@ fn main() -> std::process::ExitCode {
 
 /// Prints an error the way every subcommand does and turns the result into an exit status.
 fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
+    exit_as("ipmpd", result)
+}
+
+/// [`exit`] with the program name the user typed (ipmpstat, if_mpadm) in front of the message.
+fn exit_as(program: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ipmpd: {e:#}");
+            eprintln!("{program}: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -113,7 +118,7 @@ fn personality() -> Option<std::process::ExitCode> {
         .to_string_lossy()
         .into_owned();
     match name.as_str() {
-        "ipmpstat" => Some(exit(ipmpd::cli::stat::run(&Ipmpstat::parse().args))),
+        "ipmpstat" => Some(exit_as("ipmpstat", ipmpd::cli::stat::run(&Ipmpstat::parse().args))),
         "if_mpadm" => {
             let a = IfMpadm::parse();
             let (interface, offline) = match (a.offline, a.online) {
@@ -121,7 +126,7 @@ fn personality() -> Option<std::process::ExitCode> {
                 (None, Some(i)) => (i, false),
                 (None, None) => return Some(std::process::ExitCode::FAILURE),
             };
-            Some(exit(ipmpd::cli::admin::run(
+            Some(exit_as("if_mpadm", ipmpd::cli::admin::run(
                 &ipmpd::cli::admin::AdminArgs {
                     interface,
                     target: a.target,
