@@ -118,7 +118,10 @@ fn personality() -> Option<std::process::ExitCode> {
         .to_string_lossy()
         .into_owned();
     match name.as_str() {
-        "ipmpstat" => Some(exit_as("ipmpstat", ipmpd::cli::stat::run(&Ipmpstat::parse().args))),
+        "ipmpstat" => Some(exit_as(
+            "ipmpstat",
+            ipmpd::cli::stat::run(&Ipmpstat::parse().args),
+        )),
         "if_mpadm" => {
             let a = IfMpadm::parse();
             let (interface, offline) = match (a.offline, a.online) {
@@ -126,13 +129,16 @@ fn personality() -> Option<std::process::ExitCode> {
                 (None, Some(i)) => (i, false),
                 (None, None) => return Some(std::process::ExitCode::FAILURE),
             };
-            Some(exit_as("if_mpadm", ipmpd::cli::admin::run(
-                &ipmpd::cli::admin::AdminArgs {
-                    interface,
-                    target: a.target,
-                },
-                offline,
-            )))
+            Some(exit_as(
+                "if_mpadm",
+                ipmpd::cli::admin::run(
+                    &ipmpd::cli::admin::AdminArgs {
+                        interface,
+                        target: a.target,
+                    },
+                    offline,
+                ),
+            ))
         }
         _ => None,
     }

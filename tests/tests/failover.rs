@@ -517,10 +517,15 @@ fn malformed_oversized_and_half_open_requests_do_not_stall_the_daemon() {
     let lan = Lan::new(true, false);
     let cfg = RunConfig::new("robust", GROUP, None);
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready").expect("daemon ready");
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
     let sock = format!("/run/ipmpd/{}.sock", cfg.instance);
     let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!((mode(&sock), mode("/run/ipmpd")), (0o666, 0o755), "anyone may connect; changes are checked per request");
+    assert_eq!(
+        (mode(&sock), mode("/run/ipmpd")),
+        (0o666, 0o755),
+        "anyone may connect; changes are checked per request"
+    );
     // 100 half-open connections, 200 connections of random bytes, and a 100 MB line.
     let mut half_open = Vec::new();
     for _ in 0..100 {

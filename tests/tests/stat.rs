@@ -104,12 +104,22 @@ fn every_mode_shows_the_expected_table() {
     // Queries are for anyone: an unprivileged user reads the same table.
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net={}", lan.host().path()))
-        .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(tests::daemon::binary())
         .args(["stat", "-g", "-P", "-o", "group,state", "--socket", &sock])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "f:failed\ng:ok\n");
 
     // Usage errors and an absent daemon get clear messages.

@@ -88,6 +88,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "detection" => daemon_detection(args.faults)?,
             "load" => false_failures(args.idle_secs)?,
             "outage" => crate::bench_failover::outage(args.faults, row, p99)?,
+            "throughput" => throughput()?,
             other => anyhow::bail!(
                 "no section {other:?}: datapath, rtt, carrier, poll, detection, load, outage"
             ),
@@ -107,6 +108,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     md += &daemon_detection(args.faults)?;
     println!("bench: false failures under full CPU load");
     md += &false_failures(args.idle_secs)?;
+    println!("bench: veth throughput with and without ipmpd attached");
+    md += &throughput()?;
     println!("bench: failover outage of a steady UDP flow");
     md += &crate::bench_failover::outage(args.faults, row, |v| {
         if v.is_empty() {
@@ -565,5 +568,102 @@ fn false_failures(secs: u64) -> anyhow::Result<String> {
          | {failures} | {raised} | {acked} | 0 false failures: {} |\n\n",
         num_cpus(),
         if failures == 0 { "met" } else { "**missed**" }
+    ))
+}
+
+/// One iperf3 TCP run from `a` to `b`'s 192.0.2.1 for `secs`; Gbit/s.
+fn iperf(a: &tests::Netns, secs: u32) -> anyhow::Result<f64> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", a.path()))
+        .args(["iperf3", "-c", "192.0.2.1", "-t", &secs.to_string(), "-J"])
+        .output()
+        .context("iperf3")?;
+    let v: Value = serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .context("no throughput in iperf3's report")
+}
+
+fn throughput() -> anyhow::Result<String> {
+    let mut topo = Topology::default();
+    let a = topo.ns("tput-a");
+    let b = topo.ns("tput-b");
+    topo.veth(a, "t0", b, "t1", None);
+    topo.addr(a, "t0", "192.0.2.10/24");
+    topo.addr(b, "t1", "192.0.2.1/24");
+    let mut server = Command::new("nsenter")
+        .arg(format!("--net={}", topo.at(b).path()))
+        .args(["iperf3", "-s", "--one-off"])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("iperf3 server")?;
+    let _ = server.kill();
+    let _ = server.wait();
+    // Alternate without / with ipmpd (XDP on t0's receive side, TC on its transmit side), 5 s each.
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for attached in [false, true] {
+            let mut server = Command::new("nsenter")
+                .arg(format!("--net={}", topo.at(b).path()))
+                .args(["iperf3", "-s", "--one-off"])
+                .stdout(Stdio::null())
+                .spawn()
+                .context("iperf3 server")?;
+            std::thread::sleep(Duration::from_millis(300));
+            let watch = attached.then(|| {
+                Command::new("nsenter")
+                    .arg(format!("--net={}", topo.at(a).path()))
+                    .arg(tests::daemon::binary())
+                    .args([
+                        "watch",
+                        "t0",
+                        "--instance",
+                        "bench-tput",
+                        "--duration-ms",
+                        "8000",
+                    ])
+                    .stdout(Stdio::null())
+                    .spawn()
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            let gbps = iperf(topo.at(a), 5)?;
+            if attached {
+                with.push(gbps)
+            } else {
+                without.push(gbps)
+            }
+            if let Some(Ok(mut w)) = watch {
+                let _ = w.kill();
+                let _ = w.wait();
+                let _ = std::fs::remove_dir_all("/sys/fs/bpf/ipmpd/bench-tput");
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (w0, w1) = (median(without.clone()), median(with.clone()));
+    let ratio = w1 / w0;
+    Ok(format!(
+        "## veth throughput with and without ipmpd attached\n\n\
+         iperf3 TCP over one veth pair for 5 s, 3 runs each, alternating; \"with\" = `ipmpd watch t0` attached\n\
+         (XDP on t0, TC egress on t0: every data packet crosses both programs).\n\n\
+         | setup | runs (Gbit/s) | median |\n|---|---|---|\n\
+         | without ipmpd | {} | {w0:.2} |\n| with ipmpd | {} | {w1:.2} |\n\n\
+         With / without: {ratio:.3} (target ≥ 0.97: {}).\n\n",
+        without
+            .iter()
+            .map(|v| format!("{v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        with.iter()
+            .map(|v| format!("{v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if ratio >= 0.97 { "met" } else { "**missed**" }
     ))
 }

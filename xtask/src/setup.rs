@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "python3",
     "systemd",
     "man-db",
+    "iperf3",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
