@@ -253,3 +253,27 @@ pub fn wait_event(
         v["event"] == name && ifname.is_none_or(|i| v["params"]["ifname"] == i)
     })
 }
+
+/// Runs `ipmpd ARGS` in `ns` as user `nobody` with no capabilities; returns (success, stdout,
+/// stderr).
+#[must_use]
+pub fn run_unprivileged(ns: &Netns, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path()))
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(binary())
+        .args(args)
+        .output()
+        .expect("nsenter and setpriv run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -480,24 +480,9 @@ fn offline_and_online_move_the_address_and_the_last_usable_member_is_refused() {
     })
     .expect("h0 active again");
     // Without privileges: refused, and the daemon keeps answering.
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", lan.host().path()))
-        .args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(tests::daemon::binary())
-        .args(["offline", "h1", "--socket", &sock])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("permission denied"),
-        "{err}"
-    );
+    let (ok, _, err) =
+        tests::daemon::run_unprivileged(lan.host(), &["offline", "h1", "--socket", &sock]);
+    assert!(!ok && err.contains("permission denied"), "{err}");
     let (ok, _, err) = tests::daemon::run(
         lan.host(),
         &["online", "h1", "--socket", "/run/ipmpd/nonexistent.sock"],

@@ -102,25 +102,12 @@ fn every_mode_shows_the_expected_table() {
     .expect("h0 back");
 
     // Queries are for anyone: an unprivileged user reads the same table.
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", lan.host().path()))
-        .args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(tests::daemon::binary())
-        .args(["stat", "-g", "-P", "-o", "group,state", "--socket", &sock])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, out, err) = tests::daemon::run_unprivileged(
+        lan.host(),
+        &["stat", "-g", "-P", "-o", "group,state", "--socket", &sock],
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "f:failed\ng:ok\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, "f:failed\ng:ok\n");
 
     // Usage errors and an absent daemon get clear messages.
     let (ok, _, err) = tests::daemon::run(lan.host(), &["stat", "-g", "-i", "--socket", &sock]);

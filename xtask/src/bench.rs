@@ -17,6 +17,50 @@ use tests::{
 
 use crate::{build_agent, cargo, setup, workspace_root};
 
+/// Every section: `--only` name, progress line, and what it runs; a full run takes them in order.
+type Section = (
+    &'static str,
+    &'static str,
+    fn(&BenchArgs) -> anyhow::Result<String>,
+);
+const SECTIONS: &[Section] = &[
+    ("datapath", "datapath cost (TestRun)", |_| datapath_cost()),
+    ("rtt", "RTT precision, idle and with both cores busy", |a| {
+        rtt_precision(a.probes)
+    }),
+    (
+        "carrier",
+        "carrier-loss detection on a NIC-like veth",
+        |a| carrier_detection(a.faults),
+    ),
+    ("poll", "CPU cost of the carrier poll", |_| poll_cost()),
+    (
+        "detection",
+        "failure detection by the daemon (silent faults)",
+        |a| daemon_detection(a.faults),
+    ),
+    ("load", "false failures under full CPU load", |a| {
+        false_failures(a.idle_secs)
+    }),
+    (
+        "throughput",
+        "veth throughput with and without ipmpd attached",
+        |_| throughput(),
+    ),
+    ("outage", "failover outage of a steady UDP flow", |a| {
+        crate::bench_failover::outage(a.faults, row, p99)
+    }),
+];
+
+/// p99 of `v`, NaN when empty.
+fn p99(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        stats(v.to_vec()).2
+    }
+}
+
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -72,52 +116,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "Percentiles are nearest-rank. The machine is shared and noisy: compare ratios within this run.\n"
     )?;
 
-    if let Some(section) = &args.only {
-        let p99 = |v: &[f64]| {
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                stats(v.to_vec()).2
-            }
+    if let Some(name) = &args.only {
+        let Some((_, _, run)) = SECTIONS.iter().find(|(n, _, _)| n == name) else {
+            anyhow::bail!(
+                "no section {name:?}: {}",
+                SECTIONS.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+            );
         };
-        let out = match section.as_str() {
-            "datapath" => datapath_cost()?,
-            "rtt" => rtt_precision(args.probes)?,
-            "carrier" => carrier_detection(args.faults)?,
-            "poll" => poll_cost()?,
-            "detection" => daemon_detection(args.faults)?,
-            "load" => false_failures(args.idle_secs)?,
-            "outage" => crate::bench_failover::outage(args.faults, row, p99)?,
-            "throughput" => throughput()?,
-            other => anyhow::bail!(
-                "no section {other:?}: datapath, rtt, carrier, poll, detection, load, outage"
-            ),
-        };
-        println!("{out}");
+        println!("{}", run(args)?);
         return Ok(());
     }
-    println!("bench: datapath cost (TestRun)");
-    md += &datapath_cost()?;
-    println!("bench: RTT precision, idle and with both cores busy");
-    md += &rtt_precision(args.probes)?;
-    println!("bench: carrier-loss detection on a NIC-like veth");
-    md += &carrier_detection(args.faults)?;
-    println!("bench: CPU cost of the carrier poll");
-    md += &poll_cost()?;
-    println!("bench: failure detection by the daemon (silent faults)");
-    md += &daemon_detection(args.faults)?;
-    println!("bench: false failures under full CPU load");
-    md += &false_failures(args.idle_secs)?;
-    println!("bench: veth throughput with and without ipmpd attached");
-    md += &throughput()?;
-    println!("bench: failover outage of a steady UDP flow");
-    md += &crate::bench_failover::outage(args.faults, row, |v| {
-        if v.is_empty() {
-            f64::NAN
-        } else {
-            stats(v.to_vec()).2
-        }
-    })?;
+    for (_, title, run) in SECTIONS {
+        println!("bench: {title}");
+        md += &run(args)?;
+    }
     writeln!(md, "\nWhole run: {:.0} s.", started.elapsed().as_secs_f64())?;
     std::fs::write(workspace_root().join("BENCHMARKS.md"), &md)?;
     println!("{md}");
