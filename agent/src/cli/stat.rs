@@ -286,6 +286,47 @@ pub fn run(args: &StatArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn ms(v: &serde_json::Value) -> String {
+    v.as_u64()
+        .map_or_else(String::new, |ns| format!("{:.2}ms", ns as f64 / 1e6))
+}
+
+/// ipmpstat -p: probe results as they happen.
+fn probes(args: &StatArgs, snap: &Snapshot) -> anyhow::Result<()> {
+    if snap.targets.iter().all(|t| t.mode == "disabled") {
+        bail!("probe-based failure detection is disabled");
+    }
+    let chosen = select(PROBE_COLUMNS, args.fields.as_deref())?;
+    let start = crate::clock::monotonic_ns();
+    let mut header = !args.parsable;
+    client::follow(&args.target.path(), &Request::FollowProbes, |v| {
+        if args.json {
+            println!("{v}");
+            return true;
+        }
+        let at = v["at_ns"].as_u64().unwrap_or(start);
+        let acked = v["acked"].as_bool().unwrap_or(false);
+        let rtt = |key: &str| if acked { ms(&v[key]) } else { String::new() };
+        let row = vec![
+            format!("{:.2}s", (at as f64 - start as f64) / 1e9),
+            v["ifname"].as_str().unwrap_or("").to_owned(),
+            v["seq"].to_string(),
+            rtt("netrtt_ns"),
+            rtt("rtt_ns"),
+            rtt("rttavg_ns"),
+            rtt("rttdev_ns"),
+            v["target"].as_str().unwrap_or("").to_owned(),
+        ];
+        print!(
+            "{}",
+            render_rows(PROBE_COLUMNS, &[row], &chosen, args.parsable, header)
+        );
+        header = false;
+        true
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,45 +409,4 @@ mod tests {
                 .contains("unknown output field")
         );
     }
-}
-
-fn ms(v: &serde_json::Value) -> String {
-    v.as_u64()
-        .map_or_else(String::new, |ns| format!("{:.2}ms", ns as f64 / 1e6))
-}
-
-/// ipmpstat -p: probe results as they happen.
-fn probes(args: &StatArgs, snap: &Snapshot) -> anyhow::Result<()> {
-    if snap.targets.iter().all(|t| t.mode == "disabled") {
-        bail!("probe-based failure detection is disabled");
-    }
-    let chosen = select(PROBE_COLUMNS, args.fields.as_deref())?;
-    let start = crate::clock::monotonic_ns();
-    let mut header = !args.parsable;
-    client::follow(&args.target.path(), &Request::FollowProbes, |v| {
-        if args.json {
-            println!("{v}");
-            return true;
-        }
-        let at = v["at_ns"].as_u64().unwrap_or(start);
-        let acked = v["acked"].as_bool().unwrap_or(false);
-        let rtt = |key: &str| if acked { ms(&v[key]) } else { String::new() };
-        let row = vec![
-            format!("{:.2}s", (at as f64 - start as f64) / 1e9),
-            v["ifname"].as_str().unwrap_or("").to_owned(),
-            v["seq"].to_string(),
-            rtt("netrtt_ns"),
-            rtt("rtt_ns"),
-            rtt("rttavg_ns"),
-            rtt("rttdev_ns"),
-            v["target"].as_str().unwrap_or("").to_owned(),
-        ];
-        print!(
-            "{}",
-            render_rows(PROBE_COLUMNS, &[row], &chosen, args.parsable, header)
-        );
-        header = false;
-        true
-    })?;
-    Ok(())
 }
