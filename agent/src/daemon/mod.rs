@@ -833,6 +833,20 @@ impl Daemon {
         }
     }
 
+    /// The active members of `group`, in the group file's order, so that placement is
+    /// deterministic.
+    fn active_members(&self, views: &[crate::engine::InterfaceView], group: &str) -> Vec<String> {
+        self.tracked
+            .iter()
+            .filter(|t| {
+                views
+                    .iter()
+                    .any(|v| v.ifname == t.ifname && v.group == group && v.active)
+            })
+            .map(|t| t.ifname.clone())
+            .collect()
+    }
+
     /// Puts every group's data addresses on active members (add first, then delete), and
     /// schedules the announcements from their new homes.
     fn rebalance(&mut self) {
@@ -842,17 +856,7 @@ impl Daemon {
             if g.data_addresses.is_empty() && g.routes.is_empty() {
                 continue;
             }
-            // Active members in the group file's order: placement is deterministic.
-            let active: Vec<String> = self
-                .tracked
-                .iter()
-                .filter(|t| {
-                    views
-                        .iter()
-                        .any(|v| v.ifname == t.ifname && v.group == g.name && v.active)
-                })
-                .map(|t| t.ifname.clone())
-                .collect();
+            let active = self.active_members(&views, &g.name);
             // Outbound first: replies from the data addresses leave through active members only.
             let active_idx: Vec<u32> = self
                 .tracked

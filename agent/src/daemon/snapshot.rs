@@ -95,16 +95,7 @@ impl super::Daemon {
         }
         for g in &self.groups {
             let placement = self.placement.get(&g.name);
-            let outbound: Vec<String> = self
-                .tracked
-                .iter()
-                .filter(|t| {
-                    views
-                        .iter()
-                        .any(|v| v.ifname == t.ifname && v.group == g.name && v.active)
-                })
-                .map(|t| t.ifname.clone())
-                .collect();
+            let outbound = self.active_members(&views, &g.name);
             for (i, d) in g.data_addresses.iter().enumerate() {
                 let inbound = placement
                     .and_then(|p| p.at.get(&i))
