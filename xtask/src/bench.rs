@@ -468,26 +468,19 @@ fn silent_fault_latencies(fdt_ms: u64, faults: usize) -> anyhow::Result<(Vec<f64
     let (mut detect, mut repair) = (Vec::new(), Vec::new());
     for i in 0..faults {
         d.seen.clear();
+        // Milliseconds from `t` (just before the change) to the event that reports it.
+        let latency = |d: &mut _, t: u64, event: &str, into: &mut Vec<f64>| {
+            let timeout = Duration::from_millis(10 * fdt_ms + 2000);
+            if let Some(ev) = wait_event(d, timeout, event, Some("h0")) {
+                into.push(ev["at_ns"].as_u64().unwrap_or(t).saturating_sub(t) as f64 / 1e6);
+            }
+        };
         let t = monotonic_ns();
         lan.switch().drop_all("sw-h0");
-        if let Some(ev) = wait_event(
-            &mut d,
-            Duration::from_millis(10 * fdt_ms + 2000),
-            "ipmultipath.interface.failed",
-            Some("h0"),
-        ) {
-            detect.push(ev["at_ns"].as_u64().unwrap_or(t).saturating_sub(t) as f64 / 1e6);
-        }
+        latency(&mut d, t, "ipmultipath.interface.failed", &mut detect);
         let t = monotonic_ns();
         lan.switch().undrop_all("sw-h0");
-        if let Some(ev) = wait_event(
-            &mut d,
-            Duration::from_millis(10 * fdt_ms + 2000),
-            "ipmultipath.interface.repaired",
-            Some("h0"),
-        ) {
-            repair.push(ev["at_ns"].as_u64().unwrap_or(t).saturating_sub(t) as f64 / 1e6);
-        }
+        latency(&mut d, t, "ipmultipath.interface.repaired", &mut repair);
         // Faults start at different phases of the probe schedule.
         std::thread::sleep(Duration::from_millis(
             fdt_ms / 3 + (i as u64 * 37) % fdt_ms.max(1),
