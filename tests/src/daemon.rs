@@ -129,6 +129,12 @@ impl Daemon {
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
+    /// Its process id (nsenter execs ipmpd, so this is ipmpd's).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -210,6 +216,7 @@ impl RunConfig {
         vec![
             "run".into(),
             "--json".into(),
+            "--json-probes".into(),
             "--config".into(),
             self.dir.join("ipmpd.toml").display().to_string(),
             "--defaults".into(),

@@ -47,6 +47,9 @@ const SECTIONS: &[Section] = &[
         "veth throughput with and without ipmpd attached",
         |_| throughput(),
     ),
+    ("scale", "scale: 16 to 1,024 tracked interfaces", |a| {
+        crate::bench_scale::scale(&a.sizes)
+    }),
     ("outage", "failover outage of a steady UDP flow", |a| {
         crate::bench_failover::outage(a.faults, row, p99)
     }),
@@ -73,7 +76,11 @@ pub struct BenchArgs {
     /// Length of the loaded idle run that counts false failures, in seconds.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
-    /// Run one section only (datapath, rtt, carrier, poll, detection, load, outage) and print it;
+    /// Interface counts of the scale section.
+    #[arg(long, value_delimiter = ',', default_values_t = crate::bench_scale::SIZES.to_vec())]
+    sizes: Vec<usize>,
+    /// Run one section only (datapath, rtt, carrier, poll, detection, load, throughput, scale,
+    /// outage) and print it;
     /// BENCHMARKS.md is written only by a full run.
     #[arg(long)]
     only: Option<String>,
@@ -374,7 +381,7 @@ fn carrier_detection(faults: usize) -> anyhow::Result<String> {
 }
 
 /// CPU time (s) of process `pid` so far.
-fn cpu_seconds(pid: u32) -> f64 {
+pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_failover;
+mod bench_scale;
 mod demo;
 mod setup;
 

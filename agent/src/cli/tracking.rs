@@ -1,6 +1,6 @@
 //! Setup shared by the diagnostics: load the datapath, track interfaces, start the link watcher.
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
@@ -16,15 +16,14 @@ pub struct Tracking {
     pub watcher: LinkWatcher,
     pub reports: mpsc::UnboundedReceiver<WatchReport>,
     pub names: HashMap<u32, String>,
-    poll_us: u64,
+    poll: crate::link::watcher::LinkPollArgs,
 }
 
 /// Options common to the commands that attach the datapath.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrackingArgs {
-    /// Carrier poll interval in microseconds (used when the kernel refuses the carrier hook).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=10_000_000))]
-    pub link_poll_us: u64,
+    #[command(flatten)]
+    pub poll: crate::link::watcher::LinkPollArgs,
     /// Instance name: pins go under /sys/fs/bpf/ipmpd/INSTANCE/.
     #[arg(long)]
     pub instance: Option<String>,
@@ -60,16 +59,16 @@ impl Tracking {
                 }
             }
         }
-        let poll_interval = match datapath.link_source() {
+        let poll = match datapath.link_source() {
             LinkSource::KernelHook => None,
-            LinkSource::Poll { .. } => Some(Duration::from_micros(args.link_poll_us)),
+            LinkSource::Poll { .. } => Some(args.poll.pacing()),
         };
         let store = datapath.take_link_state_store()?;
         let (tx, reports) = mpsc::unbounded_channel();
         let watcher = LinkWatcher::spawn(
             WatchConfig {
                 ifindexes: names.keys().copied().collect(),
-                poll_interval,
+                poll,
             },
             store,
             move |r| {
@@ -82,7 +81,7 @@ impl Tracking {
             watcher,
             reports,
             names,
-            poll_us: args.link_poll_us,
+            poll: args.poll.clone(),
         })
     }
 
@@ -94,8 +93,8 @@ impl Tracking {
                 "link state: kernel hook (fentry on netif_carrier_on/off)".into()
             }
             LinkSource::Poll { reason } => format!(
-                "link state: carrier poll every {} us + rtnetlink notifications (kernel hook unavailable: {reason})",
-                self.poll_us
+                "link state: carrier poll every {} us or slower to stay within {} % of a core, + rtnetlink notifications (kernel hook unavailable: {reason})",
+                self.poll.link_poll_us, self.poll.link_poll_cpu
             ),
         }
     }

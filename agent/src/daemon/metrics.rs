@@ -34,7 +34,15 @@ pub struct Counts {
     pub events: HashMap<String, u64>,
     /// Kernel counters per interface, refreshed every second.
     pub kernel: HashMap<String, IfaceCounters>,
+    /// Engine deadlines (probe sends, loss timeouts) the loop woke up for.
+    pub deadlines: u64,
+    /// Of those, the ones it woke up for more than [`LATE_NS`] late.
+    pub deadlines_missed: u64,
 }
+
+/// How late a deadline may be met before it counts as missed: a tenth of the shortest probe
+/// interval ipmpd allows (FDT 10 ms / 7 probes).
+pub const LATE_NS: u64 = 1_000_000;
 
 /// Bumps `key` in `map`.
 pub fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K) {
@@ -268,6 +276,22 @@ impl super::Daemon {
             "Data-address moves, by group and cause",
             failovers,
         );
+        for (name, help, n) in [
+            (
+                "deadlines",
+                "Engine deadlines (probe sends, loss timeouts) the loop woke up for",
+                self.counts.deadlines,
+            ),
+            (
+                "deadlines_missed",
+                "Engine deadlines met more than 1 ms late",
+                self.counts.deadlines_missed,
+            ),
+        ] {
+            let c = Counter::<u64, AtomicU64>::default();
+            c.inc_by(n);
+            reg.register(name, help, c);
+        }
         let mut out = String::new();
         let _ = encode(&mut out, &reg);
         out

@@ -18,7 +18,6 @@ use std::{
     os::fd::AsRawFd as _,
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use agent_common::{probe::msg, record::ProbeReplyRecord};
@@ -69,12 +68,15 @@ pub struct RunArgs {
     /// Instance name: pins go under /sys/fs/bpf/ipmpd/INSTANCE/, so several daemons can run side by side.
     #[arg(long)]
     pub instance: Option<String>,
-    /// Carrier poll interval in microseconds (used when the kernel refuses the carrier hook).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=10_000_000))]
-    pub link_poll_us: u64,
+    #[command(flatten)]
+    pub poll: crate::link::watcher::LinkPollArgs,
     /// Print events and decisions as JSON lines on standard output.
     #[arg(long)]
     pub json: bool,
+    /// With --json, also print a line for every probe answered or lost (`ipmpd stat -p` streams
+    /// them from a running daemon without this).
+    #[arg(long, requires = "json")]
+    pub json_probes: bool,
     /// Start from scratch: detach the programs and drop the maps a previous ipmpd pinned, instead
     /// of adopting them (which disturbs no packet).
     #[arg(long)]
@@ -108,7 +110,7 @@ struct Tracked {
 /// When nothing can be tracked: no usable configuration, no privileges, no interface.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let signals = fds::signal_fd().context("cannot set up signal handling")?;
-    let mut rep = Reporter::new(args.json);
+    let mut rep = Reporter::new(args.json, args.json_probes);
     let cfg = config::load(&args.paths.defaults, &args.paths.config);
     for p in &cfg.problems {
         rep.config_problem(p);
@@ -128,7 +130,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let LinkSource::Poll { reason } = datapath.link_source() {
         rep.catalogue(
             "ipmultipath.datapath.hookRefused",
-            serde_json::json!({ "reason": reason, "interval_us": args.link_poll_us }),
+            serde_json::json!({ "reason": reason, "interval_us": args.poll.link_poll_us, "cpu_percent": args.poll.link_poll_cpu }),
         );
     }
     let key = ProbeKey::random().context("no randomness for the probe key")?;
@@ -212,16 +214,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let route_watch = RouteSocket::for_groups(RTMGRP_LINKS_ADDRESSES_ROUTES)
         .context("cannot follow routes through rtnetlink")?;
     let queue: Arc<Mutex<Vec<WatchReport>>> = Arc::default();
-    let poll_interval = match datapath.link_source() {
+    let poll = match datapath.link_source() {
         LinkSource::KernelHook => None,
-        LinkSource::Poll { .. } => Some(Duration::from_micros(args.link_poll_us)),
+        LinkSource::Poll { .. } => Some(args.poll.pacing()),
     };
     let store = datapath.take_link_state_store()?;
     let (q, efd) = (Arc::clone(&queue), events.as_raw_fd());
     let _watcher = LinkWatcher::spawn(
         WatchConfig {
             ifindexes: tracked.iter().map(|t| t.ifindex).collect(),
-            poll_interval,
+            poll,
         },
         store,
         move |r| {
@@ -254,6 +256,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     let mut daemon = Daemon {
         engine,
+        by_ifindex: tracked
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.ifindex, k))
+            .collect(),
+        by_name: tracked
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.ifname.clone(), k))
+            .collect(),
         tracked,
         key,
         rep,
@@ -412,6 +424,10 @@ fn router_targets(test_addrs: &[IpAddr], own: &[IfAddr], routes: &mut RouteSocke
 struct Daemon {
     engine: Engine,
     tracked: Vec<Tracked>,
+    /// Index into `tracked` by ifindex and by name: a reply or a probe costs the same with 2 or
+    /// 2,000 members.
+    by_ifindex: HashMap<u32, usize>,
+    by_name: HashMap<String, usize>,
     key: ProbeKey,
     rep: Reporter,
     /// Last reported kernel reject counters per interface (bad version, bad checksum type, ring full).
@@ -549,7 +565,13 @@ impl Daemon {
                 }
             }
             let now = monotonic_ns();
-            if self.engine.next_deadline().is_some_and(|d| d <= now) {
+            if let Some(due) = self.engine.next_deadline()
+                && due <= now
+            {
+                self.counts.deadlines += 1;
+                if now - due > metrics::LATE_NS {
+                    self.counts.deadlines_missed += 1;
+                }
                 let out = self.engine.tick(now);
                 self.apply(out);
             }
@@ -681,7 +703,7 @@ impl Daemon {
     }
 
     fn name_of(&self, ifindex: u32) -> Option<&Tracked> {
-        self.tracked.iter().find(|t| t.ifindex == ifindex)
+        self.by_ifindex.get(&ifindex).map(|&k| &self.tracked[k])
     }
 
     fn on_record(&mut self, rec: &ProbeReplyRecord) {
@@ -946,7 +968,7 @@ impl Daemon {
         if kind == msg::FAILURE_DETECTION {
             metrics::bump(&mut self.counts.probes_sent, ifname.to_owned());
         }
-        let Some(t) = self.tracked.iter().find(|t| t.ifname == ifname) else {
+        let Some(t) = self.by_name.get(ifname).map(|&k| &self.tracked[k]) else {
             return;
         };
         let Some(sock) = t

@@ -17,15 +17,18 @@ const RATE_BURST: u32 = 5;
 
 pub struct Reporter {
     json: bool,
+    /// Every probe sent, answered or lost as a JSON line too (tests; thousands a second at scale).
+    json_probes: bool,
     limiter: RateLimiter,
     /// Catalogue events not yet handed to the control socket's subscribers.
     published: Vec<Value>,
 }
 
 impl Reporter {
-    pub fn new(json: bool) -> Self {
+    pub fn new(json: bool, json_probes: bool) -> Self {
         Self {
             json,
+            json_probes: json && json_probes,
             limiter: RateLimiter::new(RATE_WINDOW_NS, RATE_BURST),
             published: Vec::new(),
         }
@@ -91,7 +94,7 @@ impl Reporter {
             Some(r) => self.log(&r),
             None => {
                 tracing::debug!(?e, "probe");
-                if self.json {
+                if self.json_probes {
                     self.line(&json!({ "probe": e, "at_ns": monotonic_ns() }));
                 }
             }

@@ -28,3 +28,8 @@ pub const LINK_FLAP_WINDOW_NS: u64 = 60_000_000_000;
 pub const PROBES_PER_FDT: u64 = NUM_PROBE_FAILS as u64 + 2;
 /// A resting router target climbs one step back per this (`MIN_RECOVERY_TIME`).
 pub const MIN_RECOVERY_TIME_NS: u64 = 60_000_000_000;
+
+/// A probe due within interval / this of a wake-up is sent at that wake-up (not in in.mpathd,
+/// whose timers have 1 ms granularity anyway): at FDT 1 s a probe goes up to 9 ms early, at FDT
+/// 10 ms up to 90 µs.
+pub const SEND_SLACK_DIVISOR: u64 = 16;

@@ -22,7 +22,7 @@ use self::{
     constants::{
         EXCEPTION_FACTOR, LINK_FLAP_WINDOW_NS, LINK_UP_PERMIN, LOWER_FDT_TRIGGER,
         MIN_PROBE_TARGETS, MIN_SETTLING_TIME_NS, NEXT_FDT_MULTIPLE, NUM_PROBE_REPAIRS,
-        PROBES_PER_FDT,
+        PROBES_PER_FDT, SEND_SLACK_DIVISOR,
     },
     instance::{ProbeInstance, ReplyMismatch, Target, TargetState},
     rng::Jitter,
@@ -190,6 +190,12 @@ pub enum AdminError {
 struct Interface {
     name: String,
     group: String,
+    /// Index of `group` in the engine's groups.
+    group_idx: usize,
+    /// Whether it carried data at the end of the last input (to report changes only).
+    was_active: Option<bool>,
+    /// When [`Engine::tick`] next has something to do for it (`u64::MAX`: nothing).
+    due_ns: u64,
     standby: bool,
     state: IfState,
     link_up: bool,
@@ -232,6 +238,10 @@ struct Group {
     state: GroupState,
     /// The first state was computed (no "now usable" message at start-up).
     settled: bool,
+    /// Indexes of its member interfaces, in the order they were added.
+    members: Vec<usize>,
+    /// Touched by the current input: state, activation and deadlines to be re-derived.
+    dirty: bool,
 }
 
 impl Group {
@@ -249,6 +259,8 @@ impl Group {
                 GroupState::Failed
             },
             settled: false,
+            members: Vec::new(),
+            dirty: false,
         }
     }
     fn anonymous(&self) -> bool {
@@ -266,8 +278,12 @@ pub struct Engine {
     config: EngineConfig,
     groups: Vec<Group>,
     interfaces: Vec<Interface>,
+    /// Name → index, so that per-interface inputs cost the same with 2 or 2,000 members.
+    if_by_name: HashMap<String, usize>,
+    group_by_name: HashMap<String, usize>,
+    /// Groups touched by the current input, re-derived by [`Self::finish`].
+    dirty: Vec<usize>,
     jitter: Jitter,
-    active: HashMap<String, bool>,
     out: Vec<Output>,
 }
 
@@ -295,7 +311,9 @@ impl Engine {
             config,
             groups: Vec::new(),
             interfaces: Vec::new(),
-            active: HashMap::new(),
+            if_by_name: HashMap::new(),
+            group_by_name: HashMap::new(),
+            dirty: Vec::new(),
             out: Vec::new(),
         }
     }
@@ -305,15 +323,30 @@ impl Engine {
         if self.group_index(name).is_none() {
             self.groups
                 .push(Group::new(name, fdt_ns.unwrap_or(self.config.user_fdt_ns)));
+            self.group_by_name
+                .insert(name.to_owned(), self.groups.len() - 1);
         }
     }
 
     fn group_index(&self, name: &str) -> Option<usize> {
-        self.groups.iter().position(|g| g.name == name)
+        self.group_by_name.get(name).copied()
     }
 
     fn if_index(&self, name: &str) -> Option<usize> {
-        self.interfaces.iter().position(|i| i.name == name)
+        self.if_by_name.get(name).copied()
+    }
+
+    /// The index of `name`, whose group the current input may change (see [`Self::finish`]).
+    fn lookup(&mut self, name: &str) -> Option<usize> {
+        let i = self.if_index(name)?;
+        self.touch(self.interfaces[i].group_idx);
+        Some(i)
+    }
+
+    fn touch(&mut self, g: usize) {
+        if !std::mem::replace(&mut self.groups[g].dirty, true) {
+            self.dirty.push(g);
+        }
     }
 
     /// Starts tracking an interface whose link is `link_up` at `now_ns`.
@@ -344,6 +377,9 @@ impl Engine {
         let mut iface = Interface {
             name: spec.ifname.clone(),
             group: spec.group.clone(),
+            group_idx: g,
+            was_active: None,
+            due_ns: u64::MAX,
             standby: spec.standby,
             state: IfState::Failed,
             link_up,
@@ -364,8 +400,20 @@ impl Engine {
             };
             iface.first_appearance = false;
         }
-        self.interfaces.push(iface);
-        let i = self.interfaces.len() - 1;
+        if let Some(&old) = self.if_by_name.get(&spec.ifname) {
+            // Tracked already: the new spec replaces it in place.
+            let from = self.interfaces[old].group_idx;
+            self.groups[from].members.retain(|&j| j != old);
+            self.touch(from);
+            self.interfaces[old] = iface;
+        } else {
+            self.interfaces.push(iface);
+            self.if_by_name
+                .insert(spec.ifname.clone(), self.interfaces.len() - 1);
+        }
+        let i = self.if_by_name[&spec.ifname];
+        self.groups[g].members.push(i);
+        self.touch(g);
         if self.interfaces[i].functioning() && !self.groups[g].anonymous() {
             self.interfaces[i].inactive = self.interfaces[i].standby
                 && self.active_count(g, Some(i)) >= self.nonstandby_count(g);
@@ -379,11 +427,10 @@ impl Engine {
     }
 
     fn members(&self, g: usize) -> impl Iterator<Item = (usize, &Interface)> {
-        let name = self.groups[g].name.clone();
-        self.interfaces
+        self.groups[g]
+            .members
             .iter()
-            .enumerate()
-            .filter(move |(_, i)| i.group == name)
+            .map(|&j| (j, &self.interfaces[j]))
     }
 
     fn is_active(&self, i: usize) -> bool {
@@ -404,7 +451,7 @@ impl Engine {
     }
 
     fn group_of(&self, i: usize) -> usize {
-        self.group_index(&self.interfaces[i].group).unwrap_or(0)
+        self.interfaces[i].group_idx
     }
 
     fn emit(&mut self, e: Event) {
@@ -413,7 +460,7 @@ impl Engine {
 
     /// A link change on `ifname` at `now_ns`.
     pub fn link_changed(&mut self, ifname: &str, up: bool, now_ns: u64) -> Vec<Output> {
-        let Some(i) = self.if_index(ifname) else {
+        let Some(i) = self.lookup(ifname) else {
             return Vec::new();
         };
         if self.interfaces[i].link_up == up {
@@ -464,7 +511,7 @@ impl Engine {
         rtt_ns: u64,
         now_ns: u64,
     ) -> Result<Vec<Output>, ReplyMismatch> {
-        let i = self.if_index(ifname).ok_or(ReplyMismatch::UnknownProbe)?;
+        let i = self.lookup(ifname).ok_or(ReplyMismatch::UnknownProbe)?;
         if !self.interfaces[i].link_up {
             // in.mpathd ignores every reply while the link is down.
             return Err(ReplyMismatch::UnknownProbe);
@@ -602,7 +649,7 @@ impl Engine {
         targets: &[IpAddr],
         now_ns: u64,
     ) -> Vec<Output> {
-        let Some(i) = self.if_index(ifname) else {
+        let Some(i) = self.lookup(ifname) else {
             return Vec::new();
         };
         let group_failed = self.groups[self.group_of(i)].state == GroupState::Failed;
@@ -647,16 +694,14 @@ impl Engine {
     /// group, of every member probing in that family), up to five; replies from this host's own
     /// addresses, from the unspecified address or from another subnet are the caller's to drop.
     pub fn discovered(&mut self, ifname: &str, from: IpAddr, now_ns: u64) -> Vec<Output> {
-        let Some(i) = self.if_index(ifname) else {
+        let Some(i) = self.lookup(ifname) else {
             return Vec::new();
         };
-        let group = self.interfaces[i].group.clone();
-        let receivers: Vec<usize> = if group.is_empty() {
+        let g = self.group_of(i);
+        let receivers: Vec<usize> = if self.groups[g].anonymous() {
             vec![i]
         } else {
-            (0..self.interfaces.len())
-                .filter(|&j| self.interfaces[j].group == group)
-                .collect()
+            self.groups[g].members.clone()
         };
         for j in receivers {
             let x = &mut self.interfaces[j];
@@ -686,6 +731,13 @@ impl Engine {
     /// The timer: sends due probes, declares lost ones, checks failure and repair.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Output> {
         for i in 0..self.interfaces.len() {
+            // Only interfaces with something due (a probe within the send slack): a tick costs the
+            // same with 2 or 2,000 members.
+            let slack = self.groups[self.interfaces[i].group_idx].interval_ns / SEND_SLACK_DIVISOR;
+            if self.interfaces[i].due_ns > now_ns.saturating_add(slack) {
+                continue;
+            }
+            self.touch(self.interfaces[i].group_idx);
             if !self.interfaces[i].link_up || self.interfaces[i].state == IfState::Offline {
                 continue;
             }
@@ -738,7 +790,9 @@ impl Engine {
             constants::MIN_RECOVERY_TIME_NS,
             constants::MAX_PROBE_TARGETS,
         );
-        if now_ns >= inst.next_send_ns {
+        // A probe due within the slack goes now, with the others due: many members then share a
+        // wake-up and their replies arrive together. The schedule (base_ns) does not move.
+        if now_ns + interval / SEND_SLACK_DIVISOR >= inst.next_send_ns {
             if let Some(target) = inst.take_next_target() {
                 let seq = inst.record_sent(target, now_ns);
                 self.out.push(Output::SendProbe {
@@ -798,7 +852,7 @@ impl Engine {
         rtt_ns: u64,
         now_ns: u64,
     ) -> Vec<Output> {
-        let Some(i) = self.if_index(ifname) else {
+        let Some(i) = self.lookup(ifname) else {
             return Vec::new();
         };
         let g = self.group_of(i);
@@ -833,30 +887,43 @@ impl Engine {
     /// When [`Self::tick`] next has something to do.
     #[must_use]
     pub fn next_deadline(&self) -> Option<u64> {
-        let interval_of = |x: &Interface| {
-            self.group_index(&x.group)
-                .map_or(u64::MAX, |g| self.groups[g].interval_ns)
-        };
         self.interfaces
             .iter()
-            .filter(|x| x.link_up && x.state != IfState::Offline)
-            .flat_map(|x| {
-                let interval = interval_of(x);
-                x.instances.iter().flat_map(move |inst| {
-                    let expiry = inst
-                        .history
-                        .iter()
-                        .filter(|s| s.state == instance::ProbeState::Unacked)
-                        .filter_map(|s| {
-                            s.target.map(|t| s.start_ns + inst.crtt_or(t, interval) + 1)
-                        })
-                        .min();
-                    std::iter::once(inst.next_send_ns)
-                        .chain(expiry)
-                        .chain(inst.next_rtt_ns)
-                })
-            })
+            .map(|x| x.due_ns)
+            .filter(|&d| d != u64::MAX)
             .min()
+    }
+
+    /// When interface `i` next has something to do (`u64::MAX`: nothing): a probe to send, an
+    /// unanswered probe to give up on, an RTT probe.
+    fn interface_deadline(&self, i: usize) -> u64 {
+        let x = &self.interfaces[i];
+        if !x.link_up || x.state == IfState::Offline {
+            return u64::MAX;
+        }
+        let interval = self.groups[x.group_idx].interval_ns;
+        // A failed link without probes that flapped is repaired when the flapping window has
+        // passed (with probes, their acknowledgements decide).
+        let flap_end = (x.state == IfState::Failed
+            && x.instances.is_empty()
+            && x.link_ups.len() > LINK_UP_PERMIN)
+            .then(|| x.link_ups[x.link_ups.len() - 1 - LINK_UP_PERMIN] + LINK_FLAP_WINDOW_NS);
+        x.instances
+            .iter()
+            .flat_map(|inst| {
+                let expiry = inst
+                    .history
+                    .iter()
+                    .filter(|s| s.state == instance::ProbeState::Unacked)
+                    .filter_map(|s| s.target.map(|t| s.start_ns + inst.crtt_or(t, interval) + 1))
+                    .min();
+                std::iter::once(inst.next_send_ns)
+                    .chain(expiry)
+                    .chain(inst.next_rtt_ns)
+            })
+            .chain(flap_end)
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     fn check_failure(&mut self, i: usize, now_ns: u64) {
@@ -1027,7 +1094,7 @@ impl Engine {
     /// # Errors
     /// Unknown interface, already offline, or no other usable member would remain.
     pub fn offline(&mut self, ifname: &str, now_ns: u64) -> Result<Vec<Output>, AdminError> {
-        let i = self.if_index(ifname).ok_or(AdminError::UnknownInterface)?;
+        let i = self.lookup(ifname).ok_or(AdminError::UnknownInterface)?;
         if self.interfaces[i].state == IfState::Offline {
             return Err(AdminError::AlreadyOffline);
         }
@@ -1065,7 +1132,7 @@ impl Engine {
     /// whose address another online member of its group already has is taken offline; it comes
     /// back when the conflict clears.
     pub fn set_hwaddr(&mut self, ifname: &str, mac: Option<[u8; 6]>, now_ns: u64) -> Vec<Output> {
-        let Some(i) = self.if_index(ifname) else {
+        let Some(i) = self.lookup(ifname) else {
             return Vec::new();
         };
         self.interfaces[i].hwaddr = mac;
@@ -1111,7 +1178,7 @@ impl Engine {
     /// # Errors
     /// Unknown interface, not offline, or offlined for a hardware address still duplicated.
     pub fn online(&mut self, ifname: &str, now_ns: u64) -> Result<Vec<Output>, AdminError> {
-        let i = self.if_index(ifname).ok_or(AdminError::UnknownInterface)?;
+        let i = self.lookup(ifname).ok_or(AdminError::UnknownInterface)?;
         if self.interfaces[i].state != IfState::Offline {
             return Err(AdminError::NotOffline);
         }
@@ -1147,10 +1214,10 @@ impl Engine {
         }
     }
 
-    fn refresh_groups(&mut self) {
-        for g in 0..self.groups.len() {
+    fn refresh_group(&mut self, g: usize) {
+        {
             if self.groups[g].anonymous() {
-                continue;
+                return;
             }
             let (mut usable, mut total, mut first_usable) = (0, 0, None);
             for (_, y) in self.members(g) {
@@ -1161,7 +1228,7 @@ impl Engine {
                 }
             }
             if total == 0 {
-                continue;
+                return;
             }
             let new = if usable == total {
                 GroupState::Ok
@@ -1185,19 +1252,32 @@ impl Engine {
         }
     }
 
-    /// Ends an input: group states, activation changes, and the outputs gathered.
+    /// Ends an input: for the groups it touched, group states, activation changes and deadlines;
+    /// then the outputs gathered. An input only changes the groups it touched, so the others
+    /// need no look.
     fn finish(&mut self) -> Vec<Output> {
-        self.refresh_groups();
-        for i in 0..self.interfaces.len() {
-            let active = self.is_active(i);
-            let name = self.interfaces[i].name.clone();
-            if self.active.insert(name.clone(), active) != Some(active) {
-                self.out.push(Output::SetActive {
-                    ifname: name,
-                    active,
-                });
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        for &g in &dirty {
+            self.refresh_group(g);
+        }
+        for &g in &dirty {
+            self.groups[g].dirty = false;
+            for k in 0..self.groups[g].members.len() {
+                let i = self.groups[g].members[k];
+                let active = self.is_active(i);
+                if self.interfaces[i].was_active.replace(active) != Some(active) {
+                    self.out.push(Output::SetActive {
+                        ifname: self.interfaces[i].name.clone(),
+                        active,
+                    });
+                }
+                self.interfaces[i].due_ns = self.interface_deadline(i);
             }
         }
+        // Keep the allocation for the next input.
+        dirty.clear();
+        self.dirty = dirty;
         std::mem::take(&mut self.out)
     }
 

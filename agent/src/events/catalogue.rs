@@ -259,11 +259,15 @@ pub static CATALOGUE: &[EventSpec] = &[
     EventSpec {
         name: "ipmultipath.datapath.hookRefused",
         severity: Notice,
-        template: "The kernel refused the carrier hook ({reason}); polling carrier every {interval_us} us",
-        params: &[("reason", Str), ("interval_us", Int)],
+        template: "The kernel refused the carrier hook ({reason}); polling carrier every {interval_us} us or slower, within {cpu_percent} % of a core",
+        params: &[
+            ("reason", Str),
+            ("interval_us", Int),
+            ("cpu_percent", Float),
+        ],
         description: "fentry programs on netif_carrier_on/off cannot load (kernel lockdown or a BPF LSM), so link state comes from a carrier poll and rtnetlink notifications.",
         causes: "Kernel lockdown in integrity mode, a BPF LSM policy, or a kernel without BTF.",
-        action: "None needed; lower --link-poll-us for faster carrier detection at more CPU cost.",
+        action: "None needed; lower --link-poll-us or raise --link-poll-cpu for faster carrier detection at more CPU cost.",
     },
     EventSpec {
         name: "ipmultipath.probe.missed",

@@ -42,6 +42,7 @@ impl Severity {
 pub enum ParamType {
     Str,
     Int,
+    Float,
 }
 
 /// One catalogue entry.

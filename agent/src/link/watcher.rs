@@ -1,7 +1,12 @@
-//! The link watcher thread: polls carrier at a fixed interval (ethtool's link-state dump where the
-//! kernel offers it, else an RTM_GETLINK dump), dumps RTM_GETLINK for the kernel's carrier counters
-//! every 100 ms, listens to rtnetlink notifications in between, folds both into the [`LinkMirror`], writes changes to the
-//! pinned link-state map and reports them.
+//! The link watcher thread: polls carrier (ethtool's link-state dump where the kernel offers it,
+//! else an RTM_GETLINK dump), dumps RTM_GETLINK for the kernel's carrier counters, listens to
+//! rtnetlink notifications in between, folds all of it into the [`LinkMirror`], writes changes to
+//! the pinned link-state map and reports them.
+//!
+//! The poll is paced by a CPU budget: each dump costs the kernel about a microsecond per device,
+//! so a fixed 1 ms poll that is cheap for a few interfaces would take a whole core for a
+//! thousand. The thread measures its own CPU time and stretches the intervals (never below the
+//! configured floor) so that it stays inside the budget.
 //!
 //! A plain thread with `ppoll` and absolute deadlines rather than a tokio task: the poll interval
 //! can be 1 ms or less, which tokio's millisecond timer wheel cannot keep.
@@ -50,8 +55,48 @@ pub enum WatchReport {
 pub struct WatchConfig {
     /// Interfaces to watch.
     pub ifindexes: Vec<u32>,
-    /// Carrier poll interval; `None` when a kernel hook already mirrors carrier.
-    pub poll_interval: Option<Duration>,
+    /// Carrier poll pacing; `None` when a kernel hook already mirrors carrier.
+    pub poll: Option<PollPacing>,
+}
+
+/// How the carrier poll is paced.
+#[derive(Clone, Copy, Debug)]
+pub struct PollPacing {
+    /// Shortest interval between two polls.
+    pub floor: Duration,
+    /// Most of one core the watcher thread may spend (0.01 = 1 %); 1.0 or more: a fixed interval.
+    pub cpu_budget: f64,
+}
+
+/// Command-line options of the carrier poll, shared by the commands that watch links.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LinkPollArgs {
+    /// Shortest carrier poll interval in microseconds (used when the kernel refuses the carrier
+    /// hook).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=10_000_000))]
+    pub link_poll_us: u64,
+    /// Most of one core, in percent, the carrier poll may use; its interval grows beyond
+    /// --link-poll-us to stay inside it (100: a fixed interval whatever it costs).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_percent)]
+    pub link_poll_cpu: f64,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage above 0 and at most 100")),
+    }
+}
+
+impl LinkPollArgs {
+    /// The pacing these options ask for.
+    #[must_use]
+    pub fn pacing(&self) -> PollPacing {
+        PollPacing {
+            floor: Duration::from_micros(self.link_poll_us),
+            cpu_budget: self.link_poll_cpu / 100.0,
+        }
+    }
 }
 
 /// A running watcher; dropping it stops the thread.
@@ -137,8 +182,68 @@ fn apply(
 
 /// Longest wait when nothing is polled, so a stop request is noticed.
 const IDLE_WAIT_NS: u64 = 100_000_000;
-/// Pace of the full RTM_GETLINK dump (carrier counters) when ethtool does the fast poll.
+/// Shortest pace of the full RTM_GETLINK dump (carrier counters) when ethtool does the fast poll.
 const COUNTER_DUMP_NS: u64 = 100_000_000;
+/// Longest poll interval the budget may stretch to; rtnetlink notifications arrive within about
+/// a second even from NICs that report late.
+const MAX_POLL_NS: u64 = 1_000_000_000;
+/// Share of the budget for the carrier-counter dump; the rest is the poll's.
+const COUNTER_SHARE: f64 = 0.25;
+
+/// CPU time this thread has used, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write to; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Paces one recurring job: the next interval is what keeps the job's measured cost inside its
+/// share of a core, never below `floor` nor above `ceiling`.
+#[derive(Debug)]
+pub struct Pacer {
+    floor_ns: u64,
+    ceiling_ns: u64,
+    budget: f64,
+    /// Smoothed CPU cost of one round, ns.
+    cost_ns: Option<f64>,
+}
+
+impl Pacer {
+    /// A pacer for a job that may use `budget` of one core (1.0 or more: always `floor_ns`).
+    #[must_use]
+    pub fn new(floor_ns: u64, ceiling_ns: u64, budget: f64) -> Self {
+        Self {
+            floor_ns,
+            ceiling_ns: ceiling_ns.max(floor_ns),
+            budget,
+            cost_ns: None,
+        }
+    }
+
+    /// Records the CPU cost of one round and returns the interval until the next.
+    pub fn record(&mut self, cost_ns: u64) -> u64 {
+        let cost = cost_ns as f64;
+        // Smoothed over about eight rounds: one slow round (a preemption) does not double the
+        // interval, a lasting change (more devices) shows within a few rounds.
+        let smoothed = self.cost_ns.map_or(cost, |c| c + (cost - c) / 8.0);
+        self.cost_ns = Some(smoothed);
+        self.interval_ns()
+    }
+
+    /// The current interval.
+    #[must_use]
+    pub fn interval_ns(&self) -> u64 {
+        if self.budget >= 1.0 {
+            return self.floor_ns;
+        }
+        let wanted = self.cost_ns.unwrap_or(0.0) / self.budget;
+        (wanted as u64).clamp(self.floor_ns, self.ceiling_ns)
+    }
+}
 
 fn run(
     config: &WatchConfig,
@@ -149,13 +254,25 @@ fn run(
     report: &impl Fn(WatchReport),
     stop: &AtomicBool,
 ) {
-    let interval = config
-        .poll_interval
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1));
-    let mut next_poll = monotonic_ns() + interval.unwrap_or(IDLE_WAIT_NS);
+    let mut pacer = config.poll.map(|p| {
+        let floor = u64::try_from(p.floor.as_nanos()).unwrap_or(u64::MAX).max(1);
+        Pacer::new(
+            floor,
+            MAX_POLL_NS.max(floor),
+            p.cpu_budget * (1.0 - COUNTER_SHARE),
+        )
+    });
+    let mut counter_pacer = Pacer::new(
+        COUNTER_DUMP_NS,
+        10 * COUNTER_DUMP_NS,
+        config.poll.map_or(1.0, |p| p.cpu_budget * COUNTER_SHARE),
+    );
+    let mut next_poll = monotonic_ns() + pacer.as_ref().map_or(IDLE_WAIT_NS, Pacer::interval_ns);
     let mut next_counter_dump = next_poll;
     // The fast poll uses ethtool's link state where the kernel has it (CONFIG_ETHTOOL_NETLINK).
-    let mut ethtool = interval.and_then(|_| EthtoolLinkState::open().ok());
+    let mut ethtool = pacer.as_ref().and_then(|_| EthtoolLinkState::open().ok());
+    // The thread's CPU time at the last poll, and what counter dumps took since.
+    let (mut cpu_at_poll, mut counter_cpu) = (thread_cpu_ns(), 0u64);
     let mut events = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
@@ -186,7 +303,7 @@ fn run(
             }
         }
         let now = monotonic_ns();
-        let poll_due = interval.is_some() && now >= next_poll;
+        let poll_due = pacer.is_some() && now >= next_poll;
         if poll_due && let Some(et) = ethtool.as_mut() {
             let result = et.dump(|ifindex, link| {
                 events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL))
@@ -206,15 +323,25 @@ fn run(
             poll_due
         };
         if counters_due || resync {
-            next_counter_dump = now + COUNTER_DUMP_NS;
+            let before = thread_cpu_ns();
             if let Err(e) =
                 dumps.dump_links(|obs| events.extend(mirror.observe(&obs, now, source::POLL)))
             {
                 report(WatchReport::Error(e.to_string()));
             }
+            let spent = thread_cpu_ns().saturating_sub(before);
+            counter_cpu += spent;
+            next_counter_dump = now + counter_pacer.record(spent);
+        }
+        if poll_due && let Some(p) = pacer.as_mut() {
+            // Everything the thread did since the last poll except the counter dumps: the dump,
+            // the wake-ups, the notifications in between.
+            let cpu = thread_cpu_ns();
+            p.record(cpu.saturating_sub(cpu_at_poll).saturating_sub(counter_cpu));
+            (cpu_at_poll, counter_cpu) = (cpu, 0);
         }
         if now >= next_poll {
-            let step = interval.unwrap_or(IDLE_WAIT_NS);
+            let step = pacer.as_ref().map_or(IDLE_WAIT_NS, Pacer::interval_ns);
             // Skip whole intervals missed while descheduled rather than polling in a burst.
             next_poll += step * ((now - next_poll) / step + 1);
         }
