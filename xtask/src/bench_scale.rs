@@ -102,7 +102,10 @@ impl ScaleLan {
             .arg("for f in /sys/class/net/p*/queues/rx-*/rps_cpus; do echo 2 > $f || exit 1; done")
             .status()
             .is_ok_and(|s| s.success());
-        anyhow::ensure!(ok, "cannot steer the peer's receive processing to core 1 (RPS)");
+        anyhow::ensure!(
+            ok,
+            "cannot steer the peer's receive processing to core 1 (RPS)"
+        );
         Ok(Self { host, _peer: peer })
     }
 }

@@ -240,10 +240,16 @@ impl Server {
         }
     }
 
+    /// Whether anyone follows `stream` (so that records nobody reads are not even built).
+    #[must_use]
+    pub fn followed(&self, stream: Stream) -> bool {
+        self.conns.iter().any(|c| c.subscribed == Some(stream))
+    }
+
     /// Sends one record to every subscriber of `stream`. A subscriber that cannot take it at once
     /// is dropped: a slow reader never holds the daemon up.
     pub fn publish(&mut self, stream: Stream, record: &serde_json::Value) {
-        if !self.conns.iter().any(|c| c.subscribed == Some(stream)) {
+        if !self.followed(stream) {
             return;
         }
         let Ok(mut line) = serde_json::to_vec(record) else {

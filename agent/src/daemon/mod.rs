@@ -754,6 +754,9 @@ impl Daemon {
             {
                 Ok(out) => {
                     self.apply(out);
+                    if !self.control.followed(Stream::Probes) {
+                        return;
+                    }
                     let (avg, dev) = self.engine.target_rtt(&ifname, from).unwrap_or((0, 0));
                     let user_rtt = now.saturating_sub(rec.header.send_time_ns());
                     self.control.publish(

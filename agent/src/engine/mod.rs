@@ -332,7 +332,7 @@ impl Engine {
         self.group_by_name.get(name).copied()
     }
 
-    fn if_index(&self, name: &str) -> Option<usize> {
+    pub(crate) fn if_index(&self, name: &str) -> Option<usize> {
         self.if_by_name.get(name).copied()
     }
 

@@ -98,7 +98,7 @@ impl Engine {
     /// Smoothed RTT and its mean deviation (ns) of `target` as seen from `ifname`.
     #[must_use]
     pub fn target_rtt(&self, ifname: &str, target: IpAddr) -> Option<(u64, u64)> {
-        let x = self.interfaces.iter().find(|x| x.name == ifname)?;
+        let x = &self.interfaces[self.if_index(ifname)?];
         x.instances
             .iter()
             .flat_map(|p| p.targets.iter())
@@ -109,8 +109,7 @@ impl Engine {
     /// Whether `ifname` has a probing instance at all (a test address).
     #[must_use]
     pub fn probe_enabled(&self, ifname: &str) -> bool {
-        self.interfaces
-            .iter()
-            .any(|x| x.name == ifname && !x.instances.is_empty())
+        self.if_index(ifname)
+            .is_some_and(|i| !self.interfaces[i].instances.is_empty())
     }
 }
