@@ -116,6 +116,16 @@ impl Netns {
         ));
     }
 
+    /// One-way loss: nftables drops every frame leaving `ifname` (towards whatever is plugged into
+    /// it); frames arriving pass. Ended by [`Self::undrop_all`].
+    pub fn drop_outgoing(&self, ifname: &str) {
+        let t = format!("ipmpd_fault_{}", ifname.replace('-', "_"));
+        self.sh(&format!(
+            "nft add table netdev {t} && \
+             nft add chain netdev {t} out \"{{ type filter hook egress device {ifname} priority 0; policy drop; }}\""
+        ));
+    }
+
     /// Ends a silent loss on `ifname`.
     pub fn undrop_all(&self, ifname: &str) {
         self.sh(&format!(

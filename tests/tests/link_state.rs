@@ -93,6 +93,9 @@ fn nic_like_carrier_loss_is_seen_within_two_poll_intervals() {
             "--json",
             "--instance",
             "nicpoll",
+            // A fixed interval, not stretched by the CPU budget: the poll itself is timed.
+            "--link-poll-cpu",
+            "100",
             "--link-poll-us",
             &poll_us.to_string(),
         ],
@@ -144,6 +147,9 @@ fn nic_like_50ms_flaps_are_never_missed() {
             "--json",
             "--instance",
             "nicflap",
+            // A fixed interval, not stretched by the CPU budget: the poll itself is timed.
+            "--link-poll-cpu",
+            "100",
             "--link-poll-us",
             "10000",
         ],
@@ -182,6 +188,9 @@ fn a_flap_shorter_than_the_poll_interval_is_still_counted() {
             "--json",
             "--instance",
             "shortflap",
+            // A fixed interval, not stretched by the CPU budget: the poll itself is timed.
+            "--link-poll-cpu",
+            "100",
             "--link-poll-us",
             "500000",
         ],

@@ -10,8 +10,7 @@ use std::{
 use anyhow::Context as _;
 use serde_json::Value;
 use tests::{
-    daemon::{Daemon, RunConfig, run as run_ipmpd, wait_event},
-    monotonic_ns,
+    daemon::{Daemon, run as run_ipmpd},
     topology::{Lan, Topology},
 };
 
@@ -34,13 +33,8 @@ const SECTIONS: &[Section] = &[
         |a| carrier_detection(a.faults),
     ),
     ("poll", "CPU cost of the carrier poll", |_| poll_cost()),
-    (
-        "detection",
-        "failure detection by the daemon (silent faults)",
-        |a| daemon_detection(a.faults),
-    ),
-    ("load", "false failures under full CPU load", |a| {
-        false_failures(a.idle_secs)
+    ("load", "ipmpd and bfdd under full CPU load", |a| {
+        crate::bench_load::under_load(a.idle_secs, a.faults)
     }),
     (
         "throughput",
@@ -50,6 +44,11 @@ const SECTIONS: &[Section] = &[
     ("scale", "scale: 16 to 1,024 tracked interfaces", |a| {
         crate::bench_scale::scale(&a.sizes)
     }),
+    (
+        "peers",
+        "detection against bfdd, keepalived and ping",
+        |a| crate::bench_peers::peers(a.faults),
+    ),
     ("outage", "failover outage of a steady UDP flow", |a| {
         crate::bench_failover::outage(a.faults, row, p99)
     }),
@@ -73,8 +72,8 @@ pub struct BenchArgs {
     /// Probes per RTT-precision run.
     #[arg(long, default_value_t = 1000)]
     probes: usize,
-    /// Length of the loaded idle run that counts false failures, in seconds.
-    #[arg(long, default_value_t = 60)]
+    /// Length of the loaded fault-free run that counts false failures, in seconds.
+    #[arg(long, default_value_t = 300)]
     idle_secs: u64,
     /// Interface counts of the scale section.
     #[arg(long, value_delimiter = ',', default_values_t = crate::bench_scale::SIZES.to_vec())]
@@ -86,7 +85,7 @@ pub struct BenchArgs {
     only: Option<String>,
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
@@ -133,6 +132,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!("{}", run(args)?);
         return Ok(());
     }
+    FULL_RUN.store(true, std::sync::atomic::Ordering::Relaxed);
     for (_, title, run) in SECTIONS {
         println!("bench: {title}");
         md += &run(args)?;
@@ -141,6 +141,39 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     std::fs::write(workspace_root().join("BENCHMARKS.md"), &md)?;
     println!("{md}");
     Ok(())
+}
+
+/// Set by a full run: plots then go to docs/bench beside BENCHMARKS.md.
+static FULL_RUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes plot `name` (SVG) and returns the Markdown that shows it: in a full run under
+/// docs/bench (linked from BENCHMARKS.md), else in a temporary directory (named).
+pub fn plot(name: &str, alt: &str, svg: &str) -> anyhow::Result<String> {
+    let full = FULL_RUN.load(std::sync::atomic::Ordering::Relaxed);
+    let dir = if full {
+        workspace_root().join("docs/bench")
+    } else {
+        std::env::temp_dir().join("ipmpd-bench")
+    };
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, svg)?;
+    Ok(if full {
+        format!("![{alt}](docs/bench/{name})\n\n")
+    } else {
+        format!("(plot: {})\n\n", path.display())
+    })
+}
+
+/// The installed version of Debian package `name`.
+pub fn package_version(name: &str) -> String {
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", name])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "(version unknown)".into())
 }
 
 fn host_line() -> String {
@@ -154,7 +187,7 @@ fn host_line() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn num_cpus() -> usize {
+pub fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -395,10 +428,12 @@ fn poll_cost() -> anyhow::Result<String> {
     let mut md = String::from(
         "## CPU cost of the carrier poll\n\n\
          Each poll is one ethtool LINKSTATE_GET dump (all devices); an RTM_GETLINK dump for the carrier\n\
-         counters runs every 100 ms.\n\
-         `ipmpd watch` on N veths in one namespace for 8 s; CPU time (user + system) of the agent from\n\
-         /proc/PID/stat between second 2 and second 8, as % of one core.\n\n\
-         | interfaces | poll interval | agent CPU | per interface | target |\n|---|---|---|---|---|\n",
+         counters runs every 100 ms or slower. By default the watcher thread keeps both inside 1 % of\n\
+         a core (`--link-poll-cpu 1`), stretching the interval beyond its floor (`--link-poll-us`) as\n\
+         the dumps grow; `--link-poll-cpu 100` polls at the floor whatever it costs.\n\
+         `ipmpd watch` on N veths in one namespace for 8 s; CPU time (user + system, all threads) of\n\
+         the agent from /proc/PID/stat between second 2 and second 8, as % of one core.\n\n\
+         | interfaces | poll | agent CPU | per interface | target |\n|---|---|---|---|---|\n",
     );
     for n in [1usize, 16, 64] {
         let mut topo = Topology::default();
@@ -408,14 +443,20 @@ fn poll_cost() -> anyhow::Result<String> {
             topo.veth(a, &format!("c{i}"), b, &format!("p{i}"), None);
         }
         let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
-        for poll_us in [1000u64, 10_000] {
+        for (label, poll) in [
+            ("1 ms floor, 1 % budget (default)", ["1000", "1"]),
+            ("fixed 1 ms", ["1000", "100"]),
+            ("fixed 10 ms", ["10000", "100"]),
+        ] {
             let mut args: Vec<String> = vec!["watch".into()];
             args.extend(names.iter().cloned());
             args.extend([
                 "--instance".into(),
                 "bench-cpu".into(),
                 "--link-poll-us".into(),
-                poll_us.to_string(),
+                poll[0].into(),
+                "--link-poll-cpu".into(),
+                poll[1].into(),
                 "--duration-ms".into(),
                 "9000".into(),
             ]);
@@ -433,7 +474,7 @@ fn poll_cost() -> anyhow::Result<String> {
             let mut child = child;
             let _ = child.wait();
             let core_pct = 100.0 * (c1 - c0) / 6.0;
-            let target = if n == 64 && poll_us == 1000 {
+            let target = if n == 64 && poll[1] == "1" {
                 if core_pct < 1.0 {
                     "< 1 %: met"
                 } else {
@@ -444,8 +485,7 @@ fn poll_cost() -> anyhow::Result<String> {
             };
             writeln!(
                 md,
-                "| {n} | {} ms | {core_pct:.2} % | {:.3} % | {target} |",
-                poll_us / 1000,
+                "| {n} | {label} | {core_pct:.2} % | {:.3} % | {target} |",
                 core_pct / n as f64
             )?;
         }
@@ -453,134 +493,11 @@ fn poll_cost() -> anyhow::Result<String> {
     Ok(md + "\n")
 }
 
-fn two_member_group(fdt_ms: u64) -> String {
+pub fn two_member_group(fdt_ms: u64) -> String {
     format!(
         "[group.g]\nfdt_ms = {fdt_ms}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
          [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n"
     )
-}
-
-/// Detection latencies (ms) of `faults` silent faults (nftables drop on h0's switch port).
-fn silent_fault_latencies(fdt_ms: u64, faults: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let lan = Lan::new(true, false);
-    let cfg = RunConfig::new(
-        &format!("bench-fdt{fdt_ms}"),
-        &two_member_group(fdt_ms),
-        None,
-    );
-    let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
-        .context("daemon did not start")?;
-    std::thread::sleep(Duration::from_millis(3 * fdt_ms + 500));
-    let (mut detect, mut repair) = (Vec::new(), Vec::new());
-    for i in 0..faults {
-        d.seen.clear();
-        // Milliseconds from `t` (just before the change) to the event that reports it.
-        let latency = |d: &mut _, t: u64, event: &str, into: &mut Vec<f64>| {
-            let timeout = Duration::from_millis(10 * fdt_ms + 2000);
-            if let Some(ev) = wait_event(d, timeout, event, Some("h0")) {
-                into.push(ev["at_ns"].as_u64().unwrap_or(t).saturating_sub(t) as f64 / 1e6);
-            }
-        };
-        let t = monotonic_ns();
-        lan.switch().drop_all("sw-h0");
-        latency(&mut d, t, "ipmultipath.interface.failed", &mut detect);
-        let t = monotonic_ns();
-        lan.switch().undrop_all("sw-h0");
-        latency(&mut d, t, "ipmultipath.interface.repaired", &mut repair);
-        // Faults start at different phases of the probe schedule.
-        std::thread::sleep(Duration::from_millis(
-            fdt_ms / 3 + (i as u64 * 37) % fdt_ms.max(1),
-        ));
-    }
-    d.stop();
-    Ok((detect, repair))
-}
-
-fn daemon_detection(faults: usize) -> anyhow::Result<String> {
-    let mut md = format!(
-        "## Failure detection by the daemon: silent faults, {faults} each\n\n\
-         `ipmpd run` with a group of two members (h0, h1) probing the router; the fault drops every frame on\n\
-         h0's switch port (nftables netdev ingress+egress), the link stays up. Latency: the\n\
-         `ipmultipath.interface.failed` event's time minus the time just before the drop rule was added;\n\
-         repair: `ipmultipath.interface.repaired` minus the removal of the rule.\n\n\
-         | FDT | measure | n | min | median | p99 | max | unit | target |\n|---|---|---|---|---|---|---|---|---|\n"
-    );
-    for fdt in [100u64, 1000] {
-        let (detect, repair) = silent_fault_latencies(fdt, faults)?;
-        let missed = faults - detect.len();
-        let p99 = if detect.is_empty() {
-            f64::NAN
-        } else {
-            stats(detect.clone()).2
-        };
-        let verdict = if missed == 0 && p99 <= fdt as f64 {
-            "p99 ≤ FDT: met"
-        } else {
-            "p99 ≤ FDT: **missed**"
-        };
-        let r = row(&format!("{fdt} ms | detection"), "ms", detect);
-        md += &r.replacen("| ms |", &format!("| ms | {verdict} |"), 1);
-        if !repair.is_empty() {
-            let r = row(&format!("{fdt} ms | repair"), "ms", repair);
-            md += &r.replacen("| ms |", "| ms | (≤ 2 x FDT documented) |", 1);
-        }
-        if missed > 0 {
-            writeln!(
-                md,
-                "\n{missed} faults at FDT {fdt} ms were not detected in time."
-            )?;
-        }
-    }
-    Ok(md + "\n")
-}
-
-fn false_failures(secs: u64) -> anyhow::Result<String> {
-    let lan = Lan::new(true, false);
-    let cfg = RunConfig::new("bench-load", &two_member_group(100), None);
-    let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
-        .context("daemon did not start")?;
-    std::thread::sleep(Duration::from_secs(2));
-    d.seen.clear();
-    let mut stress = Command::new("stress-ng")
-        .args([
-            "--cpu",
-            &num_cpus().to_string(),
-            "--timeout",
-            &format!("{secs}s"),
-            "--quiet",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("stress-ng")?;
-    std::thread::sleep(Duration::from_secs(secs));
-    let _ = stress.kill();
-    let _ = stress.wait();
-    let seen = d.drain().to_vec();
-    d.stop();
-    let failures = seen
-        .iter()
-        .filter(|v| v["event"] == "ipmultipath.interface.failed")
-        .count();
-    let raised = seen
-        .iter()
-        .filter(|v| v["event"] == "ipmultipath.fdt.raised")
-        .count();
-    let acked = seen
-        .iter()
-        .filter(|v| v["probe"]["event"] == "probe_acked")
-        .count();
-    Ok(format!(
-        "## False failures under full CPU load\n\n\
-         `ipmpd run` (group of two, FDT 100 ms, nothing wrong with the network) for {secs} s while\n\
-         `stress-ng --cpu {}` keeps both cores busy.\n\n\
-         | false failures | FDT raises | probes acknowledged | target |\n|---|---|---|---|\n\
-         | {failures} | {raised} | {acked} | 0 false failures: {} |\n\n",
-        num_cpus(),
-        if failures == 0 { "met" } else { "**missed**" }
-    ))
 }
 
 /// One iperf3 TCP run from `a` to `b`'s 192.0.2.1 for `secs`; Gbit/s.

@@ -23,8 +23,8 @@ pub const SIZES: &[usize] = &[16, 64, 256, 1024];
 /// FDTs measured at each size, in ms.
 const FDTS_MS: &[u64] = &[1000, 100];
 /// Settling time after `ready`, then the measuring window.
-const SETTLE: Duration = Duration::from_secs(5);
-const WINDOW: Duration = Duration::from_secs(20);
+const SETTLE: Duration = Duration::from_secs(3);
+const WINDOW: Duration = Duration::from_secs(12);
 const METRICS_ADDR: &str = "127.0.0.1:9870";
 
 fn mac(kind: u8, i: usize) -> String {
@@ -264,6 +264,10 @@ pub fn scale(sizes: &[usize]) -> anyhow::Result<String> {
         WINDOW.as_secs()
     );
     let mut per_iface = Vec::new();
+    let mut curves: Vec<(String, Vec<(f64, f64)>)> = FDTS_MS
+        .iter()
+        .map(|f| (format!("FDT {f} ms"), Vec::new()))
+        .collect();
     for &n in sizes {
         let built = Instant::now();
         let lan = ScaleLan::new(n)?;
@@ -293,6 +297,9 @@ pub fn scale(sizes: &[usize]) -> anyhow::Result<String> {
             if fdt_ms == 1000 {
                 per_iface.push((n, s.cpu_pct / n as f64));
             }
+            if let Some(k) = FDTS_MS.iter().position(|f| *f == fdt_ms) {
+                curves[k].1.push((n as f64, s.cpu_pct));
+            }
             writeln!(
                 md,
                 "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0} | {:.0} | {:.0} of {:.0} | {} | {target} |",
@@ -309,6 +316,17 @@ pub fn scale(sizes: &[usize]) -> anyhow::Result<String> {
         }
         drop(lan);
     }
+    md.push('\n');
+    md += &crate::bench::plot(
+        "scale-cpu.svg",
+        "agent CPU against tracked interfaces",
+        &crate::plot::lines(
+            "ipmpd CPU against tracked interfaces (log-log; a straight line of slope 1 is linear)",
+            "tracked interfaces",
+            "% of one core",
+            &curves,
+        ),
+    )?;
     if let (Some(first), Some(last)) = (per_iface.first(), per_iface.last()) {
         writeln!(
             md,

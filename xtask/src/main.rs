@@ -3,8 +3,12 @@
 
 mod bench;
 mod bench_failover;
+mod bench_load;
+mod bench_peers;
 mod bench_scale;
+mod bench_tools;
 mod demo;
+mod plot;
 mod setup;
 
 use std::process::Command;

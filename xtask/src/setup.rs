@@ -22,6 +22,9 @@ const PACKAGES: &[&str] = &[
     "systemd",
     "man-db",
     "iperf3",
+    // The peers the benchmarks compare with: FRR's bfdd and keepalived (VRRP).
+    "frr",
+    "keepalived",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -61,7 +61,7 @@ impl Tracking {
         }
         let poll = match datapath.link_source() {
             LinkSource::KernelHook => None,
-            LinkSource::Poll { .. } => Some(args.poll.pacing()),
+            LinkSource::Poll { .. } => Some(args.poll.pacing(None)),
         };
         let store = datapath.take_link_state_store()?;
         let (tx, reports) = mpsc::unbounded_channel();
@@ -94,7 +94,8 @@ impl Tracking {
             }
             LinkSource::Poll { reason } => format!(
                 "link state: carrier poll every {} us or slower to stay within {} % of a core, + rtnetlink notifications (kernel hook unavailable: {reason})",
-                self.poll.link_poll_us, self.poll.link_poll_cpu
+                self.poll.floor_us(None),
+                self.poll.link_poll_cpu
             ),
         }
     }

@@ -121,6 +121,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             args.paths.config.display()
         );
     }
+    // The carrier poll need not be faster than a small share of the shortest FDT.
+    let shortest_fdt = cfg
+        .groups
+        .groups
+        .iter()
+        .map(|g| g.fdt_ms.unwrap_or(cfg.defaults.failure_detection_time_ms))
+        .min()
+        .unwrap_or(cfg.defaults.failure_detection_time_ms);
+    let shortest_fdt = Some(std::time::Duration::from_millis(shortest_fdt));
     let mut datapath = Datapath::load(&DatapathOptions {
         instance: args.instance.clone(),
         no_kernel_hook: false,
@@ -130,7 +139,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let LinkSource::Poll { reason } = datapath.link_source() {
         rep.catalogue(
             "ipmultipath.datapath.hookRefused",
-            serde_json::json!({ "reason": reason, "interval_us": args.poll.link_poll_us, "cpu_percent": args.poll.link_poll_cpu }),
+            serde_json::json!({ "reason": reason, "interval_us": args.poll.floor_us(shortest_fdt), "cpu_percent": args.poll.link_poll_cpu }),
         );
     }
     let key = ProbeKey::random().context("no randomness for the probe key")?;
@@ -216,7 +225,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let queue: Arc<Mutex<Vec<WatchReport>>> = Arc::default();
     let poll = match datapath.link_source() {
         LinkSource::KernelHook => None,
-        LinkSource::Poll { .. } => Some(args.poll.pacing()),
+        LinkSource::Poll { .. } => Some(args.poll.pacing(shortest_fdt)),
     };
     let store = datapath.take_link_state_store()?;
     let (q, efd) = (Arc::clone(&queue), events.as_raw_fd());

@@ -72,9 +72,9 @@ pub struct PollPacing {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LinkPollArgs {
     /// Shortest carrier poll interval in microseconds (used when the kernel refuses the carrier
-    /// hook).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=10_000_000))]
-    pub link_poll_us: u64,
+    /// hook). Default: 1 % of the shortest failure detection time, at least 1000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(50..=10_000_000))]
+    pub link_poll_us: Option<u64>,
     /// Most of one core, in percent, the carrier poll may use; its interval grows beyond
     /// --link-poll-us to stay inside it (100: a fixed interval whatever it costs).
     #[arg(long, default_value_t = 1.0, value_parser = parse_percent)]
@@ -88,12 +88,29 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The default poll floor: carrier loss is seen within this however long the FDT ...
+const DEFAULT_FLOOR_US: u64 = 1000;
+/// ... and within 1/this of the shortest FDT, which is all a longer FDT asks for.
+const FDT_SHARE: u64 = 100;
+
 impl LinkPollArgs {
-    /// The pacing these options ask for.
+    /// The shortest poll interval, in µs: the one asked for, else 1 % of `shortest_fdt` but at
+    /// least 1 ms.
     #[must_use]
-    pub fn pacing(&self) -> PollPacing {
+    pub fn floor_us(&self, shortest_fdt: Option<Duration>) -> u64 {
+        self.link_poll_us.unwrap_or_else(|| {
+            let share = shortest_fdt.map_or(0, |f| {
+                u64::try_from(f.as_micros()).unwrap_or(u64::MAX) / FDT_SHARE
+            });
+            share.max(DEFAULT_FLOOR_US)
+        })
+    }
+
+    /// The pacing these options ask for, for groups whose shortest FDT is `shortest_fdt`.
+    #[must_use]
+    pub fn pacing(&self, shortest_fdt: Option<Duration>) -> PollPacing {
         PollPacing {
-            floor: Duration::from_micros(self.link_poll_us),
+            floor: Duration::from_micros(self.floor_us(shortest_fdt)),
             cpu_budget: self.link_poll_cpu / 100.0,
         }
     }
@@ -227,8 +244,8 @@ impl Pacer {
     /// Records the CPU cost of one round and returns the interval until the next.
     pub fn record(&mut self, cost_ns: u64) -> u64 {
         let cost = cost_ns as f64;
-        // Smoothed over about eight rounds: one slow round (a preemption) does not double the
-        // interval, a lasting change (more devices) shows within a few rounds.
+        // Smoothed over about eight rounds: one slow round (a preemption) moves the interval by an
+        // eighth of the difference, a lasting change (more devices) shows within a few rounds.
         let smoothed = self.cost_ns.map_or(cost, |c| c + (cost - c) / 8.0);
         self.cost_ns = Some(smoothed);
         self.interval_ns()
@@ -348,5 +365,61 @@ fn run(
         for ev in events.drain(..) {
             apply(&mirror, store, report, ev);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_stretches_the_interval_to_stay_inside_its_budget() {
+        // 1 % of a core: a 5 µs round may run every 500 µs, but never faster than the 1 ms floor.
+        let mut p = Pacer::new(1_000_000, 1_000_000_000, 0.01);
+        assert_eq!(p.record(5_000), 1_000_000);
+        // A round that costs 1 ms (a thousand devices) runs every 100 ms once the average knows.
+        let mut last = 0;
+        for _ in 0..64 {
+            last = p.record(1_000_000);
+        }
+        assert!((95_000_000..=100_000_000).contains(&last), "{last}");
+        // Never beyond the ceiling.
+        for _ in 0..64 {
+            last = p.record(1_000_000_000);
+        }
+        assert_eq!(last, 1_000_000_000);
+    }
+
+    #[test]
+    fn one_slow_round_moves_the_interval_by_an_eighth_of_the_difference() {
+        let mut p = Pacer::new(1_000, 1_000_000_000, 0.01);
+        for _ in 0..32 {
+            p.record(10_000);
+        }
+        let steady = p.interval_ns();
+        // A round ten times slower (a preemption): 1 + 9/8 times the interval, not ten.
+        let after = p.record(100_000);
+        assert_eq!(after, steady + steady * 9 / 8);
+    }
+
+    #[test]
+    fn a_full_budget_keeps_the_floor() {
+        let mut p = Pacer::new(1_000_000, 1_000_000_000, 1.0);
+        assert_eq!(p.record(50_000_000), 1_000_000);
+    }
+
+    #[test]
+    fn the_default_floor_follows_the_shortest_fdt() {
+        let args = |us: Option<u64>| LinkPollArgs {
+            link_poll_us: us,
+            link_poll_cpu: 1.0,
+        };
+        let fdt = |ms| Some(Duration::from_millis(ms));
+        assert_eq!(args(None).floor_us(fdt(10_000)), 100_000);
+        assert_eq!(args(None).floor_us(fdt(1_000)), 10_000);
+        assert_eq!(args(None).floor_us(fdt(100)), 1_000);
+        assert_eq!(args(None).floor_us(fdt(10)), 1_000);
+        assert_eq!(args(None).floor_us(None), 1_000);
+        assert_eq!(args(Some(200)).floor_us(fdt(10_000)), 200);
     }
 }

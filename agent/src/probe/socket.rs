@@ -106,6 +106,11 @@ impl ProbeSocket {
                     "IP_MULTICAST_LOOP",
                     0,
                 )?;
+                // The bound test address is known to be local: IP_TRANSPARENT spares every send
+                // the kernel's check that the source is one of the host's addresses (a hash
+                // lookup over every address of every namespace). Best effort: without the
+                // privilege the check simply stays.
+                let _ = sock.set_int(libc::IPPROTO_IP, libc::IP_TRANSPARENT, "IP_TRANSPARENT", 1);
                 // Drop every ICMP type on input: replies arrive through the datapath instead.
                 sock.set_bytes(
                     libc::SOL_RAW,
