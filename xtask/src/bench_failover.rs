@@ -34,8 +34,14 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Starts sender and receiver threads in their namespaces.
+    /// Starts sender and receiver threads in their namespaces, sending to the data address.
     pub fn start(lan: &Lan) -> anyhow::Result<Self> {
+        Self::start_to(lan, "192.0.2.100", PPS)
+    }
+
+    /// The same towards `dest` (an address of the host namespace) at `pps` packets a second.
+    pub fn start_to(lan: &Lan, dest: &str, pps: u64) -> anyhow::Result<Self> {
+        let dest = format!("{dest}:9000");
         let stop = Arc::new(AtomicBool::new(false));
         let arrivals: Arc<Mutex<Vec<u64>>> = Arc::default();
         let (host, router) = (lan.host().path(), lan.router().path());
@@ -55,8 +61,8 @@ impl Flow {
         let tx = std::thread::spawn(move || {
             enter_netns(&router);
             let sock = UdpSocket::bind("0.0.0.0:0").expect("bind the sender");
-            sock.connect("192.0.2.100:9000").expect("connect");
-            let period = 1_000_000_000 / PPS;
+            sock.connect(&dest).expect("connect");
+            let period = 1_000_000_000 / pps.max(1);
             let mut next = monotonic_ns();
             let mut seq: u64 = 0;
             while !st.load(Ordering::Relaxed) {
@@ -86,6 +92,13 @@ impl Flow {
             .filter(|t| *t + 5_000_000 >= from && *t <= to)
             .collect();
         window.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1e6
+    }
+
+    /// The last arrival at or before `t` (ns).
+    pub fn last_arrival_before(&self, t: u64) -> Option<u64> {
+        let a = self.arrivals.lock().ok()?;
+        let k = a.partition_point(|x| *x <= t);
+        k.checked_sub(1).map(|k| a[k])
     }
 
     /// Stops both threads.

@@ -90,13 +90,15 @@ pub fn under_load(secs: u64, n: usize) -> anyhow::Result<String> {
     let _ = load.wait();
 
     // Silent faults under the same load.
+    let flow =
+        crate::bench_failover::Flow::start_to(&lan, "192.0.2.10", crate::bench_peers::MARKER_PPS)?;
     let mut load = stress(cores, 3600)?;
     std::thread::sleep(Duration::from_secs(1));
     let (mut ip, mut bf) = (Tally::default(), Tally::default());
     for _ in 0..n {
         d.drain();
         d.seen.clear();
-        let (t, took) = Fault::Silent.inject(&lan);
+        let (t, took) = Fault::Silent.inject(&lan, &flow);
         let at = ipmpd_event(&mut d, "ipmultipath.interface.failed", t - took, HOLD);
         ip.add(t, at);
         let at = bfd.wait(
@@ -118,6 +120,7 @@ pub fn under_load(secs: u64, n: usize) -> anyhow::Result<String> {
     }
     let _ = load.kill();
     let _ = load.wait();
+    flow.stop();
     d.stop();
 
     let (p_ip, p_bf) = (p99(&ip), p99(&bf));

@@ -766,3 +766,46 @@ fn with_failback_no_a_repaired_interface_stays_inactive_unless_the_group_had_fai
         }
     }
 }
+
+#[test]
+fn many_groups_keep_their_cadence_and_a_fault_stays_in_its_group() {
+    // 100 groups of two probing members at FDT 1 s: every member keeps in.mpathd's cadence (7
+    // probes per FDT) although each tick only visits the members that have something due.
+    let mut s = Sim::new(1000, true);
+    for g in 0..100 {
+        s.member(&format!("a{g}"), &format!("g{g}"), false, Some(10));
+        s.member(&format!("b{g}"), &format!("g{g}"), false, Some(11));
+    }
+    s.settle();
+    let from = s.now;
+    s.run_for(5 * S);
+    let mut per_member: HashMap<&str, usize> = HashMap::new();
+    for (t, ifname, _, _) in &s.sent {
+        if *t >= from {
+            *per_member.entry(ifname.as_str()).or_default() += 1;
+        }
+    }
+    assert_eq!(per_member.len(), 200, "every member probed");
+    assert!(
+        per_member.values().all(|n| (33..=37).contains(n)),
+        "7 probes per FDT over 5 s: {:?}",
+        per_member.values().min()..=per_member.values().max()
+    );
+    // A silent fault on one member fails that member only, and moves nothing elsewhere.
+    let before = s.events.len();
+    s.paths.insert("a7".into(), None);
+    s.run_for(2 * S);
+    let failed: Vec<&Event> = s.events[before..]
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches!(e, Event::InterfaceFailed { .. }))
+        .collect();
+    assert_eq!(
+        failed,
+        [&Event::InterfaceFailed {
+            ifname: "a7".into(),
+            group: "g7".into(),
+        }]
+    );
+    assert!(!s.is_active("a7") && s.is_active("b7") && s.is_active("a8"));
+}
