@@ -17,6 +17,18 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The opening of a plot `h` pixels high: white background, centred title.
+fn header(title: &str, h: f64) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>
+"#,
+        W / 2.0,
+        esc(title)
+    )
+}
+
 /// Decades covering every positive value (at least one).
 fn decades(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -67,14 +79,7 @@ pub fn strip(title: &str, unit: &str, rows: &[(String, Vec<f64>)]) -> String {
         let l = if v > 0.0 { v.log10() } else { dec.0 };
         x0 + (x1 - x0) * ((l - dec.0) / (dec.1 - dec.0)).clamp(0.0, 1.0)
     };
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>
-"#,
-        W / 2.0,
-        esc(title)
-    );
+    let mut svg = header(title, h);
     axis(&mut svg, x0, x1, h - BOTTOM, dec, unit);
     for (i, (label, v)) in rows.iter().enumerate() {
         let y = TOP + ROW * (i as f64 + 0.5);
@@ -136,14 +141,7 @@ pub fn lines(
     let (x0, x1, y0, y1) = (80.0, W - RIGHT - 180.0, h - BOTTOM - 10.0, TOP);
     let px = |v: f64| x0 + (x1 - x0) * (v.max(1e-12).log10() - dx.0) / (dx.1 - dx.0);
     let py = |v: f64| y0 - (y0 - y1) * (v.max(1e-12).log10() - dy.0) / (dy.1 - dy.0);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>
-"#,
-        W / 2.0,
-        esc(title)
-    );
+    let mut svg = header(title, h);
     axis(&mut svg, x0, x1, y0, dx, x_unit);
     for k in 0..=((dy.1 - dy.0) as i32) {
         let d = dy.0 + f64::from(k);
