@@ -127,7 +127,7 @@ fn daemon_part(lan: &Lan, bin: &std::path::Path) -> anyhow::Result<()> {
     lan.switch().undrop_all("sw-h0");
     std::thread::sleep(Duration::from_millis(1000));
     say(
-        "carrier loss on h0 (a NIC-like link): seen within a millisecond, the address moves to h1 again",
+        "carrier loss on h0 (a NIC-like link): seen by the carrier poll within milliseconds, the address moves to h1 again",
     );
     let t = monotonic_ns();
     lan.switch().link_down("sw-h0");
