@@ -1214,41 +1214,40 @@ impl Engine {
         }
     }
 
+    /// Re-derives group `g`'s state from its members; reports it failing or usable again.
     fn refresh_group(&mut self, g: usize) {
-        {
-            if self.groups[g].anonymous() {
-                return;
+        if self.groups[g].anonymous() {
+            return;
+        }
+        let (mut usable, mut total, mut first_usable) = (0, 0, None);
+        for (_, y) in self.members(g) {
+            total += 1;
+            if y.functioning() {
+                usable += 1;
+                first_usable.get_or_insert_with(|| y.name.clone());
             }
-            let (mut usable, mut total, mut first_usable) = (0, 0, None);
-            for (_, y) in self.members(g) {
-                total += 1;
-                if y.functioning() {
-                    usable += 1;
-                    first_usable.get_or_insert_with(|| y.name.clone());
-                }
-            }
-            if total == 0 {
-                return;
-            }
-            let new = if usable == total {
-                GroupState::Ok
-            } else if usable == 0 {
-                GroupState::Failed
-            } else {
-                GroupState::Degraded
-            };
-            let group = &mut self.groups[g];
-            let old = std::mem::replace(&mut group.state, new);
-            let settled = std::mem::replace(&mut group.settled, true);
-            let name = group.name.clone();
-            if old != GroupState::Failed && new == GroupState::Failed {
-                self.emit(Event::GroupFailed { group: name });
-            } else if old == GroupState::Failed && new != GroupState::Failed && settled {
-                self.emit(Event::GroupUsable {
-                    group: name,
-                    ifname: first_usable.unwrap_or_default(),
-                });
-            }
+        }
+        if total == 0 {
+            return;
+        }
+        let new = if usable == total {
+            GroupState::Ok
+        } else if usable == 0 {
+            GroupState::Failed
+        } else {
+            GroupState::Degraded
+        };
+        let group = &mut self.groups[g];
+        let old = std::mem::replace(&mut group.state, new);
+        let settled = std::mem::replace(&mut group.settled, true);
+        let name = group.name.clone();
+        if old != GroupState::Failed && new == GroupState::Failed {
+            self.emit(Event::GroupFailed { group: name });
+        } else if old == GroupState::Failed && new != GroupState::Failed && settled {
+            self.emit(Event::GroupUsable {
+                group: name,
+                ifname: first_usable.unwrap_or_default(),
+            });
         }
     }
 
