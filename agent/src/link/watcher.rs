@@ -244,8 +244,9 @@ impl Pacer {
     /// Records the CPU cost of one round and returns the interval until the next.
     pub fn record(&mut self, cost_ns: u64) -> u64 {
         let cost = cost_ns as f64;
-        // Smoothed over about eight rounds: one slow round (a preemption) moves the interval by an
-        // eighth of the difference, a lasting change (more devices) shows within a few rounds.
+        // Smoothed over about eight rounds: one dear round (a burst of notifications) moves the
+        // interval by an eighth of the difference; a lasting change (more devices) shows within a
+        // few rounds.
         let smoothed = self.cost_ns.map_or(cost, |c| c + (cost - c) / 8.0);
         self.cost_ns = Some(smoothed);
         self.interval_ns()
@@ -351,10 +352,12 @@ fn run(
             next_counter_dump = now + counter_pacer.record(spent);
         }
         if poll_due && let Some(p) = pacer.as_mut() {
-            // Everything the thread did since the last poll except the counter dumps: the dump,
-            // the wake-ups, the notifications in between.
+            // Everything the thread did since the last poll except the counter dumps (paced on
+            // their own): the dump, the wake-ups, the notifications in between. Without ethtool
+            // the counter dump is the poll, and counts.
             let cpu = thread_cpu_ns();
-            p.record(cpu.saturating_sub(cpu_at_poll).saturating_sub(counter_cpu));
+            let own = if ethtool.is_some() { counter_cpu } else { 0 };
+            p.record(cpu.saturating_sub(cpu_at_poll).saturating_sub(own));
             (cpu_at_poll, counter_cpu) = (cpu, 0);
         }
         if now >= next_poll {
@@ -397,7 +400,7 @@ mod tests {
             p.record(10_000);
         }
         let steady = p.interval_ns();
-        // A round ten times slower (a preemption): 1 + 9/8 times the interval, not ten.
+        // A round ten times dearer (a burst of notifications): 1 + 9/8 times the interval.
         let after = p.record(100_000);
         assert_eq!(after, steady + steady * 9 / 8);
     }
