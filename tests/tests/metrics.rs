@@ -102,6 +102,16 @@ fn the_endpoint_exports_state_counters_and_failovers() {
             &[("interface", "h1"), ("target", "192.0.2.1")]
         ) > 0.0
     );
+    // Where the kernel refuses the carrier hook the poll runs, and its interval is visible.
+    let poll = value("ipmpd_link_poll_interval_seconds", &[]);
+    if d.seen
+        .iter()
+        .any(|v| v["event"] == "ipmultipath.datapath.hookRefused")
+    {
+        assert!((0.001..=1.0).contains(&poll), "poll interval {poll} s");
+    } else {
+        assert_eq!(poll, 0.0);
+    }
     assert_eq!(
         value(
             "ipmpd_failovers_total",

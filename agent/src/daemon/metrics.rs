@@ -38,6 +38,8 @@ pub struct Counts {
     pub deadlines: u64,
     /// Of those, the ones it woke up for more than [`LATE_NS`] late.
     pub deadlines_missed: u64,
+    /// The carrier poll's current interval in ns (0: no poll), kept by the link watcher.
+    pub link_poll_interval_ns: std::sync::Arc<AtomicU64>,
 }
 
 /// How late a deadline may be met before it counts as missed: a tenth of the shortest probe
@@ -292,6 +294,18 @@ impl super::Daemon {
             c.inc_by(n);
             reg.register(name, help, c);
         }
+        let poll = Gauge::<f64, AtomicU64>::default();
+        poll.set(
+            self.counts
+                .link_poll_interval_ns
+                .load(std::sync::atomic::Ordering::Relaxed) as f64
+                / 1e9,
+        );
+        reg.register(
+            "link_poll_interval_seconds",
+            "Current carrier poll interval (stretched beyond its floor to keep the CPU budget; 0: no poll)",
+            poll,
+        );
         let mut out = String::new();
         let _ = encode(&mut out, &reg);
         out

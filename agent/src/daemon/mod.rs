@@ -229,7 +229,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     let store = datapath.take_link_state_store()?;
     let (q, efd) = (Arc::clone(&queue), events.as_raw_fd());
-    let _watcher = LinkWatcher::spawn(
+    let watcher = LinkWatcher::spawn(
         WatchConfig {
             ifindexes: tracked.iter().map(|t| t.ifindex).collect(),
             poll,
@@ -288,7 +288,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         arp_flux: ArpFlux::default(),
         control,
         notifier: notify::Notifier::from_env(),
-        counts: metrics::Counts::default(),
+        counts: metrics::Counts {
+            link_poll_interval_ns: watcher.poll_interval(),
+            ..metrics::Counts::default()
+        },
         exporter,
         default_fdt_ns: d.failure_detection_time_ms * 1_000_000,
     };

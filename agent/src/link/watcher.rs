@@ -15,7 +15,7 @@ use std::{
     io,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::Duration,
@@ -120,6 +120,8 @@ impl LinkPollArgs {
 #[derive(Debug)]
 pub struct LinkWatcher {
     stop: Arc<AtomicBool>,
+    /// The carrier poll's current interval in ns (0: no poll), as the budget has set it.
+    poll_interval_ns: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -147,6 +149,8 @@ impl LinkWatcher {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
+        let poll_interval_ns = Arc::new(AtomicU64::new(0));
+        let interval_out = Arc::clone(&poll_interval_ns);
         let thread = std::thread::Builder::new()
             .name("ipmpd-link".into())
             .spawn(move || {
@@ -158,6 +162,7 @@ impl LinkWatcher {
                     store.as_mut(),
                     &report,
                     &thread_stop,
+                    &interval_out,
                 )
             })
             .map_err(|e| NetlinkError::Io {
@@ -166,8 +171,16 @@ impl LinkWatcher {
             })?;
         Ok(Self {
             stop,
+            poll_interval_ns,
             thread: Some(thread),
         })
+    }
+
+    /// The carrier poll's current interval (shared, updated by the watcher), for the operator:
+    /// the CPU budget can stretch it well beyond its floor on a host with many devices.
+    #[must_use]
+    pub fn poll_interval(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.poll_interval_ns)
     }
 }
 
@@ -271,6 +284,7 @@ fn run(
     store: &mut dyn LinkStateStore,
     report: &impl Fn(WatchReport),
     stop: &AtomicBool,
+    interval_out: &AtomicU64,
 ) {
     let mut pacer = config.poll.map(|p| {
         let floor = u64::try_from(p.floor.as_nanos()).unwrap_or(u64::MAX).max(1);
@@ -285,6 +299,9 @@ fn run(
         10 * COUNTER_DUMP_NS,
         config.poll.map_or(1.0, |p| p.cpu_budget * COUNTER_SHARE),
     );
+    if let Some(p) = &pacer {
+        interval_out.store(p.interval_ns(), Ordering::Relaxed);
+    }
     let mut next_poll = monotonic_ns() + pacer.as_ref().map_or(IDLE_WAIT_NS, Pacer::interval_ns);
     let mut next_counter_dump = next_poll;
     // The fast poll uses ethtool's link state where the kernel has it (CONFIG_ETHTOOL_NETLINK).
@@ -362,6 +379,9 @@ fn run(
         }
         if now >= next_poll {
             let step = pacer.as_ref().map_or(IDLE_WAIT_NS, Pacer::interval_ns);
+            if pacer.is_some() {
+                interval_out.store(step, Ordering::Relaxed);
+            }
             // Skip whole intervals missed while descheduled rather than polling in a burst.
             next_poll += step * ((now - next_poll) / step + 1);
         }
