@@ -116,12 +116,19 @@ impl LinkPollArgs {
     }
 }
 
+/// What the watcher thread and its owner share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Set by the owner to stop the thread.
+    stop: AtomicBool,
+    /// The carrier poll's current interval in ns (0: no poll), as the budget has set it.
+    poll_interval_ns: Arc<AtomicU64>,
+}
+
 /// A running watcher; dropping it stops the thread.
 #[derive(Debug)]
 pub struct LinkWatcher {
-    stop: Arc<AtomicBool>,
-    /// The carrier poll's current interval in ns (0: no poll), as the budget has set it.
-    poll_interval_ns: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -147,10 +154,8 @@ impl LinkWatcher {
         for ev in initial {
             apply(&mirror, store.as_mut(), &report, ev);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
-        let poll_interval_ns = Arc::new(AtomicU64::new(0));
-        let interval_out = Arc::clone(&poll_interval_ns);
+        let shared = Arc::new(Shared::default());
+        let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("ipmpd-link".into())
             .spawn(move || {
@@ -161,8 +166,7 @@ impl LinkWatcher {
                     notifications,
                     store.as_mut(),
                     &report,
-                    &thread_stop,
-                    &interval_out,
+                    &thread_shared,
                 )
             })
             .map_err(|e| NetlinkError::Io {
@@ -170,8 +174,7 @@ impl LinkWatcher {
                 source: e,
             })?;
         Ok(Self {
-            stop,
-            poll_interval_ns,
+            shared,
             thread: Some(thread),
         })
     }
@@ -180,13 +183,13 @@ impl LinkWatcher {
     /// the CPU budget can stretch it well beyond its floor on a host with many devices.
     #[must_use]
     pub fn poll_interval(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.poll_interval_ns)
+        Arc::clone(&self.shared.poll_interval_ns)
     }
 }
 
 impl Drop for LinkWatcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -283,8 +286,7 @@ fn run(
     mut notifications: RouteSocket,
     store: &mut dyn LinkStateStore,
     report: &impl Fn(WatchReport),
-    stop: &AtomicBool,
-    interval_out: &AtomicU64,
+    shared: &Shared,
 ) {
     let mut pacer = config.poll.map(|p| {
         let floor = u64::try_from(p.floor.as_nanos()).unwrap_or(u64::MAX).max(1);
@@ -300,7 +302,9 @@ fn run(
         config.poll.map_or(1.0, |p| p.cpu_budget * COUNTER_SHARE),
     );
     if let Some(p) = &pacer {
-        interval_out.store(p.interval_ns(), Ordering::Relaxed);
+        shared
+            .poll_interval_ns
+            .store(p.interval_ns(), Ordering::Relaxed);
     }
     let mut next_poll = monotonic_ns() + pacer.as_ref().map_or(IDLE_WAIT_NS, Pacer::interval_ns);
     let mut next_counter_dump = next_poll;
@@ -309,7 +313,7 @@ fn run(
     // The thread's CPU time at the last poll, and what counter dumps took since.
     let (mut cpu_at_poll, mut counter_cpu) = (thread_cpu_ns(), 0u64);
     let mut events = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !shared.stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
         let wait = next_poll.saturating_sub(now).min(IDLE_WAIT_NS);
         let mut pfd = libc::pollfd {
@@ -380,7 +384,7 @@ fn run(
         if now >= next_poll {
             let step = pacer.as_ref().map_or(IDLE_WAIT_NS, Pacer::interval_ns);
             if pacer.is_some() {
-                interval_out.store(step, Ordering::Relaxed);
+                shared.poll_interval_ns.store(step, Ordering::Relaxed);
             }
             // Skip whole intervals missed while descheduled rather than polling in a burst.
             next_poll += step * ((now - next_poll) / step + 1);
