@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tests::{
-    daemon::{RunConfig, wait_event},
+    daemon::{Daemon, RunConfig, wait_event},
     topology::Lan,
 };
 
@@ -26,6 +26,21 @@ fn holder(lan: &Lan) -> Option<String> {
                 .contains("192.0.2.100/24")
         })
         .map(str::to_owned)
+}
+
+/// Waits for the data address to be moved, then checks it is on `to`.
+fn expect_moved_to(d: &mut Daemon, lan: &Lan, to: &str, what: &str) {
+    wait_event(d, Duration::from_secs(3), "ipmultipath.address.moved", None)
+        .unwrap_or_else(|| panic!("{what}: no move reported"));
+    assert_eq!(holder(lan).as_deref(), Some(to), "{what}");
+}
+
+/// Waits up to `timeout` for `ifname` to become active (or inactive).
+fn expect_active(d: &mut Daemon, ifname: &str, active: bool, timeout: Duration, what: &str) {
+    d.wait_for(timeout, |v| {
+        v["event"] == "active" && v["ifname"] == ifname && v["active"] == active
+    })
+    .unwrap_or_else(|| panic!("{what}"));
 }
 
 const GROUP: &str = "[group.g]\nfdt_ms = 300\ndata_addresses = [\"192.0.2.100/24\"]\n\n\
@@ -405,32 +420,24 @@ fn a_standby_member_takes_over_and_steps_back() {
     );
     d.seen.clear();
     lan.switch().link_down("sw-h0");
-    d.wait_for(Duration::from_secs(3), |v| {
-        v["event"] == "active" && v["ifname"] == "h1" && v["active"] == true
-    })
-    .expect("standby activated");
-    wait_event(
+    expect_active(
         &mut d,
+        "h1",
+        true,
         Duration::from_secs(3),
-        "ipmultipath.address.moved",
-        None,
-    )
-    .expect("address on the standby");
-    assert_eq!(holder(&lan).as_deref(), Some("h1"));
+        "standby activated",
+    );
+    expect_moved_to(&mut d, &lan, "h1", "address on the standby");
     d.seen.clear();
     lan.switch().link_up("sw-h0");
-    d.wait_for(Duration::from_secs(5), |v| {
-        v["event"] == "active" && v["ifname"] == "h1" && v["active"] == false
-    })
-    .expect("standby steps back");
-    wait_event(
+    expect_active(
         &mut d,
-        Duration::from_secs(3),
-        "ipmultipath.address.moved",
-        None,
-    )
-    .expect("address back on h0");
-    assert_eq!(holder(&lan).as_deref(), Some("h0"));
+        "h1",
+        false,
+        Duration::from_secs(5),
+        "standby steps back",
+    );
+    expect_moved_to(&mut d, &lan, "h0", "address back on h0");
 }
 
 #[test]
@@ -450,14 +457,7 @@ fn offline_and_online_move_the_address_and_the_last_usable_member_is_refused() {
     d.seen.clear();
     let (ok, _, err) = admin("offline", "h0");
     assert!(ok, "offline h0: {err}");
-    wait_event(
-        &mut d,
-        Duration::from_secs(3),
-        "ipmultipath.address.moved",
-        None,
-    )
-    .expect("the address leaves the offlined member");
-    assert_eq!(holder(&lan).as_deref(), Some("h1"));
+    expect_moved_to(&mut d, &lan, "h1", "the address leaves the offlined member");
     let (ok, _, err) = admin("offline", "h1");
     assert!(!ok);
     assert!(
@@ -475,10 +475,13 @@ fn offline_and_online_move_the_address_and_the_last_usable_member_is_refused() {
     );
     let (ok, _, err) = admin("online", "h0");
     assert!(ok, "online h0: {err}");
-    d.wait_for(Duration::from_secs(3), |v| {
-        v["event"] == "active" && v["ifname"] == "h0" && v["active"] == true
-    })
-    .expect("h0 active again");
+    expect_active(
+        &mut d,
+        "h0",
+        true,
+        Duration::from_secs(3),
+        "h0 active again",
+    );
     // Without privileges: refused, and the daemon keeps answering.
     let (ok, _, err) =
         tests::daemon::run_unprivileged(lan.host(), &["offline", "h1", "--socket", &sock]);

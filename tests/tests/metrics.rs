@@ -1,33 +1,15 @@
 //! The Prometheus endpoint, scraped and parsed with a Prometheus text-format parser.
 
-use std::{
-    io::{Read as _, Write as _},
-    time::Duration,
-};
+use std::time::Duration;
 
 use tests::{
-    daemon::{RunConfig, wait_event},
-    topology::{Lan, enter_netns},
+    daemon::{RunConfig, scrape_metrics, wait_event},
+    topology::Lan,
 };
 
 const GROUP: &str = "[group.g]\nfdt_ms = 300\ndata_addresses = [\"192.0.2.100/24\"]\n\n\
     [interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
     [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n";
-
-fn scrape(ns_path: String) -> String {
-    std::thread::spawn(move || {
-        enter_netns(&ns_path);
-        let mut s =
-            std::net::TcpStream::connect("127.0.0.1:9870").expect("metrics endpoint listens");
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .join()
-    .unwrap()
-}
 
 #[test]
 fn the_endpoint_exports_state_counters_and_failovers() {
@@ -52,7 +34,8 @@ fn the_endpoint_exports_state_counters_and_failovers() {
     )
     .expect("failover");
     std::thread::sleep(Duration::from_millis(1200)); // the kernel counters are read every second
-    let response = scrape(lan.host().path());
+    let response =
+        scrape_metrics(&lan.host().path(), "127.0.0.1:9870").expect("metrics endpoint answers");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
     let lines = body.lines().map(|l| Ok(l.to_owned()));

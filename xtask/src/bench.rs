@@ -91,7 +91,7 @@ pub fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// (min, median, p99, max) of `v`.
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64, f64) {
+pub fn stats(mut v: Vec<f64>) -> (f64, f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     (v[0], pct(&v, 50.0), pct(&v, 99.0), v[v.len() - 1])
 }
@@ -519,14 +519,6 @@ fn throughput() -> anyhow::Result<String> {
     topo.veth(a, "t0", b, "t1", None);
     topo.addr(a, "t0", "192.0.2.10/24");
     topo.addr(b, "t1", "192.0.2.1/24");
-    let mut server = Command::new("nsenter")
-        .arg(format!("--net={}", topo.at(b).path()))
-        .args(["iperf3", "-s", "--one-off"])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("iperf3 server")?;
-    let _ = server.kill();
-    let _ = server.wait();
     // Rotate without / with ipmpd at the default carrier poll / with a 10 ms floor, 5 s each:
     // the third setup separates the programs' cost from the poll's (the kernel here refuses the
     // carrier hook, so the poll runs whenever ipmpd does).

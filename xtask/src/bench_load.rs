@@ -36,15 +36,6 @@ fn stress(cores: usize, secs: u64) -> anyhow::Result<std::process::Child> {
         .context("cannot start stress-ng")
 }
 
-fn p99(t: &Tally) -> f64 {
-    let mut v = t.ms.clone();
-    if v.is_empty() {
-        return f64::INFINITY;
-    }
-    v.sort_by(f64::total_cmp);
-    crate::bench::pct(&v, 99.0)
-}
-
 /// The benchmark section: `secs` of fault-free load, then `n` silent faults under load.
 pub fn under_load(secs: u64, n: usize) -> anyhow::Result<String> {
     let cores = crate::bench::num_cpus();
@@ -123,7 +114,7 @@ pub fn under_load(secs: u64, n: usize) -> anyhow::Result<String> {
     flow.stop();
     d.stop();
 
-    let (p_ip, p_bf) = (p99(&ip), p99(&bf));
+    let (p_ip, p_bf) = (ip.pct(99.0), bf.pct(99.0));
     let rows = vec![
         (format!("ipmpd FDT {FDT_MS} ms"), ip.ms.clone()),
         (format!("bfdd {BFD_MS} ms x 3"), bf.ms.clone()),
@@ -155,19 +146,13 @@ pub fn under_load(secs: u64, n: usize) -> anyhow::Result<String> {
             cpu_bfd,
         ),
     ] {
-        let mut v = t.ms.clone();
-        v.sort_by(f64::total_cmp);
-        let median = if v.is_empty() {
-            f64::NAN
-        } else {
-            crate::bench::pct(&v, 50.0)
-        };
         writeln!(
             md,
-            "| {name} | {falses} | {} | {} | {median:.1} | {:.1} | {idle:.2} % | {cpu:.2} % |",
+            "| {name} | {falses} | {} | {} | {:.1} | {:.1} | {idle:.2} % | {cpu:.2} % |",
             t.ms.len(),
             t.missed,
-            p99(t)
+            t.pct(50.0),
+            t.pct(99.0)
         )?;
     }
     md.push('\n');

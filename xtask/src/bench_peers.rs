@@ -118,6 +118,25 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Percentile `q` of the latencies detected; infinity when none was.
+    pub fn pct(&self, q: f64) -> f64 {
+        if self.ms.is_empty() {
+            return f64::INFINITY;
+        }
+        let mut v = self.ms.clone();
+        v.sort_by(f64::total_cmp);
+        crate::bench::pct(&v, q)
+    }
+
+    /// p99, or infinity when any fault was missed (a miss is worse than any latency).
+    pub fn p99_or_inf(&self) -> f64 {
+        if self.missed > 0 {
+            f64::INFINITY
+        } else {
+            self.pct(99.0)
+        }
+    }
+
     pub fn add(&mut self, from: u64, at: Option<u64>) {
         match at {
             Some(t) => self.ms.push(t.saturating_sub(from) as f64 / 1e6),
@@ -323,27 +342,8 @@ fn stats_line(t: &Tally) -> String {
     if t.ms.is_empty() {
         return "| – | – | – | – ".into();
     }
-    let mut v = t.ms.clone();
-    v.sort_by(f64::total_cmp);
-    let p = |q: f64| crate::bench::pct(&v, q);
-    format!(
-        "| {:.1} | {:.1} | {:.1} | {:.1} ",
-        v[0],
-        p(50.0),
-        p(99.0),
-        v[v.len() - 1]
-    )
-}
-
-/// p99 of a tally, or infinity when it missed anything (a miss is worse than any latency).
-fn p99_or_inf(t: &Tally) -> f64 {
-    if t.missed > 0 || t.ms.is_empty() {
-        f64::INFINITY
-    } else {
-        let mut v = t.ms.clone();
-        v.sort_by(f64::total_cmp);
-        crate::bench::pct(&v, 99.0)
-    }
+    let (min, median, p99, max) = crate::bench::stats(t.ms.clone());
+    format!("| {min:.1} | {median:.1} | {p99:.1} | {max:.1} ")
 }
 
 /// The benchmark section.
@@ -389,11 +389,11 @@ pub fn peers(n: usize) -> anyhow::Result<String> {
             let best_peer = rows
                 .iter()
                 .filter(|(name, _)| !name.starts_with("ipmpd"))
-                .map(|(_, t)| p99_or_inf(t))
+                .map(|(_, t)| t.p99_or_inf())
                 .fold(f64::INFINITY, f64::min);
             for (name, t) in &rows {
                 let ratio = if name.starts_with("ipmpd") && best_peer.is_finite() {
-                    format!("{:.2}", p99_or_inf(t) / best_peer)
+                    format!("{:.2}", t.p99_or_inf() / best_peer)
                 } else if name.starts_with("ipmpd") {
                     "no peer saw every fault".into()
                 } else {
@@ -408,7 +408,7 @@ pub fn peers(n: usize) -> anyhow::Result<String> {
                     stats_line(t)
                 )?;
                 if name.starts_with("ipmpd") {
-                    let p = p99_or_inf(t);
+                    let p = t.p99_or_inf();
                     writeln!(
                         verdicts,
                         "- ipmpd FDT {fdt} ms, {}: p99 {p:.1} ms ≤ FDT: {}",
@@ -457,7 +457,7 @@ pub fn peers(n: usize) -> anyhow::Result<String> {
     let tally = |fdt: u64, tool: &str, f: Fault| {
         res.detection
             .get(&(fdt, tool.to_owned(), f))
-            .map_or(f64::INFINITY, p99_or_inf)
+            .map_or(f64::INFINITY, Tally::p99_or_inf)
     };
     let (ip10, bfd10) = (
         tally(10, "ipmpd FDT 10 ms", Fault::Silent),

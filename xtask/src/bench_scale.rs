@@ -7,7 +7,6 @@
 
 use std::{
     fmt::Write as _,
-    io::{Read as _, Write as _},
     time::{Duration, Instant},
 };
 
@@ -15,7 +14,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use tests::{
     daemon::{Daemon, RunConfig},
-    topology::{Netns, enter_netns},
+    topology::Netns,
 };
 
 /// Interface counts measured.
@@ -127,18 +126,8 @@ fn group_file(n: usize, fdt_ms: u64) -> String {
 
 /// The metrics endpoint's text, fetched from inside the host namespace.
 fn scrape(ns: &Netns) -> anyhow::Result<String> {
-    let path = ns.path();
-    std::thread::spawn(move || -> anyhow::Result<String> {
-        enter_netns(&path);
-        let mut s = std::net::TcpStream::connect(METRICS_ADDR)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut body = String::new();
-        s.read_to_string(&mut body)?;
-        Ok(body)
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("metrics scraper panicked"))?
+    tests::daemon::scrape_metrics(&ns.path(), METRICS_ADDR)
+        .context("cannot scrape ipmpd's metrics endpoint")
 }
 
 /// Sum of every sample of metric `name` (all label sets).

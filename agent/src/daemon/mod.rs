@@ -895,11 +895,9 @@ impl Daemon {
             }
             let active = self.active_members(&views, &g.name);
             // Outbound first: replies from the data addresses leave through active members only.
-            let active_idx: Vec<u32> = self
-                .tracked
+            let active_idx: Vec<u32> = active
                 .iter()
-                .filter(|t| active.contains(&t.ifname))
-                .map(|t| t.ifindex)
+                .filter_map(|name| self.by_name.get(name).map(|&k| self.tracked[k].ifindex))
                 .collect();
             if let Err(e) = steer(
                 &mut self.routes,
@@ -918,9 +916,9 @@ impl Daemon {
             if moves.is_empty() {
                 continue;
             }
-            let tracked = &self.tracked;
+            let (tracked, by_name) = (&self.tracked, &self.by_name);
             let done = execute(&mut self.routes, &moves, |name| {
-                tracked.iter().find(|t| t.ifname == name).map(|t| t.ifindex)
+                by_name.get(name).map(|&k| tracked[k].ifindex)
             });
             for a in done {
                 let address = format!("{}/{}", a.mv.addr.addr, a.mv.addr.len);
@@ -940,7 +938,7 @@ impl Daemon {
                             "ipmultipath.address.moved",
                             serde_json::json!({ "address": address, "group": g.name, "from": a.mv.from.clone().unwrap_or_else(|| "-".into()), "to": a.mv.to }),
                         );
-                        if let Some(t) = self.tracked.iter().find(|t| t.ifindex == a.to_ifindex)
+                        if let Some(t) = self.by_ifindex.get(&a.to_ifindex).map(|&k| &self.tracked[k])
                             && let Some(mac) = t.hwaddr
                         {
                             for k in 0..g.announcements {
