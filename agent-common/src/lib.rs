@@ -19,6 +19,8 @@ pub mod names {
     pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
     /// Link-state mirror per tracked interface ([`crate::link::LinkState`]).
     pub const LINK_STATE: &str = "LINK_STATE";
+    /// Ring buffer carrying [`crate::record::LinkRecord`]s from the carrier hook to userspace.
+    pub const LINK_EVENTS: &str = "LINK_EVENTS";
     /// XDP program recognising probe replies.
     pub const XDP_PROBE_REPLY: &str = "ipmpd_xdp_reply";
     /// TC egress program stamping outgoing probes.

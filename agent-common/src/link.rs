@@ -29,9 +29,13 @@ pub struct LinkState {
     pub source: u32,
     /// 1 when the interface is administratively up (IFF_UP).
     pub admin_up: u32,
+    /// Changes the hook saw but could not hand to userspace (its ring buffer was full); userspace
+    /// then learns of them from rtnetlink and the carrier counters, later.
+    pub hook_records_lost: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<LinkState>() == 24);
+const _: () = assert!(core::mem::size_of::<LinkState>() == 32);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, integer fields only, no padding (size asserted above).

@@ -39,3 +39,26 @@ const _: () = assert!(core::mem::size_of::<ProbeReplyRecord>() == 80);
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, every bit pattern valid, no implicit padding (size asserted above).
 unsafe impl aya::Pod for ProbeReplyRecord {}
+
+/// One carrier change seen by the kernel hook (fentry on `netif_carrier_on/off`), handed to
+/// userspace through its own ring buffer so the daemon learns of it at once rather than from
+/// rtnetlink, which linkwatch delays by up to a second on real NICs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// `bpf_ktime_get_ns()` at the change (CLOCK_MONOTONIC).
+    pub at_ns: u64,
+    /// Interface whose carrier changed.
+    pub ifindex: u32,
+    /// 1 when carrier came up, 0 when it went away.
+    pub carrier: u32,
+    /// The hook's transition count for the interface after this change.
+    pub flaps: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<LinkRecord>() == 24);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Copy, integer fields only, no implicit padding (size asserted above).
+unsafe impl aya::Pod for LinkRecord {}

@@ -6,16 +6,22 @@
 //! network namespace, so it only writes entries userspace created (tracked interfaces) and only for
 //! devices of the agent's own namespace (inode number of the namespace).
 //!
+//! Each change is also written to a ring buffer, which wakes userspace at once: the daemon learns of
+//! it from here, not from rtnetlink (which linkwatch delays by up to a second on real NICs).
+//!
 //! Where the kernel refuses tracing programs (lockdown, BPF LSM), userspace says so and polls.
 
-use agent_common::link::{LinkState, source};
+use agent_common::{
+    link::{LinkState, source},
+    record::LinkRecord,
+};
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::fentry,
     programs::FEntryContext,
 };
 
-use crate::maps::LINK_STATE;
+use crate::maps::{LINK_EVENTS, LINK_STATE};
 
 /// Offset of `ifindex` in `struct net_device`.
 #[unsafe(no_mangle)]
@@ -68,12 +74,26 @@ fn mirror(ctx: &FEntryContext, carrier: u32) -> Result<(), i64> {
     };
     // SAFETY: a pointer into a live map value; a racing writer can at worst make one flap count late.
     let entry: &mut LinkState = unsafe { &mut *entry };
-    if entry.carrier != carrier {
-        entry.carrier = carrier;
-        entry.flaps += 1;
-        // SAFETY: helper without preconditions.
-        entry.last_change_ns = unsafe { bpf_ktime_get_ns() };
-        entry.source = source::KERNEL_HOOK;
+    if entry.carrier == carrier {
+        // netif_carrier_on/off are called without a change too (every open, every watchdog).
+        return Ok(());
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    entry.carrier = carrier;
+    entry.flaps += 1;
+    entry.last_change_ns = now;
+    entry.source = source::KERNEL_HOOK;
+    // Wake userspace: the map alone would be read only at its next look.
+    let record = LinkRecord {
+        at_ns: now,
+        ifindex,
+        carrier,
+        flaps: entry.flaps,
+        _pad: 0,
+    };
+    if LINK_EVENTS.output(record, 0).is_err() {
+        entry.hook_records_lost += 1;
     }
     Ok(())
 }

@@ -1,6 +1,10 @@
 //! The maps shared with userspace. BTF-defined so `bpftool map dump` prints named fields.
 
-use agent_common::{counters::IfaceCounters, link::LinkState, record::ProbeReplyRecord};
+use agent_common::{
+    counters::IfaceCounters,
+    link::LinkState,
+    record::{LinkRecord, ProbeReplyRecord},
+};
 use aya_ebpf::{
     btf_maps::{HashMap, PerCpuHashMap, RingBuf},
     macros::btf_map,
@@ -20,6 +24,11 @@ pub static IFACE_COUNTERS: PerCpuHashMap<u32, IfaceCounters, MAX_TRACKED> = PerC
 /// Link-state mirror per tracked interface.
 #[btf_map]
 pub static LINK_STATE: HashMap<u32, LinkState, MAX_TRACKED> = HashMap::new();
+
+/// Carrier changes seen by the hook, for userspace to wake on: 64 KiB holds over 2,000 records,
+/// more than any burst of flaps between two reads.
+#[btf_map]
+pub static LINK_EVENTS: RingBuf<LinkRecord, { 64 * 1024 }> = RingBuf::new();
 
 /// The counters of `ifindex` on this CPU, when the interface is tracked.
 #[inline(always)]

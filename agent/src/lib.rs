@@ -5,6 +5,7 @@
 //! - [`link`]: the link-state mirror (rtnetlink notifications plus a direct carrier poll).
 //! - [`probe`]: probe packets, their authentication tag, raw sockets and reply matching.
 //! - [`cli`]: the command-line front end.
+//! - [`fds`]: signalfd, eventfd and `ppoll`, for the threads that wait on descriptors.
 //! - [`clock`]: the one clock every timestamp uses (CLOCK_MONOTONIC, like `bpf_ktime_get_ns`).
 
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod datapath;
 pub mod engine;
 pub mod events;
 pub mod failover;
+pub mod fds;
 pub mod link;
 pub mod probe;

@@ -12,6 +12,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::CheckConfig(paths) => return check_config::run(paths),
+        Command::Features(args) => return exit(ipmpd::cli::features::run(args)),
+        Command::Detach(args) => return exit(ipmpd::cli::detach::run(args)),
         Command::Stat(args) => return exit(ipmpd::cli::stat::run(args)),
         Command::Offline(args) | Command::Online(args) => {
             let offline = matches!(cli.command, Command::Offline(_));
@@ -51,6 +53,8 @@ fn main() -> std::process::ExitCode {
             Command::Watch(args) => watch::run(args).await,
             Command::Events(args) => events::run(&args),
             Command::CheckConfig(_)
+            | Command::Features(_)
+            | Command::Detach(_)
             | Command::Run(_)
             | Command::Offline(_)
             | Command::Online(_)

@@ -95,9 +95,10 @@ impl Daemon {
         }
     }
 
-    /// Waits up to `timeout` for a line matching `pred`; returns it (lines read meanwhile are kept).
+    /// Waits up to `timeout` (stretched by [`crate::time_scale`] in a VM) for a line matching
+    /// `pred`; returns it (lines read meanwhile are kept).
     pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + crate::scaled(timeout);
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return Some(v.clone());
         }
@@ -140,11 +141,11 @@ impl Daemon {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Stops it with SIGTERM (so it cleans up its pins) and waits up to 5 s.
+    /// Stops it with SIGTERM (so it cleans up its pins) and waits up to 5 s (scaled in a VM).
     pub fn stop(&mut self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + crate::scaled(Duration::from_secs(5));
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 self.drain();

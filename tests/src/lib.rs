@@ -49,3 +49,60 @@ pub fn privileged() -> bool {
 pub fn monotonic_ns() -> u64 {
     daemon::clock_ns()
 }
+
+/// Records that the calling test cannot run on this machine, and why, for the suite runner's
+/// table (`cargo xtask test`); the test should return right after. Never a silent pass: the
+/// runner lists the test as not run, with the reason.
+pub fn not_run(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unknown test")
+        .to_owned();
+    eprintln!("NOT RUN {test}: {reason}");
+    if let Some(path) = std::env::var_os("IPMPD_TEST_REPORT") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{reason}");
+        }
+    }
+}
+
+/// How much slower this machine is than the one the time limits were set on: 1 on the host, the
+/// factor `cargo xtask vm-test` measured at boot inside a VM under emulation.
+#[must_use]
+pub fn time_scale() -> f64 {
+    std::env::var("IPMPD_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 1.0)
+        .unwrap_or(1.0)
+}
+
+/// A time limit of the host, stretched by [`time_scale`].
+#[must_use]
+pub fn scaled(d: std::time::Duration) -> std::time::Duration {
+    d.mul_f64(time_scale())
+}
+
+/// A limit in ns, stretched by [`time_scale`].
+#[must_use]
+pub fn scaled_ns(ns: u64) -> u64 {
+    (ns as f64 * time_scale()) as u64
+}
+
+/// Inside a VM suite: the kernel's label (6.1, 6.1-lockdown, 6.12).
+#[must_use]
+pub fn vm() -> Option<String> {
+    std::env::var("IPMPD_VM").ok()
+}
+
+/// What the VM suite says ipmpd must choose on this kernel: `IPMPD_EXPECT_TC` (tcx or clsact) and
+/// `IPMPD_EXPECT_CARRIER` (hook or poll); `None` on the host, where the machine decides.
+#[must_use]
+pub fn expected(what: &str) -> Option<String> {
+    std::env::var(format!("IPMPD_EXPECT_{what}")).ok()
+}

@@ -10,6 +10,8 @@ mod bench_tools;
 mod demo;
 mod plot;
 mod setup;
+mod suite;
+mod vm;
 
 use std::process::Command;
 
@@ -27,8 +29,14 @@ struct Cli {
 enum Cmd {
     /// Install everything a fresh machine lacks (Debian packages, nightly rust-src, bpf-linker, bpffs).
     Setup,
-    /// Run all tests: unit tests, then the privileged TestRun and network-namespace tests.
-    Test,
+    /// Run all tests: formatting and lints, unit tests, the privileged tests on this kernel, then
+    /// the same in VMs on Debian 12's 6.1 (with and without lockdown) and 6.12.
+    Test(TestArgs),
+    /// The privileged tests in VMs only (Debian 12's 6.1, 6.1 locked down, 6.12).
+    VmTest(vm::VmArgs),
+    /// Inside a VM started by vm-test: run the test binaries and print their results.
+    #[command(hide = true)]
+    VmGuest(vm::guest::GuestArgs),
     /// Build a small topology in network namespaces, run ipmpd there and show what it sees.
     Demo,
     /// Run the benchmarks and write BENCHMARKS.md.
@@ -38,7 +46,9 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::run(),
-        Cmd::Test => test(),
+        Cmd::Test(args) => test(&args),
+        Cmd::VmTest(args) => vm::run(&args),
+        Cmd::VmGuest(args) => vm::guest::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::Bench(args) => bench::run(&args),
     }
@@ -82,8 +92,32 @@ pub fn build_agent(release: bool) -> anyhow::Result<std::path::PathBuf> {
         .join("ipmpd"))
 }
 
-fn test() -> anyhow::Result<()> {
+/// Arguments of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    /// Skip the VM suites (a quicker run while developing; CI runs them).
+    #[arg(long)]
+    no_vm: bool,
+    /// Only privileged tests whose name contains one of these (unit tests always run).
+    #[arg(long)]
+    filter: Vec<String>,
+}
+
+fn test(args: &TestArgs) -> anyhow::Result<()> {
+    let t0 = std::time::Instant::now();
     setup::ensure()?;
+    println!("== formatting and lints ==");
+    run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
+    run_cmd(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "agent-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     let bin = build_agent(false)?;
     println!("== unit tests ==");
     run_cmd(cargo().args([
@@ -94,11 +128,44 @@ fn test() -> anyhow::Result<()> {
         "--exclude",
         "tests",
     ]))?;
-    println!("== privileged tests: TestRun and network namespaces ==");
-    run_cmd(
-        cargo()
-            .args(["test", "-p", "tests", "--tests", "--", "--test-threads=1"])
-            .env("IPMPD_BIN", &bin),
+    println!("== privileged tests on this kernel: TestRun and network namespaces ==");
+    let bins = suite::build_binaries()?;
+    let host_t0 = std::time::Instant::now();
+    let results = suite::run(
+        &bins,
+        &suite::RunOptions {
+            env: vec![("IPMPD_BIN".into(), bin.display().to_string())],
+            per_test: std::time::Duration::from_secs(300),
+            print_lines: false,
+            filter: args.filter.clone(),
+            clean_between: false,
+        },
     )?;
+    let mut runs = vec![vm::SuiteRun {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        mode: "host".into(),
+        results,
+        error: None,
+        secs: host_t0.elapsed().as_secs(),
+    }];
+    if args.no_vm {
+        println!("== VM suites skipped (--no-vm) ==");
+    } else {
+        runs.extend(vm::run_all(
+            &bins,
+            &vm::VmArgs {
+                kernels: Vec::new(),
+                filter: args.filter.clone(),
+            },
+        )?);
+    }
+    let ok = vm::print_table(&runs);
+    println!("all tests took {} s", t0.elapsed().as_secs());
+    if !ok {
+        bail!("tests failed");
+    }
     Ok(())
 }

@@ -25,7 +25,19 @@ const PACKAGES: &[&str] = &[
     // The peers the benchmarks compare with: FRR's bfdd and keepalived (VRRP).
     "frr",
     "keepalived",
+    // The VM suites (`cargo xtask vm-test`): qemu, a static busybox for the initramfs, cpio,
+    // modprobe to find the guest kernel's modules, and the decompressors for them.
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "xz-utils",
+    "zstd",
 ];
+/// The kernels the VM suites boot: Debian 12's 6.1 (the newest ABI, found with apt-cache) and its
+/// 6.12 from the security archive. The generic flavour: the cloud one has no 9p.
+const KERNEL_61_PATTERN: &str = r"^linux-image-6\.1\.0-[0-9]+-amd64$";
+const KERNEL_612: &str = "linux-image-6.12-amd64";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn output(cmd: &mut Command) -> Option<String> {
@@ -69,10 +81,48 @@ fn bpffs_mounted() -> bool {
     })
 }
 
+/// Whether the VM suites' kernel images are under /boot.
+fn has_vm_kernels() -> bool {
+    crate::vm::kernels().is_ok()
+}
+
+/// Installs the VM suites' kernels. Installing a kernel package only adds files under /boot and
+/// /lib/modules (these machines boot no bootloader); `INITRD=No` spares Debian's initramfs hook,
+/// since the VM brings its own.
+fn install_vm_kernels() -> anyhow::Result<()> {
+    let list =
+        output(Command::new("apt-cache").args(["search", "--names-only", KERNEL_61_PATTERN]))
+            .unwrap_or_default();
+    let newest_61 = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .max_by_key(|name| {
+            name.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .context(
+            "apt-cache knows no linux-image-6.1.0-N-amd64 (is Debian 12's archive configured?)",
+        )?
+        .to_owned();
+    println!("setup: installing the VM kernels {newest_61} and {KERNEL_612}");
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args([newest_61.as_str(), KERNEL_612])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("INITRD", "No"),
+    )
+}
+
 /// Whether anything is missing.
 #[must_use]
 pub fn needed() -> bool {
-    !missing_packages().is_empty() || !has_rust_src() || !has_bpf_linker() || !bpffs_mounted()
+    !missing_packages().is_empty()
+        || !has_rust_src()
+        || !has_bpf_linker()
+        || !bpffs_mounted()
+        || !has_vm_kernels()
 }
 
 /// Runs setup when anything is missing.
@@ -106,6 +156,17 @@ pub fn run() -> anyhow::Result<()> {
                 .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
+    }
+    if has_vm_kernels() {
+        println!("setup: VM kernels present under /boot");
+    } else {
+        if !root {
+            bail!("the VM kernels are missing; run `sudo -E cargo xtask setup`");
+        }
+        if missing.is_empty() {
+            run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+        }
+        install_vm_kernels()?;
     }
     if has_rust_src() {
         println!("setup: nightly rust-src present");

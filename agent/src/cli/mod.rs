@@ -2,7 +2,9 @@
 
 pub mod admin;
 pub mod check_config;
+pub mod detach;
 pub mod events;
+pub mod features;
 pub mod output;
 pub mod probe;
 pub mod stat;
@@ -39,4 +41,10 @@ pub enum Command {
     CheckConfig(check_config::ConfigPaths),
     /// List the event catalogue, or show one event in full.
     Events(events::EventsArgs),
+    /// Show what the kernel lets ipmpd use: TCX or clsact, the carrier hook or the poll, and
+    /// where XDP runs on the interfaces given (attaches, reports, detaches).
+    Features(features::FeaturesArgs),
+    /// Take ipmpd's programs off every interface and remove its pins (a stopped daemon leaves
+    /// them attached for the next start to adopt).
+    Detach(detach::DetachArgs),
 }

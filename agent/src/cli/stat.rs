@@ -27,6 +27,9 @@ pub struct StatArgs {
     /// Probes as they happen, until interrupted: TIME INTERFACE PROBE NETRTT RTT RTTAVG RTTDEV TARGET.
     #[arg(short = 'p')]
     pub probes: bool,
+    /// The datapath (ipmpd's own): kernel, TC attach mode, link-state source and why.
+    #[arg(short = 'd')]
+    pub datapath: bool,
     /// Numeric output (ipmpd prints addresses numerically anyway).
     #[arg(short = 'n')]
     pub numeric: bool,
@@ -229,13 +232,14 @@ pub fn run(args: &StatArgs) -> anyhow::Result<()> {
         args.targets,
         args.addresses,
         args.probes,
+        args.datapath,
     ]
     .iter()
     .filter(|m| **m)
     .count();
     if modes != 1 {
         bail!(
-            "exactly one of -g, -i, -t, -a, -p is needed\nusage: ipmpstat [-n] [-o field[,...] [-P]] -a|-g|-i|-p|-t"
+            "exactly one of -g, -i, -t, -a, -p, -d is needed\nusage: ipmpstat [-n] [-o field[,...] [-P]] -a|-g|-i|-p|-t"
         );
     }
     if args.parsable && args.fields.is_none() {
@@ -254,6 +258,17 @@ pub fn run(args: &StatArgs) -> anyhow::Result<()> {
     };
     if args.probes {
         return probes(args, &snap);
+    }
+    if args.datapath {
+        let f = snap
+            .datapath
+            .context("the daemon does not say what its datapath uses (an older ipmpd?)")?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&f)?);
+        } else {
+            println!("{}", super::features::describe(&f));
+        }
+        return Ok(());
     }
     if args.json {
         let v = match (args.groups, args.interfaces, args.targets) {

@@ -27,6 +27,8 @@ pub struct TrackingArgs {
     /// Instance name: pins go under /sys/fs/bpf/ipmpd/INSTANCE/.
     #[arg(long)]
     pub instance: Option<String>,
+    #[command(flatten)]
+    pub kernel: crate::datapath::choice::KernelChoiceArgs,
 }
 
 impl Tracking {
@@ -42,7 +44,7 @@ impl Tracking {
         let instance = args.instance.clone().unwrap_or(default_instance);
         let mut datapath = Datapath::load(&DatapathOptions {
             instance: Some(instance),
-            no_kernel_hook: false,
+            choice: args.kernel,
             reset: true,
         })
         .context("cannot load ipmpd's kernel programs")?;
@@ -64,6 +66,7 @@ impl Tracking {
             LinkSource::Poll { .. } => Some(args.poll.pacing(None)),
         };
         let store = datapath.take_link_state_store()?;
+        let hook = datapath.take_hook_events()?;
         let (tx, reports) = mpsc::unbounded_channel();
         let watcher = LinkWatcher::spawn(
             WatchConfig {
@@ -71,6 +74,7 @@ impl Tracking {
                 poll,
             },
             store,
+            hook,
             move |r| {
                 let _ = tx.send(r);
             },
@@ -85,9 +89,19 @@ impl Tracking {
         })
     }
 
-    /// One line saying where link state comes from.
+    /// One line saying where link state comes from and how TC is attached.
     #[must_use]
     pub fn link_source_line(&self) -> String {
+        let tc = match self.datapath.features().tc {
+            crate::datapath::TcAttach::Tcx => "TC: TCX links".to_owned(),
+            crate::datapath::TcAttach::Clsact { reason } => {
+                format!("TC: clsact qdisc + netlink filter ({reason})")
+            }
+        };
+        format!("{}; {tc}", self.link_line())
+    }
+
+    fn link_line(&self) -> String {
         match self.datapath.link_source() {
             LinkSource::KernelHook => {
                 "link state: kernel hook (fentry on netif_carrier_on/off)".into()

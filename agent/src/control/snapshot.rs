@@ -53,6 +53,9 @@ pub struct Snapshot {
     pub interfaces: Vec<InterfaceRow>,
     pub targets: Vec<TargetRow>,
     pub addresses: Vec<AddressRow>,
+    /// What the kernel let the daemon use (`ipmpd stat -d`).
+    #[serde(default)]
+    pub datapath: Option<crate::datapath::Features>,
 }
 
 /// ipmpstat's FLAGS string: `i` inactive, `s` standby, `m` IPv4 multicast nominee, `b` broadcast

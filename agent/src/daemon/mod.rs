@@ -6,7 +6,6 @@
 //! with a nanosecond timeout at the engine's next deadline (tokio's timer wheel ticks in whole
 //! milliseconds, too coarse for a 10 ms FDT). The link watcher runs in its own thread.
 
-pub mod fds;
 mod metrics;
 mod notify;
 mod report;
@@ -24,6 +23,7 @@ use agent_common::{probe::msg, record::ProbeReplyRecord};
 use anyhow::{Context as _, bail};
 
 use self::report::Reporter;
+use crate::fds;
 use crate::{
     clock::monotonic_ns,
     config::{
@@ -70,6 +70,8 @@ pub struct RunArgs {
     pub instance: Option<String>,
     #[command(flatten)]
     pub poll: crate::link::watcher::LinkPollArgs,
+    #[command(flatten)]
+    pub kernel: crate::datapath::choice::KernelChoiceArgs,
     /// Print events and decisions as JSON lines on standard output.
     #[arg(long)]
     pub json: bool,
@@ -132,10 +134,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let shortest_fdt = Some(std::time::Duration::from_millis(shortest_fdt));
     let mut datapath = Datapath::load(&DatapathOptions {
         instance: args.instance.clone(),
-        no_kernel_hook: false,
+        choice: args.kernel,
         reset: args.reset,
     })
     .context("cannot load ipmpd's kernel programs")?;
+    let features = datapath.features();
+    rep.catalogue(
+        "ipmultipath.datapath.features",
+        serde_json::json!({ "kernel": features.kernel, "tc_attach": features.tc.name(), "carrier_source": features.carrier.name() }),
+    );
     if let LinkSource::Poll { reason } = datapath.link_source() {
         rep.catalogue(
             "ipmultipath.datapath.hookRefused",
@@ -228,6 +235,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         LinkSource::Poll { .. } => Some(args.poll.pacing(shortest_fdt)),
     };
     let store = datapath.take_link_state_store()?;
+    let hook = datapath.take_hook_events()?;
     let (q, efd) = (Arc::clone(&queue), events.as_raw_fd());
     let watcher = LinkWatcher::spawn(
         WatchConfig {
@@ -235,6 +243,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             poll,
         },
         store,
+        hook,
         move |r| {
             if let Ok(mut q) = q.lock() {
                 q.push(r);
@@ -294,6 +303,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
         exporter,
         default_fdt_ns: d.failure_detection_time_ms * 1_000_000,
+        features,
     };
     for t in &daemon.tracked {
         let named = members
@@ -468,6 +478,8 @@ struct Daemon {
     exporter: Option<metrics::Exporter>,
     /// FAILURE_DETECTION_TIME (ns), for groups without their own.
     default_fdt_ns: u64,
+    /// What the kernel let the datapath use.
+    features: crate::datapath::Features,
 }
 
 /// One gratuitous ARP / unsolicited NA to send at `due_ns`.
@@ -791,6 +803,7 @@ impl Daemon {
                 let Some(name) = self.name_of(ev.ifindex).map(|t| t.ifname.clone()) else {
                     return;
                 };
+                self.rep.link(&name, &ev);
                 let changes: &[bool] = match ev.change {
                     LinkChange::Initial => &[],
                     LinkChange::Down | LinkChange::Removed => &[false],

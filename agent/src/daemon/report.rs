@@ -145,6 +145,16 @@ impl Reporter {
         self.line(&json!({ "event": "ready", "interfaces": ifs, "at_ns": monotonic_ns() }));
     }
 
+    /// A carrier change as the link watcher saw it, with the source that saw it first (the hook,
+    /// the poll or a notification): the engine's link events say what, this says how.
+    pub fn link(&self, ifname: &str, ev: &crate::link::mirror::LinkEvent) {
+        self.line(&json!({
+            "event": "link", "ifname": ifname, "change": ev.change, "carrier": ev.carrier,
+            "flaps": ev.flaps, "at_ns": ev.at_ns,
+            "source": crate::link::mirror::source_name(ev.source),
+        }));
+    }
+
     pub fn stopping(&mut self, signal: i32) {
         tracing::info!(signal, "ipmpd stopping");
         self.line(&json!({ "event": "stopping", "signal": signal }));

@@ -14,7 +14,10 @@ impl super::Daemon {
         let views = self.engine.interfaces();
         let groups = self.engine.groups();
         let targets = self.engine.targets();
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            datapath: Some(self.features.clone()),
+            ..Snapshot::default()
+        };
         for g in &groups {
             let members: Vec<_> = views.iter().filter(|v| v.group == g.name).collect();
             let mut list: Vec<String> = members

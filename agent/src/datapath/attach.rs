@@ -1,27 +1,104 @@
-//! Attaching the programs to an interface, adopting the links a previous agent pinned.
+//! Attaching the programs to an interface, adopting what a previous agent left attached.
 //!
 //! A pinned link keeps its program attached after the agent that made it exits. A new agent
 //! replaces the program inside that same link (`bpf_link_update`), so the interface is never
 //! without XDP or TC for a single packet; only when that fails is the old link dropped and a new
-//! one made.
+//! one made. On kernels without TCX the TC program sits in a clsact filter that cannot be pinned;
+//! it is found again by its place ([`super::clsact`]) and changed in place the same way.
+//!
+//! Pins and markers are named after the interface's index, not its name: names change (udev,
+//! `ip link set name`), may hold dots that bpffs refuses, and a new device under an old name must
+//! never inherit the old device's programs.
 
-use std::path::Path;
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::{Path, PathBuf},
+};
 
 use agent_common::names;
 use aya::{
     Ebpf,
     programs::{
-        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
-        tc::SchedClassifierLink,
+        tc::{SchedClassifierLink, TcAttachOptions},
         xdp::XdpLink,
     },
 };
 
-use super::{DatapathError, program};
+use super::{
+    DatapathError,
+    clsact::{self, Clsact, IngressQdisc},
+    program,
+};
 
 /// Whether a link was adopted (true) or made anew (false).
 pub type Adopted = bool;
+
+/// How TC programs are attached on this kernel.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum TcAttach {
+    /// TCX links (Linux 6.6, and kernels that backported them), pinned like XDP's.
+    Tcx,
+    /// A clsact qdisc and a netlink `bpf` filter at a fixed place; `reason` says why not TCX.
+    Clsact { reason: String },
+}
+
+impl TcAttach {
+    /// Asks the kernel (never its version: distributions backport TCX) whether it has TCX: a
+    /// query of the TCX egress hook of `lo` is refused where there is none.
+    #[must_use]
+    pub fn probe() -> Self {
+        match SchedClassifier::query_tcx("lo", TcAttachType::Egress) {
+            Ok(_) => Self::Tcx,
+            Err(e) => Self::Clsact {
+                reason: format!("the kernel has no TCX ({})", error_chain(&e)),
+            },
+        }
+    }
+
+    /// Short name for logs and metrics.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Tcx => "tcx",
+            Self::Clsact { .. } => "clsact",
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The pin of the XDP link on `ifindex`.
+#[must_use]
+pub fn xdp_pin(links: &Path, ifindex: u32) -> PathBuf {
+    links.join(format!("xdp-{ifindex}"))
+}
+
+/// The pin of the TCX egress link on `ifindex`.
+#[must_use]
+pub fn tcx_pin(links: &Path, ifindex: u32) -> PathBuf {
+    links.join(format!("tcx-egress-{ifindex}"))
+}
+
+/// The marker (a directory: bpffs holds no plain files) of ipmpd's clsact filter on `ifindex`.
+#[must_use]
+pub fn clsact_marker(links: &Path, ifindex: u32) -> PathBuf {
+    links.join(format!("clsact-egress-{ifindex}"))
+}
+
+/// Inside [`clsact_marker`]: ipmpd added the clsact qdisc itself, so it may remove it.
+const QDISC_OWNED: &str = "qdisc-added-by-ipmpd";
 
 fn attach_err<'a>(
     program: &'static str,
@@ -58,7 +135,7 @@ fn adopt_or_attach<P>(
     Ok(false)
 }
 
-/// XDP on `ifindex`, pinned at `pin`.
+/// XDP on `ifindex`, pinned in `links`.
 ///
 /// # Errors
 /// When the kernel refuses both the adoption and a new attachment.
@@ -66,12 +143,13 @@ pub fn xdp(
     ebpf: &mut Ebpf,
     ifindex: u32,
     ifname: &str,
-    pin: &Path,
+    links: &Path,
 ) -> Result<Adopted, DatapathError> {
     let err = attach_err(names::XDP_PROBE_REPLY, ifname);
+    let pin = xdp_pin(links, ifindex);
     adopt_or_attach(
         program::<Xdp>(ebpf, names::XDP_PROBE_REPLY)?,
-        pin,
+        &pin,
         ifname,
         |prog, old| {
             let link = XdpLink::try_from(old).map_err(|e| e.to_string())?;
@@ -86,18 +164,32 @@ pub fn xdp(
                 .map_err(&err)?;
             let link = prog.take_link(id).map_err(&err)?;
             FdLink::try_from(link).map_err(|e| DatapathError::Pin {
-                path: pin.to_path_buf(),
+                path: pin.clone(),
                 reason: e.to_string(),
             })
         },
     )
 }
 
-/// TC egress on `ifname`, pinned at `pin`.
+/// TC egress on `ifindex` the way `mode` says.
 ///
 /// # Errors
-/// When the kernel refuses both the adoption and a new attachment.
-pub fn tc_egress(ebpf: &mut Ebpf, ifname: &str, pin: &Path) -> Result<Adopted, DatapathError> {
+/// When the kernel refuses both the adoption and a new attachment, or someone else's qdisc or
+/// filter is in the way.
+pub fn tc_egress(
+    ebpf: &mut Ebpf,
+    mode: &TcAttach,
+    ifindex: u32,
+    ifname: &str,
+    links: &Path,
+) -> Result<Adopted, DatapathError> {
+    match mode {
+        TcAttach::Tcx => tcx_egress(ebpf, ifname, &tcx_pin(links, ifindex)),
+        TcAttach::Clsact { .. } => clsact_egress(ebpf, ifindex, ifname, links),
+    }
+}
+
+fn tcx_egress(ebpf: &mut Ebpf, ifname: &str, pin: &Path) -> Result<Adopted, DatapathError> {
     let err = attach_err(names::TC_PROBE_STAMP, ifname);
     adopt_or_attach(
         program::<SchedClassifier>(ebpf, names::TC_PROBE_STAMP)?,
@@ -110,7 +202,13 @@ pub fn tc_egress(ebpf: &mut Ebpf, ifname: &str, pin: &Path) -> Result<Adopted, D
             Ok(())
         },
         |prog| {
-            let id = prog.attach(ifname, TcAttachType::Egress).map_err(&err)?;
+            let id = prog
+                .attach_with_options(
+                    ifname,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(&err)?;
             let link = prog.take_link(id).map_err(&err)?;
             FdLink::try_from(link).map_err(|e| DatapathError::Pin {
                 path: pin.to_path_buf(),
@@ -118,4 +216,132 @@ pub fn tc_egress(ebpf: &mut Ebpf, ifname: &str, pin: &Path) -> Result<Adopted, D
             })
         },
     )
+}
+
+fn tc_err(ifname: &str) -> impl Fn(crate::link::netlink::NetlinkError) -> DatapathError + '_ {
+    move |source| DatapathError::Clsact {
+        ifname: ifname.into(),
+        source,
+    }
+}
+
+fn clsact_egress(
+    ebpf: &mut Ebpf,
+    ifindex: u32,
+    ifname: &str,
+    links: &Path,
+) -> Result<Adopted, DatapathError> {
+    let err = tc_err(ifname);
+    let mut tc = Clsact::open().map_err(&err)?;
+    let marker = clsact_marker(links, ifindex);
+    let mkdir = |p: &Path| {
+        std::fs::create_dir_all(p).map_err(|e| DatapathError::Pin {
+            path: p.to_path_buf(),
+            reason: e.to_string(),
+        })
+    };
+    match tc.ingress_qdisc(ifindex).map_err(&err)? {
+        IngressQdisc::Clsact => {}
+        IngressQdisc::None => {
+            tc.add_qdisc(ifindex).map_err(&err)?;
+            mkdir(&marker.join(QDISC_OWNED))?;
+        }
+        IngressQdisc::Other(kind) => {
+            return Err(DatapathError::QdiscInTheWay {
+                ifname: ifname.into(),
+                kind,
+            });
+        }
+    }
+    let mut adopted = false;
+    for f in tc.filters(ifindex, clsact::EGRESS).map_err(&err)? {
+        let ours = f.is(names::TC_PROBE_STAMP);
+        let here = (f.priority, f.handle) == (clsact::PRIORITY, clsact::HANDLE);
+        // One priority holds one classifier kind: another kind there keeps ipmpd's bpf out too.
+        let blocks = f.priority == clsact::PRIORITY && (f.kind != "bpf" || (here && !ours));
+        if blocks {
+            return Err(DatapathError::ForeignFilter {
+                ifname: ifname.into(),
+                priority: f.priority,
+                handle: f.handle,
+                kind: f.kind,
+                name: f.name.unwrap_or_default(),
+            });
+        }
+        if here {
+            adopted = true;
+        } else if ours {
+            // Left by an older ipmpd at another place: one stamper per interface, never two.
+            tracing::info!(
+                ifname,
+                priority = f.priority,
+                handle = f.handle,
+                "removing a stale ipmpd filter"
+            );
+            tc.del_filter(ifindex, clsact::EGRESS, f.priority, f.handle)
+                .map_err(&err)?;
+        }
+    }
+    let prog = program::<SchedClassifier>(ebpf, names::TC_PROBE_STAMP)?;
+    let fd = prog
+        .fd()
+        .map_err(attach_err(names::TC_PROBE_STAMP, ifname))?
+        .as_fd()
+        .as_raw_fd();
+    tc.set_filter(ifindex, fd, names::TC_PROBE_STAMP)
+        .map_err(&err)?;
+    mkdir(&marker)?;
+    Ok(adopted)
+}
+
+/// Detaches what ipmpd attached to `ifindex` and removes its pins and markers; whatever is already
+/// gone (the device deleted) is fine.
+pub fn detach(links: &Path, ifindex: u32) {
+    for pin in [xdp_pin(links, ifindex), tcx_pin(links, ifindex)] {
+        // Unpinning a link whose last reference is the pin detaches it.
+        match PinnedLink::from_pin(&pin) {
+            Ok(pinned) => drop(pinned.unpin()),
+            Err(_) => drop(std::fs::remove_file(&pin)),
+        }
+    }
+    let marker = clsact_marker(links, ifindex);
+    if marker.is_dir() {
+        remove_clsact(ifindex, &marker);
+    }
+}
+
+/// Removes ipmpd's clsact filter, and the qdisc when ipmpd added it and nobody else's filter is on
+/// it now; then the marker.
+fn remove_clsact(ifindex: u32, marker: &Path) {
+    if let Ok(mut tc) = Clsact::open() {
+        let _ = tc.del_filter(ifindex, clsact::EGRESS, clsact::PRIORITY, clsact::HANDLE);
+        let others = [clsact::INGRESS, clsact::EGRESS]
+            .iter()
+            .any(|&hook| tc.filters(ifindex, hook).is_ok_and(|f| !f.is_empty()));
+        if marker.join(QDISC_OWNED).is_dir() && !others {
+            let _ = tc.del_qdisc(ifindex);
+        }
+    }
+    let _ = std::fs::remove_dir(marker.join(QDISC_OWNED));
+    let _ = std::fs::remove_dir(marker);
+}
+
+/// The interface indexes that have pins or markers in `links`.
+#[must_use]
+pub fn pinned_ifindexes(links: &Path) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(links)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let idx = ["xdp-", "tcx-egress-", "clsact-egress-"]
+                .iter()
+                .find_map(|p| name.strip_prefix(p))?;
+            idx.parse().ok()
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }

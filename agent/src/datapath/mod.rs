@@ -5,6 +5,8 @@
 pub mod attach;
 pub mod bpffs;
 pub mod btf_offsets;
+pub mod choice;
+pub mod clsact;
 
 use std::{
     ffi::CString,
@@ -13,7 +15,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use agent_common::{counters::IfaceCounters, link::LinkState, names};
+use agent_common::{
+    counters::IfaceCounters,
+    link::{LinkState, source},
+    names,
+    record::LinkRecord,
+};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, RingBuf},
@@ -23,8 +30,12 @@ use aya::{
     },
 };
 
+pub use self::attach::TcAttach;
 use self::btf_offsets::{CarrierHookOffsets, KernelBtf};
-use crate::link::watcher::LinkStateStore;
+use crate::link::{
+    netlink::NetlinkError,
+    watcher::{HookEvents, LinkStateStore},
+};
 
 /// The compiled kernel programs (agent-ebpf), embedded by `agent/build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipmpd"));
@@ -68,10 +79,32 @@ pub enum DatapathError {
     },
     #[error("cannot pin {path}: {reason}")]
     Pin { path: PathBuf, reason: String },
+    #[error(
+        "cannot attach the TC program to {ifname} through a clsact qdisc (this kernel has no TCX; ipmpd needs CAP_NET_ADMIN)"
+    )]
+    Clsact {
+        ifname: String,
+        source: NetlinkError,
+    },
+    #[error(
+        "{ifname} has an {kind:?} qdisc where ipmpd needs clsact (clsact does everything ingress does: `tc qdisc del dev {ifname} ingress`, re-add its filters under clsact, then restart ipmpd)"
+    )]
+    QdiscInTheWay { ifname: String, kind: String },
+    #[error(
+        "another program's TC filter ({kind} {name:?}, handle {handle:#x}) holds ipmpd's place on {ifname} (egress priority {priority}, where ipmpd keeps its bpf filter at handle 0x1d0d); ipmpd does not replace it: find out who put it there (`tc filter show dev {ifname} egress`) and move it to another priority, or remove it (`tc filter del dev {ifname} egress pref {priority}`)"
+    )]
+    ForeignFilter {
+        ifname: String,
+        priority: u16,
+        handle: u32,
+        kind: String,
+        name: String,
+    },
 }
 
 /// How the link-state mirror is fed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
 pub enum LinkSource {
     /// fentry on netif_carrier_on/off writes the map in the kernel.
     KernelHook,
@@ -79,13 +112,24 @@ pub enum LinkSource {
     Poll { reason: String },
 }
 
+impl LinkSource {
+    /// Short name for logs and metrics.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::KernelHook => "kernel hook",
+            Self::Poll { .. } => "carrier poll",
+        }
+    }
+}
+
 /// Options for loading the datapath.
 #[derive(Clone, Debug, Default)]
 pub struct DatapathOptions {
     /// Instance name: pins go to `/sys/fs/bpf/ipmpd/INSTANCE/` so several agents can coexist.
     pub instance: Option<String>,
-    /// Skip the fentry attempt (tests, or kernels known to refuse it).
-    pub no_kernel_hook: bool,
+    /// What the operator chose (default: probe the kernel).
+    pub choice: choice::KernelChoiceArgs,
     /// Start from scratch: drop pins a previous agent left instead of adopting them.
     pub reset: bool,
 }
@@ -95,12 +139,24 @@ struct Attachment {
     ifname: String,
 }
 
+/// What the kernel let ipmpd use, for the operator (`ipmpd features`, the start-up event, `stat`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Features {
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// How TC programs are attached.
+    pub tc: TcAttach,
+    /// Where link state comes from.
+    pub carrier: LinkSource,
+}
+
 /// Loaded kernel programs and their attachments.
 pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     attachments: Vec<Attachment>,
     link_source: LinkSource,
+    tc: TcAttach,
     _hook_links: Vec<FdLink>,
 }
 
@@ -182,6 +238,7 @@ impl Datapath {
             names::PROBE_REPLIES,
             names::IFACE_COUNTERS,
             names::LINK_STATE,
+            names::LINK_EVENTS,
         ]
         .into_iter()
         .map(|m| (m, pin_dir.join(m)))
@@ -210,10 +267,11 @@ impl Datapath {
             source,
         })?;
 
-        let (link_source, hook_links) = match (&offsets, options.no_kernel_hook) {
+        let no_hook = options.choice.carrier == choice::CarrierChoice::Poll;
+        let (link_source, hook_links) = match (&offsets, no_hook) {
             (_, true) => (
                 LinkSource::Poll {
-                    reason: "kernel hook disabled by option".into(),
+                    reason: "--carrier poll".into(),
                 },
                 Vec::new(),
             ),
@@ -233,8 +291,25 @@ impl Datapath {
             pin_dir,
             attachments: Vec::new(),
             link_source,
+            tc: match options.choice.tc_attach {
+                choice::TcChoice::Auto => TcAttach::probe(),
+                choice::TcChoice::Tcx => TcAttach::Tcx,
+                choice::TcChoice::Clsact => TcAttach::Clsact {
+                    reason: "--tc-attach clsact".into(),
+                },
+            },
             _hook_links: hook_links,
         })
+    }
+
+    /// What the kernel let ipmpd use.
+    #[must_use]
+    pub fn features(&self) -> Features {
+        Features {
+            kernel: kernel_release(),
+            tc: self.tc.clone(),
+            carrier: self.link_source.clone(),
+        }
     }
 
     /// How link state is mirrored.
@@ -255,6 +330,15 @@ impl Datapath {
     /// Unknown interface, or the kernel refused an attachment.
     pub fn track(&mut self, ifname: &str) -> Result<u32, DatapathError> {
         let ifindex = ifindex_of(ifname)?;
+        self.track_index(ifindex, ifname)?;
+        Ok(ifindex)
+    }
+
+    /// Starts tracking the interface `ifindex` (named `ifname`, for messages).
+    ///
+    /// # Errors
+    /// The kernel refused an attachment, or someone else's qdisc or filter is in the way.
+    pub fn track_index(&mut self, ifindex: u32, ifname: &str) -> Result<(), DatapathError> {
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Map {
             map: names::IFACE_COUNTERS,
             source: MapError::from(aya::sys::SyscallError {
@@ -295,22 +379,38 @@ impl Datapath {
             }
         }
         let links = self.pin_dir.join("links");
-        attach::xdp(
-            &mut self.ebpf,
-            ifindex,
-            ifname,
-            &links.join(format!("xdp-{ifname}")),
-        )?;
-        attach::tc_egress(
-            &mut self.ebpf,
-            ifname,
-            &links.join(format!("tc-egress-{ifname}")),
-        )?;
+        attach::xdp(&mut self.ebpf, ifindex, ifname, &links)?;
+        attach::tc_egress(&mut self.ebpf, &self.tc, ifindex, ifname, &links)?;
+        self.attachments.retain(|a| a.ifindex != ifindex);
         self.attachments.push(Attachment {
             ifindex,
             ifname: ifname.into(),
         });
-        Ok(ifindex)
+        Ok(())
+    }
+
+    /// Stops tracking `ifindex`: detaches its programs, removes its pins and map entries. A device
+    /// that is already gone is fine.
+    pub fn untrack(&mut self, ifindex: u32) {
+        attach::detach(&self.pin_dir.join("links"), ifindex);
+        if let Ok(mut m) =
+            map_typed::<HashMap<&mut MapData, u32, LinkState>>(&mut self.ebpf, names::LINK_STATE)
+        {
+            let _ = m.remove(&ifindex);
+        }
+        if let Ok(mut m) = map_typed::<PerCpuHashMap<&mut MapData, u32, IfaceCounters>>(
+            &mut self.ebpf,
+            names::IFACE_COUNTERS,
+        ) {
+            let _ = m.remove(&ifindex);
+        }
+        self.attachments.retain(|a| a.ifindex != ifindex);
+    }
+
+    /// Interface indexes a previous agent left programs attached to (pins and markers).
+    #[must_use]
+    pub fn pinned_ifindexes(&self) -> Vec<u32> {
+        attach::pinned_ifindexes(&self.pin_dir.join("links"))
     }
 
     /// Tracked interfaces as (ifindex, name).
@@ -353,6 +453,26 @@ impl Datapath {
             .fold(IfaceCounters::default(), |acc, c| acc.merged(c)))
     }
 
+    /// Takes the carrier hook's ring buffer for the link watcher (once); `None` when the hook is
+    /// not attached.
+    ///
+    /// # Errors
+    /// When it was already taken.
+    pub fn take_hook_events(&mut self) -> Result<Option<Box<dyn HookEvents>>, DatapathError> {
+        if self.link_source != LinkSource::KernelHook {
+            return Ok(None);
+        }
+        let map = self
+            .ebpf
+            .take_map(names::LINK_EVENTS)
+            .ok_or(DatapathError::Missing(names::LINK_EVENTS))?;
+        let ring = RingBuf::try_from(map).map_err(|source| DatapathError::Map {
+            map: names::LINK_EVENTS,
+            source,
+        })?;
+        Ok(Some(Box::new(HookRing(ring))))
+    }
+
     /// Takes the link-state map as a store for the link watcher (once).
     ///
     /// # Errors
@@ -382,12 +502,49 @@ impl Datapath {
     }
 }
 
+struct HookRing(RingBuf<MapData>);
+
+impl HookEvents for HookRing {
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd as _;
+        self.0.as_raw_fd()
+    }
+
+    fn drain(&mut self, each: &mut dyn FnMut(LinkRecord)) {
+        while let Some(item) = self.0.next() {
+            if item.len() >= size_of::<LinkRecord>() {
+                // SAFETY: length checked; the record type is plain old data.
+                let rec = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<LinkRecord>()) };
+                each(rec);
+            }
+        }
+    }
+}
+
 struct MapStore(HashMap<MapData, u32, LinkState>);
 
 impl LinkStateStore for MapStore {
     fn store(&mut self, ifindex: u32, state: &LinkState) -> io::Result<()> {
+        // The carrier hook writes the map itself, as the change happens; userspace's view (from
+        // rtnetlink or a poll) may be older and must not overwrite a newer entry of the hook.
+        if let Ok(current) = self.0.get(&ifindex, 0)
+            && newer_hook_entry(&current, state)
+        {
+            return Ok(());
+        }
         self.0.insert(ifindex, *state, 0).map_err(io::Error::other)
     }
+}
+
+/// Whether `current` is the hook's record of a change after the one `view` describes.
+fn newer_hook_entry(current: &LinkState, view: &LinkState) -> bool {
+    current.source == source::KERNEL_HOOK && current.last_change_ns > view.last_change_ns
+}
+
+/// `uname -r`.
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DatapathError>
@@ -446,12 +603,29 @@ fn attach_carrier_hook(ebpf: &mut Ebpf) -> Result<Vec<FdLink>, String> {
     Ok(links)
 }
 
+/// Detaches everything an instance left attached (XDP and TCX links, clsact filters and the
+/// qdiscs ipmpd added) and removes its pins: `ipmpd detach`, for an operator who stops using
+/// ipmpd. A running daemon of that instance keeps running without its datapath.
+///
+/// # Errors
+/// When a pin cannot be removed.
+pub fn detach_instance(instance: Option<&str>) -> io::Result<bool> {
+    let dir = pin_dir(instance);
+    let existed = dir.exists();
+    remove_pins(&dir)?;
+    Ok(existed)
+}
+
 /// Removes an instance's pins (detaching pinned links) and its directory; absent is fine.
 fn remove_pins(dir: &Path) -> io::Result<()> {
     let links = dir.join("links");
+    for ifindex in attach::pinned_ifindexes(&links) {
+        attach::detach(&links, ifindex);
+    }
     if let Ok(entries) = std::fs::read_dir(&links) {
         for e in entries.flatten() {
-            // Unpinning a link whose last reference is the pin detaches it.
+            // Anything else (an older ipmpd's name-based pins): unpinning a link whose last
+            // reference is the pin detaches it.
             if let Ok(pinned) = PinnedLink::from_pin(e.path()) {
                 drop(pinned.unpin());
             } else {
@@ -471,4 +645,41 @@ fn remove_pins(dir: &Path) -> io::Result<()> {
         let _ = std::fs::remove_dir(dir);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(src: u32, at: u64) -> LinkState {
+        LinkState {
+            source: src,
+            last_change_ns: at,
+            ..LinkState::default()
+        }
+    }
+
+    #[test]
+    fn userspace_never_overwrites_a_newer_entry_of_the_hook() {
+        // The hook saw the change at 200; a notification's view of 100 arrives later.
+        assert!(newer_hook_entry(
+            &state(source::KERNEL_HOOK, 200),
+            &state(source::NOTIFICATION, 100)
+        ));
+        // The same change, as userspace folded it in from the hook's record: harmless to write.
+        assert!(!newer_hook_entry(
+            &state(source::KERNEL_HOOK, 200),
+            &state(source::KERNEL_HOOK, 200)
+        ));
+        // A userspace view newer than the hook's entry (admin down, which the hook does not see).
+        assert!(!newer_hook_entry(
+            &state(source::KERNEL_HOOK, 200),
+            &state(source::POLL, 300)
+        ));
+        // Entries written by userspace are userspace's to replace.
+        assert!(!newer_hook_entry(
+            &state(source::POLL, 500),
+            &state(source::NOTIFICATION, 100)
+        ));
+    }
 }

@@ -270,6 +270,15 @@ pub static CATALOGUE: &[EventSpec] = &[
         action: "None needed; lower --link-poll-us or raise --link-poll-cpu for faster carrier detection at more CPU cost.",
     },
     EventSpec {
+        name: "ipmultipath.datapath.features",
+        severity: Informational,
+        template: "Kernel {kernel}: TC programs attached through {tc_attach}, link state from {carrier_source}",
+        params: &[("kernel", Str), ("tc_attach", Str), ("carrier_source", Str)],
+        description: "What the running kernel let ipmpd use, chosen by probing the kernel (never by its version): TCX links where the kernel has them, else a clsact qdisc and a netlink filter; the fentry carrier hook where tracing programs may load, else a carrier poll with rtnetlink notifications.",
+        causes: "Every start.",
+        action: "None; `ipmpd features` shows the same at any time.",
+    },
+    EventSpec {
         name: "ipmultipath.probe.missed",
         severity: Notice,
         template: "missed sending {count} probes on {ifname}",

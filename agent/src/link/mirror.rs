@@ -32,6 +32,9 @@ pub struct LinkEvent {
     pub carrier: bool,
     pub flaps: u32,
     pub at_ns: u64,
+    /// When userspace learnt of it (the watcher sets it as it reports the event); `at_ns` for a
+    /// poll or a notification, later than `at_ns` for the hook, which stamps the change itself.
+    pub seen_ns: u64,
     /// One of [`agent_common::link::source`].
     pub source: u32,
 }
@@ -146,6 +149,7 @@ impl LinkMirror {
                 last_change_ns: now_ns,
                 source: source::INITIAL,
                 admin_up,
+                ..LinkState::default()
             };
             return Some(event(obs.ifindex, LinkChange::Initial, &entry.state));
         }
@@ -198,6 +202,7 @@ fn event(ifindex: u32, change: LinkChange, s: &LinkState) -> LinkEvent {
         carrier: s.carrier != 0,
         flaps: s.flaps,
         at_ns: s.last_change_ns,
+        seen_ns: s.last_change_ns,
         source: s.source,
     }
 }
@@ -292,6 +297,33 @@ mod tests {
         let e = m.observe(&obs(true, 7), 60, source::POLL).unwrap();
         assert_eq!(e.change, LinkChange::Flapped { transitions: 2 });
         assert_eq!(e.flaps, 6);
+    }
+
+    #[test]
+    fn the_hooks_record_comes_first_and_the_late_notification_is_no_news() {
+        let mut m = mirror();
+        // The hook stamps the change at 100; the watcher folds it in at 130.
+        let e = m
+            .observe_carrier(5, false, 100, source::KERNEL_HOOK)
+            .unwrap();
+        assert_eq!(
+            (e.change, e.at_ns, e.source),
+            (LinkChange::Down, 100, source::KERNEL_HOOK)
+        );
+        // linkwatch's notification of the same change, 400 ms later: already known.
+        assert_eq!(
+            m.observe(&obs(false, 2), 400_000_130, source::NOTIFICATION),
+            None
+        );
+        // The hook sees it come back; a notification still saying "down" (count 2) is stale.
+        m.observe_carrier(5, true, 500, source::KERNEL_HOOK)
+            .unwrap();
+        assert_eq!(m.observe(&obs(false, 2), 600, source::NOTIFICATION), None);
+        let st = m.state(5).unwrap();
+        assert_eq!(
+            (st.carrier, st.flaps, st.source),
+            (1, 2, source::KERNEL_HOOK)
+        );
     }
 
     #[test]

@@ -325,16 +325,52 @@ pub struct LinkInfo {
     pub flags: u32,
     /// The Ethernet address, when the interface has a 6-byte one.
     pub hwaddr: Option<[u8; 6]>,
+    /// How an XDP program is attached (`IFLA_XDP_ATTACHED`), when one is.
+    pub xdp: Option<XdpAttached>,
 }
+
+/// `XDP_ATTACHED_*`: where the kernel runs an interface's XDP program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpAttached {
+    /// In the driver (native XDP).
+    Driver,
+    /// In the generic path, after the driver built an skb (slower; the driver has no XDP).
+    Generic,
+    /// Offloaded to the NIC.
+    Hardware,
+    /// More than one mode at once.
+    Multiple,
+}
+
+impl XdpAttached {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Driver),
+            2 => Some(Self::Generic),
+            3 => Some(Self::Hardware),
+            4 => Some(Self::Multiple),
+            _ => None,
+        }
+    }
+}
+
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_ATTACHED: u16 = 2;
 
 /// Name, flags and hardware address from one RTM_NEWLINK body.
 #[must_use]
 pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
     let ifindex = u32_at(body, 4)?;
     let flags = u32_at(body, 8)?;
-    let (mut name, mut hwaddr) = (None, None);
+    let (mut name, mut hwaddr, mut xdp) = (None, None, None);
     for (t, p) in attrs(body.get(IFINFOMSG_LEN..)?) {
         match t {
+            IFLA_XDP => {
+                xdp = attrs(p)
+                    .find(|(k, _)| *k == IFLA_XDP_ATTACHED)
+                    .and_then(|(_, v)| XdpAttached::from_u8(*v.first()?));
+            }
             IFLA_IFNAME => {
                 name = Some(
                     String::from_utf8_lossy(p.split(|b| *b == 0).next().unwrap_or(p)).into_owned(),
@@ -349,6 +385,7 @@ pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
         name: name?,
         flags,
         hwaddr,
+        xdp,
     })
 }
 

@@ -8,11 +8,17 @@
 //! thousand. The thread measures its own CPU time and stretches the intervals (never below the
 //! configured floor) so that it stays inside the budget.
 //!
+//! Where the kernel lets the carrier hook load, it is the source: its ring buffer wakes this
+//! thread as the change happens, the poll is off, and rtnetlink is only the backstop (for what the
+//! hook does not see, such as an administrator's `ip link set down` on some drivers). The thread
+//! then sleeps until something happens: no timer at all.
+//!
 //! A plain thread with `ppoll` and absolute deadlines rather than a tokio task: the poll interval
 //! can be 1 ms or less, which tokio's millisecond timer wheel cannot keep.
 
 use std::{
     io,
+    os::fd::{AsRawFd as _, OwnedFd, RawFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -21,14 +27,17 @@ use std::{
     time::Duration,
 };
 
-use agent_common::link::{LinkState, source};
+use agent_common::{
+    link::{LinkState, source},
+    record::LinkRecord,
+};
 
 use super::{
     ethtool::EthtoolLinkState,
     mirror::{LinkEvent, LinkMirror},
     netlink::{NetlinkError, RouteSocket},
 };
-use crate::clock::monotonic_ns;
+use crate::{clock::monotonic_ns, fds};
 
 /// Where the mirror's state is written: the pinned BPF map in the daemon, a fake in tests.
 pub trait LinkStateStore: Send {
@@ -37,6 +46,14 @@ pub trait LinkStateStore: Send {
     /// # Errors
     /// When the store refuses the write.
     fn store(&mut self, ifindex: u32, state: &LinkState) -> io::Result<()>;
+}
+
+/// The carrier hook's records: the datapath's ring buffer in the daemon, a fake in tests.
+pub trait HookEvents: Send {
+    /// A descriptor that becomes readable when records are waiting.
+    fn fd(&self) -> RawFd;
+    /// Calls `each` for every waiting record, oldest first.
+    fn drain(&mut self, each: &mut dyn FnMut(LinkRecord));
 }
 
 /// What the watcher reports.
@@ -117,10 +134,12 @@ impl LinkPollArgs {
 }
 
 /// What the watcher thread and its owner share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
-    /// Set by the owner to stop the thread.
+    /// Set by the owner to stop the thread ...
     stop: AtomicBool,
+    /// ... and rung, so a thread waiting without a timeout wakes up.
+    wake: OwnedFd,
     /// The carrier poll's current interval in ns (0: no poll), as the budget has set it.
     poll_interval_ns: Arc<AtomicU64>,
 }
@@ -140,6 +159,7 @@ impl LinkWatcher {
     pub fn spawn(
         config: WatchConfig,
         mut store: Box<dyn LinkStateStore>,
+        mut hook: Option<Box<dyn HookEvents>>,
         report: impl Fn(WatchReport) + Send + 'static,
     ) -> Result<Self, NetlinkError> {
         let mut dumps = RouteSocket::for_dumps()?;
@@ -148,22 +168,38 @@ impl LinkWatcher {
         for &ifindex in &config.ifindexes {
             mirror.track(ifindex);
         }
+        // Records a previous agent left in the pinned ring buffer predate the initial dump below,
+        // which says how things are now.
+        if let Some(h) = hook.as_mut() {
+            h.drain(&mut |_| {});
+        }
         let now = monotonic_ns();
         let mut initial = Vec::new();
         dumps.dump_links(|obs| initial.extend(mirror.observe(&obs, now, source::INITIAL)))?;
         for ev in initial {
             apply(&mirror, store.as_mut(), &report, ev);
         }
-        let shared = Arc::new(Shared::default());
+        let wake = fds::event_fd().map_err(|source| NetlinkError::Io {
+            call: "eventfd",
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            wake,
+            poll_interval_ns: Arc::default(),
+        });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("ipmpd-link".into())
             .spawn(move || {
                 run(
                     &config,
-                    mirror,
-                    dumps,
-                    notifications,
+                    Sources {
+                        mirror,
+                        dumps,
+                        notifications,
+                        hook,
+                    },
                     store.as_mut(),
                     &report,
                     &thread_shared,
@@ -190,6 +226,7 @@ impl LinkWatcher {
 impl Drop for LinkWatcher {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        fds::ring(self.shared.wake.as_raw_fd());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -200,8 +237,9 @@ fn apply(
     mirror: &LinkMirror,
     store: &mut dyn LinkStateStore,
     report: &impl Fn(WatchReport),
-    ev: LinkEvent,
+    mut ev: LinkEvent,
 ) {
+    ev.seen_ns = monotonic_ns();
     if let Some(state) = mirror.state(ev.ifindex)
         && let Err(e) = store.store(ev.ifindex, &state)
     {
@@ -213,8 +251,6 @@ fn apply(
     report(WatchReport::Link(ev));
 }
 
-/// Longest wait when nothing is polled, so a stop request is noticed.
-const IDLE_WAIT_NS: u64 = 100_000_000;
 /// Shortest pace of the full RTM_GETLINK dump (carrier counters) when ethtool does the fast poll.
 const COUNTER_DUMP_NS: u64 = 100_000_000;
 /// Longest poll interval the budget may stretch to; rtnetlink notifications arrive within about
@@ -279,15 +315,27 @@ impl Pacer {
     }
 }
 
+/// What the thread reads from and folds into.
+struct Sources {
+    mirror: LinkMirror,
+    dumps: RouteSocket,
+    notifications: RouteSocket,
+    hook: Option<Box<dyn HookEvents>>,
+}
+
 fn run(
     config: &WatchConfig,
-    mut mirror: LinkMirror,
-    mut dumps: RouteSocket,
-    mut notifications: RouteSocket,
+    sources: Sources,
     store: &mut dyn LinkStateStore,
     report: &impl Fn(WatchReport),
     shared: &Shared,
 ) {
+    let Sources {
+        mut mirror,
+        mut dumps,
+        mut notifications,
+        mut hook,
+    } = sources;
     let mut pacer = config.poll.map(|p| {
         let floor = u64::try_from(p.floor.as_nanos()).unwrap_or(u64::MAX).max(1);
         Pacer::new(
@@ -306,29 +354,44 @@ fn run(
             .poll_interval_ns
             .store(p.interval_ns(), Ordering::Relaxed);
     }
-    let mut next_poll = monotonic_ns() + pacer.as_ref().map_or(IDLE_WAIT_NS, Pacer::interval_ns);
+    // Without a poll there is no deadline: the thread sleeps until a descriptor wakes it.
+    let mut next_poll = pacer
+        .as_ref()
+        .map_or(u64::MAX, |p| monotonic_ns() + p.interval_ns());
     let mut next_counter_dump = next_poll;
     // The fast poll uses ethtool's link state where the kernel has it (CONFIG_ETHTOOL_NETLINK).
     let mut ethtool = pacer.as_ref().and_then(|_| EthtoolLinkState::open().ok());
     // The thread's CPU time at the last poll, and what counter dumps took since.
     let (mut cpu_at_poll, mut counter_cpu) = (thread_cpu_ns(), 0u64);
     let mut events = Vec::new();
+    let hook_fd = hook.as_ref().map(|h| h.fd());
+    let watched: Vec<RawFd> = [notifications.raw_fd(), shared.wake.as_raw_fd()]
+        .into_iter()
+        .chain(hook_fd)
+        .collect();
     while !shared.stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
-        let wait = next_poll.saturating_sub(now).min(IDLE_WAIT_NS);
-        let mut pfd = libc::pollfd {
-            fd: notifications.raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ts = libc::timespec {
-            tv_sec: (wait / 1_000_000_000) as i64,
-            tv_nsec: (wait % 1_000_000_000) as i64,
-        };
-        // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-        let rc = unsafe { libc::ppoll(&raw mut pfd, 1, &raw const ts, std::ptr::null()) };
+        let wait = (next_poll != u64::MAX).then(|| next_poll.saturating_sub(now));
+        let ready = fds::wait(&watched, wait);
+        if ready[1] {
+            fds::drain(shared.wake.as_raw_fd());
+        }
+        // The hook's records first: a notification about the same change comes later and must
+        // find the mirror already knowing it.
+        if let Some(h) = hook.as_mut()
+            && ready.get(2).copied().unwrap_or(false)
+        {
+            h.drain(&mut |r| {
+                events.extend(mirror.observe_carrier(
+                    r.ifindex,
+                    r.carrier != 0,
+                    r.at_ns,
+                    source::KERNEL_HOOK,
+                ));
+            });
+        }
         let mut resync = false;
-        if rc > 0 {
+        if ready[0] {
             let now = monotonic_ns();
             match notifications.drain_notifications(|obs| {
                 events.extend(mirror.observe(&obs, now, source::NOTIFICATION))
@@ -370,7 +433,9 @@ fn run(
             }
             let spent = thread_cpu_ns().saturating_sub(before);
             counter_cpu += spent;
-            next_counter_dump = now + counter_pacer.record(spent);
+            if pacer.is_some() {
+                next_counter_dump = now + counter_pacer.record(spent);
+            }
         }
         if poll_due && let Some(p) = pacer.as_mut() {
             // Everything the thread did since the last poll except the counter dumps (paced on
@@ -381,11 +446,11 @@ fn run(
             p.record(cpu.saturating_sub(cpu_at_poll).saturating_sub(own));
             (cpu_at_poll, counter_cpu) = (cpu, 0);
         }
-        if now >= next_poll {
-            let step = pacer.as_ref().map_or(IDLE_WAIT_NS, Pacer::interval_ns);
-            if pacer.is_some() {
-                shared.poll_interval_ns.store(step, Ordering::Relaxed);
-            }
+        if let Some(p) = pacer.as_ref()
+            && now >= next_poll
+        {
+            let step = p.interval_ns();
+            shared.poll_interval_ns.store(step, Ordering::Relaxed);
             // Skip whole intervals missed while descheduled rather than polling in a burst.
             next_poll += step * ((now - next_poll) / step + 1);
         }

@@ -1,5 +1,5 @@
-//! The descriptors the daemon's poll loop waits on besides the ring buffer: a signalfd for
-//! SIGHUP/SIGTERM/SIGINT and an eventfd the link watcher thread rings.
+//! Descriptors the poll loops wait on besides their sockets and ring buffers: a signalfd for
+//! SIGHUP/SIGTERM/SIGINT, eventfds one thread rings for another, and `ppoll` over a set.
 
 use std::{
     io,

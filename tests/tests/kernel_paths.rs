@@ -1,0 +1,456 @@
+//! The paths ipmpd chooses by probing the kernel: TCX links or a clsact qdisc with a netlink
+//! filter, and the fentry carrier hook or the carrier poll. The clsact tests force that path
+//! (`--tc-attach clsact`) so they run on every kernel; the hook tests run where the kernel allows
+//! the hook and are listed as not run elsewhere. `cargo xtask test` runs them on the host and in
+//! VMs on Debian 12's 6.1 (no TCX; hook), 6.1 with lockdown (no hook) and 6.12 (TCX; hook).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::{
+    daemon::{self, Daemon, RunConfig, bpftool_dump, wait_event},
+    topology::{Lan, Netns},
+};
+
+/// What `ipmpd features --json` reports in `ns`.
+fn features(ns: &Netns) -> Value {
+    let (ok, out, err) = daemon::run(ns, &["features", "--json", "h0"]);
+    assert!(ok, "ipmpd features failed: {err}");
+    serde_json::from_str(out.trim()).expect("one JSON object")
+}
+
+/// Whether the carrier hook is what ipmpd uses here.
+fn hook_in_use(ns: &Netns) -> (bool, String) {
+    let f = features(ns);
+    let reason = f["carrier"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (f["carrier"]["source"] == "kernel_hook", reason)
+}
+
+/// `tc filter show dev IF egress` lines about bpf filters.
+fn egress_filters(ns: &Netns, ifname: &str) -> Vec<String> {
+    ns.sh(&format!("tc filter show dev {ifname} egress"))
+        .lines()
+        .filter(|l| l.contains("handle") || l.contains(" fh "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn prog_id(filter_line: &str) -> String {
+    filter_line
+        .split_whitespace()
+        .skip_while(|w| *w != "id")
+        .nth(1)
+        .expect("a program id")
+        .to_owned()
+}
+
+fn has_clsact(ns: &Netns, ifname: &str) -> bool {
+    ns.sh(&format!("tc qdisc show dev {ifname}"))
+        .contains("clsact")
+}
+
+#[test]
+fn the_chosen_paths_are_the_ones_the_kernel_allows() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let f = features(lan.host());
+    let tc = f["tc"]["mode"].as_str().expect("tc mode").to_owned();
+    let carrier = f["carrier"]["source"].as_str().expect("carrier").to_owned();
+    eprintln!("features: {f}");
+    assert!(tc == "tcx" || tc == "clsact", "{f}");
+    assert!(carrier == "kernel_hook" || carrier == "poll", "{f}");
+    if carrier == "poll" {
+        assert!(
+            !f["carrier"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty()
+        );
+    }
+    // Veth drivers run XDP natively.
+    assert_eq!(f["xdp"]["h0"], "driver", "{f}");
+    // In the VM suites the kernel is known, and so is what ipmpd must choose there.
+    if let Some(want) = tests::expected("TC") {
+        assert_eq!(tc, want, "TC attach on this kernel");
+    }
+    if let Some(want) = tests::expected("CARRIER") {
+        let want = if want == "hook" {
+            "kernel_hook"
+        } else {
+            "poll"
+        };
+        assert_eq!(carrier, want, "carrier source on this kernel");
+    }
+    // Nothing stays attached after `features`.
+    assert!(!lan.host().sh("ip link show h0").contains("xdp"));
+    assert!(egress_filters(lan.host(), "h0").is_empty());
+}
+
+const GROUP: &str = "[group.g]\nfdt_ms = 300\ndata_addresses = [\"192.0.2.100/24\"]\n\n\
+    [interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
+    [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n";
+
+#[test]
+fn probes_are_kernel_stamped_through_a_clsact_filter() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let (ok, out, err) = daemon::run(
+        lan.host(),
+        &[
+            "probe",
+            "h0",
+            "192.0.2.1",
+            "-c",
+            "5",
+            "-i",
+            "20",
+            "--json",
+            "--tc-attach",
+            "clsact",
+        ],
+    );
+    assert!(ok, "ipmpd probe failed: {err}");
+    let summary: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("a summary line");
+    assert_eq!(summary["datapath"]["probes_stamped"], 5, "{summary}");
+    assert_eq!(summary["net_rtt"]["count"], 5, "{summary}");
+    // The diagnostic removes its filter and the qdisc it added.
+    assert!(egress_filters(lan.host(), "h0").is_empty());
+    assert!(!has_clsact(lan.host(), "h0"));
+}
+
+#[test]
+fn without_tcx_one_clsact_filter_is_replaced_in_place_across_a_restart_and_detach_removes_it() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("clsact", GROUP, None);
+    let mut d = cfg.spawn_with(lan.host(), &["--tc-attach", "clsact"]);
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let features = wait_event(
+        &mut d,
+        Duration::from_secs(1),
+        "ipmultipath.datapath.features",
+        None,
+    )
+    .expect("the start-up event says what was chosen");
+    assert_eq!(features["params"]["tc_attach"], "clsact");
+    let before = egress_filters(lan.host(), "h0");
+    assert_eq!(before.len(), 1, "one filter: {before:?}");
+    assert!(
+        before[0].contains("pref 1") && before[0].contains("handle 0x1d0d"),
+        "at ipmpd's fixed place: {before:?}"
+    );
+    assert!(before[0].contains("ipmpd_tc_stamp"), "{before:?}");
+    assert!(has_clsact(lan.host(), "h0"));
+
+    // A steady flow to the data address across a crash and a restart.
+    let flow = std::process::Command::new("nsenter")
+        .args([
+            format!("--net={}", lan.router().path()),
+            "ping".into(),
+            "-q".into(),
+            "-c".into(),
+            "300".into(),
+            "-i".into(),
+            "0.01".into(),
+            "-W".into(),
+            "1".into(),
+            "192.0.2.100".into(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    d.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        egress_filters(lan.host(), "h0"),
+        before,
+        "the filter outlives the killed daemon"
+    );
+    let mut d2 = cfg.spawn_with(lan.host(), &["--tc-attach", "clsact"]);
+    d2.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("restarted");
+    let out = flow.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(" 0% packet loss"),
+        "no packet lost across the restart: {summary}"
+    );
+    let after = egress_filters(lan.host(), "h0");
+    assert_eq!(after.len(), 1, "never two filters: {after:?}");
+    assert!(after[0].contains("pref 1") && after[0].contains("handle 0x1d0d"));
+    assert_ne!(
+        prog_id(&after[0]),
+        prog_id(&before[0]),
+        "the new daemon's program replaced the old one inside the same filter"
+    );
+    // The adopted datapath still stamps and detects.
+    d2.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    wait_event(
+        &mut d2,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("adopted datapath works");
+    d2.stop();
+    assert_eq!(
+        egress_filters(lan.host(), "h0").len(),
+        1,
+        "a stopped daemon leaves its datapath for the next start"
+    );
+    let (ok, _, err) = daemon::run(lan.host(), &["detach", "--instance", &cfg.instance]);
+    assert!(ok, "{err}");
+    for ifname in ["h0", "h1"] {
+        assert!(egress_filters(lan.host(), ifname).is_empty(), "{ifname}");
+        assert!(
+            !has_clsact(lan.host(), ifname),
+            "ipmpd added the qdisc on {ifname}, so it removes it"
+        );
+        assert!(
+            !lan.host()
+                .sh(&format!("ip link show {ifname}"))
+                .contains("xdp")
+        );
+    }
+}
+
+#[test]
+fn a_clsact_qdisc_of_someone_else_stays_and_their_filter_in_ipmpds_place_is_refused() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let h = lan.host();
+    // u32 and bpf are the classifiers every kernel here has built in.
+    h.sh("tc qdisc add dev h0 clsact && tc filter add dev h0 ingress pref 7 u32 match u32 0 0");
+    let watch = |extra: &[&str]| {
+        let mut args = vec![
+            "watch",
+            "h0",
+            "--duration-ms",
+            "300",
+            "--tc-attach",
+            "clsact",
+        ];
+        args.extend_from_slice(extra);
+        daemon::run(h, &args)
+    };
+    let (ok, _, err) = watch(&[]);
+    assert!(ok, "{err}");
+    assert!(has_clsact(h, "h0"), "the administrator's qdisc stays");
+    assert!(
+        h.sh("tc filter show dev h0 ingress").contains("u32"),
+        "and their filter on it"
+    );
+    assert!(
+        egress_filters(h, "h0").is_empty(),
+        "ipmpd's own filter is gone"
+    );
+
+    // Someone else's filter at ipmpd's priority: refused with what to do, nothing replaced.
+    h.sh("tc filter add dev h0 egress pref 1 u32 match u32 0 0");
+    let (ok, _, err) = watch(&[]);
+    assert!(!ok, "refused");
+    assert!(
+        err.contains("holds ipmpd's place") && err.contains("tc filter show dev h0 egress"),
+        "{err}"
+    );
+    let left = egress_filters(h, "h0");
+    assert!(
+        !left.is_empty() && left.iter().all(|l| l.contains("u32")),
+        "{left:?}"
+    );
+    assert!(
+        !h.sh("ip link show h0").contains("xdp"),
+        "a refused start leaves nothing attached"
+    );
+
+    // An `ingress` qdisc keeps clsact out: said so, with the remedy.
+    h.sh("tc qdisc del dev h0 clsact && tc qdisc add dev h0 ingress");
+    let (ok, _, err) = watch(&[]);
+    assert!(!ok);
+    assert!(err.contains("\"ingress\" qdisc"), "{err}");
+}
+
+/// Percentile `p` (0..=100) of `v`.
+fn pct(v: &mut [u64], p: usize) -> u64 {
+    v.sort_unstable();
+    v[((v.len() - 1) * p / 100).min(v.len() - 1)]
+}
+
+/// CPU time (user + system) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[test]
+fn on_nic_like_links_the_hook_reports_every_carrier_change_at_once_and_idles_at_no_cost() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, true);
+    let (hook, reason) = hook_in_use(lan.host());
+    if !hook {
+        tests::not_run(&format!(
+            "this kernel refuses the carrier hook ({reason}); the link_state tests cover the poll"
+        ));
+        return;
+    }
+    let ifindex = lan.host().ifindex("h0");
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &["watch", "h0", "--json", "--instance", "hooknic"],
+    );
+    d.wait_for(Duration::from_secs(10), |v| {
+        v["event"] == "link" && v["change"] == "initial"
+    })
+    .expect("initial state");
+    // Idle: nothing to poll, nothing to wake for.
+    std::thread::sleep(Duration::from_millis(300));
+    let (t0, c0) = (tests::monotonic_ns(), cpu_ticks(d.pid()));
+    std::thread::sleep(Duration::from_secs(3));
+    let (t1, c1) = (tests::monotonic_ns(), cpu_ticks(d.pid()));
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let idle_pct = (c1 - c0) as f64 / hz / ((t1 - t0) as f64 / 1e9) * 100.0;
+    // From the change to the watcher thread (what the daemon's decision waits for), and on to this
+    // test through ipmpd's stdout.
+    let (mut latencies, mut to_test) = (Vec::new(), Vec::new());
+    for round in 0..10u64 {
+        for (up, change) in [(false, "down"), (true, "up")] {
+            lan.switch().set_link_fast("sw-h0", up);
+            let ev = d
+                .wait_for(Duration::from_secs(3), |v| {
+                    v["event"] == "link"
+                        && v["change"] == change
+                        && v["flaps"] == 2 * round + 1 + u64::from(up)
+                })
+                .unwrap_or_else(|| panic!("round {round}: {change} not seen"));
+            let arrived = tests::monotonic_ns();
+            assert_eq!(
+                ev["source"], 4,
+                "round {round}: the hook, not rtnetlink or the poll, saw it first: {ev}"
+            );
+            if !up {
+                let at = ev["at_ns"].as_u64().unwrap();
+                latencies.push(ev["seen_ns"].as_u64().unwrap().saturating_sub(at));
+                to_test.push(arrived.saturating_sub(at));
+            }
+        }
+        // 50 ms flaps: none may be missed.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let entry = bpftool_dump("/sys/fs/bpf/ipmpd/hooknic/LINK_STATE");
+    let v = entry
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == ifindex)
+        .expect("entry")["value"]
+        .clone();
+    assert_eq!(v["flaps"], 20, "{v}");
+    assert_eq!(
+        v["source"], 4,
+        "the last writer of the map is the hook: {v}"
+    );
+    assert_eq!(v["hook_records_lost"], 0, "{v}");
+    let (p50, p99) = (pct(&mut latencies, 50), pct(&mut latencies, 99));
+    eprintln!(
+        "hook: carrier loss reached ipmpd after p50 {} us, p99 {} us (this test, through a pipe: p99 {} us); idle CPU {idle_pct:.2} % over {:.1} s (time scale x{:.1})",
+        p50 / 1000,
+        p99 / 1000,
+        pct(&mut to_test, 99) / 1000,
+        (t1 - t0) as f64 / 1e9,
+        tests::time_scale()
+    );
+    assert!(
+        p99 <= tests::scaled_ns(1_000_000),
+        "p99 {p99} ns from the change to ipmpd's watcher"
+    );
+    assert!(idle_pct < 0.5, "idle CPU {idle_pct:.2} %");
+}
+
+#[test]
+fn a_group_fails_over_on_carrier_loss_through_the_chosen_carrier_source() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, true);
+    let (hook, _) = hook_in_use(lan.host());
+    let cfg = RunConfig::new("hookfail", GROUP, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let chosen = wait_event(
+        &mut d,
+        Duration::from_secs(1),
+        "ipmultipath.datapath.features",
+        None,
+    )
+    .expect("features event");
+    assert_eq!(
+        chosen["params"]["carrier_source"],
+        if hook { "kernel hook" } else { "carrier poll" }
+    );
+    d.seen.clear();
+    let (_, cut) = lan.switch().set_link_fast("sw-h0", false);
+    let link = d
+        .wait_for(Duration::from_secs(3), |v| {
+            v["event"] == "link" && v["ifname"] == "h0" && v["change"] == "down"
+        })
+        .expect("the loss is seen");
+    if hook {
+        assert_eq!(link["source"], "kernel hook", "{link}");
+    } else {
+        assert!(
+            link["source"] == "carrier poll" || link["source"] == "rtnetlink notification",
+            "{link}"
+        );
+    }
+    let failed = wait_event(
+        &mut d,
+        Duration::from_secs(2),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("failed");
+    let moved = wait_event(
+        &mut d,
+        Duration::from_secs(2),
+        "ipmultipath.address.moved",
+        None,
+    )
+    .expect("moved");
+    assert_eq!(moved["params"]["to"], "h1");
+    let took = failed["at_ns"].as_u64().unwrap().saturating_sub(cut);
+    eprintln!(
+        "carrier loss to interface.failed: {} us through the {}",
+        took / 1000,
+        link["source"]
+    );
+    // Far inside a second: not waiting for linkwatch's batched notification.
+    assert!(
+        took < tests::scaled_ns(100_000_000),
+        "{took} ns from the cut to the failure"
+    );
+}
