@@ -2,7 +2,10 @@
 //!
 //! Module map (see DESIGN.md):
 //! - [`datapath`]: load, attach and pin the kernel programs; read their ring buffer and maps.
-//! - [`link`]: the link-state mirror (rtnetlink notifications plus a direct carrier poll).
+//! - [`link`]: the link-state mirror (the carrier hook, or rtnetlink notifications plus a direct
+//!   carrier poll).
+//! - [`netlink`]: the one rtnetlink layer (links, addresses, routes, rules, qdiscs, filters).
+//! - [`ip`]: prefixes and subnet arithmetic.
 //! - [`probe`]: probe packets, their authentication tag, raw sockets and reply matching.
 //! - [`cli`]: the command-line front end.
 //! - [`fds`]: signalfd, eventfd and `ppoll`, for the threads that wait on descriptors.
@@ -18,5 +21,7 @@ pub mod engine;
 pub mod events;
 pub mod failover;
 pub mod fds;
+pub mod ip;
 pub mod link;
+pub mod netlink;
 pub mod probe;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::tracking::{Tracking, TrackingArgs};
 use crate::{
     datapath::{Features, LinkSource, TcAttach},
-    link::netlink::{RouteSocket, XdpAttached},
+    netlink::{RouteSocket, link::XdpAttached},
 };
 
 /// Arguments of `ipmpd features`.

@@ -8,6 +8,7 @@
 //! announcements = 3                    # gratuitous ARPs / unsolicited NAs after a move
 //! announce_interval_ms = 100
 //! routes = ["198.51.100.0/24 via 192.0.2.1"]  # over the active members (multipath)
+//! table = 1000                         # optional; the group's routing table (default: from its name)
 //!
 //! [interface.eth0]
 //! group = "uplinks"
@@ -49,6 +50,7 @@ struct RawGroup {
     routes: Vec<Spanned<String>>,
     announcements: Option<u32>,
     announce_interval_ms: Option<u64>,
+    table: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,12 +65,7 @@ struct RawInterface {
     targets: Vec<Spanned<String>>,
 }
 
-/// An address with its prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prefix {
-    pub addr: IpAddr,
-    pub len: u8,
-}
+pub use crate::ip::Prefix;
 
 /// A route kept on a group's active members.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +103,30 @@ pub struct GroupConfig {
     pub announcements: u32,
     /// Spacing of those announcements (default 100 ms).
     pub announce_interval_ms: u64,
+    /// The group's routing table: `table = N`, or [`default_table`] of its name.
+    pub table: u32,
+}
+
+/// Lowest table number a group may use without saying so; the default tables lie from here up.
+pub const TABLE_DEFAULT_BASE: u32 = 10_000;
+/// How many default table numbers there are.
+const TABLE_DEFAULT_SPAN: u32 = 50_000;
+
+/// The routing table of a group without `table = N`: a hash of its name, so it never changes when
+/// other groups come or go (FNV-1a, which is fixed: a table number must survive upgrades too).
+#[must_use]
+pub fn default_table(group: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in group.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    TABLE_DEFAULT_BASE + h % TABLE_DEFAULT_SPAN
+}
+
+/// Tables a group may not use: unspec, the kernel's default, main and local tables.
+fn reserved_table(t: u32) -> bool {
+    matches!(t, 0 | 253 | 254 | 255)
 }
 
 /// An interface as configured.
@@ -151,9 +172,7 @@ fn parse_prefix(s: &str) -> Option<Prefix> {
     (len <= max).then_some(Prefix { addr, len })
 }
 
-fn is_link_local(a: IpAddr) -> bool {
-    matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
-}
+use crate::ip::is_link_local;
 
 /// Parses and validates the file's text. Entries with problems are left out; the rest is usable.
 #[must_use]
@@ -223,6 +242,36 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
                 r
             })
             .collect();
+        let table = match &g.get_ref().table {
+            Some(t) if reserved_table(*t.get_ref()) => {
+                problem(
+                    &t.span(),
+                    format!(
+                        "group {name}: table {} is one of the kernel's own (0, 253 default, 254 main, 255 local)",
+                        t.get_ref()
+                    ),
+                    "choose another number, or leave `table` out for a stable default",
+                );
+                default_table(name)
+            }
+            Some(t) => *t.get_ref(),
+            None => default_table(name),
+        };
+        if let Some(other) = out.groups.iter().find(|o| o.table == table) {
+            let span = g
+                .get_ref()
+                .table
+                .as_ref()
+                .map_or_else(|| g.span(), Spanned::span);
+            problem(
+                &span,
+                format!(
+                    "group {name}: routing table {table} is also group {}'s",
+                    other.name
+                ),
+                "give one of them its own `table = N`",
+            );
+        }
         out.groups.push(GroupConfig {
             name: name.clone(),
             fdt_ms,
@@ -230,6 +279,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             routes,
             announcements: g.get_ref().announcements.unwrap_or(3),
             announce_interval_ms: g.get_ref().announce_interval_ms.unwrap_or(100),
+            table,
         });
     }
     let mut test_owner: BTreeMap<(String, IpAddr), String> = BTreeMap::new();
@@ -385,6 +435,26 @@ test_addresses = ["192.0.2.11"]
         let (_, p) = parse("[group.g]\nfailback = true\n");
         assert!(p[0].message.contains("unknown field"), "{p:?}");
         assert_eq!(p[0].line, 2);
+    }
+
+    #[test]
+    fn tables_are_stable_explicit_or_refused() {
+        assert_eq!(default_table("uplinks"), default_table("uplinks"));
+        assert!(
+            (TABLE_DEFAULT_BASE..TABLE_DEFAULT_BASE + TABLE_DEFAULT_SPAN)
+                .contains(&default_table("a"))
+        );
+        // Adding a group does not renumber the others.
+        let (one, _) = parse("[group.b]\n");
+        let (two, _) = parse("[group.a]\n[group.b]\n");
+        assert_eq!(one.groups[0].table, two.groups[1].table);
+        let (f, p) =
+            parse("[group.a]\ntable = 1000\n[group.b]\ntable = 1000\n[group.c]\ntable = 254\n");
+        assert_eq!(f.groups[0].table, 1000);
+        let lines: Vec<usize> = p.iter().map(|x| x.line).collect();
+        assert_eq!(lines, vec![4, 6], "{p:?}");
+        assert!(p[0].message.contains("also group a's"));
+        assert!(p[1].message.contains("kernel's own"));
     }
 
     #[test]

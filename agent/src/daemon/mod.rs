@@ -40,16 +40,18 @@ use crate::{
         announce::announce,
         apply::execute,
         arp_flux::ArpFlux,
+        kernel::{Kernel as _, NetlinkKernel},
+        outbound::outbound,
         plan::{Placement, plan},
-        routes::{TABLE_BASE, steer},
     },
     link::{
         mirror::LinkChange,
-        netlink::{
-            IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, NetlinkError, RTM_DELROUTE,
-            RTM_NEWLINK_MSG, RTM_NEWROUTE, RTMGRP_LINKS_ADDRESSES_ROUTES, RouteSocket,
-        },
         watcher::{LinkWatcher, WatchConfig, WatchReport},
+    },
+    netlink::{
+        NetlinkError, RouteSocket,
+        link::{IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, RTM_NEWLINK},
+        route::{RTM_DELROUTE, RTM_NEWROUTE},
     },
     probe::{
         addr::{IfAddr, all_addresses, same_subnet},
@@ -227,7 +229,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let events = fds::event_fd().context("cannot create an eventfd")?;
-    let route_watch = RouteSocket::for_groups(RTMGRP_LINKS_ADDRESSES_ROUTES)
+    let route_watch = RouteSocket::for_groups(crate::netlink::RTMGRP_EVERYTHING)
         .context("cannot follow routes through rtnetlink")?;
     let queue: Arc<Mutex<Vec<WatchReport>>> = Arc::default();
     let poll = match datapath.link_source() {
@@ -288,7 +290,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         key,
         rep,
         datapath_counters: HashMap::new(),
-        routes,
+        kernel: NetlinkKernel(routes),
         route_watch,
         groups: cfg.groups.groups.clone(),
         placement: HashMap::new(),
@@ -428,15 +430,19 @@ fn router_targets(test_addrs: &[IpAddr], own: &[IfAddr], routes: &mut RouteSocke
         } else {
             libc::AF_INET6
         } as u8;
-        for r in routes.dump_routes(family).unwrap_or_default() {
-            let on_link = same_subnet(r.gateway, ta, prefix)
-                && (ta.is_ipv4()
-                    || matches!(r.gateway, IpAddr::V6(g) if g.segments()[0] & 0xffc0 == 0xfe80));
+        let mut found = routes.dump_routes(family).unwrap_or_default();
+        found.sort_by_key(|r| std::cmp::Reverse(r.dst.len));
+        for gw in found
+            .iter()
+            .flat_map(crate::netlink::route::Route::gateways)
+        {
+            let on_link =
+                same_subnet(gw, ta, prefix) && (ta.is_ipv4() || crate::ip::is_link_local(gw));
             if on_link
-                && !targets.contains(&r.gateway)
+                && !targets.contains(&gw)
                 && targets.len() < crate::engine::constants::MAX_PROBE_TARGETS
             {
-                targets.push(r.gateway);
+                targets.push(gw);
             }
         }
     }
@@ -454,8 +460,8 @@ struct Daemon {
     rep: Reporter,
     /// Last reported kernel reject counters per interface (bad version, bad checksum type, ring full).
     datapath_counters: HashMap<u32, [u64; 3]>,
-    /// For route dumps (router targets).
-    routes: RouteSocket,
+    /// Addresses, routes and rules; its socket also serves route dumps (router targets).
+    kernel: NetlinkKernel,
     /// Address and route notifications.
     route_watch: RouteSocket,
     /// The groups as configured (data addresses, announcements).
@@ -577,7 +583,7 @@ impl Daemon {
                 let (mut routes_changed, mut links_changed) = (false, false);
                 let result = self.route_watch.drain_kinds(|kind| {
                     routes_changed |= matches!(kind, RTM_NEWROUTE | RTM_DELROUTE);
-                    links_changed |= kind == RTM_NEWLINK_MSG;
+                    links_changed |= kind == RTM_NEWLINK;
                 });
                 // After lost notifications nothing is known: resynchronise with full dumps.
                 let overrun = matches!(result, Err(NetlinkError::Overrun));
@@ -640,7 +646,7 @@ impl Daemon {
             })
             .collect();
         for (ifname, v4, addrs) in work {
-            let targets = router_targets(&addrs, &own, &mut self.routes);
+            let targets = router_targets(&addrs, &own, &mut self.kernel.0);
             let out = self.engine.set_router_targets(&ifname, v4, &targets, now);
             self.apply(out);
         }
@@ -709,7 +715,7 @@ impl Daemon {
 
     /// Re-reads hardware addresses; a change can create or clear a duplicate in a group.
     fn refresh_hwaddrs(&mut self) {
-        let Ok(links) = self.routes.dump_link_info() else {
+        let Ok(links) = self.kernel.0.dump_link_info() else {
             return;
         };
         let now = monotonic_ns();
@@ -902,37 +908,36 @@ impl Daemon {
     fn rebalance(&mut self) {
         let views = self.engine.interfaces();
         let now = monotonic_ns();
-        for (gi, g) in self.groups.iter().enumerate() {
+        for g in &self.groups {
             if g.data_addresses.is_empty() && g.routes.is_empty() {
                 continue;
             }
             let active = self.active_members(&views, &g.name);
-            // Outbound first: replies from the data addresses leave through active members only.
             let active_idx: Vec<u32> = active
                 .iter()
                 .filter_map(|name| self.by_name.get(name).map(|&k| self.tracked[k].ifindex))
                 .collect();
-            if let Err(e) = steer(
-                &mut self.routes,
-                TABLE_BASE + gi as u32,
-                &g.data_addresses,
-                &g.routes,
-                &active_idx,
-            ) {
-                self.rep.catalogue(
-                    "ipmultipath.route.failed",
-                    serde_json::json!({ "group": g.name, "reason": e.to_string() }),
-                );
-            }
             let placement = self.placement.entry(g.name.clone()).or_default();
             let moves = plan(&g.data_addresses, &active, placement);
-            if moves.is_empty() {
-                continue;
-            }
             let (tracked, by_name) = (&self.tracked, &self.by_name);
-            let done = execute(&mut self.routes, &moves, |name| {
+            let done = execute(&mut self.kernel, &moves, |name| {
                 by_name.get(name).map(|&k| tracked[k].ifindex)
             });
+            // Routes name a data address as their preferred source: they follow the moves.
+            if let Some(o) = outbound(g, &active_idx) {
+                let kernel = &mut self.kernel;
+                let result = o
+                    .rules
+                    .iter()
+                    .try_for_each(|r| kernel.add_rule(r))
+                    .and_then(|()| o.routes.iter().try_for_each(|r| kernel.set_route(r)));
+                if let Err(e) = result {
+                    self.rep.catalogue(
+                        "ipmultipath.route.failed",
+                        serde_json::json!({ "group": g.name, "reason": e.to_string() }),
+                    );
+                }
+            }
             for a in done {
                 let address = format!("{}/{}", a.mv.addr.addr, a.mv.addr.len);
                 match a.result {

@@ -4,7 +4,7 @@
 //! replaces the program inside that same link (`bpf_link_update`), so the interface is never
 //! without XDP or TC for a single packet; only when that fails is the old link dropped and a new
 //! one made. On kernels without TCX the TC program sits in a clsact filter that cannot be pinned;
-//! it is found again by its place ([`super::clsact`]) and changed in place the same way.
+//! it is found again by its place ([`crate::netlink::tc`]) and changed in place the same way.
 //!
 //! Pins and markers are named after the interface's index, not its name: names change (udev,
 //! `ip link set name`), may hold dots that bpffs refuses, and a new device under an old name must
@@ -26,10 +26,10 @@ use aya::{
     },
 };
 
-use super::{
-    DatapathError,
-    clsact::{self, Clsact, IngressQdisc},
-    program,
+use super::{DatapathError, program};
+use crate::netlink::{
+    RouteSocket,
+    tc::{self as clsact, IngressQdisc},
 };
 
 /// Whether a link was adopted (true) or made anew (false).
@@ -218,7 +218,7 @@ fn tcx_egress(ebpf: &mut Ebpf, ifname: &str, pin: &Path) -> Result<Adopted, Data
     )
 }
 
-fn tc_err(ifname: &str) -> impl Fn(crate::link::netlink::NetlinkError) -> DatapathError + '_ {
+fn tc_err(ifname: &str) -> impl Fn(crate::netlink::NetlinkError) -> DatapathError + '_ {
     move |source| DatapathError::Clsact {
         ifname: ifname.into(),
         source,
@@ -232,7 +232,7 @@ fn clsact_egress(
     links: &Path,
 ) -> Result<Adopted, DatapathError> {
     let err = tc_err(ifname);
-    let mut tc = Clsact::open().map_err(&err)?;
+    let mut tc = RouteSocket::for_dumps().map_err(&err)?;
     let marker = clsact_marker(links, ifindex);
     let mkdir = |p: &Path| {
         std::fs::create_dir_all(p).map_err(|e| DatapathError::Pin {
@@ -243,7 +243,7 @@ fn clsact_egress(
     match tc.ingress_qdisc(ifindex).map_err(&err)? {
         IngressQdisc::Clsact => {}
         IngressQdisc::None => {
-            tc.add_qdisc(ifindex).map_err(&err)?;
+            tc.add_clsact(ifindex).map_err(&err)?;
             mkdir(&marker.join(QDISC_OWNED))?;
         }
         IngressQdisc::Other(kind) => {
@@ -254,7 +254,7 @@ fn clsact_egress(
         }
     }
     let mut adopted = false;
-    for f in tc.filters(ifindex, clsact::EGRESS).map_err(&err)? {
+    for f in tc.tc_filters(ifindex, clsact::EGRESS).map_err(&err)? {
         let ours = f.is(names::TC_PROBE_STAMP);
         let here = (f.priority, f.handle) == (clsact::PRIORITY, clsact::HANDLE);
         // One priority holds one classifier kind: another kind there keeps ipmpd's bpf out too.
@@ -278,7 +278,7 @@ fn clsact_egress(
                 handle = f.handle,
                 "removing a stale ipmpd filter"
             );
-            tc.del_filter(ifindex, clsact::EGRESS, f.priority, f.handle)
+            tc.del_tc_filter(ifindex, clsact::EGRESS, f.priority, f.handle)
                 .map_err(&err)?;
         }
     }
@@ -288,7 +288,7 @@ fn clsact_egress(
         .map_err(attach_err(names::TC_PROBE_STAMP, ifname))?
         .as_fd()
         .as_raw_fd();
-    tc.set_filter(ifindex, fd, names::TC_PROBE_STAMP)
+    tc.set_tc_filter(ifindex, fd, names::TC_PROBE_STAMP)
         .map_err(&err)?;
     mkdir(&marker)?;
     Ok(adopted)
@@ -313,13 +313,13 @@ pub fn detach(links: &Path, ifindex: u32) {
 /// Removes ipmpd's clsact filter, and the qdisc when ipmpd added it and nobody else's filter is on
 /// it now; then the marker.
 fn remove_clsact(ifindex: u32, marker: &Path) {
-    if let Ok(mut tc) = Clsact::open() {
-        let _ = tc.del_filter(ifindex, clsact::EGRESS, clsact::PRIORITY, clsact::HANDLE);
+    if let Ok(mut tc) = RouteSocket::for_dumps() {
+        let _ = tc.del_tc_filter(ifindex, clsact::EGRESS, clsact::PRIORITY, clsact::HANDLE);
         let others = [clsact::INGRESS, clsact::EGRESS]
             .iter()
-            .any(|&hook| tc.filters(ifindex, hook).is_ok_and(|f| !f.is_empty()));
+            .any(|&hook| tc.tc_filters(ifindex, hook).is_ok_and(|f| !f.is_empty()));
         if marker.join(QDISC_OWNED).is_dir() && !others {
-            let _ = tc.del_qdisc(ifindex);
+            let _ = tc.del_clsact(ifindex);
         }
     }
     let _ = std::fs::remove_dir(marker.join(QDISC_OWNED));

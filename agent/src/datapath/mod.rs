@@ -6,7 +6,6 @@ pub mod attach;
 pub mod bpffs;
 pub mod btf_offsets;
 pub mod choice;
-pub mod clsact;
 
 use std::{
     ffi::CString,
@@ -32,9 +31,9 @@ use aya::{
 
 pub use self::attach::TcAttach;
 use self::btf_offsets::{CarrierHookOffsets, KernelBtf};
-use crate::link::{
+use crate::{
+    link::watcher::{HookEvents, LinkStateStore},
     netlink::NetlinkError,
-    watcher::{HookEvents, LinkStateStore},
 };
 
 /// The compiled kernel programs (agent-ebpf), embedded by `agent/build.rs`.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::group_file::Prefix;
+use crate::ip::Prefix;
 
 /// One data address moving from one member to another (`from` is `None` when it is not
 /// configured anywhere yet).

@@ -2,9 +2,9 @@
 //! devices). The driver's own link state, like IFF_LOWER_UP, but each device costs the kernel a
 //! 40-byte message instead of a full RTM_NEWLINK, which makes a millisecond poll affordable.
 
-use super::{
-    netlink::{NetlinkError, RouteSocket, attrs, u16_at, u32_at},
-    nlmsg::{Builder, NLM_F_DUMP, NLM_F_REQUEST},
+use crate::netlink::{
+    NetlinkError, RouteSocket,
+    msg::{Builder, NLM_F_DUMP, NLM_F_REQUEST, attrs, u16_at, u32_at},
 };
 
 const GENL_HDRLEN: usize = 4;

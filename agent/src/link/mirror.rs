@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use agent_common::link::{LinkState, source};
 use serde::Serialize;
 
-use super::netlink::{IFF_UP, LinkObservation};
+use crate::netlink::link::{IFF_UP, LinkObservation};
 
 /// What changed on one interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -109,7 +109,7 @@ impl LinkMirror {
             .is_none_or(|e| !e.seen || e.state.admin_up != 0);
         let flags = if admin_up { IFF_UP } else { 0 }
             | if carrier {
-                super::netlink::IFF_LOWER_UP
+                crate::netlink::link::IFF_LOWER_UP
             } else {
                 0
             };
@@ -209,7 +209,8 @@ fn event(ifindex: u32, change: LinkChange, s: &LinkState) -> LinkEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::{super::netlink::IFF_LOWER_UP, *};
+    use super::*;
+    use crate::netlink::link::IFF_LOWER_UP;
 
     fn obs(carrier: bool, changes: u64) -> LinkObservation {
         LinkObservation {

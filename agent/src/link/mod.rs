@@ -8,6 +8,4 @@
 
 pub mod ethtool;
 pub mod mirror;
-pub mod netlink;
-pub mod nlmsg;
 pub mod watcher;

@@ -35,9 +35,12 @@ use agent_common::{
 use super::{
     ethtool::EthtoolLinkState,
     mirror::{LinkEvent, LinkMirror},
+};
+use crate::{
+    clock::monotonic_ns,
+    fds,
     netlink::{NetlinkError, RouteSocket},
 };
-use crate::{clock::monotonic_ns, fds};
 
 /// Where the mirror's state is written: the pinned BPF map in the daemon, a fake in tests.
 pub trait LinkStateStore: Send {

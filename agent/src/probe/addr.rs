@@ -3,7 +3,9 @@
 
 use std::{ffi::CStr, net::IpAddr};
 
-use super::{packet::Family, socket::is_link_local};
+use super::packet::Family;
+use crate::ip::is_link_local;
+pub use crate::ip::same_subnet;
 
 /// One configured address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,22 +91,6 @@ pub fn interface_addresses(ifname: &str, family: Family) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Whether `a` and `b` share the first `len` bits.
-#[must_use]
-pub fn same_subnet(a: IpAddr, b: IpAddr, len: u8) -> bool {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let shift = 32 - u32::from(len.min(32));
-            shift == 32 || (u32::from(a) >> shift) == (u32::from(b) >> shift)
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let shift = 128 - u32::from(len.min(128));
-            shift == 128 || (u128::from(a) >> shift) == (u128::from(b) >> shift)
-        }
-        _ => false,
-    }
-}
-
 /// The test address in.mpathd would use for probing `target` from `ifname`: IPv6 test addresses
 /// must be link-local; IPv4 takes the first address.
 #[must_use]
@@ -113,30 +99,13 @@ pub fn pick_test_address(ifname: &str, target: IpAddr) -> Option<IpAddr> {
         IpAddr::V4(_) => interface_addresses(ifname, Family::Inet).into_iter().next(),
         IpAddr::V6(_) => interface_addresses(ifname, Family::Inet6)
             .into_iter()
-            .find(|a| matches!(a, IpAddr::V6(v6) if is_link_local(*v6))),
+            .find(|a| is_link_local(*a)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subnets() {
-        let a: IpAddr = [192, 0, 2, 10].into();
-        assert!(same_subnet(a, [192, 0, 2, 1].into(), 24));
-        assert!(!same_subnet(a, [192, 0, 3, 1].into(), 24));
-        assert!(same_subnet(a, [10, 0, 0, 1].into(), 0));
-        assert!(same_subnet(
-            "fe80::1".parse().unwrap(),
-            "fe80::2".parse().unwrap(),
-            64
-        ));
-        assert!(
-            !same_subnet(a, "fe80::2".parse().unwrap(), 0),
-            "families never match"
-        );
-    }
 
     #[test]
     fn loopback_is_listed() {

@@ -228,7 +228,11 @@ impl ProbeSocket {
                 }
             }
             IpAddr::V6(a) => {
-                let scope = if is_link_local(a) { self.ifindex } else { 0 };
+                let scope = if crate::ip::is_link_local(IpAddr::V6(a)) {
+                    self.ifindex
+                } else {
+                    0
+                };
                 let sa = sockaddr_in6(a, 0, scope);
                 // SAFETY: valid sockaddr_in6 and length.
                 unsafe {
@@ -286,12 +290,6 @@ impl ProbeSocket {
         }
         Ok(())
     }
-}
-
-/// Whether `a` is an IPv6 link-local unicast address (fe80::/10).
-#[must_use]
-pub fn is_link_local(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 fn sockaddr_in(a: Ipv4Addr, port: u16) -> libc::sockaddr_in {

@@ -1,5 +1,7 @@
-//! Building netlink requests: header, attributes, lengths. Shared by every request ipmpd sends
-//! (addresses, routes, rules, ethtool), so each builder states only its own fields.
+//! The netlink message format, once: building requests (header, attributes, lengths) and walking
+//! replies (messages, attributes), with the constants every family shares. Every request ipmpd
+//! sends (links, addresses, routes, rules, qdiscs, filters, ethtool) is built here, so each
+//! builder states only its own fields; nothing that parses input panics.
 
 use std::net::IpAddr;
 
@@ -17,6 +19,10 @@ pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
 /// `NLM_F_DUMP`.
 pub const NLM_F_DUMP: u16 = 0x300;
+/// `NLMSG_ERROR`.
+pub const NLMSG_ERROR: u16 = 2;
+/// `NLMSG_DONE`.
+pub const NLMSG_DONE: u16 = 3;
 
 /// A request under construction: the header now, the length when [`Builder::finish`] is called.
 #[derive(Debug)]
@@ -83,6 +89,62 @@ pub fn family(a: IpAddr) -> u8 {
     } else {
         libc::AF_INET6 as u8
     }
+}
+
+/// One netlink message of a datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Any message but the two below: its type and body (after the netlink header).
+    Other(u16, &'a [u8]),
+    Done,
+    /// NLMSG_ERROR: 0 is an acknowledgement, otherwise the (positive) errno.
+    Error(i32),
+}
+
+/// The `u16` at `at` in native order, if `b` is long enough.
+#[must_use]
+pub fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+/// The `u32` at `at` in native order, if `b` is long enough.
+#[must_use]
+pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Walks the messages in one datagram. Malformed messages end the walk; nothing panics.
+pub fn parse_messages<'a>(mut data: &'a [u8], mut each: impl FnMut(Message<'a>)) {
+    while data.len() >= NLMSG_HDRLEN {
+        let Some(len) = u32_at(data, 0).map(|l| l as usize) else {
+            return;
+        };
+        let Some(kind) = u16_at(data, 4) else { return };
+        if len < NLMSG_HDRLEN || len > data.len() {
+            return;
+        }
+        let body = &data[NLMSG_HDRLEN..len];
+        match kind {
+            NLMSG_DONE => each(Message::Done),
+            NLMSG_ERROR => each(Message::Error(-u32_at(body, 0).map_or(0, |e| e as i32))),
+            _ => each(Message::Other(kind, body)),
+        }
+        let aligned = (len + 3) & !3;
+        data = data.get(aligned..).unwrap_or(&[]);
+    }
+}
+
+/// The netlink attributes in `data` as (type without flag bits, payload); stops at a malformed one.
+pub fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let alen = usize::from(u16_at(data, 0)?);
+        let atype = u16_at(data, 2)? & 0x3fff;
+        if alen < 4 || alen > data.len() {
+            return None;
+        }
+        let payload = &data[4..alen];
+        data = data.get((alen + 3) & !3..).unwrap_or(&[]);
+        Some((atype, payload))
+    })
 }
 
 #[cfg(test)]

@@ -10,9 +10,12 @@
 
 use std::os::fd::RawFd;
 
-use crate::link::{
-    netlink::{NetlinkError, RouteSocket, attrs, u32_at},
-    nlmsg::{Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST},
+use super::{
+    msg::{
+        Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, attr, attrs,
+        u32_at,
+    },
+    socket::{NetlinkError, RouteSocket},
 };
 
 /// Priority of ipmpd's filter: 1 runs it before filters that end classification (`TC_ACT_OK`),
@@ -136,11 +139,11 @@ pub fn filter_dump_request(seq: u32, ifindex: u32, parent: u32) -> Vec<u8> {
 #[must_use]
 pub fn filter_request(seq: u32, ifindex: u32, prog_fd: RawFd, name: &str) -> Vec<u8> {
     let mut options = Vec::new();
-    crate::link::nlmsg::attr(&mut options, TCA_BPF_FD, &prog_fd.to_ne_bytes());
+    attr(&mut options, TCA_BPF_FD, &prog_fd.to_ne_bytes());
     let mut cname = name.as_bytes().to_vec();
     cname.push(0);
-    crate::link::nlmsg::attr(&mut options, TCA_BPF_NAME, &cname);
-    crate::link::nlmsg::attr(
+    attr(&mut options, TCA_BPF_NAME, &cname);
+    attr(
         &mut options,
         TCA_BPF_FLAGS,
         &TCA_BPF_FLAG_ACT_DIRECT.to_ne_bytes(),
@@ -220,40 +223,28 @@ pub fn parse_qdisc(body: &[u8]) -> Option<(u32, u32, String)> {
     Some((ifindex, parent, kind))
 }
 
-/// The clsact operations ipmpd needs, over one rtnetlink socket.
-#[derive(Debug)]
-pub struct Clsact(RouteSocket);
-
-impl Clsact {
-    /// Opens the rtnetlink socket.
-    ///
-    /// # Errors
-    /// When the socket cannot be opened.
-    pub fn open() -> Result<Self, NetlinkError> {
-        RouteSocket::for_dumps().map(Self)
-    }
-
+/// The clsact operations ipmpd needs.
+impl RouteSocket {
     /// The ingress-side qdisc of `ifindex`.
     ///
     /// # Errors
     /// The kernel's refusal.
     pub fn ingress_qdisc(&mut self, ifindex: u32) -> Result<IngressQdisc, NetlinkError> {
-        let seq = self.0.next_seq();
+        let seq = self.next_seq();
         let mut found = IngressQdisc::None;
-        self.0
-            .request(&qdisc_dump_request(seq, ifindex), |kind, body| {
-                if kind == RTM_NEWQDISC
-                    && let Some((i, parent, k)) = parse_qdisc(body)
-                    && i == ifindex
-                    && parent == TC_H_CLSACT
-                {
-                    found = if k == "clsact" {
-                        IngressQdisc::Clsact
-                    } else {
-                        IngressQdisc::Other(k)
-                    };
-                }
-            })?;
+        self.request(&qdisc_dump_request(seq, ifindex), |kind, body| {
+            if kind == RTM_NEWQDISC
+                && let Some((i, parent, k)) = parse_qdisc(body)
+                && i == ifindex
+                && parent == TC_H_CLSACT
+            {
+                found = if k == "clsact" {
+                    IngressQdisc::Clsact
+                } else {
+                    IngressQdisc::Other(k)
+                };
+            }
+        })?;
         Ok(found)
     }
 
@@ -261,22 +252,18 @@ impl Clsact {
     ///
     /// # Errors
     /// The kernel's refusal (`EEXIST` when one is there).
-    pub fn add_qdisc(&mut self, ifindex: u32) -> Result<(), NetlinkError> {
-        let seq = self.0.next_seq();
-        self.0
-            .request(&clsact_request(true, seq, ifindex), |_, _| {})
+    pub fn add_clsact(&mut self, ifindex: u32) -> Result<(), NetlinkError> {
+        let seq = self.next_seq();
+        self.request(&clsact_request(true, seq, ifindex), |_, _| {})
     }
 
     /// Removes the clsact qdisc of `ifindex` (and every filter on it); absent is fine.
     ///
     /// # Errors
     /// The kernel's refusal.
-    pub fn del_qdisc(&mut self, ifindex: u32) -> Result<(), NetlinkError> {
-        let seq = self.0.next_seq();
-        match self
-            .0
-            .request(&clsact_request(false, seq, ifindex), |_, _| {})
-        {
+    pub fn del_clsact(&mut self, ifindex: u32) -> Result<(), NetlinkError> {
+        let seq = self.next_seq();
+        match self.request(&clsact_request(false, seq, ifindex), |_, _| {}) {
             Err(NetlinkError::Refused(libc::ENOENT | libc::EINVAL | libc::ENODEV)) => Ok(()),
             other => other,
         }
@@ -286,17 +273,16 @@ impl Clsact {
     ///
     /// # Errors
     /// The kernel's refusal.
-    pub fn filters(&mut self, ifindex: u32, parent: u32) -> Result<Vec<Filter>, NetlinkError> {
-        let seq = self.0.next_seq();
+    pub fn tc_filters(&mut self, ifindex: u32, parent: u32) -> Result<Vec<Filter>, NetlinkError> {
+        let seq = self.next_seq();
         let mut out = Vec::new();
-        self.0
-            .request(&filter_dump_request(seq, ifindex, parent), |kind, body| {
-                if kind == RTM_NEWTFILTER
-                    && let Some(f) = parse_filter(body)
-                {
-                    out.push(f);
-                }
-            })?;
+        self.request(&filter_dump_request(seq, ifindex, parent), |kind, body| {
+            if kind == RTM_NEWTFILTER
+                && let Some(f) = parse_filter(body)
+            {
+                out.push(f);
+            }
+        })?;
         Ok(out)
     }
 
@@ -304,31 +290,30 @@ impl Clsact {
     ///
     /// # Errors
     /// The kernel's refusal.
-    pub fn set_filter(
+    pub fn set_tc_filter(
         &mut self,
         ifindex: u32,
         prog_fd: RawFd,
         name: &str,
     ) -> Result<(), NetlinkError> {
-        let seq = self.0.next_seq();
-        self.0
-            .request(&filter_request(seq, ifindex, prog_fd, name), |_, _| {})
+        let seq = self.next_seq();
+        self.request(&filter_request(seq, ifindex, prog_fd, name), |_, _| {})
     }
 
     /// Removes the filter at `priority`/`handle` on hook `parent`; absent is fine.
     ///
     /// # Errors
     /// The kernel's refusal.
-    pub fn del_filter(
+    pub fn del_tc_filter(
         &mut self,
         ifindex: u32,
         parent: u32,
         priority: u16,
         handle: u32,
     ) -> Result<(), NetlinkError> {
-        let seq = self.0.next_seq();
+        let seq = self.next_seq();
         let req = filter_delete_request(seq, ifindex, parent, priority, handle);
-        match self.0.request(&req, |_, _| {}) {
+        match self.request(&req, |_, _| {}) {
             Err(NetlinkError::Refused(libc::ENOENT | libc::EINVAL | libc::ENODEV)) => Ok(()),
             other => other,
         }
@@ -382,11 +367,11 @@ mod tests {
         .concat();
         assert_eq!(parse_filter(&head), None);
         let mut options = Vec::new();
-        crate::link::nlmsg::attr(&mut options, TCA_BPF_NAME, b"ipmpd_tc_stamp:[12]\0");
-        crate::link::nlmsg::attr(&mut options, TCA_BPF_ID, &77u32.to_ne_bytes());
+        attr(&mut options, TCA_BPF_NAME, b"ipmpd_tc_stamp:[12]\0");
+        attr(&mut options, TCA_BPF_ID, &77u32.to_ne_bytes());
         let mut body = tcmsg(7, HANDLE, EGRESS, filter_info(1));
-        crate::link::nlmsg::attr(&mut body, TCA_KIND, b"bpf\0");
-        crate::link::nlmsg::attr(&mut body, TCA_OPTIONS, &options);
+        attr(&mut body, TCA_KIND, b"bpf\0");
+        attr(&mut body, TCA_OPTIONS, &options);
         let f = parse_filter(&body).unwrap();
         assert_eq!(
             (f.priority, f.handle, f.kind.as_str(), f.prog_id),
@@ -403,7 +388,7 @@ mod tests {
     #[test]
     fn qdiscs_from_a_dump() {
         let mut body = tcmsg(7, CLSACT_HANDLE, TC_H_CLSACT, 0);
-        crate::link::nlmsg::attr(&mut body, TCA_KIND, b"ingress\0");
+        attr(&mut body, TCA_KIND, b"ingress\0");
         assert_eq!(
             parse_qdisc(&body),
             Some((7, TC_H_CLSACT, "ingress".to_owned()))
