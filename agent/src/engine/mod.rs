@@ -8,6 +8,7 @@
 
 pub mod constants;
 pub mod instance;
+mod membership;
 pub mod rng;
 pub mod rtt;
 #[cfg(test)]
@@ -16,8 +17,9 @@ pub mod views;
 
 use std::{collections::HashMap, net::IpAddr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+pub use self::membership::Prior;
 use self::{
     constants::{
         EXCEPTION_FACTOR, LINK_FLAP_WINDOW_NS, LINK_UP_PERMIN, LOWER_FDT_TRIGGER,
@@ -53,7 +55,7 @@ pub struct MemberSpec {
 }
 
 /// Interface states as ipmpstat reports them (`PI_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IfState {
     /// Has a test address but no targets: assumed working.

@@ -809,3 +809,110 @@ fn many_groups_keep_their_cadence_and_a_fault_stays_in_its_group() {
     );
     assert!(!s.is_active("a7") && s.is_active("b7") && s.is_active("a8"));
 }
+
+#[test]
+fn a_removed_member_hands_its_data_to_another_and_the_rest_keep_working() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, Some(10));
+    s.member("b", "g", false, Some(11));
+    s.member("c", "g", true, Some(12));
+    s.settle();
+    assert!(s.is_active("a") && s.is_active("b") && !s.is_active("c"));
+    let out = s.e.remove_member("a", s.now);
+    s.absorb(out);
+    assert!(s.e.interface("a").is_none());
+    assert!(s.is_active("c"), "the standby stands in for the removed member");
+    // Indexes moved under the others: they still fail and repair on their own.
+    s.paths.insert("b".into(), None);
+    s.run_for(2 * S);
+    assert_eq!(s.state("b"), IfState::Failed);
+    assert_eq!(s.state("c"), IfState::Running);
+    assert!(!s.e.remove_group("g"), "a group with members stays");
+    let out = s.e.remove_member("b", s.now);
+    s.absorb(out);
+    let out = s.e.remove_member("c", s.now);
+    s.absorb(out);
+    assert!(s.e.remove_group("g"));
+    assert!(s.e.group("g").is_none());
+}
+
+#[test]
+fn a_test_address_that_appears_later_starts_probing_and_one_that_goes_stops_it() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, None);
+    s.member("b", "g", false, Some(11));
+    s.settle();
+    let before = s.sent.iter().filter(|x| x.1 == "a").count();
+    assert_eq!(before, 0, "no test address: link-based only");
+    let out = s.e.set_test_addrs("a", &[ip(10)], &[ip(1), ip(2)], s.now);
+    s.absorb(out);
+    s.run_for(2 * S);
+    assert!(s.sent.iter().filter(|x| x.1 == "a").count() >= 15);
+    assert_eq!(s.state("a"), IfState::Running);
+    let (_, fdt) = s.e.group("g").unwrap();
+    assert_eq!(fdt, 700 * MS, "a new test address raises nothing");
+    let out = s.e.set_test_addrs("a", &[], &[], s.now);
+    s.absorb(out);
+    let n = s.sent.len();
+    s.run_for(2 * S);
+    assert!(s.sent[n..].iter().all(|x| x.1 != "a"), "no probes without a test address");
+    assert_eq!(s.state("a"), IfState::Running, "link-based: still working");
+}
+
+#[test]
+fn a_failed_member_restored_after_a_restart_stays_failed_until_probes_repair_it() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, Some(10));
+    s.member("b", "g", false, Some(11));
+    s.settle();
+    s.paths.insert("a".into(), None);
+    s.run_for(2 * S);
+    assert_eq!(s.state("a"), IfState::Failed);
+    let prior = s.e.prior("a", s.now).unwrap();
+    assert!(prior.quiet_over);
+    let prior_b = s.e.prior("b", s.now).unwrap();
+    // A new engine (the restarted daemon): both start "ok" until restored.
+    let mut t = Sim::new(700, true);
+    t.now = s.now;
+    t.paths.insert("a".into(), None);
+    t.member("a", "g", false, Some(10));
+    t.paths.insert("a".into(), None);
+    t.member("b", "g", false, Some(11));
+    let out = t.e.restore("a", prior, t.now);
+    t.absorb(out);
+    let out = t.e.restore("b", prior_b, t.now);
+    t.absorb(out);
+    assert_eq!(t.state("a"), IfState::Failed);
+    assert!(!t.is_active("a") && t.is_active("b"), "no data moves onto the failed member");
+    t.run_for(5 * S);
+    assert_eq!(t.state("a"), IfState::Failed, "the path is still dead");
+    // The path comes back: 10 acknowledged probes repair it (no quiet period to wait out).
+    t.paths.insert("a".into(), Some(MS / 10));
+    t.run_for(2 * S);
+    assert_eq!(t.state("a"), IfState::Running);
+    assert!(t.is_active("a"));
+}
+
+#[test]
+fn an_offlined_member_stays_offline_across_a_restart_and_a_new_fdt_applies_at_once() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, Some(10));
+    s.member("b", "g", false, Some(11));
+    s.settle();
+    let out = s.e.offline("a", s.now).unwrap();
+    s.absorb(out);
+    let prior = s.e.prior("a", s.now).unwrap();
+    let mut t = Sim::new(700, true);
+    t.member("a", "g", false, Some(10));
+    t.member("b", "g", false, Some(11));
+    let out = t.e.restore("a", prior, t.now);
+    t.absorb(out);
+    assert_eq!(t.state("a"), IfState::Offline);
+    assert!(t.e.online("a", t.now).is_ok());
+    t.e.set_group_fdt("g", Some(1400 * MS));
+    assert_eq!(t.e.group("g").unwrap().1, 1400 * MS);
+    let n = t.sent.len();
+    t.run_for(7 * S);
+    let per_member = t.sent[n..].iter().filter(|x| x.1 == "b").count();
+    assert!((30..=36).contains(&per_member), "FDT 1.4 s: a probe per 200 ms, got {per_member}");
+}

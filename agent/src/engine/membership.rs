@@ -1,0 +1,194 @@
+//! Membership that changes while the engine runs: members leave, groups go, FDTs and test
+//! addresses change on reload or as the host changes, and what a member had learnt survives a
+//! restart ([`Prior`]).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Engine, IfState, Output,
+    constants::PROBES_PER_FDT,
+    instance::{ProbeInstance, Target},
+};
+
+/// What of a member survives a restart or a reload of the daemon: a member that had failed is
+/// still failed until in.mpathd's rules repair it, an offlined one is still offline, and one past
+/// its start-up quiet period does not start another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prior {
+    pub state: IfState,
+    pub offline_hwdup: bool,
+    pub failed_while_offline: bool,
+    /// Every probe instance was past its quiet period.
+    pub quiet_over: bool,
+}
+
+impl Engine {
+    /// Stops tracking `ifname`. If it carried data, another member takes over.
+    pub fn remove_member(&mut self, ifname: &str, _now_ns: u64) -> Vec<Output> {
+        let Some(i) = self.lookup(ifname) else {
+            return Vec::new();
+        };
+        let g = self.group_of(i);
+        let was_active = self.is_active(i);
+        self.groups[g].members.retain(|&j| j != i);
+        self.interfaces.remove(i);
+        self.if_by_name.remove(ifname);
+        // Indexes above the removed one move down by one.
+        for group in &mut self.groups {
+            for j in &mut group.members {
+                if *j > i {
+                    *j -= 1;
+                }
+            }
+        }
+        for j in self.if_by_name.values_mut() {
+            if *j > i {
+                *j -= 1;
+            }
+        }
+        if was_active && !self.groups[g].anonymous() {
+            self.activate_another(g);
+        }
+        self.finish()
+    }
+
+    /// Forgets group `name` once it has no members left; `false` while it still has some.
+    pub fn remove_group(&mut self, name: &str) -> bool {
+        let Some(g) = self.group_index(name) else {
+            return true;
+        };
+        if !self.groups[g].members.is_empty() {
+            return false;
+        }
+        self.groups.remove(g);
+        self.group_by_name.remove(name);
+        for idx in self.group_by_name.values_mut() {
+            if *idx > g {
+                *idx -= 1;
+            }
+        }
+        for x in &mut self.interfaces {
+            if x.group_idx > g {
+                x.group_idx -= 1;
+            }
+        }
+        true
+    }
+
+    /// A new configured FDT for group `name` (`None`: FAILURE_DETECTION_TIME). A raised FDT stays
+    /// raised while it is above the new one; otherwise the group runs at the new one at once.
+    pub fn set_group_fdt(&mut self, name: &str, fdt_ns: Option<u64>) {
+        let default = self.config.user_fdt_ns;
+        let Some(g) = self.group_index(name) else {
+            return;
+        };
+        let group = &mut self.groups[g];
+        group.user_fdt_ns = fdt_ns.unwrap_or(default);
+        if group.raised_at_ns.is_none() || group.fdt_ns < group.user_fdt_ns {
+            group.fdt_ns = group.user_fdt_ns;
+            group.raised_at_ns = None;
+        }
+        group.interval_ns = group.fdt_ns / PROBES_PER_FDT;
+        self.touch(g);
+        self.finish();
+    }
+
+    /// `ifname` now probes from `test_addrs` (its usable test addresses) towards `targets` (the
+    /// configured ones; router targets follow through [`Engine::set_router_targets`]). Instances
+    /// of unchanged addresses keep their history; new ones start probing with a quiet period.
+    pub fn set_test_addrs(
+        &mut self,
+        ifname: &str,
+        test_addrs: &[IpAddr],
+        targets: &[IpAddr],
+        now_ns: u64,
+    ) -> Vec<Output> {
+        let Some(i) = self.lookup(ifname) else {
+            return Vec::new();
+        };
+        let interval = self.groups[self.group_of(i)].interval_ns;
+        let mut old = std::mem::take(&mut self.interfaces[i].instances);
+        let mut instances = Vec::new();
+        for &addr in test_addrs {
+            if instances
+                .iter()
+                .any(|p: &ProbeInstance| p.test_addr.is_ipv4() == addr.is_ipv4())
+            {
+                continue;
+            }
+            if let Some(k) = old.iter().position(|p| p.test_addr == addr) {
+                instances.push(old.swap_remove(k));
+                continue;
+            }
+            let mut inst = ProbeInstance::new(addr, now_ns);
+            inst.targets = targets
+                .iter()
+                .filter(|t| t.is_ipv4() == addr.is_ipv4())
+                .map(|t| Target::new(*t))
+                .collect();
+            self.schedule_first(&mut inst, interval, now_ns);
+            instances.push(inst);
+        }
+        let x = &mut self.interfaces[i];
+        x.instances = instances;
+        match x.state {
+            IfState::Running if !x.instances.is_empty() && !x.probing() => {
+                x.state = IfState::NoTargets;
+            }
+            IfState::NoTargets if x.instances.is_empty() || x.probing() => {
+                x.state = IfState::Running;
+            }
+            _ => {}
+        }
+        self.finish()
+    }
+
+    /// What of `ifname` should survive a restart or reload.
+    #[must_use]
+    pub fn prior(&self, ifname: &str, now_ns: u64) -> Option<Prior> {
+        let x = &self.interfaces[self.if_index(ifname)?];
+        Some(Prior {
+            state: x.state,
+            offline_hwdup: x.offline_hwdup,
+            failed_while_offline: x.failed_while_offline,
+            quiet_over: x.instances.iter().all(|p| p.quiet_until_ns <= now_ns),
+        })
+    }
+
+    /// Gives `ifname` (just added) what it had before a restart or reload: failed stays failed
+    /// until repaired by probes (or, without probes, by the link), offline stays offline.
+    pub fn restore(&mut self, ifname: &str, prior: Prior, now_ns: u64) -> Vec<Output> {
+        let Some(i) = self.lookup(ifname) else {
+            return Vec::new();
+        };
+        if prior.quiet_over {
+            for inst in &mut self.interfaces[i].instances {
+                inst.quiet_until_ns = inst.quiet_until_ns.min(now_ns);
+            }
+        }
+        match prior.state {
+            IfState::Failed if self.interfaces[i].functioning() => {
+                let g = self.group_of(i);
+                let was_active = self.is_active(i);
+                let x = &mut self.interfaces[i];
+                x.state = IfState::Failed;
+                x.inactive = false;
+                if was_active && !self.groups[g].anonymous() {
+                    self.activate_another(g);
+                }
+            }
+            IfState::Offline if self.interfaces[i].state != IfState::Offline => {
+                self.take_offline(i);
+                let x = &mut self.interfaces[i];
+                x.offline_hwdup = prior.offline_hwdup;
+                x.failed_while_offline |= prior.failed_while_offline;
+            }
+            _ => {}
+        }
+        // A link-only member that failed with its link is repaired by the link alone.
+        self.check_repair(i, now_ns);
+        self.finish()
+    }
+}
