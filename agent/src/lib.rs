@@ -7,6 +7,8 @@
 //! - [`netlink`]: the one rtnetlink layer (links, addresses, routes, rules, qdiscs, filters).
 //! - [`ip`]: prefixes and subnet arithmetic.
 //! - [`probe`]: probe packets, their authentication tag, raw sockets and reply matching.
+//! - [`reconcile`]: the desired state (configuration) against the observed one (rtnetlink), as
+//!   actions: pure, like the engine.
 //! - [`cli`]: the command-line front end.
 //! - [`fds`]: signalfd, eventfd and `ppoll`, for the threads that wait on descriptors.
 //! - [`clock`]: the one clock every timestamp uses (CLOCK_MONOTONIC, like `bpf_ktime_get_ns`).
@@ -25,3 +27,4 @@ pub mod ip;
 pub mod link;
 pub mod netlink;
 pub mod probe;
+pub mod reconcile;

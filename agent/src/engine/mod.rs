@@ -42,7 +42,7 @@ pub struct EngineConfig {
 }
 
 /// One interface as configured.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberSpec {
     pub ifname: String,
     /// Group name; empty for the anonymous group.

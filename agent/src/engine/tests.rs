@@ -821,7 +821,10 @@ fn a_removed_member_hands_its_data_to_another_and_the_rest_keep_working() {
     let out = s.e.remove_member("a", s.now);
     s.absorb(out);
     assert!(s.e.interface("a").is_none());
-    assert!(s.is_active("c"), "the standby stands in for the removed member");
+    assert!(
+        s.is_active("c"),
+        "the standby stands in for the removed member"
+    );
     // Indexes moved under the others: they still fail and repair on their own.
     s.paths.insert("b".into(), None);
     s.run_for(2 * S);
@@ -855,7 +858,10 @@ fn a_test_address_that_appears_later_starts_probing_and_one_that_goes_stops_it()
     s.absorb(out);
     let n = s.sent.len();
     s.run_for(2 * S);
-    assert!(s.sent[n..].iter().all(|x| x.1 != "a"), "no probes without a test address");
+    assert!(
+        s.sent[n..].iter().all(|x| x.1 != "a"),
+        "no probes without a test address"
+    );
     assert_eq!(s.state("a"), IfState::Running, "link-based: still working");
 }
 
@@ -883,7 +889,10 @@ fn a_failed_member_restored_after_a_restart_stays_failed_until_probes_repair_it(
     let out = t.e.restore("b", prior_b, t.now);
     t.absorb(out);
     assert_eq!(t.state("a"), IfState::Failed);
-    assert!(!t.is_active("a") && t.is_active("b"), "no data moves onto the failed member");
+    assert!(
+        !t.is_active("a") && t.is_active("b"),
+        "no data moves onto the failed member"
+    );
     t.run_for(5 * S);
     assert_eq!(t.state("a"), IfState::Failed, "the path is still dead");
     // The path comes back: 10 acknowledged probes repair it (no quiet period to wait out).
@@ -914,5 +923,8 @@ fn an_offlined_member_stays_offline_across_a_restart_and_a_new_fdt_applies_at_on
     let n = t.sent.len();
     t.run_for(7 * S);
     let per_member = t.sent[n..].iter().filter(|x| x.1 == "b").count();
-    assert!((30..=36).contains(&per_member), "FDT 1.4 s: a probe per 200 ms, got {per_member}");
+    assert!(
+        (30..=36).contains(&per_member),
+        "FDT 1.4 s: a probe per 200 ms, got {per_member}"
+    );
 }
