@@ -247,6 +247,7 @@ impl Drop for RunConfig {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/ipmpd/{}", self.instance));
+        let _ = std::fs::remove_file(format!("/run/ipmpd/{}.state.json", self.instance));
     }
 }
 

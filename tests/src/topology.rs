@@ -255,6 +255,35 @@ impl Lan {
         }
     }
 
+    /// Plugs a new host interface `ifname` (with `cidr`) into the switch, as a driver loading
+    /// late or a network manager would: a veth whose far end `sw-IFNAME` joins the bridge.
+    pub fn plug(&self, ifname: &str, cidr: &str) {
+        self.plug_with_index(ifname, cidr, None);
+    }
+
+    /// [`Self::plug`] with the interface index given (a device re-created under its old name gets
+    /// a new index on a real host; the kernel here may hand the old one out again).
+    pub fn plug_with_index(&self, ifname: &str, cidr: &str, index: Option<u32>) {
+        let port = format!("sw-{ifname}");
+        let idx = index.map_or_else(String::new, |i| format!(" index {i}"));
+        sh(&format!(
+            "ip link add {ifname} netns {}{idx} type veth peer name {port} netns {} && ip -n {} link set {ifname} up && ip -n {} link set {port} up",
+            self.host().name,
+            self.switch().name,
+            self.host().name,
+            self.switch().name
+        ));
+        self.switch().sh(&format!(
+            "ip link set {port} master br0 && ip link set {port} up"
+        ));
+        self.topo.addr(self.host, ifname, cidr);
+    }
+
+    /// Deletes host interface `ifname` (and with it its far end).
+    pub fn unplug(&self, ifname: &str) {
+        self.host().sh(&format!("ip link del {ifname}"));
+    }
+
     /// The host namespace.
     #[must_use]
     pub fn host(&self) -> &Netns {

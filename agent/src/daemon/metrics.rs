@@ -117,10 +117,10 @@ impl super::Daemon {
             }
             fdt.get_or_create(&labels(&[("group", &g.name)]))
                 .set(g.fdt_ns as f64 / 1e9);
-            if let Some(c) = self.groups.iter().find(|c| c.name == g.name) {
+            if let Some(c) = self.rec.desired.groups.iter().find(|c| c.name == g.name) {
                 let configured = c
                     .fdt_ms
-                    .map_or(self.default_fdt_ns as f64 / 1e9, |ms| ms as f64 / 1e3);
+                    .map_or(self.rec.desired.fdt_ms as f64 / 1e3, |ms| ms as f64 / 1e3);
                 fdt_configured
                     .get_or_create(&labels(&[("group", &g.name)]))
                     .set(configured);
@@ -225,25 +225,25 @@ impl super::Daemon {
         reg.register(
             "probes_sent",
             "Failure-detection probes sent",
-            counter(&self.counts.probes_sent, "interface"),
+            counter(&self.out.counts.probes_sent, "interface"),
         );
         reg.register(
             "probes_acked",
             "Probes answered",
-            counter(&self.counts.probes_acked, "interface"),
+            counter(&self.out.counts.probes_acked, "interface"),
         );
         reg.register(
             "probes_lost",
             "Probes given up",
-            counter(&self.counts.probes_lost, "interface"),
+            counter(&self.out.counts.probes_lost, "interface"),
         );
         reg.register(
             "events",
             "Catalogue events reported, by name",
-            counter(&self.counts.events, "event"),
+            counter(&self.out.counts.events, "event"),
         );
         let rejected = Family::<Labels, Counter>::default();
-        for (ifname, c) in &self.counts.kernel {
+        for (ifname, c) in &self.out.counts.kernel {
             for (reason, n) in [
                 ("magic", c.rejected_magic),
                 ("version", c.rejected_version),
@@ -257,7 +257,7 @@ impl super::Daemon {
                     .inc_by(n);
             }
         }
-        for (ifname, n) in &self.counts.bad_tag {
+        for (ifname, n) in &self.out.counts.bad_tag {
             rejected
                 .get_or_create(&labels(&[("interface", ifname), ("reason", "bad_tag")]))
                 .inc_by(*n);
@@ -268,7 +268,7 @@ impl super::Daemon {
             rejected,
         );
         let failovers = Family::<Labels, Counter>::default();
-        for ((group, cause), n) in &self.counts.failovers {
+        for ((group, cause), n) in &self.out.counts.failovers {
             failovers
                 .get_or_create(&labels(&[("group", group), ("cause", cause)]))
                 .inc_by(*n);
@@ -282,12 +282,12 @@ impl super::Daemon {
             (
                 "deadlines",
                 "Engine deadlines (probe sends, loss timeouts) the loop woke up for",
-                self.counts.deadlines,
+                self.out.counts.deadlines,
             ),
             (
                 "deadlines_missed",
                 "Engine deadlines met more than 1 ms late",
-                self.counts.deadlines_missed,
+                self.out.counts.deadlines_missed,
             ),
         ] {
             let c = Counter::<u64, AtomicU64>::default();
@@ -296,7 +296,8 @@ impl super::Daemon {
         }
         let poll = Gauge::<f64, AtomicU64>::default();
         poll.set(
-            self.counts
+            self.out
+                .counts
                 .link_poll_interval_ns
                 .load(std::sync::atomic::Ordering::Relaxed) as f64
                 / 1e9,

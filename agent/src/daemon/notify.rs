@@ -30,6 +30,12 @@ impl Notifier {
         }
     }
 
+    /// A reload begins: `RELOADING=1` with the monotonic time systemd (253 and later) asks for.
+    pub fn reloading(&self) {
+        let usec = crate::clock::monotonic_ns() / 1000;
+        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+    }
+
     /// Sends `state` (e.g. `READY=1`).
     pub fn send(&self, state: &str) {
         if let Some((sock, target)) = &self.socket {

@@ -96,13 +96,26 @@ impl super::Daemon {
             }
             snap.targets.extend(rows);
         }
-        for g in &self.groups {
-            let placement = self.placement.get(&g.name);
-            let outbound = self.active_members(&views, &g.name);
-            for (i, d) in g.data_addresses.iter().enumerate() {
-                let inbound = placement
-                    .and_then(|p| p.at.get(&i))
-                    .cloned()
+        for g in &self.rec.desired.groups {
+            // Outbound: the active members, in the group file's order.
+            let outbound: Vec<&str> = self
+                .rec
+                .desired
+                .interfaces
+                .iter()
+                .filter(|ic| ic.group == g.name)
+                .filter(|ic| views.iter().any(|v| v.ifname == ic.name && v.active))
+                .map(|ic| ic.name.as_str())
+                .collect();
+            for d in &g.data_addresses {
+                // Inbound: the member that has it now.
+                let inbound = self
+                    .rec
+                    .host
+                    .observed
+                    .holders(*d)
+                    .find_map(|i| self.io.members.by_ifindex(i))
+                    .map(|m| m.ifname.clone())
                     .unwrap_or_default();
                 let up = !inbound.is_empty();
                 snap.addresses.push(AddressRow {

@@ -366,17 +366,9 @@ impl Datapath {
                         source,
                     })?;
             }
-            let mut links: HashMap<&mut MapData, u32, LinkState> =
-                map_typed(&mut self.ebpf, names::LINK_STATE)?;
-            if links.get(&ifindex, 0).is_err() {
-                links
-                    .insert(ifindex, LinkState::default(), 0)
-                    .map_err(|source| DatapathError::Map {
-                        map: names::LINK_STATE,
-                        source,
-                    })?;
-            }
         }
+        // The link-state entry is the link watcher's to create (from its first look at the
+        // interface) and to drop: it owns the map.
         let links = self.pin_dir.join("links");
         attach::xdp(&mut self.ebpf, ifindex, ifname, &links)?;
         attach::tc_egress(&mut self.ebpf, &self.tc, ifindex, ifname, &links)?;
@@ -392,11 +384,6 @@ impl Datapath {
     /// that is already gone is fine.
     pub fn untrack(&mut self, ifindex: u32) {
         attach::detach(&self.pin_dir.join("links"), ifindex);
-        if let Ok(mut m) =
-            map_typed::<HashMap<&mut MapData, u32, LinkState>>(&mut self.ebpf, names::LINK_STATE)
-        {
-            let _ = m.remove(&ifindex);
-        }
         if let Ok(mut m) = map_typed::<PerCpuHashMap<&mut MapData, u32, IfaceCounters>>(
             &mut self.ebpf,
             names::IFACE_COUNTERS,
@@ -532,6 +519,10 @@ impl LinkStateStore for MapStore {
             return Ok(());
         }
         self.0.insert(ifindex, *state, 0).map_err(io::Error::other)
+    }
+
+    fn forget(&mut self, ifindex: u32) {
+        let _ = self.0.remove(&ifindex);
     }
 }
 

@@ -77,6 +77,13 @@ impl Engine {
         true
     }
 
+    /// New FAILURE_DETECTION_TIME (ns) and FAILBACK (a reload); groups without their own FDT take
+    /// the new one through [`Self::set_group_fdt`].
+    pub fn set_defaults(&mut self, user_fdt_ns: u64, failback: bool) {
+        self.config.user_fdt_ns = user_fdt_ns;
+        self.config.failback = failback;
+    }
+
     /// A new configured FDT for group `name` (`None`: FAILURE_DETECTION_TIME). A raised FDT stays
     /// raised while it is above the new one; otherwise the group runs at the new one at once.
     pub fn set_group_fdt(&mut self, name: &str, fdt_ns: Option<u64>) {

@@ -26,6 +26,14 @@ impl ArpFlux {
     /// # Errors
     /// When a sysctl cannot be read or written (no IPv4 on the interface, no privilege).
     pub fn apply(&mut self, ifname: &str) -> io::Result<()> {
+        // Set once per interface: the values saved the first time are the administrator's.
+        if self
+            .saved
+            .iter()
+            .any(|(p, _)| p.parent().and_then(|d| d.file_name()) == Some(ifname.as_ref()))
+        {
+            return Ok(());
+        }
         for (key, value) in SETTINGS {
             let p = path(ifname, key);
             let old = std::fs::read_to_string(&p)?.trim().to_owned();
@@ -35,6 +43,20 @@ impl ArpFlux {
             }
         }
         Ok(())
+    }
+
+    /// Puts the old values of `ifname` back (it is no longer a member).
+    pub fn restore_one(&mut self, ifname: &str) {
+        let mine: Vec<(PathBuf, String)> = self
+            .saved
+            .iter()
+            .filter(|(p, _)| p.parent().and_then(|d| d.file_name()) == Some(ifname.as_ref()))
+            .cloned()
+            .collect();
+        self.saved.retain(|s| !mine.contains(s));
+        for (p, old) in mine.into_iter().rev() {
+            let _ = std::fs::write(p, old);
+        }
     }
 
     /// Puts the old values back (interfaces that disappeared are skipped).

@@ -49,6 +49,8 @@ pub trait LinkStateStore: Send {
     /// # Errors
     /// When the store refuses the write.
     fn store(&mut self, ifindex: u32, state: &LinkState) -> io::Result<()>;
+    /// Drops the entry of `ifindex` (no longer watched); absent is fine.
+    fn forget(&mut self, ifindex: u32);
 }
 
 /// The carrier hook's records: the datapath's ring buffer in the daemon, a fake in tests.
@@ -141,8 +143,10 @@ impl LinkPollArgs {
 struct Shared {
     /// Set by the owner to stop the thread ...
     stop: AtomicBool,
-    /// ... and rung, so a thread waiting without a timeout wakes up.
+    /// ... and rung, so a thread waiting without a timeout wakes up (also for `changes`).
     wake: OwnedFd,
+    /// Interfaces to start (true) or stop (false) watching, for the thread to pick up.
+    changes: std::sync::Mutex<Vec<(u32, bool)>>,
     /// The carrier poll's current interval in ns (0: no poll), as the budget has set it.
     poll_interval_ns: Arc<AtomicU64>,
 }
@@ -189,6 +193,7 @@ impl LinkWatcher {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             wake,
+            changes: std::sync::Mutex::default(),
             poll_interval_ns: Arc::default(),
         });
         let thread_shared = Arc::clone(&shared);
@@ -216,6 +221,23 @@ impl LinkWatcher {
             shared,
             thread: Some(thread),
         })
+    }
+
+    /// Starts watching `ifindex`; its initial state is reported as soon as the thread has it.
+    pub fn track(&self, ifindex: u32) {
+        self.change(ifindex, true);
+    }
+
+    /// Stops watching `ifindex`.
+    pub fn untrack(&self, ifindex: u32) {
+        self.change(ifindex, false);
+    }
+
+    fn change(&self, ifindex: u32, watch: bool) {
+        if let Ok(mut c) = self.shared.changes.lock() {
+            c.push((ifindex, watch));
+        }
+        fds::ring(self.shared.wake.as_raw_fd());
     }
 
     /// The carrier poll's current interval (shared, updated by the watcher), for the operator:
@@ -376,8 +398,24 @@ fn run(
         let now = monotonic_ns();
         let wait = (next_poll != u64::MAX).then(|| next_poll.saturating_sub(now));
         let ready = fds::wait(&watched, wait);
+        let mut resync = false;
         if ready[1] {
             fds::drain(shared.wake.as_raw_fd());
+            let changes = shared
+                .changes
+                .lock()
+                .map(|mut c| std::mem::take(&mut *c))
+                .unwrap_or_default();
+            for (ifindex, watch) in changes {
+                if watch {
+                    mirror.track(ifindex);
+                    // A dump reports the new interface's initial state.
+                    resync = true;
+                } else {
+                    mirror.untrack(ifindex);
+                    store.forget(ifindex);
+                }
+            }
         }
         // The hook's records first: a notification about the same change comes later and must
         // find the mirror already knowing it.
@@ -393,7 +431,6 @@ fn run(
                 ));
             });
         }
-        let mut resync = false;
         if ready[0] {
             let now = monotonic_ns();
             match notifications.drain_notifications(|obs| {

@@ -43,6 +43,11 @@ pub enum Action {
         test_addrs: Vec<IpAddr>,
         targets: Vec<IpAddr>,
     },
+    /// The member's hardware address changed (a duplicate in its group may appear or clear).
+    SetHwaddr {
+        ifname: String,
+        hwaddr: Option<[u8; 6]>,
+    },
     /// The routing table gives the member these router targets in one family.
     SetRouterTargets {
         ifname: String,

@@ -23,6 +23,8 @@ pub struct Member {
     pub targets: Vec<IpAddr>,
     /// Router targets given to the engine: IPv4, IPv6.
     pub router_targets: [Vec<IpAddr>; 2],
+    /// Hardware address given to the engine.
+    pub hwaddr: Option<[u8; 6]>,
 }
 
 /// The daemon's doings.
@@ -49,6 +51,7 @@ impl Applied {
                 spec,
                 ifindex,
                 datapath,
+                hwaddr,
                 ..
             } => {
                 self.members.insert(
@@ -61,6 +64,7 @@ impl Applied {
                         probes: spec.test_addrs.clone(),
                         targets: spec.targets.clone(),
                         router_targets: [Vec::new(), Vec::new()],
+                        hwaddr: *hwaddr,
                     },
                 );
             }
@@ -69,6 +73,11 @@ impl Applied {
             } => {
                 if let Some(m) = self.members.get_mut(ifname) {
                     m.probes.clone_from(test_addrs);
+                }
+            }
+            Action::SetHwaddr { ifname, hwaddr } => {
+                if let Some(m) = self.members.get_mut(ifname) {
+                    m.hwaddr = *hwaddr;
                 }
             }
             Action::SetRouterTargets {

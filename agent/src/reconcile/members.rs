@@ -92,6 +92,12 @@ pub(super) fn reconcile(inp: &Input<'_>, mem: &mut Memory, now: u64, plan: &mut 
                     && m.targets == ic.targets
                     && m.datapath == datapath =>
             {
+                if m.hwaddr != link.hwaddr {
+                    out.push(Action::SetHwaddr {
+                        ifname: ic.name.clone(),
+                        hwaddr: link.hwaddr,
+                    });
+                }
                 if m.probes != usable {
                     out.push(Action::SetProbes {
                         ifname: ic.name.clone(),

@@ -25,8 +25,8 @@ pub struct Observed {
     pub links: BTreeMap<u32, LinkInfo>,
     /// By (interface index, address): flags.
     pub addrs: BTreeMap<(u32, Prefix), u32>,
-    /// By (table, destination, metric): the kernel's identity of a route.
-    pub routes: BTreeMap<(u32, Prefix, Option<u32>), Route>,
+    /// By [`route_key`]: the kernel's identity of a route.
+    pub routes: BTreeMap<(u32, Prefix, u32), Route>,
     pub rules: BTreeSet<Rule>,
 }
 
@@ -47,7 +47,7 @@ impl Observed {
             o.addrs.insert((a.ifindex, a.prefix), a.flags);
         }
         for r in routes {
-            o.routes.insert((r.table, r.dst, r.metric), r);
+            o.routes.insert(route_key(&r), r);
         }
         o.rules.extend(rules);
         o
@@ -82,17 +82,11 @@ impl Observed {
             Update::Route {
                 route,
                 deleted: false,
-            } => {
-                let key = (route.table, route.dst, route.metric);
-                self.routes.insert(key, route.clone()) != Some(route)
-            }
+            } => self.routes.insert(route_key(&route), route.clone()) != Some(route),
             Update::Route {
                 route,
                 deleted: true,
-            } => self
-                .routes
-                .remove(&(route.table, route.dst, route.metric))
-                .is_some(),
+            } => self.routes.remove(&route_key(&route)).is_some(),
             Update::Rule {
                 rule,
                 deleted: false,
@@ -175,6 +169,14 @@ impl Observed {
             .get(&ifindex)
             .is_some_and(|l| l.flags & IFF_UP != 0 && l.flags & IFF_LOWER_UP != 0)
     }
+}
+
+/// A route's identity in the kernel: table, destination and metric, with the metric the kernel
+/// gives a route that names none (0 for IPv4, which then reports none; 1024 for IPv6).
+#[must_use]
+pub fn route_key(r: &Route) -> (u32, Prefix, u32) {
+    let default = if r.dst.addr.is_ipv4() { 0 } else { 1024 };
+    (r.table, r.dst, r.metric.unwrap_or(default))
 }
 
 /// Whether `l` may join the anonymous group (`TRACK_INTERFACES_ONLY_WITH_GROUPS=no`): a

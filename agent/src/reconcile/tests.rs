@@ -223,6 +223,10 @@ impl World {
                 let out = self.engine.set_router_targets(ifname, *v4, targets, now);
                 self.absorb(out);
             }
+            Action::SetHwaddr { ifname, hwaddr } => {
+                let out = self.engine.set_hwaddr(ifname, *hwaddr, now);
+                self.absorb(out);
+            }
             Action::Detach { ifindex } => self.pins.retain(|i| i != ifindex),
             Action::Place { addr, from, to, .. } => {
                 self.observed.addrs.insert((to.1, *addr), 0);

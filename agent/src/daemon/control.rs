@@ -1,0 +1,60 @@
+//! Answering the control socket: queries for anyone, offline/online (if_mpadm) through the
+//! engine, the event and probe streams.
+
+use serde_json::json;
+
+use super::Daemon;
+use crate::{
+    clock::monotonic_ns,
+    control::{Request, Response, server::Stream},
+};
+
+impl Daemon {
+    /// Answers what the control socket received.
+    pub(super) fn serve_control(&mut self) {
+        let now = monotonic_ns();
+        for p in self.out.control.poll(now) {
+            let response = match p.request.clone() {
+                Request::Ping => Response::Ok(json!({ "pong": true })),
+                Request::Interfaces => {
+                    Response::Ok(serde_json::to_value(self.engine.interfaces()).unwrap_or_default())
+                }
+                Request::Snapshot => {
+                    Response::Ok(serde_json::to_value(self.snapshot()).unwrap_or_default())
+                }
+                Request::FollowEvents | Request::FollowProbes => {
+                    let stream = if p.request == Request::FollowEvents {
+                        Stream::Events
+                    } else {
+                        Stream::Probes
+                    };
+                    self.out.control.subscribe(
+                        p.conn,
+                        stream,
+                        &Response::Ok(json!({ "following": true })),
+                    );
+                    continue;
+                }
+                Request::Offline { ifname } => match self.engine.offline(&ifname, now) {
+                    Ok(out) => {
+                        tracing::info!(ifname, "offlined on request");
+                        self.rec.unsaved = true;
+                        self.dispatch(out);
+                        Response::Ok(json!({}))
+                    }
+                    Err(e) => Response::Err(e.into()),
+                },
+                Request::Online { ifname } => match self.engine.online(&ifname, now) {
+                    Ok(out) => {
+                        tracing::info!(ifname, "onlined on request");
+                        self.rec.unsaved = true;
+                        self.dispatch(out);
+                        Response::Ok(json!({}))
+                    }
+                    Err(e) => Response::Err(e.into()),
+                },
+            };
+            self.out.control.respond(p.conn, &response);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Carrying out what the engine decides: probes to send, events to report, and a reconcile pass
+//! when the active set changes; link changes from the watcher into the engine; the gratuitous
+//! ARPs / unsolicited NAs that follow an address move.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use agent_common::probe::msg;
+
+use super::{Daemon, metrics};
+use crate::{
+    clock::monotonic_ns,
+    control::server::Stream,
+    engine::{Event, Output},
+    failover::kernel::Kernel as _,
+    link::{mirror::LinkChange, watcher::WatchReport},
+};
+
+/// One gratuitous ARP / unsolicited NA to send at `due_ns`.
+#[derive(Debug)]
+pub struct Announcement {
+    pub due_ns: u64,
+    pub ifindex: u32,
+    pub ifname: String,
+    pub mac: [u8; 6],
+    pub addr: IpAddr,
+}
+
+/// The all-hosts address of `test_addr`'s family, where discovery probes go.
+fn all_hosts(test_addr: IpAddr) -> IpAddr {
+    if test_addr.is_ipv4() {
+        Ipv4Addr::new(224, 0, 0, 1).into()
+    } else {
+        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).into()
+    }
+}
+
+impl Daemon {
+    /// Carries out the engine's outputs.
+    pub(super) fn dispatch(&mut self, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::SendProbe {
+                    ifname,
+                    test_addr,
+                    target,
+                    seq,
+                } => {
+                    metrics::bump(&mut self.out.counts.probes_sent, ifname.clone());
+                    self.send(&ifname, test_addr, target, seq, msg::FAILURE_DETECTION);
+                }
+                Output::SendDiscovery { ifname, test_addr } => {
+                    self.send(&ifname, test_addr, all_hosts(test_addr), 0, msg::DISCOVERY);
+                }
+                Output::SendRttProbe {
+                    ifname,
+                    test_addr,
+                    target,
+                } => self.send(&ifname, test_addr, target, 0, msg::RTT_ONLY),
+                Output::SetActive { ifname, active } => {
+                    self.out.rep.active(&ifname, active);
+                    // Data addresses and routes follow the active set: a pass at once.
+                    self.rec.due = Some(0);
+                    self.rec.unsaved = true;
+                }
+                Output::Event(e) => self.report_engine_event(&e),
+            }
+        }
+        // The failover is decided now: carry it out before anything else waits (unless this is
+        // the engine answering a pass in progress, which goes on until nothing is left to do).
+        if self.rec.due == Some(0) && !self.rec.busy {
+            self.reconcile(monotonic_ns());
+        }
+    }
+
+    fn send(&self, ifname: &str, test_addr: IpAddr, target: IpAddr, seq: u16, kind: u16) {
+        if let Some(m) = self.io.members.get(ifname) {
+            m.send(&self.io.key, test_addr, target, seq, kind);
+        }
+    }
+
+    fn report_engine_event(&mut self, e: &Event) {
+        match e {
+            Event::ProbeLost {
+                ifname,
+                seq,
+                target,
+            } => {
+                self.out.control.publish(
+                    Stream::Probes,
+                    &serde_json::json!({ "at_ns": monotonic_ns(), "ifname": ifname, "seq": seq, "target": target, "acked": false }),
+                );
+                metrics::bump(&mut self.out.counts.probes_lost, ifname.clone());
+            }
+            Event::ProbeAcked { ifname, .. } => {
+                metrics::bump(&mut self.out.counts.probes_acked, ifname.clone());
+            }
+            // A verdict worth keeping across a restart.
+            _ => self.rec.unsaved = true,
+        }
+        self.out.rep.engine_event(e);
+    }
+
+    /// A report of the link watcher.
+    pub(super) fn on_watch(&mut self, r: WatchReport) {
+        let now = monotonic_ns();
+        match r {
+            WatchReport::Link(ev) => {
+                let Some(name) = self
+                    .io
+                    .members
+                    .by_ifindex(ev.ifindex)
+                    .map(|m| m.ifname.clone())
+                else {
+                    return;
+                };
+                self.out.rep.link(&name, &ev);
+                let changes: &[bool] = match ev.change {
+                    // A member's first look: the engine started from rtnetlink's (older) view,
+                    // and ignores a "change" to what it already has.
+                    LinkChange::Initial if ev.carrier => &[true],
+                    LinkChange::Initial => &[false],
+                    LinkChange::Down | LinkChange::Removed => &[false],
+                    LinkChange::Up => &[true],
+                    // A flap between two looks: the engine sees it go down and come back.
+                    LinkChange::Flapped { .. } if ev.carrier => &[false, true],
+                    LinkChange::Flapped { .. } => &[true, false],
+                };
+                for &up in changes {
+                    let out = self.engine.link_changed(&name, up, now);
+                    self.dispatch(out);
+                }
+            }
+            WatchReport::Overrun => {
+                tracing::warn!("rtnetlink notifications overran; resynchronised");
+            }
+            WatchReport::Error(e) => tracing::warn!(error = e, "link watcher"),
+        }
+    }
+
+    /// Sends the announcements that are due; returns when the next one is.
+    pub(super) fn send_due_announcements(&mut self, now: u64) -> Option<u64> {
+        let (due, later): (Vec<Announcement>, Vec<Announcement>) =
+            std::mem::take(&mut self.io.announcements)
+                .into_iter()
+                .partition(|a| a.due_ns <= now);
+        self.io.announcements = later;
+        for a in due {
+            if let Err(e) = self.io.kernel.announce(a.ifindex, &a.ifname, a.mac, a.addr) {
+                tracing::warn!(ifname = a.ifname, address = %a.addr, error = %e, "announcement not sent");
+            }
+        }
+        self.io.announcements.iter().map(|a| a.due_ns).min()
+    }
+}
