@@ -95,6 +95,25 @@ impl Daemon {
         }
     }
 
+    /// Starts any command in `ns` (its stdout read as JSON lines, like the daemon's), killed on drop.
+    #[must_use]
+    pub fn spawn_command(ns: &Netns, argv: &[&str]) -> Self {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .args(argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the command starts");
+        let _ = child.stdout.take();
+        let (_tx, lines) = mpsc::channel();
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
     /// Waits up to `timeout` (stretched by [`crate::time_scale`] in a VM) for a line matching
     /// `pred`; returns it (lines read meanwhile are kept).
     pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {

@@ -563,3 +563,122 @@ fn malformed_oversized_and_half_open_requests_do_not_stall_the_daemon() {
     assert!(d.running(), "no crash");
     drop(half_open);
 }
+
+/// A TCP client in the host namespace talking to the echo server at 198.51.100.1:7000.
+struct TcpClient {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdin: std::process::ChildStdin,
+}
+
+impl TcpClient {
+    fn connect(lan: &Lan) -> (Self, String) {
+        use std::io::BufRead as _;
+        let helper = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/tcp_echo.py");
+        let mut child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", lan.host().path()))
+            .args(["python3", helper, "client", "198.51.100.1", "7000"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let local = lines
+            .recv_timeout(tests::scaled(Duration::from_secs(10)))
+            .expect("connected");
+        (
+            Self {
+                child,
+                lines,
+                stdin,
+            },
+            local,
+        )
+    }
+
+    /// Sends `msg` and waits up to 15 s for its echo on the same connection.
+    fn echo(&mut self, msg: &str) -> String {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{msg}").unwrap();
+        self.lines
+            .recv_timeout(tests::scaled(Duration::from_secs(15)))
+            .unwrap_or_else(|_| "timeout".into())
+    }
+}
+
+impl Drop for TcpClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_connection_the_host_opens_without_binding_survives_a_silent_and_a_carrier_fault() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.router().sh("ip addr add 198.51.100.1/32 dev lo");
+    let text = GROUP.replace(
+        "data_addresses = [\"192.0.2.100/24\"]",
+        "data_addresses = [\"192.0.2.100/24\"]\nroutes = [\"198.51.100.0/24 via 192.0.2.1\"]",
+    );
+    let cfg = RunConfig::new("tcp", &text, None);
+    let mut d = cfg.spawn(lan.host());
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    d.wait_for(Duration::from_secs(3), |v| {
+        v["probe"]["event"] == "probe_acked" && v["probe"]["ifname"] == "h0"
+    })
+    .expect("h0 probing");
+    let helper = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/tcp_echo.py");
+    let _server = tests::daemon::Daemon::spawn_command(
+        lan.router(),
+        &["python3", helper, "server", "198.51.100.1", "7000"],
+    );
+    let (mut c, local) = TcpClient::connect(&lan);
+    assert!(
+        local.starts_with("local 192.0.2.100 "),
+        "the kernel picked the data address, which moves, not a test address, which does not: {local}"
+    );
+    assert_eq!(c.echo("before"), "echo before");
+    // Silent fault of the member holding the data address (it carries the connection inbound).
+    d.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    expect_moved_to(&mut d, &lan, "h1", "silent fault");
+    assert_eq!(
+        c.echo("after-silent"),
+        "echo after-silent",
+        "same connection"
+    );
+    lan.switch().undrop_all("sw-h0");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.repaired",
+        Some("h0"),
+    )
+    .expect("h0 repaired");
+    d.seen.clear();
+    // Carrier fault of the member holding it now.
+    lan.switch().link_down("sw-h1");
+    expect_moved_to(&mut d, &lan, "h0", "carrier fault");
+    assert_eq!(
+        c.echo("after-carrier"),
+        "echo after-carrier",
+        "same connection"
+    );
+}

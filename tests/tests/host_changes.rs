@@ -606,3 +606,41 @@ fn starting_before_the_interfaces_exist_ends_in_the_same_state_as_starting_after
         "{stat_b}"
     );
 }
+
+#[test]
+fn the_next_hops_of_a_multipath_route_become_router_targets() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    lan.router().sh("ip addr add 192.0.2.2/24 dev r0");
+    let text = format!(
+        "[group.g]\nfdt_ms = {FDT_MS}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\n"
+    );
+    let cfg = RunConfig::new("mpath", &text, None);
+    let mut d = cfg.spawn(lan.host());
+    ready(&mut d);
+    lan.host()
+        .sh("ip route add 198.51.100.0/24 nexthop via 192.0.2.1 nexthop via 192.0.2.2");
+    let targets = |lan: &Lan| {
+        let (ok, out, err) = daemon::run(
+            lan.host(),
+            &[
+                "stat",
+                "-t",
+                "-P",
+                "-o",
+                "interface,targets",
+                "--instance",
+                &cfg.instance,
+            ],
+        );
+        assert!(ok, "{err}");
+        out
+    };
+    let deadline = Instant::now() + tests::scaled(Duration::from_secs(3));
+    while !targets(&lan).contains("192.0.2.1 192.0.2.2") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(targets(&lan).trim(), "h0:192.0.2.1 192.0.2.2");
+}

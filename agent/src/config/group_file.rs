@@ -374,6 +374,28 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             targets,
         });
     }
+    // A test address never moves; a data address always may: one address cannot be both.
+    for g in &mut out.groups {
+        let span = raw.group.get(&g.name).map_or(0..0, Spanned::span);
+        g.data_addresses.retain(|d| {
+            let Some(owner) = out
+                .interfaces
+                .iter()
+                .find(|i| i.test_addresses.contains(&d.addr))
+            else {
+                return true;
+            };
+            problems.push(FileProblem {
+                line: line_of(text, &span),
+                message: format!(
+                    "group {}: data address {} is also the test address of {}",
+                    g.name, d.addr, owner.name
+                ),
+                fix: "a test address stays on its interface while data addresses move: give them different addresses".into(),
+            });
+            false
+        });
+    }
     (out, problems)
 }
 
@@ -435,6 +457,17 @@ test_addresses = ["192.0.2.11"]
         let (_, p) = parse("[group.g]\nfailback = true\n");
         assert!(p[0].message.contains("unknown field"), "{p:?}");
         assert_eq!(p[0].line, 2);
+    }
+
+    #[test]
+    fn a_data_address_that_is_also_a_test_address_is_refused() {
+        let (f, p) = parse(
+            "[group.g]\ndata_addresses = [\"192.0.2.10/24\"]\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 1);
+        assert!(p[0].message.contains("is also the test address of h0"));
+        assert!(f.groups[0].data_addresses.is_empty());
     }
 
     #[test]

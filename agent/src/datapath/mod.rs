@@ -583,7 +583,12 @@ fn attach_carrier_hook(ebpf: &mut Ebpf) -> Result<Vec<FdLink>, String> {
             .ok_or_else(|| format!("program {prog} missing"))?
             .try_into()
             .map_err(|e: ProgramError| e.to_string())?;
-        p.load(func, &btf).map_err(|e| format!("the kernel refused fentry on {func}: {e} (lockdown or a BPF LSM forbids tracing programs)"))?;
+        p.load(func, &btf).map_err(|e| {
+            format!(
+                "the kernel refused fentry on {func}: {} (lockdown or a BPF LSM forbids tracing programs)",
+                brief(&e.to_string())
+            )
+        })?;
         let id = p
             .attach()
             .map_err(|e| format!("cannot attach fentry on {func}: {e}"))?;
@@ -604,6 +609,31 @@ pub fn detach_instance(instance: Option<&str>) -> io::Result<bool> {
     let existed = dir.exists();
     remove_pins(&dir)?;
     Ok(existed)
+}
+
+/// An error with its verifier log cut to the end, where the verifier says what it refused.
+fn brief(e: &str) -> String {
+    const KEEP: usize = 160;
+    let Some((head, log)) = e.split_once("Verifier output:") else {
+        return e.to_owned();
+    };
+    let log = log.split_whitespace().collect::<Vec<_>>().join(" ");
+    if log.is_empty() {
+        return head.trim_end().trim_end_matches('.').to_owned();
+    }
+    let tail: String = log
+        .chars()
+        .rev()
+        .take(KEEP)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let cut = if tail.len() < log.len() { "..." } else { "" };
+    format!(
+        "{}; the verifier: {cut}{tail}",
+        head.trim_end().trim_end_matches('.')
+    )
 }
 
 /// Removes an instance's pins (detaching pinned links) and its directory; absent is fine.
@@ -647,6 +677,22 @@ mod tests {
             last_change_ns: at,
             ..LinkState::default()
         }
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_end_of_the_verifier_log() {
+        assert_eq!(
+            brief("BPF_PROG_LOAD returned Operation not permitted (os error 1). Verifier output: "),
+            "BPF_PROG_LOAD returned Operation not permitted (os error 1)"
+        );
+        let long = format!(
+            "load failed. Verifier output: {} call bpf_probe_read#4 unknown func bpf_probe_read#4\n",
+            "x ".repeat(500)
+        );
+        let b = brief(&long);
+        assert!(b.starts_with("load failed; the verifier: ..."), "{b}");
+        assert!(b.ends_with("unknown func bpf_probe_read#4"), "{b}");
+        assert!(b.len() < 220);
     }
 
     #[test]

@@ -345,6 +345,18 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_is_named_for_ip_route_in_the_packaged_file() {
+        let text = include_str!("../../../packaging/rt_protos.d/ipmpd.conf");
+        let line = text
+            .lines()
+            .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .unwrap();
+        let mut w = line.split_whitespace();
+        assert_eq!(w.next(), Some(RTPROT_IPMPD.to_string().as_str()));
+        assert_eq!(w.next(), Some("ipmpd"));
+    }
+
+    #[test]
     fn delete_request_names_table_destination_and_protocol() {
         let r = on_link(1000, p([192, 0, 2, 0], 24), &[7]);
         let m = route_delete_request(3, &r);
