@@ -74,6 +74,29 @@ impl Netns {
         panic!("no link-local address on {ifname} in {}", self.name);
     }
 
+    /// Starts `ping -q -c COUNT -i 0.01 TARGET` from this namespace: a steady flow of 100 packets
+    /// a second whose summary [`Flow::loss`] reads.
+    #[must_use]
+    pub fn ping_flow(&self, target: &str, count: u32) -> Flow {
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", self.path()))
+            .args([
+                "ping",
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-i",
+                "0.01",
+                "-W",
+                "1",
+                target,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ping runs");
+        Flow(child)
+    }
+
     /// Carrier loss: sets `ifname` (usually the far end of a veth) down.
     pub fn link_down(&self, ifname: &str) {
         self.sh(&format!("ip link set {ifname} down"));
@@ -145,6 +168,18 @@ impl Drop for Netns {
                 self.name
             ))
             .status();
+    }
+}
+
+/// A running `ping` flow.
+pub struct Flow(std::process::Child);
+
+impl Flow {
+    /// Waits for the flow to end; its summary line (`... packet loss ...`).
+    #[must_use]
+    pub fn loss(self) -> String {
+        let out = self.0.wait_with_output().expect("ping ends");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 

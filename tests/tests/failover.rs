@@ -43,6 +43,14 @@ fn expect_active(d: &mut Daemon, ifname: &str, active: bool, timeout: Duration, 
     .unwrap_or_else(|| panic!("{what}"));
 }
 
+/// [`GROUP`] with the route `198.51.100.0/24 via 192.0.2.1` (the router has 198.51.100.1).
+fn group_with_route() -> String {
+    GROUP.replace(
+        "data_addresses",
+        "routes = [\"198.51.100.0/24 via 192.0.2.1\"]\ndata_addresses",
+    )
+}
+
 const GROUP: &str = "[group.g]\nfdt_ms = 300\ndata_addresses = [\"192.0.2.100/24\"]\n\n\
     [interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
     [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n";
@@ -197,11 +205,7 @@ fn the_groups_routes_use_only_active_members() {
     }
     let lan = Lan::new(true, false);
     lan.router().sh("ip addr add 198.51.100.1/32 dev lo");
-    let group = GROUP.replace(
-        "data_addresses",
-        "routes = [\"198.51.100.0/24 via 192.0.2.1\"]\ndata_addresses",
-    );
-    let cfg = RunConfig::new("routes-mp", &group, None);
+    let cfg = RunConfig::new("routes-mp", &group_with_route(), None);
     let mut d = cfg.spawn(lan.host());
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("daemon ready");
@@ -245,22 +249,7 @@ fn sigkill_and_restart_move_nothing_and_drop_no_packet_of_a_steady_flow() {
         .expect("daemon ready");
     assert!(lan.router().try_sh("ping -c 1 -W 1 192.0.2.100"));
     // 400 packets, one every 10 ms, from the peer to the data address.
-    let flow = std::process::Command::new("nsenter")
-        .args([
-            format!("--net={}", lan.router().path()),
-            "ping".into(),
-            "-q".into(),
-            "-c".into(),
-            "400".into(),
-            "-i".into(),
-            "0.01".into(),
-            "-W".into(),
-            "1".into(),
-            "192.0.2.100".into(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let flow = lan.router().ping_flow("192.0.2.100", 400);
     std::thread::sleep(Duration::from_millis(800));
     d.signal(libc::SIGKILL);
     std::thread::sleep(Duration::from_millis(300));
@@ -271,8 +260,7 @@ fn sigkill_and_restart_move_nothing_and_drop_no_packet_of_a_steady_flow() {
     let mut d2 = cfg.spawn(lan.host());
     d2.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("restarted");
-    let out = flow.wait_with_output().unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
+    let summary = flow.loss();
     assert!(
         summary.contains(" 0% packet loss"),
         "no packet lost across the restart: {summary}"
@@ -632,11 +620,7 @@ fn a_connection_the_host_opens_without_binding_survives_a_silent_and_a_carrier_f
     }
     let lan = Lan::new(true, false);
     lan.router().sh("ip addr add 198.51.100.1/32 dev lo");
-    let text = GROUP.replace(
-        "data_addresses = [\"192.0.2.100/24\"]",
-        "data_addresses = [\"192.0.2.100/24\"]\nroutes = [\"198.51.100.0/24 via 192.0.2.1\"]",
-    );
-    let cfg = RunConfig::new("tcp", &text, None);
+    let cfg = RunConfig::new("tcp", &group_with_route(), None);
     let mut d = cfg.spawn(lan.host());
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("daemon ready");

@@ -157,22 +157,7 @@ fn without_tcx_one_clsact_filter_is_replaced_in_place_across_a_restart_and_detac
     assert!(has_clsact(lan.host(), "h0"));
 
     // A steady flow to the data address across a crash and a restart.
-    let flow = std::process::Command::new("nsenter")
-        .args([
-            format!("--net={}", lan.router().path()),
-            "ping".into(),
-            "-q".into(),
-            "-c".into(),
-            "300".into(),
-            "-i".into(),
-            "0.01".into(),
-            "-W".into(),
-            "1".into(),
-            "192.0.2.100".into(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let flow = lan.router().ping_flow("192.0.2.100", 300);
     std::thread::sleep(Duration::from_millis(500));
     d.signal(libc::SIGKILL);
     std::thread::sleep(Duration::from_millis(200));
@@ -184,8 +169,7 @@ fn without_tcx_one_clsact_filter_is_replaced_in_place_across_a_restart_and_detac
     let mut d2 = cfg.spawn_with(lan.host(), &["--tc-attach", "clsact"]);
     d2.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("restarted");
-    let out = flow.wait_with_output().unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
+    let summary = flow.loss();
     assert!(
         summary.contains(" 0% packet loss"),
         "no packet lost across the restart: {summary}"

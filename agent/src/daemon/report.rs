@@ -150,7 +150,7 @@ impl Reporter {
     pub fn link(&self, ifname: &str, ev: &crate::link::mirror::LinkEvent) {
         self.line(&json!({
             "event": "link", "ifname": ifname, "change": ev.change, "carrier": ev.carrier,
-            "flaps": ev.flaps, "at_ns": ev.at_ns,
+            "flaps": ev.flaps, "at_ns": ev.at_ns, "seen_ns": ev.seen_ns,
             "source": crate::link::mirror::source_name(ev.source),
         }));
     }

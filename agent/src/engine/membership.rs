@@ -6,11 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Engine, IfState, Output,
-    constants::PROBES_PER_FDT,
-    instance::{ProbeInstance, Target},
-};
+use super::{Engine, IfState, Output, constants::PROBES_PER_FDT, instance::ProbeInstance};
 
 /// What of a member survives a restart or a reload of the daemon: a member that had failed is
 /// still failed until in.mpathd's rules repair it, an offlined one is still offline, and one past
@@ -129,14 +125,7 @@ impl Engine {
                 instances.push(old.swap_remove(k));
                 continue;
             }
-            let mut inst = ProbeInstance::new(addr, now_ns);
-            inst.targets = targets
-                .iter()
-                .filter(|t| t.is_ipv4() == addr.is_ipv4())
-                .map(|t| Target::new(*t))
-                .collect();
-            self.schedule_first(&mut inst, interval, now_ns);
-            instances.push(inst);
+            instances.push(self.new_instance(addr, targets, interval, now_ns));
         }
         let x = &mut self.interfaces[i];
         x.instances = instances;

@@ -366,15 +366,7 @@ impl Engine {
             {
                 continue;
             }
-            let mut inst = ProbeInstance::new(*addr, now_ns);
-            inst.targets = spec
-                .targets
-                .iter()
-                .filter(|t| t.is_ipv4() == addr.is_ipv4())
-                .map(|t| Target::new(*t))
-                .collect();
-            self.schedule_first(&mut inst, interval, now_ns);
-            instances.push(inst);
+            instances.push(self.new_instance(*addr, &spec.targets, interval, now_ns));
         }
         let mut iface = Interface {
             name: spec.ifname.clone(),
@@ -421,6 +413,24 @@ impl Engine {
                 && self.active_count(g, Some(i)) >= self.nonstandby_count(g);
         }
         self.finish()
+    }
+
+    /// A probe instance sending from `addr` to the `targets` of its family, first probe scheduled.
+    fn new_instance(
+        &mut self,
+        addr: IpAddr,
+        targets: &[IpAddr],
+        interval: u64,
+        now_ns: u64,
+    ) -> ProbeInstance {
+        let mut inst = ProbeInstance::new(addr, now_ns);
+        inst.targets = targets
+            .iter()
+            .filter(|t| t.is_ipv4() == addr.is_ipv4())
+            .map(|t| Target::new(*t))
+            .collect();
+        self.schedule_first(&mut inst, interval, now_ns);
+        inst
     }
 
     fn schedule_first(&mut self, inst: &mut ProbeInstance, interval: u64, now_ns: u64) {

@@ -1,12 +1,10 @@
 //! Addresses: RTM_NEWADDR / RTM_DELADDR requests, and the dump and notifications of what is
 //! configured.
 
-use std::net::IpAddr;
-
 use super::{
     msg::{
         Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, attrs, family,
-        ip_bytes, u32_at,
+        ip_bytes, ip_of, u32_at,
     },
     socket::{NetlinkError, RouteSocket},
 };
@@ -77,14 +75,6 @@ pub fn dump_request(seq: u32) -> Vec<u8> {
     Builder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq)
         .bytes(&[0u8; IFADDRMSG_LEN])
         .finish()
-}
-
-fn ip_of(family: u8, p: &[u8]) -> Option<IpAddr> {
-    match (i32::from(family), p.len()) {
-        (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(p).ok()?)),
-        (libc::AF_INET6, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(p).ok()?)),
-        _ => None,
-    }
 }
 
 /// The address in one RTM_NEWADDR / RTM_DELADDR body: IFA_LOCAL where given (the local address

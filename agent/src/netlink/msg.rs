@@ -81,6 +81,17 @@ pub fn ip_bytes(a: IpAddr) -> Vec<u8> {
     }
 }
 
+/// The address in attribute payload `p` of address family `family` (AF_INET: 4 bytes, AF_INET6:
+/// 16); `None` for anything else.
+#[must_use]
+pub fn ip_of(family: u8, p: &[u8]) -> Option<IpAddr> {
+    match (i32::from(family), p.len()) {
+        (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(p).ok()?)),
+        (libc::AF_INET6, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(p).ok()?)),
+        _ => None,
+    }
+}
+
 /// `AF_INET` or `AF_INET6` for the address.
 #[must_use]
 pub fn family(a: IpAddr) -> u8 {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::{
     msg::{
         Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, attr, attrs,
-        family, ip_bytes, u16_at, u32_at,
+        family, ip_bytes, ip_of, u16_at, u32_at,
     },
     socket::{NetlinkError, RouteSocket},
 };
@@ -73,10 +73,8 @@ impl Route {
     }
 }
 
-/// RTM_NEWROUTE (create or replace) of `r`: one next hop as RTA_OIF/RTA_GATEWAY, several as
-/// RTA_MULTIPATH.
-#[must_use]
-pub fn route_request(seq: u32, r: &Route) -> Vec<u8> {
+/// The part every request about `r` starts with: the header, the rtmsg, table and destination.
+fn head(kind: u16, flags: u16, seq: u32, r: &Route) -> Builder {
     // rtmsg: family, dst_len, src_len, tos, table (in RTA_TABLE), protocol, scope, type, flags
     let mut rtm = vec![
         family(r.dst.addr),
@@ -89,14 +87,22 @@ pub fn route_request(seq: u32, r: &Route) -> Vec<u8> {
         r.kind,
     ];
     rtm.extend(0u32.to_ne_bytes());
-    let mut m = Builder::new(
+    Builder::new(kind, flags, seq)
+        .bytes(&rtm)
+        .attr(RTA_TABLE, &r.table.to_ne_bytes())
+        .attr(RTA_DST, &ip_bytes(r.dst.network().addr))
+}
+
+/// RTM_NEWROUTE (create or replace) of `r`: one next hop as RTA_OIF/RTA_GATEWAY, several as
+/// RTA_MULTIPATH.
+#[must_use]
+pub fn route_request(seq: u32, r: &Route) -> Vec<u8> {
+    let mut m = head(
         RTM_NEWROUTE,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
         seq,
-    )
-    .bytes(&rtm)
-    .attr(RTA_TABLE, &r.table.to_ne_bytes())
-    .attr(RTA_DST, &ip_bytes(r.dst.network().addr));
+        r,
+    );
     if let Some(src) = r.prefsrc {
         m = m.attr(RTA_PREFSRC, &ip_bytes(src));
     }
@@ -128,21 +134,7 @@ pub fn route_request(seq: u32, r: &Route) -> Vec<u8> {
 /// RTM_DELROUTE of `r` (table, destination, protocol and metric identify it).
 #[must_use]
 pub fn route_delete_request(seq: u32, r: &Route) -> Vec<u8> {
-    let mut rtm = vec![
-        family(r.dst.addr),
-        r.dst.len,
-        0,
-        0,
-        0,
-        r.protocol,
-        r.scope,
-        r.kind,
-    ];
-    rtm.extend(0u32.to_ne_bytes());
-    let m = Builder::new(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq)
-        .bytes(&rtm)
-        .attr(RTA_TABLE, &r.table.to_ne_bytes())
-        .attr(RTA_DST, &ip_bytes(r.dst.network().addr));
+    let m = head(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, r);
     match r.metric {
         Some(metric) => m.attr(RTA_PRIORITY, &metric.to_ne_bytes()).finish(),
         None => m.finish(),
@@ -157,14 +149,6 @@ pub fn dump_request(seq: u32, family: u8) -> Vec<u8> {
     Builder::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq)
         .bytes(&rtm)
         .finish()
-}
-
-fn ip_of(family: u8, p: &[u8]) -> Option<IpAddr> {
-    match (i32::from(family), p.len()) {
-        (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(p).ok()?)),
-        (libc::AF_INET6, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(p).ok()?)),
-        _ => None,
-    }
 }
 
 fn unspecified(family: u8) -> Option<IpAddr> {
