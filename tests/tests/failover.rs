@@ -145,9 +145,11 @@ fn a_restart_moves_nothing() {
     let mut d = cfg.spawn(lan.host());
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("daemon ready");
+    // While it is stopped, the address ends up elsewhere (as a previous process may have left
+    // it): the next start adopts it there. (With the daemon running, it would follow the change.)
+    d.stop();
     lan.host()
         .sh("ip addr del 192.0.2.100/24 dev h0 && ip addr add 192.0.2.100/24 dev h1");
-    d.stop();
     let mut d = cfg.spawn(lan.host());
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("restarted");

@@ -272,15 +272,15 @@ fn a_test_address_added_later_starts_probing_with_no_fdt_raise_and_one_removed_s
         "within in.mpathd's 20 s grace: nothing to say"
     );
     lan.host().sh("ip addr del 192.0.2.11/24 dev h1");
-    std::thread::sleep(Duration::from_millis(500));
-    d.seen.clear();
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(
-        d.drain()
-            .iter()
-            .all(|v| !acked_on(v, "h1") && v["probe"]["ifname"] != "h1"),
-        "probing stopped"
-    );
+    // Probes in flight may still be reported lost; then a full second without any from h1.
+    let deadline = Instant::now() + tests::scaled(Duration::from_secs(5));
+    let mut quiet = false;
+    while !quiet && Instant::now() < deadline {
+        d.seen.clear();
+        std::thread::sleep(Duration::from_secs(1));
+        quiet = d.drain().iter().all(|v| v["probe"]["ifname"] != "h1");
+    }
+    assert!(quiet, "probing stopped");
     assert!(d.running());
 }
 
@@ -639,8 +639,15 @@ fn the_next_hops_of_a_multipath_route_become_router_targets() {
         out
     };
     let deadline = Instant::now() + tests::scaled(Duration::from_secs(3));
-    while !targets(&lan).contains("192.0.2.1 192.0.2.2") && Instant::now() < deadline {
+    while targets(&lan).split_whitespace().count() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(targets(&lan).trim(), "h0:192.0.2.1 192.0.2.2");
+    let got = targets(&lan);
+    let mut found: Vec<&str> = got
+        .trim()
+        .trim_start_matches("h0:")
+        .split_whitespace()
+        .collect();
+    found.sort_unstable();
+    assert_eq!(found, ["192.0.2.1", "192.0.2.2"], "{got}");
 }
