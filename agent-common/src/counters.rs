@@ -25,9 +25,12 @@ pub struct IfaceCounters {
     pub probes_stamped: u64,
     /// `bpf_ktime_get_ns()` of the last frame received (passive evidence of a live link).
     pub last_rx_ns: u64,
+    /// A well-formed reply for a probe identity (ICMP id on this interface) ipmpd did not send:
+    /// dropped in the kernel, so a flood of them never fills the ring buffer.
+    pub rejected_identity: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<IfaceCounters>() == 80);
+const _: () = assert!(core::mem::size_of::<IfaceCounters>() == 88);
 
 impl IfaceCounters {
     /// Adds another CPU's counters; `last_rx_ns` takes the latest.
@@ -44,6 +47,7 @@ impl IfaceCounters {
             ring_full: self.ring_full + other.ring_full,
             probes_stamped: self.probes_stamped + other.probes_stamped,
             last_rx_ns: self.last_rx_ns.max(other.last_rx_ns),
+            rejected_identity: self.rejected_identity + other.rejected_identity,
         }
     }
 }

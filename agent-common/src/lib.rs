@@ -11,6 +11,9 @@ pub mod link;
 pub mod probe;
 pub mod record;
 
+/// Most interfaces one agent tracks (the size of the per-interface maps).
+pub const MAX_TRACKED: usize = 4096;
+
 /// Names of the maps and programs, shared so userspace finds what the kernel side declares.
 pub mod names {
     /// Ring buffer carrying [`crate::record::ProbeReplyRecord`]s from XDP to userspace.
@@ -19,6 +22,8 @@ pub mod names {
     pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
     /// Link-state mirror per tracked interface ([`crate::link::LinkState`]).
     pub const LINK_STATE: &str = "LINK_STATE";
+    /// The ICMP identifier of ipmpd's probes per interface: XDP queues only replies to those.
+    pub const PROBE_IDS: &str = "PROBE_IDS";
     /// Ring buffer carrying [`crate::record::LinkRecord`]s from the carrier hook to userspace.
     pub const LINK_EVENTS: &str = "LINK_EVENTS";
     /// XDP program recognising probe replies.

@@ -10,12 +10,16 @@ use aya_ebpf::{
     macros::btf_map,
 };
 
-/// Most interfaces one agent tracks.
-pub const MAX_TRACKED: usize = 4096;
+use agent_common::MAX_TRACKED;
 
 /// Probe replies for userspace: 256 KiB holds over 3,000 records, far more than one poll collects.
 #[btf_map]
 pub static PROBE_REPLIES: RingBuf<ProbeReplyRecord, { 256 * 1024 }> = RingBuf::new();
+
+/// Interface index → the ICMP identifier of ipmpd's probes there (userspace sets it when it starts
+/// probing): only replies carrying it are queued.
+#[btf_map]
+pub static PROBE_IDS: HashMap<u32, u32, MAX_TRACKED> = HashMap::new();
 
 /// Per-CPU counters per tracked interface; userspace creates the entry when it starts tracking.
 #[btf_map]

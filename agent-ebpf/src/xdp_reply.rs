@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{PROBE_REPLIES, counters},
+    maps::{PROBE_IDS, PROBE_REPLIES, counters},
     parse::{self, Skip, read},
 };
 
@@ -132,6 +132,19 @@ fn deliver(
     header: ProbeHeader,
     stats: Option<&mut IfaceCounters>,
 ) -> u32 {
+    let icmp_id = u16::from_be_bytes([icmp[4], icmp[5]]);
+    // Only replies to a probe of ours, on the interface that sent it: anything else (another
+    // process's identity, or a flood of forged replies) is dropped here, cheaply, and never
+    // competes with real replies for the ring buffer.
+    // SAFETY: a plain lookup of a u32 value; the reference does not outlive this statement.
+    let ours = unsafe { PROBE_IDS.get(&ifindex) }.copied() == Some(u32::from(icmp_id))
+        && u32::from_be(header.ifindex) == ifindex;
+    if !ours {
+        if let Some(stats) = stats {
+            stats.rejected_identity += 1;
+        }
+        return XDP_DROP;
+    }
     // SAFETY: helper without preconditions.
     let rx_ns = unsafe { bpf_ktime_get_ns() };
     let mut src_addr = [0u8; 16];
@@ -150,7 +163,7 @@ fn deliver(
         rx_ns,
         header,
         rx_ifindex: ifindex,
-        icmp_id: u16::from_be_bytes([icmp[4], icmp[5]]),
+        icmp_id,
         icmp_seq: u16::from_be_bytes([icmp[6], icmp[7]]),
         src_addr,
         family: if l4.family == 4 {

@@ -7,7 +7,7 @@ use aya::{
     maps::{PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use tests::frames::{Frame, Payload};
+use tests::frames::{Frame, PROBE_ID, Payload, TEST_RUN_IFINDEX};
 
 fn per_packet_ns(run: impl Fn() -> std::time::Duration, rounds: usize) -> Vec<f64> {
     (0..rounds).map(|_| run().as_nanos() as f64).collect()
@@ -41,6 +41,10 @@ fn main() {
             PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).unwrap(),
             0,
         )
+        .unwrap();
+    let mut ids: aya::maps::HashMap<_, u32, u32> =
+        aya::maps::HashMap::try_from(ebpf.map_mut(names::PROBE_IDS).unwrap()).unwrap();
+    ids.insert(TEST_RUN_IFINDEX, u32::from(PROBE_ID), 0)
         .unwrap();
     let mut ring = RingBuf::try_from(ebpf.take_map(names::PROBE_REPLIES).unwrap()).unwrap();
 

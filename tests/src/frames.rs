@@ -12,10 +12,17 @@ pub enum Payload {
     Raw(Vec<u8>),
 }
 
+/// The interface `BPF_PROG_TEST_RUN` delivers XDP frames on (loopback): replies "arrive" there,
+/// so the headers of valid ones name it.
+pub const TEST_RUN_IFINDEX: u32 = 1;
+/// The ICMP identifier of the frames built here; registered as the probe identity of
+/// [`TEST_RUN_IFINDEX`] for a reply to count as ours.
+pub const PROBE_ID: u16 = 0x4202;
+
 /// A valid ipmpd header as a reply would carry it.
 #[must_use]
 pub fn probe_header() -> ProbeHeader {
-    let mut h = ProbeHeader::new(msg::FAILURE_DETECTION, 2, 0, 1_000);
+    let mut h = ProbeHeader::new(msg::FAILURE_DETECTION, TEST_RUN_IFINDEX, 0, 1_000);
     h.kernel_tx_ns = 2_000u64.to_be();
     h.tag = 0x1234u64.to_be();
     h
@@ -46,7 +53,7 @@ impl Default for Frame {
             ipv6_ext: Vec::new(),
             icmp_type: 0,
             icmp_code: 0,
-            id: 0x4202,
+            id: PROBE_ID,
             seq: 7,
             payload: Payload::Probe(probe_header()),
         }

@@ -12,12 +12,11 @@ use aya::{
     maps::{MapData, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use tests::frames::{Frame, Payload, ext8, probe_header};
+use tests::frames::{Frame, PROBE_ID, Payload, TEST_RUN_IFINDEX, ext8, probe_header};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-/// BPF_PROG_TEST_RUN delivers XDP frames as if received on loopback.
-const LO: u32 = 1;
+const LO: u32 = TEST_RUN_IFINDEX;
 
 struct Programs {
     ebpf: Ebpf,
@@ -50,6 +49,10 @@ fn load() -> Option<Programs> {
             PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).unwrap(),
             0,
         )
+        .unwrap();
+    let mut ids: aya::maps::HashMap<_, u32, u32> =
+        aya::maps::HashMap::try_from(ebpf.map_mut(names::PROBE_IDS).unwrap()).unwrap();
+    ids.insert(TEST_RUN_IFINDEX, u32::from(PROBE_ID), 0)
         .unwrap();
     let ring = RingBuf::try_from(ebpf.take_map(names::PROBE_REPLIES).unwrap()).unwrap();
     Some(Programs { ebpf, ring })
@@ -199,6 +202,31 @@ fn invalid_replies_pass_and_are_counted_by_reason() {
         (1, 1, 1, 1, 1)
     );
     assert_eq!(c.probe_replies, 0);
+}
+
+#[test]
+fn replies_with_another_identity_are_dropped_and_counted() {
+    let Some(mut p) = load() else { return };
+    let other_id = Frame {
+        id: PROBE_ID ^ 1,
+        ..Frame::reply(false)
+    };
+    let mut h = probe_header();
+    h.ifindex = (TEST_RUN_IFINDEX + 1).to_be();
+    let other_interface = Frame {
+        payload: Payload::Probe(h),
+        ..Frame::reply(true)
+    };
+    for f in [&other_id, &other_interface] {
+        // Dropped: a flood of them must not reach userspace (or the stack's ping sockets).
+        assert_eq!(p.xdp(&f.bytes()), XDP_DROP);
+    }
+    assert!(
+        p.records().is_empty(),
+        "a foreign identity is never an answer"
+    );
+    let c = p.counters();
+    assert_eq!((c.rejected_identity, c.probe_replies), (2, 0));
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub struct Target {
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// The daemon's instance name (socket /run/ipmpd/INSTANCE.sock).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::datapath::parse_instance)]
     pub instance: Option<String>,
 }
 

@@ -15,7 +15,9 @@ pub struct ConfigPaths {
     pub config: PathBuf,
 }
 
-/// Runs `ipmpd check-config`: every problem on its own line; exit status 1 when there is any.
+/// Runs `ipmpd check-config`: every problem on its own line (warnings say so), a note for each
+/// interface the host does not have now (it may appear later: not an error); exit status 1 when
+/// there is an error.
 #[must_use]
 pub fn run(paths: &ConfigPaths) -> std::process::ExitCode {
     let c = config::load(&paths.defaults, &paths.config);
@@ -35,7 +37,15 @@ pub fn run(paths: &ConfigPaths) -> std::process::ExitCode {
         c.groups.groups.len(),
         c.groups.interfaces.len()
     );
-    if c.problems.is_empty() {
+    for i in &c.groups.interfaces {
+        if crate::datapath::ifindex_of(&i.name).is_err() {
+            println!(
+                "note: {} does not exist now; ipmpd tracks it when it appears",
+                i.name
+            );
+        }
+    }
+    if c.problems.iter().all(|p| p.warning) {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 #[derive(Debug, clap::Args)]
 pub struct DetachArgs {
     /// Instance name (pins under /sys/fs/bpf/ipmpd/INSTANCE/); default: the default instance.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::datapath::parse_instance)]
     pub instance: Option<String>,
 }
 

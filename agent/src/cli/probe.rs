@@ -149,6 +149,9 @@ async fn probe_loop(
     let family = socket.family();
     let key = ProbeKey::random().context("no randomness for the probe key")?;
     let id = ProbeSession::identifier(std::process::id(), ifindex);
+    t.datapath
+        .set_probe_id(ifindex, id)
+        .context("cannot tell the datapath this session's identity")?;
     let mut session = ProbeSession::new(key, family, id, ifindex, 0);
     let ring = t.datapath.take_reply_ring()?;
     // SAFETY: the RingBuf owns its map descriptor and returns the same one for as long as it lives,

@@ -25,7 +25,7 @@ pub struct TrackingArgs {
     #[command(flatten)]
     pub poll: crate::link::watcher::LinkPollArgs,
     /// Instance name: pins go under /sys/fs/bpf/ipmpd/INSTANCE/.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::datapath::parse_instance)]
     pub instance: Option<String>,
     #[command(flatten)]
     pub kernel: crate::datapath::choice::KernelChoiceArgs,

@@ -30,6 +30,7 @@ use toml::Spanned;
 
 /// Lowest per-group FDT: kernel timestamps make 10 ms meaningful.
 pub const MIN_GROUP_FDT_MS: u64 = 10;
+use super::mpathd_defaults::MAX_FDT_MS;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,11 +154,86 @@ pub struct FileProblem {
     pub line: usize,
     pub message: String,
     pub fix: String,
+    /// A warning: a value was replaced by the nearest one allowed, and the file is still used.
+    /// Anything else refuses the file.
+    pub warning: bool,
 }
 
-fn line_of(text: &str, span: &Range<usize>) -> usize {
-    text.get(..span.start.min(text.len()))
-        .map_or(1, |t| t.matches('\n').count() + 1)
+/// Where each line starts, so a problem's line is found in O(log n), however many problems a
+/// large file has.
+pub(super) struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        Self(
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
+    }
+
+    /// The 1-based line of byte `offset`.
+    pub(super) fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset).max(1)
+    }
+}
+
+/// The problems of one parse, with their lines.
+pub(super) struct Problems<'a> {
+    lines: &'a Lines,
+    pub(super) list: Vec<FileProblem>,
+}
+
+impl Problems<'_> {
+    /// An error at `span`: the entry is left out and the file refused.
+    pub(super) fn error(&mut self, span: &Range<usize>, message: String, fix: &str) {
+        self.push(span, message, fix, false);
+    }
+
+    /// A warning at `span`: the nearest allowed value is used.
+    pub(super) fn warn(&mut self, span: &Range<usize>, message: String, fix: &str) {
+        self.push(span, message, fix, true);
+    }
+
+    fn push(&mut self, span: &Range<usize>, message: String, fix: &str, warning: bool) {
+        self.list.push(FileProblem {
+            line: self.lines.line(span.start),
+            message,
+            fix: fix.into(),
+            warning,
+        });
+    }
+}
+
+/// The most TOML syntax errors reported in one file (each costs a parse of the whole file).
+const MAX_SYNTAX_ERRORS: usize = 20;
+
+/// Parses the TOML, reporting up to [`MAX_SYNTAX_ERRORS`] syntax errors: each bad line is blanked
+/// and the rest parsed again, so an administrator sees them all at once.
+fn parse_toml(text: &str, problems: &mut Problems<'_>) -> Option<RawFile> {
+    let mut text = text.to_owned();
+    for _ in 0..MAX_SYNTAX_ERRORS {
+        match toml::from_str::<RawFile>(&text) {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                problems.error(
+                    &span,
+                    e.message().trim().to_owned(),
+                    "correct the TOML syntax or the key (see the example in the README)",
+                );
+                // Blank the line in place (same length: later spans keep their lines).
+                let line = problems.lines.line(span.start);
+                let start = problems.lines.0[line - 1];
+                let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+                if e.span().is_none() || start >= end {
+                    return None;
+                }
+                text.replace_range(start..end, &" ".repeat(end - start));
+            }
+        }
+    }
+    None
 }
 
 fn parse_prefix(s: &str) -> Option<Prefix> {
@@ -177,34 +253,26 @@ use crate::ip::is_link_local;
 /// Parses and validates the file's text. Entries with problems are left out; the rest is usable.
 #[must_use]
 pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
-    let mut problems = Vec::new();
-    let raw: RawFile = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let line = e.span().map_or(1, |s| line_of(text, &s));
-            problems.push(FileProblem {
-                line,
-                message: e.message().trim().to_owned(),
-                fix: "correct the TOML syntax or the key (see the example in the README)".into(),
-            });
-            return (GroupFile::default(), problems);
-        }
+    let lines = Lines::new(text);
+    let mut problems = Problems {
+        lines: &lines,
+        list: Vec::new(),
     };
-    let mut problem = |span: &Range<usize>, message: String, fix: &str| {
-        problems.push(FileProblem {
-            line: line_of(text, span),
-            message,
-            fix: fix.into(),
-        });
+    let Some(raw) = parse_toml(text, &mut problems) else {
+        return (GroupFile::default(), problems.list);
     };
     let mut out = GroupFile::default();
     for (name, g) in &raw.group {
-        let fdt_ms = g.get_ref().fdt_ms.as_ref().and_then(|f| {
-            if *f.get_ref() < MIN_GROUP_FDT_MS {
-                problem(&f.span(), format!("group {name}: failure detection time of {} ms is below the minimum of {MIN_GROUP_FDT_MS} ms", f.get_ref()), "use fdt_ms = 10 or more");
-                None
+        let fdt_ms = g.get_ref().fdt_ms.as_ref().map(|f| {
+            let ms = *f.get_ref();
+            if ms < MIN_GROUP_FDT_MS {
+                problems.warn(&f.span(), format!("group {name}: too small failure detection time of {ms} ms, assuming minimum of {MIN_GROUP_FDT_MS} ms"), "use fdt_ms = 10 or more");
+                MIN_GROUP_FDT_MS
+            } else if ms > MAX_FDT_MS {
+                problems.warn(&f.span(), format!("group {name}: too large failure detection time of {ms} ms, assuming maximum of {MAX_FDT_MS} ms"), "use fdt_ms = 600000 or less");
+                MAX_FDT_MS
             } else {
-                Some(*f.get_ref())
+                ms
             }
         });
         let mut prefixes = |list: &[Spanned<String>], what: &str| -> Vec<Prefix> {
@@ -212,7 +280,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
                 .filter_map(|s| {
                     let p = parse_prefix(s.get_ref());
                     if p.is_none() {
-                        problem(
+                        problems.error(
                             &s.span(),
                             format!(
                                 "group {name}: {what} {:?} is not an address or prefix",
@@ -233,7 +301,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             .filter_map(|s| {
                 let r = parse_route(s.get_ref());
                 if r.is_none() {
-                    problem(
+                    problems.error(
                         &s.span(),
                         format!("group {name}: route {:?} is not PREFIX or PREFIX via GATEWAY", s.get_ref()),
                         "write it as 198.51.100.0/24 via 192.0.2.1 (the gateway on the members' subnet)",
@@ -244,7 +312,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             .collect();
         let table = match &g.get_ref().table {
             Some(t) if reserved_table(*t.get_ref()) => {
-                problem(
+                problems.error(
                     &t.span(),
                     format!(
                         "group {name}: table {} is one of the kernel's own (0, 253 default, 254 main, 255 local)",
@@ -263,7 +331,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
                 .table
                 .as_ref()
                 .map_or_else(|| g.span(), Spanned::span);
-            problem(
+            problems.error(
                 &span,
                 format!(
                     "group {name}: routing table {table} is also group {}'s",
@@ -277,8 +345,20 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             fdt_ms,
             data_addresses,
             routes,
-            announcements: g.get_ref().announcements.unwrap_or(3),
-            announce_interval_ms: g.get_ref().announce_interval_ms.unwrap_or(100),
+            announcements: bounded(
+                &mut problems,
+                &g.span(),
+                &format!("group {name}: announcements"),
+                g.get_ref().announcements.map_or(3, u64::from),
+                MAX_ANNOUNCEMENTS,
+            ) as u32,
+            announce_interval_ms: bounded(
+                &mut problems,
+                &g.span(),
+                &format!("group {name}: announce_interval_ms"),
+                g.get_ref().announce_interval_ms.unwrap_or(100),
+                MAX_ANNOUNCE_INTERVAL_MS,
+            ),
             table,
         });
     }
@@ -293,7 +373,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
         if let Some(g) = &r.group
             && !raw.group.contains_key(g.get_ref())
         {
-            problem(
+            problems.error(
                 &g.span(),
                 format!("interface {ifname}: group {:?} is not defined", g.get_ref()),
                 "add a [group.NAME] table or correct the name",
@@ -303,7 +383,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
         let mut tests: Vec<IpAddr> = Vec::new();
         for t in &r.test_addresses {
             let Ok(a) = t.get_ref().parse::<IpAddr>() else {
-                problem(
+                problems.error(
                     &t.span(),
                     format!(
                         "interface {ifname}: test address {:?} is not an IP address",
@@ -314,7 +394,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
                 continue;
             };
             if a.is_ipv6() && !is_link_local(a) {
-                problem(
+                problems.error(
                     &t.span(),
                     format!(
                         "interface {ifname}: IPv6 test address {a} is not link-local; it is ignored"
@@ -324,7 +404,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
                 continue;
             }
             if tests.iter().any(|x| x.is_ipv4() == a.is_ipv4()) {
-                problem(
+                problems.error(
                     &t.span(),
                     format!(
                         "interface {ifname}: more than one IPv{} test address",
@@ -337,7 +417,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             if !group.is_empty()
                 && let Some(other) = test_owner.insert((group.clone(), a), ifname.clone())
             {
-                problem(
+                problems.error(
                     &t.span(),
                     format!(
                         "Test address {a} is not unique in group; disabling probe-based failure detection on {ifname} (also on {other})"
@@ -354,7 +434,7 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             .filter_map(|t| {
                 let a = t.get_ref().parse::<IpAddr>().ok();
                 if a.is_none() {
-                    problem(
+                    problems.error(
                         &t.span(),
                         format!(
                             "interface {ifname}: target {:?} is not an IP address",
@@ -374,29 +454,53 @@ pub fn parse(text: &str) -> (GroupFile, Vec<FileProblem>) {
             targets,
         });
     }
-    // A test address never moves; a data address always may: one address cannot be both.
-    for g in &mut out.groups {
-        let span = raw.group.get(&g.name).map_or(0..0, Spanned::span);
-        g.data_addresses.retain(|d| {
-            let Some(owner) = out
-                .interfaces
-                .iter()
-                .find(|i| i.test_addresses.contains(&d.addr))
-            else {
-                return true;
-            };
-            problems.push(FileProblem {
-                line: line_of(text, &span),
-                message: format!(
-                    "group {}: data address {} is also the test address of {}",
-                    g.name, d.addr, owner.name
-                ),
-                fix: "a test address stays on its interface while data addresses move: give them different addresses".into(),
-            });
-            false
-        });
+    super::checks::cross_check(&mut out, &raw_spans(&raw), &mut problems);
+    (out, problems.list)
+}
+
+/// Where each group and interface was written, for the cross-checks' messages.
+pub(super) struct Spans {
+    pub(super) groups: BTreeMap<String, Range<usize>>,
+    pub(super) interfaces: BTreeMap<String, Range<usize>>,
+}
+
+fn raw_spans(raw: &RawFile) -> Spans {
+    Spans {
+        groups: raw
+            .group
+            .iter()
+            .map(|(n, g)| (n.clone(), g.span()))
+            .collect(),
+        interfaces: raw
+            .interface
+            .iter()
+            .map(|(n, i)| (n.clone(), i.span()))
+            .collect(),
     }
-    (out, problems)
+}
+
+/// Most announcements after a move, and their longest spacing.
+const MAX_ANNOUNCEMENTS: u64 = 100;
+const MAX_ANNOUNCE_INTERVAL_MS: u64 = 60_000;
+
+/// `value`, or `max` with a warning when it is larger.
+fn bounded(
+    problems: &mut Problems<'_>,
+    span: &Range<usize>,
+    what: &str,
+    value: u64,
+    max: u64,
+) -> u64 {
+    if value > max {
+        problems.warn(
+            span,
+            format!("{what} = {value} is more than {max}; using {max}"),
+            "use a smaller value",
+        );
+        max
+    } else {
+        value
+    }
 }
 
 #[cfg(test)]
@@ -452,7 +556,8 @@ test_addresses = ["192.0.2.11"]
     #[test]
     fn syntax_errors_and_unknown_keys_are_reported_with_a_line() {
         let (_, p) = parse("[group.g]\nfdt_ms = \n");
-        assert_eq!(p.len(), 1);
+        let p: Vec<_> = p.into_iter().filter(|x| !x.warning).collect();
+        assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].line, 2);
         let (_, p) = parse("[group.g]\nfailback = true\n");
         assert!(p[0].message.contains("unknown field"), "{p:?}");
@@ -483,6 +588,7 @@ test_addresses = ["192.0.2.11"]
         assert_eq!(one.groups[0].table, two.groups[1].table);
         let (f, p) =
             parse("[group.a]\ntable = 1000\n[group.b]\ntable = 1000\n[group.c]\ntable = 254\n");
+        let p: Vec<_> = p.into_iter().filter(|x| !x.warning).collect();
         assert_eq!(f.groups[0].table, 1000);
         let lines: Vec<usize> = p.iter().map(|x| x.line).collect();
         assert_eq!(lines, vec![4, 6], "{p:?}");

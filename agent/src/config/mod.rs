@@ -1,5 +1,6 @@
 //! Configuration: `/etc/default/mpathd` (in.mpathd's exact semantics and messages) and the group file.
 
+mod checks;
 pub mod group_file;
 pub mod mpathd_defaults;
 
@@ -17,18 +18,46 @@ pub struct Problem {
     pub line: usize,
     pub message: String,
     pub fix: String,
+    /// A warning: the value was replaced by the nearest one allowed (in.mpathd's way with
+    /// `/etc/default/mpathd`); anything else in the group file refuses it.
+    pub warning: bool,
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}:{}: {} ({})",
+            "{}{}:{}: {} ({})",
+            if self.warning { "warning: " } else { "" },
             self.path.display(),
             self.line,
             self.message,
             self.fix
         )
+    }
+}
+
+/// Reads `path` as text. A line that is not UTF-8 is a problem of its own (its bytes replaced):
+/// one bad byte must not make the whole file vanish (`FAILBACK=no` silently becoming yes).
+fn read_text(path: &Path, problems: &mut Vec<Problem>) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let bytes = e.into_bytes();
+            for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+                if std::str::from_utf8(line).is_err() {
+                    problems.push(Problem {
+                        path: path.into(),
+                        line: i + 1,
+                        message: "not valid UTF-8; read with the bad bytes replaced".into(),
+                        fix: "write the file in UTF-8 (or ASCII)".into(),
+                        warning: false,
+                    });
+                }
+            }
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
     }
 }
 
@@ -45,7 +74,7 @@ pub struct Config {
 #[must_use]
 pub fn load(defaults_path: &Path, group_path: &Path) -> Config {
     let mut problems = Vec::new();
-    let defaults = match std::fs::read_to_string(defaults_path) {
+    let defaults = match read_text(defaults_path, &mut problems) {
         Ok(text) => {
             let (d, p) = mpathd_defaults::parse(&text);
             problems.extend(p.into_iter().map(|p| Problem {
@@ -53,6 +82,7 @@ pub fn load(defaults_path: &Path, group_path: &Path) -> Config {
                 line: p.line,
                 message: p.message,
                 fix: p.fix.into(),
+                warning: true,
             }));
             d
         }
@@ -65,11 +95,12 @@ pub fn load(defaults_path: &Path, group_path: &Path) -> Config {
                 line: 0,
                 message: format!("cannot read: {e}"),
                 fix: "make the file readable by ipmpd, or remove it to use the defaults".into(),
+                warning: true,
             });
             mpathd_defaults::MpathdDefaults::default()
         }
     };
-    let groups = match std::fs::read_to_string(group_path) {
+    let groups = match read_text(group_path, &mut problems) {
         Ok(text) => {
             let (g, p) = group_file::parse(&text);
             problems.extend(p.into_iter().map(|p| Problem {
@@ -77,6 +108,7 @@ pub fn load(defaults_path: &Path, group_path: &Path) -> Config {
                 line: p.line,
                 message: p.message,
                 fix: p.fix,
+                warning: p.warning,
             }));
             g
         }
@@ -86,6 +118,7 @@ pub fn load(defaults_path: &Path, group_path: &Path) -> Config {
                 line: 0,
                 message: format!("cannot read the group file: {e}"),
                 fix: "create it (see the example in the README) or pass --config PATH".into(),
+                warning: false,
             });
             group_file::GroupFile::default()
         }

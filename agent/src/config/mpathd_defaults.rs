@@ -8,6 +8,9 @@
 pub const DEFAULT_FDT_MS: u64 = 10_000;
 /// in.mpathd's `MIN_FAILURE_DETECTION_TIME` (ms).
 pub const MIN_FDT_MS: u64 = 100;
+/// The longest FDT ipmpd takes (ms): in.mpathd has no maximum, but times are kept in
+/// nanoseconds, and ten minutes is far beyond any use.
+pub const MAX_FDT_MS: u64 = 600_000;
 
 /// The three variables in.mpathd reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +47,11 @@ pub struct DefaultsProblem {
 /// The first line starting with `key=` (case-insensitive), its 1-based number and its value.
 fn defread<'a>(text: &'a str, key: &str) -> Option<(usize, &'a str)> {
     text.lines().enumerate().find_map(|(i, line)| {
-        let head = line.get(..key.len() + 1)?;
-        if head[..key.len()].eq_ignore_ascii_case(key) && head.ends_with('=') {
-            let v = &line[key.len() + 1..];
+        // Bytes, not characters: a multi-byte character where the key would end is no key (and
+        // no reason to panic).
+        let head = line.as_bytes().get(..=key.len())?;
+        if head[..key.len()].eq_ignore_ascii_case(key.as_bytes()) && head[key.len()] == b'=' {
+            let v = line.get(key.len() + 1..)?;
             let v = v
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
@@ -121,6 +126,15 @@ pub fn parse(text: &str) -> (MpathdDefaults, Vec<DefaultsProblem>) {
                 ),
                 fix: "set FAILURE_DETECTION_TIME to a whole number of milliseconds, 100 or more",
             });
+        } else if n.unsigned_abs() > MAX_FDT_MS {
+            problems.push(DefaultsProblem {
+                line,
+                message: format!(
+                    "Too large failure detection time of {v}, assuming maximum of {MAX_FDT_MS} ms"
+                ),
+                fix: "use 600000 ms (10 minutes) or less",
+            });
+            d.failure_detection_time_ms = MAX_FDT_MS;
         } else if (n as u64) < MIN_FDT_MS {
             problems.push(DefaultsProblem {
                 line,
@@ -230,6 +244,39 @@ mod tests {
             "Invalid value for TRACK_INTERFACES_ONLY_WITH_GROUPS 1"
         );
         assert_eq!((p[0].line, p[1].line), (1, 2));
+    }
+
+    #[test]
+    fn multi_byte_characters_where_a_key_would_end_are_no_key_and_no_panic() {
+        for text in [
+            "# 12345é\n",
+            "FAILBACKé=no\n",
+            "FAILBACK\u{e9}\n",
+            "é",
+            "FAILURE_DETECTION_TIME=2000é\n",
+        ] {
+            let (d, _) = parse(text);
+            assert!(d.failback, "{text:?}");
+        }
+        assert_eq!(
+            parse("FAILURE_DETECTION_TIME=2000é\n")
+                .0
+                .failure_detection_time_ms,
+            2000
+        );
+    }
+
+    #[test]
+    fn a_huge_fdt_is_capped_with_a_message() {
+        let (d, p) = parse("FAILURE_DETECTION_TIME=99999999999999999999\n");
+        assert_eq!(d.failure_detection_time_ms, MAX_FDT_MS);
+        assert!(p[0].message.starts_with("Too large failure detection time"));
+        assert_eq!(
+            d.failure_detection_time_ms
+                .checked_mul(1_000_000)
+                .map(|_| ()),
+            Some(())
+        );
     }
 
     #[test]

@@ -22,6 +22,13 @@ pub enum ClientError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "ipmpd at {path} accepted the connection but did not answer within 5 s: it may be stalled (see its log, `systemctl status ipmpd`)"
+    )]
+    Silent {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("ipmpd did not answer properly")]
     BadAnswer(#[source] std::io::Error),
 }
@@ -48,7 +55,13 @@ pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
     let mut answer = String::new();
     BufReader::new(stream)
         .read_line(&mut answer)
-        .map_err(ClientError::BadAnswer)?;
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::Silent {
+                path: path.display().to_string(),
+                source,
+            },
+            _ => ClientError::BadAnswer(source),
+        })?;
     serde_json::from_str(&answer).map_err(|e| ClientError::BadAnswer(e.into()))
 }
 

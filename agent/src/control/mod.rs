@@ -1,8 +1,10 @@
 //! The control socket: a Unix stream socket under `/run/ipmpd/` speaking one JSON request and one
 //! JSON response per connection, one line each. Queries are for any local user; changes
-//! (offline/online) only for root or holders of CAP_NET_ADMIN, checked with SO_PEERCRED.
+//! (offline/online) only for root or members of `--admin-group`, judged on the credentials the
+//! peer connected with ([`peer`]).
 
 pub mod client;
+pub mod peer;
 pub mod server;
 pub mod snapshot;
 
@@ -48,7 +50,9 @@ pub enum ControlError {
     /// The engine refused (if_mpadm's errors).
     #[error("{code}")]
     Refused { code: AdminError },
-    #[error("permission denied: changes need root or CAP_NET_ADMIN")]
+    #[error(
+        "permission denied: changes need root, or membership of the group ipmpd was started with --admin-group"
+    )]
     PermissionDenied,
     #[error("malformed request: {reason}")]
     Malformed { reason: String },

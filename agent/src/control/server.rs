@@ -1,37 +1,42 @@
-//! The daemon's side of the control socket: non-blocking, polled from the daemon's loop, bounded
-//! in connections, request size and time, so no client can stall or crash the daemon.
+//! The daemon's side of the control socket. All of its I/O runs on a thread of its own, never on
+//! the detection thread: the detection thread only takes complete requests (a bounded number per
+//! wake-up) and hands back responses and stream records, through channels. Every connection is
+//! bounded in what it may send, in how long it may take, and in what may wait for it; a client
+//! that does not keep up is dropped, and a privileged client is never pushed out for an
+//! unprivileged one.
 
 use std::{
+    collections::VecDeque,
     io::{self, Read as _, Write as _},
     os::{
-        fd::{AsRawFd as _, RawFd},
-        unix::{
-            fs::PermissionsExt as _,
-            net::{UnixListener, UnixStream},
-        },
+        fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd},
+        unix::net::{UnixListener, UnixStream},
     },
     path::{Path, PathBuf},
-    time::Duration,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
 };
 
-use super::{ControlError, MAX_REQUEST, Request, Response};
+use super::{
+    ControlError, MAX_REQUEST, Request, Response,
+    peer::{Policy, peer},
+};
+use crate::{clock::monotonic_ns, fds};
 
-/// Connections kept at most; a newer one pushes out the oldest.
+/// Connections kept at most ...
 const MAX_CONNECTIONS: usize = 64;
-/// A client has this long to send its request.
-const REQUEST_DEADLINE_NS: u64 = 1_000_000_000;
-/// `CAP_NET_ADMIN`'s bit in the capability sets.
-const CAP_NET_ADMIN: u32 = 12;
-
-struct Conn {
-    id: u64,
-    stream: UnixStream,
-    buf: Vec<u8>,
-    deadline_ns: u64,
-    privileged: bool,
-    /// A subscriber to this stream of records (no more requests are read from it).
-    subscribed: Option<Stream>,
-}
+/// ... of which this many are kept for privileged clients only.
+const PRIVILEGED_RESERVE: usize = 8;
+/// A client has this long to send its request, and to take its response.
+const DEADLINE_NS: u64 = 1_000_000_000;
+/// Most output waiting for one connection; a subscriber beyond it is dropped.
+const MAX_PENDING_OUTPUT: usize = 1024 * 1024;
+/// A subscriber only listens: what it sends is read and thrown away, up to this much.
+const MAX_SUBSCRIBER_INPUT: u64 = 64 * 1024;
 
 /// What a subscriber receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +47,15 @@ pub enum Stream {
     Probes,
 }
 
+impl Stream {
+    fn index(self) -> usize {
+        match self {
+            Self::Events => 0,
+            Self::Probes => 1,
+        }
+    }
+}
+
 /// A request ready for the daemon, to be answered with [`Server::respond`].
 #[derive(Debug)]
 pub struct Pending {
@@ -49,12 +63,39 @@ pub struct Pending {
     pub request: Request,
 }
 
-/// The listening socket and its connections.
+/// Connections refused or dropped, by reason (for the metrics).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Every slot taken.
+    pub full: AtomicU64,
+    /// A change asked for without the privilege.
+    pub permission: AtomicU64,
+    /// Not a request: malformed, too long, too slow.
+    pub malformed: AtomicU64,
+    /// A subscriber that did not keep up, or talked.
+    pub dropped: AtomicU64,
+}
+
+/// What the daemon sends the I/O thread.
+enum Out {
+    Respond(u64, Vec<u8>),
+    Subscribe(u64, Stream, Vec<u8>),
+    Publish(Stream, Vec<u8>),
+}
+
+/// The control socket, served by its own thread.
 pub struct Server {
-    listener: UnixListener,
     path: PathBuf,
-    conns: Vec<Conn>,
-    next_id: u64,
+    to_io: mpsc::Sender<Out>,
+    from_io: mpsc::Receiver<Pending>,
+    /// Rung by the I/O thread when requests wait; the daemon polls it.
+    ready: Arc<OwnedFd>,
+    /// Rung by the daemon when output waits, or to stop.
+    wake: Arc<OwnedFd>,
+    stop: Arc<AtomicBool>,
+    followers: Arc<[AtomicUsize; 2]>,
+    refusals: Arc<Refusals>,
+    thread: Option<JoinHandle<()>>,
 }
 
 /// Errors setting up the socket.
@@ -66,206 +107,132 @@ pub enum ServerError {
     Bind { path: PathBuf, source: io::Error },
 }
 
-/// Whether the peer of `stream` is root or holds CAP_NET_ADMIN.
-fn privileged(stream: &UnixStream) -> bool {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: u32::MAX,
-        gid: u32::MAX,
-    };
-    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for SO_PEERCRED.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &raw mut len,
-        )
-    };
-    if rc != 0 {
-        return false;
+/// Binds `path` with mode 0666 from the start (a umask around bind(2), so no chmod that could
+/// follow a symlink planted in between). The directory is created 0755 when missing; an existing
+/// one is left as it is.
+fn bind_socket(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)?;
     }
-    if cred.uid == 0 {
-        return true;
-    }
-    std::fs::read_to_string(format!("/proc/{}/status", cred.pid)).is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
-    })
+    // SAFETY: umask has no preconditions; the old value is put back right after bind.
+    let old = unsafe { libc::umask(0o111) };
+    let listener = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    listener
 }
 
 impl Server {
-    /// Binds `path` (its directory 0755, the socket 0666: anyone may query; changes are checked
-    /// per request). A stale socket file is replaced; a live one is refused.
+    /// Binds `path` (anyone may connect and query; `policy` says who may change things) and starts
+    /// the I/O thread. A stale socket file is replaced; a live one is refused.
     ///
     /// # Errors
     /// Another daemon answering there, or no permission.
-    pub fn bind(path: &Path) -> Result<Self, ServerError> {
+    pub fn bind(path: &Path, policy: Policy) -> Result<Self, ServerError> {
         let bind_err = |source| ServerError::Bind {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(bind_err)?;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
-        }
-        if path.exists() {
+        if std::fs::symlink_metadata(path).is_ok() {
             if UnixStream::connect(path).is_ok() {
                 return Err(ServerError::InUse(path.to_path_buf()));
             }
             let _ = std::fs::remove_file(path);
         }
-        let listener = UnixListener::bind(path).map_err(bind_err)?;
+        let listener = bind_socket(path).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(bind_err)?;
-        Ok(Self {
+        let ready = Arc::new(fds::event_fd().map_err(bind_err)?);
+        let wake = Arc::new(fds::event_fd().map_err(bind_err)?);
+        let (to_io, outs) = mpsc::channel();
+        let (requests, from_io) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let followers: Arc<[AtomicUsize; 2]> = Arc::default();
+        let refusals: Arc<Refusals> = Arc::default();
+        let mut io = Io {
             listener,
-            path: path.to_path_buf(),
+            policy,
             conns: Vec::new(),
             next_id: 0,
+            outs,
+            requests,
+            ready: Arc::clone(&ready),
+            wake: Arc::clone(&wake),
+            stop: Arc::clone(&stop),
+            followers: Arc::clone(&followers),
+            refusals: Arc::clone(&refusals),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ipmpd-control".into())
+            .spawn(move || io.run())
+            .map_err(bind_err)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            to_io,
+            from_io,
+            ready,
+            wake,
+            stop,
+            followers,
+            refusals,
+            thread: Some(thread),
         })
     }
 
-    /// Descriptors to poll.
+    /// The descriptor that becomes readable when requests wait.
     #[must_use]
-    pub fn fds(&self) -> Vec<RawFd> {
-        std::iter::once(self.listener.as_raw_fd())
-            .chain(self.conns.iter().map(|c| c.stream.as_raw_fd()))
-            .collect()
+    pub fn fd(&self) -> RawFd {
+        self.ready.as_raw_fd()
     }
 
-    /// Accepts, reads and expires; returns the complete requests. Refusals (permission, malformed,
-    /// too long) are answered here.
-    pub fn poll(&mut self, now_ns: u64) -> Vec<Pending> {
-        while let Ok((stream, _)) = self.listener.accept() {
-            if stream.set_nonblocking(true).is_err() {
-                continue;
-            }
-            if self.conns.len() >= MAX_CONNECTIONS {
-                self.conns.remove(0);
-            }
-            let privileged = privileged(&stream);
-            self.next_id += 1;
-            self.conns.push(Conn {
-                id: self.next_id,
-                stream,
-                buf: Vec::new(),
-                deadline_ns: now_ns + REQUEST_DEADLINE_NS,
-                privileged,
-                subscribed: None,
-            });
+    /// At most `max` complete requests; the rest wait for the next call (the descriptor stays
+    /// readable).
+    pub fn poll(&mut self, max: usize) -> Vec<Pending> {
+        fds::drain(self.ready.as_raw_fd());
+        let out: Vec<Pending> = self.from_io.try_iter().take(max).collect();
+        if out.len() == max {
+            fds::ring(self.ready.as_raw_fd());
         }
-        let mut ready = Vec::new();
-        let mut done = Vec::new();
-        for c in &mut self.conns {
-            if c.subscribed.is_some() {
-                // A subscriber only listens; its end of the connection closing ends the stream.
-                let mut probe = [0u8; 1];
-                if matches!(c.stream.read(&mut probe), Ok(0)) {
-                    done.push(c.id);
-                }
-                continue;
-            }
-            let mut chunk = [0u8; 4096];
-            let mut eof = false;
-            loop {
-                match c.stream.read(&mut chunk) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        c.buf.extend_from_slice(&chunk[..n]);
-                        if c.buf.len() > MAX_REQUEST || c.buf.contains(&b'\n') {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-            if let Some(end) = c.buf.iter().position(|b| *b == b'\n') {
-                match serde_json::from_slice::<Request>(&c.buf[..end]) {
-                    Ok(request) => {
-                        let change =
-                            matches!(request, Request::Offline { .. } | Request::Online { .. });
-                        if change && !c.privileged {
-                            answer(
-                                &mut c.stream,
-                                &Response::Err(ControlError::PermissionDenied),
-                            );
-                            done.push(c.id);
-                        } else {
-                            ready.push(Pending {
-                                conn: c.id,
-                                request,
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        answer(
-                            &mut c.stream,
-                            &Response::Err(ControlError::Malformed {
-                                reason: e.to_string(),
-                            }),
-                        );
-                        done.push(c.id);
-                    }
-                }
-            } else if c.buf.len() > MAX_REQUEST {
-                answer(
-                    &mut c.stream,
-                    &Response::Err(ControlError::Malformed {
-                        reason: format!("request longer than {MAX_REQUEST} bytes"),
-                    }),
-                );
-                done.push(c.id);
-            } else if eof || now_ns >= c.deadline_ns {
-                done.push(c.id);
-            }
-        }
-        self.conns.retain(|c| !done.contains(&c.id));
-        ready
+        out
+    }
+
+    fn send(&self, out: Out) {
+        let _ = self.to_io.send(out);
+        fds::ring(self.wake.as_raw_fd());
+    }
+
+    /// Answers `response` on connection `conn` and closes it.
+    pub fn respond(&self, conn: u64, response: &Response) {
+        self.send(Out::Respond(conn, line(response)));
     }
 
     /// Turns connection `conn` into a subscriber of `stream` after answering `response`.
-    pub fn subscribe(&mut self, conn: u64, stream: Stream, response: &Response) {
-        if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) {
-            answer(&mut c.stream, response);
-            let _ = c.stream.set_nonblocking(true);
-            c.subscribed = Some(stream);
-        }
+    pub fn subscribe(&self, conn: u64, stream: Stream, response: &Response) {
+        self.send(Out::Subscribe(conn, stream, line(response)));
     }
 
     /// Whether anyone follows `stream` (so that records nobody reads are not even built).
     #[must_use]
     pub fn followed(&self, stream: Stream) -> bool {
-        self.conns.iter().any(|c| c.subscribed == Some(stream))
+        self.followers[stream.index()].load(Ordering::Relaxed) > 0
     }
 
-    /// Sends one record to every subscriber of `stream`. A subscriber that cannot take it at once
-    /// is dropped: a slow reader never holds the daemon up.
-    pub fn publish(&mut self, stream: Stream, record: &serde_json::Value) {
-        if !self.followed(stream) {
-            return;
+    /// Sends one record to every subscriber of `stream`; one that cannot take it is dropped.
+    pub fn publish(&self, stream: Stream, record: &serde_json::Value) {
+        if self.followed(stream) {
+            self.send(Out::Publish(stream, line(record)));
         }
-        let Ok(mut line) = serde_json::to_vec(record) else {
-            return;
-        };
-        line.push(b'\n');
-        self.conns
-            .retain_mut(|c| c.subscribed != Some(stream) || c.stream.write_all(&line).is_ok());
     }
 
-    /// Sends `response` on connection `conn` and closes it.
-    pub fn respond(&mut self, conn: u64, response: &Response) {
-        if let Some(pos) = self.conns.iter().position(|c| c.id == conn) {
-            let mut c = self.conns.remove(pos);
-            answer(&mut c.stream, response);
-        }
+    /// Connections refused or dropped, by reason.
+    #[must_use]
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     /// The socket's path.
@@ -277,16 +244,357 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        fds::ring(self.wake.as_raw_fd());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-/// Writes one response line; a client that does not read gets at most 100 ms.
-fn answer(stream: &mut UnixStream, response: &Response) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    if let Ok(mut line) = serde_json::to_vec(response) {
-        line.push(b'\n');
-        let _ = stream.write_all(&line);
+fn line(v: &impl serde::Serialize) -> Vec<u8> {
+    let mut l = serde_json::to_vec(v).unwrap_or_default();
+    l.push(b'\n');
+    l
+}
+
+/// One connection, as the I/O thread keeps it.
+struct Conn {
+    id: u64,
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: VecDeque<u8>,
+    deadline_ns: u64,
+    privileged: bool,
+    /// A request was handed to the daemon; its answer is awaited.
+    asked: bool,
+    /// Close once the output is written.
+    closing: bool,
+    subscribed: Option<Stream>,
+    /// What a subscriber sent (read and thrown away).
+    chatter: u64,
+}
+
+impl Conn {
+    /// Still to send its request.
+    fn awaits_request(&self) -> bool {
+        self.subscribed.is_none() && !self.closing && !self.asked
+    }
+
+    /// When the connection is given up: its request is due by the deadline; an answer in the
+    /// making or being written gets one more deadline; a subscriber has none.
+    fn expiry(&self) -> Option<u64> {
+        if self.subscribed.is_some() {
+            None
+        } else if self.awaits_request() {
+            Some(self.deadline_ns)
+        } else {
+            Some(self.deadline_ns.saturating_add(DEADLINE_NS))
+        }
+    }
+
+    /// What to wait for. Input is only read when it is wanted (a request not yet complete, or a
+    /// subscriber's chatter); a connection wanting nothing is left out (fd -1), so that unread
+    /// input never makes the thread spin.
+    fn pollfd(&self) -> libc::pollfd {
+        let wants_input = self.subscribed.is_some() || self.awaits_request();
+        let events = if wants_input { libc::POLLIN } else { 0 }
+            | if self.output.is_empty() {
+                0
+            } else {
+                libc::POLLOUT
+            };
+        libc::pollfd {
+            fd: if events == 0 {
+                -1
+            } else {
+                self.stream.as_raw_fd()
+            },
+            events,
+            revents: 0,
+        }
+    }
+}
+
+/// The I/O thread's state.
+struct Io {
+    listener: UnixListener,
+    policy: Policy,
+    conns: Vec<Conn>,
+    next_id: u64,
+    outs: mpsc::Receiver<Out>,
+    requests: mpsc::Sender<Pending>,
+    ready: Arc<OwnedFd>,
+    wake: Arc<OwnedFd>,
+    stop: Arc<AtomicBool>,
+    followers: Arc<[AtomicUsize; 2]>,
+    refusals: Arc<Refusals>,
+}
+
+impl Io {
+    fn run(&mut self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = monotonic_ns();
+            let next = self.conns.iter().filter_map(Conn::expiry).min();
+            let mut pfds: Vec<libc::pollfd> = [self.listener.as_raw_fd(), self.wake.as_raw_fd()]
+                .iter()
+                .map(|&fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .chain(self.conns.iter().map(Conn::pollfd))
+                .collect();
+            let timeout = next.map(|d| d.saturating_sub(now));
+            let ts = timeout.map(|t| libc::timespec {
+                tv_sec: (t / 1_000_000_000) as i64,
+                tv_nsec: (t % 1_000_000_000) as i64,
+            });
+            let tsp = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+            // SAFETY: `pfds` is valid for its length; `tsp` null or valid; no signal mask.
+            unsafe {
+                libc::ppoll(
+                    pfds.as_mut_ptr(),
+                    pfds.len() as libc::nfds_t,
+                    tsp,
+                    std::ptr::null(),
+                );
+            }
+            fds::drain(self.wake.as_raw_fd());
+            self.take_outs();
+            self.accept(monotonic_ns());
+            let now = monotonic_ns();
+            for c in &mut self.conns {
+                if !c.closing {
+                    read(c, &self.requests, &self.ready, &self.refusals);
+                }
+                write(c);
+                if c.expiry().is_some_and(|t| now >= t) {
+                    if c.awaits_request() {
+                        // Too slow to say what it wants.
+                        self.refusals.malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    c.closing = true;
+                    c.output.clear();
+                }
+            }
+            let before = self.conns.len();
+            self.conns.retain(|c| !(c.closing && c.output.is_empty()));
+            if self.conns.len() != before {
+                self.count_followers();
+            }
+        }
+    }
+
+    fn count_followers(&self) {
+        for s in [Stream::Events, Stream::Probes] {
+            let n = self
+                .conns
+                .iter()
+                .filter(|c| c.subscribed == Some(s) && !c.closing)
+                .count();
+            self.followers[s.index()].store(n, Ordering::Relaxed);
+        }
+    }
+
+    fn take_outs(&mut self) {
+        while let Ok(out) = self.outs.try_recv() {
+            match out {
+                Out::Respond(id, bytes) => {
+                    if let Some(c) = self.conns.iter_mut().find(|c| c.id == id) {
+                        c.output.extend(bytes);
+                        c.closing = true;
+                        c.deadline_ns = monotonic_ns() + DEADLINE_NS;
+                    }
+                }
+                Out::Subscribe(id, stream, bytes) => {
+                    if let Some(c) = self.conns.iter_mut().find(|c| c.id == id) {
+                        c.output.extend(bytes);
+                        c.subscribed = Some(stream);
+                        c.asked = false;
+                    }
+                    self.count_followers();
+                }
+                Out::Publish(stream, bytes) => {
+                    let mut dropped = false;
+                    for c in self
+                        .conns
+                        .iter_mut()
+                        .filter(|c| c.subscribed == Some(stream) && !c.closing)
+                    {
+                        if c.output.len() + bytes.len() > MAX_PENDING_OUTPUT {
+                            // A slow reader never holds anything up: it is let go.
+                            self.refusals.dropped.fetch_add(1, Ordering::Relaxed);
+                            c.closing = true;
+                            c.output.clear();
+                            dropped = true;
+                        } else {
+                            c.output.extend(bytes.iter().copied());
+                        }
+                    }
+                    if dropped {
+                        self.count_followers();
+                    }
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, now: u64) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let privileged = peer(stream.as_fd()).is_some_and(|p| self.policy.may_change(&p));
+            let open = self.conns.iter().filter(|c| !c.closing).count();
+            let limit = if privileged {
+                MAX_CONNECTIONS
+            } else {
+                MAX_CONNECTIONS - PRIVILEGED_RESERVE
+            };
+            if open >= limit {
+                // Full: the newcomer takes the place of the oldest connection that has not even
+                // sent its request yet (so half-open connections cannot lock everyone out), or,
+                // when privileged, of any unprivileged one. Never of a more privileged one, and
+                // never of one whose answer is being made.
+                let victim = self
+                    .conns
+                    .iter_mut()
+                    .filter(|c| {
+                        !c.closing
+                            && !c.asked
+                            && (c.awaits_request() && (privileged || !c.privileged)
+                                || privileged && !c.privileged)
+                    })
+                    .min_by_key(|c| (c.privileged, !c.awaits_request(), c.id));
+                match victim {
+                    Some(v) => {
+                        v.closing = true;
+                        v.output.clear();
+                    }
+                    None => {
+                        self.refusals.full.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                self.refusals.full.fetch_add(1, Ordering::Relaxed);
+            }
+            self.next_id += 1;
+            self.conns.push(Conn {
+                id: self.next_id,
+                stream,
+                input: Vec::new(),
+                output: VecDeque::new(),
+                deadline_ns: now + DEADLINE_NS,
+                privileged,
+                asked: false,
+                closing: false,
+                subscribed: None,
+                chatter: 0,
+            });
+        }
+    }
+}
+
+/// Reads what `c` sent: a subscriber's chatter is thrown away (up to a limit); a request is
+/// parsed once its line is complete and, if allowed, handed to the daemon.
+fn read(c: &mut Conn, requests: &mpsc::Sender<Pending>, ready: &OwnedFd, refusals: &Refusals) {
+    let mut chunk = [0u8; 4096];
+    if c.subscribed.is_some() {
+        loop {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => {
+                    c.closing = true;
+                    c.output.clear();
+                    return;
+                }
+                Ok(n) => {
+                    c.chatter += n as u64;
+                    if c.chatter > MAX_SUBSCRIBER_INPUT {
+                        refusals.dropped.fetch_add(1, Ordering::Relaxed);
+                        c.closing = true;
+                        c.output.clear();
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+    if c.asked {
+        return;
+    }
+    let mut eof = false;
+    while c.input.len() <= MAX_REQUEST && !c.input.contains(&b'\n') {
+        match c.stream.read(&mut chunk) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => c.input.extend_from_slice(&chunk[..n]),
+            Err(_) => break,
+        }
+    }
+    let refuse = |c: &mut Conn, e: ControlError| {
+        c.output.extend(line(&Response::Err(e)));
+        c.closing = true;
+    };
+    if let Some(end) = c.input.iter().position(|b| *b == b'\n') {
+        match serde_json::from_slice::<Request>(&c.input[..end]) {
+            Ok(request) => {
+                let change = matches!(request, Request::Offline { .. } | Request::Online { .. });
+                if change && !c.privileged {
+                    refusals.permission.fetch_add(1, Ordering::Relaxed);
+                    refuse(c, ControlError::PermissionDenied);
+                } else {
+                    c.asked = true;
+                    let _ = requests.send(Pending {
+                        conn: c.id,
+                        request,
+                    });
+                    fds::ring(ready.as_raw_fd());
+                }
+            }
+            Err(e) => {
+                refusals.malformed.fetch_add(1, Ordering::Relaxed);
+                refuse(
+                    c,
+                    ControlError::Malformed {
+                        reason: e.to_string(),
+                    },
+                );
+            }
+        }
+    } else if c.input.len() > MAX_REQUEST {
+        refusals.malformed.fetch_add(1, Ordering::Relaxed);
+        refuse(
+            c,
+            ControlError::Malformed {
+                reason: format!("request longer than {MAX_REQUEST} bytes"),
+            },
+        );
+    } else if eof {
+        c.closing = true;
+        c.output.clear();
+    }
+}
+
+/// Writes what waits for `c`, as much as the socket takes now.
+fn write(c: &mut Conn) {
+    while !c.output.is_empty() {
+        let (a, _) = c.output.as_slices();
+        match c.stream.write(a) {
+            Ok(0) => break,
+            Ok(n) => {
+                c.output.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+                c.output.clear();
+                c.closing = true;
+                break;
+            }
+        }
     }
 }

@@ -9,11 +9,15 @@ use crate::{
     control::{Request, Response, server::Stream},
 };
 
+/// Requests answered per turn of the loop at most.
+const MAX_REQUESTS_PER_WAKE: usize = 32;
+
 impl Daemon {
     /// Answers what the control socket received.
     pub(super) fn serve_control(&mut self) {
         let now = monotonic_ns();
-        for p in self.out.control.poll(now) {
+        // A bounded number per wake-up: the rest waits for the next turn of the loop.
+        for p in self.out.control.poll(MAX_REQUESTS_PER_WAKE) {
             let response = match p.request.clone() {
                 Request::Ping => Response::Ok(json!({ "pong": true })),
                 Request::Interfaces => {

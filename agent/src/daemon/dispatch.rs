@@ -44,18 +44,30 @@ impl Daemon {
                     test_addr,
                     target,
                     seq,
+                    sent_ns,
                 } => {
                     metrics::bump(&mut self.out.counts.probes_sent, ifname.clone());
-                    self.send(&ifname, test_addr, target, seq, msg::FAILURE_DETECTION);
+                    self.send(
+                        &ifname,
+                        (test_addr, target, seq, sent_ns),
+                        msg::FAILURE_DETECTION,
+                    );
                 }
-                Output::SendDiscovery { ifname, test_addr } => {
-                    self.send(&ifname, test_addr, all_hosts(test_addr), 0, msg::DISCOVERY);
-                }
+                Output::SendDiscovery {
+                    ifname,
+                    test_addr,
+                    sent_ns,
+                } => self.send(
+                    &ifname,
+                    (test_addr, all_hosts(test_addr), 0, sent_ns),
+                    msg::DISCOVERY,
+                ),
                 Output::SendRttProbe {
                     ifname,
                     test_addr,
                     target,
-                } => self.send(&ifname, test_addr, target, 0, msg::RTT_ONLY),
+                    sent_ns,
+                } => self.send(&ifname, (test_addr, target, 0, sent_ns), msg::RTT_ONLY),
                 Output::SetActive { ifname, active } => {
                     self.out.rep.active(&ifname, active);
                     // Data addresses and routes follow the active set: a pass at once.
@@ -72,9 +84,10 @@ impl Daemon {
         }
     }
 
-    fn send(&self, ifname: &str, test_addr: IpAddr, target: IpAddr, seq: u16, kind: u16) {
+    /// Sends (test address, target, sequence number, send time) from `ifname`.
+    fn send(&self, ifname: &str, probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
         if let Some(m) = self.io.members.get(ifname) {
-            m.send(&self.io.key, test_addr, target, seq, kind);
+            m.send(&self.io.key, probe, kind);
         }
     }
 

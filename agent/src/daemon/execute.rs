@@ -132,6 +132,12 @@ impl Daemon {
                     return None;
                 }
                 self.io.members.insert(&spec.ifname, ifindex, hwaddr);
+                if datapath
+                    && let Some(m) = self.io.members.get(&spec.ifname)
+                    && let Err(e) = self.io.datapath.set_probe_id(ifindex, m.id)
+                {
+                    tracing::warn!(ifname = spec.ifname, error = %e, "replies will not be recognised");
+                }
                 spec.test_addrs = self.open_probes(&spec.ifname, &spec.test_addrs);
                 self.io.watcher.track(ifindex);
                 let out = self.engine.add_member(&spec, link_up, now);
@@ -142,10 +148,11 @@ impl Daemon {
                     let out = self.engine.restore(&spec.ifname, p, now);
                     self.dispatch(out);
                 }
-                if !spec.group.is_empty()
-                    && let Err(e) = self.io.arp_flux.apply(&spec.ifname)
-                {
-                    tracing::warn!(ifname = spec.ifname, error = %e, "cannot set arp_ignore/arp_announce");
+                if !spec.group.is_empty() {
+                    if let Err(e) = self.io.arp_flux.apply(&spec.ifname) {
+                        tracing::warn!(ifname = spec.ifname, error = %e, "cannot set arp_ignore/arp_announce");
+                    }
+                    self.rec.unsaved = true;
                 }
                 self.out.rep.catalogue(
                     "ipmultipath.setup.tracked",

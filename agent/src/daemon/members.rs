@@ -6,14 +6,11 @@ use std::{collections::HashMap, net::IpAddr};
 
 use agent_common::probe::ProbeHeader;
 
-use crate::{
-    clock::monotonic_ns,
-    probe::{
-        auth::ProbeKey,
-        packet::{Family, echo_request},
-        session::ProbeSession,
-        socket::{ProbeSocket, SocketError},
-    },
+use crate::probe::{
+    auth::ProbeKey,
+    packet::{Family, echo_request},
+    session::ProbeSession,
+    socket::{ProbeSocket, SocketError},
 };
 
 /// One member's probe I/O.
@@ -100,8 +97,10 @@ impl MemberIo {
         self.sockets.retain(|(a, _)| *a != addr);
     }
 
-    /// Sends probe `seq` of message type `kind` from `test_addr` to `target`, signed with `key`.
-    pub fn send(&self, key: &ProbeKey, test_addr: IpAddr, target: IpAddr, seq: u16, kind: u16) {
+    /// Sends probe `seq` of message type `kind` from `test_addr` to `target`, carrying `sent_ns`
+    /// (the engine's send time, which a reply must carry back) and signed with `key`.
+    pub fn send(&self, key: &ProbeKey, probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
+        let (test_addr, target, seq, sent_ns) = probe;
         let Some((_, sock)) = self
             .sockets
             .iter()
@@ -109,7 +108,7 @@ impl MemberIo {
         else {
             return;
         };
-        let mut header = ProbeHeader::new(kind, self.ifindex, 0, monotonic_ns());
+        let mut header = ProbeHeader::new(kind, self.ifindex, 0, sent_ns);
         key.sign(&mut header, self.id, seq);
         let packet = echo_request(sock.family(), self.id, seq, &header);
         if let Err(e) = sock.send(target, &packet) {

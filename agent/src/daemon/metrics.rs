@@ -1,16 +1,9 @@
 //! The opt-in Prometheus endpoint (`ipmpd run --metrics [ADDR]`, loopback by default): per group
 //! and per interface state, FDTs, CRTTs, probe and reject counters, failovers by cause and events
-//! by name, encoded with the prometheus-client crate. Served from the daemon's own loop: a scrape
-//! is answered from one consistent state, and a slow scraper gets at most 100 ms.
+//! by name, encoded with the prometheus-client crate. Rendered by the daemon from one consistent
+//! state once a second and served off the detection thread ([`super::exporter`]).
 
-use std::{
-    collections::HashMap,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener},
-    os::fd::{AsRawFd as _, RawFd},
-    sync::atomic::AtomicU64,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::atomic::AtomicU64};
 
 use agent_common::counters::IfaceCounters;
 use prometheus_client::{
@@ -27,7 +20,10 @@ pub struct Counts {
     pub probes_sent: HashMap<String, u64>,
     pub probes_acked: HashMap<String, u64>,
     pub probes_lost: HashMap<String, u64>,
-    pub bad_tag: HashMap<String, u64>,
+    /// (interface, reason) → probe replies refused in userspace (see `replies::Refused`).
+    pub rejected: HashMap<(String, &'static str), u64>,
+    /// The same, as last reported in an event.
+    pub rejected_reported: HashMap<(String, &'static str), u64>,
     /// (group, cause) → data-address moves.
     pub failovers: HashMap<(String, String), u64>,
     /// Catalogue event name → count.
@@ -58,47 +54,6 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
-}
-
-/// The listening socket.
-pub struct Exporter {
-    listener: TcpListener,
-}
-
-impl Exporter {
-    /// Listens on `addr`.
-    ///
-    /// # Errors
-    /// When the address is taken or not local.
-    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        Ok(Self { listener })
-    }
-
-    /// The descriptor to poll.
-    #[must_use]
-    pub fn fd(&self) -> RawFd {
-        self.listener.as_raw_fd()
-    }
-
-    /// Answers every pending scrape with `body()`.
-    pub fn serve(&self, body: impl Fn() -> String) {
-        while let Ok((mut stream, _)) = self.listener.accept() {
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let mut req = [0u8; 1024];
-            let _ = stream.read(&mut req);
-            let text = body();
-            let head = format!(
-                "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-                text.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(text.as_bytes());
-        }
-    }
 }
 
 impl super::Daemon {
@@ -257,9 +212,9 @@ impl super::Daemon {
                     .inc_by(n);
             }
         }
-        for (ifname, n) in &self.out.counts.bad_tag {
+        for ((ifname, reason), n) in &self.out.counts.rejected {
             rejected
-                .get_or_create(&labels(&[("interface", ifname), ("reason", "bad_tag")]))
+                .get_or_create(&labels(&[("interface", ifname), ("reason", reason)]))
                 .inc_by(*n);
         }
         reg.register(

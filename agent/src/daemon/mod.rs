@@ -17,6 +17,7 @@
 mod control;
 mod dispatch;
 mod execute;
+mod exporter;
 mod host;
 mod members;
 mod metrics;
@@ -55,7 +56,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub paths: crate::cli::check_config::ConfigPaths,
     /// Instance name: pins go under /sys/fs/bpf/ipmpd/INSTANCE/, so several daemons can run side by side.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::datapath::parse_instance)]
     pub instance: Option<String>,
     #[command(flatten)]
     pub poll: crate::link::watcher::LinkPollArgs,
@@ -78,6 +79,10 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on ADDR (default 127.0.0.1:9870 when given without a value).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9870")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Members of this group may offline and online interfaces through the control socket, besides
+    /// root (judged on the credentials they connected with).
+    #[arg(long, value_name = "GROUP")]
+    pub admin_group: Option<String>,
 }
 
 /// The kernel side: programs, link watcher, probe sockets, addresses and routes.
@@ -99,7 +104,7 @@ struct Io {
 struct Outside {
     rep: Reporter,
     control: Server,
-    exporter: Option<metrics::Exporter>,
+    exporter: Option<exporter::Exporter>,
     notifier: notify::Notifier,
     counts: metrics::Counts,
 }
@@ -168,10 +173,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .socket
         .clone()
         .unwrap_or_else(|| default_socket(args.instance.as_deref()));
-    let control = Server::bind(&socket).context("cannot open the control socket")?;
+    let policy = crate::control::peer::Policy {
+        admin_gid: match &args.admin_group {
+            Some(g) => Some(
+                crate::control::peer::group_id(g).with_context(|| format!("--admin-group {g}"))?,
+            ),
+            None => None,
+        },
+    };
+    let control = Server::bind(&socket, policy).context("cannot open the control socket")?;
     let exporter = match args.metrics {
         Some(addr) => Some(
-            metrics::Exporter::bind(addr)
+            exporter::Exporter::bind(addr)
                 .with_context(|| format!("cannot serve metrics on {addr}"))?,
         ),
         None => None,
@@ -224,7 +237,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             kernel: NetlinkKernel(RouteSocket::for_dumps().context("cannot open rtnetlink")?),
             key: ProbeKey::random().context("no randomness for the probe key")?,
             announcements: Vec::new(),
-            arp_flux: ArpFlux::default(),
+            arp_flux: ArpFlux::with_originals(saved.arp),
             datapath_counters: HashMap::new(),
         },
         out: Outside {
@@ -254,6 +267,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     // The first pass, from nothing: track, adopt, place.
     d.reconcile(monotonic_ns());
+    // ARP settings a crashed process changed on interfaces that are no members now go back.
+    let stray: Vec<String> =
+        d.io.arp_flux
+            .interfaces()
+            .filter(|i| d.io.members.get(i).is_none())
+            .collect();
+    for i in stray {
+        d.io.arp_flux.restore_one(&i);
+    }
+    d.rec.unsaved = true;
     d.out.rep.ready(&d.engine);
     // Ready for systemd only now: every member present is tracked and placed.
     d.out.notifier.send(&format!(
@@ -283,18 +306,11 @@ impl Daemon {
             .flatten()
             .min()
             .unwrap_or(now + 1_000_000_000);
-            let metrics_fd = self.out.exporter.as_ref().map(metrics::Exporter::fd);
             let ready = sources.wait(
                 self.rec.host.fd(),
-                metrics_fd,
-                &self.out.control.fds(),
+                self.out.control.fd(),
                 deadline.saturating_sub(now),
             );
-            if ready.metrics
-                && let Some(exporter) = &self.out.exporter
-            {
-                exporter.serve(|| self.metrics_text());
-            }
             if ready.control {
                 self.serve_control();
             }
@@ -356,6 +372,9 @@ impl Daemon {
             if now >= next_counter_check {
                 next_counter_check = now + 1_000_000_000;
                 self.check_counters();
+                if let Some(e) = &self.out.exporter {
+                    e.update(self.metrics_text());
+                }
             }
         }
     }
@@ -439,6 +458,26 @@ impl Daemon {
                     );
                 }
             }
+        }
+        // Replies refused in userspace: one event per interface and reason per second at most,
+        // with the count, however many arrive.
+        let counts = &mut self.out.counts;
+        let mut news = Vec::new();
+        for (key, n) in &counts.rejected {
+            let before = counts
+                .rejected_reported
+                .insert(key.clone(), *n)
+                .unwrap_or(0);
+            if *n > before {
+                news.push((key.clone(), n - before));
+            }
+        }
+        news.sort();
+        for ((ifname, reason), count) in news {
+            self.out.rep.catalogue(
+                "ipmultipath.probe.rejected",
+                serde_json::json!({ "count": count, "ifname": ifname, "reason": reason }),
+            );
         }
     }
 }

@@ -25,7 +25,7 @@ fn read(paths: &ConfigPaths, rep: &mut Reporter) -> Result<Desired, usize> {
     let mut refusals = 0;
     for p in &cfg.problems {
         rep.config_problem(p);
-        refusals += usize::from(p.path == paths.config);
+        refusals += usize::from(p.path == paths.config && !p.warning);
     }
     if refusals > 0 {
         return Err(refusals);

@@ -1,14 +1,69 @@
-//! Probe replies from the XDP ring buffer: checked (identifier, interface, tag) and handed to the
-//! engine as an acknowledgement, an RTT sample or a discovered target.
+//! Probe replies from the XDP ring buffer: checked (identity, interface, tag, timestamps, the
+//! probe it answers) and handed to the engine as an acknowledgement, an RTT sample or a
+//! discovered target. Every reply refused is counted by reason; nothing forged or replayed counts
+//! as an answer.
 
 use std::net::IpAddr;
 
 use agent_common::{probe::msg, record::ProbeReplyRecord};
 
-use super::{Daemon, metrics};
+use super::Daemon;
 use crate::{
-    clock::monotonic_ns, control::server::Stream, probe::session::source_addr, reconcile::Observed,
+    clock::monotonic_ns,
+    control::server::Stream,
+    engine::instance::ReplyMismatch,
+    probe::{session::source_addr, timing::round_trip},
+    reconcile::Observed,
 };
+
+/// Why a reply was refused (metrics label and event parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refused {
+    /// Not for a probe identity of this daemon (ICMP id), or arrived on another interface.
+    Identity,
+    /// The authentication tag does not match: forged or altered.
+    BadTag,
+    /// The kernel transmit time (outside the tag) cannot be true: the reply is used, timed from
+    /// the tagged send time, and counted.
+    BadTimestamp,
+    /// For no probe in the history window, or no probe at all.
+    Unknown,
+    /// A probe's sequence number with another send time, or a discovery or RTT reply for no such
+    /// probe in flight: replayed.
+    Replayed,
+    /// From an address the probe was not sent to.
+    WrongSource,
+    /// The probe was already answered.
+    Duplicate,
+    /// A discovered host that is this host, unspecified, or off the subnet.
+    Discovery,
+}
+
+impl Refused {
+    /// The label.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::BadTag => "bad_tag",
+            Self::BadTimestamp => "bad_timestamp",
+            Self::Unknown => "unknown",
+            Self::Replayed => "replayed",
+            Self::WrongSource => "wrong_source",
+            Self::Duplicate => "duplicate",
+            Self::Discovery => "discovery",
+        }
+    }
+
+    fn of(m: ReplyMismatch) -> Self {
+        match m {
+            ReplyMismatch::OutOfWindow | ReplyMismatch::UnknownProbe => Self::Unknown,
+            ReplyMismatch::Fake => Self::WrongSource,
+            ReplyMismatch::Duplicate => Self::Duplicate,
+            ReplyMismatch::Stale => Self::Replayed,
+        }
+    }
+}
 
 /// Whether `from` may become a target of `ifindex` found by all-hosts discovery: not one of this
 /// host's own addresses, not unspecified, and on a subnet of the interface.
@@ -23,64 +78,81 @@ pub fn discoverable(observed: &Observed, ifindex: u32, from: IpAddr) -> bool {
 }
 
 impl Daemon {
+    fn refuse(&mut self, ifname: &str, why: Refused) {
+        *self
+            .out
+            .counts
+            .rejected
+            .entry((ifname.to_owned(), why.name()))
+            .or_default() += 1;
+    }
+
     /// One reply record.
     pub(super) fn on_record(&mut self, rec: &ProbeReplyRecord) {
         let now = monotonic_ns();
         let sender = rec.header.ifindex();
-        let Some(m) = self.io.members.by_ifindex(sender) else {
+        let Some(m) = self.io.members.by_ifindex(rec.rx_ifindex) else {
             return;
         };
+        let ifname = m.ifname.clone();
         if rec.icmp_id != m.id || rec.rx_ifindex != sender {
-            tracing::debug!(ifname = %m.ifname, "reply for another session or on another interface");
+            self.refuse(&ifname, Refused::Identity);
             return;
         }
-        let ifname = m.ifname.clone();
         if !self.io.key.verify(&rec.header, rec.icmp_id, rec.icmp_seq) {
-            metrics::bump(&mut self.out.counts.bad_tag, ifname.clone());
-            self.out.rep.rejected(&ifname, "bad_tag");
+            self.refuse(&ifname, Refused::BadTag);
             return;
         }
         let from = source_addr(rec);
-        let tx = rec.header.kernel_tx_ns();
-        // The kernel-stamped round trip where TC stamped the probe, else the userspace one.
-        let rtt = if tx != 0 && rec.rx_ns >= tx {
-            rec.rx_ns - tx
-        } else {
-            now.saturating_sub(rec.header.send_time_ns())
-        };
-        match rec.header.msg_type() {
-            msg::RTT_ONLY => {
-                let out = self.engine.rtt_reply(&ifname, from, rtt, now);
-                self.dispatch(out);
-            }
-            msg::DISCOVERY => {
-                if discoverable(&self.rec.host.observed, sender, from) {
-                    let out = self.engine.discovered(&ifname, from, now);
-                    self.dispatch(out);
-                }
-            }
-            _ => match self
-                .engine
-                .probe_reply(&ifname, rec.icmp_seq, from, rtt, now)
-            {
-                Ok(out) => {
-                    self.dispatch(out);
-                    if !self.out.control.followed(Stream::Probes) {
-                        return;
-                    }
-                    let (avg, dev) = self.engine.target_rtt(&ifname, from).unwrap_or((0, 0));
-                    let user_rtt = now.saturating_sub(rec.header.send_time_ns());
-                    self.out.control.publish(
-                        Stream::Probes,
-                        &serde_json::json!({ "at_ns": now, "ifname": ifname, "seq": rec.icmp_seq, "target": from, "acked": true,
-                            "netrtt_ns": rtt, "rtt_ns": user_rtt, "rttavg_ns": avg, "rttdev_ns": dev }),
-                    );
-                }
-                Err(why) => {
-                    tracing::debug!(ifname, seq = rec.icmp_seq, ?why, "reply matches no probe");
-                }
-            },
+        let sent = rec.header.send_time_ns();
+        let rt = round_trip(sent, rec.header.kernel_tx_ns(), rec.rx_ns, now);
+        if rt.bad_timestamp {
+            // Counted; the reply itself is genuine (the tag says so) and timed without the stamp.
+            self.refuse(&ifname, Refused::BadTimestamp);
         }
+        let result = match rec.header.msg_type() {
+            msg::RTT_ONLY => self.engine.rtt_reply(&ifname, from, sent, rt.ns, now),
+            msg::DISCOVERY => {
+                if !discoverable(&self.rec.host.observed, sender, from) {
+                    self.refuse(&ifname, Refused::Discovery);
+                    return;
+                }
+                self.engine.discovered(&ifname, from, sent, now)
+            }
+            _ => self
+                .engine
+                .probe_reply(&ifname, rec.icmp_seq, from, sent, rt.ns, now),
+        };
+        match result {
+            Ok(out) => {
+                self.dispatch(out);
+                if rec.header.msg_type() == msg::FAILURE_DETECTION {
+                    self.publish_ack(&ifname, rec, from, rt.ns, now);
+                }
+            }
+            Err(why) => self.refuse(&ifname, Refused::of(why)),
+        }
+    }
+
+    /// `ipmpstat -p`'s line for an answered probe.
+    fn publish_ack(
+        &mut self,
+        ifname: &str,
+        rec: &ProbeReplyRecord,
+        from: IpAddr,
+        rtt: u64,
+        now: u64,
+    ) {
+        if !self.out.control.followed(Stream::Probes) {
+            return;
+        }
+        let (avg, dev) = self.engine.target_rtt(ifname, from).unwrap_or((0, 0));
+        let user_rtt = now.saturating_sub(rec.header.send_time_ns());
+        self.out.control.publish(
+            Stream::Probes,
+            &serde_json::json!({ "at_ns": now, "ifname": ifname, "seq": rec.icmp_seq, "target": from, "acked": true,
+                "netrtt_ns": rtt, "rtt_ns": user_rtt, "rttavg_ns": avg, "rttdev_ns": dev }),
+        );
     }
 }
 
@@ -119,6 +191,5 @@ mod tests {
             !discoverable(&o, 4, "192.0.2.1".parse().unwrap()),
             "another interface"
         );
-        assert!(!discoverable(&o, 3, "0.0.0.0".parse().unwrap()));
     }
 }

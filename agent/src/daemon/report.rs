@@ -124,14 +124,6 @@ impl Reporter {
         }
     }
 
-    /// A reply refused before the engine saw it.
-    pub fn rejected(&mut self, ifname: &str, reason: &str) {
-        tracing::debug!(ifname, reason, "probe reply refused");
-        if self.json {
-            self.line(&json!({ "rejected": reason, "ifname": ifname, "at_ns": monotonic_ns() }));
-        }
-    }
-
     /// An interface starts or stops carrying data traffic.
     pub fn active(&mut self, ifname: &str, active: bool) {
         tracing::info!(ifname, active, "activation");

@@ -1,6 +1,6 @@
 //! The descriptors the daemon's loop waits on, by name: probe replies (the XDP ring buffer),
-//! signals, link changes (the watcher's eventfd), rtnetlink notifications, the metrics listener and
-//! the control socket's connections.
+//! signals, link changes (the watcher's eventfd), rtnetlink notifications and requests from the
+//! control socket's thread.
 
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 
@@ -8,6 +8,9 @@ use agent_common::record::ProbeReplyRecord;
 use aya::maps::{MapData, RingBuf};
 
 use crate::fds;
+
+/// Reply records taken from the ring buffer per turn of the loop at most.
+pub const MAX_REPLIES_PER_WAKE: usize = 1024;
 
 /// The descriptors the daemon owns.
 pub struct Sources {
@@ -23,7 +26,6 @@ pub struct Ready {
     pub signals: bool,
     pub links: bool,
     pub host: bool,
-    pub metrics: bool,
     pub control: bool,
 }
 
@@ -39,41 +41,32 @@ impl Sources {
     }
 
     /// Waits until something is ready or `timeout_ns` passes.
-    pub fn wait(
-        &self,
-        host: RawFd,
-        metrics: Option<RawFd>,
-        control: &[RawFd],
-        timeout_ns: u64,
-    ) -> Ready {
-        let fixed = [
+    pub fn wait(&self, host: RawFd, control: RawFd, timeout_ns: u64) -> Ready {
+        let all = [
             self.ring.as_raw_fd(),
             self.signals.as_raw_fd(),
             self.link_events.as_raw_fd(),
             host,
+            control,
         ];
-        let all: Vec<RawFd> = fixed
-            .iter()
-            .copied()
-            .chain(metrics)
-            .chain(control.iter().copied())
-            .collect();
         let ready = fds::wait(&all, Some(timeout_ns));
-        let control_from = fixed.len() + usize::from(metrics.is_some());
         Ready {
             replies: ready[0],
             signals: ready[1],
             links: ready[2],
             host: ready[3],
-            metrics: metrics.is_some() && ready[fixed.len()],
-            control: ready[control_from..].iter().any(|r| *r),
+            control: ready[4],
         }
     }
 
-    /// Every reply record waiting in the ring buffer.
+    /// The reply records waiting in the ring buffer, at most [`MAX_REPLIES_PER_WAKE`]: the rest
+    /// wait for the next turn of the loop (the ring stays readable), so a flood never keeps the
+    /// loop from its timers.
     pub fn replies(&mut self) -> Vec<ProbeReplyRecord> {
         let mut out = Vec::new();
-        while let Some(item) = self.ring.next() {
+        while out.len() < MAX_REPLIES_PER_WAKE
+            && let Some(item) = self.ring.next()
+        {
             if item.len() >= size_of::<ProbeReplyRecord>() {
                 // SAFETY: length checked; the record type is plain old data.
                 out.push(unsafe {

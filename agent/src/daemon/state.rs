@@ -1,7 +1,7 @@
 //! What survives a restart of the daemon (a crash, an upgrade, `systemctl restart`): each
 //! member's verdict (a member that had failed, with its link up and its path dead, stays failed;
-//! an offlined one stays offline; one past its quiet period does not start another) and where
-//! ipmpd placed data addresses. Kept in `/run/ipmpd/INSTANCE.state.json` (`/run` is emptied at
+//! an offlined one stays offline; one past its quiet period does not start another), where
+//! ipmpd placed data addresses, and the administrator's ARP sysctl values ipmpd replaced. Kept in `/run/ipmpd/INSTANCE.state.json` (`/run` is emptied at
 //! boot, when nothing of this is true any more), with the boot's id to be sure.
 
 use std::{collections::BTreeMap, path::PathBuf};
@@ -19,6 +19,9 @@ struct Saved {
     members: BTreeMap<String, Prior>,
     /// (address, prefix length, member).
     placed: Vec<(std::net::IpAddr, u8, String)>,
+    /// The ARP sysctls' values before ipmpd changed them: (path, value).
+    #[serde(default)]
+    arp: Vec<(PathBuf, String)>,
 }
 
 const VERSION: u32 = 1;
@@ -28,6 +31,7 @@ const VERSION: u32 = 1;
 pub struct Loaded {
     pub members: BTreeMap<String, Prior>,
     pub placed: BTreeMap<Prefix, String>,
+    pub arp: Vec<(PathBuf, String)>,
 }
 
 /// The state file of one instance.
@@ -69,6 +73,7 @@ impl StateFile {
                     .into_iter()
                     .map(|(addr, len, m)| (Prefix { addr, len }, m))
                     .collect(),
+                arp: s.arp,
             },
             Ok(_) => Loaded::default(),
             Err(e) => {
@@ -79,7 +84,12 @@ impl StateFile {
     }
 
     /// Writes the state (to a new file renamed over the old one: never half a file).
-    fn save(&self, members: BTreeMap<String, Prior>, placed: &BTreeMap<Prefix, String>) {
+    fn save(
+        &self,
+        members: BTreeMap<String, Prior>,
+        placed: &BTreeMap<Prefix, String>,
+        arp: Vec<(PathBuf, String)>,
+    ) {
         let s = Saved {
             version: VERSION,
             boot_id: boot_id(),
@@ -88,6 +98,7 @@ impl StateFile {
                 .iter()
                 .map(|(p, m)| (p.addr, p.len, m.clone()))
                 .collect(),
+            arp,
         };
         let Ok(text) = serde_json::to_string(&s) else {
             return;
@@ -115,6 +126,10 @@ impl Daemon {
                 members.insert(v.ifname, p);
             }
         }
-        self.rec.state.save(members, &self.rec.applied.placed);
+        self.rec.state.save(
+            members,
+            &self.rec.applied.placed,
+            self.io.arp_flux.originals(),
+        );
     }
 }

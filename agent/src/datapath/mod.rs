@@ -168,6 +168,26 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
+/// Checks an instance name: it becomes a directory under `/sys/fs/bpf/ipmpd/` and a file name
+/// under `/run/ipmpd/`, so only letters, digits, `-` and `_`, at most 64 of them (`..` or a `/`
+/// would point ipmpd at other software's files).
+///
+/// # Errors
+/// What is wrong with it.
+pub fn parse_instance(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not an instance name: use 1 to 64 letters, digits, '-' or '_'"
+        ))
+    }
+}
+
 /// The pin directory of an instance.
 #[must_use]
 pub fn pin_dir(instance: Option<&str>) -> PathBuf {
@@ -238,6 +258,7 @@ impl Datapath {
             names::IFACE_COUNTERS,
             names::LINK_STATE,
             names::LINK_EVENTS,
+            names::PROBE_IDS,
         ]
         .into_iter()
         .map(|m| (m, pin_dir.join(m)))
@@ -380,10 +401,29 @@ impl Datapath {
         Ok(())
     }
 
+    /// The ICMP identifier of the probes sent from `ifindex`: XDP queues replies carrying it, and
+    /// drops (and counts) replies to any other identity there.
+    ///
+    /// # Errors
+    /// When the map refuses the entry.
+    pub fn set_probe_id(&mut self, ifindex: u32, id: u16) -> Result<(), DatapathError> {
+        let mut ids: HashMap<&mut MapData, u32, u32> = map_typed(&mut self.ebpf, names::PROBE_IDS)?;
+        ids.insert(ifindex, u32::from(id), 0)
+            .map_err(|source| DatapathError::Map {
+                map: names::PROBE_IDS,
+                source,
+            })
+    }
+
     /// Stops tracking `ifindex`: detaches its programs, removes its pins and map entries. A device
     /// that is already gone is fine.
     pub fn untrack(&mut self, ifindex: u32) {
         attach::detach(&self.pin_dir.join("links"), ifindex);
+        if let Ok(mut ids) =
+            map_typed::<HashMap<&mut MapData, u32, u32>>(&mut self.ebpf, names::PROBE_IDS)
+        {
+            let _ = ids.remove(&ifindex);
+        }
         if let Ok(mut m) = map_typed::<PerCpuHashMap<&mut MapData, u32, IfaceCounters>>(
             &mut self.ebpf,
             names::IFACE_COUNTERS,
@@ -693,6 +733,14 @@ mod tests {
         assert!(b.starts_with("load failed; the verifier: ..."), "{b}");
         assert!(b.ends_with("unknown func bpf_probe_read#4"), "{b}");
         assert!(b.len() < 220);
+    }
+
+    #[test]
+    fn instance_names_cannot_leave_the_pin_directory() {
+        assert!(parse_instance("t123-x_y").is_ok());
+        for bad in ["", "..", "a/b", "a.b", "x y", &"a".repeat(65)] {
+            assert!(parse_instance(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -33,3 +33,7 @@ pub const MIN_RECOVERY_TIME_NS: u64 = 60_000_000_000;
 /// whose timers have 1 ms granularity anyway): at FDT 1 s a probe goes up to 9 ms early, at FDT
 /// 10 ms up to 90 µs.
 pub const SEND_SLACK_DIVISOR: u64 = 16;
+
+/// Highest FDT a raise may reach (10 minutes): far beyond any network that still answers, and far
+/// below any overflow of the time arithmetic (no such cap in in.mpathd).
+pub const MAX_FDT_NS: u64 = 600_000_000_000;

@@ -84,6 +84,34 @@ pub enum ReplyMismatch {
     Fake,
     /// The probe was already acknowledged ("Duplicate probe reply").
     Duplicate,
+    /// It carries another send time than the probe in that slot, or no probe of its kind is in
+    /// flight: an old reply replayed (the sequence number wraps within minutes at short FDTs).
+    Stale,
+}
+
+/// The send times of the last few probes of one kind without a history slot (RTT-only and
+/// all-hosts discovery probes), so that a reply counts only for one of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendLog {
+    sent: [u64; 4],
+    next: usize,
+}
+
+impl SendLog {
+    /// Records a probe sent at `now_ns`.
+    pub fn record(&mut self, now_ns: u64) {
+        self.sent[self.next] = now_ns;
+        self.next = (self.next + 1) % self.sent.len();
+    }
+
+    /// Whether a probe was sent at exactly `sent_ns`, no longer than `window_ns` before `now_ns`.
+    #[must_use]
+    pub fn recent(&self, sent_ns: u64, now_ns: u64, window_ns: u64) -> bool {
+        sent_ns != 0
+            && sent_ns <= now_ns
+            && now_ns - sent_ns <= window_ns
+            && self.sent.contains(&sent_ns)
+    }
 }
 
 /// What a matched reply did.
@@ -123,6 +151,9 @@ pub struct ProbeInstance {
     pub next_rtt_ns: Option<u64>,
     /// Index of the next RTT-only probe's target.
     pub rtt_target: usize,
+    /// Recent RTT-only probes and all-hosts discoveries.
+    pub rtt_probes: SendLog,
+    pub discoveries: SendLog,
 }
 
 impl ProbeInstance {
@@ -144,6 +175,8 @@ impl ProbeInstance {
             next_rtt_ns: None,
             rtt_target: 0,
             resting: Vec::new(),
+            rtt_probes: SendLog::default(),
+            discoveries: SendLog::default(),
         }
     }
 
@@ -226,11 +259,18 @@ impl ProbeInstance {
         lost
     }
 
-    /// Matches a reply to probe `seq` from `from` at `now_ns`.
+    /// Matches a reply to probe `seq`, sent at `sent_ns` (the tagged send time it carries), from
+    /// `from` at `now_ns`.
     ///
     /// # Errors
     /// Why it does not match.
-    pub fn ack(&mut self, seq: u16, from: IpAddr, now_ns: u64) -> Result<Acked, ReplyMismatch> {
+    pub fn ack(
+        &mut self,
+        seq: u16,
+        from: IpAddr,
+        sent_ns: u64,
+        now_ns: u64,
+    ) -> Result<Acked, ReplyMismatch> {
         let age = self.next_seq.wrapping_sub(seq);
         if age == 0 || usize::from(age) > PROBE_STATS_COUNT {
             return Err(ReplyMismatch::OutOfWindow);
@@ -238,6 +278,9 @@ impl ProbeInstance {
         let slot = &mut self.history[Self::slot_index(seq)];
         if slot.seq != seq || slot.state == ProbeState::Unused {
             return Err(ReplyMismatch::UnknownProbe);
+        }
+        if slot.start_ns != sent_ns {
+            return Err(ReplyMismatch::Stale);
         }
         if slot.target != Some(from) {
             return Err(ReplyMismatch::Fake);
@@ -445,28 +488,43 @@ mod tests {
         let mut i = inst();
         let s = i.record_sent(T, 0);
         assert_eq!(
-            i.ack(s + 1, T, 1),
+            i.ack(s + 1, T, 0, 1),
             Err(ReplyMismatch::OutOfWindow),
             "not sent yet"
         );
-        assert_eq!(i.ack(s, U, 1), Err(ReplyMismatch::Fake));
+        assert_eq!(i.ack(s, U, 0, 1), Err(ReplyMismatch::Fake));
         assert_eq!(
-            i.ack(s, T, 1),
+            i.ack(s, T, 0, 1),
             Ok(Acked {
                 seq: s,
                 target: T,
                 was_lost: false
             })
         );
-        assert_eq!(i.ack(s, T, 2), Err(ReplyMismatch::Duplicate));
+        assert_eq!(i.ack(s, T, 0, 2), Err(ReplyMismatch::Duplicate));
         for k in 0..PROBE_STATS_COUNT {
             i.record_sent(T, 10 + k as u64);
         }
         assert_eq!(
-            i.ack(s, T, 3),
+            i.ack(s, T, 0, 3),
             Err(ReplyMismatch::OutOfWindow),
             "52 probes later"
         );
+    }
+
+    #[test]
+    fn a_reply_carrying_another_send_time_is_a_replay() {
+        let mut i = inst();
+        // A reply recorded 65,536 probes ago carries the same sequence number, not the same time.
+        let s = i.record_sent(T, 5_000);
+        assert_eq!(i.ack(s, T, 4_000, 5_001), Err(ReplyMismatch::Stale));
+        assert!(i.ack(s, T, 5_000, 5_002).is_ok());
+        let mut log = SendLog::default();
+        log.record(100);
+        assert!(log.recent(100, 150, 100));
+        assert!(!log.recent(99, 150, 100), "not one of ours");
+        assert!(!log.recent(100, 250, 100), "too old");
+        assert!(!log.recent(0, 10, 100));
     }
 
     #[test]
@@ -475,7 +533,7 @@ mod tests {
         let s = i.record_sent(T, 0);
         i.expire(1_000, 10);
         assert_eq!(i.consecutive_lost(), 1);
-        assert!(i.ack(s, T, 1_001).unwrap().was_lost);
+        assert!(i.ack(s, T, 0, 1_001).unwrap().was_lost);
         assert_eq!((i.consecutive_lost(), i.consecutive_acked()), (0, 1));
     }
 
@@ -497,7 +555,7 @@ mod tests {
         i.next_seq = u16::MAX - 1;
         for k in 0..4 {
             let s = i.record_sent(T, k);
-            i.ack(s, T, k).unwrap();
+            i.ack(s, T, k, k).unwrap();
         }
         assert_eq!(i.next_seq, 2);
         assert_eq!(i.consecutive_acked(), 4);
@@ -508,7 +566,7 @@ mod tests {
         let mut i = inst();
         for k in 0..3 {
             let s = i.record_sent(T, k);
-            i.ack(s, T, k).unwrap();
+            i.ack(s, T, k, k).unwrap();
         }
         for k in 0..5 {
             i.record_sent(T, 100 + k);
@@ -534,12 +592,12 @@ mod tests {
         // T answers, U does not: overall the run of acks never exceeds 1.
         for k in 0..20 {
             let s = i.record_sent(T, 10 * k);
-            i.ack(s, T, 10 * k + 1).unwrap();
+            i.ack(s, T, 10 * k, 10 * k + 1).unwrap();
             i.record_sent(U, 10 * k + 5);
             i.expire(10 * k + 9, 1);
         }
         let s = i.record_sent(T, 1_000);
-        i.ack(s, T, 1_001).unwrap();
+        i.ack(s, T, 1_000, 1_001).unwrap();
         assert_eq!(i.consecutive_acked(), 1);
         assert_eq!(
             i.repair_acks(),
@@ -552,7 +610,7 @@ mod tests {
     fn first_ack_ends_the_quiet_period() {
         let mut i = inst();
         let s = i.record_sent(T, 5);
-        i.ack(s, T, 7).unwrap();
+        i.ack(s, T, 5, 7).unwrap();
         assert_eq!(i.quiet_until_ns, 7);
     }
 }

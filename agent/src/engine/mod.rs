@@ -145,24 +145,28 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "output", rename_all = "snake_case")]
 pub enum Output {
-    /// Send failure-detection probe `seq` from `test_addr` on `ifname` to `target`.
+    /// Send failure-detection probe `seq` from `test_addr` on `ifname` to `target`, carrying
+    /// `sent_ns` as its (tagged) send time: a reply counts only if it carries the same.
     SendProbe {
         ifname: String,
         test_addr: IpAddr,
         target: IpAddr,
         seq: u16,
+        sent_ns: u64,
     },
     /// An RTT-only probe (`PROBE_RTT`): no sequence number, no history slot.
     SendRttProbe {
         ifname: String,
         test_addr: IpAddr,
         target: IpAddr,
+        sent_ns: u64,
     },
     /// No targets yet: ask all-hosts (224.0.0.1 / ff02::1) from `test_addr` on `ifname`; the
     /// responders come back through [`Engine::discovered`].
     SendDiscovery {
         ifname: String,
         test_addr: IpAddr,
+        sent_ns: u64,
     },
     /// Make `ifname` carry data traffic, or stop it.
     SetActive {
@@ -520,6 +524,7 @@ impl Engine {
         ifname: &str,
         seq: u16,
         from: IpAddr,
+        sent_ns: u64,
         rtt_ns: u64,
         now_ns: u64,
     ) -> Result<Vec<Output>, ReplyMismatch> {
@@ -533,7 +538,7 @@ impl Engine {
             .iter()
             .position(|p| p.test_addr.is_ipv4() == from.is_ipv4())
             .ok_or(ReplyMismatch::UnknownProbe)?;
-        let acked = self.interfaces[i].instances[k].ack(seq, from, now_ns)?;
+        let acked = self.interfaces[i].instances[k].ack(seq, from, sent_ns, now_ns)?;
         self.emit(Event::ProbeAcked {
             ifname: ifname.into(),
             seq,
@@ -546,7 +551,7 @@ impl Engine {
         // ARP/ND queueing inflates them).
         if self.interfaces[i].state == IfState::Running
             && self.groups[g].state != GroupState::Failed
-            && rtt_ns <= 52 * self.groups[g].interval_ns
+            && rtt_ns <= self.groups[g].interval_ns.saturating_mul(52)
         {
             self.learn_rtt(i, k, from, rtt_ns, now_ns);
         }
@@ -599,8 +604,14 @@ impl Engine {
             inst.retire_target(target, TargetState::Slow, now_ns);
             return;
         }
-        let new_interval = NEXT_FDT_MULTIPLE * crtt;
+        let new_interval = NEXT_FDT_MULTIPLE
+            .saturating_mul(crtt)
+            .min(constants::MAX_FDT_NS / PROBES_PER_FDT);
         let group = &mut self.groups[g];
+        if new_interval <= group.interval_ns {
+            // At the ceiling already: nothing to raise, nothing to say.
+            return;
+        }
         group.interval_ns = new_interval;
         group.fdt_ns = PROBES_PER_FDT * new_interval;
         group.raised_at_ns = Some(now_ns);
@@ -705,11 +716,28 @@ impl Engine {
     /// A host answered an all-hosts probe sent from `ifname`. It becomes a target (in a named
     /// group, of every member probing in that family), up to five; replies from this host's own
     /// addresses, from the unspecified address or from another subnet are the caller's to drop.
-    pub fn discovered(&mut self, ifname: &str, from: IpAddr, now_ns: u64) -> Vec<Output> {
-        let Some(i) = self.lookup(ifname) else {
-            return Vec::new();
-        };
+    ///
+    /// # Errors
+    /// When no all-hosts probe sent at `sent_ns` (the reply's tagged send time) is in flight: a
+    /// discovery reply is accepted only for a discovery of this instance, within twice the probe
+    /// interval, so a captured one replayed later injects nothing.
+    pub fn discovered(
+        &mut self,
+        ifname: &str,
+        from: IpAddr,
+        sent_ns: u64,
+        now_ns: u64,
+    ) -> Result<Vec<Output>, ReplyMismatch> {
+        let i = self.lookup(ifname).ok_or(ReplyMismatch::UnknownProbe)?;
         let g = self.group_of(i);
+        let window = self.groups[g].interval_ns.saturating_mul(2);
+        let asked = self.interfaces[i].instances.iter().any(|p| {
+            p.test_addr.is_ipv4() == from.is_ipv4() && p.discoveries.recent(sent_ns, now_ns, window)
+        });
+        if !asked {
+            self.finish();
+            return Err(ReplyMismatch::Stale);
+        }
         let receivers: Vec<usize> = if self.groups[g].anonymous() {
             vec![i]
         } else {
@@ -737,7 +765,7 @@ impl Engine {
                 }
             }
         }
-        self.finish()
+        Ok(self.finish())
     }
 
     /// The timer: sends due probes, declares lost ones, checks failure and repair.
@@ -812,15 +840,18 @@ impl Engine {
                     test_addr: inst.test_addr,
                     target,
                     seq,
+                    sent_ns: now_ns,
                 });
                 // The RTT pointer follows the failure-detection pointer so the two never drift.
                 inst.rtt_target = inst.next_target;
             }
             // No targets, or a single discovered host: keep asking all-hosts for more.
             if inst.targets.is_empty() || (inst.host_targets && inst.targets.len() < 2) {
+                inst.discoveries.record(now_ns);
                 self.out.push(Output::SendDiscovery {
                     ifname: name.into(),
                     test_addr: inst.test_addr,
+                    sent_ns: now_ns,
                 });
             }
             inst.base_ns += interval;
@@ -843,10 +874,12 @@ impl Engine {
             if now_ns >= due {
                 let target = inst.targets[inst.rtt_target % inst.targets.len()].addr;
                 inst.rtt_target = (inst.rtt_target + 1) % inst.targets.len();
+                inst.rtt_probes.record(now_ns);
                 self.out.push(Output::SendRttProbe {
                     ifname: name.into(),
                     test_addr: inst.test_addr,
                     target,
+                    sent_ns: now_ns,
                 });
                 inst.next_rtt_ns =
                     Some(now_ns + self.jitter.between(user_interval / 2, user_interval));
@@ -857,28 +890,37 @@ impl Engine {
     }
 
     /// A reply to an RTT-only probe: it may only lower the target's CRTT.
+    ///
+    /// # Errors
+    /// When no RTT-only probe sent at `sent_ns` (the reply's tagged send time) is in flight.
     pub fn rtt_reply(
         &mut self,
         ifname: &str,
         from: IpAddr,
+        sent_ns: u64,
         rtt_ns: u64,
         now_ns: u64,
-    ) -> Vec<Output> {
-        let Some(i) = self.lookup(ifname) else {
-            return Vec::new();
-        };
+    ) -> Result<Vec<Output>, ReplyMismatch> {
+        let i = self.lookup(ifname).ok_or(ReplyMismatch::UnknownProbe)?;
+        let window = self.groups[self.group_of(i)].user_fdt_ns;
+        if !self.interfaces[i].instances.iter().any(|p| {
+            p.test_addr.is_ipv4() == from.is_ipv4() && p.rtt_probes.recent(sent_ns, now_ns, window)
+        }) {
+            self.finish();
+            return Err(ReplyMismatch::Stale);
+        }
         let g = self.group_of(i);
         if self.interfaces[i].state != IfState::Running
             || self.groups[g].state == GroupState::Failed
         {
-            return Vec::new();
+            return Ok(self.finish());
         }
         let Some(k) = self.interfaces[i]
             .instances
             .iter()
             .position(|p| p.test_addr.is_ipv4() == from.is_ipv4())
         else {
-            return Vec::new();
+            return Ok(self.finish());
         };
         let interval = self.groups[g].interval_ns;
         if let Some(t) = self.interfaces[i].instances[k]
@@ -893,7 +935,7 @@ impl Engine {
                 self.maybe_lower_fdt(i, k, now_ns);
             }
         }
-        self.finish()
+        Ok(self.finish())
     }
 
     /// When [`Self::tick`] next has something to do.

@@ -18,16 +18,18 @@ fn ip(last: u8) -> IpAddr {
 struct Sim {
     e: Engine,
     now: u64,
-    /// (delivery time, interface, seq, target, rtt)
-    pending: Vec<(u64, String, u16, IpAddr, u64)>,
+    /// (delivery time, interface, seq, target, rtt, sent time)
+    pending: Vec<(u64, String, u16, IpAddr, u64, u64)>,
     /// Per interface: Some(rtt) answers, None drops silently.
     paths: HashMap<String, Option<u64>>,
     events: Vec<(u64, Event)>,
     active: HashMap<String, bool>,
     sent: Vec<(u64, String, IpAddr, u16)>,
+    /// (sent time, interface)
     discoveries: Vec<(u64, String)>,
     rtt_probes: usize,
-    rtt_pending: Vec<(u64, String, IpAddr, u64)>,
+    /// (delivery time, interface, target, rtt, sent time)
+    rtt_pending: Vec<(u64, String, IpAddr, u64, u64)>,
     /// Targets that stopped answering.
     silent_targets: Vec<IpAddr>,
 }
@@ -78,6 +80,7 @@ impl Sim {
                     ifname,
                     target,
                     seq,
+                    sent_ns,
                     ..
                 } => {
                     self.sent.push((self.now, ifname.clone(), target, seq));
@@ -86,15 +89,22 @@ impl Sim {
                     }
                     if let Some(Some(rtt)) = self.paths.get(&ifname) {
                         self.pending
-                            .push((self.now + rtt, ifname, seq, target, *rtt));
+                            .push((self.now + rtt, ifname, seq, target, *rtt, sent_ns));
                     }
                 }
-                Output::SendDiscovery { ifname, .. } => self.discoveries.push((self.now, ifname)),
-                Output::SendRttProbe { ifname, target, .. } => {
+                Output::SendDiscovery {
+                    ifname, sent_ns, ..
+                } => self.discoveries.push((sent_ns, ifname)),
+                Output::SendRttProbe {
+                    ifname,
+                    target,
+                    sent_ns,
+                    ..
+                } => {
                     self.rtt_probes += 1;
                     if let Some(Some(rtt)) = self.paths.get(&ifname) {
                         self.rtt_pending
-                            .push((self.now + rtt, ifname, target, *rtt));
+                            .push((self.now + rtt, ifname, target, *rtt, sent_ns));
                     }
                 }
                 Output::SetActive { ifname, active } => {
@@ -123,12 +133,16 @@ impl Sim {
             };
             self.now = next.max(self.now);
             if let Some(pos) = self.rtt_pending.iter().position(|p| p.0 <= self.now) {
-                let (_, ifname, target, rtt) = self.rtt_pending.remove(pos);
-                let out = self.e.rtt_reply(&ifname, target, rtt, self.now);
-                self.absorb(out);
+                let (_, ifname, target, rtt, sent) = self.rtt_pending.remove(pos);
+                if let Ok(out) = self.e.rtt_reply(&ifname, target, sent, rtt, self.now) {
+                    self.absorb(out);
+                }
             } else if let Some(pos) = self.pending.iter().position(|p| p.0 <= self.now) {
-                let (_, ifname, seq, target, rtt) = self.pending.remove(pos);
-                if let Ok(out) = self.e.probe_reply(&ifname, seq, target, rtt, self.now) {
+                let (_, ifname, seq, target, rtt, sent) = self.pending.remove(pos);
+                if let Ok(out) = self
+                    .e
+                    .probe_reply(&ifname, seq, target, sent, rtt, self.now)
+                {
                     self.absorb(out);
                 }
             } else {
@@ -605,7 +619,19 @@ fn without_targets_all_hosts_discovery_finds_them_for_the_whole_group() {
         "asks all-hosts"
     );
     assert!(s.sent.is_empty(), "no unicast probe without a target");
-    let out = s.e.discovered("a", ip(1), s.now);
+    // A reply to no discovery in flight (a captured one, replayed) injects nothing.
+    assert!(
+        s.e.discovered("a", ip(9), s.now.saturating_sub(5 * S), s.now)
+            .is_err()
+    );
+    let asked = s
+        .discoveries
+        .iter()
+        .rev()
+        .find(|(_, n)| n == "a")
+        .unwrap()
+        .0;
+    let out = s.e.discovered("a", ip(1), asked, s.now).unwrap();
     s.absorb(out);
     assert_eq!(s.state("a"), IfState::Running);
     assert_eq!(
@@ -711,7 +737,9 @@ fn router_targets_follow_the_routing_table_and_win_over_hosts() {
     s.paths.insert("a".into(), Some(MS / 10));
     let out = s.e.add_member(&spec, true, s.now);
     s.absorb(out);
-    let out = s.e.discovered("a", ip(7), s.now);
+    s.run_for(S);
+    let asked = s.discoveries.last().unwrap().0;
+    let out = s.e.discovered("a", ip(7), asked, s.now).unwrap();
     s.absorb(out);
     let out = s.e.set_router_targets("a", true, &[ip(1)], s.now);
     s.absorb(out);

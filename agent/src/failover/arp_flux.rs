@@ -45,6 +45,32 @@ impl ArpFlux {
         Ok(())
     }
 
+    /// The values found before ipmpd changed them, as (sysctl path, value): kept in ipmpd's state
+    /// file so that a crash does not lose the administrator's values.
+    #[must_use]
+    pub fn originals(&self) -> Vec<(PathBuf, String)> {
+        self.saved.clone()
+    }
+
+    /// Takes over the originals a previous process saved (its values are ipmpd's, not the
+    /// administrator's).
+    #[must_use]
+    pub fn with_originals(saved: Vec<(PathBuf, String)>) -> Self {
+        Self { saved }
+    }
+
+    /// The interfaces whose values ipmpd changed.
+    pub fn interfaces(&self) -> impl Iterator<Item = String> + '_ {
+        let mut seen: Vec<String> = Vec::new();
+        self.saved.iter().filter_map(move |(p, _)| {
+            let name = p.parent()?.file_name()?.to_string_lossy().into_owned();
+            (!seen.contains(&name)).then(|| {
+                seen.push(name.clone());
+                name
+            })
+        })
+    }
+
     /// Puts the old values of `ifname` back (it is no longer a member).
     pub fn restore_one(&mut self, ifname: &str) {
         let mine: Vec<(PathBuf, String)> = self

@@ -138,8 +138,8 @@ impl RouteSocket {
     pub fn del_address(&mut self, ifindex: u32, addr: Prefix) -> Result<(), NetlinkError> {
         let seq = self.next_seq();
         match self.request(&address_request(false, seq, ifindex, addr), |_, _| {}) {
-            // Already gone (EADDRNOTAVAIL): the goal is reached.
-            Err(NetlinkError::Refused(libc::EADDRNOTAVAIL)) => Ok(()),
+            // Already gone, or its device is (EADDRNOTAVAIL, ENODEV): the goal is reached.
+            Err(NetlinkError::Refused(libc::EADDRNOTAVAIL | libc::ENODEV)) => Ok(()),
             other => other,
         }
     }

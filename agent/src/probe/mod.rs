@@ -7,3 +7,4 @@ pub mod packet;
 pub mod session;
 pub mod socket;
 pub mod stats;
+pub mod timing;

@@ -175,11 +175,16 @@ impl ProbeSession {
             .outstanding
             .remove(&record.icmp_seq)
             .ok_or(Reject::UnknownSequence)?;
-        let tx = record.header.kernel_tx_ns();
+        let rt = super::timing::round_trip(
+            record.header.send_time_ns(),
+            record.header.kernel_tx_ns(),
+            record.rx_ns,
+            now_ns,
+        );
         Ok(Reply {
             seq: record.icmp_seq,
             target: source,
-            net_rtt_ns: (tx != 0 && record.rx_ns >= tx).then(|| record.rx_ns - tx),
+            net_rtt_ns: rt.kernel.then_some(rt.ns),
             user_rtt_ns: now_ns.saturating_sub(out.sent_ns),
             hop_limit: record.hop_limit,
             vlan_id: (record.vlan_tagged != 0).then_some(record.vlan_id),
