@@ -26,5 +26,6 @@ pub mod fds;
 pub mod ip;
 pub mod link;
 pub mod netlink;
+pub mod privileges;
 pub mod probe;
 pub mod reconcile;

@@ -11,7 +11,7 @@
 //!   probe sockets, the engine and the kernel (through the failover seam);
 //! - [`host`]: the observed state, from rtnetlink;
 //! - [`state`]: what survives a restart, in `/run/ipmpd/`;
-//! - [`reload`]: the configuration, on start and on SIGHUP;
+//! - [`reload`]: the configuration, on start and on SIGHUP (read by [`loader`]'s thread);
 //! - [`report`], [`metrics`], [`snapshot`], [`control`], [`notify`]: the operator's side.
 
 mod control;
@@ -19,6 +19,7 @@ mod dispatch;
 mod execute;
 mod exporter;
 mod host;
+mod loader;
 mod members;
 mod metrics;
 mod notify;
@@ -137,6 +138,7 @@ pub struct Daemon {
     rec: Rec,
     args: RunArgs,
     features: Features,
+    loader: loader::Loader,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration.
@@ -145,8 +147,14 @@ pub struct Daemon {
 /// When the configuration has problems, or the datapath, the control socket or rtnetlink cannot
 /// be set up; the message says what to do.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    // First, while the daemon is one thread: every thread spawned later inherits the drop.
+    let kept = crate::privileges::drop_to_needed().context("cannot drop privileges")?;
     let signals = crate::fds::signal_fd().context("cannot set up signal handling")?;
     let mut rep = Reporter::new(args.json, args.json_probes);
+    rep.catalogue(
+        "ipmultipath.daemon.privileges",
+        serde_json::json!({ "kept": kept.names.join(" "), "bounding_left": kept.bounding_left }),
+    );
     let desired = reload::load(&args.paths, &mut rep)?;
     let shortest = Some(std::time::Duration::from_millis(desired.shortest_fdt_ms()));
     let mut datapath = Datapath::load(&DatapathOptions {
@@ -264,6 +272,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
         args: args.clone(),
         features,
+        loader: loader::Loader::new().context("cannot create an eventfd")?,
     };
     // The first pass, from nothing: track, adopt, place.
     d.reconcile(monotonic_ns());
@@ -307,8 +316,7 @@ impl Daemon {
             .min()
             .unwrap_or(now + 1_000_000_000);
             let ready = sources.wait(
-                self.rec.host.fd(),
-                self.out.control.fd(),
+                [self.rec.host.fd(), self.out.control.fd(), self.loader.fd()],
                 deadline.saturating_sub(now),
             );
             if ready.control {
@@ -322,12 +330,17 @@ impl Daemon {
             if ready.signals {
                 for sig in sources.signals() {
                     if sig == libc::SIGHUP {
-                        self.reload();
+                        self.loader.request(&self.args.paths);
                     } else {
                         self.stop(sig);
                         return Ok(());
                     }
                 }
+            }
+            if ready.config
+                && let Some(loaded) = self.loader.take(&self.args.paths)
+            {
+                self.reload(loaded);
             }
             if ready.links {
                 sources.clear_link_events();

@@ -3,6 +3,8 @@
 //! problems in the group file refuse the configuration: at start the daemon does not run, on
 //! SIGHUP it keeps the running one. A reload is one more reconcile pass, never a re-exec: nothing
 //! is torn down, and an interface the new file names that does not exist yet is waited for.
+//! On SIGHUP the files are read on a thread of their own ([`super::loader`]): a huge or broken
+//! file never holds up detection.
 
 use anyhow::bail;
 
@@ -10,33 +12,70 @@ use super::{Daemon, report::Reporter};
 use crate::{
     cli::check_config::ConfigPaths,
     clock::monotonic_ns,
-    config::{self, Config},
+    config::{self, Config, Problem},
     reconcile::Desired,
 };
 
-/// Reads both files; the desired state, or the problems that refuse it (reported).
-fn read(paths: &ConfigPaths, rep: &mut Reporter) -> Result<Desired, usize> {
+/// Problems reported one by one at most; the rest are summed up in one line (a file with a
+/// million bad lines must not flood the log or hold up the loop).
+const MAX_REPORTED: usize = 50;
+
+/// What reading both files gave, before anything is reported: built on any thread.
+pub struct Loaded {
+    problems: Vec<Problem>,
+    /// Problems of the group file that refuse it.
+    refusals: usize,
+    desired: Desired,
+    warnings: Vec<String>,
+    group_file: std::path::PathBuf,
+}
+
+/// Reads and checks both files. Touches nothing but the files, so it may run off the detection
+/// thread.
+#[must_use]
+pub fn read_files(paths: &ConfigPaths) -> Loaded {
     let mut cfg: Config = config::load(&paths.defaults, &paths.config);
     // Without TRACK_INTERFACES_ONLY_WITH_GROUPS every interface is tracked in the anonymous
     // group, as in.mpathd does: no group file is needed then.
     if !cfg.defaults.track_interfaces_only_with_groups && !paths.config.exists() {
         cfg.problems.retain(|p| p.path != paths.config);
     }
-    let mut refusals = 0;
-    for p in &cfg.problems {
-        rep.config_problem(p);
-        refusals += usize::from(p.path == paths.config && !p.warning);
-    }
-    if refusals > 0 {
-        return Err(refusals);
-    }
+    let refusals = cfg
+        .problems
+        .iter()
+        .filter(|p| p.path == paths.config && !p.warning)
+        .count();
     let (desired, warnings) = Desired::from_config(&cfg);
-    for w in warnings {
+    Loaded {
+        problems: std::mem::take(&mut cfg.problems),
+        refusals,
+        desired,
+        warnings,
+        group_file: paths.config.clone(),
+    }
+}
+
+/// Reports what `loaded` found; the desired state, or the number of problems that refuse it.
+fn accept(loaded: Loaded, rep: &mut Reporter) -> Result<Desired, usize> {
+    for p in loaded.problems.iter().take(MAX_REPORTED) {
+        rep.config_problem(p);
+    }
+    if loaded.problems.len() > MAX_REPORTED {
+        tracing::error!(
+            "... and {} more problems (`ipmpd check-config` lists them all)",
+            loaded.problems.len() - MAX_REPORTED
+        );
+    }
+    if loaded.refusals > 0 {
+        return Err(loaded.refusals);
+    }
+    for w in loaded.warnings {
         tracing::warn!("{w}");
     }
+    let desired = loaded.desired;
     if desired.interfaces.is_empty() && !desired.track_all {
         tracing::warn!(
-            path = %paths.config.display(),
+            path = %loaded.group_file.display(),
             "the group file names no interface: nothing to track until it does (and SIGHUP)"
         );
     }
@@ -48,7 +87,7 @@ fn read(paths: &ConfigPaths, rep: &mut Reporter) -> Result<Desired, usize> {
 /// # Errors
 /// When the group file has problems (each reported with its line and what to do).
 pub fn load(paths: &ConfigPaths, rep: &mut Reporter) -> anyhow::Result<Desired> {
-    match read(paths, rep) {
+    match accept(read_files(paths), rep) {
         Ok(d) => Ok(d),
         Err(n) => bail!(
             "{} has {n} problem(s) (listed above); fix them and start again (`ipmpd check-config` checks without running)",
@@ -58,10 +97,10 @@ pub fn load(paths: &ConfigPaths, rep: &mut Reporter) -> anyhow::Result<Desired> 
 }
 
 impl Daemon {
-    /// SIGHUP: a valid new configuration becomes the desired state; a bad one is reported and the
-    /// running one kept.
-    pub(super) fn reload(&mut self) {
-        let Ok(desired) = read(&self.args.paths, &mut self.out.rep) else {
+    /// A configuration read after SIGHUP: a valid one becomes the desired state; a bad one is
+    /// reported and the running one kept.
+    pub(super) fn reload(&mut self, loaded: Loaded) {
+        let Ok(desired) = accept(loaded, &mut self.out.rep) else {
             self.out.rep.reload_refused();
             return;
         };

@@ -1,6 +1,6 @@
 //! The descriptors the daemon's loop waits on, by name: probe replies (the XDP ring buffer),
 //! signals, link changes (the watcher's eventfd), rtnetlink notifications and requests from the
-//! control socket's thread.
+//! control socket's thread, and the configuration reader's.
 
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 
@@ -27,6 +27,7 @@ pub struct Ready {
     pub links: bool,
     pub host: bool,
     pub control: bool,
+    pub config: bool,
 }
 
 impl Sources {
@@ -40,14 +41,16 @@ impl Sources {
         }
     }
 
-    /// Waits until something is ready or `timeout_ns` passes.
-    pub fn wait(&self, host: RawFd, control: RawFd, timeout_ns: u64) -> Ready {
+    /// Waits until something is ready or `timeout_ns` passes; `[host, control, config]` are the
+    /// descriptors of rtnetlink, the control socket's thread and the configuration reader.
+    pub fn wait(&self, [host, control, config]: [RawFd; 3], timeout_ns: u64) -> Ready {
         let all = [
             self.ring.as_raw_fd(),
             self.signals.as_raw_fd(),
             self.link_events.as_raw_fd(),
             host,
             control,
+            config,
         ];
         let ready = fds::wait(&all, Some(timeout_ns));
         Ready {
@@ -56,6 +59,7 @@ impl Sources {
             links: ready[2],
             host: ready[3],
             control: ready[4],
+            config: ready[5],
         }
     }
 

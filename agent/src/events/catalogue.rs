@@ -333,6 +333,15 @@ pub static CATALOGUE: &[EventSpec] = &[
         action: "None needed; lower --link-poll-us or raise --link-poll-cpu for faster carrier detection at more CPU cost.",
     },
     EventSpec {
+        name: "ipmultipath.daemon.privileges",
+        severity: Informational,
+        template: "Running with {kept} only, and no_new_privs ({bounding_left} capabilities could not be cut from the bounding set)",
+        params: &[("kept", Str), ("bounding_left", Int)],
+        description: "At start, before any thread exists, the daemon drops every capability it does not need (it needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON; CAP_SYS_ADMIN instead of the last two before Linux 5.8) and sets no_new_privs, so nothing it runs later can gain more.",
+        causes: "Every start.",
+        action: "None. A bounding set that could not be cut means the daemon lacked CAP_SETPCAP; no_new_privs still keeps the capabilities from coming back.",
+    },
+    EventSpec {
         name: "ipmultipath.datapath.features",
         severity: Informational,
         template: "Kernel {kernel}: TC programs attached through {tc_attach}, link state from {carrier_source}",
