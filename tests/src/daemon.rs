@@ -286,19 +286,30 @@ pub fn wait_event(
 /// stderr).
 #[must_use]
 pub fn run_unprivileged(ns: &Netns, args: &[&str]) -> (bool, String, String) {
+    run_wrapped(ns, &NOBODY, args)
+}
+
+/// `setpriv` arguments that make the rest of the command line run as `nobody`, with no groups and
+/// no capabilities.
+pub const NOBODY: [&str; 5] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all",
+];
+
+/// Runs `WRAPPER... ipmpd ARGS` in `ns` (a wrapper such as [`NOBODY`], or `unshare -Ur` after it);
+/// returns (success, stdout, stderr).
+#[must_use]
+pub fn run_wrapped(ns: &Netns, wrapper: &[&str], args: &[&str]) -> (bool, String, String) {
     let out = Command::new("nsenter")
         .arg(format!("--net={}", ns.path()))
-        .args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
+        .args(wrapper)
         .arg(binary())
         .args(args)
         .output()
-        .expect("nsenter and setpriv run");
+        .expect("nsenter and the wrapper run");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod frames;
+pub mod hostile;
 pub mod topology;
 
 pub use topology::{Netns, Topology};

@@ -59,6 +59,17 @@ impl Netns {
             .expect("ifindex")
     }
 
+    /// The Ethernet address of `ifname`.
+    #[must_use]
+    pub fn mac(&self, ifname: &str) -> String {
+        let link = self.sh(&format!("ip -o link show {ifname}"));
+        link.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .expect("an Ethernet address")
+            .to_owned()
+    }
+
     /// The IPv6 link-local address of `ifname`, waiting up to 3 s for DAD.
     #[must_use]
     pub fn link_local(&self, ifname: &str) -> String {

@@ -8,15 +8,6 @@ use tests::{
     topology::Lan,
 };
 
-fn mac_of(lan: &Lan, ifname: &str) -> String {
-    let link = lan.host().sh(&format!("ip -o link show {ifname}"));
-    link.split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .expect("an Ethernet address")
-        .to_owned()
-}
-
 fn holder(lan: &Lan) -> Option<String> {
     ["h0", "h1"]
         .into_iter()
@@ -75,7 +66,7 @@ fn the_data_address_moves_on_silent_loss_and_carrier_loss_and_neighbours_follow(
         "the peer reaches the data address"
     );
     let neigh = |lan: &Lan| lan.router().sh("ip neigh show 192.0.2.100 dev r0");
-    assert!(neigh(&lan).contains(&mac_of(&lan, "h0")));
+    assert!(neigh(&lan).contains(&lan.host().mac("h0")));
     std::thread::sleep(Duration::from_millis(1200)); // past the neighbour entry's locktime
 
     d.seen.clear();
@@ -101,7 +92,7 @@ fn the_data_address_moves_on_silent_loss_and_carrier_loss_and_neighbours_follow(
     );
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        neigh(&lan).contains(&mac_of(&lan, "h1")),
+        neigh(&lan).contains(&lan.host().mac("h1")),
         "the gratuitous ARP updated the peer: {}",
         neigh(&lan)
     );
@@ -309,7 +300,7 @@ fn an_ipv6_data_address_moves_and_unsolicited_neighbour_advertisements_update_th
         "the peer reaches the IPv6 data address"
     );
     let neigh = |lan: &Lan| lan.router().sh("ip -6 neigh show 2001:db8::100 dev r0");
-    assert!(neigh(&lan).contains(&mac_of(&lan, "h0")));
+    assert!(neigh(&lan).contains(&lan.host().mac("h0")));
     std::thread::sleep(Duration::from_millis(1200));
     d.seen.clear();
     lan.switch().drop_all("sw-h0");
@@ -323,7 +314,7 @@ fn an_ipv6_data_address_moves_and_unsolicited_neighbour_advertisements_update_th
     assert!(has("h1") && !has("h0"));
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        neigh(&lan).contains(&mac_of(&lan, "h1")),
+        neigh(&lan).contains(&lan.host().mac("h1")),
         "the unsolicited NA updated the peer: {}",
         neigh(&lan)
     );

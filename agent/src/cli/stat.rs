@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use super::admin::Target;
 use crate::control::{
     Request, Response, client,
-    snapshot::{AddressRow, GroupRow, InterfaceRow, Snapshot, TargetRow},
+    snapshot::{AddressRow, GroupRow, InterfaceRow, RejectRow, Snapshot, TargetRow},
 };
 
 /// Arguments of `ipmpd stat` / `ipmpstat`.
@@ -30,6 +30,10 @@ pub struct StatArgs {
     /// The datapath (ipmpd's own): kernel, TC attach mode, link-state source and why.
     #[arg(short = 'd')]
     pub datapath: bool,
+    /// What was refused (ipmpd's own): SOURCE INTERFACE REASON COUNT, for probe replies refused
+    /// by the XDP program or the daemon and for control-socket connections.
+    #[arg(short = 'r')]
+    pub rejected: bool,
     /// Numeric output (ipmpd prints addresses numerically anyway).
     #[arg(short = 'n')]
     pub numeric: bool,
@@ -81,6 +85,12 @@ const PROBE_COLUMNS: Columns = &[
     ("RTTDEV", 9),
     ("TARGET", 0),
 ];
+const REJECT_COLUMNS: Columns = &[
+    ("SOURCE", 8),
+    ("INTERFACE", 10),
+    ("REASON", 15),
+    ("COUNT", 0),
+];
 const ADDRESS_COLUMNS: Columns = &[
     ("ADDRESS", 19),
     ("STATE", 6),
@@ -115,6 +125,14 @@ fn target_cells(r: &TargetRow) -> Vec<String> {
         r.mode.clone(),
         r.testaddr.clone(),
         r.targets.clone(),
+    ]
+}
+fn reject_cells(r: &RejectRow) -> Vec<String> {
+    vec![
+        r.source.clone(),
+        r.interface.clone(),
+        r.reason.clone(),
+        r.count.to_string(),
     ]
 }
 fn address_cells(r: &AddressRow) -> Vec<String> {
@@ -233,13 +251,14 @@ pub fn run(args: &StatArgs) -> anyhow::Result<()> {
         args.addresses,
         args.probes,
         args.datapath,
+        args.rejected,
     ]
     .iter()
     .filter(|m| **m)
     .count();
     if modes != 1 {
         bail!(
-            "exactly one of -g, -i, -t, -a, -p, -d is needed\nusage: ipmpstat [-n] [-o field[,...] [-P]] -a|-g|-i|-p|-t"
+            "exactly one of -g, -i, -t, -a, -p, -d, -r is needed\nusage: ipmpstat [-n] [-o field[,...] [-P]] -a|-g|-i|-p|-t"
         );
     }
     if args.parsable && args.fields.is_none() {
@@ -269,6 +288,16 @@ pub fn run(args: &StatArgs) -> anyhow::Result<()> {
         } else {
             println!("{}", super::features::describe(&f));
         }
+        return Ok(());
+    }
+    if args.rejected {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&snap.rejected)?);
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = snap.rejected.iter().map(reject_cells).collect();
+        let chosen = select(REJECT_COLUMNS, args.fields.as_deref())?;
+        print!("{}", render(REJECT_COLUMNS, &rows, &chosen, args.parsable));
         return Ok(());
     }
     if args.json {

@@ -76,6 +76,19 @@ pub struct Refusals {
     pub dropped: AtomicU64,
 }
 
+impl Refusals {
+    /// Each reason with its count.
+    #[must_use]
+    pub fn by_reason(&self) -> [(&'static str, u64); 4] {
+        [
+            ("full", self.full.load(Ordering::Relaxed)),
+            ("permission", self.permission.load(Ordering::Relaxed)),
+            ("malformed", self.malformed.load(Ordering::Relaxed)),
+            ("dropped", self.dropped.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// What the daemon sends the I/O thread.
 enum Out {
     Respond(u64, Vec<u8>),

@@ -46,6 +46,17 @@ pub struct AddressRow {
     pub outbound: String,
 }
 
+/// ipmpd stat -r (ipmpd's own): what was refused, where and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectRow {
+    /// `kernel` (the XDP program), `daemon` (reply checks) or `control` (the control socket).
+    pub source: String,
+    /// The interface; empty for the control socket.
+    pub interface: String,
+    pub reason: String,
+    pub count: u64,
+}
+
 /// All four at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -56,6 +67,9 @@ pub struct Snapshot {
     /// What the kernel let the daemon use (`ipmpd stat -d`).
     #[serde(default)]
     pub datapath: Option<crate::datapath::Features>,
+    /// Refused replies and control connections (`ipmpd stat -r`).
+    #[serde(default)]
+    pub rejected: Vec<RejectRow>,
 }
 
 /// ipmpstat's FLAGS string: `i` inactive, `s` standby, `m` IPv4 multicast nominee, `b` broadcast

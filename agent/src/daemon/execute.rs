@@ -149,10 +149,7 @@ impl Daemon {
                     self.dispatch(out);
                 }
                 if !spec.group.is_empty() {
-                    if let Err(e) = self.io.arp_flux.apply(&spec.ifname) {
-                        tracing::warn!(ifname = spec.ifname, error = %e, "cannot set arp_ignore/arp_announce");
-                    }
-                    self.rec.unsaved = true;
+                    self.set_arp_flux(&spec.ifname, now);
                 }
                 self.out.rep.catalogue(
                     "ipmultipath.setup.tracked",
@@ -320,6 +317,21 @@ impl Daemon {
         self.rec.host.observed.apply(u);
     }
 
+    /// arp_ignore/arp_announce on a new member: the values it has now are saved to the state file
+    /// before they change, so that a crash right after cannot lose them.
+    fn set_arp_flux(&mut self, ifname: &str, now: u64) {
+        let result = self.io.arp_flux.remember(ifname).and_then(|new| {
+            if new {
+                self.rec.unsaved = true;
+                self.save_state(now);
+            }
+            self.io.arp_flux.set(ifname)
+        });
+        if let Err(e) = result {
+            tracing::warn!(ifname, error = %e, "cannot set arp_ignore/arp_announce");
+        }
+    }
+
     /// Opens probe sockets for `addrs` of `ifname`; the addresses that worked.
     fn open_probes(&mut self, ifname: &str, addrs: &[IpAddr]) -> Vec<IpAddr> {
         let mut opened = Vec::new();
@@ -356,6 +368,12 @@ impl Daemon {
         };
         let address = addr.to_string();
         if let Err(e) = self.io.kernel.add_address(to.1, addr) {
+            if e.device_gone() {
+                // Removed under us: once rtnetlink says so, the next pass chooses another home.
+                tracing::info!(%address, to = to.0, "the new home vanished before the move");
+                self.rec.due = Some(0);
+                return None;
+            }
             self.out.rep.catalogue(
                 "ipmultipath.address.moveFailed",
                 json!({ "address": address, "group": group, "to": to.0, "reason": e.to_string() }),

@@ -12,7 +12,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::engine::{IfState, views::probe_state};
+use crate::{
+    control::snapshot::RejectRow,
+    engine::{IfState, views::probe_state},
+};
 
 /// Counters the daemon keeps for the endpoint.
 #[derive(Debug, Default)]
@@ -36,6 +39,51 @@ pub struct Counts {
     pub deadlines_missed: u64,
     /// The carrier poll's current interval in ns (0: no poll), kept by the link watcher.
     pub link_poll_interval_ns: std::sync::Arc<AtomicU64>,
+}
+
+/// The kernel's reasons for not queueing a probe reply, with its counts.
+fn kernel_rejects(c: &IfaceCounters) -> [(&'static str, u64); 7] {
+    [
+        ("magic", c.rejected_magic),
+        ("version", c.rejected_version),
+        ("checksum_type", c.rejected_checksum_type),
+        ("truncated", c.rejected_truncated),
+        ("routing_header", c.rejected_routing_header),
+        ("identity", c.rejected_identity),
+        ("ring_full", c.ring_full),
+    ]
+}
+
+impl Counts {
+    /// Every refused probe reply, by interface, reason and where it was refused; zero counts left
+    /// out, sorted.
+    #[must_use]
+    pub fn rejected_rows(&self) -> Vec<RejectRow> {
+        let kernel = self.kernel.iter().flat_map(|(ifname, c)| {
+            kernel_rejects(c)
+                .into_iter()
+                .map(|(reason, count)| RejectRow {
+                    source: "kernel".into(),
+                    interface: ifname.clone(),
+                    reason: reason.into(),
+                    count,
+                })
+        });
+        let daemon = self
+            .rejected
+            .iter()
+            .map(|((ifname, reason), count)| RejectRow {
+                source: "daemon".into(),
+                interface: ifname.clone(),
+                reason: (*reason).into(),
+                count: *count,
+            });
+        let mut rows: Vec<RejectRow> = kernel.chain(daemon).filter(|r| r.count > 0).collect();
+        rows.sort_by(|a, b| {
+            (&a.interface, &a.source, &a.reason).cmp(&(&b.interface, &b.source, &b.reason))
+        });
+        rows
+    }
 }
 
 /// How late a deadline may be met before it counts as missed: a tenth of the shortest probe
@@ -198,29 +246,29 @@ impl super::Daemon {
             counter(&self.out.counts.events, "event"),
         );
         let rejected = Family::<Labels, Counter>::default();
-        for (ifname, c) in &self.out.counts.kernel {
-            for (reason, n) in [
-                ("magic", c.rejected_magic),
-                ("version", c.rejected_version),
-                ("checksum_type", c.rejected_checksum_type),
-                ("truncated", c.rejected_truncated),
-                ("routing_header", c.rejected_routing_header),
-                ("ring_full", c.ring_full),
-            ] {
-                rejected
-                    .get_or_create(&labels(&[("interface", ifname), ("reason", reason)]))
-                    .inc_by(n);
-            }
-        }
-        for ((ifname, reason), n) in &self.out.counts.rejected {
+        for r in self.out.counts.rejected_rows() {
             rejected
-                .get_or_create(&labels(&[("interface", ifname), ("reason", reason)]))
-                .inc_by(*n);
+                .get_or_create(&labels(&[
+                    ("interface", &r.interface),
+                    ("reason", &r.reason),
+                ]))
+                .inc_by(r.count);
         }
         reg.register(
             "probe_replies_rejected",
-            "Probe replies not accepted, by reason",
+            "Probe replies not accepted (by the XDP program or the daemon), by reason",
             rejected,
+        );
+        let control = Family::<Labels, Counter>::default();
+        for (reason, n) in self.out.control.refusals().by_reason() {
+            control
+                .get_or_create(&labels(&[("reason", reason)]))
+                .inc_by(n);
+        }
+        reg.register(
+            "control_refused",
+            "Control-socket connections refused or dropped, by reason",
+            control,
         );
         let failovers = Family::<Labels, Counter>::default();
         for ((group, cause), n) in &self.out.counts.failovers {

@@ -97,8 +97,9 @@ struct Io {
     key: ProbeKey,
     announcements: Vec<dispatch::Announcement>,
     arp_flux: ArpFlux,
-    /// Last reported kernel reject counters per interface (bad version, bad checksum type, ring full).
-    datapath_counters: HashMap<u32, [u64; 3]>,
+    /// Last reported kernel reject counters per interface (bad version, bad checksum type, ring
+    /// full, another identity).
+    datapath_counters: HashMap<u32, [u64; 4]>,
 }
 
 /// The operator's side: log and JSON lines, control socket, metrics, systemd.
@@ -450,12 +451,24 @@ impl Daemon {
                 continue;
             };
             self.out.counts.kernel.insert(ifname.clone(), c);
-            let now = [c.rejected_version, c.rejected_checksum_type, c.ring_full];
+            let now = [
+                c.rejected_version,
+                c.rejected_checksum_type,
+                c.ring_full,
+                c.rejected_identity,
+            ];
             let before = self
                 .io
                 .datapath_counters
                 .insert(ifindex, now)
-                .unwrap_or([0; 3]);
+                .unwrap_or([0; 4]);
+            // Replies of another identity the XDP program dropped: like those refused here.
+            if now[3] > before[3] {
+                self.out.rep.catalogue(
+                    "ipmultipath.probe.rejected",
+                    serde_json::json!({ "count": now[3] - before[3], "ifname": ifname, "reason": "identity" }),
+                );
+            }
             for (k, name) in [
                 "ipmultipath.init.badVersion",
                 "ipmultipath.init.badChksumType",

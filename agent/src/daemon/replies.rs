@@ -23,8 +23,8 @@ pub enum Refused {
     Identity,
     /// The authentication tag does not match: forged or altered.
     BadTag,
-    /// The kernel transmit time (outside the tag) cannot be true: the reply is used, timed from
-    /// the tagged send time, and counted.
+    /// The kernel transmit time (outside the tag) cannot be true: rewritten on the way, so the
+    /// reply is no answer.
     BadTimestamp,
     /// For no probe in the history window, or no probe at all.
     Unknown,
@@ -107,8 +107,11 @@ impl Daemon {
         let sent = rec.header.send_time_ns();
         let rt = round_trip(sent, rec.header.kernel_tx_ns(), rec.rx_ns, now);
         if rt.bad_timestamp {
-            // Counted; the reply itself is genuine (the tag says so) and timed without the stamp.
+            // The kernel stamps cannot be wrong on a reply that came back as it was sent: this one
+            // was rewritten by whoever sent it (a reflected probe, say), so it proves nothing
+            // about the path and is not an answer.
             self.refuse(&ifname, Refused::BadTimestamp);
+            return;
         }
         let result = match rec.header.msg_type() {
             msg::RTT_ONLY => self.engine.rtt_reply(&ifname, from, sent, rt.ns, now),

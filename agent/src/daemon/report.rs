@@ -153,7 +153,7 @@ impl Reporter {
     }
 
     pub fn reloading(&mut self) {
-        tracing::info!("configuration changed: re-executing");
+        tracing::info!("configuration changed: reconciling");
         self.line(&json!({ "event": "reloading" }));
     }
 

@@ -1,7 +1,9 @@
 //! Building the ipmpstat snapshot from the daemon's state.
 
 use crate::{
-    control::snapshot::{AddressRow, GroupRow, InterfaceRow, Snapshot, TargetRow, fdt, flags},
+    control::snapshot::{
+        AddressRow, GroupRow, InterfaceRow, RejectRow, Snapshot, TargetRow, fdt, flags,
+    },
     engine::{
         IfState,
         views::{if_state, probe_state},
@@ -14,8 +16,24 @@ impl super::Daemon {
         let views = self.engine.interfaces();
         let groups = self.engine.groups();
         let targets = self.engine.targets();
+        let mut rejected = self.out.counts.rejected_rows();
+        rejected.extend(
+            self.out
+                .control
+                .refusals()
+                .by_reason()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(reason, count)| RejectRow {
+                    source: "control".into(),
+                    interface: String::new(),
+                    reason: reason.into(),
+                    count,
+                }),
+        );
         let mut snap = Snapshot {
             datapath: Some(self.features.clone()),
+            rejected,
             ..Snapshot::default()
         };
         for g in &groups {

@@ -20,27 +20,41 @@ pub struct ArpFlux {
 }
 
 impl ArpFlux {
-    /// Sets the two sysctls on `ifname` (in the caller's network namespace), remembering the old
-    /// values.
+    /// Reads and remembers the values `ifname` has now (in the caller's network namespace) where
+    /// they differ from ipmpd's, before [`Self::set`] changes them, so that the caller can save
+    /// them first: a crash in between must not lose the administrator's values. Whether anything
+    /// new was remembered.
     ///
     /// # Errors
-    /// When a sysctl cannot be read or written (no IPv4 on the interface, no privilege).
-    pub fn apply(&mut self, ifname: &str) -> io::Result<()> {
-        // Set once per interface: the values saved the first time are the administrator's.
+    /// When a sysctl cannot be read (no IPv4 on the interface).
+    pub fn remember(&mut self, ifname: &str) -> io::Result<bool> {
+        // Once per interface: the values found the first time are the administrator's.
         if self
             .saved
             .iter()
             .any(|(p, _)| p.parent().and_then(|d| d.file_name()) == Some(ifname.as_ref()))
         {
-            return Ok(());
+            return Ok(false);
         }
+        let mut any = false;
         for (key, value) in SETTINGS {
             let p = path(ifname, key);
             let old = std::fs::read_to_string(&p)?.trim().to_owned();
             if old != value {
-                std::fs::write(&p, value)?;
                 self.saved.push((p, old));
+                any = true;
             }
+        }
+        Ok(any)
+    }
+
+    /// Sets the two sysctls on `ifname`, after [`Self::remember`].
+    ///
+    /// # Errors
+    /// When a sysctl cannot be written (no privilege).
+    pub fn set(&self, ifname: &str) -> io::Result<()> {
+        for (key, value) in SETTINGS {
+            std::fs::write(path(ifname, key), value)?;
         }
         Ok(())
     }

@@ -22,11 +22,20 @@ pub enum NetlinkError {
         call: &'static str,
         source: io::Error,
     },
-    #[error("the kernel refused the link dump: errno {0}")]
+    #[error("the kernel refused the request: {}", io::Error::from_raw_os_error(*.0))]
     Refused(i32),
     /// The kernel dropped notifications because the socket buffer was full: resynchronise with a dump.
     #[error("netlink notifications overran the socket buffer")]
     Overrun,
+}
+
+impl NetlinkError {
+    /// The device the request named no longer exists (ENODEV): it went while the request was
+    /// made, and the notification saying so is on its way.
+    #[must_use]
+    pub fn device_gone(&self) -> bool {
+        matches!(self, Self::Refused(libc::ENODEV))
+    }
 }
 
 /// A NETLINK_ROUTE socket, either for dumps or subscribed to link notifications.

@@ -2,8 +2,8 @@
 //! userspace wrote (covered by the tag), the receive time XDP took on this host, and this host's
 //! clock. The kernel transmit time the TC program wrote on the way out travels in the packet
 //! outside the tag, so a reply could carry any value there: it is used only when it lies where it
-//! must (send <= tx <= rx <= now, and rx - tx <= now - send), else the reply counts as a bad
-//! timestamp and its round trip is taken from the tagged send time instead.
+//! must (send <= tx <= rx <= now, and rx - tx <= now - send), else the reply has a bad timestamp
+//! (the daemon refuses it: a reply that came back as it was sent cannot have one).
 
 /// A reply's round trip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,112 @@
+//! What hostile neighbours do: a local user holding connections open (from a thread that dropped
+//! to another user), an on-link host recording, replaying, reflecting or flooding probe replies
+//! (`helpers/onlink.py`), and the daemon's CPU use while it happens.
+
+use std::{os::unix::net::UnixStream, path::Path, process::Command};
+
+use serde_json::Value;
+
+use crate::Netns;
+
+/// Opens `n` connections to the Unix socket at `path` as user `uid` (from a thread whose own
+/// credentials are changed, so the kernel records that user for each connection).
+///
+/// # Panics
+/// When the thread cannot change its user or connect.
+#[must_use]
+pub fn connect_as(uid: u32, path: &Path, n: usize) -> Vec<UnixStream> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        // SAFETY: the raw syscall changes only this thread's credentials (glibc's setresuid
+        // would change every thread's); the thread ends right after.
+        let rc = unsafe { libc::syscall(libc::SYS_setresgid, uid, uid, uid) }
+            | unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) }
+            | unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+        assert_eq!(rc, 0, "this thread becomes uid {uid}");
+        (0..n)
+            .map(|_| UnixStream::connect(&path).expect("connect"))
+            .collect()
+    })
+    .join()
+    .expect("the connecting thread")
+}
+
+/// CPU time (user + system, all threads) process `pid` has used, in ns.
+#[must_use]
+pub fn cpu_ns(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1_000_000_000 / hz
+}
+
+/// Starts `onlink.py ARGS` in `ns` (see the helper for the modes); its JSON summary is returned
+/// by [`OnLink::finish`].
+pub struct OnLink(std::process::Child);
+
+impl OnLink {
+    /// Starts the helper.
+    #[must_use]
+    pub fn start(ns: &Netns, args: &[&str]) -> Self {
+        let helper = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/onlink.py");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .args(["python3", helper])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        Self(child)
+    }
+
+    /// Waits for it to end (each mode is bounded in time); its summary line.
+    ///
+    /// # Panics
+    /// When it fails.
+    #[must_use]
+    pub fn finish(self) -> Value {
+        let out = self.0.wait_with_output().expect("onlink.py ends");
+        assert!(out.status.success(), "onlink.py failed");
+        serde_json::from_slice(&out.stdout).expect("onlink.py prints a JSON summary")
+    }
+}
+
+/// `ipmpd stat -r --json` for the daemon at `socket`: (source, interface, reason) → count.
+#[must_use]
+pub fn refusals(ns: &Netns, socket: &str) -> Vec<(String, String, String, u64)> {
+    let (ok, out, err) = crate::daemon::run(ns, &["stat", "-r", "--json", "--socket", socket]);
+    assert!(ok, "ipmpd stat -r: {err}");
+    let rows: Vec<Value> = serde_json::from_str(&out).expect("a JSON array");
+    rows.iter()
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap_or_default().to_owned(),
+                r["interface"].as_str().unwrap_or_default().to_owned(),
+                r["reason"].as_str().unwrap_or_default().to_owned(),
+                r["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// The count of `reason` from `source` on `interface` in [`refusals`]' rows (0 when absent).
+#[must_use]
+pub fn refused(
+    rows: &[(String, String, String, u64)],
+    source: &str,
+    iface: &str,
+    reason: &str,
+) -> u64 {
+    rows.iter()
+        .filter(|r| r.0 == source && r.1 == iface && r.2 == reason)
+        .map(|r| r.3)
+        .sum()
+}

@@ -1,0 +1,286 @@
+//! Local users against the daemon: who may change things, clients that hold connections or never
+//! read, a stalled daemon as its clients see it, planted paths, and what the daemon keeps of its
+//! own privileges. Nothing a client does may delay detection.
+
+use std::{
+    io::Write as _,
+    os::unix::fs::{PermissionsExt as _, symlink},
+    time::Duration,
+};
+
+use tests::{
+    daemon::{Daemon, NOBODY, RunConfig, run, run_wrapped, wait_event},
+    hostile::{connect_as, refusals, refused},
+    monotonic_ns,
+    topology::Lan,
+};
+
+const FDT_MS: u64 = 300;
+
+const GROUP: &str = "[group.g]\nfdt_ms = 300\n\n\
+    [interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
+    [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n";
+
+fn ready(cfg: &RunConfig, lan: &Lan, extra: &[&str]) -> Daemon {
+    let mut d = cfg.spawn_with(lan.host(), extra);
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    d
+}
+
+fn socket(cfg: &RunConfig) -> String {
+    format!("/run/ipmpd/{}.sock", cfg.instance)
+}
+
+fn at(v: &serde_json::Value) -> u64 {
+    v["at_ns"].as_u64().expect("at_ns")
+}
+
+#[test]
+fn a_user_in_its_own_user_namespace_cannot_offline_and_the_admin_group_can() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("userns", GROUP, None);
+    let mut d = ready(&cfg, &lan, &["--admin-group", "adm"]);
+    let sock = socket(&cfg);
+    // "root" with every capability inside its own user namespace: still nobody to the daemon.
+    let mut userns = NOBODY.to_vec();
+    userns.extend(["unshare", "-Ur"]);
+    let (ok, _, err) = run_wrapped(lan.host(), &userns, &["offline", "h0", "--socket", &sock]);
+    assert!(!ok && err.contains("permission denied"), "{err}");
+    let (ok, out, _) = run_wrapped(lan.host(), &userns, &["stat", "-i", "--socket", &sock]);
+    assert!(ok && out.contains("h0"), "anyone may look: {out}");
+    // A member of the admin group (supplementary) may.
+    let adm = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--groups=4",
+        "--inh-caps=-all",
+    ];
+    let (ok, _, err) = run_wrapped(lan.host(), &adm, &["offline", "h0", "--socket", &sock]);
+    assert!(ok, "the admin group may offline: {err}");
+    wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.interface.failed",
+        None,
+    );
+    let (ok, _, err) = run(lan.host(), &["online", "h0", "--socket", &sock]);
+    assert!(ok, "root may online: {err}");
+    let rows = refusals(lan.host(), &sock);
+    assert_eq!(refused(&rows, "control", "", "permission"), 1, "{rows:?}");
+    assert!(d.running());
+}
+
+#[test]
+fn idle_and_unread_clients_of_both_sockets_do_not_delay_failover() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("idle", GROUP, None);
+    let mut d = ready(&cfg, &lan, &["--metrics", "127.0.0.1:9871"]);
+    let sock = socket(&cfg);
+    // 200 idle connections to the metrics endpoint, from inside the namespace.
+    let ns = lan.host().path();
+    let idle_tcp: Vec<std::net::TcpStream> = std::thread::spawn(move || {
+        tests::topology::enter_netns(&ns);
+        (0..200)
+            .filter_map(|_| std::net::TcpStream::connect("127.0.0.1:9871").ok())
+            .collect()
+    })
+    .join()
+    .unwrap();
+    // An unprivileged user takes every slot of the control socket it may, and subscribes to the
+    // probe stream from a few of them without ever reading.
+    // (The newest ones: each connection beyond the unprivileged share took the place of the
+    // oldest idle one.)
+    let mut idle_unix = connect_as(65534, sock.as_ref(), 80);
+    for c in idle_unix.iter_mut().rev().take(4) {
+        c.write_all(b"{\"request\":\"follow_probes\"}\n").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Root is still answered: a privileged client is never crowded out by unprivileged ones.
+    let (ok, out, err) = run(lan.host(), &["stat", "-i", "--socket", &sock]);
+    assert!(ok && out.contains("h1"), "root answered: {err}");
+    // A silent fault and a carrier loss are detected on time meanwhile.
+    let fault = monotonic_ns();
+    lan.switch().drop_all("sw-h0");
+    let failed = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("silent fault detected");
+    let ms = (at(&failed) - fault) / 1_000_000;
+    assert!(
+        ms <= tests::scaled_ns(FDT_MS),
+        "detected after {ms} ms with the sockets held; FDT {FDT_MS} ms"
+    );
+    let (cut, _) = lan.switch().set_link_fast("sw-h1", false);
+    let down = wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.link.down",
+        Some("h1"),
+    )
+    .expect("carrier loss detected");
+    let ms = at(&down).saturating_sub(cut) / 1_000_000;
+    assert!(
+        ms <= tests::scaled_ns(100),
+        "carrier loss after {ms} ms with the sockets held"
+    );
+    // The excess connections were turned away and the idle ones timed out, all counted.
+    lan.switch().set_link_fast("sw-h1", true);
+    let deadline = std::time::Instant::now() + tests::scaled(Duration::from_secs(5));
+    let mut rows = refusals(lan.host(), &sock);
+    while refused(&rows, "control", "", "malformed") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        rows = refusals(lan.host(), &sock);
+    }
+    assert!(refused(&rows, "control", "", "full") > 0, "{rows:?}");
+    assert!(
+        refused(&rows, "control", "", "malformed") > 0,
+        "idle past the deadline: {rows:?}"
+    );
+    // The metrics endpoint still answers once the idle scrapers time out.
+    drop(idle_tcp);
+    let text = tests::daemon::scrape_metrics(&lan.host().path(), "127.0.0.1:9871").unwrap();
+    assert!(text.contains("ipmpd_control_refused_total"), "{text}");
+    drop(idle_unix);
+    assert!(d.running());
+}
+
+#[test]
+fn a_stalled_daemon_is_reported_as_stalled_not_as_absent() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("stalled", GROUP, None);
+    let d = ready(&cfg, &lan, &[]);
+    let sock = socket(&cfg);
+    d.signal(libc::SIGSTOP);
+    let (ok, _, err) = run(lan.host(), &["stat", "-g", "--socket", &sock]);
+    d.signal(libc::SIGCONT);
+    assert!(!ok, "no answer from a stopped daemon");
+    assert!(
+        err.contains("did not answer") && !err.contains("is IPMP in use"),
+        "{err}"
+    );
+    let (ok, _, err) = run(lan.host(), &["stat", "-g", "--socket", &sock]);
+    assert!(ok, "answers again: {err}");
+}
+
+#[test]
+fn socket_paths_keep_their_directory_and_never_follow_a_planted_symlink() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let dir = std::env::temp_dir().join(format!("ipmpd-sockdir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = dir.join("victim");
+    std::fs::File::create(&victim)
+        .unwrap()
+        .write_all(b"precious")
+        .unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let planted = dir.join("planted.sock");
+    symlink(&victim, &planted).unwrap();
+    let cfg = RunConfig::new("paths", GROUP, None);
+    let path = planted.display().to_string();
+    let mut d = ready(&cfg, &lan, &["--socket", &path]);
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode();
+    assert_eq!(
+        mode(&dir) & 0o7777,
+        0o1777,
+        "the directory is left as it was"
+    );
+    assert_eq!(
+        mode(&victim) & 0o777,
+        0o600,
+        "the symlink's target untouched"
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(
+        mode(&planted) & 0o777,
+        0o666,
+        "a socket, anyone may connect"
+    );
+    let (ok, _, err) = run(lan.host(), &["stat", "-g", "--socket", &path]);
+    assert!(ok, "{err}");
+    d.stop();
+    // An instance name that would leave the pin directory is refused before anything is touched.
+    let before = std::fs::read_dir("/sys/fs/bpf").unwrap().count();
+    for bad in ["..", "../x", "a/b", ""] {
+        let (ok, _, err) = run(lan.host(), &["run", "--instance", bad]);
+        assert!(!ok && err.contains("instance"), "--instance {bad:?}: {err}");
+        let (ok, _, err) = run(lan.host(), &["detach", "--instance", bad]);
+        assert!(
+            !ok && err.contains("instance"),
+            "detach --instance {bad:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_dir("/sys/fs/bpf").unwrap().count(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_daemon_keeps_four_capabilities_and_no_new_privileges_in_every_thread() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("caps", GROUP, None);
+    let d = ready(&cfg, &lan, &["--metrics", "127.0.0.1:9872"]);
+    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(last_cap >= 39, "a kernel with CAP_BPF (5.8 or later)");
+    // CAP_NET_ADMIN, CAP_NET_RAW, CAP_PERFMON, CAP_BPF.
+    let want: u64 = (1 << 12) | (1 << 13) | (1 << 38) | (1 << 39);
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+        .unwrap()
+        .map(|t| t.unwrap().path())
+        .collect();
+    assert!(
+        tasks.len() >= 3,
+        "the loop, the link watcher, the control socket and the metrics threads"
+    );
+    for t in tasks {
+        let status = std::fs::read_to_string(t.join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("{name} in {}", t.display()))
+        };
+        let mask = |name: &str| u64::from_str_radix(&field(name), 16).unwrap();
+        assert_eq!(mask("CapEff:"), want, "{}", t.display());
+        assert_eq!(mask("CapPrm:"), want, "{}", t.display());
+        assert_eq!(mask("CapBnd:"), want, "{}", t.display());
+        assert_eq!(mask("CapAmb:"), 0, "{}", t.display());
+        assert_eq!(field("NoNewPrivs:"), "1", "{}", t.display());
+    }
+    let mut d = d;
+    let v = wait_event(
+        &mut d,
+        Duration::from_secs(1),
+        "ipmultipath.daemon.privileges",
+        None,
+    )
+    .expect("the drop is reported");
+    assert_eq!(
+        v["params"]["kept"],
+        "CAP_NET_ADMIN CAP_NET_RAW CAP_PERFMON CAP_BPF"
+    );
+}
