@@ -8,6 +8,7 @@ mod bench_peers;
 mod bench_scale;
 mod bench_tools;
 mod demo;
+mod fuzz;
 mod plot;
 mod setup;
 mod suite;
@@ -41,6 +42,8 @@ enum Cmd {
     Demo,
     /// Run the benchmarks and write BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Run every fuzz target (cargo-fuzz, nightly) for --secs seconds each.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +54,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::VmGuest(args) => vm::guest::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Fuzz(args) => {
+            setup::ensure()?;
+            fuzz::run(&args)
+        }
     }
 }
 
@@ -92,6 +99,9 @@ pub fn build_agent(release: bool) -> anyhow::Result<std::path::PathBuf> {
         .join("ipmpd"))
 }
 
+/// Seconds per fuzz target in `cargo xtask test`.
+const FUZZ_SECS_IN_TEST: u64 = 15;
+
 /// Arguments of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
 struct TestArgs {
@@ -128,6 +138,12 @@ fn test(args: &TestArgs) -> anyhow::Result<()> {
         "--exclude",
         "tests",
     ]))?;
+    // Each fuzz target briefly: a regression in a parser shows here; long runs are
+    // `cargo xtask fuzz --secs N`.
+    fuzz::run(&fuzz::FuzzArgs {
+        secs: FUZZ_SECS_IN_TEST,
+        target: Vec::new(),
+    })?;
     println!("== privileged tests on this kernel: TestRun and network namespaces ==");
     let bins = suite::build_binaries()?;
     let host_t0 = std::time::Instant::now();

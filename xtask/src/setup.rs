@@ -39,6 +39,8 @@ const PACKAGES: &[&str] = &[
 const KERNEL_61_PATTERN: &str = r"^linux-image-6\.1\.0-[0-9]+-amd64$";
 const KERNEL_612: &str = "linux-image-6.12-amd64";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// `cargo xtask fuzz` and the brief fuzzing in `cargo xtask test`.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 fn output(cmd: &mut Command) -> Option<String> {
     cmd.output()
@@ -72,6 +74,11 @@ fn has_rust_src() -> bool {
 fn has_bpf_linker() -> bool {
     output(Command::new("bpf-linker").arg("--version"))
         .is_some_and(|s| s.contains(BPF_LINKER_VERSION))
+}
+
+fn has_cargo_fuzz() -> bool {
+    output(Command::new("cargo").args(["+nightly", "fuzz", "--version"]))
+        .is_some_and(|s| s.contains(CARGO_FUZZ_VERSION))
 }
 
 fn bpffs_mounted() -> bool {
@@ -121,6 +128,7 @@ pub fn needed() -> bool {
     !missing_packages().is_empty()
         || !has_rust_src()
         || !has_bpf_linker()
+        || !has_cargo_fuzz()
         || !bpffs_mounted()
         || !has_vm_kernels()
 }
@@ -213,6 +221,17 @@ pub fn run() -> anyhow::Result<()> {
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
         )
         .context("bpf-linker did not build; is llvm-22-dev installed?")?;
+    }
+    if has_cargo_fuzz() {
+        println!("setup: cargo-fuzz {CARGO_FUZZ_VERSION} present");
+    } else {
+        println!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about half a minute)");
+        run_cmd(Command::new("cargo").args([
+            "install",
+            &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
+            "--locked",
+        ]))
+        .context("cargo-fuzz did not build")?;
     }
     if bpffs_mounted() {
         println!("setup: bpffs mounted at /sys/fs/bpf");

@@ -136,7 +136,10 @@ pub fn parse_messages<'a>(mut data: &'a [u8], mut each: impl FnMut(Message<'a>))
         let body = &data[NLMSG_HDRLEN..len];
         match kind {
             NLMSG_DONE => each(Message::Done),
-            NLMSG_ERROR => each(Message::Error(-u32_at(body, 0).map_or(0, |e| e as i32))),
+            // The kernel sends -errno; any i32 may arrive (i32::MIN has no negation).
+            NLMSG_ERROR => each(Message::Error(
+                u32_at(body, 0).map_or(0, |e| (e as i32).saturating_neg()),
+            )),
             _ => each(Message::Other(kind, body)),
         }
         let aligned = (len + 3) & !3;
@@ -160,6 +163,16 @@ pub fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_code_without_a_negation_is_no_panic() {
+        // Found by the netlink fuzz target: NLMSG_ERROR carrying i32::MIN.
+        let mut msg = vec![20, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        msg.extend(i32::MIN.to_ne_bytes());
+        let mut seen = Vec::new();
+        super::parse_messages(&msg, |m| seen.push(format!("{m:?}")));
+        assert_eq!(seen, [format!("Error({})", i32::MAX)]);
+    }
+
     use super::*;
 
     #[test]
