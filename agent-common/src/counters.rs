@@ -30,7 +30,7 @@ pub struct IfaceCounters {
     pub rejected_identity: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<IfaceCounters>() == 88);
+const _: () = assert!(size_of::<IfaceCounters>() == 88);
 
 impl IfaceCounters {
     /// Adds another CPU's counters; `last_rx_ns` takes the latest.

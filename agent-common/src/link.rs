@@ -35,7 +35,7 @@ pub struct LinkState {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<LinkState>() == 32);
+const _: () = assert!(size_of::<LinkState>() == 32);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, integer fields only, no padding (size asserted above).

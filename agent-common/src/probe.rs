@@ -65,12 +65,12 @@ pub struct ProbeHeader {
     pub tag: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeHeader>() == 40);
+const _: () = assert!(size_of::<ProbeHeader>() == 40);
 const _: () = assert!(core::mem::offset_of!(ProbeHeader, kernel_tx_ns) == KERNEL_TX_OFFSET);
 const _: () = assert!(core::mem::offset_of!(ProbeHeader, tag) == 32);
 
 /// Length of [`ProbeHeader`] on the wire.
-pub const PROBE_HEADER_LEN: usize = core::mem::size_of::<ProbeHeader>();
+pub const PROBE_HEADER_LEN: usize = size_of::<ProbeHeader>();
 
 impl ProbeHeader {
     /// A header with host-order values converted to the wire; kernel transmit time and tag are 0.

@@ -34,7 +34,7 @@ pub struct ProbeReplyRecord {
     pub _pad: [u8; 3],
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeReplyRecord>() == 80);
+const _: () = assert!(size_of::<ProbeReplyRecord>() == 80);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, every bit pattern valid, no implicit padding (size asserted above).
@@ -57,7 +57,7 @@ pub struct LinkRecord {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<LinkRecord>() == 24);
+const _: () = assert!(size_of::<LinkRecord>() == 24);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, integer fields only, no implicit padding (size asserted above).

@@ -10,6 +10,10 @@
 //!   where the kernel lets tracing programs load; userspace falls back to polling where it does not.
 #![no_std]
 #![no_main]
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "aya's program macros hand each entry point its context by value"
+)]
 
 mod carrier;
 mod maps;
@@ -19,7 +23,7 @@ mod xdp_reply;
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
 

@@ -96,6 +96,11 @@ pub fn to_icmp(start: usize, end: usize) -> Result<L4, Skip> {
             })
         }
         ETH_P_IPV6 => {
+            // Version 6 or not IPv6 at all (found by the TestRun mutation test).
+            let version = read::<u8>(start, end, l3_off).ok_or(Skip::NotIcmp)?;
+            if version >> 4 != 6 {
+                return Err(Skip::NotIcmp);
+            }
             let mut next = read::<u8>(start, end, l3_off + 6).ok_or(Skip::NotIcmp)?;
             let hop_limit = read::<u8>(start, end, l3_off + 7).ok_or(Skip::NotIcmp)?;
             let mut off = l3_off + IPV6_HLEN;

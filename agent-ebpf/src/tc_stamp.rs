@@ -1,6 +1,8 @@
 //! TC egress: write the kernel transmit time into outgoing ipmpd probes.
 
-use agent_common::probe::{ICMP_ECHO_HEADER_LEN, KERNEL_TX_OFFSET, MAGIC, VERSION};
+use agent_common::probe::{
+    CHECKSUM_SIPHASH24, ICMP_ECHO_HEADER_LEN, KERNEL_TX_OFFSET, MAGIC, VERSION,
+};
 use aya_ebpf::{
     bindings::TC_ACT_UNSPEC, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
 };
@@ -29,23 +31,26 @@ fn try_stamp(ctx: &TcContext) -> Result<(), ()> {
     let end = ctx.data_end();
     let l4 = parse::to_icmp(start, end).map_err(|_| ())?;
     // 2-byte read: see the note in xdp_reply.rs on 1-byte reads at variable offsets.
-    let [icmp_type, _code] = read::<[u8; 2]>(start, end, l4.l4_off).ok_or(())?;
+    let [icmp_type, code] = read::<[u8; 2]>(start, end, l4.l4_off).ok_or(())?;
     let request = if l4.family == 4 {
         ICMP_ECHO_REQUEST
     } else {
         ICMPV6_ECHO_REQUEST
     };
-    if icmp_type != request {
+    if icmp_type != request || code != 0 {
         return Err(());
     }
     let header_off = l4.l4_off + ICMP_ECHO_HEADER_LEN;
     let magic = read::<u32>(start, end, header_off).ok_or(())?;
-    let version = read::<u8>(start, end, header_off + 4).ok_or(())?;
-    if u32::from_be(magic) != MAGIC || version != VERSION {
+    // Version and checksum type: one 2-byte read.
+    let [version, checksum_type] = read::<[u8; 2]>(start, end, header_off + 4).ok_or(())?;
+    if u32::from_be(magic) != MAGIC || version != VERSION || checksum_type != CHECKSUM_SIPHASH24 {
         return Err(());
     }
     let ts_off = header_off + KERNEL_TX_OFFSET;
-    let old = read::<[u32; 2]>(start, end, ts_off).ok_or(())?;
+    // The stamp and the tag after it in one read: the whole header must be there, or it is no
+    // probe of ours (a truncated copy is left alone). One bounds check the verifier can follow.
+    let old = read::<[u32; 4]>(start, end, ts_off).ok_or(())?;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let new_hi = ((now >> 32) as u32).to_be();

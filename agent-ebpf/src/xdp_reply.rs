@@ -137,7 +137,7 @@ fn deliver(
     // process's identity, or a flood of forged replies) is dropped here, cheaply, and never
     // competes with real replies for the ring buffer.
     // SAFETY: a plain lookup of a u32 value; the reference does not outlive this statement.
-    let ours = unsafe { PROBE_IDS.get(&ifindex) }.copied() == Some(u32::from(icmp_id))
+    let ours = unsafe { PROBE_IDS.get(ifindex) }.copied() == Some(u32::from(icmp_id))
         && u32::from_be(header.ifindex) == ifindex;
     if !ours {
         if let Some(stats) = stats {
@@ -176,7 +176,7 @@ fn deliver(
         hop_limit: l4.hop_limit,
         _pad: [0; 3],
     };
-    match PROBE_REPLIES.output(&record, 0) {
+    match PROBE_REPLIES.output(record, 0) {
         Ok(()) => {
             if let Some(stats) = stats {
                 stats.probe_replies += 1;

@@ -173,9 +173,9 @@ pub fn drop_to_needed() -> Result<Kept, PrivilegeError> {
     let mut bounding_left = 0;
     for cap in (0..=last.min(63)).filter(|c| needed & bit(*c) == 0) {
         // SAFETY: prctl with integer arguments only.
-        let in_set = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong) } == 1;
+        let in_set = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap)) } == 1;
         // SAFETY: as above.
-        if in_set && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) } != 0 {
+        if in_set && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap)) } != 0 {
             bounding_left += 1;
         }
     }

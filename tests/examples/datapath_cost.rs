@@ -1,13 +1,12 @@
 //! Per-packet cost of the XDP and TC programs through BPF_PROG_TEST_RUN with `repeat`; prints JSON.
 //! Run by `cargo xtask bench` (needs root).
 
-use agent_common::{counters::IfaceCounters, names};
-use aya::{
-    Ebpf,
-    maps::{PerCpuHashMap, PerCpuValues, RingBuf},
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
-};
-use tests::frames::{Frame, PROBE_ID, Payload, TEST_RUN_IFINDEX};
+use agent_common::names;
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use tests::frames::{Frame, Payload};
+
+#[path = "../tests/programs/mod.rs"]
+mod programs;
 
 fn per_packet_ns(run: impl Fn() -> std::time::Duration, rounds: usize) -> Vec<f64> {
     (0..rounds).map(|_| run().as_nanos() as f64).collect()
@@ -19,35 +18,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let mut ebpf = Ebpf::load(ipmpd::datapath::OBJECT).expect("object loads");
-    let xdp: &mut Xdp = ebpf
-        .program_mut(names::XDP_PROBE_REPLY)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().unwrap();
-    let tc: &mut SchedClassifier = ebpf
-        .program_mut(names::TC_PROBE_STAMP)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    tc.load().unwrap();
-    let ncpus = aya::util::nr_cpus().unwrap();
-    let mut counters: PerCpuHashMap<_, u32, IfaceCounters> =
-        PerCpuHashMap::try_from(ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
-    counters
-        .insert(
-            1,
-            PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).unwrap(),
-            0,
-        )
-        .unwrap();
-    let mut ids: aya::maps::HashMap<_, u32, u32> =
-        aya::maps::HashMap::try_from(ebpf.map_mut(names::PROBE_IDS).unwrap()).unwrap();
-    ids.insert(TEST_RUN_IFINDEX, u32::from(PROBE_ID), 0)
-        .unwrap();
-    let mut ring = RingBuf::try_from(ebpf.take_map(names::PROBE_REPLIES).unwrap()).unwrap();
-
+    let programs::Programs {
+        mut ebpf, mut ring, ..
+    } = programs::Programs::load();
     let tcp = {
         let mut f = Frame {
             payload: Payload::Raw(vec![0; 1400]),

@@ -6,6 +6,11 @@
 //! Every namespace name is unique per process and test; everything is deleted on drop, also when a
 //! test panics.
 
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "a harness helper panics to fail the test that called it, with the reason"
+)]
+
 pub mod daemon;
 pub mod frames;
 pub mod hostile;

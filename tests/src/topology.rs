@@ -353,11 +353,8 @@ pub fn enter_netns(path: &str) {
     use std::os::fd::AsRawFd as _;
     let ns = std::fs::File::open(path).expect("namespace file");
     // SAFETY: setns on a namespace fd; it changes only the calling thread's namespace.
-    assert_eq!(
-        unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-        0,
-        "setns {path}"
-    );
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}");
 }
 
 fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> (u64, u64) {
@@ -375,11 +372,8 @@ fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> (u64, u64) {
         *dst = src as libc::c_char;
     }
     // SAFETY: valid socket and ifreq.
-    assert_eq!(
-        unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &raw mut ifr) },
-        0,
-        "SIOCGIFFLAGS {ifname}"
-    );
+    let rc = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &raw mut ifr) };
+    assert_eq!(rc, 0, "SIOCGIFFLAGS {ifname}");
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     let flags = unsafe { ifr.ifr_ifru.ifru_flags };
     let up_flag = libc::IFF_UP as libc::c_short;

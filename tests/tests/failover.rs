@@ -622,7 +622,7 @@ fn a_connection_the_host_opens_without_binding_survives_a_silent_and_a_carrier_f
     })
     .expect("h0 probing");
     let helper = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/tcp_echo.py");
-    let _server = tests::daemon::Daemon::spawn_command(
+    let _server = Daemon::spawn_command(
         lan.router(),
         &["python3", helper, "server", "198.51.100.1", "7000"],
     );

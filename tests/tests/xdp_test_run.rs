@@ -1,97 +1,20 @@
 //! The kernel programs on synthetic frames through BPF_PROG_TEST_RUN: no interface needed.
 
-use agent_common::checksum::internet_checksum;
 use agent_common::{
-    counters::IfaceCounters,
-    names,
+    checksum::internet_checksum,
     probe::{PROBE_HEADER_LEN, ProbeHeader},
-    record::ProbeReplyRecord,
-};
-use aya::{
-    Ebpf,
-    maps::{MapData, PerCpuHashMap, PerCpuValues, RingBuf},
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use tests::frames::{Frame, PROBE_ID, Payload, TEST_RUN_IFINDEX, ext8, probe_header};
 
+mod programs;
+
+use programs::Programs;
+
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-const LO: u32 = TEST_RUN_IFINDEX;
-
-struct Programs {
-    ebpf: Ebpf,
-    ring: RingBuf<MapData>,
-}
 
 fn load() -> Option<Programs> {
-    if !tests::privileged() {
-        return None;
-    }
-    let mut ebpf = Ebpf::load(ipmpd::datapath::OBJECT).expect("object loads");
-    let xdp: &mut Xdp = ebpf
-        .program_mut(names::XDP_PROBE_REPLY)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().expect("verifier accepts the XDP program");
-    let tc: &mut SchedClassifier = ebpf
-        .program_mut(names::TC_PROBE_STAMP)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    tc.load().expect("verifier accepts the TC program");
-    let ncpus = aya::util::nr_cpus().unwrap();
-    let mut counters: PerCpuHashMap<_, u32, IfaceCounters> =
-        PerCpuHashMap::try_from(ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
-    counters
-        .insert(
-            LO,
-            PerCpuValues::try_from(vec![IfaceCounters::default(); ncpus]).unwrap(),
-            0,
-        )
-        .unwrap();
-    let mut ids: aya::maps::HashMap<_, u32, u32> =
-        aya::maps::HashMap::try_from(ebpf.map_mut(names::PROBE_IDS).unwrap()).unwrap();
-    ids.insert(TEST_RUN_IFINDEX, u32::from(PROBE_ID), 0)
-        .unwrap();
-    let ring = RingBuf::try_from(ebpf.take_map(names::PROBE_REPLIES).unwrap()).unwrap();
-    Some(Programs { ebpf, ring })
-}
-
-impl Programs {
-    fn xdp(&mut self, frame: &[u8]) -> u32 {
-        let xdp: &mut Xdp = self
-            .ebpf
-            .program_mut(names::XDP_PROBE_REPLY)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        xdp.test_run(TestRunOptions {
-            data_in: Some(frame),
-            ..Default::default()
-        })
-        .expect("test run")
-        .return_value
-    }
-
-    fn counters(&mut self) -> IfaceCounters {
-        let c: PerCpuHashMap<_, u32, IfaceCounters> =
-            PerCpuHashMap::try_from(self.ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
-        c.get(&LO, 0)
-            .unwrap()
-            .iter()
-            .fold(IfaceCounters::default(), |a, b| a.merged(b))
-    }
-
-    fn records(&mut self) -> Vec<ProbeReplyRecord> {
-        let mut out = Vec::new();
-        while let Some(item) = self.ring.next() {
-            assert!(item.len() >= size_of::<ProbeReplyRecord>());
-            // SAFETY: length checked; the record type is plain old data.
-            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ProbeReplyRecord>()) });
-        }
-        out
-    }
+    tests::privileged().then(Programs::load)
 }
 
 #[test]
@@ -309,26 +232,11 @@ fn tc_stamps_outgoing_probes_and_keeps_checksums_valid() {
                 vlan,
                 ..Frame::request(v6)
             };
-            let input = frame.bytes();
-            let mut out = vec![0u8; input.len() + 64];
-            let tc: &mut SchedClassifier = p
-                .ebpf
-                .program_mut(names::TC_PROBE_STAMP)
-                .unwrap()
-                .try_into()
-                .unwrap();
-            let r = tc
-                .test_run(TestRunOptions {
-                    data_in: Some(&input),
-                    data_out: Some(&mut out),
-                    ..Default::default()
-                })
-                .expect("test run");
+            let (verdict, out) = p.tc(&frame.bytes());
             assert_eq!(
-                r.return_value as i32, -1,
+                verdict, -1,
                 "TC_ACT_UNSPEC: stamping never decides the packet's fate"
             );
-            let out = &out[..r.data_size_out as usize];
             let l2 = 14 + if vlan.is_some() { 4 } else { 0 };
             let l4 = l2 + if v6 { 40 } else { 20 };
             let h = ProbeHeader::from_bytes(&out[l4 + 8..]).unwrap();
@@ -360,19 +268,5 @@ fn tc_stamps_outgoing_probes_and_keeps_checksums_valid() {
         ..Frame::request(false)
     }
     .bytes();
-    let mut out = vec![0u8; ping.len() + 64];
-    let tc: &mut SchedClassifier = p
-        .ebpf
-        .program_mut(names::TC_PROBE_STAMP)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let r = tc
-        .test_run(TestRunOptions {
-            data_in: Some(&ping),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(&out[..r.data_size_out as usize], &ping[..]);
+    assert_eq!(p.tc(&ping).1, ping);
 }

@@ -188,7 +188,7 @@ fn host_line() -> String {
 }
 
 pub fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 fn kernel() -> String {
@@ -352,7 +352,7 @@ fn detection_latencies(poll: &[&str], faults: usize) -> anyhow::Result<(Vec<f64>
             v["event"] == "link" && v["flaps"].as_u64() >= Some(flaps_down) && v["carrier"] == false
         }) {
             Some(ev) => {
-                lat.push(ev["at_ns"].as_u64().unwrap_or(t0).saturating_sub(t0) as f64 / 1000.0)
+                lat.push(ev["at_ns"].as_u64().unwrap_or(t0).saturating_sub(t0) as f64 / 1000.0);
             }
             None => missed += 1,
         }

@@ -241,7 +241,7 @@ fn run_round(lan: &Lan, round: &Round, n: usize, res: &mut Results) -> anyhow::R
     if let Some(p) = &tools.ping {
         pids.push(("ping -i 0.01, 3 misses".into(), p.pid()));
     }
-    let flow = Flow::start_to(lan, "192.0.2.10", crate::bench_peers::MARKER_PPS)?;
+    let flow = Flow::start_to(lan, "192.0.2.10", MARKER_PPS)?;
     std::thread::sleep(Duration::from_millis(500));
     let cpu0: Vec<f64> = pids.iter().map(|(_, p)| tree_cpu_seconds(*p)).collect();
     let t_start = monotonic_ns();

@@ -151,7 +151,7 @@ fn scratch(tag: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("ipmpd-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     // bfdd drops to user frr and must create its sockets here.
-    std::process::Command::new("chmod")
+    Command::new("chmod")
         .args(["0777", &dir.display().to_string()])
         .status()?;
     Ok(dir)

@@ -3,11 +3,11 @@
 //! to `target/fuzz-corpus/TARGET`). A finding fails the run and leaves its input in
 //! `fuzz/artifacts/TARGET`. `cargo xtask test` runs each target briefly.
 
-use std::{path::Path, process::Command, time::Instant};
+use std::{path::Path, time::Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::workspace_root;
+use crate::{nightly_cargo, workspace_root};
 
 /// The targets, as in `fuzz/Cargo.toml`.
 pub const TARGETS: &[&str] = &[
@@ -36,22 +36,6 @@ struct Outcome {
     runs: u64,
     corpus: usize,
     secs: u64,
-}
-
-/// `cargo +nightly`, free of the toolchain the xtask itself runs under.
-fn nightly_cargo() -> Command {
-    let mut c = Command::new("cargo");
-    c.arg("+nightly").current_dir(workspace_root());
-    for key in [
-        "RUSTUP_TOOLCHAIN",
-        "RUSTC",
-        "RUSTDOC",
-        "CARGO",
-        "RUSTC_WRAPPER",
-    ] {
-        c.env_remove(key);
-    }
-    c
 }
 
 /// Runs the targets for `args.secs` seconds each.

@@ -62,6 +62,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Runs a command from the workspace root, failing with its name when it fails.
+///
+/// # Errors
+/// When the command cannot start or fails.
 pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd
         .status()
@@ -79,6 +82,23 @@ pub fn cargo() -> Command {
     c
 }
 
+/// `cargo +nightly` from the workspace root, free of the toolchain the xtask itself runs under
+/// (for cargo-fuzz and the eBPF crate's lints).
+pub fn nightly_cargo() -> Command {
+    let mut c = Command::new("cargo");
+    c.arg("+nightly").current_dir(workspace_root());
+    for key in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "RUSTC_WRAPPER",
+    ] {
+        c.env_remove(key);
+    }
+    c
+}
+
 /// The workspace root.
 #[must_use]
 pub fn workspace_root() -> std::path::PathBuf {
@@ -86,6 +106,9 @@ pub fn workspace_root() -> std::path::PathBuf {
 }
 
 /// Builds the agent (debug) and returns the path of the `ipmpd` binary.
+///
+/// # Errors
+/// When the build fails.
 pub fn build_agent(release: bool) -> anyhow::Result<std::path::PathBuf> {
     let mut c = cargo();
     c.args(["build", "-p", "agent"]);
@@ -124,6 +147,20 @@ fn test(args: &TestArgs) -> anyhow::Result<()> {
         "--exclude",
         "agent-ebpf",
         "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The kernel programs, linted for their own target (the workspace run cannot build them).
+    run_cmd(nightly_cargo().args([
+        "clippy",
+        "-p",
+        "agent-ebpf",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--release",
         "--",
         "-D",
         "warnings",

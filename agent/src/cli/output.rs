@@ -18,7 +18,7 @@ pub fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String)
 ///
 /// # Errors
 /// When the signal handlers cannot be installed.
-pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;

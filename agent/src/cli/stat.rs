@@ -270,7 +270,7 @@ pub fn run(args: &StatArgs) -> anyhow::Result<()> {
             serde_json::from_value(v).context("the daemon's snapshot is not understood")?
         }
         Ok(Response::Err(e)) => bail!("the daemon refused: {e}"),
-        Err(crate::control::client::ClientError::Unreachable { .. }) => bail!(
+        Err(client::ClientError::Unreachable { .. }) => bail!(
             "cannot contact ipmpd -- is IPMP in use? (no daemon answers on {})",
             path.display()
         ),

@@ -175,7 +175,7 @@ impl Tracking {
                 });
             }
             WatchReport::Overrun => {
-                eprintln!("ipmpd: rtnetlink notifications overran; resynchronised with a dump")
+                eprintln!("ipmpd: rtnetlink notifications overran; resynchronised with a dump");
             }
             WatchReport::Error(e) => eprintln!("ipmpd: link watcher: {e}"),
         }

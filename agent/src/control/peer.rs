@@ -162,11 +162,11 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         use std::os::fd::AsFd as _;
         let me = peer(a.as_fd()).unwrap();
-        // SAFETY: getuid/getgid have no preconditions.
-        assert_eq!(
-            (me.uid, me.gid),
-            (unsafe { libc::getuid() }, unsafe { libc::getgid() })
-        );
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        // SAFETY: getgid has no preconditions.
+        let gid = unsafe { libc::getgid() };
+        assert_eq!((me.uid, me.gid), (uid, gid));
         assert!(group_id("root").is_ok_and(|g| g == 0));
         assert!(group_id("no-such-group-ipmpd").is_err());
     }

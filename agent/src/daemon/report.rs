@@ -61,16 +61,16 @@ impl Reporter {
         };
         match r.severity {
             Severity::Emergency | Severity::Alert | Severity::Error => {
-                tracing::error!(event = r.name, params = %params, "{}{more}", r.message)
+                tracing::error!(event = r.name, params = %params, "{}{more}", r.message);
             }
             Severity::Notice => {
-                tracing::warn!(event = r.name, params = %params, "{}{more}", r.message)
+                tracing::warn!(event = r.name, params = %params, "{}{more}", r.message);
             }
             Severity::Informational => {
-                tracing::info!(event = r.name, params = %params, "{}{more}", r.message)
+                tracing::info!(event = r.name, params = %params, "{}{more}", r.message);
             }
             Severity::Debug => {
-                tracing::debug!(event = r.name, params = %params, "{}{more}", r.message)
+                tracing::debug!(event = r.name, params = %params, "{}{more}", r.message);
             }
         }
     }
@@ -82,7 +82,10 @@ impl Reporter {
 
     /// A catalogue event by name with its parameters.
     pub fn catalogue(&mut self, name: &str, params: Value) {
-        let map = params.as_object().cloned().unwrap_or_default();
+        let map = match params {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
         if let Some(r) = events::render(name, map) {
             self.log(&r);
         }

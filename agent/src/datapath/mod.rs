@@ -476,7 +476,7 @@ impl Datapath {
             })?;
         Ok(per_cpu
             .iter()
-            .fold(IfaceCounters::default(), |acc, c| acc.merged(c)))
+            .fold(IfaceCounters::default(), IfaceCounters::merged))
     }
 
     /// Takes the carrier hook's ring buffer for the link watcher (once); `None` when the hook is

@@ -211,7 +211,7 @@ impl LinkWatcher {
                     store.as_mut(),
                     &report,
                     &thread_shared,
-                )
+                );
             })
             .map_err(|e| NetlinkError::Io {
                 call: "spawn",
@@ -434,7 +434,7 @@ fn run(
         if ready[0] {
             let now = monotonic_ns();
             match notifications.drain_notifications(|obs| {
-                events.extend(mirror.observe(&obs, now, source::NOTIFICATION))
+                events.extend(mirror.observe(&obs, now, source::NOTIFICATION));
             }) {
                 Ok(()) => {}
                 Err(NetlinkError::Overrun) => {
@@ -448,7 +448,7 @@ fn run(
         let poll_due = pacer.is_some() && now >= next_poll;
         if poll_due && let Some(et) = ethtool.as_mut() {
             let result = et.dump(|ifindex, link| {
-                events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL))
+                events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL));
             });
             if let Err(e) = result {
                 report(WatchReport::Error(format!(

@@ -132,7 +132,7 @@ pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
             IFLA_IFNAME => {
                 name = Some(
                     String::from_utf8_lossy(p.split(|b| *b == 0).next().unwrap_or(p)).into_owned(),
-                )
+                );
             }
             IFLA_ADDRESS => hwaddr = <[u8; 6]>::try_from(p).ok(),
             _ => {}

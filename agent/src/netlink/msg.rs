@@ -169,7 +169,7 @@ mod tests {
         let mut msg = vec![20, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         msg.extend(i32::MIN.to_ne_bytes());
         let mut seen = Vec::new();
-        super::parse_messages(&msg, |m| seen.push(format!("{m:?}")));
+        parse_messages(&msg, |m| seen.push(format!("{m:?}")));
         assert_eq!(seen, [format!("Error({})", i32::MAX)]);
     }
 

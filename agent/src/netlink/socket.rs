@@ -69,6 +69,9 @@ impl RouteSocket {
 
     /// A socket of netlink `protocol` (NETLINK_ROUTE, NETLINK_GENERIC), joined to `groups`;
     /// non-blocking when it listens to groups.
+    ///
+    /// # Errors
+    /// When the socket cannot be opened or bound.
     pub fn open_protocol(protocol: libc::c_int, groups: u32) -> Result<Self, NetlinkError> {
         let nonblock = if groups != 0 { libc::SOCK_NONBLOCK } else { 0 };
         // SAFETY: plain socket(2); the result is checked.
