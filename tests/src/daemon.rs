@@ -282,6 +282,29 @@ pub fn wait_event(
     })
 }
 
+/// Waits (up to 5 s, scaled) for catalogue event `name` about `ifname` and asserts that it came
+/// at most `limit_ms` (scaled in a VM) after `since_ns`, a CLOCK_MONOTONIC time taken just before
+/// the fault; returns how long it took, in ms.
+pub fn expect_within(
+    d: &mut Daemon,
+    name: &str,
+    ifname: &str,
+    since_ns: u64,
+    limit_ms: u64,
+    what: &str,
+) -> u64 {
+    let v = wait_event(d, Duration::from_secs(5), name, Some(ifname))
+        .unwrap_or_else(|| panic!("{what}: no {name} for {ifname}"));
+    let at = v["at_ns"].as_u64().expect("at_ns");
+    let ms = at.saturating_sub(since_ns) / 1_000_000;
+    assert!(
+        ms <= crate::scaled_ns(limit_ms),
+        "{what}: {name} after {ms} ms; limit {limit_ms} ms (time scale x{})",
+        crate::time_scale()
+    );
+    ms
+}
+
 /// Runs `ipmpd ARGS` in `ns` as user `nobody` with no capabilities; returns (success, stdout,
 /// stderr).
 #[must_use]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::{
-    daemon::{Daemon, RunConfig, wait_event},
+    daemon::{Daemon, RunConfig, expect_within, wait_event},
     hostile::{OnLink, cpu_ns, refusals, refused},
     monotonic_ns,
     topology::Lan,
@@ -45,18 +45,7 @@ fn fault_found_in_time(d: &mut Daemon, lan: &Lan, what: &str) -> u64 {
     d.seen.clear();
     let fault = monotonic_ns();
     lan.switch().drop_all("sw-r0");
-    let failed = wait_event(
-        d,
-        Duration::from_secs(5),
-        "ipmultipath.interface.failed",
-        Some("h0"),
-    )
-    .unwrap_or_else(|| panic!("{what}: the fault was not found"));
-    let ms = (at(&failed) - fault) / 1_000_000;
-    assert!(
-        ms <= tests::scaled_ns(FDT_MS),
-        "{what}: found after {ms} ms; FDT {FDT_MS} ms"
-    );
+    let ms = expect_within(d, "ipmultipath.interface.failed", "h0", fault, FDT_MS, what);
     // Replies already on their way when the port went silent may land in the first few ms.
     let acks: Vec<&Value> = d
         .seen

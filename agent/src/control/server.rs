@@ -101,14 +101,20 @@ pub struct Server {
     path: PathBuf,
     to_io: mpsc::Sender<Out>,
     from_io: mpsc::Receiver<Pending>,
-    /// Rung by the I/O thread when requests wait; the daemon polls it.
-    ready: Arc<OwnedFd>,
-    /// Rung by the daemon when output waits, or to stop.
-    wake: Arc<OwnedFd>,
-    stop: Arc<AtomicBool>,
-    followers: Arc<[AtomicUsize; 2]>,
-    refusals: Arc<Refusals>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the daemon and the I/O thread both hold.
+struct Shared {
+    /// Rung by the I/O thread when requests wait; the daemon polls it.
+    ready: OwnedFd,
+    /// Rung by the daemon when output waits, or to stop.
+    wake: OwnedFd,
+    stop: AtomicBool,
+    /// Subscribers per stream, kept by the I/O thread.
+    followers: [AtomicUsize; 2],
+    refusals: Refusals,
 }
 
 /// Errors setting up the socket.
@@ -160,13 +166,15 @@ impl Server {
         }
         let listener = bind_socket(path).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
-        let ready = Arc::new(fds::event_fd().map_err(bind_err)?);
-        let wake = Arc::new(fds::event_fd().map_err(bind_err)?);
+        let shared = Arc::new(Shared {
+            ready: fds::event_fd().map_err(bind_err)?,
+            wake: fds::event_fd().map_err(bind_err)?,
+            stop: AtomicBool::new(false),
+            followers: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            refusals: Refusals::default(),
+        });
         let (to_io, outs) = mpsc::channel();
         let (requests, from_io) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let followers: Arc<[AtomicUsize; 2]> = Arc::default();
-        let refusals: Arc<Refusals> = Arc::default();
         let mut io = Io {
             listener,
             policy,
@@ -174,11 +182,7 @@ impl Server {
             next_id: 0,
             outs,
             requests,
-            ready: Arc::clone(&ready),
-            wake: Arc::clone(&wake),
-            stop: Arc::clone(&stop),
-            followers: Arc::clone(&followers),
-            refusals: Arc::clone(&refusals),
+            shared: Arc::clone(&shared),
         };
         let thread = std::thread::Builder::new()
             .name("ipmpd-control".into())
@@ -188,11 +192,7 @@ impl Server {
             path: path.to_path_buf(),
             to_io,
             from_io,
-            ready,
-            wake,
-            stop,
-            followers,
-            refusals,
+            shared,
             thread: Some(thread),
         })
     }
@@ -200,23 +200,23 @@ impl Server {
     /// The descriptor that becomes readable when requests wait.
     #[must_use]
     pub fn fd(&self) -> RawFd {
-        self.ready.as_raw_fd()
+        self.shared.ready.as_raw_fd()
     }
 
     /// At most `max` complete requests; the rest wait for the next call (the descriptor stays
     /// readable).
     pub fn poll(&mut self, max: usize) -> Vec<Pending> {
-        fds::drain(self.ready.as_raw_fd());
+        fds::drain(self.shared.ready.as_raw_fd());
         let out: Vec<Pending> = self.from_io.try_iter().take(max).collect();
         if out.len() == max {
-            fds::ring(self.ready.as_raw_fd());
+            fds::ring(self.shared.ready.as_raw_fd());
         }
         out
     }
 
     fn send(&self, out: Out) {
         let _ = self.to_io.send(out);
-        fds::ring(self.wake.as_raw_fd());
+        fds::ring(self.shared.wake.as_raw_fd());
     }
 
     /// Answers `response` on connection `conn` and closes it.
@@ -232,7 +232,7 @@ impl Server {
     /// Whether anyone follows `stream` (so that records nobody reads are not even built).
     #[must_use]
     pub fn followed(&self, stream: Stream) -> bool {
-        self.followers[stream.index()].load(Ordering::Relaxed) > 0
+        self.shared.followers[stream.index()].load(Ordering::Relaxed) > 0
     }
 
     /// Sends one record to every subscriber of `stream`; one that cannot take it is dropped.
@@ -245,7 +245,7 @@ impl Server {
     /// Connections refused or dropped, by reason.
     #[must_use]
     pub fn refusals(&self) -> &Refusals {
-        &self.refusals
+        &self.shared.refusals
     }
 
     /// The socket's path.
@@ -257,8 +257,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        fds::ring(self.wake.as_raw_fd());
+        self.shared.stop.store(true, Ordering::Relaxed);
+        fds::ring(self.shared.wake.as_raw_fd());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -338,27 +338,24 @@ struct Io {
     next_id: u64,
     outs: mpsc::Receiver<Out>,
     requests: mpsc::Sender<Pending>,
-    ready: Arc<OwnedFd>,
-    wake: Arc<OwnedFd>,
-    stop: Arc<AtomicBool>,
-    followers: Arc<[AtomicUsize; 2]>,
-    refusals: Arc<Refusals>,
+    shared: Arc<Shared>,
 }
 
 impl Io {
     fn run(&mut self) {
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.shared.stop.load(Ordering::Relaxed) {
             let now = monotonic_ns();
             let next = self.conns.iter().filter_map(Conn::expiry).min();
-            let mut pfds: Vec<libc::pollfd> = [self.listener.as_raw_fd(), self.wake.as_raw_fd()]
-                .iter()
-                .map(|&fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .chain(self.conns.iter().map(Conn::pollfd))
-                .collect();
+            let mut pfds: Vec<libc::pollfd> =
+                [self.listener.as_raw_fd(), self.shared.wake.as_raw_fd()]
+                    .iter()
+                    .map(|&fd| libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    })
+                    .chain(self.conns.iter().map(Conn::pollfd))
+                    .collect();
             let timeout = next.map(|d| d.saturating_sub(now));
             let ts = timeout.map(|t| libc::timespec {
                 tv_sec: (t / 1_000_000_000) as i64,
@@ -374,19 +371,22 @@ impl Io {
                     std::ptr::null(),
                 );
             }
-            fds::drain(self.wake.as_raw_fd());
+            fds::drain(self.shared.wake.as_raw_fd());
             self.take_outs();
             self.accept(monotonic_ns());
             let now = monotonic_ns();
             for c in &mut self.conns {
                 if !c.closing {
-                    read(c, &self.requests, &self.ready, &self.refusals);
+                    read(c, &self.requests, &self.shared);
                 }
                 write(c);
                 if c.expiry().is_some_and(|t| now >= t) {
                     if c.awaits_request() {
                         // Too slow to say what it wants.
-                        self.refusals.malformed.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .refusals
+                            .malformed
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     c.closing = true;
                     c.output.clear();
@@ -407,7 +407,7 @@ impl Io {
                 .iter()
                 .filter(|c| c.subscribed == Some(s) && !c.closing)
                 .count();
-            self.followers[s.index()].store(n, Ordering::Relaxed);
+            self.shared.followers[s.index()].store(n, Ordering::Relaxed);
         }
     }
 
@@ -438,7 +438,7 @@ impl Io {
                     {
                         if c.output.len() + bytes.len() > MAX_PENDING_OUTPUT {
                             // A slow reader never holds anything up: it is let go.
-                            self.refusals.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.shared.refusals.dropped.fetch_add(1, Ordering::Relaxed);
                             c.closing = true;
                             c.output.clear();
                             dropped = true;
@@ -487,11 +487,11 @@ impl Io {
                         v.output.clear();
                     }
                     None => {
-                        self.refusals.full.fetch_add(1, Ordering::Relaxed);
+                        self.shared.refusals.full.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                 }
-                self.refusals.full.fetch_add(1, Ordering::Relaxed);
+                self.shared.refusals.full.fetch_add(1, Ordering::Relaxed);
             }
             self.next_id += 1;
             self.conns.push(Conn {
@@ -512,7 +512,8 @@ impl Io {
 
 /// Reads what `c` sent: a subscriber's chatter is thrown away (up to a limit); a request is
 /// parsed once its line is complete and, if allowed, handed to the daemon.
-fn read(c: &mut Conn, requests: &mpsc::Sender<Pending>, ready: &OwnedFd, refusals: &Refusals) {
+fn read(c: &mut Conn, requests: &mpsc::Sender<Pending>, shared: &Shared) {
+    let refusals = &shared.refusals;
     let mut chunk = [0u8; 4096];
     if c.subscribed.is_some() {
         loop {
@@ -566,7 +567,7 @@ fn read(c: &mut Conn, requests: &mpsc::Sender<Pending>, ready: &OwnedFd, refusal
                         conn: c.id,
                         request,
                     });
-                    fds::ring(ready.as_raw_fd());
+                    fds::ring(shared.ready.as_raw_fd());
                 }
             }
             Err(e) => {
