@@ -37,6 +37,8 @@ pub enum Refused {
     Duplicate,
     /// A discovered host that is this host, unspecified, or off the subnet.
     Discovery,
+    /// Arrived while the interface's link was down (in.mpathd ignores those).
+    LinkDown,
 }
 
 impl Refused {
@@ -52,6 +54,7 @@ impl Refused {
             Self::WrongSource => "wrong_source",
             Self::Duplicate => "duplicate",
             Self::Discovery => "discovery",
+            Self::LinkDown => "link_down",
         }
     }
 
@@ -61,6 +64,7 @@ impl Refused {
             ReplyMismatch::Fake => Self::WrongSource,
             ReplyMismatch::Duplicate => Self::Duplicate,
             ReplyMismatch::Stale => Self::Replayed,
+            ReplyMismatch::LinkDown => Self::LinkDown,
         }
     }
 }

@@ -87,6 +87,9 @@ pub enum ReplyMismatch {
     /// It carries another send time than the probe in that slot, or no probe of its kind is in
     /// flight: an old reply replayed (the sequence number wraps within minutes at short FDTs).
     Stale,
+    /// The interface's link is down: in.mpathd ignores every reply then (the probes in flight
+    /// were forgotten when it went down).
+    LinkDown,
 }
 
 /// The send times of the last few probes of one kind without a history slot (RTT-only and

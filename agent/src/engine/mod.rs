@@ -531,7 +531,7 @@ impl Engine {
         let i = self.lookup(ifname).ok_or(ReplyMismatch::UnknownProbe)?;
         if !self.interfaces[i].link_up {
             // in.mpathd ignores every reply while the link is down.
-            return Err(ReplyMismatch::UnknownProbe);
+            return Err(ReplyMismatch::LinkDown);
         }
         let k = self.interfaces[i]
             .instances

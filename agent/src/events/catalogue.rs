@@ -355,7 +355,7 @@ pub static CATALOGUE: &[EventSpec] = &[
         severity: Notice,
         template: "Refused {count} probe replies on {ifname}: {reason}",
         params: &[("count", Int), ("ifname", Str), ("reason", Str)],
-        description: "Replies that cannot count as answers were refused and counted (at most one such message per interface and reason per second, with the count): identity (not this daemon's probe, or on another interface), bad_tag (forged or altered), replayed (an old reply, or a discovery or RTT reply for no probe in flight), unknown (no such probe), wrong_source, duplicate, discovery (a responder that is this host or off the subnet); bad_timestamp (a kernel transmit time that cannot be true: rewritten on the way, as by a host reflecting probes).",
+        description: "Replies that cannot count as answers were refused and counted (at most one such message per interface and reason per second, with the count): identity (not this daemon's probe, or on another interface), bad_tag (forged or altered), replayed (an old reply, or a discovery or RTT reply for no probe in flight), unknown (no such probe), wrong_source, duplicate, discovery (a responder that is this host or off the subnet), link_down (arrived while the link was down, as in.mpathd ignores them); bad_timestamp (a kernel transmit time that cannot be true: rewritten on the way, as by a host reflecting probes).",
         causes: "A host on the link replaying or forging replies, a misbehaving responder, or another ipmpd instance.",
         action: "Find the sender (`tcpdump -ni IF icmp`); the metrics' ipmpd_probe_replies_rejected_total counts by reason.",
     },
