@@ -49,8 +49,8 @@ pub fn cpu_ns(pid: u32) -> u64 {
 }
 
 /// Starts `onlink.py ARGS` in `ns` (see the helper for the modes); its JSON summary is returned
-/// by [`OnLink::finish`].
-pub struct OnLink(std::process::Child);
+/// by [`OnLink::finish`]. Killed on drop if it is still running (a test that failed half-way).
+pub struct OnLink(Option<std::process::Child>);
 
 impl OnLink {
     /// Starts the helper.
@@ -64,7 +64,7 @@ impl OnLink {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3 runs");
-        Self(child)
+        Self(Some(child))
     }
 
     /// Waits for it to end (each mode is bounded in time); its summary line.
@@ -72,10 +72,20 @@ impl OnLink {
     /// # Panics
     /// When it fails.
     #[must_use]
-    pub fn finish(self) -> Value {
-        let out = self.0.wait_with_output().expect("onlink.py ends");
+    pub fn finish(mut self) -> Value {
+        let child = self.0.take().expect("started");
+        let out = child.wait_with_output().expect("onlink.py ends");
         assert!(out.status.success(), "onlink.py failed");
         serde_json::from_slice(&out.stdout).expect("onlink.py prints a JSON summary")
+    }
+}
+
+impl Drop for OnLink {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

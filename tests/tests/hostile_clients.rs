@@ -28,6 +28,31 @@ fn ready(cfg: &RunConfig, lan: &Lan, extra: &[&str]) -> Daemon {
     d
 }
 
+/// A sysctl set for the length of a test, put back on drop; nothing when the kernel has no such
+/// file.
+struct Sysctl {
+    path: &'static str,
+    old: Option<String>,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Self {
+        let old = std::fs::read_to_string(path).ok();
+        if old.is_some() {
+            std::fs::write(path, value).expect("the sysctl takes the value");
+        }
+        Self { path, old }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            let _ = std::fs::write(self.path, old.trim());
+        }
+    }
+}
+
 fn socket(cfg: &RunConfig) -> String {
     format!("/run/ipmpd/{}.sock", cfg.instance)
 }
@@ -41,6 +66,9 @@ fn a_user_in_its_own_user_namespace_cannot_offline_and_the_admin_group_can() {
     let cfg = RunConfig::new("userns", GROUP, None);
     let mut d = ready(&cfg, &lan, &["--admin-group", "adm"]);
     let sock = socket(&cfg);
+    // Debian's kernels gate user namespaces for unprivileged users behind this sysctl; allow
+    // them for the test (they are what the attack needs) and put the value back after.
+    let _userns = Sysctl::set("/proc/sys/kernel/unprivileged_userns_clone", "1");
     // "root" with every capability inside its own user namespace: still nobody to the daemon.
     let mut userns = NOBODY.to_vec();
     userns.extend(["unshare", "-Ur"]);

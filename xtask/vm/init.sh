@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # The init of ipmpd's test VM (see xtask/src/vm/): mounts the host's root read-only over 9p,
-# overlays the directories tests write to, and runs /cmd in a chroot as root. Its exit status
+# overlays the directories tests write to, makes it the root and runs /cmd there as root. Its exit status
 # goes to the serial console as VM-EXIT-STATUS=N; then the VM powers off.
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -29,7 +29,16 @@ mount -t securityfs securityfs $R/sys/kernel/security 2>/dev/null
 mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
 cp /cmd $R/run/vm-cmd
-chroot $R /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash -c 'ip link set lo up; modprobe veth; . /run/vm-cmd'
-echo "VM-EXIT-STATUS=$?"
-reboot -f
+cp /bin/busybox $R/run/busybox
+# The host root becomes the namespace's root (as switch_root does), not a chroot inside it: a
+# chrooted process may not create user namespaces, which the tests need. The modprobe helper is
+# then the host root's own.
+# Until the chroot, "/" still means the initramfs: relative paths only.
+cd $R
+mount --move . /
+echo /sbin/modprobe >proc/sys/kernel/modprobe
+exec ./run/busybox chroot . /run/busybox sh -c '
+    /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash -c "ip link set lo up; modprobe veth; . /run/vm-cmd"
+    echo "VM-EXIT-STATUS=$?"
+    /run/busybox reboot -f'
