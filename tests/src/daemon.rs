@@ -135,6 +135,17 @@ impl Daemon {
         None
     }
 
+    /// The last `n` lines seen, one per line: what a failed timing assertion shows.
+    #[must_use]
+    pub fn tail(&self, n: usize) -> String {
+        let from = self.seen.len().saturating_sub(n);
+        self.seen[from..]
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Lines that arrived so far (non-blocking).
     pub fn drain(&mut self) -> &[Value] {
         while let Ok(v) = self.lines.try_recv() {
@@ -299,10 +310,47 @@ pub fn expect_within(
     let ms = at.saturating_sub(since_ns) / 1_000_000;
     assert!(
         ms <= crate::scaled_ns(limit_ms),
-        "{what}: {name} after {ms} ms; limit {limit_ms} ms (time scale x{})",
-        crate::time_scale()
+        "{what}: {name} after {ms} ms; limit {limit_ms} ms (time scale x{}); the daemon's last \
+         lines, fault at {since_ns} ns:\n{}",
+        crate::time_scale(),
+        d.tail(40)
     );
     ms
+}
+
+/// Asserts that `ifname` is declared failed within the failure detection time in force at the
+/// fault: `configured_ms`, or what the daemon last raised or lowered it to (in.mpathd raises the
+/// FDT when round trips are slow, as the first IPv6 probes can be while neighbours are resolved,
+/// and its promise is the FDT it announced). Returns how long it took, in ms.
+pub fn expect_failed_within_fdt(
+    d: &mut Daemon,
+    ifname: &str,
+    fault_ns: u64,
+    configured_ms: u64,
+    what: &str,
+) -> u64 {
+    d.drain();
+    let fdt_ms = d
+        .seen
+        .iter()
+        .filter(|v| {
+            v["event"] == "ipmultipath.fdt.raised" || v["event"] == "ipmultipath.fdt.improved"
+        })
+        .filter(|v| v["at_ns"].as_u64().is_some_and(|t| t <= fault_ns))
+        .filter_map(|v| v["params"]["fdt_ms"].as_u64())
+        .next_back()
+        .unwrap_or(configured_ms);
+    if fdt_ms != configured_ms {
+        println!("{what}: the daemon raised the FDT to {fdt_ms} ms before the fault");
+    }
+    expect_within(
+        d,
+        "ipmultipath.interface.failed",
+        ifname,
+        fault_ns,
+        fdt_ms,
+        what,
+    )
 }
 
 /// Runs `ipmpd ARGS` in `ns` as user `nobody` with no capabilities; returns (success, stdout,

@@ -55,8 +55,9 @@ fn kernel_rejects(c: &IfaceCounters) -> [(&'static str, u64); 7] {
 }
 
 impl Counts {
-    /// Every refused probe reply, by interface, reason and where it was refused; zero counts left
-    /// out, sorted.
+    /// Every refused probe reply, by interface, reason and where it was refused, sorted. The
+    /// kernel's reasons are there from the first read, at zero too, so a Prometheus counter exists
+    /// before its first increment.
     #[must_use]
     pub fn rejected_rows(&self) -> Vec<RejectRow> {
         let kernel = self.kernel.iter().flat_map(|(ifname, c)| {
@@ -78,7 +79,7 @@ impl Counts {
                 reason: (*reason).into(),
                 count: *count,
             });
-        let mut rows: Vec<RejectRow> = kernel.chain(daemon).filter(|r| r.count > 0).collect();
+        let mut rows: Vec<RejectRow> = kernel.chain(daemon).collect();
         rows.sort_by(|a, b| {
             (&a.interface, &a.source, &a.reason).cmp(&(&b.interface, &b.source, &b.reason))
         });

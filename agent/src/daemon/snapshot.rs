@@ -16,7 +16,9 @@ impl super::Daemon {
         let views = self.engine.interfaces();
         let groups = self.engine.groups();
         let targets = self.engine.targets();
+        // `ipmpd stat -r` lists what was refused; rows at zero would only hide it.
         let mut rejected = self.out.counts.rejected_rows();
+        rejected.retain(|r| r.count > 0);
         rejected.extend(
             self.out
                 .control
