@@ -1,9 +1,11 @@
 //! `ipmpd run`: the daemon, where the engine and the reconciler meet the outside world.
 //!
 //! One thread runs a `ppoll` loop ([`sources`]) over the XDP ring buffer, a signalfd, the link
-//! watcher's eventfd, the rtnetlink notifications, the control socket and the metrics listener,
-//! with a nanosecond timeout at the next deadline (tokio's timer wheel ticks in whole
-//! milliseconds, too coarse for a 10 ms FDT). The link watcher runs in its own thread.
+//! watcher's eventfd, the rtnetlink notifications and the queues of the control socket's and the
+//! configuration reader's threads, with a nanosecond timeout at the next deadline (tokio's timer
+//! wheel ticks in whole milliseconds, too coarse for a 10 ms FDT). The link watcher, the control
+//! socket's I/O, the metrics [`exporter`] and the configuration [`loader`] run in threads of their
+//! own, so no client and no file can delay a probe.
 //!
 //! What each part may touch:
 //! - [`replies`] and [`dispatch`]: the engine, and the probe sockets ([`members`]);
