@@ -24,6 +24,7 @@ pub mod events;
 pub mod failover;
 pub mod fds;
 pub mod ip;
+pub mod journal;
 pub mod link;
 pub mod netlink;
 pub mod privileges;

@@ -148,14 +148,19 @@ fn personality() -> Option<std::process::ExitCode> {
     }
 }
 
-/// Logs to the journal with every event's name and parameters as fields (EVENT=, PARAMS=) when
-/// systemd runs ipmpd (JOURNAL_STREAM is set), to standard error otherwise. `IPMPD_LOG` filters
-/// (default: info in the journal, warn on a terminal).
+/// Logs to the journal when systemd runs ipmpd (JOURNAL_STREAM is set), to standard error
+/// otherwise. Catalogue events go to journald by themselves (`ipmpd::journal`), with their
+/// MESSAGE_ID, priority and parameters as fields; other records' fields keep their own names (no
+/// `F_` prefix). `IPMPD_LOG` filters (default: info in the journal, warn on a terminal).
 fn init_logging() {
     use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
-    let journal = std::env::var_os("JOURNAL_STREAM")
-        .is_some()
-        .then(|| tracing_journald::layer().ok())
+    let journal = ipmpd::journal::under_systemd()
+        .then(|| {
+            tracing_journald::layer().ok().map(|l| {
+                l.with_field_prefix(None)
+                    .with_syslog_identifier("ipmpd".into())
+            })
+        })
         .flatten();
     let default = if journal.is_some() { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("IPMPD_LOG").unwrap_or_else(|_| default.into());

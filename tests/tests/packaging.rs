@@ -1,4 +1,5 @@
-//! The systemd unit passes `systemd-analyze verify`.
+//! What ships beside the binary: the systemd unit passes `systemd-analyze verify` with a low
+//! exposure, and journald reads the message catalogue, which is the one `ipmpd` generates.
 
 #[test]
 fn systemd_accepts_the_unit() {
@@ -59,4 +60,52 @@ fn the_unit_sandbox_keeps_exposure_low() {
     println!("systemd-analyze security: exposure {score}");
     // 6.1 before the unit was tightened; 3.1 after.
     assert!(score <= 3.5, "exposure {score}:\n{text}");
+}
+
+#[test]
+fn journalctl_reads_the_packaged_catalogue_which_is_the_one_ipmpd_generates() {
+    let packaged = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/journald/ipmpd.catalog"
+    ))
+    .unwrap();
+    let out = std::process::Command::new(tests::daemon::binary())
+        .args(["events", "--journal-catalog"])
+        .output()
+        .expect("ipmpd runs");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == packaged,
+        "packaging/journald/ipmpd.catalog is stale: `ipmpd events --journal-catalog > packaging/journald/ipmpd.catalog`"
+    );
+    // journald's own tools, against a root of their own: the installed host is not touched.
+    let root = std::env::temp_dir().join(format!("ipmpd-catalog-{}", std::process::id()));
+    let dir = root.join("usr/lib/systemd/catalog");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ipmpd.catalog"), &packaged).unwrap();
+    let journalctl = |args: &[&str]| {
+        let out = std::process::Command::new("journalctl")
+            .arg(format!("--root={}", root.display()))
+            .args(args)
+            .output()
+            .expect("journalctl runs");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "journalctl {args:?}: {err}"
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    journalctl(&["--update-catalog"]);
+    let listed = journalctl(&["--list-catalog"]);
+    let entries = packaged.lines().filter(|l| l.starts_with("-- ")).count();
+    assert_eq!(listed.lines().count(), entries, "{listed}");
+    let id = ipmpd::events::journal::message_id("ipmultipath.interface.failed");
+    let failed = journalctl(&["--dump-catalog", &id]);
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(
+        failed.contains("Subject: IP interface failure detected on @IFNAME@ of group @GROUP@")
+            && failed.contains("Corrective action: Check the link"),
+        "{failed}"
+    );
 }

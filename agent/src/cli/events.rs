@@ -15,6 +15,10 @@ pub struct EventsArgs {
     /// Follow the running daemon's events as they happen, until interrupted.
     #[arg(long, conflicts_with = "name")]
     pub follow: bool,
+    /// Print the journald message catalogue (`/usr/lib/systemd/catalog/ipmpd.catalog`) that lets
+    /// `journalctl -x` explain every event.
+    #[arg(long, conflicts_with_all = ["name", "follow", "json"])]
+    pub journal_catalog: bool,
     #[command(flatten)]
     pub target: super::admin::Target,
 }
@@ -24,6 +28,10 @@ pub struct EventsArgs {
 /// # Errors
 /// An unknown event name.
 pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
+    if args.journal_catalog {
+        print!("{}", crate::events::journal::catalog());
+        return Ok(());
+    }
     if args.follow {
         let path = args.target.path();
         crate::control::client::follow(&path, &crate::control::Request::FollowEvents, |v| {

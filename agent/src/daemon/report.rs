@@ -1,5 +1,6 @@
-//! How the daemon tells the world: catalogue events logged with structured fields (rate-limited),
-//! or as JSON lines on standard output with `--json`.
+//! How the daemon tells the world: catalogue events logged with structured fields (rate-limited;
+//! straight to journald, with MESSAGE_ID and priority, when systemd runs it), or as JSON lines on
+//! standard output with `--json`.
 
 use serde_json::{Value, json};
 
@@ -7,7 +8,8 @@ use crate::{
     clock::monotonic_ns,
     config::Problem,
     engine::{Engine, Event},
-    events::{self, RateLimiter, Rendered, Severity},
+    events::{self, RateLimiter, Rendered, Severity, journal::entry_fields},
+    journal::Journal,
 };
 
 /// Repeats of one event (same parameters) are counted over this window ...
@@ -22,6 +24,8 @@ pub struct Reporter {
     limiter: RateLimiter,
     /// Catalogue events not yet handed to the control socket's subscribers.
     published: Vec<Value>,
+    /// journald's native socket, when systemd runs ipmpd.
+    journal: Option<Journal>,
 }
 
 impl Reporter {
@@ -31,6 +35,9 @@ impl Reporter {
             json_probes: json && json_probes,
             limiter: RateLimiter::new(RATE_WINDOW_NS, RATE_BURST),
             published: Vec::new(),
+            journal: (!json && crate::journal::under_systemd())
+                .then(|| Journal::new(std::path::Path::new(crate::journal::SOCKET)).ok())
+                .flatten(),
         }
     }
 
@@ -59,6 +66,12 @@ impl Reporter {
         } else {
             String::new()
         };
+        if let Some(j) = &self.journal {
+            match j.send(&entry_fields(r, &more)) {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "logging through tracing instead"),
+            }
+        }
         match r.severity {
             Severity::Emergency | Severity::Alert | Severity::Error => {
                 tracing::error!(event = r.name, params = %params, "{}{more}", r.message);

@@ -1,6 +1,7 @@
 //! Events: the catalogue, rendering engine events into it, and rate limiting of repeats.
 
 pub mod catalogue;
+pub mod journal;
 
 use std::collections::HashMap;
 
