@@ -31,7 +31,12 @@ fn main() -> std::process::ExitCode {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ipmpd: {e:#}");
-                    std::process::ExitCode::FAILURE
+                    // A bad configuration stays bad however often systemd restarts the daemon.
+                    if e.downcast_ref::<ipmpd::daemon::ConfigRefused>().is_some() {
+                        std::process::ExitCode::from(ipmpd::daemon::EX_CONFIG)
+                    } else {
+                        std::process::ExitCode::FAILURE
+                    }
                 }
             };
         }
@@ -88,7 +93,7 @@ fn exit_as(program: &str, result: anyhow::Result<()>) -> std::process::ExitCode 
 
 /// ipmpstat and if_mpadm: the same binary under those names takes their arguments.
 #[derive(clap::Parser)]
-#[command(name = "ipmpstat", about = "IP multipathing status (ipmpd)")]
+#[command(name = "ipmpstat", version, about = "IP multipathing status (ipmpd)")]
 struct Ipmpstat {
     #[command(flatten)]
     args: ipmpd::cli::stat::StatArgs,
@@ -97,6 +102,7 @@ struct Ipmpstat {
 #[derive(clap::Parser)]
 #[command(
     name = "if_mpadm",
+    version,
     about = "Offline (-d) or online (-r) an interface of an IPMP group (ipmpd)"
 )]
 struct IfMpadm {

@@ -253,3 +253,53 @@ fn a_removed_members_address_moves_and_the_neighbours_are_told() {
         "a vanished interface is not a failed move: {failed:?}"
     );
 }
+
+#[test]
+fn a_start_refused_for_its_configuration_exits_with_ex_config_and_leaves_nothing() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let cfg = RunConfig::new("exconfig", "[group.g]\nfdt_ms = \"fast\"\n", None);
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", lan.host().path()))
+        .arg(tests::daemon::binary())
+        .args(cfg.run_args())
+        .output()
+        .expect("ipmpd runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // EX_CONFIG: the unit's RestartPreventExitStatus=78 keeps systemd from restarting it in a loop.
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("ipmpd check-config"), "says what to do: {err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ipmpd.toml") && stdout.contains("\"line\":2"),
+        "the problem with its line: {stdout}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/bpf/ipmpd/{}", cfg.instance)).exists(),
+        "no datapath loaded"
+    );
+}
+
+#[test]
+fn every_name_of_the_binary_answers_version() {
+    let dir = std::env::temp_dir().join(format!("ipmpd-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["ipmpd", "ipmpstat", "if_mpadm"] {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(tests::daemon::binary(), &link).unwrap();
+        let out = std::process::Command::new(&link)
+            .arg("--version")
+            .output()
+            .expect("runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.starts_with(&format!("{name} ")),
+            "{name} --version: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -26,6 +26,7 @@ mod members;
 mod metrics;
 mod notify;
 mod reload;
+pub use reload::{ConfigRefused, EX_CONFIG};
 mod replies;
 mod report;
 mod snapshot;

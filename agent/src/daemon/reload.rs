@@ -6,8 +6,6 @@
 //! On SIGHUP the files are read on a thread of their own ([`super::loader`]): a huge or broken
 //! file never holds up detection.
 
-use anyhow::bail;
-
 use super::{Daemon, report::Reporter};
 use crate::{
     cli::check_config::ConfigPaths,
@@ -82,18 +80,30 @@ fn accept(loaded: Loaded, rep: &mut Reporter) -> Result<Desired, usize> {
     Ok(desired)
 }
 
+/// The configuration at start was refused: `ipmpd run` exits with EX_CONFIG, which the unit's
+/// `RestartPreventExitStatus=` keeps from a restart loop.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} has {problems} problem(s) (listed above); fix them and start again (`ipmpd check-config` checks without running)",
+    path.display()
+)]
+pub struct ConfigRefused {
+    pub path: std::path::PathBuf,
+    pub problems: usize,
+}
+
+/// sysexits.h's EX_CONFIG: the exit status of a start refused for its configuration.
+pub const EX_CONFIG: u8 = 78;
+
 /// The configuration at start.
 ///
 /// # Errors
-/// When the group file has problems (each reported with its line and what to do).
-pub fn load(paths: &ConfigPaths, rep: &mut Reporter) -> anyhow::Result<Desired> {
-    match accept(read_files(paths), rep) {
-        Ok(d) => Ok(d),
-        Err(n) => bail!(
-            "{} has {n} problem(s) (listed above); fix them and start again (`ipmpd check-config` checks without running)",
-            paths.config.display()
-        ),
-    }
+/// [`ConfigRefused`] when the files have problems (each reported with its line and what to do).
+pub fn load(paths: &ConfigPaths, rep: &mut Reporter) -> Result<Desired, ConfigRefused> {
+    accept(read_files(paths), rep).map_err(|problems| ConfigRefused {
+        path: paths.config.clone(),
+        problems,
+    })
 }
 
 impl Daemon {
