@@ -35,6 +35,15 @@ pub enum JournalError {
     },
 }
 
+impl JournalError {
+    /// journald is there but its queue is full: the entry was not taken, and waiting would hold
+    /// the detection loop.
+    #[must_use]
+    pub fn busy(&self) -> bool {
+        matches!(self, Self::Send { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
 /// A connection-less sender to one journald socket.
 #[derive(Debug)]
 pub struct Journal {
@@ -48,8 +57,11 @@ impl Journal {
     /// # Errors
     /// When no socket can be created.
     pub fn new(path: &Path) -> Result<Self, JournalError> {
+        let socket = UnixDatagram::unbound().map_err(JournalError::Socket)?;
+        // The sender is the detection loop: a journald that is slow to read must not hold it.
+        socket.set_nonblocking(true).map_err(JournalError::Socket)?;
         Ok(Self {
-            socket: UnixDatagram::unbound().map_err(JournalError::Socket)?,
+            socket,
             path: path.to_owned(),
         })
     }
@@ -57,7 +69,7 @@ impl Journal {
     /// Sends one entry made of `fields`.
     ///
     /// # Errors
-    /// When journald does not take it (not running, queue full: the datagram is not waited for).
+    /// When journald does not take it now (not running, or its queue full: never waited for).
     pub fn send(&self, fields: &[(String, String)]) -> Result<(), JournalError> {
         let mut bytes = encode(fields);
         if bytes.len() > MAX_ENTRY {
@@ -146,6 +158,20 @@ mod tests {
             fields.contains(&("PRIORITY".into(), "1".into())),
             "ALERT is syslog 1"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_journald_that_does_not_read_is_reported_busy_at_once_never_waited_for() {
+        let dir = scratch("busy");
+        let path = dir.join("socket");
+        let _fake = UnixDatagram::bind(&path).unwrap();
+        let j = Journal::new(&path).unwrap();
+        let fields = vec![("MESSAGE".to_owned(), "x".repeat(1000))];
+        // The receive queue holds a bounded number of datagrams; one send after it is full fails.
+        let busy = (0..10_000).find_map(|_| j.send(&fields).err());
+        let err = busy.expect("the queue fills");
+        assert!(err.busy(), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -321,7 +321,8 @@ pub fn expect_within(
 /// Asserts that `ifname` is declared failed within the failure detection time in force at the
 /// fault: `configured_ms`, or what the daemon last raised or lowered it to (in.mpathd raises the
 /// FDT when round trips are slow, as the first IPv6 probes can be while neighbours are resolved,
-/// and its promise is the FDT it announced). Returns how long it took, in ms.
+/// and its promise is the FDT it announced). Only for tests where slow first round trips are
+/// expected; elsewhere [`expect_within`] holds the configured FDT. Returns how long it took, in ms.
 pub fn expect_failed_within_fdt(
     d: &mut Daemon,
     ifname: &str,

@@ -9,10 +9,7 @@ use std::{
 };
 
 use tests::{
-    daemon::{
-        Daemon, NOBODY, RunConfig, expect_failed_within_fdt, expect_within, run, run_wrapped,
-        wait_event,
-    },
+    daemon::{Daemon, NOBODY, RunConfig, expect_within, run, run_wrapped, wait_event},
     hostile::{connect_as, refusals, refused},
     monotonic_ns,
     topology::Lan,
@@ -137,7 +134,14 @@ fn idle_and_unread_clients_of_both_sockets_do_not_delay_failover() {
     let fault = monotonic_ns();
     lan.switch().drop_all("sw-h0");
     let what = "with the sockets held";
-    expect_failed_within_fdt(&mut d, "h0", fault, FDT_MS, what);
+    expect_within(
+        &mut d,
+        "ipmultipath.interface.failed",
+        "h0",
+        fault,
+        FDT_MS,
+        what,
+    );
     let (cut, _) = lan.switch().set_link_fast("sw-h1", false);
     expect_within(&mut d, "ipmultipath.link.down", "h1", cut, 100, what);
     // The excess connections were turned away and the idle ones timed out, all counted.

@@ -26,6 +26,8 @@ pub struct Reporter {
     published: Vec<Value>,
     /// journald's native socket, when systemd runs ipmpd.
     journal: Option<Journal>,
+    /// Entries journald was too busy to take since the last one it took (that one says how many).
+    journal_busy_drops: u64,
 }
 
 impl Reporter {
@@ -38,6 +40,7 @@ impl Reporter {
             journal: (!json && crate::journal::under_systemd())
                 .then(|| Journal::new(std::path::Path::new(crate::journal::SOCKET)).ok())
                 .flatten(),
+            journal_busy_drops: 0,
         }
     }
 
@@ -67,8 +70,23 @@ impl Reporter {
             String::new()
         };
         if let Some(j) = &self.journal {
-            match j.send(&entry_fields(r, &more)) {
-                Ok(()) => return,
+            let mut fields = entry_fields(r, &more);
+            if self.journal_busy_drops > 0 {
+                fields.push((
+                    "IPMPD_JOURNAL_BUSY_DROPS".into(),
+                    self.journal_busy_drops.to_string(),
+                ));
+            }
+            match j.send(&fields) {
+                Ok(()) => {
+                    self.journal_busy_drops = 0;
+                    return;
+                }
+                // Falling back to tracing's (blocking) journald writer would hold the loop.
+                Err(e) if e.busy() => {
+                    self.journal_busy_drops += 1;
+                    return;
+                }
                 Err(e) => tracing::warn!(error = %e, "logging through tracing instead"),
             }
         }

@@ -161,10 +161,6 @@ mod tests {
         // Pinned: changing the derivation would orphan every filter and catalogue in the field.
         assert_eq!(
             message_id("ipmultipath.interface.failed"),
-            message_id("ipmultipath.interface.failed")
-        );
-        assert_eq!(
-            message_id("ipmultipath.interface.failed"),
             PINNED_INTERFACE_FAILED
         );
         let ids: HashSet<String> = CATALOGUE.iter().map(|e| message_id(e.name)).collect();
