@@ -14,6 +14,10 @@ fn main() -> std::process::ExitCode {
         Command::CheckConfig(paths) => return check_config::run(paths),
         Command::Features(args) => return exit(ipmpd::cli::features::run(args)),
         Command::Detach(args) => return exit(ipmpd::cli::detach::run(args)),
+        Command::Completions(args) => {
+            ipmpd::cli::completions::run(args);
+            return std::process::ExitCode::SUCCESS;
+        }
         Command::Stat(args) => return exit(ipmpd::cli::stat::run(args)),
         Command::Offline(args) | Command::Online(args) => {
             let offline = matches!(cli.command, Command::Offline(_));
@@ -63,7 +67,8 @@ fn main() -> std::process::ExitCode {
             | Command::Run(_)
             | Command::Offline(_)
             | Command::Online(_)
-            | Command::Stat(_) => Ok(()),
+            | Command::Stat(_)
+            | Command::Completions(_) => Ok(()),
         }
     });
     match result {
@@ -92,65 +97,21 @@ fn exit_as(program: &str, result: anyhow::Result<()>) -> std::process::ExitCode 
 }
 
 /// ipmpstat and if_mpadm: the same binary under those names takes their arguments.
-#[derive(clap::Parser)]
-#[command(name = "ipmpstat", version, about = "IP multipathing status (ipmpd)")]
-struct Ipmpstat {
-    #[command(flatten)]
-    args: ipmpd::cli::stat::StatArgs,
-}
-
-#[derive(clap::Parser)]
-#[command(
-    name = "if_mpadm",
-    version,
-    about = "Offline (-d) or online (-r) an interface of an IPMP group (ipmpd)"
-)]
-struct IfMpadm {
-    /// Offline the interface.
-    #[arg(
-        short = 'd',
-        value_name = "IF",
-        conflicts_with = "online",
-        required_unless_present = "online"
-    )]
-    offline: Option<String>,
-    /// Online the interface.
-    #[arg(short = 'r', value_name = "IF")]
-    online: Option<String>,
-    #[command(flatten)]
-    target: ipmpd::cli::admin::Target,
-}
-
 fn personality() -> Option<std::process::ExitCode> {
-    let argv0 = std::env::args_os().next()?;
-    let name = std::path::Path::new(&argv0)
-        .file_name()?
-        .to_string_lossy()
-        .into_owned();
-    match name.as_str() {
-        "ipmpstat" => Some(exit_as(
+    use ipmpd::cli::names::{IfMpadm, Ipmpstat, Program};
+    match Program::from_argv0(&std::env::args_os().next()?)? {
+        Program::Ipmpd => None,
+        Program::Ipmpstat => Some(exit_as(
             "ipmpstat",
             ipmpd::cli::stat::run(&Ipmpstat::parse().args),
         )),
-        "if_mpadm" => {
-            let a = IfMpadm::parse();
-            let (interface, offline) = match (a.offline, a.online) {
-                (Some(i), _) => (i, true),
-                (None, Some(i)) => (i, false),
-                (None, None) => return Some(std::process::ExitCode::FAILURE),
-            };
+        Program::IfMpadm => {
+            let (request, offline) = IfMpadm::parse().request()?;
             Some(exit_as(
                 "if_mpadm",
-                ipmpd::cli::admin::run(
-                    &ipmpd::cli::admin::AdminArgs {
-                        interface,
-                        target: a.target,
-                    },
-                    offline,
-                ),
+                ipmpd::cli::admin::run(&request, offline),
             ))
         }
-        _ => None,
     }
 }
 

@@ -69,10 +69,17 @@ impl Daemon {
     /// Starts `ipmpd ARGS` in `ns` (ARGS should include `--json`).
     #[must_use]
     pub fn spawn(ns: &Netns, args: &[&str]) -> Self {
+        Self::spawn_env(ns, args, &[])
+    }
+
+    /// [`Daemon::spawn`] with `env` added to the environment (e.g. systemd's `NOTIFY_SOCKET`).
+    #[must_use]
+    pub fn spawn_env(ns: &Netns, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .arg(binary())
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -266,10 +273,16 @@ impl RunConfig {
     /// Starts the daemon in `ns` with `extra` arguments.
     #[must_use]
     pub fn spawn_with(&self, ns: &Netns, extra: &[&str]) -> Daemon {
+        self.spawn_env(ns, extra, &[])
+    }
+
+    /// Starts the daemon in `ns` with `extra` arguments and `env` added to its environment.
+    #[must_use]
+    pub fn spawn_env(&self, ns: &Netns, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut args = self.run_args();
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Daemon::spawn(ns, &refs)
+        Daemon::spawn_env(ns, &refs, env)
     }
 }
 

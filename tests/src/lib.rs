@@ -112,3 +112,17 @@ pub fn vm() -> Option<String> {
 pub fn expected(what: &str) -> Option<String> {
     std::env::var(format!("IPMPD_EXPECT_{what}")).ok()
 }
+
+/// The example group file (`packaging/etc/ipmpd.toml`) with its example uncommented: table
+/// headers and `key = value` lines lose their leading `#`, prose comments stay.
+#[must_use]
+pub fn uncomment_example(example: &str) -> String {
+    example
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

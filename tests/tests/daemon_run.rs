@@ -446,3 +446,74 @@ fn router_targets_follow_route_changes_at_run_time() {
         .expect("the new route's next hop is probed");
     assert_eq!(acked_target(&ack).as_deref(), Some("192.0.2.1"));
 }
+
+/// The notifications a `Type=notify` unit gets, read from a socket standing in for systemd's.
+#[test]
+fn systemd_hears_ready_watchdog_reloading_with_its_monotonic_time_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let cfg = RunConfig::new(
+        "notify",
+        &format!(
+            "[group.g]\nfdt_ms = {FDT_MS}\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n"
+        ),
+        None,
+    );
+    let socket_path = cfg.dir.join("notify");
+    let systemd = UnixDatagram::bind(&socket_path).expect("notify socket");
+    systemd
+        .set_read_timeout(Some(tests::scaled(Duration::from_secs(10))))
+        .unwrap();
+    let next = |what: &str| -> String {
+        let mut buf = [0u8; 512];
+        let n = systemd
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification ({what}): {e}"));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // WATCHDOG_USEC of 400 ms: a keep-alive every 200 ms.
+    let d = cfg.spawn_env(
+        lan.host(),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &socket_path.display().to_string()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let ready = next("ready");
+    assert_eq!(
+        ready.lines().collect::<Vec<_>>(),
+        ["READY=1", "STATUS=tracking 1 interfaces"],
+        "{ready}"
+    );
+    assert_eq!(next("watchdog").trim(), "WATCHDOG=1");
+    d.signal(libc::SIGHUP);
+    let before = monotonic_ns() / 1000;
+    // Keep-alives may come first; the reload notice carries the time it began.
+    let reloading = (0..20)
+        .map(|_| next("reloading"))
+        .find(|m| m.starts_with("RELOADING=1"))
+        .expect("RELOADING=1 after SIGHUP");
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("RELOADING=1 without MONOTONIC_USEC: {reloading:?}"));
+    let after = monotonic_ns() / 1000;
+    assert!(
+        usec + 1000 >= before && usec <= after + tests::scaled_ns(5_000_000) / 1000,
+        "MONOTONIC_USEC={usec} is not the time of the reload ({before}..{after})"
+    );
+    assert!(
+        (0..20).any(|_| next("ready after reload").trim() == "READY=1"),
+        "READY=1 after the reload"
+    );
+    d.signal(libc::SIGTERM);
+    assert!(
+        (0..20).any(|_| next("stopping").trim() == "STOPPING=1"),
+        "STOPPING=1 on SIGTERM"
+    );
+}

@@ -1,5 +1,6 @@
 //! What ships beside the binary: the systemd unit passes `systemd-analyze verify` with a low
-//! exposure, and journald reads the message catalogue, which is the one `ipmpd` generates.
+//! exposure; journald reads the message catalogue, and the shell completions are the ones `ipmpd`
+//! generates; the example configuration configures nothing and its example is valid.
 
 #[test]
 fn systemd_accepts_the_unit() {
@@ -108,4 +109,63 @@ fn journalctl_reads_the_packaged_catalogue_which_is_the_one_ipmpd_generates() {
             && failed.contains("Corrective action: Check the link"),
         "{failed}"
     );
+}
+
+#[test]
+fn the_packaged_completions_are_the_ones_ipmpd_generates() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/completions");
+    for program in ["ipmpd", "ipmpstat", "if_mpadm"] {
+        for (shell, file) in [
+            ("bash", format!("{program}.bash")),
+            ("zsh", format!("_{program}")),
+            ("fish", format!("{program}.fish")),
+        ] {
+            let out = std::process::Command::new(tests::daemon::binary())
+                .args(["completions", shell, "--program", program])
+                .output()
+                .expect("ipmpd runs");
+            assert!(out.status.success());
+            let packaged = std::fs::read(format!("{dir}/{file}")).unwrap();
+            assert!(
+                out.stdout == packaged,
+                "packaging/completions/{file} is stale: `ipmpd completions {shell} --program {program} > packaging/completions/{file}`"
+            );
+        }
+        let bash = std::process::Command::new("bash")
+            .args(["-n", &format!("{dir}/{program}.bash")])
+            .status()
+            .unwrap();
+        assert!(bash.success(), "{program}.bash is not valid bash");
+    }
+}
+
+#[test]
+fn the_example_configuration_configures_nothing_as_shipped_and_is_valid_uncommented() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/etc/ipmpd.toml");
+    let check = |config: &str| {
+        let out = std::process::Command::new(tests::daemon::binary())
+            .args([
+                "check-config",
+                "--defaults",
+                "/dev/null",
+                "--config",
+                config,
+            ])
+            .output()
+            .expect("ipmpd runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{config}: {text}");
+        text
+    };
+    assert!(check(path).contains("0 group(s), 0 interface(s)"));
+    let uncommented = tests::uncomment_example(&std::fs::read_to_string(path).unwrap());
+    let dir = std::env::temp_dir().join(format!("ipmpd-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ipmpd.toml");
+    std::fs::write(&file, &uncommented).unwrap();
+    let text = check(&file.display().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(text.contains("1 group(s), 2 interface(s)"), "{text}");
+    assert!(!text.contains("warning"), "{text}");
 }

@@ -9,6 +9,7 @@ mod bench_scale;
 mod bench_tools;
 mod demo;
 mod fuzz;
+mod package;
 mod plot;
 mod setup;
 mod suite;
@@ -44,6 +45,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run every fuzz target (cargo-fuzz, nightly) for --secs seconds each.
     Fuzz(fuzz::FuzzArgs),
+    /// Build the .deb and the .rpm into target/package.
+    Package,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +60,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz(args) => {
             setup::ensure()?;
             fuzz::run(&args)
+        }
+        Cmd::Package => {
+            setup::ensure()?;
+            package::build().map(drop)
         }
     }
 }
@@ -181,13 +188,19 @@ fn test(args: &TestArgs) -> anyhow::Result<()> {
         secs: FUZZ_SECS_IN_TEST,
         target: Vec::new(),
     })?;
+    println!("== packages: the .deb and the .rpm the package tests install ==");
+    let packages = package::build()?;
     println!("== privileged tests on this kernel: TestRun and network namespaces ==");
     let bins = suite::build_binaries()?;
     let host_t0 = std::time::Instant::now();
     let results = suite::run(
         &bins,
         &suite::RunOptions {
-            env: vec![("IPMPD_BIN".into(), bin.display().to_string())],
+            env: vec![
+                ("IPMPD_BIN".into(), bin.display().to_string()),
+                ("IPMPD_DEB".into(), packages.deb.display().to_string()),
+                ("IPMPD_RPM".into(), packages.rpm.display().to_string()),
+            ],
             per_test: std::time::Duration::from_secs(300),
             print_lines: false,
             filter: args.filter.clone(),

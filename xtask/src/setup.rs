@@ -22,6 +22,10 @@ const PACKAGES: &[&str] = &[
     "systemd",
     "man-db",
     "iperf3",
+    // The package test (`cargo xtask package`): rpm reads the .rpm and installs it into a scratch
+    // root; prometheus brings promtool for the alerting rules' tests.
+    "rpm",
+    "prometheus",
     // The peers the benchmarks compare with: FRR's bfdd and keepalived (VRRP).
     "frr",
     "keepalived",
@@ -39,8 +43,48 @@ const PACKAGES: &[&str] = &[
 const KERNEL_61_PATTERN: &str = r"^linux-image-6\.1\.0-[0-9]+-amd64$";
 const KERNEL_612: &str = "linux-image-6.12-amd64";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// `cargo xtask fuzz` and the brief fuzzing in `cargo xtask test`.
-const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// Cargo subcommands the project's commands run, installed with `cargo install --locked`.
+struct CargoTool {
+    krate: &'static str,
+    version: &'static str,
+    /// The toolchain that runs it (`+nightly`), if not the default.
+    toolchain: Option<&'static str>,
+    /// Its `cargo` subcommand.
+    subcommand: &'static str,
+    why: &'static str,
+}
+
+const CARGO_TOOLS: &[CargoTool] = &[
+    CargoTool {
+        krate: "cargo-fuzz",
+        version: "0.13.2",
+        toolchain: Some("+nightly"),
+        subcommand: "fuzz",
+        why: "`cargo xtask fuzz` and the brief fuzzing in `cargo xtask test`; about half a minute",
+    },
+    CargoTool {
+        krate: "cargo-deb",
+        version: "3.8.0",
+        toolchain: None,
+        subcommand: "deb",
+        why: "the .deb of `cargo xtask package`; about a minute",
+    },
+    CargoTool {
+        krate: "cargo-generate-rpm",
+        version: "0.21.1",
+        toolchain: None,
+        subcommand: "generate-rpm",
+        why: "the .rpm of `cargo xtask package`; about two minutes",
+    },
+];
+
+impl CargoTool {
+    fn present(&self) -> bool {
+        let mut c = Command::new("cargo");
+        c.args(self.toolchain).args([self.subcommand, "--version"]);
+        output(&mut c).is_some_and(|s| s.contains(self.version))
+    }
+}
 
 fn output(cmd: &mut Command) -> Option<String> {
     cmd.output()
@@ -74,11 +118,6 @@ fn has_rust_src() -> bool {
 fn has_bpf_linker() -> bool {
     output(Command::new("bpf-linker").arg("--version"))
         .is_some_and(|s| s.contains(BPF_LINKER_VERSION))
-}
-
-fn has_cargo_fuzz() -> bool {
-    output(Command::new("cargo").args(["+nightly", "fuzz", "--version"]))
-        .is_some_and(|s| s.contains(CARGO_FUZZ_VERSION))
 }
 
 fn bpffs_mounted() -> bool {
@@ -128,7 +167,7 @@ pub fn needed() -> bool {
     !missing_packages().is_empty()
         || !has_rust_src()
         || !has_bpf_linker()
-        || !has_cargo_fuzz()
+        || CARGO_TOOLS.iter().any(|t| !t.present())
         || !bpffs_mounted()
         || !has_vm_kernels()
 }
@@ -222,16 +261,15 @@ pub fn run() -> anyhow::Result<()> {
         )
         .context("bpf-linker did not build; is llvm-22-dev installed?")?;
     }
-    if has_cargo_fuzz() {
-        println!("setup: cargo-fuzz {CARGO_FUZZ_VERSION} present");
-    } else {
-        println!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about half a minute)");
-        run_cmd(Command::new("cargo").args([
-            "install",
-            &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
-            "--locked",
-        ]))
-        .context("cargo-fuzz did not build")?;
+    for tool in CARGO_TOOLS {
+        let CargoTool { krate, version, .. } = tool;
+        if tool.present() {
+            println!("setup: {krate} {version} present");
+            continue;
+        }
+        println!("setup: installing {krate} {version} ({})", tool.why);
+        run_cmd(Command::new("cargo").args(["install", &format!("{krate}@{version}"), "--locked"]))
+            .with_context(|| format!("{krate} did not build"))?;
     }
     if bpffs_mounted() {
         println!("setup: bpffs mounted at /sys/fs/bpf");

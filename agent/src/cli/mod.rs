@@ -2,9 +2,11 @@
 
 pub mod admin;
 pub mod check_config;
+pub mod completions;
 pub mod detach;
 pub mod events;
 pub mod features;
+pub mod names;
 pub mod output;
 pub mod probe;
 pub mod stat;
@@ -47,4 +49,6 @@ pub enum Command {
     /// Take ipmpd's programs off every interface and remove its pins (a stopped daemon leaves
     /// them attached for the next start to adopt).
     Detach(detach::DetachArgs),
+    /// Print shell completions (bash, zsh, fish, ...) for ipmpd, ipmpstat or if_mpadm.
+    Completions(completions::CompletionsArgs),
 }

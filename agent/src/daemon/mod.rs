@@ -292,8 +292,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     d.rec.unsaved = true;
     d.out.rep.ready(&d.engine);
     // Ready for systemd only now: every member present is tracked and placed.
-    d.out.notifier.send(&format!(
-        "READY=1\nSTATUS=tracking {} interfaces",
+    d.out.notifier.ready(&format!(
+        "tracking {} interfaces",
         d.io.members.iter().count()
     ));
     let sources = Sources::new(ring, signals, link_events);
@@ -383,7 +383,7 @@ impl Daemon {
             if let (Some(due), Some(period)) = (next_watchdog, self.out.notifier.watchdog_ns)
                 && now >= due
             {
-                self.out.notifier.send("WATCHDOG=1");
+                self.out.notifier.watchdog();
                 next_watchdog = Some(now + period);
             }
             if now >= next_counter_check {
@@ -400,7 +400,7 @@ impl Daemon {
     /// adopt; the ARP settings go back to what they were; the state is saved.
     fn stop(&mut self, sig: i32) {
         self.out.rep.stopping(sig);
-        self.out.notifier.send("STOPPING=1");
+        self.out.notifier.stopping();
         self.rec.unsaved = true;
         self.save_state(monotonic_ns());
         self.io.arp_flux.restore();

@@ -1,13 +1,13 @@
-//! systemd's notification protocol (sd_notify): readiness once the datapath is attached, watchdog
-//! keep-alives, reload and stop notices. A no-op outside systemd (no `NOTIFY_SOCKET`).
+//! systemd's notification protocol through the `sd-notify` crate: readiness once the datapath is
+//! attached, watchdog keep-alives, reload and stop notices. A no-op outside systemd (no
+//! `NOTIFY_SOCKET`). A failed notification is logged, never fatal: detection goes on without it.
 
-use std::os::unix::net::UnixDatagram;
+use sd_notify::NotifyState;
 
-/// The notification socket, when running under systemd with `Type=notify`.
+/// What systemd asked for, read once at start.
 #[derive(Debug)]
 pub struct Notifier {
-    socket: Option<(UnixDatagram, String)>,
-    /// Keep-alive period: half of `WATCHDOG_USEC`.
+    /// Keep-alive period: half of `WATCHDOG_USEC` (when `WATCHDOG_PID` is unset or ours).
     pub watchdog_ns: Option<u64>,
 }
 
@@ -15,73 +15,43 @@ impl Notifier {
     /// From the environment systemd sets.
     #[must_use]
     pub fn from_env() -> Self {
-        let socket = std::env::var("NOTIFY_SOCKET").ok().and_then(|path| {
-            // An abstract socket is written with a leading '@'.
-            let target = path.replacen('@', "\0", 1);
-            UnixDatagram::unbound().ok().map(|s| (s, target))
-        });
-        let watchdog_ns = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|us| us * 1000 / 2);
-        Self {
-            socket,
-            watchdog_ns,
-        }
+        let watchdog_ns = sd_notify::watchdog_enabled()
+            .map(|period| u64::try_from(period.as_nanos() / 2).unwrap_or(u64::MAX));
+        Self { watchdog_ns }
     }
 
-    /// A reload begins: `RELOADING=1` with the monotonic time systemd (253 and later) asks for.
+    /// Every member present is tracked and placed.
+    pub fn ready(&self, status: &str) {
+        send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    }
+
+    /// The loop is alive.
+    pub fn watchdog(&self) {
+        send(&[NotifyState::Watchdog]);
+    }
+
+    /// A reload begins: `RELOADING=1` with the `MONOTONIC_USEC` systemd 253 and later require
+    /// (without it, `systemctl reload` of a `Type=notify-reload` unit waits for its timeout).
     pub fn reloading(&self) {
-        let usec = crate::clock::monotonic_ns() / 1000;
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
-    }
-
-    /// Sends `state` (e.g. `READY=1`).
-    pub fn send(&self, state: &str) {
-        if let Some((sock, target)) = &self.socket {
-            let _ = send_to(sock, target, state);
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => send(&[NotifyState::Reloading, now]),
+            Err(e) => tracing::warn!("cannot read CLOCK_MONOTONIC for systemd: {e}"),
         }
     }
-}
 
-fn send_to(sock: &UnixDatagram, target: &str, state: &str) -> std::io::Result<usize> {
-    if let Some(name) = target.strip_prefix('\0') {
-        use std::os::linux::net::SocketAddrExt as _;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-        sock.send_to_addr(state.as_bytes(), &addr)
-    } else {
-        sock.send_to(state.as_bytes(), target)
+    /// A reload is done (whether the new configuration was taken or refused).
+    pub fn reloaded(&self) {
+        send(&[NotifyState::Ready]);
+    }
+
+    /// A clean stop begins.
+    pub fn stopping(&self) {
+        send(&[NotifyState::Stopping]);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sends_to_a_path_socket() {
-        let dir = std::env::temp_dir().join(format!("ipmpd-notify-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("notify");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixDatagram::bind(&path).unwrap();
-        let n = Notifier {
-            socket: Some((UnixDatagram::unbound().unwrap(), path.display().to_string())),
-            watchdog_ns: None,
-        };
-        n.send("READY=1\nSTATUS=tracking 2 interfaces");
-        let mut buf = [0u8; 128];
-        let len = listener.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..len], b"READY=1\nSTATUS=tracking 2 interfaces");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn outside_systemd_it_does_nothing() {
-        let n = Notifier {
-            socket: None,
-            watchdog_ns: None,
-        };
-        n.send("READY=1");
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("cannot notify systemd: {e}");
     }
 }

@@ -141,6 +141,6 @@ impl Daemon {
             self.engine.remove_group(&g);
         }
         self.out.rep.ready(&self.engine);
-        self.out.notifier.send("READY=1");
+        self.out.notifier.reloaded();
     }
 }
