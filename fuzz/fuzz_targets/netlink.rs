@@ -1,11 +1,13 @@
 //! rtnetlink datagrams as the kernel (or anything that can write to the socket) might send them:
-//! the message walk, the attribute walk and every parser of links, addresses, routes and rules
-//! never panic, and what they return stays inside the bytes they were given.
+//! the message walk, the attribute walk and every parser of links, addresses, routes, rules,
+//! qdiscs and filters (netlink-packet-route's types behind them) never panic, and what they
+//! return stays inside the bytes they were given.
 #![no_main]
 
 use ipmpd::netlink::{
+    link,
     msg::{Message, attrs, parse_messages},
-    update,
+    tc, update,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -19,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
             for k in [16, 17, 20, 21, 24, 25, 32, 33] {
                 let _ = update::parse(k, body);
             }
+            // The carrier poll's parser, and the clsact path's.
+            let _ = link::parse_link(body, false);
+            let _ = tc::parse_filter(body);
+            let _ = tc::parse_qdisc(body);
             for (_, payload) in attrs(body) {
                 assert!(payload.len() <= body.len());
             }

@@ -438,3 +438,32 @@ fn a_group_fails_over_on_carrier_loss_through_the_chosen_carrier_source() {
         "{took} ns from the cut to the failure"
     );
 }
+
+/// aya's own records (through the `log` crate) reach ipmpd's log like its own, filtered by
+/// `IPMPD_LOG`: what aya detected and loaded is there when an operator asks for it.
+#[test]
+fn ayas_log_records_reach_ipmpds_log() {
+    if !tests::privileged() {
+        return;
+    }
+    let out = std::process::Command::new(daemon::binary())
+        .args(["features", "--json"])
+        .env("IPMPD_LOG", "aya=debug")
+        .output()
+        .expect("ipmpd runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("aya::bpf") && l.contains("BPF Feature Detection")),
+        "no record of aya's in the log: {err}"
+    );
+    let quiet = std::process::Command::new(daemon::binary())
+        .args(["features", "--json"])
+        .output()
+        .expect("ipmpd runs");
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("aya::"),
+        "aya's debug records are shown without IPMPD_LOG asking for them"
+    );
+}

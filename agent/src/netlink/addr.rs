@@ -1,11 +1,15 @@
 //! Addresses: RTM_NEWADDR / RTM_DELADDR requests, and the dump and notifications of what is
 //! configured.
 
+use netlink_packet_core::Parseable as _;
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    address::{AddressAttribute, AddressFlags, AddressMessage},
+};
+
 use super::{
-    msg::{
-        Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, attrs, family,
-        ip_bytes, ip_of, u32_at,
-    },
+    msg::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST},
+    packet::{encode, family_of},
     socket::{NetlinkError, RouteSocket},
 };
 use crate::ip::Prefix;
@@ -14,17 +18,10 @@ use crate::ip::Prefix;
 pub const RTM_NEWADDR: u16 = 20;
 /// `RTM_DELADDR`.
 pub const RTM_DELADDR: u16 = 21;
-const RTM_GETADDR: u16 = 22;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const IFA_FLAGS: u16 = 8;
-/// `IFA_F_NODAD`: a moved IPv6 data address must be usable at once.
-const IFA_F_NODAD: u32 = 0x02;
 /// `IFA_F_TENTATIVE`: IPv6 duplicate address detection has not finished.
 pub const IFA_F_TENTATIVE: u32 = 0x40;
 /// `IFA_F_DADFAILED`: another host has this IPv6 address.
 pub const IFA_F_DADFAILED: u32 = 0x08;
-const IFADDRMSG_LEN: usize = 8;
 
 /// One address of one interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -46,59 +43,62 @@ impl Addr {
 /// The RTM_NEWADDR (create or replace) / RTM_DELADDR request for `addr` on `ifindex`.
 #[must_use]
 pub fn address_request(add: bool, seq: u32, ifindex: u32, addr: Prefix) -> Vec<u8> {
-    let (kind, flags) = if add {
-        (
-            RTM_NEWADDR,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+    let mut m = AddressMessage::default();
+    m.header.family = family_of(addr.addr);
+    m.header.prefix_len = addr.len;
+    m.header.index = ifindex;
+    m.attributes = vec![
+        AddressAttribute::Local(addr.addr),
+        AddressAttribute::Address(addr.addr),
+    ];
+    if add {
+        // A moved IPv6 data address must be usable at once, without duplicate detection.
+        if addr.addr.is_ipv6() {
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+        encode(RouteNetlinkMessage::NewAddress(m), flags, seq)
+    } else {
+        encode(
+            RouteNetlinkMessage::DelAddress(m),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
         )
-    } else {
-        (RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK)
-    };
-    let bytes = ip_bytes(addr.addr);
-    let mut ifa = vec![family(addr.addr), addr.len, 0, 0];
-    ifa.extend(ifindex.to_ne_bytes());
-    // ifaddrmsg: family, prefix length, flags, scope (universe), index; then the address.
-    let m = Builder::new(kind, flags, seq)
-        .bytes(&ifa)
-        .attr(IFA_LOCAL, &bytes)
-        .attr(IFA_ADDRESS, &bytes);
-    if addr.addr.is_ipv6() && add {
-        m.attr(IFA_FLAGS, &IFA_F_NODAD.to_ne_bytes()).finish()
-    } else {
-        m.finish()
     }
 }
 
 /// The RTM_GETADDR dump request of every address of every family.
 #[must_use]
 pub fn dump_request(seq: u32) -> Vec<u8> {
-    Builder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq)
-        .bytes(&[0u8; IFADDRMSG_LEN])
-        .finish()
+    encode(
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+    )
 }
 
 /// The address in one RTM_NEWADDR / RTM_DELADDR body: IFA_LOCAL where given (the local address
-/// of a point-to-point link), else IFA_ADDRESS.
+/// of a point-to-point link), else IFA_ADDRESS. `None` for a malformed body.
 #[must_use]
 pub fn parse_addr(body: &[u8]) -> Option<Addr> {
-    let family = *body.first()?;
-    let len = *body.get(1)?;
-    let mut flags = u32::from(*body.get(2)?);
-    let ifindex = u32_at(body, 4)?;
+    let m = AddressMessage::parse(body).ok()?;
+    let mut flags = u32::from(m.header.flags.bits());
     let (mut local, mut address) = (None, None);
-    for (t, p) in attrs(body.get(IFADDRMSG_LEN..)?) {
-        match t {
-            IFA_LOCAL => local = ip_of(family, p),
-            IFA_ADDRESS => address = ip_of(family, p),
-            IFA_FLAGS => flags = u32_at(p, 0).unwrap_or(flags),
+    for a in m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(ip),
+            AddressAttribute::Address(ip) => address = Some(ip),
+            // The 32-bit IFA_FLAGS, where the kernel sends it, supersedes the header's 8 bits.
+            AddressAttribute::Flags(f) => flags = f.bits(),
             _ => {}
         }
     }
     Some(Addr {
-        ifindex,
+        ifindex: m.header.index,
         prefix: Prefix {
             addr: local.or(address)?,
-            len,
+            len: m.header.prefix_len,
         },
         flags,
     })

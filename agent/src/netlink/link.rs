@@ -1,13 +1,20 @@
-//! Links: the RTM_GETLINK dump request, and parsers for RTM_NEWLINK / RTM_DELLINK that read
-//! only what is asked (index, flags and carrier counters for the mirror; name, hardware address
-//! and XDP mode for the rest).
-//!
-//! Hand-rolled rather than built on the rtnetlink crate because the carrier poll runs it up to a
-//! thousand times a second: it allocates nothing per message and skips every attribute it does not
-//! need.
+//! Links: the RTM_GETLINK dump request, and parsers for RTM_NEWLINK / RTM_DELLINK built on
+//! netlink-packet-route. The carrier poll runs [`parse_link`] up to a thousand times a second, so
+//! it uses the crate's buffer layer (the header and an attribute iterator over the message's own
+//! bytes) and allocates nothing; [`parse_link_info`] (names, hardware addresses, XDP modes: read
+//! on changes only) takes the whole message.
+
+use std::sync::LazyLock;
+
+use netlink_packet_core::{NlasIterator, Parseable as _};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{self, LinkAttribute, LinkExtentMask, LinkHeader, LinkMessage, LinkXdp},
+};
 
 use super::{
-    msg::{NLM_F_DUMP, NLM_F_REQUEST, NLMSG_HDRLEN, attrs, u32_at},
+    msg::{NLM_F_DUMP, NLM_F_REQUEST, NLMSG_HDRLEN},
+    packet::encode,
     socket::{NetlinkError, RouteSocket},
 };
 
@@ -16,10 +23,6 @@ const IFINFOMSG_LEN: usize = 16;
 pub const RTM_NEWLINK: u16 = 16;
 /// `RTM_DELLINK`.
 pub const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
-const IFLA_EXT_MASK: u16 = 29;
-/// `RTEXT_FILTER_SKIP_STATS`: leave the interface statistics out of the dump, most of each message.
-const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 const IFLA_CARRIER_UP_COUNT: u16 = 47;
 const IFLA_CARRIER_DOWN_COUNT: u16 = 48;
 /// `IFF_UP`.
@@ -49,25 +52,29 @@ impl LinkObservation {
 
 const DUMP_REQUEST_LEN: usize = NLMSG_HDRLEN + IFINFOMSG_LEN + 8;
 
+/// The dump request with sequence number 0, encoded once: the poll copies it and sets the number.
+static DUMP_REQUEST: LazyLock<[u8; DUMP_REQUEST_LEN]> = LazyLock::new(|| {
+    let mut m = LinkMessage::default();
+    m.attributes = vec![LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats])];
+    let bytes = encode(
+        RouteNetlinkMessage::GetLink(m),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        0,
+    );
+    bytes
+        .try_into()
+        .unwrap_or_else(|b: Vec<u8>| panic!("an RTM_GETLINK dump request is {} bytes", b.len()))
+});
+
 /// The RTM_GETLINK dump request, asking the kernel to skip statistics (the poll only needs flags
 /// and carrier counters, and statistics are most of the kernel's work per interface).
 #[must_use]
 pub fn dump_request(seq: u32) -> [u8; DUMP_REQUEST_LEN] {
-    let mut req = [0u8; DUMP_REQUEST_LEN];
-    req[0..4].copy_from_slice(&(DUMP_REQUEST_LEN as u32).to_ne_bytes());
-    req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
-    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    let mut req = *DUMP_REQUEST;
     req[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // ifinfomsg: family AF_UNSPEC, everything else 0.
-    let attr = NLMSG_HDRLEN + IFINFOMSG_LEN;
-    req[attr..attr + 2].copy_from_slice(&8u16.to_ne_bytes());
-    req[attr + 2..attr + 4].copy_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
-    req[attr + 4..attr + 8].copy_from_slice(&RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
     req
 }
 
-const IFLA_ADDRESS: u16 = 1;
-const IFLA_IFNAME: u16 = 3;
 /// `IFF_LOOPBACK`.
 pub const IFF_LOOPBACK: u32 = 0x8;
 /// `IFF_POINTOPOINT`.
@@ -102,46 +109,39 @@ pub enum XdpAttached {
 }
 
 impl XdpAttached {
-    fn from_u8(v: u8) -> Option<Self> {
+    fn from_kernel(v: &link::XdpAttached) -> Option<Self> {
         match v {
-            1 => Some(Self::Driver),
-            2 => Some(Self::Generic),
-            3 => Some(Self::Hardware),
-            4 => Some(Self::Multiple),
+            link::XdpAttached::Driver => Some(Self::Driver),
+            link::XdpAttached::SocketBuffer => Some(Self::Generic),
+            link::XdpAttached::Hardware => Some(Self::Hardware),
+            link::XdpAttached::Multiple => Some(Self::Multiple),
             _ => None,
         }
     }
 }
 
-const IFLA_XDP: u16 = 43;
-const IFLA_XDP_ATTACHED: u16 = 2;
-
-/// Name, flags and hardware address from one RTM_NEWLINK body.
+/// Name, flags and hardware address from one RTM_NEWLINK body; `None` when malformed or nameless.
 #[must_use]
 pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
-    let ifindex = u32_at(body, 4)?;
-    let flags = u32_at(body, 8)?;
+    let m = LinkMessage::parse(body).ok()?;
     let (mut name, mut hwaddr, mut xdp) = (None, None, None);
-    for (t, p) in attrs(body.get(IFINFOMSG_LEN..)?) {
-        match t {
-            IFLA_XDP => {
-                xdp = attrs(p)
-                    .find(|(k, _)| *k == IFLA_XDP_ATTACHED)
-                    .and_then(|(_, v)| XdpAttached::from_u8(*v.first()?));
+    for a in m.attributes {
+        match a {
+            LinkAttribute::Xdp(attrs) => {
+                xdp = attrs.iter().find_map(|x| match x {
+                    LinkXdp::Attached(how) => XdpAttached::from_kernel(how),
+                    _ => None,
+                });
             }
-            IFLA_IFNAME => {
-                name = Some(
-                    String::from_utf8_lossy(p.split(|b| *b == 0).next().unwrap_or(p)).into_owned(),
-                );
-            }
-            IFLA_ADDRESS => hwaddr = <[u8; 6]>::try_from(p).ok(),
+            LinkAttribute::IfName(n) => name = Some(n),
+            LinkAttribute::Address(a) => hwaddr = <[u8; 6]>::try_from(a.as_slice()).ok(),
             _ => {}
         }
     }
     Some(LinkInfo {
-        ifindex,
+        ifindex: m.header.index,
         name: name?,
-        flags,
+        flags: m.header.flags.bits(),
         hwaddr,
         xdp,
     })
@@ -201,16 +201,18 @@ impl RouteSocket {
     }
 }
 
-/// What one RTM_NEWLINK / RTM_DELLINK body says of carrier: index, flags, counters.
+/// What one RTM_NEWLINK / RTM_DELLINK body says of carrier: index, flags, counters. Reads the
+/// header and walks the attributes in place; allocates nothing.
 #[must_use]
 pub fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
-    let ifindex = u32_at(body, 4)?;
-    let flags = u32_at(body, 8)?;
+    let header = LinkHeader::parse(body).ok()?;
     let (mut up, mut down) = (None, None);
-    for (atype, payload) in attrs(body.get(IFINFOMSG_LEN..)?) {
-        match atype {
-            IFLA_CARRIER_UP_COUNT => up = u32_at(payload, 0),
-            IFLA_CARRIER_DOWN_COUNT => down = u32_at(payload, 0),
+    for nla in NlasIterator::new(body.get(IFINFOMSG_LEN..)?) {
+        let Ok(nla) = nla else { break };
+        let value = || Some(u32::from_ne_bytes(nla.value().get(..4)?.try_into().ok()?));
+        match nla.kind() {
+            IFLA_CARRIER_UP_COUNT => up = value(),
+            IFLA_CARRIER_DOWN_COUNT => down = value(),
             _ => {}
         }
     }
@@ -219,8 +221,8 @@ pub fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
         _ => None,
     };
     Some(LinkObservation {
-        ifindex,
-        flags,
+        ifindex: header.index,
+        flags: header.flags.bits(),
         carrier_changes,
         deleted,
     })

@@ -6,6 +6,7 @@
 pub mod addr;
 pub mod link;
 pub mod msg;
+pub mod packet;
 pub mod route;
 pub mod rule;
 pub mod socket;

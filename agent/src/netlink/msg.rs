@@ -1,9 +1,8 @@
-//! The netlink message format, once: building requests (header, attributes, lengths) and walking
-//! replies (messages, attributes), with the constants every family shares. Every request ipmpd
-//! sends (links, addresses, routes, rules, qdiscs, filters, ethtool) is built here, so each
-//! builder states only its own fields; nothing that parses input panics.
-
-use std::net::IpAddr;
+//! The netlink framing every family shares: walking the messages of a datagram (without
+//! allocating: the socket reads into one buffer), the `NLM_F_*` flags, and a small builder for the
+//! one request no kept crate covers (ethtool's generic-netlink LINKSTATE_GET, see
+//! `link/ethtool.rs`). rtnetlink messages themselves are netlink-packet-route's types
+//! (`packet.rs`); nothing that parses input panics.
 
 /// Length of `struct nlmsghdr`.
 pub const NLMSG_HDRLEN: usize = 16;
@@ -72,35 +71,7 @@ pub fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     }
 }
 
-/// The address's bytes in network order.
-#[must_use]
-pub fn ip_bytes(a: IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
-    }
-}
 
-/// The address in attribute payload `p` of address family `family` (AF_INET: 4 bytes, AF_INET6:
-/// 16); `None` for anything else.
-#[must_use]
-pub fn ip_of(family: u8, p: &[u8]) -> Option<IpAddr> {
-    match (i32::from(family), p.len()) {
-        (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(p).ok()?)),
-        (libc::AF_INET6, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(p).ok()?)),
-        _ => None,
-    }
-}
-
-/// `AF_INET` or `AF_INET6` for the address.
-#[must_use]
-pub fn family(a: IpAddr) -> u8 {
-    if a.is_ipv4() {
-        libc::AF_INET as u8
-    } else {
-        libc::AF_INET6 as u8
-    }
-}
 
 /// One netlink message of a datagram.
 #[derive(Debug, PartialEq, Eq)]

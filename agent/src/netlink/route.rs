@@ -3,11 +3,15 @@
 
 use std::net::IpAddr;
 
+use netlink_packet_core::Parseable as _;
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    route::{RouteAddress, RouteAttribute, RouteMessage, RouteNextHop},
+};
+
 use super::{
-    msg::{
-        Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, attr, attrs,
-        family, ip_bytes, ip_of, u16_at, u32_at,
-    },
+    msg::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST},
+    packet::{encode, family, family_of},
     socket::{NetlinkError, RouteSocket},
 };
 use crate::ip::Prefix;
@@ -16,15 +20,6 @@ use crate::ip::Prefix;
 pub const RTM_NEWROUTE: u16 = 24;
 /// `RTM_DELROUTE`.
 pub const RTM_DELROUTE: u16 = 25;
-const RTM_GETROUTE: u16 = 26;
-const RTMSG_LEN: usize = 12;
-const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RTA_PRIORITY: u16 = 6;
-const RTA_PREFSRC: u16 = 7;
-const RTA_MULTIPATH: u16 = 9;
-const RTA_TABLE: u16 = 15;
 /// `RT_SCOPE_UNIVERSE`.
 pub const RT_SCOPE_UNIVERSE: u8 = 0;
 /// `RT_SCOPE_LINK`.
@@ -33,7 +28,6 @@ pub const RT_SCOPE_LINK: u8 = 253;
 pub const RTN_UNICAST: u8 = 1;
 /// The main routing table.
 pub const RT_TABLE_MAIN: u32 = 254;
-const RTNH_LEN: usize = 8;
 
 /// `rtm_protocol` of every route and rule ipmpd makes, so they can be told apart from everyone
 /// else's (`ip route show proto ipmpd` with `packaging/rt_protos.d/ipmpd.conf` installed). No
@@ -73,141 +67,136 @@ impl Route {
     }
 }
 
-/// The part every request about `r` starts with: the header, the rtmsg, table and destination.
-fn head(kind: u16, flags: u16, seq: u32, r: &Route) -> Builder {
-    // rtmsg: family, dst_len, src_len, tos, table (in RTA_TABLE), protocol, scope, type, flags
-    let mut rtm = vec![
-        family(r.dst.addr),
-        r.dst.len,
-        0,
-        0,
-        0,
-        r.protocol,
-        r.scope,
-        r.kind,
+/// The message every request about `r` starts with: the rtmsg, table and destination.
+fn head(r: &Route) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family_of(r.dst.addr);
+    m.header.destination_prefix_length = r.dst.len;
+    m.header.protocol = r.protocol.into();
+    m.header.scope = r.scope.into();
+    m.header.kind = r.kind.into();
+    // The table goes in RTA_TABLE (32 bits); the header's 8-bit field stays RT_TABLE_UNSPEC.
+    m.attributes = vec![
+        RouteAttribute::Table(r.table),
+        RouteAttribute::Destination(r.dst.network().addr.into()),
     ];
-    rtm.extend(0u32.to_ne_bytes());
-    Builder::new(kind, flags, seq)
-        .bytes(&rtm)
-        .attr(RTA_TABLE, &r.table.to_ne_bytes())
-        .attr(RTA_DST, &ip_bytes(r.dst.network().addr))
+    m
 }
 
 /// RTM_NEWROUTE (create or replace) of `r`: one next hop as RTA_OIF/RTA_GATEWAY, several as
 /// RTA_MULTIPATH.
 #[must_use]
 pub fn route_request(seq: u32, r: &Route) -> Vec<u8> {
-    let mut m = head(
-        RTM_NEWROUTE,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-        seq,
-        r,
-    );
+    let mut m = head(r);
     if let Some(src) = r.prefsrc {
-        m = m.attr(RTA_PREFSRC, &ip_bytes(src));
+        m.attributes.push(RouteAttribute::PrefSource(src.into()));
     }
     if let Some(metric) = r.metric {
-        m = m.attr(RTA_PRIORITY, &metric.to_ne_bytes());
+        m.attributes.push(RouteAttribute::Priority(metric));
     }
     if let [hop] = r.hops.as_slice() {
-        m = m.attr(RTA_OIF, &hop.ifindex.to_ne_bytes());
+        m.attributes.push(RouteAttribute::Oif(hop.ifindex));
         if let Some(g) = hop.gateway {
-            m = m.attr(RTA_GATEWAY, &ip_bytes(g));
+            m.attributes.push(RouteAttribute::Gateway(g.into()));
         }
-        return m.finish();
+    } else {
+        let hops = r
+            .hops
+            .iter()
+            .map(|h| {
+                let mut hop = RouteNextHop::default();
+                hop.interface_index = h.ifindex;
+                hop.attributes = h
+                    .gateway
+                    .map(|g| RouteAttribute::Gateway(g.into()))
+                    .into_iter()
+                    .collect();
+                hop
+            })
+            .collect();
+        m.attributes.push(RouteAttribute::MultiPath(hops));
     }
-    let mut hops = Vec::new();
-    for h in &r.hops {
-        let mut gw = Vec::new();
-        if let Some(g) = h.gateway {
-            attr(&mut gw, RTA_GATEWAY, &ip_bytes(g));
-        }
-        // rtnexthop: length, flags, hops (weight - 1), ifindex, then its attributes
-        hops.extend(((RTNH_LEN + gw.len()) as u16).to_ne_bytes());
-        hops.extend([0u8, 0u8]);
-        hops.extend(h.ifindex.to_ne_bytes());
-        hops.extend(gw);
-    }
-    m.attr(RTA_MULTIPATH, &hops).finish()
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    encode(RouteNetlinkMessage::NewRoute(m), flags, seq)
 }
 
 /// RTM_DELROUTE of `r` (table, destination, protocol and metric identify it).
 #[must_use]
 pub fn route_delete_request(seq: u32, r: &Route) -> Vec<u8> {
-    let m = head(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, r);
-    match r.metric {
-        Some(metric) => m.attr(RTA_PRIORITY, &metric.to_ne_bytes()).finish(),
-        None => m.finish(),
+    let mut m = head(r);
+    if let Some(metric) = r.metric {
+        m.attributes.push(RouteAttribute::Priority(metric));
     }
+    encode(
+        RouteNetlinkMessage::DelRoute(m),
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+    )
 }
 
 /// The RTM_GETROUTE dump request for `family` (AF_INET / AF_INET6): every table.
 #[must_use]
-pub fn dump_request(seq: u32, family: u8) -> Vec<u8> {
-    let mut rtm = [0u8; RTMSG_LEN];
-    rtm[0] = family;
-    Builder::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq)
-        .bytes(&rtm)
-        .finish()
+pub fn dump_request(seq: u32, af: u8) -> Vec<u8> {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family(af);
+    encode(
+        RouteNetlinkMessage::GetRoute(m),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+    )
 }
 
-fn unspecified(family: u8) -> Option<IpAddr> {
-    match i32::from(family) {
-        libc::AF_INET => Some(IpAddr::from([0u8; 4])),
-        libc::AF_INET6 => Some(IpAddr::from([0u8; 16])),
+fn ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some((*v4).into()),
+        RouteAddress::Inet6(v6) => Some((*v6).into()),
         _ => None,
     }
 }
 
-/// The next hops in an RTA_MULTIPATH payload; stops at a malformed one.
-fn multipath(family: u8, mut p: &[u8]) -> Vec<NextHop> {
-    let mut out = Vec::new();
-    while p.len() >= RTNH_LEN {
-        let (Some(len), Some(ifindex)) = (u16_at(p, 0), u32_at(p, 4)) else {
-            break;
-        };
-        let len = usize::from(len);
-        if len < RTNH_LEN || len > p.len() {
-            break;
-        }
-        let gateway = attrs(&p[RTNH_LEN..len])
-            .find(|(t, _)| *t == RTA_GATEWAY)
-            .and_then(|(_, g)| ip_of(family, g));
-        out.push(NextHop { ifindex, gateway });
-        p = p.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    out
+fn gateway_of(attributes: &[RouteAttribute]) -> Option<IpAddr> {
+    attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(g) => ip(g),
+        _ => None,
+    })
 }
 
-/// A route from one RTM_NEWROUTE / RTM_DELROUTE body (IPv4 and IPv6 only).
+/// A route from one RTM_NEWROUTE / RTM_DELROUTE body (IPv4 and IPv6 only; `None` for any
+/// other family or a malformed body).
 #[must_use]
 pub fn parse_route(body: &[u8]) -> Option<Route> {
-    let family = *body.first()?;
-    let dst_len = *body.get(1)?;
-    let mut table = u32::from(*body.get(4)?);
-    let (protocol, scope, kind) = (*body.get(5)?, *body.get(6)?, *body.get(7)?);
-    let mut dst = unspecified(family)?;
-    let (mut prefsrc, mut metric, mut oif, mut gateway) = (None, None, None, None);
+    let m = RouteMessage::parse(body).ok()?;
+    let mut dst = match m.header.address_family {
+        AddressFamily::Inet => IpAddr::from([0u8; 4]),
+        AddressFamily::Inet6 => IpAddr::from([0u8; 16]),
+        _ => return None,
+    };
+    let mut table = u32::from(m.header.table);
+    let (mut prefsrc, mut metric, mut oif) = (None, None, None);
+    let gateway = gateway_of(&m.attributes);
     let mut hops = Vec::new();
-    for (t, p) in attrs(body.get(RTMSG_LEN..)?) {
-        match t {
-            RTA_DST => dst = ip_of(family, p)?,
-            RTA_TABLE => table = u32_at(p, 0).unwrap_or(table),
-            RTA_PREFSRC => prefsrc = ip_of(family, p),
-            RTA_PRIORITY => metric = u32_at(p, 0),
-            RTA_OIF => oif = u32_at(p, 0),
-            RTA_GATEWAY => gateway = ip_of(family, p),
-            RTA_MULTIPATH => hops = multipath(family, p),
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = ip(d)?,
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::PrefSource(p) => prefsrc = ip(p),
+            RouteAttribute::Priority(p) => metric = Some(*p),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::MultiPath(next) => {
+                hops = next
+                    .iter()
+                    .map(|h| NextHop {
+                        ifindex: h.interface_index,
+                        gateway: gateway_of(&h.attributes),
+                    })
+                    .collect();
+            }
             _ => {}
         }
     }
-    if hops.is_empty()
-        && let Some(ifindex) = oif
-    {
-        hops.push(NextHop { ifindex, gateway });
-    } else if hops.is_empty() && gateway.is_some() {
+    if hops.is_empty() && (oif.is_some() || gateway.is_some()) {
         hops.push(NextHop {
-            ifindex: 0,
+            ifindex: oif.unwrap_or(0),
             gateway,
         });
     }
@@ -215,11 +204,11 @@ pub fn parse_route(body: &[u8]) -> Option<Route> {
         table,
         dst: Prefix {
             addr: dst,
-            len: dst_len,
+            len: m.header.destination_prefix_length,
         },
-        protocol,
-        scope,
-        kind,
+        protocol: m.header.protocol.into(),
+        scope: m.header.scope.into(),
+        kind: m.header.kind.into(),
         prefsrc,
         metric,
         hops,

@@ -2,11 +2,15 @@
 
 use std::net::IpAddr;
 
+use netlink_packet_core::Parseable as _;
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    rule::{RuleAttribute, RuleMessage},
+};
+
 use super::{
-    msg::{
-        Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, attrs, family,
-        ip_bytes, u32_at,
-    },
+    msg::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST},
+    packet::{encode, family, family_of},
     socket::{NetlinkError, RouteSocket},
 };
 use crate::ip::Prefix;
@@ -15,15 +19,8 @@ use crate::ip::Prefix;
 pub const RTM_NEWRULE: u16 = 32;
 /// `RTM_DELRULE`.
 pub const RTM_DELRULE: u16 = 33;
-const RTM_GETRULE: u16 = 34;
-const FRA_SRC: u16 = 2;
-const FRA_PRIORITY: u16 = 6;
-const FRA_TABLE: u16 = 15;
-/// `FRA_PROTOCOL` (Linux 4.17): who made the rule, like a route's protocol.
-const FRA_PROTOCOL: u16 = 21;
 /// `FR_ACT_TO_TBL`.
 pub const FR_ACT_TO_TBL: u8 = 1;
-const FIB_RULE_HDR_LEN: usize = 12;
 
 /// A rule selecting a table by source address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,68 +39,67 @@ pub struct Rule {
 /// RTM_NEWRULE (exclusive: EEXIST when present) or RTM_DELRULE of `r`.
 #[must_use]
 pub fn rule_request(add: bool, seq: u32, r: &Rule) -> Vec<u8> {
-    let src_len = r.src.map_or(0, |s| s.len);
-    // fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags
-    let mut hdr = vec![r.family, 0, src_len, 0, 0, 0, 0, r.action];
-    hdr.extend(0u32.to_ne_bytes());
-    let (kind, flags) = if add {
-        (
-            RTM_NEWRULE,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
+    let mut m = RuleMessage::default();
+    m.header.family = family(r.family);
+    m.header.src_len = r.src.map_or(0, |s| s.len);
+    m.header.action = r.action.into();
+    m.attributes = vec![
+        RuleAttribute::Table(r.table),
+        RuleAttribute::Priority(r.priority),
+        RuleAttribute::Protocol(r.protocol.into()),
+    ];
+    if let Some(s) = r.src {
+        m.attributes.push(RuleAttribute::Source(s.addr));
+    }
+    if add {
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        encode(RouteNetlinkMessage::NewRule(m), flags, seq)
     } else {
-        (RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK)
-    };
-    let m = Builder::new(kind, flags, seq)
-        .bytes(&hdr)
-        .attr(FRA_TABLE, &r.table.to_ne_bytes())
-        .attr(FRA_PRIORITY, &r.priority.to_ne_bytes())
-        .attr(FRA_PROTOCOL, &[r.protocol]);
-    match r.src {
-        Some(s) => m.attr(FRA_SRC, &ip_bytes(s.addr)).finish(),
-        None => m.finish(),
+        encode(
+            RouteNetlinkMessage::DelRule(m),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+        )
     }
 }
 
-/// The RTM_GETRULE dump request for `family`.
+/// The RTM_GETRULE dump request for `af`.
 #[must_use]
-pub fn dump_request(seq: u32, family: u8) -> Vec<u8> {
-    let mut hdr = [0u8; FIB_RULE_HDR_LEN];
-    hdr[0] = family;
-    Builder::new(RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, seq)
-        .bytes(&hdr)
-        .finish()
+pub fn dump_request(seq: u32, af: u8) -> Vec<u8> {
+    let mut m = RuleMessage::default();
+    m.header.family = family(af);
+    encode(
+        RouteNetlinkMessage::GetRule(m),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+    )
 }
 
-/// A rule from one RTM_NEWRULE / RTM_DELRULE body.
+/// A rule from one RTM_NEWRULE / RTM_DELRULE body; `None` when malformed.
 #[must_use]
 pub fn parse_rule(body: &[u8]) -> Option<Rule> {
-    let fam = *body.first()?;
-    let src_len = *body.get(2)?;
-    let mut table = u32::from(*body.get(4)?);
-    let action = *body.get(7)?;
+    let m = RuleMessage::parse(body).ok()?;
+    let mut table = u32::from(m.header.table);
     let (mut src, mut priority, mut protocol) = (None, 0, 0);
-    for (t, p) in attrs(body.get(FIB_RULE_HDR_LEN..)?) {
-        match (t, i32::from(fam), p.len()) {
-            (FRA_SRC, libc::AF_INET, 4) => {
-                src = Some(IpAddr::from(<[u8; 4]>::try_from(p).ok()?));
-            }
-            (FRA_SRC, libc::AF_INET6, 16) => {
-                src = Some(IpAddr::from(<[u8; 16]>::try_from(p).ok()?));
-            }
-            (FRA_TABLE, _, _) => table = u32_at(p, 0).unwrap_or(table),
-            (FRA_PRIORITY, _, _) => priority = u32_at(p, 0).unwrap_or(0),
-            (FRA_PROTOCOL, _, _) => protocol = *p.first().unwrap_or(&0),
+    for a in m.attributes {
+        match a {
+            RuleAttribute::Source(ip) => src = Some(ip),
+            RuleAttribute::Table(t) => table = t,
+            RuleAttribute::Priority(p) => priority = p,
+            RuleAttribute::Protocol(p) => protocol = p.into(),
             _ => {}
         }
     }
     Some(Rule {
-        src: src.map(|addr| Prefix { addr, len: src_len }),
-        family: fam,
+        src: src.map(|addr| Prefix {
+            addr,
+            len: m.header.src_len,
+        }),
+        family: m.header.family.into(),
         table,
         priority,
         protocol,
-        action,
+        action: m.header.action.into(),
     })
 }
 
@@ -116,7 +112,7 @@ impl Rule {
                 addr: src,
                 len: crate::ip::host_len(src),
             }),
-            family: family(src),
+            family: family_of(src).into(),
             table,
             priority,
             protocol,

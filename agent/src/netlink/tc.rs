@@ -10,11 +10,15 @@
 
 use std::os::fd::RawFd;
 
+use netlink_packet_core::{NlaBuffer, NlasIterator, Parseable as _};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    tc::{TcAttribute, TcBpfFlags, TcFilterBpfOption, TcHeader, TcMessage, TcOption},
+};
+
 use super::{
-    msg::{
-        Builder, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, attr, attrs,
-        u32_at,
-    },
+    msg::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST},
+    packet::encode,
     socket::{NetlinkError, RouteSocket},
 };
 
@@ -27,18 +31,9 @@ pub const PRIORITY: u16 = 1;
 pub const HANDLE: u32 = 0x1d_0d;
 
 const RTM_NEWQDISC: u16 = 36;
-const RTM_DELQDISC: u16 = 37;
-const RTM_GETQDISC: u16 = 38;
 const RTM_NEWTFILTER: u16 = 44;
-const RTM_DELTFILTER: u16 = 45;
-const RTM_GETTFILTER: u16 = 46;
 const TCA_KIND: u16 = 1;
 const TCA_OPTIONS: u16 = 2;
-const TCA_BPF_FD: u16 = 6;
-const TCA_BPF_NAME: u16 = 7;
-const TCA_BPF_FLAGS: u16 = 8;
-const TCA_BPF_ID: u16 = 11;
-const TCA_BPF_FLAG_ACT_DIRECT: u32 = 1;
 /// `TC_H_CLSACT` (= `TC_H_INGRESS`): the parent of the clsact qdisc.
 const TC_H_CLSACT: u32 = 0xffff_fff1;
 /// The clsact qdisc's own handle, `ffff:`.
@@ -50,6 +45,7 @@ pub const INGRESS: u32 = 0xffff_fff2;
 /// `htons(ETH_P_ALL)`.
 const ETH_P_ALL_BE: u16 = 0x0003u16.to_be();
 const TCMSG_LEN: usize = 20;
+const BPF: &str = "bpf";
 
 /// One filter on a clsact hook.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,13 +81,21 @@ pub enum IngressQdisc {
     Other(String),
 }
 
-fn tcmsg(ifindex: u32, handle: u32, parent: u32, info: u32) -> Vec<u8> {
-    // struct tcmsg: family, 3 bytes padding, ifindex, handle, parent, info
-    let mut m = vec![0u8; 4];
-    m.extend(ifindex.to_ne_bytes());
-    m.extend(handle.to_ne_bytes());
-    m.extend(parent.to_ne_bytes());
-    m.extend(info.to_ne_bytes());
+/// A tcmsg for `ifindex` with `handle`, `parent` and `info`, and `attributes`.
+fn tcmsg(
+    ifindex: u32,
+    handle: u32,
+    parent: u32,
+    info: u32,
+    attributes: Vec<TcAttribute>,
+) -> TcMessage {
+    let mut m = TcMessage::default();
+    // The kernel's tcm_ifindex is an int; interface indexes never reach 2^31.
+    m.header.index = ifindex.cast_signed();
+    m.header.handle = handle.into();
+    m.header.parent = parent.into();
+    m.header.info = info;
+    m.attributes = attributes;
     m
 }
 
@@ -103,34 +107,40 @@ fn filter_info(priority: u16) -> u32 {
 /// RTM_GETQDISC dump (every qdisc of the namespace; the kernel may ignore the index).
 #[must_use]
 pub fn qdisc_dump_request(seq: u32, ifindex: u32) -> Vec<u8> {
-    Builder::new(RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP, seq)
-        .bytes(&tcmsg(ifindex, 0, 0, 0))
-        .finish()
+    let m = tcmsg(ifindex, 0, 0, 0, Vec::new());
+    encode(
+        RouteNetlinkMessage::GetQueueDiscipline(m),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+    )
 }
 
 /// RTM_NEWQDISC (exclusive create) or RTM_DELQDISC of the clsact qdisc on `ifindex`.
 #[must_use]
 pub fn clsact_request(add: bool, seq: u32, ifindex: u32) -> Vec<u8> {
-    let (kind, flags) = if add {
-        (
-            RTM_NEWQDISC,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
+    let kind = vec![TcAttribute::Kind("clsact".into())];
+    let m = tcmsg(ifindex, CLSACT_HANDLE, TC_H_CLSACT, 0, kind);
+    if add {
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        encode(RouteNetlinkMessage::NewQueueDiscipline(m), flags, seq)
     } else {
-        (RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK)
-    };
-    Builder::new(kind, flags, seq)
-        .bytes(&tcmsg(ifindex, CLSACT_HANDLE, TC_H_CLSACT, 0))
-        .attr(TCA_KIND, b"clsact\0")
-        .finish()
+        encode(
+            RouteNetlinkMessage::DelQueueDiscipline(m),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+        )
+    }
 }
 
 /// RTM_GETTFILTER dump of the filters on hook `parent` ([`EGRESS`] or [`INGRESS`]) of `ifindex`.
 #[must_use]
 pub fn filter_dump_request(seq: u32, ifindex: u32, parent: u32) -> Vec<u8> {
-    Builder::new(RTM_GETTFILTER, NLM_F_REQUEST | NLM_F_DUMP, seq)
-        .bytes(&tcmsg(ifindex, 0, parent, 0))
-        .finish()
+    let m = tcmsg(ifindex, 0, parent, 0, Vec::new());
+    encode(
+        RouteNetlinkMessage::GetTrafficFilter(m),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+    )
 }
 
 /// RTM_NEWTFILTER of a direct-action `bpf` filter running program `prog_fd` (named `name`) at
@@ -138,25 +148,21 @@ pub fn filter_dump_request(seq: u32, ifindex: u32, parent: u32) -> Vec<u8> {
 /// swapped atomically) when present.
 #[must_use]
 pub fn filter_request(seq: u32, ifindex: u32, prog_fd: RawFd, name: &str) -> Vec<u8> {
-    let mut options = Vec::new();
-    attr(&mut options, TCA_BPF_FD, &prog_fd.to_ne_bytes());
-    let mut cname = name.as_bytes().to_vec();
-    cname.push(0);
-    attr(&mut options, TCA_BPF_NAME, &cname);
-    attr(
-        &mut options,
-        TCA_BPF_FLAGS,
-        &TCA_BPF_FLAG_ACT_DIRECT.to_ne_bytes(),
-    );
-    Builder::new(
-        RTM_NEWTFILTER,
+    let options = [
+        TcFilterBpfOption::ProgFd(prog_fd.cast_unsigned()),
+        TcFilterBpfOption::ProgName(name.into()),
+        TcFilterBpfOption::Flags(TcBpfFlags::DirectAction),
+    ];
+    let attributes = vec![
+        TcAttribute::Kind(BPF.into()),
+        TcAttribute::Options(options.into_iter().map(TcOption::Bpf).collect()),
+    ];
+    let m = tcmsg(ifindex, HANDLE, EGRESS, filter_info(PRIORITY), attributes);
+    encode(
+        RouteNetlinkMessage::NewTrafficFilter(m),
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
         seq,
     )
-    .bytes(&tcmsg(ifindex, HANDLE, EGRESS, filter_info(PRIORITY)))
-    .attr(TCA_KIND, b"bpf\0")
-    .attr(TCA_OPTIONS, &options)
-    .finish()
 }
 
 /// RTM_DELTFILTER of the filter at `priority`/`handle` on hook `parent` of `ifindex`.
@@ -168,34 +174,44 @@ pub fn filter_delete_request(
     priority: u16,
     handle: u32,
 ) -> Vec<u8> {
-    Builder::new(RTM_DELTFILTER, NLM_F_REQUEST | NLM_F_ACK, seq)
-        .bytes(&tcmsg(ifindex, handle, parent, filter_info(priority)))
-        .attr(TCA_KIND, b"bpf\0")
-        .finish()
+    let kind = vec![TcAttribute::Kind(BPF.into())];
+    let m = tcmsg(ifindex, handle, parent, filter_info(priority), kind);
+    encode(
+        RouteNetlinkMessage::DelTrafficFilter(m),
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+    )
 }
 
 fn c_string(p: &[u8]) -> String {
     String::from_utf8_lossy(p.split(|b| *b == 0).next().unwrap_or(p)).into_owned()
 }
 
+/// The attributes after a tcmsg, as (kind, value); stops at a malformed one.
+fn tc_attributes(body: &[u8]) -> impl Iterator<Item = NlaBuffer<&[u8]>> {
+    NlasIterator::new(body.get(TCMSG_LEN..).unwrap_or_default()).map_while(Result::ok)
+}
+
 /// A filter from one RTM_NEWTFILTER body of a dump. The dump also lists each priority's chain
-/// head, without a handle: those are not filters and give `None`.
+/// head, without a handle: those are not filters and give `None`. Only `bpf` options are read:
+/// another classifier's options (which ipmpd never needs) cannot make its filter disappear
+/// from the dump, so a foreign filter at ipmpd's place is always seen.
 #[must_use]
 pub fn parse_filter(body: &[u8]) -> Option<Filter> {
-    let handle = u32_at(body, 8)?;
-    let info = u32_at(body, 16)?;
+    let header = TcHeader::parse(body).ok()?;
+    let handle = u32::from(header.handle);
     if handle == 0 {
         return None;
     }
     let (mut kind, mut name, mut prog_id) = (None, None, None);
-    for (t, p) in attrs(body.get(TCMSG_LEN..)?) {
-        match t {
-            TCA_KIND => kind = Some(c_string(p)),
-            TCA_OPTIONS => {
-                for (o, q) in attrs(p) {
-                    match o {
-                        TCA_BPF_NAME => name = Some(c_string(q)),
-                        TCA_BPF_ID => prog_id = u32_at(q, 0),
+    for nla in tc_attributes(body) {
+        match nla.kind() {
+            TCA_KIND => kind = Some(c_string(nla.value())),
+            TCA_OPTIONS if kind.as_deref() == Some(BPF) => {
+                for option in NlasIterator::new(nla.value()).map_while(Result::ok) {
+                    match TcFilterBpfOption::parse(&option) {
+                        Ok(TcFilterBpfOption::ProgName(n)) => name = Some(n),
+                        Ok(TcFilterBpfOption::ProgId(id)) => prog_id = Some(id),
                         _ => {}
                     }
                 }
@@ -204,7 +220,7 @@ pub fn parse_filter(body: &[u8]) -> Option<Filter> {
         }
     }
     Some(Filter {
-        priority: (info >> 16) as u16,
+        priority: (header.info >> 16) as u16,
         handle,
         kind: kind?,
         name,
@@ -212,15 +228,15 @@ pub fn parse_filter(body: &[u8]) -> Option<Filter> {
     })
 }
 
-/// (ifindex, parent, kind) of one RTM_NEWQDISC body.
+/// (ifindex, parent, kind) of one RTM_NEWQDISC body (the header and the kind only: no qdisc's
+/// options, whatever their kind, can hide it).
 #[must_use]
 pub fn parse_qdisc(body: &[u8]) -> Option<(u32, u32, String)> {
-    let ifindex = u32_at(body, 4)?;
-    let parent = u32_at(body, 12)?;
-    let kind = attrs(body.get(TCMSG_LEN..)?)
-        .find(|(t, _)| *t == TCA_KIND)
-        .map(|(_, p)| c_string(p))?;
-    Some((ifindex, parent, kind))
+    let header = TcHeader::parse(body).ok()?;
+    let kind = tc_attributes(body)
+        .find(|nla| nla.kind() == TCA_KIND)
+        .map(|nla| c_string(nla.value()))?;
+    Some((header.index.cast_unsigned(), u32::from(header.parent), kind))
 }
 
 /// The clsact operations ipmpd needs.
@@ -323,6 +339,19 @@ impl RouteSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::msg::attr;
+
+    const TCA_BPF_NAME: u16 = 7;
+    const TCA_BPF_ID: u16 = 11;
+
+    /// A tcmsg as the kernel sends it (the input of the parsers).
+    fn raw_tcmsg(ifindex: u32, handle: u32, parent: u32, info: u32) -> Vec<u8> {
+        let mut m = vec![0u8; 4];
+        for field in [ifindex, handle, parent, info] {
+            m.extend(field.to_ne_bytes());
+        }
+        m
+    }
 
     #[test]
     fn clsact_requests_golden() {
@@ -361,7 +390,7 @@ mod tests {
     fn filters_from_a_dump() {
         // A chain head (handle 0) and one bpf filter at priority 1, handle 0x1d0d.
         let head = [
-            &tcmsg(7, 0, EGRESS, filter_info(1))[..],
+            &raw_tcmsg(7, 0, EGRESS, filter_info(1))[..],
             &[8, 0, 1, 0, b'b', b'p', b'f', 0],
         ]
         .concat();
@@ -369,7 +398,7 @@ mod tests {
         let mut options = Vec::new();
         attr(&mut options, TCA_BPF_NAME, b"ipmpd_tc_stamp:[12]\0");
         attr(&mut options, TCA_BPF_ID, &77u32.to_ne_bytes());
-        let mut body = tcmsg(7, HANDLE, EGRESS, filter_info(1));
+        let mut body = raw_tcmsg(7, HANDLE, EGRESS, filter_info(1));
         attr(&mut body, TCA_KIND, b"bpf\0");
         attr(&mut body, TCA_OPTIONS, &options);
         let f = parse_filter(&body).unwrap();
@@ -387,7 +416,7 @@ mod tests {
 
     #[test]
     fn qdiscs_from_a_dump() {
-        let mut body = tcmsg(7, CLSACT_HANDLE, TC_H_CLSACT, 0);
+        let mut body = raw_tcmsg(7, CLSACT_HANDLE, TC_H_CLSACT, 0);
         attr(&mut body, TCA_KIND, b"ingress\0");
         assert_eq!(
             parse_qdisc(&body),
