@@ -1,13 +1,17 @@
 //! Descriptors the poll loops wait on besides their sockets and ring buffers: a signalfd for
-//! SIGHUP/SIGTERM/SIGINT, eventfds one thread rings for another, and `ppoll` over a set.
+//! SIGHUP/SIGTERM/SIGINT, eventfds one thread rings for another, and `ppoll` over a set
+//! (rustix's `poll`, which is `ppoll` with a nanosecond timeout on Linux).
 
 use std::{
     io,
-    os::fd::{FromRawFd as _, OwnedFd, RawFd},
+    os::fd::{AsFd, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+
 /// Blocks SIGHUP, SIGTERM and SIGINT in this thread (threads spawned afterwards inherit the mask)
-/// and returns a signalfd that reads them.
+/// and returns a signalfd that reads them. Still libc: rustix has neither `pthread_sigmask` nor
+/// `signalfd` in its stable API.
 ///
 /// # Errors
 /// When the mask or the signalfd cannot be set up.
@@ -36,21 +40,20 @@ pub fn signal_fd() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Size of `struct signalfd_siginfo`; the signal number is its first `u32`.
+const SIGINFO_LEN: usize = size_of::<libc::signalfd_siginfo>();
+const _: () = assert!(SIGINFO_LEN == 128);
+
 /// Reads the pending signals' numbers.
 #[must_use]
-pub fn read_signals(fd: RawFd) -> Vec<i32> {
+pub fn read_signals(fd: BorrowedFd<'_>) -> Vec<i32> {
     let mut out = Vec::new();
-    loop {
-        // SAFETY: a zeroed siginfo is a valid buffer.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        let size = size_of::<libc::signalfd_siginfo>();
-        // SAFETY: `info` is writable for `size` bytes.
-        let n = unsafe { libc::read(fd, (&raw mut info).cast(), size) };
-        if n != size as isize {
-            return out;
-        }
-        out.push(info.ssi_signo as i32);
+    let mut info = [0u8; SIGINFO_LEN];
+    while let Ok(SIGINFO_LEN) = rustix::io::read(fd, &mut info) {
+        let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+        out.push(signo.cast_signed());
     }
+    out
 }
 
 /// A non-blocking eventfd.
@@ -58,56 +61,56 @@ pub fn read_signals(fd: RawFd) -> Vec<i32> {
 /// # Errors
 /// When the kernel refuses one.
 pub fn event_fd() -> io::Result<OwnedFd> {
-    // SAFETY: plain eventfd(2).
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(rustix::event::eventfd(
+        0,
+        EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC,
+    )?)
 }
 
-/// Rings an eventfd (from any thread).
-pub fn ring(fd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: writing 8 bytes from a valid u64; failure (counter overflow) only means it is rung.
-    let _ = unsafe { libc::write(fd, (&raw const one).cast(), 8) };
+/// Rings an eventfd (from any thread). A full counter (EAGAIN) means it is rung already.
+pub fn ring(fd: impl AsFd) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
 }
 
-/// Clears an eventfd.
-pub fn drain(fd: RawFd) {
-    let mut v: u64 = 0;
-    // SAFETY: reading 8 bytes into a valid u64; EAGAIN when not rung is fine.
-    let _ = unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
+/// Clears an eventfd; EAGAIN when it was not rung is fine.
+pub fn drain(fd: impl AsFd) {
+    let _ = rustix::io::read(fd, &mut [0u8; 8]);
 }
 
 /// Waits until one of `fds` is readable or `timeout_ns` passes (None: forever); returns which.
+/// A signal interrupting the wait (EINTR) returns with nothing ready: the caller's loop looks
+/// again.
 #[must_use]
-pub fn wait(fds: &[RawFd], timeout_ns: Option<u64>) -> Vec<bool> {
-    let mut pfds: Vec<libc::pollfd> = fds
+pub fn wait(fds: &[BorrowedFd<'_>], timeout_ns: Option<u64>) -> Vec<bool> {
+    let mut pfds: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
         .collect();
-    let ts = timeout_ns.map(|t| libc::timespec {
-        tv_sec: (t / 1_000_000_000) as i64,
-        tv_nsec: (t % 1_000_000_000) as i64,
+    let timeout = timeout_ns.map(|t| Timespec {
+        tv_sec: (t / 1_000_000_000).cast_signed(),
+        tv_nsec: (t % 1_000_000_000).cast_signed(),
     });
-    let tsp = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
-    // SAFETY: `pfds` is valid for its length; `tsp` null or valid; no signal mask change.
-    let rc = unsafe {
-        libc::ppoll(
-            pfds.as_mut_ptr(),
-            pfds.len() as libc::nfds_t,
-            tsp,
-            std::ptr::null(),
-        )
-    };
-    if rc <= 0 {
-        return vec![false; fds.len()];
+    match rustix::event::poll(&mut pfds, timeout.as_ref()) {
+        Ok(n) if n > 0 => pfds
+            .iter()
+            .map(|p| p.revents().contains(PollFlags::IN))
+            .collect(),
+        _ => vec![false; fds.len()],
     }
-    pfds.iter().map(|p| p.revents & libc::POLLIN != 0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rung_eventfd_is_readable_until_drained() {
+        let efd = event_fd().unwrap();
+        assert_eq!(wait(&[efd.as_fd()], Some(0)), [false]);
+        ring(&efd);
+        ring(&efd);
+        assert_eq!(wait(&[efd.as_fd()], Some(1_000_000)), [true]);
+        drain(&efd);
+        assert_eq!(wait(&[efd.as_fd()], Some(0)), [false]);
+    }
 }

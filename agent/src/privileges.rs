@@ -9,6 +9,11 @@
 
 use std::io;
 
+use rustix::{
+    process::{Resource, Rlimit},
+    thread::{CapabilitySet, CapabilitySets},
+};
+
 /// Attach XDP/TC, addresses, routes, rules, the ARP sysctls.
 const CAP_NET_ADMIN: u32 = 12;
 /// Raw ICMP/ICMPv6 probe sockets, SO_BINDTODEVICE, gratuitous ARP and unsolicited NA.
@@ -19,8 +24,6 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 /// Programs and maps: load, pin, attach, look up.
 const CAP_BPF: u32 = 39;
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// Errors dropping privileges.
 #[derive(Debug, thiserror::Error)]
@@ -87,68 +90,33 @@ fn last_cap() -> u32 {
         .unwrap_or(CAP_BPF)
 }
 
-/// The header and data of capget/capset (version 3: two 32-bit words per set).
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
+/// The effective and permitted sets of this thread.
 fn capget() -> io::Result<(u64, u64)> {
-    let mut header = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: header and two data words, as version 3 requires.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
-    Ok((
-        join(data[0].effective, data[1].effective),
-        join(data[0].permitted, data[1].permitted),
-    ))
+    let sets = rustix::thread::capabilities(None)?;
+    Ok((sets.effective.bits(), sets.permitted.bits()))
 }
 
+/// Makes `mask` this thread's effective and permitted sets (the inheritable set empty).
 fn capset(mask: u64) -> io::Result<()> {
-    let mut header = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let word = |m: u64| CapData {
-        effective: m as u32,
-        permitted: m as u32,
-        inheritable: 0,
-    };
-    let data = [word(mask), word(mask >> 32)];
-    // SAFETY: header and two data words, as version 3 requires.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let kept = CapabilitySet::from_bits_retain(mask);
+    Ok(rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: kept,
+            permitted: kept,
+            inheritable: CapabilitySet::empty(),
+        },
+    )?)
 }
 
 /// Raises the locked-memory limit: kernels before 5.11 charge BPF maps to it. Needs a capability
 /// that is about to go, so it comes first; failure is not fatal (later kernels do not use it).
 fn raise_memlock() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
+    let unlimited = Rlimit {
+        current: None,
+        maximum: None,
     };
-    // SAFETY: a valid rlimit.
-    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) };
+    let _ = rustix::process::setrlimit(Resource::Memlock, unlimited);
 }
 
 /// Keeps only the capabilities the daemon needs, sets no_new_privs and clears the ambient set.
@@ -172,27 +140,15 @@ pub fn drop_to_needed() -> Result<Kept, PrivilegeError> {
     raise_memlock();
     let mut bounding_left = 0;
     for cap in (0..=last.min(63)).filter(|c| needed & bit(*c) == 0) {
-        // SAFETY: prctl with integer arguments only.
-        let in_set = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap)) } == 1;
-        // SAFETY: as above.
-        if in_set && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap)) } != 0 {
+        let cap = CapabilitySet::from_bits_retain(bit(cap));
+        let in_set = rustix::thread::capability_is_in_bounding_set(cap).unwrap_or(false);
+        if in_set && rustix::thread::remove_capability_from_bounding_set(cap).is_err() {
             bounding_left += 1;
         }
     }
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-    }
-    // SAFETY: as above.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(PrivilegeError::NoNewPrivs(io::Error::last_os_error()));
-    }
+    // Nothing to clear on kernels without ambient capabilities (before 4.3).
+    let _ = rustix::thread::clear_ambient_capability_set();
+    rustix::thread::set_no_new_privs(true).map_err(|e| PrivilegeError::NoNewPrivs(e.into()))?;
     capset(needed).map_err(|source| PrivilegeError::Capset {
         kept: names(needed).join(" "),
         source,

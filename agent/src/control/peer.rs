@@ -42,28 +42,10 @@ impl Policy {
 /// The credentials of the peer of `fd`.
 #[must_use]
 pub fn peer(fd: BorrowedFd<'_>) -> Option<Peer> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: u32::MAX,
-        gid: u32::MAX,
-    };
-    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for SO_PEERCRED.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &raw mut len,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
+    let cred = rustix::net::sockopt::socket_peercred(fd).ok()?;
     Some(Peer {
-        uid: cred.uid,
-        gid: cred.gid,
+        uid: cred.uid.as_raw(),
+        gid: cred.gid.as_raw(),
         groups: peer_groups(fd),
     })
 }
@@ -73,7 +55,7 @@ fn peer_groups(fd: BorrowedFd<'_>) -> Vec<u32> {
     let mut groups = vec![0u32; 64];
     for _ in 0..4 {
         let mut len = (groups.len() * size_of::<u32>()) as libc::socklen_t;
-        // SAFETY: `groups` is writable for `len` bytes.
+        // SAFETY: `groups` is writable for `len` bytes. Stays libc: rustix has no SO_PEERGROUPS.
         let rc = unsafe {
             libc::getsockopt(
                 fd.as_raw_fd(),
@@ -110,7 +92,8 @@ pub fn group_id(name: &str) -> std::io::Result<u32> {
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0u8; 16 * 1024];
     let mut out: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `buf` outlives `grp`'s use below.
+    // SAFETY: every pointer is valid for the call; `buf` outlives `grp`'s use below. Stays libc:
+    // group lookup goes through NSS, which only the C library offers.
     let rc = unsafe {
         libc::getgrnam_r(
             c.as_ptr(),
@@ -162,10 +145,8 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         use std::os::fd::AsFd as _;
         let me = peer(a.as_fd()).unwrap();
-        // SAFETY: getuid has no preconditions.
-        let uid = unsafe { libc::getuid() };
-        // SAFETY: getgid has no preconditions.
-        let gid = unsafe { libc::getgid() };
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
         assert_eq!((me.uid, me.gid), (uid, gid));
         assert!(group_id("root").is_ok_and(|g| g == 0));
         assert!(group_id("no-such-group-ipmpd").is_err());

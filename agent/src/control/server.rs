@@ -9,7 +9,7 @@ use std::{
     collections::VecDeque,
     io::{self, Read as _, Write as _},
     os::{
-        fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd},
+        fd::{AsFd as _, BorrowedFd, OwnedFd},
         unix::net::{UnixListener, UnixStream},
     },
     path::{Path, PathBuf},
@@ -25,6 +25,11 @@ use super::{
     ControlError, MAX_REQUEST, Request, Response,
     peer::{Policy, peer},
 };
+use rustix::{
+    event::{PollFd, PollFlags, Timespec},
+    fs::Mode,
+};
+
 use crate::{clock::monotonic_ns, fds};
 
 /// Connections kept at most ...
@@ -139,11 +144,10 @@ fn bind_socket(path: &Path) -> io::Result<UnixListener> {
             .mode(0o755)
             .create(dir)?;
     }
-    // SAFETY: umask has no preconditions; the old value is put back right after bind.
-    let old = unsafe { libc::umask(0o111) };
+    // The old mask is put back right after bind.
+    let old = rustix::process::umask(Mode::from_raw_mode(0o111));
     let listener = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
+    rustix::process::umask(old);
     listener
 }
 
@@ -199,24 +203,24 @@ impl Server {
 
     /// The descriptor that becomes readable when requests wait.
     #[must_use]
-    pub fn fd(&self) -> RawFd {
-        self.shared.ready.as_raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.shared.ready.as_fd()
     }
 
     /// At most `max` complete requests; the rest wait for the next call (the descriptor stays
     /// readable).
     pub fn poll(&mut self, max: usize) -> Vec<Pending> {
-        fds::drain(self.shared.ready.as_raw_fd());
+        fds::drain(&self.shared.ready);
         let out: Vec<Pending> = self.from_io.try_iter().take(max).collect();
         if out.len() == max {
-            fds::ring(self.shared.ready.as_raw_fd());
+            fds::ring(&self.shared.ready);
         }
         out
     }
 
     fn send(&self, out: Out) {
         let _ = self.to_io.send(out);
-        fds::ring(self.shared.wake.as_raw_fd());
+        fds::ring(&self.shared.wake);
     }
 
     /// Answers `response` on connection `conn` and closes it.
@@ -258,7 +262,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        fds::ring(self.shared.wake.as_raw_fd());
+        fds::ring(&self.shared.wake);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -308,25 +312,17 @@ impl Conn {
     }
 
     /// What to wait for. Input is only read when it is wanted (a request not yet complete, or a
-    /// subscriber's chatter); a connection wanting nothing is left out (fd -1), so that unread
+    /// subscriber's chatter); a connection wanting nothing is left out (`None`), so that unread
     /// input never makes the thread spin.
-    fn pollfd(&self) -> libc::pollfd {
-        let wants_input = self.subscribed.is_some() || self.awaits_request();
-        let events = if wants_input { libc::POLLIN } else { 0 }
-            | if self.output.is_empty() {
-                0
-            } else {
-                libc::POLLOUT
-            };
-        libc::pollfd {
-            fd: if events == 0 {
-                -1
-            } else {
-                self.stream.as_raw_fd()
-            },
-            events,
-            revents: 0,
+    fn pollfd(&self) -> Option<PollFd<'_>> {
+        let mut events = PollFlags::empty();
+        if self.subscribed.is_some() || self.awaits_request() {
+            events |= PollFlags::IN;
         }
+        if !self.output.is_empty() {
+            events |= PollFlags::OUT;
+        }
+        (!events.is_empty()).then(|| PollFd::new(&self.stream, events))
     }
 }
 
@@ -346,32 +342,24 @@ impl Io {
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = monotonic_ns();
             let next = self.conns.iter().filter_map(Conn::expiry).min();
-            let mut pfds: Vec<libc::pollfd> =
-                [self.listener.as_raw_fd(), self.shared.wake.as_raw_fd()]
-                    .iter()
-                    .map(|&fd| libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    })
-                    .chain(self.conns.iter().map(Conn::pollfd))
-                    .collect();
-            let timeout = next.map(|d| d.saturating_sub(now));
-            let ts = timeout.map(|t| libc::timespec {
-                tv_sec: (t / 1_000_000_000) as i64,
-                tv_nsec: (t % 1_000_000_000) as i64,
+            let mut pfds: Vec<PollFd<'_>> = [
+                PollFd::new(&self.listener, PollFlags::IN),
+                PollFd::new(&self.shared.wake, PollFlags::IN),
+            ]
+            .into_iter()
+            .chain(self.conns.iter().filter_map(Conn::pollfd))
+            .collect();
+            let timeout = next.map(|d| {
+                let t = d.saturating_sub(now);
+                Timespec {
+                    tv_sec: (t / 1_000_000_000).cast_signed(),
+                    tv_nsec: (t % 1_000_000_000).cast_signed(),
+                }
             });
-            let tsp = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
-            // SAFETY: `pfds` is valid for its length; `tsp` null or valid; no signal mask.
-            unsafe {
-                libc::ppoll(
-                    pfds.as_mut_ptr(),
-                    pfds.len() as libc::nfds_t,
-                    tsp,
-                    std::ptr::null(),
-                );
-            }
-            fds::drain(self.shared.wake.as_raw_fd());
+            // What became ready is found by trying: every connection is read and written below.
+            let _ = rustix::event::poll(&mut pfds, timeout.as_ref());
+            drop(pfds);
+            fds::drain(&self.shared.wake);
             self.take_outs();
             self.accept(monotonic_ns());
             let now = monotonic_ns();
@@ -567,7 +555,7 @@ fn read(c: &mut Conn, requests: &mpsc::Sender<Pending>, shared: &Shared) {
                         conn: c.id,
                         request,
                     });
-                    fds::ring(shared.ready.as_raw_fd());
+                    fds::ring(&shared.ready);
                 }
             }
             Err(e) => {

@@ -5,7 +5,7 @@
 use std::{
     io::{self, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::{AsRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, OwnedFd},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -71,7 +71,7 @@ impl Exporter {
 impl Drop for Exporter {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        fds::ring(self.wake.as_raw_fd());
+        fds::ring(&*self.wake);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -82,9 +82,9 @@ fn serve(listener: &TcpListener, text: &Mutex<Arc<String>>, stop: &AtomicBool, w
     let mut scrapes: Vec<Scrape> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
-        let mut watched = vec![wake.as_raw_fd()];
+        let mut watched = vec![wake.as_fd()];
         if scrapes.len() < MAX_CONNECTIONS {
-            watched.push(listener.as_raw_fd());
+            watched.push(listener.as_fd());
         }
         let next = scrapes.iter().map(|s| s.deadline_ns).min();
         // Scrapes are short: waking every few ms while one is open costs nothing worth counting,
@@ -95,7 +95,7 @@ fn serve(listener: &TcpListener, text: &Mutex<Arc<String>>, stop: &AtomicBool, w
             Some(next.unwrap_or(now).saturating_sub(now).min(5_000_000))
         };
         let _ = fds::wait(&watched, timeout);
-        fds::drain(wake.as_raw_fd());
+        fds::drain(wake);
         while scrapes.len() < MAX_CONNECTIONS {
             let Ok((stream, _)) = listener.accept() else {
                 break;

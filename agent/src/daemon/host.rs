@@ -2,7 +2,7 @@
 //! notifications (links, addresses, routes, rules), and resynchronised with full dumps after an
 //! overrun and on in.mpathd's 20 s rescan.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd as _, BorrowedFd};
 
 use crate::{
     netlink::{NetlinkError, RTMGRP_EVERYTHING, RouteSocket, update::Update},
@@ -46,8 +46,8 @@ impl Host {
 
     /// The notification socket, for `ppoll`.
     #[must_use]
-    pub fn fd(&self) -> RawFd {
-        self.notifications.raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.notifications.as_fd()
     }
 
     /// Folds in every queued notification; after an overrun, a full resync.

@@ -4,7 +4,7 @@
 //! after it, whose result is the one used (the file may have changed again).
 
 use std::{
-    os::fd::{AsRawFd as _, OwnedFd, RawFd},
+    os::fd::{AsFd as _, BorrowedFd, OwnedFd},
     sync::{Arc, mpsc},
 };
 
@@ -39,8 +39,8 @@ impl Loader {
 
     /// The descriptor that becomes readable when a read is done.
     #[must_use]
-    pub fn fd(&self) -> RawFd {
-        self.done.as_raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.done.as_fd()
     }
 
     /// Starts reading `paths` (or, when a read is under way, asks for one more after it).
@@ -54,19 +54,19 @@ impl Loader {
             .name("ipmpd-config".into())
             .spawn(move || {
                 let _ = tx.send(read_files(&owned));
-                fds::ring(done.as_raw_fd());
+                fds::ring(&*done);
             });
         if spawned.is_err() {
             // Without a thread, read here: late is better than never.
             let _ = self.tx.send(read_files(paths));
-            fds::ring(self.done.as_raw_fd());
+            fds::ring(&*self.done);
         }
         self.busy = true;
     }
 
     /// The configuration read, once the latest requested read is done.
     pub fn take(&mut self, paths: &ConfigPaths) -> Option<Loaded> {
-        fds::drain(self.done.as_raw_fd());
+        fds::drain(&*self.done);
         let loaded = self.rx.try_recv().ok()?;
         self.busy = false;
         if std::mem::take(&mut self.again) {

@@ -201,15 +201,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let link_events = crate::fds::event_fd().context("cannot create an eventfd")?;
+    let link_events = Arc::new(crate::fds::event_fd().context("cannot create an eventfd")?);
     let link_queue: Arc<Mutex<Vec<WatchReport>>> = Arc::default();
     let poll = match datapath.link_source() {
         LinkSource::KernelHook => None,
         LinkSource::Poll { .. } => Some(args.poll.pacing(shortest)),
     };
     let watcher = {
-        use std::os::fd::AsRawFd as _;
-        let (q, efd) = (Arc::clone(&link_queue), link_events.as_raw_fd());
+        let (q, efd) = (Arc::clone(&link_queue), Arc::clone(&link_events));
         LinkWatcher::spawn(
             WatchConfig {
                 ifindexes: Vec::new(),
@@ -221,7 +220,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 if let Ok(mut q) = q.lock() {
                     q.push(r);
                 }
-                crate::fds::ring(efd);
+                crate::fds::ring(&efd);
             },
         )
         .context("cannot watch link state through rtnetlink")?

@@ -2,7 +2,10 @@
 //! signals, link changes (the watcher's eventfd), rtnetlink notifications and requests from the
 //! control socket's thread, and the configuration reader's.
 
-use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::{
+    os::fd::{AsFd as _, BorrowedFd, OwnedFd},
+    sync::Arc,
+};
 
 use agent_common::record::ProbeReplyRecord;
 use aya::maps::{MapData, RingBuf};
@@ -16,7 +19,7 @@ pub const MAX_REPLIES_PER_WAKE: usize = 1024;
 pub struct Sources {
     ring: RingBuf<MapData>,
     signals: OwnedFd,
-    link_events: OwnedFd,
+    link_events: Arc<OwnedFd>,
 }
 
 /// Which of them are ready.
@@ -33,7 +36,7 @@ pub struct Ready {
 impl Sources {
     /// The ring buffer, the signalfd and the link watcher's eventfd.
     #[must_use]
-    pub fn new(ring: RingBuf<MapData>, signals: OwnedFd, link_events: OwnedFd) -> Self {
+    pub fn new(ring: RingBuf<MapData>, signals: OwnedFd, link_events: Arc<OwnedFd>) -> Self {
         Self {
             ring,
             signals,
@@ -43,11 +46,11 @@ impl Sources {
 
     /// Waits until something is ready or `timeout_ns` passes; `[host, control, config]` are the
     /// descriptors of rtnetlink, the control socket's thread and the configuration reader.
-    pub fn wait(&self, [host, control, config]: [RawFd; 3], timeout_ns: u64) -> Ready {
+    pub fn wait(&self, [host, control, config]: [BorrowedFd<'_>; 3], timeout_ns: u64) -> Ready {
         let all = [
-            self.ring.as_raw_fd(),
-            self.signals.as_raw_fd(),
-            self.link_events.as_raw_fd(),
+            self.ring.as_fd(),
+            self.signals.as_fd(),
+            self.link_events.as_fd(),
             host,
             control,
             config,
@@ -84,11 +87,11 @@ impl Sources {
     /// The signals received.
     #[must_use]
     pub fn signals(&self) -> Vec<i32> {
-        fds::read_signals(self.signals.as_raw_fd())
+        fds::read_signals(self.signals.as_fd())
     }
 
     /// Clears the link watcher's eventfd.
     pub fn clear_link_events(&self) {
-        fds::drain(self.link_events.as_raw_fd());
+        fds::drain(&self.link_events);
     }
 }

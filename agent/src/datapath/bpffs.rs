@@ -1,6 +1,8 @@
 //! Making sure a BPF filesystem is mounted at /sys/fs/bpf.
 
-use std::{ffi::CString, io, path::Path};
+use std::{io, path::Path};
+
+use rustix::mount::MountFlags;
 
 /// `BPF_FS_MAGIC` from linux/magic.h.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -17,14 +19,7 @@ pub enum BpffsError {
 /// Whether `path` is on a BPF filesystem.
 #[must_use]
 pub fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: zeroed statfs is a valid out-parameter.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated, `st` writable.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &raw mut st) };
-    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    rustix::fs::statfs(path).is_ok_and(|st| st.f_type == BPF_FS_MAGIC)
 }
 
 /// Mounts bpffs at /sys/fs/bpf unless one is there.
@@ -37,19 +32,6 @@ pub fn ensure_mounted() -> Result<(), BpffsError> {
         return Ok(());
     }
     let _ = std::fs::create_dir_all(target);
-    let (src, tgt, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
-    // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            tgt.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(BpffsError::Mount(io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::mount::mount("bpf", target, "bpf", MountFlags::empty(), None)
+        .map_err(|e| BpffsError::Mount(e.into()))
 }

@@ -8,7 +8,6 @@ pub mod btf_offsets;
 pub mod choice;
 
 use std::{
-    ffi::CString,
     io,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
@@ -531,9 +530,9 @@ impl Datapath {
 struct HookRing(RingBuf<MapData>);
 
 impl HookEvents for HookRing {
-    fn fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd as _;
-        self.0.as_raw_fd()
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.0.as_fd()
     }
 
     fn drain(&mut self, each: &mut dyn FnMut(LinkRecord)) {
@@ -601,13 +600,11 @@ where
 /// # Errors
 /// [`DatapathError::UnknownInterface`] when there is none.
 pub fn ifindex_of(name: &str) -> Result<u32, DatapathError> {
-    let c = CString::new(name).map_err(|_| DatapathError::UnknownInterface(name.into()))?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if idx == 0 {
-        return Err(DatapathError::UnknownInterface(name.into()));
-    }
-    Ok(idx)
+    use rustix::net::{AddressFamily, SocketType};
+    // SIOCGIFINDEX, as if_nametoindex(3) does, on a socket of its own.
+    rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None)
+        .and_then(|s| rustix::net::netdevice::name_to_index(&s, name))
+        .map_err(|_| DatapathError::UnknownInterface(name.into()))
 }
 
 /// Tries to load and attach the fentry carrier hooks; the reason when the kernel refuses.

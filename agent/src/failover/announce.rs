@@ -3,9 +3,15 @@
 
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6},
 };
+
+use rustix::net::{
+    AddressFamily, SendFlags, SocketFlags, SocketType,
+    addr::{SocketAddrArg, SocketAddrLen, SocketAddrOpaque},
+    eth, ipproto, sockopt,
+};
+use socket2::SockRef;
 
 /// A gratuitous ARP request: sender and target protocol address both `addr`, broadcast.
 #[must_use]
@@ -37,22 +43,44 @@ pub fn unsolicited_na(mac: [u8; 6], target: Ipv6Addr) -> [u8; 32] {
     m
 }
 
-fn cvt(rc: isize) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+/// `ETH_P_ARP` (linux/if_ether.h).
+const ETH_P_ARP: u16 = 0x0806;
+
+/// A link-layer destination (`sockaddr_ll`) for sending on an `AF_PACKET` socket: rustix and
+/// socket2 have no safe constructor for one, so this wraps the libc struct and hands it to
+/// rustix's `sendto` through [`SocketAddrArg`].
+struct LinkAddr(libc::sockaddr_ll);
+
+impl LinkAddr {
+    /// The Ethernet broadcast address on interface `ifindex`, for frames of `protocol`.
+    fn broadcast(ifindex: u32, protocol: u16) -> Self {
+        let mut sll_addr = [0u8; 8];
+        sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        Self(libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as libc::c_ushort,
+            sll_protocol: protocol.to_be(),
+            sll_ifindex: ifindex as libc::c_int,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 6,
+            sll_addr,
+        })
     }
 }
 
-fn socket(domain: i32, kind: i32, proto: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the result is checked.
-    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, proto) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+// SAFETY: `with_sockaddr` passes a pointer to the whole `sockaddr_ll` this value owns, which is
+// readable for the length passed with it (its size) for the duration of the call, and the struct
+// is a complete, valid AF_PACKET socket address (family set, every other field initialised).
+unsafe impl SocketAddrArg for LinkAddr {
+    unsafe fn with_sockaddr<R>(
+        &self,
+        f: impl FnOnce(*const SocketAddrOpaque, SocketAddrLen) -> R,
+    ) -> R {
+        f(
+            (&raw const self.0).cast(),
+            size_of::<libc::sockaddr_ll>() as SocketAddrLen,
+        )
     }
-    // SAFETY: a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Sends one announcement of `addr` from `ifindex` (hardware address `mac`).
@@ -63,84 +91,42 @@ pub fn announce(ifindex: u32, ifname: &str, mac: [u8; 6], addr: IpAddr) -> io::R
     match addr {
         IpAddr::V4(a) => {
             let frame = gratuitous_arp(mac, a);
-            let fd = socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW,
-                i32::from(0x0806u16.to_be()),
+            let fd = rustix::net::socket_with(
+                AddressFamily::PACKET,
+                SocketType::RAW,
+                SocketFlags::CLOEXEC,
+                Some(eth::ARP),
             )?;
-            // SAFETY: zeroed sockaddr_ll is valid; the fields below make it a unicast-free send.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = 0x0806u16.to_be();
-            sll.sll_ifindex = ifindex as i32;
-            sll.sll_halen = 6;
-            sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-            // SAFETY: `frame` and `sll` are valid for the call.
-            cvt(unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const sll).cast(),
-                    size_of::<libc::sockaddr_ll>() as u32,
-                )
-            })
+            rustix::net::sendto(
+                &fd,
+                &frame,
+                SendFlags::empty(),
+                &LinkAddr::broadcast(ifindex, ETH_P_ARP),
+            )?;
+            Ok(())
         }
         IpAddr::V6(a) => {
             let msg = unsolicited_na(mac, a);
-            let fd = socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6)?;
-            let set = |level: i32, name: i32, v: &[u8]| {
-                // SAFETY: `v` is valid for its length.
-                cvt(unsafe {
-                    libc::setsockopt(
-                        fd.as_raw_fd(),
-                        level,
-                        name,
-                        v.as_ptr().cast(),
-                        v.len() as u32,
-                    )
-                } as isize)
-            };
-            set(libc::SOL_SOCKET, libc::SO_BINDTODEVICE, ifname.as_bytes())?;
+            let fd = rustix::net::socket_with(
+                AddressFamily::INET6,
+                SocketType::RAW,
+                SocketFlags::CLOEXEC,
+                Some(ipproto::ICMPV6),
+            )?;
+            SockRef::from(&fd).bind_device(Some(ifname.as_bytes()))?;
             // Neighbour discovery requires hop limit 255.
-            set(
-                libc::IPPROTO_IPV6,
-                libc::IPV6_MULTICAST_HOPS,
-                &255i32.to_ne_bytes(),
+            sockopt::set_ipv6_multicast_hops(&fd, 255)?;
+            sockopt::set_ipv6_multicast_if(&fd, ifindex)?;
+            // Failure (e.g. a tentative address) leaves the kernel to choose the source.
+            let _ = rustix::net::bind(&fd, &SocketAddrV6::new(a, 0, 0, 0));
+            let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+            rustix::net::sendto(
+                &fd,
+                &msg,
+                SendFlags::empty(),
+                &SocketAddrV6::new(all_nodes, 0, 0, ifindex),
             )?;
-            set(
-                libc::IPPROTO_IPV6,
-                libc::IPV6_MULTICAST_IF,
-                &(ifindex as i32).to_ne_bytes(),
-            )?;
-            // SAFETY: zeroed sockaddr_in6 is valid; filled below.
-            let mut src: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            src.sin6_family = libc::AF_INET6 as u16;
-            src.sin6_addr.s6_addr = a.octets();
-            // SAFETY: valid sockaddr and length. Failure (e.g. a tentative address) leaves the
-            // kernel to choose the source.
-            let _ = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&raw const src).cast(),
-                    size_of::<libc::sockaddr_in6>() as u32,
-                )
-            };
-            let mut dst = src;
-            dst.sin6_addr.s6_addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets();
-            dst.sin6_scope_id = ifindex;
-            // SAFETY: valid buffer and address.
-            cvt(unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    msg.as_ptr().cast(),
-                    msg.len(),
-                    0,
-                    (&raw const dst).cast(),
-                    size_of::<libc::sockaddr_in6>() as u32,
-                )
-            })
+            Ok(())
         }
     }
 }

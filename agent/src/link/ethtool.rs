@@ -82,7 +82,7 @@ impl EthtoolLinkState {
     /// # Errors
     /// When generic netlink or the ethtool family (CONFIG_ETHTOOL_NETLINK) is unavailable.
     pub fn open() -> Result<Self, NetlinkError> {
-        let mut sock = RouteSocket::open_protocol(libc::NETLINK_GENERIC, 0)?;
+        let mut sock = RouteSocket::open_protocol(Some(rustix::net::netlink::GENERIC), 0)?;
         let seq = sock.next_seq();
         let mut family = None;
         sock.request(&family_request(seq), |_, body| {

@@ -18,7 +18,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, OwnedFd, RawFd},
+    os::fd::{AsFd as _, BorrowedFd, OwnedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -37,7 +37,7 @@ use super::{
     mirror::{LinkEvent, LinkMirror},
 };
 use crate::{
-    clock::monotonic_ns,
+    clock::{monotonic_ns, thread_cpu_ns},
     fds,
     netlink::{NetlinkError, RouteSocket},
 };
@@ -56,7 +56,7 @@ pub trait LinkStateStore: Send {
 /// The carrier hook's records: the datapath's ring buffer in the daemon, a fake in tests.
 pub trait HookEvents: Send {
     /// A descriptor that becomes readable when records are waiting.
-    fn fd(&self) -> RawFd;
+    fn fd(&self) -> BorrowedFd<'_>;
     /// Calls `each` for every waiting record, oldest first.
     fn drain(&mut self, each: &mut dyn FnMut(LinkRecord));
 }
@@ -237,7 +237,7 @@ impl LinkWatcher {
         if let Ok(mut c) = self.shared.changes.lock() {
             c.push((ifindex, watch));
         }
-        fds::ring(self.shared.wake.as_raw_fd());
+        fds::ring(&self.shared.wake);
     }
 
     /// The carrier poll's current interval (shared, updated by the watcher), for the operator:
@@ -251,7 +251,7 @@ impl LinkWatcher {
 impl Drop for LinkWatcher {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        fds::ring(self.shared.wake.as_raw_fd());
+        fds::ring(&self.shared.wake);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -283,17 +283,6 @@ const COUNTER_DUMP_NS: u64 = 100_000_000;
 const MAX_POLL_NS: u64 = 1_000_000_000;
 /// Share of the budget for the carrier-counter dump; the rest is the poll's.
 const COUNTER_SHARE: f64 = 0.25;
-
-/// CPU time this thread has used, in ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write to; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Paces one recurring job: the next interval is what keeps the job's measured cost inside its
 /// share of a core, never below `floor` nor above `ceiling`.
@@ -389,18 +378,20 @@ fn run(
     // The thread's CPU time at the last poll, and what counter dumps took since.
     let (mut cpu_at_poll, mut counter_cpu) = (thread_cpu_ns(), 0u64);
     let mut events = Vec::new();
-    let hook_fd = hook.as_ref().map(|h| h.fd());
-    let watched: Vec<RawFd> = [notifications.raw_fd(), shared.wake.as_raw_fd()]
-        .into_iter()
-        .chain(hook_fd)
-        .collect();
     while !shared.stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
         let wait = (next_poll != u64::MAX).then(|| next_poll.saturating_sub(now));
-        let ready = fds::wait(&watched, wait);
+        // Borrowed anew each turn: the loop below reads from the same objects.
+        let ready = {
+            let (netlink, wake) = (notifications.as_fd(), shared.wake.as_fd());
+            match hook.as_ref().map(|h| h.fd()) {
+                Some(hook) => fds::wait(&[netlink, wake, hook], wait),
+                None => fds::wait(&[netlink, wake], wait),
+            }
+        };
         let mut resync = false;
         if ready[1] {
-            fds::drain(shared.wake.as_raw_fd());
+            fds::drain(&shared.wake);
             let changes = shared
                 .changes
                 .lock()

@@ -71,8 +71,6 @@ pub fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     }
 }
 
-
-
 /// One netlink message of a datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {

@@ -4,7 +4,11 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+};
+
+use rustix::net::{
+    AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, netlink::SocketAddrNetlink,
 };
 
 use super::msg::{Message, NLM_F_DUMP, parse_messages, u16_at};
@@ -46,6 +50,13 @@ pub struct RouteSocket {
     buf: Vec<u8>,
 }
 
+/// The descriptor, for poll(2).
+impl AsFd for RouteSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl RouteSocket {
     /// A socket for dump requests.
     ///
@@ -64,7 +75,8 @@ impl RouteSocket {
     }
 
     fn open(groups: u32) -> Result<Self, NetlinkError> {
-        Self::open_protocol(libc::NETLINK_ROUTE, groups)
+        // NETLINK_ROUTE is protocol 0, which rustix spells as no protocol.
+        Self::open_protocol(None, groups)
     }
 
     /// A socket of netlink `protocol` (NETLINK_ROUTE, NETLINK_GENERIC), joined to `groups`;
@@ -72,50 +84,28 @@ impl RouteSocket {
     ///
     /// # Errors
     /// When the socket cannot be opened or bound.
-    pub fn open_protocol(protocol: libc::c_int, groups: u32) -> Result<Self, NetlinkError> {
-        let nonblock = if groups != 0 { libc::SOCK_NONBLOCK } else { 0 };
-        // SAFETY: plain socket(2); the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | nonblock,
-                protocol,
-            )
+    pub fn open_protocol(
+        protocol: Option<rustix::net::Protocol>,
+        groups: u32,
+    ) -> Result<Self, NetlinkError> {
+        let flags = if groups != 0 {
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK
+        } else {
+            SocketFlags::CLOEXEC
         };
-        if raw < 0 {
-            return Err(NetlinkError::Open(io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: zeroed sockaddr_nl is a valid "any" address.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        sa.nl_groups = groups;
-        // SAFETY: valid sockaddr_nl and length.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sa).cast(),
-                size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(NetlinkError::Io {
+        let fd = rustix::net::socket_with(AddressFamily::NETLINK, SocketType::RAW, flags, protocol)
+            .map_err(|e| NetlinkError::Open(e.into()))?;
+        rustix::net::bind(&fd, &SocketAddrNetlink::new(0, groups)).map_err(|e| {
+            NetlinkError::Io {
                 call: "bind",
-                source: io::Error::last_os_error(),
-            });
-        }
+                source: e.into(),
+            }
+        })?;
         Ok(Self {
             fd,
             seq: 0,
             buf: vec![0; 256 * 1024],
         })
-    }
-
-    /// The descriptor, for poll(2).
-    #[must_use]
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 
     /// The next sequence number for a request.
@@ -135,14 +125,10 @@ impl RouteSocket {
         mut each: impl FnMut(u16, &[u8]),
     ) -> Result<(), NetlinkError> {
         let dump = u16_at(req, 6).is_some_and(|f| f & NLM_F_DUMP == NLM_F_DUMP);
-        // SAFETY: `req` is valid for its length.
-        let rc = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-        if rc < 0 {
-            return Err(NetlinkError::Io {
-                call: "send",
-                source: io::Error::last_os_error(),
-            });
-        }
+        rustix::net::send(&self.fd, req, SendFlags::empty()).map_err(|e| NetlinkError::Io {
+            call: "send",
+            source: e.into(),
+        })?;
         loop {
             let n = self.recv()?;
             let mut done = false;
@@ -206,25 +192,13 @@ impl RouteSocket {
     }
 
     fn recv(&mut self) -> Result<usize, NetlinkError> {
-        // SAFETY: `buf` is valid and writable for its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENOBUFS) {
-                return Err(NetlinkError::Overrun);
-            }
-            return Err(NetlinkError::Io {
+        match rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::empty()) {
+            Ok((n, _)) => Ok(n),
+            Err(rustix::io::Errno::NOBUFS) => Err(NetlinkError::Overrun),
+            Err(e) => Err(NetlinkError::Io {
                 call: "recv",
-                source: err,
-            });
+                source: e.into(),
+            }),
         }
-        Ok(n as usize)
     }
 }

@@ -1,5 +1,8 @@
 //! The host's addresses (getifaddrs): to pick a test address, to learn a test address's subnet,
 //! and to recognise replies from this host's own addresses.
+//!
+//! This stays on libc: neither rustix nor socket2 offers getifaddrs(3), so walking its list (raw
+//! pointers into memory libc owns) needs the `unsafe` blocks below.
 
 use std::{ffi::CStr, net::IpAddr};
 
@@ -47,7 +50,9 @@ fn mask_len(mask: IpAddr) -> u8 {
 pub fn all_addresses() -> Vec<IfAddr> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head we free below.
+    // Stays libc: rustix and socket2 have no getifaddrs.
+    // SAFETY: getifaddrs only writes the list head through the valid pointer it gets; the list
+    // is freed once below, after the last use of its nodes.
     if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
         return out;
     }
@@ -76,7 +81,9 @@ pub fn all_addresses() -> Vec<IfAddr> {
             prefix_len,
         });
     }
-    // SAFETY: `head` came from getifaddrs and is freed once.
+    // Stays libc, the counterpart of getifaddrs above.
+    // SAFETY: `head` came from a successful getifaddrs, is freed once, and no reference into the
+    // list outlives this point (names and addresses were copied out).
     unsafe { libc::freeifaddrs(head) };
     out
 }

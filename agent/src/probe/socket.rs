@@ -6,9 +6,12 @@
 
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    net::{IpAddr, SocketAddrV4, SocketAddrV6},
+    os::fd::{AsRawFd as _, OwnedFd},
 };
+
+use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType, ipproto, sockopt};
+use socket2::SockRef;
 
 use super::packet::Family;
 
@@ -60,59 +63,45 @@ impl ProbeSocket {
             IpAddr::V6(_) => Family::Inet6,
         };
         let (domain, proto) = match family {
-            Family::Inet => (libc::AF_INET, libc::IPPROTO_ICMP),
-            Family::Inet6 => (libc::AF_INET6, libc::IPPROTO_ICMPV6),
+            Family::Inet => (AddressFamily::INET, ipproto::ICMP),
+            Family::Inet6 => (AddressFamily::INET6, ipproto::ICMPV6),
         };
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                domain,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                proto,
-            )
-        };
-        if raw < 0 {
-            return Err(SocketError::Open {
-                family,
-                source: io::Error::last_os_error(),
-            });
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = rustix::net::socket_with(
+            domain,
+            SocketType::RAW,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            Some(proto),
+        )
+        .map_err(|e| SocketError::Open {
+            family,
+            source: e.into(),
+        })?;
         let sock = Self {
             fd,
             family,
             ifindex,
             ifname: ifname.to_owned(),
         };
-        sock.set_bytes(
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
+        let fd = &sock.fd;
+        sock.check(
             "SO_BINDTODEVICE",
-            ifname.as_bytes(),
+            SockRef::from(fd).bind_device(Some(ifname.as_bytes())),
         )?;
         match family {
             Family::Inet => {
-                sock.set_int(libc::IPPROTO_IP, libc::IP_TTL, "IP_TTL", 1)?;
-                sock.set_int(
-                    libc::IPPROTO_IP,
-                    libc::IP_MULTICAST_TTL,
-                    "IP_MULTICAST_TTL",
-                    1,
-                )?;
-                sock.set_int(
-                    libc::IPPROTO_IP,
-                    libc::IP_MULTICAST_LOOP,
+                sock.check("IP_TTL", sockopt::set_ip_ttl(fd, 1))?;
+                sock.check("IP_MULTICAST_TTL", sockopt::set_ip_multicast_ttl(fd, 1))?;
+                sock.check(
                     "IP_MULTICAST_LOOP",
-                    0,
+                    sockopt::set_ip_multicast_loop(fd, false),
                 )?;
                 // The bound test address is known to be local: IP_TRANSPARENT spares every send
                 // the kernel's check that the source is one of the host's addresses (a hash
                 // lookup over every address of every namespace). Best effort: without the
                 // privilege the check simply stays.
-                let _ = sock.set_int(libc::IPPROTO_IP, libc::IP_TRANSPARENT, "IP_TRANSPARENT", 1);
+                let _ = SockRef::from(fd).set_ip_transparent_v4(true);
                 // Drop every ICMP type on input: replies arrive through the datapath instead.
-                sock.set_bytes(
+                sock.set_filter(
                     libc::SOL_RAW,
                     ICMP_FILTER,
                     "ICMP_FILTER",
@@ -120,31 +109,23 @@ impl ProbeSocket {
                 )?;
             }
             Family::Inet6 => {
-                sock.set_int(
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_UNICAST_HOPS,
+                sock.check(
                     "IPV6_UNICAST_HOPS",
-                    1,
+                    sockopt::set_ipv6_unicast_hops(fd, Some(1)),
                 )?;
-                sock.set_int(
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_MULTICAST_HOPS,
+                sock.check(
                     "IPV6_MULTICAST_HOPS",
-                    1,
+                    sockopt::set_ipv6_multicast_hops(fd, 1),
                 )?;
-                sock.set_int(
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_MULTICAST_LOOP,
+                sock.check(
                     "IPV6_MULTICAST_LOOP",
-                    0,
+                    sockopt::set_ipv6_multicast_loop(fd, false),
                 )?;
-                sock.set_int(
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_MULTICAST_IF,
+                sock.check(
                     "IPV6_MULTICAST_IF",
-                    ifindex as i32,
+                    sockopt::set_ipv6_multicast_if(fd, ifindex),
                 )?;
-                sock.set_bytes(
+                sock.set_filter(
                     libc::IPPROTO_ICMPV6,
                     ICMP6_FILTER,
                     "ICMP6_FILTER",
@@ -168,35 +149,19 @@ impl ProbeSocket {
     /// # Errors
     /// Any other send error, or a target of the other family.
     pub fn send(&self, target: IpAddr, packet: &[u8]) -> io::Result<()> {
-        let rc = match (self.family, target) {
-            (Family::Inet, IpAddr::V4(t)) => {
-                let sa = sockaddr_in(t, 0);
-                // SAFETY: `sa` is a valid sockaddr_in of the given length; `packet` outlives the call.
-                unsafe {
-                    libc::sendto(
-                        self.fd.as_raw_fd(),
-                        packet.as_ptr().cast(),
-                        packet.len(),
-                        0,
-                        (&raw const sa).cast(),
-                        size_of::<libc::sockaddr_in>() as u32,
-                    )
-                }
-            }
-            (Family::Inet6, IpAddr::V6(t)) => {
-                let sa = sockaddr_in6(t, 0, self.ifindex);
-                // SAFETY: as above with sockaddr_in6.
-                unsafe {
-                    libc::sendto(
-                        self.fd.as_raw_fd(),
-                        packet.as_ptr().cast(),
-                        packet.len(),
-                        0,
-                        (&raw const sa).cast(),
-                        size_of::<libc::sockaddr_in6>() as u32,
-                    )
-                }
-            }
+        let sent = match (self.family, target) {
+            (Family::Inet, IpAddr::V4(t)) => rustix::net::sendto(
+                &self.fd,
+                packet,
+                SendFlags::empty(),
+                &SocketAddrV4::new(t, 0),
+            ),
+            (Family::Inet6, IpAddr::V6(t)) => rustix::net::sendto(
+                &self.fd,
+                packet,
+                SendFlags::empty(),
+                &SocketAddrV6::new(t, 0, 0, self.ifindex),
+            ),
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -204,113 +169,68 @@ impl ProbeSocket {
                 ));
             }
         };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::WouldBlock {
-                return Ok(());
-            }
-            return Err(err);
+        match sent {
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     fn bind(&self, addr: IpAddr) -> Result<(), SocketError> {
-        let rc = match addr {
-            IpAddr::V4(a) => {
-                let sa = sockaddr_in(a, 0);
-                // SAFETY: valid sockaddr_in and length.
-                unsafe {
-                    libc::bind(
-                        self.fd.as_raw_fd(),
-                        (&raw const sa).cast(),
-                        size_of::<libc::sockaddr_in>() as u32,
-                    )
-                }
-            }
+        let bound = match addr {
+            IpAddr::V4(a) => rustix::net::bind(&self.fd, &SocketAddrV4::new(a, 0)),
             IpAddr::V6(a) => {
                 let scope = if crate::ip::is_link_local(IpAddr::V6(a)) {
                     self.ifindex
                 } else {
                     0
                 };
-                let sa = sockaddr_in6(a, 0, scope);
-                // SAFETY: valid sockaddr_in6 and length.
-                unsafe {
-                    libc::bind(
-                        self.fd.as_raw_fd(),
-                        (&raw const sa).cast(),
-                        size_of::<libc::sockaddr_in6>() as u32,
-                    )
-                }
+                rustix::net::bind(&self.fd, &SocketAddrV6::new(a, 0, 0, scope))
             }
         };
-        if rc < 0 {
-            return Err(SocketError::Bind {
-                addr,
-                ifname: self.ifname.clone(),
-                source: io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+        bound.map_err(|e| SocketError::Bind {
+            addr,
+            ifname: self.ifname.clone(),
+            source: e.into(),
+        })
     }
 
-    fn set_int(
+    /// Turns the outcome of setting `option` into this socket's error.
+    fn check<E: Into<io::Error>>(
         &self,
-        level: libc::c_int,
-        name: libc::c_int,
         option: &'static str,
-        v: libc::c_int,
+        set: Result<(), E>,
     ) -> Result<(), SocketError> {
-        self.set_bytes(level, name, option, &v.to_ne_bytes())
+        set.map_err(|e| SocketError::Option {
+            option,
+            ifname: self.ifname.clone(),
+            source: e.into(),
+        })
     }
 
-    fn set_bytes(
+    /// Sets one of the raw-socket ICMP type filters, which neither rustix nor socket2 offer.
+    fn set_filter(
         &self,
         level: libc::c_int,
         name: libc::c_int,
         option: &'static str,
         v: &[u8],
     ) -> Result<(), SocketError> {
-        // SAFETY: `v` is valid for `v.len()` bytes during the call.
+        // Stays libc: neither rustix nor socket2 has ICMP_FILTER / ICMP6_FILTER (nor a raw
+        // setsockopt taking a byte slice).
+        // SAFETY: the descriptor is open (owned by `self`); `v` is valid for reads of `v.len()`
+        // bytes during the call, and the kernel only reads that many bytes from it.
         let rc = unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
                 level,
                 name,
                 v.as_ptr().cast(),
-                v.len() as u32,
+                v.len() as libc::socklen_t,
             )
         };
         if rc < 0 {
-            return Err(SocketError::Option {
-                option,
-                ifname: self.ifname.clone(),
-                source: io::Error::last_os_error(),
-            });
+            return self.check(option, Err(io::Error::last_os_error()));
         }
         Ok(())
-    }
-}
-
-fn sockaddr_in(a: Ipv4Addr, port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.octets()),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-fn sockaddr_in6(a: Ipv6Addr, port: u16, scope_id: u32) -> libc::sockaddr_in6 {
-    libc::sockaddr_in6 {
-        sin6_family: libc::AF_INET6 as libc::sa_family_t,
-        sin6_port: port.to_be(),
-        sin6_flowinfo: 0,
-        sin6_addr: libc::in6_addr {
-            s6_addr: a.octets(),
-        },
-        sin6_scope_id: scope_id,
     }
 }
