@@ -5,8 +5,9 @@
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct IfaceCounters {
-    /// Every frame XDP saw on the interface.
-    pub rx_packets: u64,
+    /// ICMP and ICMPv6 frames XDP examined (every other frame passes before the counters are
+    /// touched; the kernel's own statistics count it).
+    pub icmp_packets: u64,
     /// Valid probe replies handed to userspace and consumed (XDP_DROP).
     pub probe_replies: u64,
     /// Echo replies without ipmpd's magic: someone else's ping; passed to the stack.
@@ -23,8 +24,8 @@ pub struct IfaceCounters {
     pub ring_full: u64,
     /// Outgoing probes the TC egress program stamped with the kernel transmit time.
     pub probes_stamped: u64,
-    /// `bpf_ktime_get_ns()` of the last frame received (passive evidence of a live link).
-    pub last_rx_ns: u64,
+    /// `bpf_ktime_get_coarse_ns()` of the last ICMP frame received.
+    pub last_icmp_ns: u64,
     /// A well-formed reply for a probe identity (ICMP id on this interface) ipmpd did not send:
     /// dropped in the kernel, so a flood of them never fills the ring buffer.
     pub rejected_identity: u64,
@@ -33,11 +34,11 @@ pub struct IfaceCounters {
 const _: () = assert!(size_of::<IfaceCounters>() == 88);
 
 impl IfaceCounters {
-    /// Adds another CPU's counters; `last_rx_ns` takes the latest.
+    /// Adds another CPU's counters; `last_icmp_ns` takes the latest.
     #[must_use]
     pub fn merged(self, other: &Self) -> Self {
         Self {
-            rx_packets: self.rx_packets + other.rx_packets,
+            icmp_packets: self.icmp_packets + other.icmp_packets,
             probe_replies: self.probe_replies + other.probe_replies,
             rejected_magic: self.rejected_magic + other.rejected_magic,
             rejected_version: self.rejected_version + other.rejected_version,
@@ -46,7 +47,7 @@ impl IfaceCounters {
             rejected_routing_header: self.rejected_routing_header + other.rejected_routing_header,
             ring_full: self.ring_full + other.ring_full,
             probes_stamped: self.probes_stamped + other.probes_stamped,
-            last_rx_ns: self.last_rx_ns.max(other.last_rx_ns),
+            last_icmp_ns: self.last_icmp_ns.max(other.last_icmp_ns),
             rejected_identity: self.rejected_identity + other.rejected_identity,
         }
     }

@@ -24,18 +24,23 @@ const ICMPV6_ECHO_REPLY: u8 = 129;
 pub fn ipmpd_xdp_reply(ctx: XdpContext) -> u32 {
     let start = ctx.data();
     let end = ctx.data_end();
+    let verdict = classify(start, end);
+    // Almost every frame is not ICMP: it passes before any map access or clock read (the kernel
+    // counts it among the interface's own receive statistics).
+    if let Verdict::NotIcmp = verdict {
+        return XDP_PASS;
+    }
     let ifindex = ctx.ingress_ifindex() as u32;
-    // One map lookup per frame: the entry is reused for the reject and reply counters below.
+    // One map lookup per ICMP frame: the entry is reused for the reject and reply counters below.
     let mut stats = counters(ifindex);
     if let Some(stats) = stats.as_deref_mut() {
-        stats.rx_packets += 1;
-        // The coarse clock (one tick of resolution) is enough for "the link carried something
-        // recently" and keeps the per-packet cost of every non-probe frame low.
+        stats.icmp_packets += 1;
+        // The coarse clock (one tick of resolution) is enough for "ICMP arrived recently".
         // SAFETY: helper without preconditions.
-        stats.last_rx_ns = unsafe { bpf_ktime_get_coarse_ns() };
+        stats.last_icmp_ns = unsafe { bpf_ktime_get_coarse_ns() };
     }
-    match classify(start, end) {
-        Verdict::Pass => XDP_PASS,
+    match verdict {
+        Verdict::NotIcmp | Verdict::Pass => XDP_PASS,
         Verdict::Reject(reason) => {
             if let Some(stats) = stats {
                 reason.count(stats);
@@ -73,6 +78,9 @@ impl Reason {
 }
 
 enum Verdict {
+    /// Not IP, not ICMP/ICMPv6, or a fragment.
+    NotIcmp,
+    /// ICMP, but not an echo reply ipmpd could have asked for.
     Pass,
     Reject(Reason),
     Reply {
@@ -86,7 +94,7 @@ enum Verdict {
 fn classify(start: usize, end: usize) -> Verdict {
     let l4 = match parse::to_icmp(start, end) {
         Ok(l4) => l4,
-        Err(Skip::NotIcmp) => return Verdict::Pass,
+        Err(Skip::NotIcmp) => return Verdict::NotIcmp,
         Err(Skip::RoutingHeader) => return Verdict::Reject(Reason::RoutingHeader),
     };
     // Whole headers in single reads: several small reads at offsets derived from one variable

@@ -280,7 +280,7 @@ fn human_summary(s: &SummaryLine<'_>, family: Family) -> String {
     let r = &s.rejected;
     format!(
         "--- {} probe statistics via {} ({family:?}) ---\n{} sent, {} received, {} lost, {loss:.1}% loss\n{}\n{}\n\
-         datapath: {} frames seen, {} probe replies, {} probes stamped; not accepted: magic {}, version {}, checksum type {}, truncated {}, routing header {}, ring full {}\n\
+         datapath: {} ICMP frames seen, {} probe replies, {} probes stamped; not accepted: magic {}, version {}, checksum type {}, truncated {}, routing header {}, ring full {}\n\
          userspace: not accepted: bad tag {}, other session {}, unknown sequence {}, wrong source {}",
         s.target,
         s.interface,
@@ -289,7 +289,7 @@ fn human_summary(s: &SummaryLine<'_>, family: Family) -> String {
         s.lost,
         line("net_rtt (kernel)", s.net_rtt),
         line("rtt (user)      ", s.user_rtt),
-        d.rx_packets,
+        d.icmp_packets,
         d.probe_replies,
         d.probes_stamped,
         d.rejected_magic,
