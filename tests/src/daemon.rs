@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -75,13 +75,24 @@ impl Daemon {
     /// [`Daemon::spawn`] with `env` added to the environment (e.g. systemd's `NOTIFY_SOCKET`).
     #[must_use]
     pub fn spawn_env(ns: &Netns, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start(ns, args, env, Stdio::inherit())
+    }
+
+    /// [`Daemon::spawn_env`] with standard error written to `log` (for what it logs).
+    #[must_use]
+    pub fn spawn_logged(ns: &Netns, args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::start(ns, args, env, Stdio::from(file))
+    }
+
+    fn start(ns: &Netns, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .arg(binary())
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("ipmpd starts");
         let stdout = child.stdout.take().expect("piped stdout");

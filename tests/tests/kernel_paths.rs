@@ -467,3 +467,92 @@ fn ayas_log_records_reach_ipmpds_log() {
         "aya's debug records are shown without IPMPD_LOG asking for them"
     );
 }
+
+/// Every TCX attachment waits for an RCU grace period under the RTNL; a start with many members
+/// expedites grace periods for the batch and puts `/sys/kernel/rcu_expedited` back, and a marker
+/// a crashed ipmpd left makes the next start put it back too.
+#[test]
+fn many_tcx_attachments_expedite_grace_periods_and_put_the_switch_back() {
+    const KNOB: &str = "/sys/kernel/rcu_expedited";
+    if !tests::privileged() {
+        return;
+    }
+    let Ok(found) = std::fs::read_to_string(KNOB) else {
+        tests::not_run("this kernel has no /sys/kernel/rcu_expedited");
+        return;
+    };
+    let mut topo = tests::topology::Topology::default();
+    let (host, peer) = (topo.ns("rcuh"), topo.ns("rcup"));
+    let members = 12;
+    let mut group = String::from("[group.g]\nfdt_ms = 1000\n\n");
+    for i in 0..members {
+        topo.veth(host, &format!("m{i}"), peer, &format!("p{i}"), None);
+        let addr = format!("169.254.7.{}", 10 + i);
+        topo.at(host).sh(&format!("ip addr add {addr}/24 dev m{i}"));
+        group += &format!(
+            "[interface.m{i}]\ngroup = \"g\"\ntest_addresses = [\"{addr}\"]\ntargets = [\"169.254.7.1\"]\n\n"
+        );
+    }
+    let cfg = RunConfig::new("rcu", &group, None);
+    let (ok, out, err) = daemon::run(topo.at(host), &["features", "--json", "m0"]);
+    assert!(ok, "ipmpd features failed: {err}");
+    let f: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    if f["tc"]["mode"] != "tcx" {
+        tests::not_run("no TCX here: clsact filters wait for no grace period");
+        return;
+    }
+    assert_eq!(
+        found.trim(),
+        "0",
+        "this machine expedites grace periods already"
+    );
+    // A marker as a crash mid-batch leaves it: the switch set, the value found before in the file.
+    let marker = format!("/run/ipmpd/{}.rcu_expedited", cfg.instance);
+    std::fs::create_dir_all("/run/ipmpd").unwrap();
+    std::fs::write(&marker, "0").unwrap();
+    std::fs::write(KNOB, "1").unwrap();
+    let log = cfg.dir.join("stderr");
+    let mut d = Daemon::spawn_logged(
+        topo.at(host),
+        &cfg.run_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        &[("IPMPD_LOG", "info")],
+        &log,
+    );
+    d.wait_for(Duration::from_secs(30), |v| v["event"] == "ready")
+        .expect("ready");
+    let knob = std::fs::read_to_string(KNOB).unwrap();
+    let stderr = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+    d.stop();
+    assert_eq!(knob.trim(), "0", "the switch is put back: {stderr}");
+    assert!(!std::path::Path::new(&marker).exists(), "marker removed");
+    assert!(
+        stderr.contains("put back /sys/kernel/rcu_expedited"),
+        "the crashed run's switch was put back at start: {stderr}"
+    );
+    assert!(
+        stderr.contains("RCU grace periods expedited")
+            && stderr.contains(&format!("attachments={members}")),
+        "the batch of {members} TCX attachments was expedited: {stderr}"
+    );
+}
+
+/// `text` without its terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

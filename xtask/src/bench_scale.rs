@@ -113,7 +113,12 @@ fn group_file(n: usize, fdt_ms: u64) -> String {
     let mut s = String::new();
     for g in 0..n / 2 {
         let [target, a, b] = subnet(g);
-        let _ = writeln!(s, "[group.g{g}]\nfdt_ms = {fdt_ms}\n");
+        // Tables derived from 512 names would collide (ipmpd refuses that): number them.
+        let _ = writeln!(
+            s,
+            "[group.g{g}]\nfdt_ms = {fdt_ms}\ntable = {}\n",
+            10_000 + g
+        );
         for (i, addr) in [(2 * g, a), (2 * g + 1, b)] {
             let _ = writeln!(
                 s,

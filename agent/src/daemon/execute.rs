@@ -45,6 +45,7 @@ impl Daemon {
             }
             let mut work = false;
             let mut refused = false;
+            let _expedited = self.expedite_for(&plan.actions);
             for a in plan.actions {
                 work |= !matches!(a, Action::Report { .. });
                 match self.carry_out(a) {
@@ -61,6 +62,26 @@ impl Daemon {
             }
         }
         self.rec.busy = false;
+    }
+
+    /// Expedited RCU grace periods while a pass creates many TCX links (see
+    /// `datapath::grace`), put back when the result is dropped.
+    fn expedite_for(&self, actions: &[Action]) -> Option<crate::datapath::grace::Expedited> {
+        let attachments = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Track { datapath: true, .. }))
+            .count();
+        if attachments < crate::datapath::grace::MIN_BATCH || !self.io.datapath.uses_tcx() {
+            return None;
+        }
+        let on = self.io.expedite.begin();
+        if on.is_some() {
+            tracing::info!(
+                attachments,
+                "RCU grace periods expedited while TCX links are created (each waits for one)"
+            );
+        }
+        on
     }
 
     fn due_at(&mut self, t: u64) {

@@ -100,6 +100,8 @@ struct Io {
     key: ProbeKey,
     announcements: Vec<dispatch::Announcement>,
     arp_flux: ArpFlux,
+    /// Expedited RCU grace periods for batches of TCX attachments.
+    expedite: crate::datapath::grace::Expedite,
     /// Last reported kernel reject counters per interface (bad version, bad checksum type, ring
     /// full, another identity).
     datapath_counters: HashMap<u32, [u64; 4]>,
@@ -181,6 +183,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let host = Host::open().context("cannot follow the host through rtnetlink")?;
     let state = StateFile::new(args.instance.as_deref());
     let saved = state.load();
+    let expedite = crate::datapath::grace::Expedite::for_instance(args.instance.as_deref());
+    if expedite.recover() {
+        tracing::warn!(
+            "put back /sys/kernel/rcu_expedited, which a previous ipmpd left set when it stopped mid-attachment"
+        );
+    }
     let socket = args
         .socket
         .clone()
@@ -249,6 +257,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             key: ProbeKey::random().context("no randomness for the probe key")?,
             announcements: Vec::new(),
             arp_flux: ArpFlux::with_originals(saved.arp),
+            expedite,
             datapath_counters: HashMap::new(),
         },
         out: Outside {

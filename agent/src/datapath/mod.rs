@@ -6,6 +6,7 @@ pub mod attach;
 pub mod bpffs;
 pub mod btf_offsets;
 pub mod choice;
+pub mod grace;
 
 use std::{
     io,
@@ -329,6 +330,12 @@ impl Datapath {
             tc: self.tc.clone(),
             carrier: self.link_source.clone(),
         }
+    }
+
+    /// Whether TC programs go on as TCX links (each attachment waits for an RCU grace period).
+    #[must_use]
+    pub fn uses_tcx(&self) -> bool {
+        matches!(self.tc, TcAttach::Tcx)
     }
 
     /// How link state is mirrored.
