@@ -233,7 +233,31 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         failures,
     };
     d.stop();
+    drop(cfg);
+    wait_links_released(Duration::from_secs(120));
     Ok(sample)
+}
+
+/// Waits until no TCX link is left: the kernel detaches a stopped instance's unpinned links in
+/// the background, one RCU grace period each under the RTNL, which would hold up the next run's
+/// start and be counted as its own.
+fn wait_links_released(limit: Duration) {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let out = std::process::Command::new("bpftool")
+            .args(["link", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if !out.contains("tcx") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "bench: TCX links still attached after {} s",
+        limit.as_secs()
+    );
 }
 
 /// The benchmark section; `sizes` are interface counts.
@@ -246,7 +270,7 @@ pub fn scale(sizes: &[usize]) -> anyhow::Result<String> {
          answered per second (metrics endpoint), missed deadlines (the loop woke more than 1 ms after\n\
          a probe or timeout was due; `ipmpd_deadlines_missed_total`) and interfaces declared failed\n\
          (none should be). Start = spawn to the `ready` event (every program attached, every member\n\
-         known). The carrier poll spends at most 1 % of a core (`--link-poll-cpu`), so its interval\n\
+         known), after the previous run's links are gone. The carrier poll spends at most 1 % of a core (`--link-poll-cpu`), so its interval\n\
          grows with N. ipmpd runs without `--json-probes` (no line per probe, as in production).\n\
          A veth hands a packet to its peer synchronously, which would bill the peer's whole work\n\
          (bridge, ICMP echo, the reply's way back) to ipmpd's sending thread; RPS on the peer's ends\n\
