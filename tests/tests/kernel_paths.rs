@@ -481,6 +481,10 @@ fn many_tcx_attachments_expedite_grace_periods_and_put_the_switch_back() {
         tests::not_run("this kernel has no /sys/kernel/rcu_expedited");
         return;
     };
+    if found.trim() != "0" {
+        tests::not_run("this machine expedites RCU grace periods already (rcu_expedited is set)");
+        return;
+    }
     let mut topo = tests::topology::Topology::default();
     let (host, peer) = (topo.ns("rcuh"), topo.ns("rcup"));
     let members = 12;
@@ -501,16 +505,17 @@ fn many_tcx_attachments_expedite_grace_periods_and_put_the_switch_back() {
         tests::not_run("no TCX here: clsact filters wait for no grace period");
         return;
     }
-    assert_eq!(
-        found.trim(),
-        "0",
-        "this machine expedites grace periods already"
-    );
     // A marker as a crash mid-batch leaves it: the switch set, the value found before in the file.
     let marker = format!("/run/ipmpd/{}.rcu_expedited", cfg.instance);
     std::fs::create_dir_all("/run/ipmpd").unwrap();
     std::fs::write(&marker, "0").unwrap();
     std::fs::write(KNOB, "1").unwrap();
+    // Whatever happens below, the machine gets back its switch and loses the marker.
+    let _restore = Restore {
+        knob: KNOB,
+        value: found.trim().to_owned(),
+        marker: marker.clone(),
+    };
     let log = cfg.dir.join("stderr");
     let mut d = Daemon::spawn_logged(
         topo.at(host),
@@ -555,4 +560,18 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// Puts a sysfs switch back and removes a marker file when dropped (also on a failed assertion).
+struct Restore {
+    knob: &'static str,
+    value: String,
+    marker: String,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.knob, &self.value);
+        let _ = std::fs::remove_file(&self.marker);
+    }
 }

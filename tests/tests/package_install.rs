@@ -24,20 +24,24 @@ fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The package whose path `var` names, building both when it is unset.
+/// The package whose path `var` names; when it is unset, both are built once per process.
 fn package(var: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if let Some(path) = std::env::var_os(var) {
         return path.into();
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new("cargo")
-        .args(["xtask", "package"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo xtask package failed");
+    let dir = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new("cargo")
+            .args(["xtask", "package"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo xtask package failed");
+        root.join("target/package")
+    });
     let ext = if var == "IPMPD_DEB" { "deb" } else { "rpm" };
-    std::fs::read_dir(root.join("target/package"))
+    std::fs::read_dir(dir)
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -75,11 +79,15 @@ const ESSENTIAL: &[&str] = &[
     "/etc/iproute2/rt_protos.d/ipmpd.conf",
 ];
 
-fn installed(package: &str) -> bool {
+/// Whether dpkg knows the package in any state (installed, half-installed, config files left).
+fn known(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .is_ok_and(|o| {
+            let status = String::from_utf8_lossy(&o.stdout);
+            o.status.success() && !status.trim().is_empty() && !status.contains("not-installed")
+        })
 }
 
 #[test]
@@ -92,8 +100,8 @@ fn the_deb_installs_every_file_works_and_purges_without_a_trace() {
         return;
     }
     let deb = package("IPMPD_DEB");
-    if installed("ipmpd") {
-        // Left by an interrupted run: start from a clean machine.
+    if known("ipmpd") {
+        // Left by an interrupted run, in whatever state: start from a clean machine.
         run("dpkg", &["--purge", "ipmpd"]);
     }
     let paths = deb_paths(&deb);
@@ -124,13 +132,16 @@ fn the_deb_installs_every_file_works_and_purges_without_a_trace() {
         assert!(paths.contains(&path), "the .deb lacks {path}");
     }
 
-    run("dpkg", &["-i", &deb.display().to_string()]);
-    let result = std::panic::catch_unwind(|| check_installed(&paths));
+    // Installed inside the guarded part: a failure anywhere still purges.
+    let result = std::panic::catch_unwind(|| {
+        run("dpkg", &["-i", &deb.display().to_string()]);
+        check_installed(&paths);
+    });
     run("dpkg", &["--purge", "ipmpd"]);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
-    assert!(!installed("ipmpd"));
+    assert!(!known("ipmpd"), "dpkg still knows ipmpd after --purge");
     let left: Vec<&String> = paths
         .iter()
         .filter(|p| Path::new(p).symlink_metadata().is_ok())
@@ -172,7 +183,16 @@ fn check_installed(paths: &BTreeSet<String>) {
         assert_eq!(out.trim(), format!("{name} {version}"));
     }
     // The example as shipped (nothing configured), and uncommented (the example group).
-    let shipped = run("/usr/sbin/ipmpd", &["check-config"]);
+    let shipped = run(
+        "/usr/sbin/ipmpd",
+        &[
+            "check-config",
+            "--defaults",
+            "/dev/null",
+            "--config",
+            "/etc/ipmpd/ipmpd.toml",
+        ],
+    );
     assert!(shipped.contains("0 group(s)"), "{shipped}");
     let example = std::fs::read_to_string("/etc/ipmpd/ipmpd.toml").unwrap();
     let dir = std::env::temp_dir().join(format!("ipmpd-example-{}", std::process::id()));
@@ -183,6 +203,8 @@ fn check_installed(paths: &BTreeSet<String>) {
         "/usr/sbin/ipmpd",
         &[
             "check-config",
+            "--defaults",
+            "/dev/null",
             "--config",
             &uncommented.display().to_string(),
         ],

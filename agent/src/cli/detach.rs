@@ -17,6 +17,9 @@ pub struct DetachArgs {
 /// # Errors
 /// When a pin cannot be removed (no privilege).
 pub fn run(args: &DetachArgs) -> anyhow::Result<()> {
+    if crate::datapath::grace::Expedite::for_instance(args.instance.as_deref()).recover() {
+        println!("put back /sys/kernel/rcu_expedited, which a stopped ipmpd had left set");
+    }
     let dir = crate::datapath::pin_dir(args.instance.as_deref());
     let existed = crate::datapath::detach_instance(args.instance.as_deref())
         .with_context(|| format!("cannot remove {} (run as root)", dir.display()))?;

@@ -155,6 +155,13 @@ pub struct Daemon {
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     // First, while the daemon is one thread: every thread spawned later inherits the drop.
     let kept = crate::privileges::drop_to_needed().context("cannot drop privileges")?;
+    // Before anything that can refuse to start: a switch a crashed ipmpd left set goes back now.
+    let expedite = crate::datapath::grace::Expedite::for_instance(args.instance.as_deref());
+    if expedite.recover() {
+        tracing::warn!(
+            "put back /sys/kernel/rcu_expedited, which a previous ipmpd left set when it stopped mid-attachment"
+        );
+    }
     let signals = crate::fds::signal_fd().context("cannot set up signal handling")?;
     let mut rep = Reporter::new(args.json, args.json_probes);
     rep.catalogue(
@@ -183,12 +190,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let host = Host::open().context("cannot follow the host through rtnetlink")?;
     let state = StateFile::new(args.instance.as_deref());
     let saved = state.load();
-    let expedite = crate::datapath::grace::Expedite::for_instance(args.instance.as_deref());
-    if expedite.recover() {
-        tracing::warn!(
-            "put back /sys/kernel/rcu_expedited, which a previous ipmpd left set when it stopped mid-attachment"
-        );
-    }
     let socket = args
         .socket
         .clone()

@@ -51,7 +51,51 @@ impl Notifier {
 }
 
 fn send(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
+    let sent = match std::env::var("NOTIFY_SOCKET") {
+        // An abstract socket (`@name`), which the crate does not speak.
+        Ok(path) if path.starts_with('@') => send_abstract(&path[1..], states),
+        _ => sd_notify::notify(states),
+    };
+    if let Err(e) = sent {
         tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// `states` as one datagram to the abstract socket `name`, in the crate's format (one
+/// `KEY=VALUE` per line).
+fn send_abstract(name: &str, states: &[NotifyState<'_>]) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let message: String = states.iter().map(|s| format!("{s}\n")).collect();
+    let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+    UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::{
+        linux::net::SocketAddrExt as _,
+        unix::net::{SocketAddr, UnixDatagram},
+    };
+
+    use super::*;
+
+    #[test]
+    fn an_abstract_notify_socket_is_reached() {
+        let name = format!("ipmpd-notify-test-{}", std::process::id());
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let systemd = UnixDatagram::bind_addr(&addr).unwrap();
+        send_abstract(
+            &name,
+            &[
+                NotifyState::Ready,
+                NotifyState::Status("tracking 2 interfaces"),
+            ],
+        )
+        .unwrap();
+        let mut buf = [0u8; 128];
+        let n = systemd.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=tracking 2 interfaces\n");
     }
 }

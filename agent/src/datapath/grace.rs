@@ -49,7 +49,7 @@ impl Expedite {
         let Ok(original) = std::fs::read_to_string(&self.marker) else {
             return false;
         };
-        let restored = write(&self.knob, original.trim());
+        let restored = put_back(&self.knob, original.trim());
         let _ = std::fs::remove_file(&self.marker);
         restored
     }
@@ -78,10 +78,16 @@ impl Expedite {
 
 impl Drop for Expedited {
     fn drop(&mut self) {
-        if write(&self.0.knob, "0") {
-            let _ = std::fs::remove_file(&self.0.marker);
-        }
+        put_back(&self.0.knob, "0");
+        let _ = std::fs::remove_file(&self.0.marker);
     }
+}
+
+/// Writes `original` back while the switch still reads 1, the value ipmpd set: a value someone
+/// changed in between is theirs. Returns whether it wrote.
+fn put_back(knob: &Path, original: &str) -> bool {
+    let ours = std::fs::read_to_string(knob).is_ok_and(|v| v.trim() == "1");
+    ours && original != "1" && write(knob, original)
 }
 
 fn write(path: &Path, value: &str) -> bool {

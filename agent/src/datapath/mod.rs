@@ -607,11 +607,16 @@ where
 /// # Errors
 /// [`DatapathError::UnknownInterface`] when there is none.
 pub fn ifindex_of(name: &str) -> Result<u32, DatapathError> {
-    use rustix::net::{AddressFamily, SocketType};
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
     // SIOCGIFINDEX, as if_nametoindex(3) does, on a socket of its own.
-    rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None)
-        .and_then(|s| rustix::net::netdevice::name_to_index(&s, name))
-        .map_err(|_| DatapathError::UnknownInterface(name.into()))
+    rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .and_then(|s| rustix::net::netdevice::name_to_index(&s, name))
+    .map_err(|_| DatapathError::UnknownInterface(name.into()))
 }
 
 /// Tries to load and attach the fentry carrier hooks; the reason when the kernel refuses.

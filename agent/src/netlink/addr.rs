@@ -4,12 +4,12 @@
 use netlink_packet_core::Parseable as _;
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    address::{AddressAttribute, AddressFlags, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressHeader, AddressMessage},
 };
 
 use super::{
     msg::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST},
-    packet::{encode, family_of},
+    packet::{attributes, encode, family_of},
     socket::{NetlinkError, RouteSocket},
 };
 use crate::ip::Prefix;
@@ -22,6 +22,8 @@ pub const RTM_DELADDR: u16 = 21;
 pub const IFA_F_TENTATIVE: u32 = 0x40;
 /// `IFA_F_DADFAILED`: another host has this IPv6 address.
 pub const IFA_F_DADFAILED: u32 = 0x08;
+/// Length of `struct ifaddrmsg`.
+const IFADDRMSG_LEN: usize = 8;
 
 /// One address of one interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -82,23 +84,23 @@ pub fn dump_request(seq: u32) -> Vec<u8> {
 /// of a point-to-point link), else IFA_ADDRESS. `None` for a malformed body.
 #[must_use]
 pub fn parse_addr(body: &[u8]) -> Option<Addr> {
-    let m = AddressMessage::parse(body).ok()?;
-    let mut flags = u32::from(m.header.flags.bits());
+    let header = AddressHeader::parse(body).ok()?;
+    let mut flags = u32::from(header.flags.bits());
     let (mut local, mut address) = (None, None);
-    for a in m.attributes {
-        match a {
-            AddressAttribute::Local(ip) => local = Some(ip),
-            AddressAttribute::Address(ip) => address = Some(ip),
+    for nla in attributes(body, IFADDRMSG_LEN) {
+        match AddressAttribute::parse(&nla) {
+            Ok(AddressAttribute::Local(ip)) => local = Some(ip),
+            Ok(AddressAttribute::Address(ip)) => address = Some(ip),
             // The 32-bit IFA_FLAGS, where the kernel sends it, supersedes the header's 8 bits.
-            AddressAttribute::Flags(f) => flags = f.bits(),
+            Ok(AddressAttribute::Flags(f)) => flags = f.bits(),
             _ => {}
         }
     }
     Some(Addr {
-        ifindex: m.header.index,
+        ifindex: header.index,
         prefix: Prefix {
             addr: local.or(address)?,
-            len: m.header.prefix_len,
+            len: header.prefix_len,
         },
         flags,
     })
@@ -204,5 +206,17 @@ mod tests {
         let mut tentative = address_request(true, 1, 4, a)[16..].to_vec();
         tentative[2] = IFA_F_TENTATIVE as u8;
         assert!(!parse_addr(&tentative).unwrap().usable());
+    }
+
+    #[test]
+    fn a_label_that_is_not_utf8_hides_nothing() {
+        let a = Prefix {
+            addr: [192, 0, 2, 10].into(),
+            len: 24,
+        };
+        let mut body = address_request(true, 1, 4, a)[16..].to_vec();
+        // IFA_LABEL (3), which the crate decodes as UTF-8 and refuses.
+        crate::netlink::msg::attr(&mut body, 3, &[0xff, 0xfe, 0]);
+        assert_eq!(parse_addr(&body).map(|x| x.prefix), Some(a));
     }
 }

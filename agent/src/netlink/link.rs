@@ -7,6 +7,8 @@
 use std::sync::LazyLock;
 
 use netlink_packet_core::{NlasIterator, Parseable as _};
+
+use super::packet::attributes;
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{self, LinkAttribute, LinkExtentMask, LinkHeader, LinkMessage, LinkXdp},
@@ -23,6 +25,9 @@ const IFINFOMSG_LEN: usize = 16;
 pub const RTM_NEWLINK: u16 = 16;
 /// `RTM_DELLINK`.
 pub const RTM_DELLINK: u16 = 17;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_XDP: u16 = 43;
 const IFLA_CARRIER_UP_COUNT: u16 = 47;
 const IFLA_CARRIER_DOWN_COUNT: u16 = 48;
 /// `IFF_UP`.
@@ -121,27 +126,35 @@ impl XdpAttached {
 }
 
 /// Name, flags and hardware address from one RTM_NEWLINK body; `None` when malformed or nameless.
+/// Only these attributes are read (the name as the kernel has it, bytes that are not UTF-8
+/// replaced), so no other attribute can make the interface invisible.
 #[must_use]
 pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
-    let m = LinkMessage::parse(body).ok()?;
+    let header = LinkHeader::parse(body).ok()?;
     let (mut name, mut hwaddr, mut xdp) = (None, None, None);
-    for a in m.attributes {
-        match a {
-            LinkAttribute::Xdp(attrs) => {
-                xdp = attrs.iter().find_map(|x| match x {
-                    LinkXdp::Attached(how) => XdpAttached::from_kernel(how),
-                    _ => None,
-                });
+    for nla in attributes(body, IFINFOMSG_LEN) {
+        match nla.kind() {
+            IFLA_XDP => {
+                xdp = NlasIterator::new(nla.value())
+                    .map_while(Result::ok)
+                    .find_map(|x| match LinkXdp::parse(&x) {
+                        Ok(LinkXdp::Attached(how)) => XdpAttached::from_kernel(&how),
+                        _ => None,
+                    });
             }
-            LinkAttribute::IfName(n) => name = Some(n),
-            LinkAttribute::Address(a) => hwaddr = <[u8; 6]>::try_from(a.as_slice()).ok(),
+            IFLA_IFNAME => {
+                let v = nla.value();
+                let bytes = v.split(|b| *b == 0).next().unwrap_or(v);
+                name = Some(String::from_utf8_lossy(bytes).into_owned());
+            }
+            IFLA_ADDRESS => hwaddr = <[u8; 6]>::try_from(nla.value()).ok(),
             _ => {}
         }
     }
     Some(LinkInfo {
-        ifindex: m.header.index,
+        ifindex: header.index,
         name: name?,
-        flags: m.header.flags.bits(),
+        flags: header.flags.bits(),
         hwaddr,
         xdp,
     })
@@ -335,5 +348,20 @@ mod tests {
             8, 0, 29, 0,     // IFLA_EXT_MASK, 8 bytes
             8, 0, 0, 0,      // RTEXT_FILTER_SKIP_STATS
         ]);
+    }
+
+    #[test]
+    fn an_attribute_the_crate_cannot_decode_hides_nothing() {
+        // ifinfomsg of index 9, then a name, an alias that is not UTF-8 (the crate refuses it)
+        // and a hardware address.
+        let mut body = vec![0u8, 0, 1, 0, 9, 0, 0, 0, 3, 0, 1, 0, 0, 0, 0, 0];
+        crate::netlink::msg::attr(&mut body, IFLA_IFNAME, b"h0\0");
+        crate::netlink::msg::attr(&mut body, 20, &[0xff, 0xfe, b'x', 0]);
+        crate::netlink::msg::attr(&mut body, IFLA_ADDRESS, &[2, 0, 0, 0, 0, 9]);
+        let info = parse_link_info(&body).expect("the link is seen");
+        assert_eq!(
+            (info.ifindex, info.name.as_str(), info.hwaddr),
+            (9, "h0", Some([2, 0, 0, 0, 0, 9]))
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NlaBuffer, NlasIterator};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 /// `message` as one netlink request with `flags` (`NLM_F_*`) and sequence number `seq`.
@@ -18,6 +18,15 @@ pub fn encode(message: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
     let mut out = vec![0; m.buffer_len()];
     m.serialize(&mut out);
     out
+}
+
+/// The attributes after the family header (`header_len` bytes) of a message body. Parsers walk
+/// them and decode only the ones they need, each with the crate's own attribute type: decoding the
+/// whole message would lose it to any one attribute the crate cannot read (an interface alias that
+/// is not UTF-8, a field another kernel version sized differently), and with it an object the
+/// reconciler must see. A malformed attribute ends the walk.
+pub fn attributes(body: &[u8], header_len: usize) -> impl Iterator<Item = NlaBuffer<&[u8]>> {
+    NlasIterator::new(body.get(header_len..).unwrap_or_default()).map_while(Result::ok)
 }
 
 /// The address family of `a`.

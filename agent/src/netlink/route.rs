@@ -3,15 +3,17 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::Parseable as _;
+use netlink_packet_core::ParseableParametrized as _;
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    route::{RouteAddress, RouteAttribute, RouteMessage, RouteNextHop},
+    route::{
+        RouteAddress, RouteAttribute, RouteHeader, RouteLwEnCapType, RouteMessage, RouteNextHop,
+    },
 };
 
 use super::{
     msg::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST},
-    packet::{encode, family, family_of},
+    packet::{attributes, encode, family, family_of},
     socket::{NetlinkError, RouteSocket},
 };
 use crate::ip::Prefix;
@@ -20,6 +22,8 @@ use crate::ip::Prefix;
 pub const RTM_NEWROUTE: u16 = 24;
 /// `RTM_DELROUTE`.
 pub const RTM_DELROUTE: u16 = 25;
+/// Length of `struct rtmsg`.
+const RTMSG_LEN: usize = 12;
 /// `RT_SCOPE_UNIVERSE`.
 pub const RT_SCOPE_UNIVERSE: u8 = 0;
 /// `RT_SCOPE_LINK`.
@@ -165,17 +169,25 @@ fn gateway_of(attributes: &[RouteAttribute]) -> Option<IpAddr> {
 /// other family or a malformed body).
 #[must_use]
 pub fn parse_route(body: &[u8]) -> Option<Route> {
-    let m = RouteMessage::parse(body).ok()?;
-    let mut dst = match m.header.address_family {
+    let header = RouteHeader::parse(body).ok()?;
+    let mut dst = match header.address_family {
         AddressFamily::Inet => IpAddr::from([0u8; 4]),
         AddressFamily::Inet6 => IpAddr::from([0u8; 16]),
         _ => return None,
     };
-    let mut table = u32::from(m.header.table);
+    let param = (
+        header.address_family,
+        header.kind,
+        RouteLwEnCapType::default(),
+    );
+    let attrs: Vec<RouteAttribute> = attributes(body, RTMSG_LEN)
+        .filter_map(|nla| RouteAttribute::parse_with_param(&nla, param).ok())
+        .collect();
+    let mut table = u32::from(header.table);
     let (mut prefsrc, mut metric, mut oif) = (None, None, None);
-    let gateway = gateway_of(&m.attributes);
+    let gateway = gateway_of(&attrs);
     let mut hops = Vec::new();
-    for a in &m.attributes {
+    for a in &attrs {
         match a {
             RouteAttribute::Destination(d) => dst = ip(d)?,
             RouteAttribute::Table(t) => table = *t,
@@ -204,11 +216,11 @@ pub fn parse_route(body: &[u8]) -> Option<Route> {
         table,
         dst: Prefix {
             addr: dst,
-            len: m.header.destination_prefix_length,
+            len: header.destination_prefix_length,
         },
-        protocol: m.header.protocol.into(),
-        scope: m.header.scope.into(),
-        kind: m.header.kind.into(),
+        protocol: header.protocol.into(),
+        scope: header.scope.into(),
+        kind: header.kind.into(),
         prefsrc,
         metric,
         hops,

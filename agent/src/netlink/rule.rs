@@ -5,12 +5,12 @@ use std::net::IpAddr;
 use netlink_packet_core::Parseable as _;
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    rule::{RuleAttribute, RuleMessage},
+    rule::{RuleAttribute, RuleHeader, RuleMessage},
 };
 
 use super::{
     msg::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST},
-    packet::{encode, family, family_of},
+    packet::{attributes, encode, family, family_of},
     socket::{NetlinkError, RouteSocket},
 };
 use crate::ip::Prefix;
@@ -21,6 +21,8 @@ pub const RTM_NEWRULE: u16 = 32;
 pub const RTM_DELRULE: u16 = 33;
 /// `FR_ACT_TO_TBL`.
 pub const FR_ACT_TO_TBL: u8 = 1;
+/// Length of `struct fib_rule_hdr`.
+const FIB_RULE_HDR_LEN: usize = 12;
 
 /// A rule selecting a table by source address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,28 +80,28 @@ pub fn dump_request(seq: u32, af: u8) -> Vec<u8> {
 /// A rule from one RTM_NEWRULE / RTM_DELRULE body; `None` when malformed.
 #[must_use]
 pub fn parse_rule(body: &[u8]) -> Option<Rule> {
-    let m = RuleMessage::parse(body).ok()?;
-    let mut table = u32::from(m.header.table);
+    let header = RuleHeader::parse(body).ok()?;
+    let mut table = u32::from(header.table);
     let (mut src, mut priority, mut protocol) = (None, 0, 0);
-    for a in m.attributes {
-        match a {
-            RuleAttribute::Source(ip) => src = Some(ip),
-            RuleAttribute::Table(t) => table = t,
-            RuleAttribute::Priority(p) => priority = p,
-            RuleAttribute::Protocol(p) => protocol = p.into(),
+    for nla in attributes(body, FIB_RULE_HDR_LEN) {
+        match RuleAttribute::parse(&nla) {
+            Ok(RuleAttribute::Source(ip)) => src = Some(ip),
+            Ok(RuleAttribute::Table(t)) => table = t,
+            Ok(RuleAttribute::Priority(p)) => priority = p,
+            Ok(RuleAttribute::Protocol(p)) => protocol = p.into(),
             _ => {}
         }
     }
     Some(Rule {
         src: src.map(|addr| Prefix {
             addr,
-            len: m.header.src_len,
+            len: header.src_len,
         }),
-        family: m.header.family.into(),
+        family: header.family.into(),
         table,
         priority,
         protocol,
-        action: m.header.action.into(),
+        action: header.action.into(),
     })
 }
 
