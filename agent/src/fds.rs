@@ -7,7 +7,7 @@ use std::{
     os::fd::{AsFd, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
-use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::event::{EventfdFlags, PollFd, PollFlags};
 
 /// Blocks SIGHUP, SIGTERM and SIGINT in this thread (threads spawned afterwards inherit the mask)
 /// and returns a signalfd that reads them. Still libc: rustix has neither `pthread_sigmask` nor
@@ -86,10 +86,7 @@ pub fn wait(fds: &[BorrowedFd<'_>], timeout_ns: Option<u64>) -> Vec<bool> {
         .iter()
         .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
         .collect();
-    let timeout = timeout_ns.map(|t| Timespec {
-        tv_sec: (t / 1_000_000_000).cast_signed(),
-        tv_nsec: (t % 1_000_000_000).cast_signed(),
-    });
+    let timeout = timeout_ns.map(crate::clock::timespec);
     match rustix::event::poll(&mut pfds, timeout.as_ref()) {
         Ok(n) if n > 0 => pfds
             .iter()

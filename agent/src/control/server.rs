@@ -26,7 +26,7 @@ use super::{
     peer::{Policy, peer},
 };
 use rustix::{
-    event::{PollFd, PollFlags, Timespec},
+    event::{PollFd, PollFlags},
     fs::Mode,
 };
 
@@ -349,13 +349,7 @@ impl Io {
             .into_iter()
             .chain(self.conns.iter().filter_map(Conn::pollfd))
             .collect();
-            let timeout = next.map(|d| {
-                let t = d.saturating_sub(now);
-                Timespec {
-                    tv_sec: (t / 1_000_000_000).cast_signed(),
-                    tv_nsec: (t % 1_000_000_000).cast_signed(),
-                }
-            });
+            let timeout = next.map(|d| crate::clock::timespec(d.saturating_sub(now)));
             // What became ready is found by trying: every connection is read and written below.
             let _ = rustix::event::poll(&mut pfds, timeout.as_ref());
             drop(pfds);

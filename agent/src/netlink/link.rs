@@ -220,8 +220,7 @@ impl RouteSocket {
 pub fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
     let header = LinkHeader::parse(body).ok()?;
     let (mut up, mut down) = (None, None);
-    for nla in NlasIterator::new(body.get(IFINFOMSG_LEN..)?) {
-        let Ok(nla) = nla else { break };
+    for nla in attributes(body, IFINFOMSG_LEN) {
         let value = || Some(u32::from_ne_bytes(nla.value().get(..4)?.try_into().ok()?));
         match nla.kind() {
             IFLA_CARRIER_UP_COUNT => up = value(),

@@ -10,7 +10,7 @@
 
 use std::os::fd::RawFd;
 
-use netlink_packet_core::{NlaBuffer, NlasIterator, Parseable as _};
+use netlink_packet_core::{NlasIterator, Parseable as _};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     tc::{TcAttribute, TcBpfFlags, TcFilterBpfOption, TcHeader, TcMessage, TcOption},
@@ -18,7 +18,7 @@ use netlink_packet_route::{
 
 use super::{
     msg::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST},
-    packet::encode,
+    packet::{attributes, encode},
     socket::{NetlinkError, RouteSocket},
 };
 
@@ -187,11 +187,6 @@ fn c_string(p: &[u8]) -> String {
     String::from_utf8_lossy(p.split(|b| *b == 0).next().unwrap_or(p)).into_owned()
 }
 
-/// The attributes after a tcmsg, as (kind, value); stops at a malformed one.
-fn tc_attributes(body: &[u8]) -> impl Iterator<Item = NlaBuffer<&[u8]>> {
-    NlasIterator::new(body.get(TCMSG_LEN..).unwrap_or_default()).map_while(Result::ok)
-}
-
 /// A filter from one RTM_NEWTFILTER body of a dump. The dump also lists each priority's chain
 /// head, without a handle: those are not filters and give `None`. Only `bpf` options are read:
 /// another classifier's options (which ipmpd never needs) cannot make its filter disappear
@@ -204,7 +199,7 @@ pub fn parse_filter(body: &[u8]) -> Option<Filter> {
         return None;
     }
     let (mut kind, mut name, mut prog_id) = (None, None, None);
-    for nla in tc_attributes(body) {
+    for nla in attributes(body, TCMSG_LEN) {
         match nla.kind() {
             TCA_KIND => kind = Some(c_string(nla.value())),
             TCA_OPTIONS if kind.as_deref() == Some(BPF) => {
@@ -233,7 +228,7 @@ pub fn parse_filter(body: &[u8]) -> Option<Filter> {
 #[must_use]
 pub fn parse_qdisc(body: &[u8]) -> Option<(u32, u32, String)> {
     let header = TcHeader::parse(body).ok()?;
-    let kind = tc_attributes(body)
+    let kind = attributes(body, TCMSG_LEN)
         .find(|nla| nla.kind() == TCA_KIND)
         .map(|nla| c_string(nla.value()))?;
     Some((header.index.cast_unsigned(), u32::from(header.parent), kind))
