@@ -205,12 +205,16 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         crate::bench::cpu_seconds(pid),
         Instant::now(),
     );
-    std::thread::sleep(WINDOW);
+    record_or_sleep(pid, n, fdt_ms)?;
     let (m1, c1, secs) = (
         scrape(&lan.host)?,
         crate::bench::cpu_seconds(pid),
         w0.elapsed().as_secs_f64(),
     );
+    if let Some(dir) = std::env::var_os("IPMPD_BENCH_PERF") {
+        let path = std::path::Path::new(&dir).join(format!("scale-{n}-{fdt_ms}.metrics"));
+        std::fs::write(&path, &m1).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let failures = d.drain()[before..]
         .iter()
         .filter(|v| v["event"] == "ipmultipath.interface.failed")
@@ -236,6 +240,32 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
     drop(cfg);
     wait_links_released(Duration::from_secs(120));
     Ok(sample)
+}
+
+/// The measuring window: a sleep, or with `IPMPD_BENCH_PERF=DIR` a `perf record -g` of the agent
+/// for the same time into `DIR/scale-N-FDT.data` (where the CPU of this section goes; perf's
+/// own sampling adds a little to the CPU figure of such a run).
+fn record_or_sleep(pid: u32, n: usize, fdt_ms: u64) -> anyhow::Result<()> {
+    let Some(dir) = std::env::var_os("IPMPD_BENCH_PERF") else {
+        std::thread::sleep(WINDOW);
+        return Ok(());
+    };
+    let out = std::path::Path::new(&dir).join(format!("scale-{n}-{fdt_ms}.data"));
+    let ok = std::process::Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+        .arg(&out)
+        .args(["--", "sleep", &WINDOW.as_secs().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .with_context(|| "IPMPD_BENCH_PERF is set but perf does not run (apt install linux-perf)")?
+        .success();
+    anyhow::ensure!(ok, "perf record of ipmpd {pid} failed");
+    eprintln!(
+        "bench: profile of {n} interfaces at FDT {fdt_ms} ms in {}",
+        out.display()
+    );
+    Ok(())
 }
 
 /// Waits until no TCX link is left: the kernel detaches a stopped instance's unpinned links in

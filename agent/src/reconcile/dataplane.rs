@@ -2,9 +2,11 @@
 //! what the engine's verdicts ask for against what the kernel holds. Restores what someone else
 //! removed, removes what ipmpd made that nothing asks for any more.
 
+use std::collections::HashSet;
+
 use serde_json::json;
 
-use super::{Action, Input, Plan};
+use super::{Action, Input, Plan, index::Index};
 use crate::{
     config::group_file::GroupConfig,
     engine::IfState,
@@ -19,15 +21,15 @@ use crate::{
     },
 };
 
-pub(super) fn reconcile(inp: &Input<'_>, plan_out: &mut Plan) {
+pub(super) fn reconcile(inp: &Input<'_>, index: &Index<'_>, plan_out: &mut Plan) {
     let out = &mut plan_out.actions;
     let mut routes: Vec<Route> = Vec::new();
     let mut rules: Vec<Rule> = Vec::new();
     // Groups without an active member: what they have stays (nothing is gained by removing it).
     let mut frozen: Vec<&GroupConfig> = Vec::new();
     for g in &inp.desired.groups {
-        let active = active_members(inp, &g.name);
-        place(inp, g, &active, out);
+        let active = active_members(inp, index, &g.name);
+        place(inp, index, g, &active, out);
         let ifindexes: Vec<u32> = active.iter().map(|(_, i)| *i).collect();
         match outbound(g, &ifindexes) {
             Some(o) => {
@@ -48,7 +50,7 @@ pub(super) fn reconcile(inp: &Input<'_>, plan_out: &mut Plan) {
     };
     for want in &routes {
         let key = (want.table, want.dst);
-        match inp.observed.own_routes().find(|o| (o.table, o.dst) == key) {
+        match index.own_route(want.table, want.dst) {
             None => out.push(Action::SetRoute {
                 route: want.clone(),
                 restored: inp.applied.routes.contains(&key),
@@ -60,10 +62,9 @@ pub(super) fn reconcile(inp: &Input<'_>, plan_out: &mut Plan) {
             Some(_) => {}
         }
     }
+    let wanted_routes: HashSet<(u32, Prefix)> = routes.iter().map(|r| (r.table, r.dst)).collect();
     for have in inp.observed.own_routes() {
-        let wanted = routes
-            .iter()
-            .any(|r| (r.table, r.dst) == (have.table, have.dst));
+        let wanted = wanted_routes.contains(&(have.table, have.dst));
         if !wanted && !held(have.table, have.dst) {
             out.push(Action::DelRoute {
                 route: have.clone(),
@@ -71,15 +72,16 @@ pub(super) fn reconcile(inp: &Input<'_>, plan_out: &mut Plan) {
         }
     }
     for want in &rules {
-        if !inp.observed.own_rules().any(|r| r == want) {
+        if !index.has_own_rule(want) {
             out.push(Action::AddRule {
                 rule: *want,
                 restored: inp.applied.rules.contains(want),
             });
         }
     }
+    let wanted_rules: HashSet<&Rule> = rules.iter().collect();
     for have in inp.observed.own_rules() {
-        if !rules.contains(have) && !held_table(have.table) {
+        if !wanted_rules.contains(have) && !held_table(have.table) {
             out.push(Action::DelRule { rule: *have });
         }
     }
@@ -87,15 +89,14 @@ pub(super) fn reconcile(inp: &Input<'_>, plan_out: &mut Plan) {
 
 /// A group's active members that this process tracks, in the group file's order, with their
 /// interface indexes.
-fn active_members(inp: &Input<'_>, group: &str) -> Vec<(String, u32)> {
-    inp.desired
-        .interfaces
+fn active_members(inp: &Input<'_>, index: &Index<'_>, group: &str) -> Vec<(String, u32)> {
+    index
+        .configured(group)
         .iter()
-        .filter(|ic| ic.group == group)
         .filter(|ic| {
-            inp.engine
-                .iter()
-                .any(|v| v.ifname == ic.name && v.group == group && v.active)
+            index
+                .view(&ic.name)
+                .is_some_and(|v| v.group == group && v.active)
         })
         .filter_map(|ic| {
             let m = inp.applied.members.get(&ic.name)?;
@@ -116,17 +117,17 @@ fn same_route(have: &Route, want: &Route) -> bool {
 
 /// The moves that put `g`'s data addresses on its active members, and the removal of copies
 /// beside each address's home.
-fn place(inp: &Input<'_>, g: &GroupConfig, active: &[(String, u32)], out: &mut Vec<Action>) {
+fn place(
+    inp: &Input<'_>,
+    index: &Index<'_>,
+    g: &GroupConfig,
+    active: &[(String, u32)],
+    out: &mut Vec<Action>,
+) {
     if g.data_addresses.is_empty() {
         return;
     }
-    let members: Vec<(&String, u32)> = inp
-        .applied
-        .members
-        .iter()
-        .filter(|(_, m)| m.group == g.name)
-        .map(|(n, m)| (n, m.ifindex))
-        .collect();
+    let members = index.applied(&g.name);
     let mut current = Placement::default();
     let mut holders_of: Vec<Vec<(String, u32)>> = Vec::new();
     for (i, d) in g.data_addresses.iter().enumerate() {
@@ -180,7 +181,7 @@ fn place(inp: &Input<'_>, g: &GroupConfig, active: &[(String, u32)], out: &mut V
             None if stray => "rebalance",
             None if inp.applied.placed.contains_key(&mv.addr) => "restored",
             None => "placement",
-            Some((f, _)) => match inp.engine.iter().find(|v| &v.ifname == f).map(|v| v.state) {
+            Some((f, _)) => match index.view(f).map(|v| v.state) {
                 Some(IfState::Failed) => "failure",
                 Some(IfState::Offline) => "offline",
                 _ => "rebalance",

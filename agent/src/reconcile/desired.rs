@@ -1,7 +1,7 @@
 //! What the configuration asks for: both files, reduced to the groups and the members the
 //! reconciler keeps on the host.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::HashSet};
 
 use super::observed::{Observed, anonymous_eligible};
 use crate::config::{
@@ -64,8 +64,9 @@ impl Desired {
         let mut out: Vec<Cow<'a, InterfaceConfig>> =
             self.interfaces.iter().map(Cow::Borrowed).collect();
         if self.track_all {
+            let named: HashSet<&str> = self.interfaces.iter().map(|i| i.name.as_str()).collect();
             for l in observed.links.values() {
-                if anonymous_eligible(l) && !self.interfaces.iter().any(|i| i.name == l.name) {
+                if anonymous_eligible(l) && !named.contains(l.name.as_str()) {
                     out.push(Cow::Owned(InterfaceConfig {
                         name: l.name.clone(),
                         group: String::new(),

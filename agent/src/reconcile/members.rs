@@ -2,13 +2,17 @@
 //! which router targets; in.mpathd's configuration complaints (no test address after the grace
 //! period, members not plumbed alike) with their recoveries.
 
-use std::net::IpAddr;
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use serde_json::json;
 
 use super::{
     Action, Input, Plan, TESTADDR_CONF_TIME_NS,
     applied::{Complaint, Memory},
+    index::Index,
     observed::Observed,
 };
 use crate::{
@@ -30,11 +34,18 @@ struct Tracked<'a> {
     fresh: bool,
 }
 
-pub(super) fn reconcile(inp: &Input<'_>, mem: &mut Memory, now: u64, plan: &mut Plan) {
+pub(super) fn reconcile(
+    inp: &Input<'_>,
+    index: &Index<'_>,
+    mem: &mut Memory,
+    now: u64,
+    plan: &mut Plan,
+) {
     let wanted = inp.desired.members(inp.observed);
+    let wanted_names: HashSet<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
     let out = &mut plan.actions;
     for (name, m) in &inp.applied.members {
-        if !wanted.iter().any(|w| &w.name == name) {
+        if !wanted_names.contains(name.as_str()) {
             out.push(Action::Untrack {
                 ifname: name.clone(),
                 ifindex: m.ifindex,
@@ -46,7 +57,7 @@ pub(super) fn reconcile(inp: &Input<'_>, mem: &mut Memory, now: u64, plan: &mut 
     let mut tracked = Vec::new();
     for ic in &wanted {
         let ic: &InterfaceConfig = ic;
-        let Some(link) = inp.observed.link_by_name(&ic.name) else {
+        let Some(link) = index.link(&ic.name) else {
             if let Some(m) = inp.applied.members.get(&ic.name) {
                 out.push(Action::Untrack {
                     ifname: ic.name.clone(),
@@ -63,7 +74,9 @@ pub(super) fn reconcile(inp: &Input<'_>, mem: &mut Memory, now: u64, plan: &mut 
             }
             continue;
         };
-        mem.complaints.remove(&Complaint::Waiting(ic.name.clone()));
+        if !mem.complaints.is_empty() {
+            mem.complaints.remove(&Complaint::Waiting(ic.name.clone()));
+        }
         let usable: Vec<IpAddr> = ic
             .test_addresses
             .iter()
@@ -71,7 +84,8 @@ pub(super) fn reconcile(inp: &Input<'_>, mem: &mut Memory, now: u64, plan: &mut 
             .filter(|&a| inp.observed.owns(link.ifindex, a))
             .collect();
         let datapath = !ic.test_addresses.is_empty();
-        let track = Action::Track {
+        // Built only when pushed: most passes track nothing new.
+        let track = || Action::Track {
             spec: MemberSpec {
                 ifname: ic.name.clone(),
                 group: ic.group.clone(),
@@ -130,11 +144,11 @@ pub(super) fn reconcile(inp: &Input<'_>, mem: &mut Memory, now: u64, plan: &mut 
                         "the interface was re-created with a new index"
                     },
                 });
-                out.push(track);
+                out.push(track());
                 true
             }
             None => {
-                out.push(track);
+                out.push(track());
                 true
             }
         };
@@ -148,22 +162,25 @@ pub(super) fn reconcile(inp: &Input<'_>, mem: &mut Memory, now: u64, plan: &mut 
     }
     router_targets(inp, &tracked, out);
     plumbing(inp.observed, &tracked, mem, out);
+    let probing: HashSet<u32> = tracked
+        .iter()
+        .filter(|t| !t.ic.test_addresses.is_empty())
+        .map(|t| t.ifindex)
+        .collect();
     for &i in inp.stray_pins {
-        if !tracked
-            .iter()
-            .any(|t| t.ifindex == i && !t.ic.test_addresses.is_empty())
-        {
+        if !probing.contains(&i) {
             out.push(Action::Detach { ifindex: i });
         }
     }
     // Complaints about members no longer tracked are moot.
     mem.complaints.retain(|c| match c {
         Complaint::NoTestAddress(n) | Complaint::NotPlumbed(n, _, _) | Complaint::Waiting(n) => {
-            wanted.iter().any(|w| &w.name == n)
+            wanted_names.contains(n.as_str())
         }
     });
+    let tracked_names: HashSet<&str> = tracked.iter().map(|t| t.ic.name.as_str()).collect();
     mem.missing_since
-        .retain(|n, _| tracked.iter().any(|t| &t.ic.name == n));
+        .retain(|n, _| tracked_names.contains(n.as_str()));
 }
 
 /// A setter for the plan's next due time that keeps the earliest.
@@ -266,27 +283,41 @@ fn router_targets(inp: &Input<'_>, tracked: &[Tracked<'_>], out: &mut Vec<Action
 
 /// in.mpathd's check that a group's members are plumbed alike, with a recovery message.
 fn plumbing(observed: &Observed, tracked: &[Tracked<'_>], mem: &mut Memory, out: &mut Vec<Action>) {
-    for t in tracked.iter().filter(|t| !t.ic.group.is_empty()) {
-        for (v4, version) in [(true, 4u8), (false, 6u8)] {
-            let others = tracked.iter().any(|o| {
-                o.ic.group == t.ic.group
-                    && o.ic.name != t.ic.name
-                    && observed.has_family(o.ifindex, v4)
-            });
-            let lacks = others && !observed.has_family(t.ifindex, v4);
-            let c = Complaint::NotPlumbed(t.ic.name.clone(), t.ic.group.clone(), version);
-            let params = json!({ "ifname": t.ic.name, "group": t.ic.group, "version": version });
-            if lacks && mem.complaints.insert(c.clone()) {
-                out.push(Action::Report {
-                    event: "ipmultipath.group.notPlumbed",
-                    params,
-                });
-            } else if !lacks && mem.complaints.remove(&c) {
-                out.push(Action::Report {
-                    event: "ipmultipath.group.plumbed",
-                    params,
-                });
+    // How many members of each group have each family: a member lacks a family the others have
+    // when the count without it is above zero.
+    let mut having: HashMap<(&str, bool), usize> = HashMap::new();
+    let mut has = Vec::with_capacity(tracked.len());
+    for t in tracked {
+        let fam = [true, false].map(|v4| observed.has_family(t.ifindex, v4));
+        for (v4, yes) in [(true, fam[0]), (false, fam[1])] {
+            if yes {
+                *having.entry((t.ic.group.as_str(), v4)).or_default() += 1;
             }
+        }
+        has.push(fam);
+    }
+    for (t, fam) in tracked.iter().zip(has) {
+        if t.ic.group.is_empty() {
+            continue;
+        }
+        for (v4, version, own) in [(true, 4u8, fam[0]), (false, 6u8, fam[1])] {
+            // Lacking a family is news only when another member of the group has it.
+            let lacks = !own && having.contains_key(&(t.ic.group.as_str(), v4));
+            let c = Complaint::NotPlumbed(t.ic.name.clone(), t.ic.group.clone(), version);
+            let event = if lacks && !mem.complaints.contains(&c) {
+                "ipmultipath.group.notPlumbed"
+            } else if !lacks && mem.complaints.contains(&c) {
+                "ipmultipath.group.plumbed"
+            } else {
+                continue;
+            };
+            let params = json!({ "ifname": t.ic.name, "group": t.ic.group, "version": version });
+            if lacks {
+                mem.complaints.insert(c);
+            } else {
+                mem.complaints.remove(&c);
+            }
+            out.push(Action::Report { event, params });
         }
     }
 }

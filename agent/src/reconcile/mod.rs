@@ -11,6 +11,7 @@ pub mod action;
 pub mod applied;
 mod dataplane;
 pub mod desired;
+mod index;
 mod members;
 pub mod observed;
 #[cfg(test)]
@@ -57,8 +58,9 @@ pub struct Plan {
 #[must_use]
 pub fn reconcile(input: &Input<'_>, memory: &mut Memory, now_ns: u64) -> Plan {
     let mut plan = Plan::default();
-    members::reconcile(input, memory, now_ns, &mut plan);
-    dataplane::reconcile(input, &mut plan);
+    let index = index::Index::new(input);
+    members::reconcile(input, &index, memory, now_ns, &mut plan);
+    dataplane::reconcile(input, &index, &mut plan);
     // Reports last: they describe what the rest did.
     plan.actions
         .sort_by_key(|a| matches!(a, Action::Report { .. }));

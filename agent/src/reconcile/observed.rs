@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
 };
 
 use crate::{
@@ -104,28 +104,45 @@ impl Observed {
         self.links.values().find(|l| l.name == name)
     }
 
+    /// The addresses on `ifindex` with their flags: a range of the map, so a lookup costs the
+    /// interface's own addresses, not every address of the host.
+    fn addrs_of(&self, ifindex: u32) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+        let lowest = Prefix {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            len: 0,
+        };
+        self.addrs
+            .range((ifindex, lowest)..)
+            .take_while(move |((i, _), _)| *i == ifindex)
+            .map(|((_, p), flags)| (*p, *flags))
+    }
+
+    /// The usable addresses on `ifindex` (not tentative, no DAD failure).
+    fn usable_addrs_of(&self, ifindex: u32) -> impl Iterator<Item = Prefix> + '_ {
+        self.addrs_of(ifindex)
+            .filter(move |&(prefix, flags)| {
+                Addr {
+                    ifindex,
+                    prefix,
+                    flags,
+                }
+                .usable()
+            })
+            .map(|(p, _)| p)
+    }
+
     /// Whether `addr` is configured on `ifindex` and usable (not tentative, no DAD failure).
     #[must_use]
     pub fn owns(&self, ifindex: u32, addr: IpAddr) -> bool {
-        self.addrs.iter().any(|((i, p), flags)| {
-            *i == ifindex
-                && p.addr == addr
-                && (Addr {
-                    ifindex,
-                    prefix: *p,
-                    flags: *flags,
-                })
-                .usable()
-        })
+        self.usable_addrs_of(ifindex).any(|p| p.addr == addr)
     }
 
     /// The prefix `addr` is configured with on `ifindex`.
     #[must_use]
     pub fn prefix_of(&self, ifindex: u32, addr: IpAddr) -> Option<Prefix> {
-        self.addrs
-            .keys()
-            .find(|(i, p)| *i == ifindex && p.addr == addr)
-            .map(|(_, p)| *p)
+        self.addrs_of(ifindex)
+            .map(|(p, _)| p)
+            .find(|p| p.addr == addr)
     }
 
     /// The interfaces `prefix` (address and length) is configured on.
@@ -139,16 +156,8 @@ impl Observed {
     /// Whether `ifindex` has a usable address of `v4`'s family (IPv6: any, link-local included).
     #[must_use]
     pub fn has_family(&self, ifindex: u32, v4: bool) -> bool {
-        self.addrs.iter().any(|((i, p), flags)| {
-            *i == ifindex
-                && p.addr.is_ipv4() == v4
-                && (Addr {
-                    ifindex,
-                    prefix: *p,
-                    flags: *flags,
-                })
-                .usable()
-        })
+        self.usable_addrs_of(ifindex)
+            .any(|p| p.addr.is_ipv4() == v4)
     }
 
     /// Routes ipmpd made (its protocol number).
