@@ -44,6 +44,8 @@ impl Daemon {
                         tracing::info!(ifname, "offlined on request");
                         self.rec.unsaved = true;
                         self.dispatch(out);
+                        // if_mpadm returns once the addresses have moved, as in.mpathd's.
+                        self.reconcile_if_due_now();
                         Response::Ok(json!({}))
                     }
                     Err(e) => Response::Err(e.into()),
@@ -53,6 +55,8 @@ impl Daemon {
                         tracing::info!(ifname, "onlined on request");
                         self.rec.unsaved = true;
                         self.dispatch(out);
+                        // if_mpadm returns once the addresses have moved, as in.mpathd's.
+                        self.reconcile_if_due_now();
                         Response::Ok(json!({}))
                     }
                     Err(e) => Response::Err(e.into()),

@@ -77,8 +77,14 @@ impl Daemon {
                 Output::Event(e) => self.report_engine_event(&e),
             }
         }
-        // The failover is decided now: carry it out before anything else waits (unless this is
-        // the engine answering a pass in progress, which goes on until nothing is left to do).
+        // The failover is carried out by the pass at the end of this turn of the loop, after the
+        // rest of the replies it woke for: one pass for every member that changed, not one per
+        // reply (a thousand members repairing together made a thousand passes).
+    }
+
+    /// A pass now if one is due at once and none is in progress (the engine's answers to a pass
+    /// are carried out by that pass).
+    pub(super) fn reconcile_if_due_now(&mut self) {
         if self.rec.due == Some(0) && !self.rec.busy {
             self.reconcile(monotonic_ns());
         }

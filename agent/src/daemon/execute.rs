@@ -3,7 +3,7 @@
 //! recorded (and its effect folded into the observed state at once, so the next pass does not
 //! redo it before the kernel's notification arrives); one that fails is reported and retried.
 
-use std::net::IpAddr;
+use std::{collections::HashSet, net::IpAddr};
 
 use serde_json::json;
 
@@ -48,6 +48,15 @@ impl Daemon {
             let _expedited = self.expedite_for(&plan.actions);
             for a in plan.actions {
                 work |= !matches!(a, Action::Report { .. });
+                if matches!(
+                    a,
+                    Action::Track { .. }
+                        | Action::Untrack { .. }
+                        | Action::Detach { .. }
+                        | Action::SetProbes { .. }
+                ) {
+                    self.rec.pins = None;
+                }
                 match self.carry_out(a) {
                     Some(done) => self.rec.applied.record(&done),
                     None => refused = true,
@@ -89,20 +98,21 @@ impl Daemon {
     }
 
     /// Interfaces with pins of this instance that no member of this process uses.
-    fn stray_pins(&self) -> Vec<u32> {
-        self.io
-            .datapath
-            .pinned_ifindexes()
-            .into_iter()
-            .filter(|i| {
-                !self
-                    .rec
-                    .applied
-                    .members
-                    .values()
-                    .any(|m| m.ifindex == *i && m.datapath)
-            })
-            .collect()
+    fn stray_pins(&mut self) -> Vec<u32> {
+        let datapath = &self.io.datapath;
+        let pins = self
+            .rec
+            .pins
+            .get_or_insert_with(|| datapath.pinned_ifindexes());
+        let used: HashSet<u32> = self
+            .rec
+            .applied
+            .members
+            .values()
+            .filter(|m| m.datapath)
+            .map(|m| m.ifindex)
+            .collect();
+        pins.iter().copied().filter(|i| !used.contains(i)).collect()
     }
 
     /// Carries out `a`; what was done (to record), or `None` when it was refused.

@@ -134,6 +134,10 @@ struct Rec {
     unsaved: bool,
     /// A pass is being carried out (the engine's answers to it must not start another).
     busy: bool,
+    /// The interfaces this instance's pins are on, as last read from bpffs; `None` after an
+    /// action that may have pinned or unpinned (and on the rescan), so a pass reads the directory
+    /// only when it can have changed.
+    pins: Option<Vec<u32>>,
 }
 
 /// The daemon.
@@ -282,6 +286,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             rescan_at: monotonic_ns() + IF_SCAN_INTERVAL_NS,
             unsaved: false,
             busy: false,
+            pins: None,
         },
         args: args.clone(),
         features,
@@ -434,6 +439,8 @@ impl Daemon {
     /// in.mpathd's periodic rescan: the whole host from dumps, and every check again.
     fn rescan(&mut self, now: u64) {
         self.rec.rescan_at = now + IF_SCAN_INTERVAL_NS;
+        // Someone may have removed a pin (`ipmpd detach`, a cleanup script): read them again.
+        self.rec.pins = None;
         if let Err(e) = self.rec.host.resync() {
             tracing::warn!(error = %e, "rescan");
         }
