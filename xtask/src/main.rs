@@ -3,9 +3,11 @@
 
 mod bench;
 mod bench_failover;
+mod bench_floor;
 mod bench_load;
 mod bench_peers;
 mod bench_scale;
+mod bench_targets;
 mod bench_tools;
 mod demo;
 mod fuzz;

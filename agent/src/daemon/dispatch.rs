@@ -104,14 +104,16 @@ impl Daemon {
                 seq,
                 target,
             } => {
-                self.out.control.publish(
-                    Stream::Probes,
-                    &serde_json::json!({ "at_ns": monotonic_ns(), "ifname": ifname, "seq": seq, "target": target, "acked": false }),
-                );
-                metrics::bump(&mut self.out.counts.probes_lost, ifname.clone());
+                if self.out.control.followed(Stream::Probes) {
+                    self.out.control.publish(
+                        Stream::Probes,
+                        &serde_json::json!({ "at_ns": monotonic_ns(), "ifname": ifname, "seq": seq, "target": target, "acked": false }),
+                    );
+                }
+                metrics::bump_name(&mut self.out.counts.probes_lost, ifname);
             }
             Event::ProbeAcked { ifname, .. } => {
-                metrics::bump(&mut self.out.counts.probes_acked, ifname.clone());
+                metrics::bump_name(&mut self.out.counts.probes_acked, ifname);
             }
             // A verdict worth keeping across a restart.
             _ => self.rec.unsaved = true,

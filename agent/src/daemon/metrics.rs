@@ -96,6 +96,16 @@ pub fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K) {
     *map.entry(key).or_default() += 1;
 }
 
+/// Bumps the count of `name`, allocating its key only the first time (every probe bumps one).
+pub fn bump_name(map: &mut HashMap<String, u64>, name: &str) {
+    match map.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(name.to_owned(), 1);
+        }
+    }
+}
+
 type Labels = Vec<(String, String)>;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {

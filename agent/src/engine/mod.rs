@@ -813,8 +813,9 @@ impl Engine {
             }));
         }
         // A target whose own last five probes were lost while the others answer is dead: out of
-        // rotation (a host target is dropped and discovery looks for another).
-        if inst.consecutive_lost() < constants::NUM_PROBE_FAILS {
+        // rotation (a host target is dropped and discovery looks for another). The last target
+        // always stays, so with one there is nothing to look for.
+        if inst.targets.len() > 1 && inst.consecutive_lost() < constants::NUM_PROBE_FAILS {
             let dead: Vec<IpAddr> = inst
                 .targets
                 .iter()
@@ -1273,12 +1274,13 @@ impl Engine {
         if self.groups[g].anonymous() {
             return;
         }
+        // Counted without a copy of any name: this runs for every touched group on every input.
         let (mut usable, mut total, mut first_usable) = (0, 0, None);
-        for (_, y) in self.members(g) {
+        for (j, y) in self.members(g) {
             total += 1;
             if y.functioning() {
                 usable += 1;
-                first_usable.get_or_insert_with(|| y.name.clone());
+                first_usable.get_or_insert(j);
             }
         }
         if total == 0 {
@@ -1294,14 +1296,13 @@ impl Engine {
         let group = &mut self.groups[g];
         let old = std::mem::replace(&mut group.state, new);
         let settled = std::mem::replace(&mut group.settled, true);
-        let name = group.name.clone();
         if old != GroupState::Failed && new == GroupState::Failed {
-            self.emit(Event::GroupFailed { group: name });
+            let group = self.groups[g].name.clone();
+            self.emit(Event::GroupFailed { group });
         } else if old == GroupState::Failed && new != GroupState::Failed && settled {
-            self.emit(Event::GroupUsable {
-                group: name,
-                ifname: first_usable.unwrap_or_default(),
-            });
+            let group = self.groups[g].name.clone();
+            let ifname = first_usable.map_or_else(String::new, |j| self.interfaces[j].name.clone());
+            self.emit(Event::GroupUsable { group, ifname });
         }
     }
 

@@ -1,0 +1,171 @@
+//! The kernel's floor for one probe on the scale section's topology: a bare sender with one raw
+//! ICMP socket per member (bound to its device and test address, as ipmpd's), one `sendto` per
+//! probe and one `recv` per reply, no engine, no programs' bookkeeping. What ipmpd spends per
+//! probe above this is its own.
+
+use std::time::Duration;
+
+/// Rounds of one probe per member; a pause between rounds lets the replies come back.
+const ROUNDS: usize = 20;
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// Thread CPU time in seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; the clock id is a constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// An echo request (id 0x1234, sequence `seq`) with its checksum.
+fn echo(seq: u16) -> [u8; 56] {
+    let mut p = [0u8; 56];
+    p[0] = 8;
+    p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    p[6..8].copy_from_slice(&seq.to_be_bytes());
+    let mut sum: u32 = p
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum >> 16) + (sum & 0xffff);
+    }
+    p[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p
+}
+
+fn sockaddr(addr: std::net::Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// One member's socket: bound to `ifname` and `source`, probing `target`.
+struct Member {
+    fd: std::os::fd::OwnedFd,
+    target: libc::sockaddr_in,
+}
+
+fn open(
+    ifname: &str,
+    source: std::net::Ipv4Addr,
+    target: std::net::Ipv4Addr,
+) -> anyhow::Result<Member> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    // SAFETY: plain socket creation; the descriptor is owned below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
+    anyhow::ensure!(
+        raw >= 0,
+        "raw ICMP socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    // SAFETY: the option value is the device name's bytes with their length.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            ifname.as_ptr().cast(),
+            ifname.len() as libc::socklen_t,
+        )
+    };
+    anyhow::ensure!(
+        rc == 0,
+        "SO_BINDTODEVICE {ifname}: {}",
+        std::io::Error::last_os_error()
+    );
+    let src = sockaddr(source);
+    // SAFETY: a valid sockaddr_in with its size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const src).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    anyhow::ensure!(
+        rc == 0,
+        "bind {source}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(Member {
+        fd,
+        target: sockaddr(target),
+    })
+}
+
+/// CPU µs per probe (send and reply read) of a bare sender over `members` (interface, test
+/// address, target), measured on a thread inside the namespace at `netns` pinned to core 0, as
+/// ipmpd is; and the share of replies it read.
+pub fn per_probe_us(
+    netns: &str,
+    members: Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+) -> anyhow::Result<(f64, f64)> {
+    let netns = netns.to_owned();
+    std::thread::spawn(move || -> anyhow::Result<(f64, f64)> {
+        use std::os::fd::AsRawFd as _;
+        tests::topology::enter_netns(&netns);
+        // SAFETY: a zeroed cpu_set_t is empty; CPU_SET adds core 0; the size is the set's.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
+        }
+        let socks = members
+            .iter()
+            .map(|(i, s, t)| open(i, *s, *t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (mut sent, mut read) = (0usize, 0usize);
+        let mut buf = [0u8; 256];
+        let mut cpu = 0.0;
+        for round in 0..ROUNDS {
+            let p = echo(round as u16);
+            let t0 = thread_cpu();
+            for m in &socks {
+                // SAFETY: valid descriptor, buffer and sockaddr_in with their sizes.
+                let n = unsafe {
+                    libc::sendto(
+                        m.fd.as_raw_fd(),
+                        p.as_ptr().cast(),
+                        p.len(),
+                        0,
+                        (&raw const m.target).cast(),
+                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    )
+                };
+                sent += usize::from(n > 0);
+            }
+            std::thread::sleep(PAUSE);
+            for m in &socks {
+                // Every ICMP packet the socket sees; one reply is expected per round.
+                // SAFETY: valid descriptor and buffer with its size.
+                while unsafe { libc::recv(m.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) }
+                    > 0
+                {
+                    read += 1;
+                }
+            }
+            cpu += thread_cpu() - t0;
+        }
+        anyhow::ensure!(sent > 0, "the bare sender sent nothing");
+        Ok((cpu * 1e6 / sent as f64, read as f64 / sent as f64))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the bare sender's thread panicked"))?
+}
