@@ -472,7 +472,7 @@ fn ayas_log_records_reach_ipmpds_log() {
 /// expedites grace periods for the batch and puts `/sys/kernel/rcu_expedited` back, and a marker
 /// a crashed ipmpd left makes the next start put it back too.
 #[test]
-fn many_tcx_attachments_expedite_grace_periods_and_put_the_switch_back() {
+fn many_tcx_attachments_and_detachments_expedite_grace_periods_and_put_the_switch_back() {
     const KNOB: &str = "/sys/kernel/rcu_expedited";
     if !tests::privileged() {
         return;
@@ -531,6 +531,20 @@ fn many_tcx_attachments_expedite_grace_periods_and_put_the_switch_back() {
     let knob = std::fs::read_to_string(KNOB).unwrap();
     let stderr = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
     d.stop();
+    // The stopped daemon left its datapath pinned; detaching it expedites the same way.
+    let (ok, detached, err) = daemon::run(topo.at(host), &["detach", "--instance", &cfg.instance]);
+    assert!(ok, "ipmpd detach failed: {err}");
+    assert!(
+        detached.contains(&format!(
+            "RCU grace periods expedited for {members} TCX detachments"
+        )),
+        "{detached}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(KNOB).unwrap().trim(),
+        "0",
+        "detach put the switch back"
+    );
     assert_eq!(knob.trim(), "0", "the switch is put back: {stderr}");
     assert!(!std::path::Path::new(&marker).exists(), "marker removed");
     assert!(

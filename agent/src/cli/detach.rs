@@ -21,9 +21,15 @@ pub fn run(args: &DetachArgs) -> anyhow::Result<()> {
         println!("put back /sys/kernel/rcu_expedited, which a stopped ipmpd had left set");
     }
     let dir = crate::datapath::pin_dir(args.instance.as_deref());
-    let existed = crate::datapath::detach_instance(args.instance.as_deref())
+    let done = crate::datapath::detach_instance(args.instance.as_deref())
         .with_context(|| format!("cannot remove {} (run as root)", dir.display()))?;
-    if existed {
+    if done.expedited > 0 {
+        println!(
+            "RCU grace periods expedited for {} TCX detachments; /sys/kernel/rcu_expedited put back",
+            done.expedited
+        );
+    }
+    if done.existed {
         println!("detached ipmpd's programs and removed {}", dir.display());
     } else {
         println!("nothing to detach: {} does not exist", dir.display());

@@ -326,6 +326,17 @@ fn remove_clsact(ifindex: u32, marker: &Path) {
     let _ = std::fs::remove_dir(marker);
 }
 
+/// How many TCX links are pinned in `links`.
+#[must_use]
+pub fn pinned_tcx_count(links: &Path) -> usize {
+    std::fs::read_dir(links)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tcx-egress-"))
+        .count()
+}
+
 /// The interface indexes that have pins or markers in `links`.
 #[must_use]
 pub fn pinned_ifindexes(links: &Path) -> Vec<u32> {
