@@ -210,6 +210,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let exporter = match args.metrics {
         Some(addr) => Some(
             exporter::Exporter::bind(addr)
+                .inspect(|e| tracing::info!(addr = %e.addr(), "serving metrics"))
                 .with_context(|| format!("cannot serve metrics on {addr}"))?,
         ),
         None => None,
@@ -403,9 +404,12 @@ impl Daemon {
             if now >= next_counter_check {
                 next_counter_check = now + 1_000_000_000;
                 self.check_counters();
-                if let Some(e) = &self.out.exporter {
-                    e.update(self.metrics_text());
-                }
+            }
+            // Rendered only for a scrape waiting: at 1,024 members the exposition is 1.5 MB.
+            if let Some(e) = &self.out.exporter
+                && e.wanted()
+            {
+                e.update(self.metrics_text());
             }
         }
     }

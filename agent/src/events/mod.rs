@@ -96,6 +96,10 @@ pub fn render(name: &str, params: Map<String, Value>) -> Option<Rendered> {
 /// The catalogue name and parameters of an engine event; probe results are not catalogue events.
 #[must_use]
 pub fn from_engine(e: &Event) -> Option<Rendered> {
+    // Per-probe events are no catalogue events: out before any JSON is built (one per probe).
+    if matches!(e, Event::ProbeLost { .. } | Event::ProbeAcked { .. }) {
+        return None;
+    }
     let mut v = serde_json::to_value(e).ok()?;
     let params = v.as_object_mut()?;
     params.remove("event");
