@@ -117,13 +117,8 @@ impl Daemon {
             self.refuse(&ifname, Refused::BadTimestamp);
             return;
         }
-        // The engine learns the round trip in the time base of the probe's expiry. The network's
-        // share alone (rt.ns) leaves out the wait behind the other probes of the same wake-up:
-        // with a thousand members the last replies of a wake-up came after CRTT, were counted
-        // lost and then acknowledged late.
-        let learnt = rt.answer_ns;
         let result = match rec.header.msg_type() {
-            msg::RTT_ONLY => self.engine.rtt_reply(&ifname, from, sent, learnt, now),
+            msg::RTT_ONLY => self.engine.rtt_reply(&ifname, from, sent, rt.ns, now),
             msg::DISCOVERY => {
                 if !discoverable(&self.rec.host.observed, sender, from) {
                     self.refuse(&ifname, Refused::Discovery);
@@ -133,7 +128,7 @@ impl Daemon {
             }
             _ => self
                 .engine
-                .probe_reply(&ifname, rec.icmp_seq, from, sent, learnt, now),
+                .probe_reply(&ifname, rec.icmp_seq, from, sent, rt.ns, now),
         };
         match result {
             Ok(out) => {

@@ -245,8 +245,9 @@ impl ProbeInstance {
             .unwrap_or(fallback_ns)
     }
 
-    /// Marks unacknowledged probes lost once `now > start + CRTT(target)`. Returns the lost ones.
-    pub fn expire(&mut self, now_ns: u64, fallback_ns: u64) -> Vec<(u16, IpAddr)> {
+    /// Marks unacknowledged probes lost once `now > start + CRTT(target) + grace`. Returns the
+    /// lost ones.
+    pub fn expire(&mut self, now_ns: u64, fallback_ns: u64, grace_ns: u64) -> Vec<(u16, IpAddr)> {
         let mut lost = Vec::new();
         for i in 0..PROBE_STATS_COUNT {
             let slot = self.history[i];
@@ -254,7 +255,7 @@ impl ProbeInstance {
                 continue;
             }
             let Some(target) = slot.target else { continue };
-            if now_ns > slot.start_ns + self.crtt_or(target, fallback_ns) {
+            if now_ns > slot.start_ns + self.crtt_or(target, fallback_ns) + grace_ns {
                 self.history[i].state = ProbeState::Lost;
                 lost.push((slot.seq, target));
             }
@@ -473,17 +474,27 @@ mod tests {
         let mut i = inst();
         i.record_sent(T, 0);
         assert!(
-            i.expire(100, 100).is_empty(),
+            i.expire(100, 100, 0).is_empty(),
             "not past start + interval yet"
         );
-        assert_eq!(i.expire(101, 100), vec![(1, T)]);
+        assert_eq!(i.expire(101, 100, 0), vec![(1, T)]);
         i.targets[0].rtt.sample(10);
         i.record_sent(T, 1000);
         assert_eq!(
-            i.expire(1031, 100),
+            i.expire(1031, 100, 0),
             vec![(2, T)],
             "CRTT 30 replaces the interval"
         );
+    }
+
+    #[test]
+    fn the_send_slack_is_waited_for_on_top_of_crtt() {
+        let mut i = inst();
+        i.record_sent(T, 0);
+        assert!(i.expire(106, 100, 6).is_empty(), "within CRTT + grace");
+        assert_eq!(i.expire(107, 100, 6), vec![(1, T)]);
+        // A reply after that is a late one.
+        assert!(i.ack(1, T, 0, 108).is_ok_and(|a| a.was_lost));
     }
 
     #[test]
@@ -534,7 +545,7 @@ mod tests {
     fn a_late_reply_revives_a_lost_probe() {
         let mut i = inst();
         let s = i.record_sent(T, 0);
-        i.expire(1_000, 10);
+        i.expire(1_000, 10, 0);
         assert_eq!(i.consecutive_lost(), 1);
         assert!(i.ack(s, T, 0, 1_001).unwrap().was_lost);
         assert_eq!((i.consecutive_lost(), i.consecutive_acked()), (0, 1));
@@ -546,7 +557,7 @@ mod tests {
         for k in 0..6 {
             i.record_sent(T, k);
         }
-        i.expire(1_000_000, 10);
+        i.expire(1_000_000, 10, 0);
         assert_eq!(i.consecutive_lost(), 6);
         assert!(!i.probe_failed(1_000_000), "inside the quiet period");
         assert!(i.probe_failed(FAILURE_DETECTION_QP_NS), "after it");
@@ -574,7 +585,7 @@ mod tests {
         for k in 0..5 {
             i.record_sent(T, 100 + k);
         }
-        i.expire(1_000_000, 10);
+        i.expire(1_000_000, 10, 0);
         assert_eq!(i.consecutive_lost(), 5);
         assert_eq!(i.first_failure_ns(), Some(100));
         i.record_sent(T, 2_000_000);
@@ -597,7 +608,7 @@ mod tests {
             let s = i.record_sent(T, 10 * k);
             i.ack(s, T, 10 * k, 10 * k + 1).unwrap();
             i.record_sent(U, 10 * k + 5);
-            i.expire(10 * k + 9, 1);
+            i.expire(10 * k + 9, 1, 0);
         }
         let s = i.record_sent(T, 1_000);
         i.ack(s, T, 1_000, 1_001).unwrap();

@@ -805,7 +805,12 @@ impl Engine {
         user_interval: u64,
         now_ns: u64,
     ) {
-        for (seq, target) in inst.expire(now_ns, interval) {
+        // A probe leaves when its turn in the wake-up's batch comes, after the tagged `now`, and its
+        // reply may queue behind the batch's others at the target: it has the send slack on top of
+        // CRTT. Without it, at 1,024 members about one probe in seven was counted lost and then
+        // acknowledged late (the network's round trip alone, learnt from kernel stamps, leaves
+        // that wait out on purpose: CPU load must not raise the FDT).
+        for (seq, target) in inst.expire(now_ns, interval, interval / SEND_SLACK_DIVISOR) {
             self.out.push(Output::Event(Event::ProbeLost {
                 ifname: name.into(),
                 seq,
@@ -970,7 +975,14 @@ impl Engine {
                     .history
                     .iter()
                     .filter(|s| s.state == instance::ProbeState::Unacked)
-                    .filter_map(|s| s.target.map(|t| s.start_ns + inst.crtt_or(t, interval) + 1))
+                    .filter_map(|s| {
+                        s.target.map(|t| {
+                            s.start_ns
+                                + inst.crtt_or(t, interval)
+                                + interval / SEND_SLACK_DIVISOR
+                                + 1
+                        })
+                    })
                     .min();
                 std::iter::once(inst.next_send_ns)
                     .chain(expiry)

@@ -121,7 +121,7 @@ pub fn from_engine(e: &Event) -> Option<Rendered> {
     render(name, params.clone())
 }
 
-/// Holds back repeats of one event (same name and parameters) beyond a burst within a window,
+/// Holds back repeats of one event (same name and parameters but counts) beyond a burst within a window,
 /// and counts them, so a flapping cause cannot flood the log; the next one let through carries
 /// the count of those held back.
 #[derive(Debug)]
@@ -145,7 +145,12 @@ impl RateLimiter {
 
     /// `Some(suppressed_before)` when `r` may be logged at `now_ns`, `None` when it is held back.
     pub fn admit(&mut self, r: &Rendered, now_ns: u64) -> Option<u64> {
-        let key = format!("{}{}", r.name, Value::Object(r.params.clone()));
+        // A count is how much, not which: "missed sending 3 probes on m7" repeats "missed sending
+        // 1 probes on m7". Keyed with it, every count was a new event (never held back, and one
+        // more key kept for good: 110,000 of them in a minute of an overloaded daemon).
+        let mut identity = r.params.clone();
+        identity.remove("count");
+        let key = format!("{}{}", r.name, Value::Object(identity));
         let entry = self.last.entry(key).or_insert((now_ns, 0, 0));
         if now_ns.saturating_sub(entry.0) >= self.window_ns {
             entry.0 = now_ns;
@@ -169,6 +174,30 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn events_that_differ_only_in_their_count_are_repeats() {
+        let mut rl = RateLimiter::new(1000, 1);
+        let missed = |count: u64| {
+            render(
+                "ipmultipath.probe.missed",
+                params(&[("ifname", Value::from("m7")), ("count", Value::from(count))]),
+            )
+            .expect("a catalogue event")
+        };
+        assert_eq!(rl.admit(&missed(1), 0), Some(0));
+        assert_eq!(
+            rl.admit(&missed(3), 10),
+            None,
+            "a repeat with another count"
+        );
+        assert_eq!(rl.last.len(), 1);
+        assert_eq!(
+            rl.admit(&missed(2), 1000),
+            Some(1),
+            "the held-back one is counted"
+        );
     }
 
     #[test]

@@ -43,13 +43,14 @@ impl<'a> Index<'a> {
         for r in inp.observed.own_routes() {
             own_routes.entry((r.table, r.dst)).or_insert(r);
         }
+        // Two links can share a name for a moment (a rename racing another): the lowest index
+        // wins, as a search in index order found it.
+        let mut links_by_name = HashMap::new();
+        for l in inp.observed.links.values() {
+            links_by_name.entry(l.name.as_str()).or_insert(l);
+        }
         Self {
-            links_by_name: inp
-                .observed
-                .links
-                .values()
-                .map(|l| (l.name.as_str(), l))
-                .collect(),
+            links_by_name,
             views: inp.engine.iter().map(|v| (v.ifname.as_str(), v)).collect(),
             configured,
             applied,
