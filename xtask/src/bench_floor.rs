@@ -122,11 +122,16 @@ pub fn per_probe_us(
         use std::os::fd::AsRawFd as _;
         tests::topology::enter_netns(&netns);
         // SAFETY: a zeroed cpu_set_t is empty; CPU_SET adds core 0; the size is the set's.
-        unsafe {
+        let pinned = unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(0, &mut set);
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
-        }
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set)
+        };
+        anyhow::ensure!(
+            pinned == 0,
+            "cannot pin the bare sender to core 0: {}",
+            std::io::Error::last_os_error()
+        );
         let socks = members
             .iter()
             .map(|(i, s, t)| open(i, *s, *t))

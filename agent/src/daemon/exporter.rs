@@ -1,8 +1,9 @@
 //! The metrics endpoint's HTTP side, on a thread of its own, so no scraper, however slow or however
-//! many, can delay a probe. A scrape asks the daemon for a rendering and is answered with the first
-//! one made after it arrived: the daemon renders (1,024 members: a 1.5 MB exposition, a fifth of
-//! its CPU when it rendered every second) only when someone scrapes. Connections are bounded in
-//! number and in time.
+//! many, can delay a probe. The daemon renders (1,024 members: a 1.5 MB exposition, a fifth of its
+//! CPU when it rendered every second) only when someone scrapes, and at most once a second: a
+//! scrape gets the last rendering if it is younger than that, else asks for one and is answered
+//! with the first made after it arrived (or, should the daemon be busy past [`WAIT_NS`], the last
+//! one there is). Connections are bounded in number and in time.
 
 use std::{
     io::{self, Read as _, Write as _},
@@ -22,13 +23,23 @@ const MAX_CONNECTIONS: usize = 16;
 /// A scraper has this long to send its request and take the answer, besides the wait for the
 /// daemon's rendering (at most its one-second housekeeping tick; sooner while it probes).
 const DEADLINE_NS: u64 = 2_000_000_000;
+/// A rendering younger than this answers a scrape as it is: however many scrapers, the daemon
+/// renders at most once per this.
+const FRESH_NS: u64 = 1_000_000_000;
+/// How long a scrape waits for a new rendering before it takes the last one (the start-up pass or
+/// a reload can keep the daemon from rendering for longer).
+const WAIT_NS: u64 = 1_200_000_000;
 
 /// What the daemon and the serving thread share.
-#[derive(Default)]
 struct Shared {
     text: Mutex<Arc<String>>,
     /// Renderings made so far.
     generation: AtomicU64,
+    /// When the last one was made (monotonic ns; 0: never).
+    rendered_ns: AtomicU64,
+    /// [`FRESH_NS`] and [`WAIT_NS`] (shorter in tests).
+    fresh_ns: u64,
+    wait_ns: u64,
     /// A scrape waits for a rendering.
     wanted: AtomicBool,
 }
@@ -49,8 +60,8 @@ struct Scrape {
     response: Vec<u8>,
     sent: usize,
     deadline_ns: u64,
-    /// The generation its answer must come after, once its request is in.
-    after: Option<u64>,
+    /// The generation its answer must come after and since when it waits, once its request is in.
+    after: Option<(u64, u64)>,
 }
 
 impl Exporter {
@@ -60,10 +71,21 @@ impl Exporter {
     /// # Errors
     /// When the address is taken or not local.
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Self::bind_with(addr, FRESH_NS, WAIT_NS)
+    }
+
+    fn bind_with(addr: SocketAddr, fresh_ns: u64, wait_ns: u64) -> io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shared: Arc<Shared> = Arc::default();
+        let shared = Arc::new(Shared {
+            text: Mutex::default(),
+            generation: AtomicU64::new(0),
+            rendered_ns: AtomicU64::new(0),
+            fresh_ns,
+            wait_ns,
+            wanted: AtomicBool::new(false),
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(fds::event_fd()?);
         let (t, s, w) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&wake));
@@ -95,6 +117,9 @@ impl Exporter {
         if let Ok(mut t) = self.shared.text.lock() {
             *t = Arc::new(text);
         }
+        self.shared
+            .rendered_ns
+            .store(monotonic_ns(), Ordering::Relaxed);
         self.shared.generation.fetch_add(1, Ordering::Release);
         fds::ring(&*self.wake);
     }
@@ -162,13 +187,22 @@ fn step(s: &mut Scrape, shared: &Shared) -> bool {
         if !s.request.windows(4).any(|w| w == b"\r\n\r\n") && s.request.len() < 8192 {
             return true;
         }
-        s.after = Some(shared.generation.load(Ordering::Acquire));
-        shared.wanted.store(true, Ordering::Relaxed);
+        let (generation, now) = (shared.generation.load(Ordering::Acquire), monotonic_ns());
+        let rendered = shared.rendered_ns.load(Ordering::Relaxed);
+        if generation > 0 && now.saturating_sub(rendered) < shared.fresh_ns {
+            // Fresh enough: answered with it, the daemon not asked.
+            s.after = Some((generation - 1, now));
+        } else {
+            s.after = Some((generation, now));
+            shared.wanted.store(true, Ordering::Relaxed);
+        }
     }
     if s.response.is_empty() {
-        if s.after
-            .is_some_and(|g| shared.generation.load(Ordering::Acquire) <= g)
-        {
+        let generation = shared.generation.load(Ordering::Acquire);
+        let waiting = s.after.is_some_and(|(g, since)| {
+            generation <= g && !(generation > 0 && monotonic_ns() - since >= shared.wait_ns)
+        });
+        if waiting {
             return true;
         }
         let body = shared
@@ -212,14 +246,8 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_scrape_asks_for_a_rendering_and_gets_the_first_one_made_after_it() {
-        let e = Exporter::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
-        let addr = e.addr();
-        // Nothing is rendered until someone asks.
-        assert!(!e.wanted());
-        e.update("old\n".into());
-        let waiting = scrape(addr);
+    /// Waits until a scrape asks for a rendering.
+    fn until_wanted(e: &Exporter) {
         let t0 = std::time::Instant::now();
         while !e.wanted() {
             assert!(
@@ -228,11 +256,47 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_scrape_asks_for_a_rendering_and_gets_the_first_one_made_after_it() {
+        let e =
+            Exporter::bind_with("127.0.0.1:0".parse().unwrap(), 0, 60_000_000_000).expect("bind");
+        // Nothing is rendered until someone asks.
+        assert!(!e.wanted());
+        e.update("old\n".into());
+        let waiting = scrape(e.addr());
+        until_wanted(&e);
         // Asked once: taken.
         assert!(!e.wanted());
         e.update("fresh\n".into());
         let answer = waiting.join().unwrap();
         assert!(answer.ends_with("\r\n\r\nfresh\n"), "{answer}");
         assert!(answer.contains("Content-Length: 6\r\n"), "{answer}");
+    }
+
+    #[test]
+    fn a_fresh_rendering_answers_at_once_and_the_daemon_is_not_asked() {
+        let e =
+            Exporter::bind_with("127.0.0.1:0".parse().unwrap(), 60_000_000_000, 0).expect("bind");
+        e.update("recent\n".into());
+        for _ in 0..3 {
+            assert!(
+                scrape(e.addr())
+                    .join()
+                    .unwrap()
+                    .ends_with("\r\n\r\nrecent\n")
+            );
+        }
+        assert!(!e.wanted(), "three scrapes, no rendering asked for");
+    }
+
+    #[test]
+    fn a_busy_daemon_still_gets_its_scrape_answered_with_the_last_rendering() {
+        let e = Exporter::bind_with("127.0.0.1:0".parse().unwrap(), 0, 50_000_000).expect("bind");
+        e.update("last\n".into());
+        // Asked for a new one, which never comes: the last one after the wait.
+        let answer = scrape(e.addr()).join().unwrap();
+        assert!(answer.ends_with("\r\n\r\nlast\n"), "{answer}");
     }
 }
