@@ -11,6 +11,7 @@
 //!   actions: pure, like the engine.
 //! - [`cli`]: the command-line front end.
 //! - [`fds`]: signalfd, eventfd and `ppoll`, for the threads that wait on descriptors.
+//! - [`sched`]: real-time scheduling for the probing loop and the link watcher.
 //! - [`clock`]: the one clock every timestamp uses (CLOCK_MONOTONIC, like `bpf_ktime_get_ns`).
 
 pub mod cli;
@@ -30,3 +31,4 @@ pub mod netlink;
 pub mod privileges;
 pub mod probe;
 pub mod reconcile;
+pub mod sched;

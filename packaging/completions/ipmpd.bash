@@ -507,7 +507,7 @@ _ipmpd() {
             return 0
             ;;
         ipmpd__subcmd__run)
-            opts="-h --defaults --config --instance --link-poll-us --link-poll-cpu --tc-attach --carrier --json --json-probes --reset --socket --metrics --admin-group --help"
+            opts="-h --defaults --config --instance --link-poll-us --link-poll-cpu --tc-attach --carrier --rt-priority --json --json-probes --reset --socket --metrics --admin-group --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -539,6 +539,10 @@ _ipmpd() {
                     ;;
                 --carrier)
                     COMPREPLY=($(compgen -W "auto poll" -- "${cur}"))
+                    return 0
+                    ;;
+                --rt-priority)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --socket)

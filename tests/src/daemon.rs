@@ -85,9 +85,26 @@ impl Daemon {
         Self::start(ns, args, env, Stdio::from(file))
     }
 
+    /// [`Daemon::spawn`] behind `wrapper` (such as `setpriv` with a capability taken away).
+    #[must_use]
+    pub fn spawn_wrapped(ns: &Netns, wrapper: &[&str], args: &[&str]) -> Self {
+        Self::start_wrapped(ns, wrapper, args, &[], Stdio::inherit())
+    }
+
     fn start(ns: &Netns, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
+        Self::start_wrapped(ns, &[], args, env, stderr)
+    }
+
+    fn start_wrapped(
+        ns: &Netns,
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         let mut child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
+            .args(wrapper)
             .arg(binary())
             .args(args)
             .envs(env.iter().copied())

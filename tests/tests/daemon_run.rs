@@ -517,3 +517,138 @@ fn systemd_hears_ready_watchdog_reloading_with_its_monotonic_time_and_stopping()
         "STOPPING=1 on SIGTERM"
     );
 }
+
+/// (scheduling policy, real-time priority) of each thread of `pid`, by thread name.
+fn thread_policies(pid: u32) -> Vec<(String, u64, u64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads") {
+        let Ok(stat) = std::fs::read_to_string(task.expect("a thread").path().join("stat")) else {
+            continue;
+        };
+        // The name is between the first '(' and the last ')'; fields count on from there.
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // stat(5): rt_priority is field 40 and policy 41; `fields` starts at field 3.
+        let num = |n: usize| fields[n - 3].parse::<u64>().expect("a number");
+        out.push((name, num(41), num(40)));
+    }
+    out
+}
+
+const SCHED_FIFO: u64 = 1;
+
+/// Waits until the daemon is ready and the router target answers, then for the first round trips.
+fn probing(d: &mut tests::daemon::Daemon) {
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    d.wait_for(Duration::from_secs(5), |v| {
+        acked_target(v).as_deref() == Some("192.0.2.1")
+    })
+    .expect("router target from the route answers");
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+#[test]
+fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let cfg = RunConfig::new("rt", &two_members(FDT_MS, ""), None);
+    let mut d = cfg.spawn_with(
+        lan.host(),
+        &["--rt-priority", "7", "--metrics", "127.0.0.1:0"],
+    );
+    let ev = d
+        .wait_for(Duration::from_secs(10), |v| {
+            v["event"] == "ipmultipath.daemon.realtime"
+                || v["event"] == "ipmultipath.daemon.realtimeRefused"
+        })
+        .expect("the daemon says whether real-time scheduling took effect");
+    assert_eq!(ev["event"], "ipmultipath.daemon.realtime", "{ev}");
+    assert_eq!(ev["params"]["priority"], 7);
+    let threads = thread_policies(d.pid());
+    assert!(
+        threads.len() >= 4,
+        "probing, link, control, metrics: {threads:?}"
+    );
+    for (name, policy, priority) in &threads {
+        if name == "ipmpd" || name == "ipmpd-link" {
+            assert_eq!((*policy, *priority), (SCHED_FIFO, 7), "{name}: {threads:?}");
+        } else {
+            assert_eq!(
+                (*policy, *priority),
+                (0, 0),
+                "{name} must stay SCHED_OTHER: {threads:?}"
+            );
+        }
+    }
+    assert_eq!(
+        threads.iter().filter(|t| t.1 == SCHED_FIFO).count(),
+        2,
+        "exactly the probing loop and the link watcher: {threads:?}"
+    );
+    // Detection works as ever.
+    probing(&mut d);
+    let fault = monotonic_ns();
+    lan.switch().drop_all("sw-h0");
+    expect_within(
+        &mut d,
+        "ipmultipath.interface.failed",
+        "h0",
+        fault,
+        FDT_MS,
+        "silent fault at real-time priority",
+    );
+}
+
+#[test]
+fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let cfg = RunConfig::new("rt-refused", &two_members(FDT_MS, ""), None);
+    let mut args = cfg.run_args();
+    args.extend(["--rt-priority".to_owned(), "7".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Root without CAP_SYS_NICE, and RLIMIT_RTPRIO at its default of 0.
+    let wrapper = [
+        "setpriv",
+        "--bounding-set=-sys_nice",
+        "--inh-caps=-sys_nice",
+        "--",
+    ];
+    let mut d = tests::daemon::Daemon::spawn_wrapped(lan.host(), &wrapper, &args);
+    let ev = d
+        .wait_for(Duration::from_secs(10), |v| {
+            v["event"] == "ipmultipath.daemon.realtime"
+                || v["event"] == "ipmultipath.daemon.realtimeRefused"
+        })
+        .expect("the daemon says whether real-time scheduling took effect");
+    assert_eq!(ev["event"], "ipmultipath.daemon.realtimeRefused", "{ev}");
+    let reason = ev["params"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("RLIMIT_RTPRIO"),
+        "the reason names the limit: {reason}"
+    );
+    assert!(
+        thread_policies(d.pid()).iter().all(|t| t.1 == 0),
+        "every thread at normal priority"
+    );
+    probing(&mut d);
+    assert!(d.running(), "a refusal does not stop the daemon");
+    let fault = monotonic_ns();
+    lan.switch().drop_all("sw-h0");
+    expect_within(
+        &mut d,
+        "ipmultipath.interface.failed",
+        "h0",
+        fault,
+        FDT_MS,
+        "silent fault after the refusal",
+    );
+}

@@ -190,7 +190,10 @@ impl Server {
         };
         let thread = std::thread::Builder::new()
             .name("ipmpd-control".into())
-            .spawn(move || io.run())
+            .spawn(move || {
+                crate::sched::normal_here();
+                io.run();
+            })
             .map_err(bind_err)?;
         Ok(Self {
             path: path.to_path_buf(),

@@ -91,7 +91,10 @@ impl Exporter {
         let (t, s, w) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&wake));
         let thread = std::thread::Builder::new()
             .name("ipmpd-metrics".into())
-            .spawn(move || serve(&listener, &t, &s, &w))?;
+            .spawn(move || {
+                crate::sched::normal_here();
+                serve(&listener, &t, &s, &w);
+            })?;
         Ok(Self {
             shared,
             addr,

@@ -53,6 +53,7 @@ impl Loader {
         let spawned = std::thread::Builder::new()
             .name("ipmpd-config".into())
             .spawn(move || {
+                crate::sched::normal_here();
                 let _ = tx.send(read_files(&owned));
                 fds::ring(&*done);
             });

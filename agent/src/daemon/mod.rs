@@ -66,6 +66,8 @@ pub struct RunArgs {
     pub poll: crate::link::watcher::LinkPollArgs,
     #[command(flatten)]
     pub kernel: crate::datapath::choice::KernelChoiceArgs,
+    #[command(flatten)]
+    pub realtime: crate::sched::RealtimeArgs,
     /// Print events and decisions as JSON lines on standard output.
     #[arg(long)]
     pub json: bool,
@@ -157,6 +159,12 @@ pub struct Daemon {
 /// When the configuration has problems, or the datapath, the control socket or rtnetlink cannot
 /// be set up; the message says what to do.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    // Real-time scheduling needs a privilege the drop removes; threads spawned from here on
+    // inherit it, and those that serve clients give it up (see `sched`).
+    let realtime = args
+        .realtime
+        .rt_priority
+        .map(|p| (p, crate::sched::realtime_inherited(p)));
     // First, while the daemon is one thread: every thread spawned later inherits the drop.
     let kept = crate::privileges::drop_to_needed().context("cannot drop privileges")?;
     // Before anything that can refuse to start: a switch a crashed ipmpd left set goes back now.
@@ -312,10 +320,31 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         d.io.members.iter().count()
     ));
     let sources = Sources::new(ring, signals, link_events);
+    if let Some((priority, applied)) = realtime {
+        d.report_realtime(priority, applied);
+    }
     d.main_loop(sources)
 }
 
 impl Daemon {
+    /// Says whether the probing loop (this thread) and the link watcher run SCHED_FIFO; threads
+    /// spawned from now on start at normal priority.
+    fn report_realtime(&mut self, priority: u8, applied: Result<(), crate::sched::SchedError>) {
+        match applied {
+            Ok(()) => {
+                crate::sched::stop_inheritance(priority);
+                self.out.rep.catalogue(
+                    "ipmultipath.daemon.realtime",
+                    serde_json::json!({ "priority": priority }),
+                );
+            }
+            Err(e) => self.out.rep.catalogue(
+                "ipmultipath.daemon.realtimeRefused",
+                serde_json::json!({ "priority": priority, "reason": format!("{:#}", anyhow::Error::new(e)) }),
+            ),
+        }
+    }
+
     fn main_loop(&mut self, mut sources: Sources) -> anyhow::Result<()> {
         let mut next_counter_check = monotonic_ns();
         let mut next_watchdog = self.out.notifier.watchdog_ns.map(|p| monotonic_ns() + p);
