@@ -41,8 +41,8 @@ const SECTIONS: &[Section] = &[
         |a, t| carrier_detection(a.faults, t),
     ),
     ("poll", "CPU cost of the carrier poll", |_, _| poll_cost()),
-    ("load", "ipmpd and bfdd under full CPU load", |a, _| {
-        crate::bench_load::under_load(a.idle_secs, a.faults)
+    ("load", "ipmpd and bfdd under full CPU load", |a, t| {
+        crate::bench_load::under_load(a.idle_secs, a.faults, t)
     }),
     (
         "throughput",

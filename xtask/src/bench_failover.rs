@@ -41,6 +41,17 @@ impl Flow {
 
     /// The same towards `dest` (an address of the host namespace) at `pps` packets a second.
     pub fn start_to(lan: &Lan, dest: &str, pps: u64) -> anyhow::Result<Self> {
+        Self::start_with(lan, dest, pps, None)
+    }
+
+    /// [`Flow::start_to`] with both threads SCHED_FIFO at `priority`, for runs with every core
+    /// busy: at normal priority the receiver reads each packet late, and a fault would seem to
+    /// start later than it did (so detection would seem faster); the sender falls behind.
+    pub fn start_realtime(lan: &Lan, dest: &str, pps: u64, priority: i32) -> anyhow::Result<Self> {
+        Self::start_with(lan, dest, pps, Some(priority))
+    }
+
+    fn start_with(lan: &Lan, dest: &str, pps: u64, rt: Option<i32>) -> anyhow::Result<Self> {
         let dest = format!("{dest}:9000");
         let stop = Arc::new(AtomicBool::new(false));
         let arrivals: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -48,6 +59,7 @@ impl Flow {
         let (st, arr) = (Arc::clone(&stop), Arc::clone(&arrivals));
         let rx = std::thread::spawn(move || {
             enter_netns(&host);
+            realtime(rt);
             let sock = UdpSocket::bind("0.0.0.0:9000").expect("bind the receiver");
             sock.set_read_timeout(Some(Duration::from_millis(50))).ok();
             let mut buf = [0u8; 64];
@@ -60,6 +72,7 @@ impl Flow {
         let st = Arc::clone(&stop);
         let tx = std::thread::spawn(move || {
             enter_netns(&router);
+            realtime(rt);
             let sock = UdpSocket::bind("0.0.0.0:0").expect("bind the sender");
             sock.connect(&dest).expect("connect");
             let period = 1_000_000_000 / pps.max(1);
@@ -101,6 +114,14 @@ impl Flow {
         k.checked_sub(1).map(|k| a[k])
     }
 
+    /// Packets that arrived in [from, to].
+    pub fn arrived(&self, from: u64, to: u64) -> usize {
+        self.arrivals
+            .lock()
+            .map(|a| a.iter().filter(|t| (from..=to).contains(*t)).count())
+            .unwrap_or(0)
+    }
+
     /// Stops both threads.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -108,6 +129,22 @@ impl Flow {
             let _ = t.join();
         }
     }
+}
+
+/// Puts the calling thread under SCHED_FIFO at `priority`, if given (the bench runs as root).
+fn realtime(priority: Option<i32>) {
+    let Some(sched_priority) = priority else {
+        return;
+    };
+    let p = libc::sched_param { sched_priority };
+    // SAFETY: pid 0 is the calling thread; `p` outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) };
+    assert_eq!(
+        rc,
+        0,
+        "SCHED_FIFO for the flow: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 fn holder(d: &mut Daemon, current: &str) -> String {

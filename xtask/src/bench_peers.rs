@@ -479,7 +479,7 @@ pub fn peers(n: usize, targets: &mut crate::bench_targets::Targets) -> anyhow::R
         format!("bfdd 10 ms x 3: {cpu_bfd:.2} % per session"),
     );
     targets.row_beside(
-        "FDT 10 ms, silent fault both ways, p99 (idle host; the loaded case with a 10,000 pps flow is not measured)",
+        "FDT 10 ms, silent fault both ways, p99 (idle host)",
         format!("{ip10:.1} ms"),
         "≤ 10 ms",
         ip10 <= 10.0,
