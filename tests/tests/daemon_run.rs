@@ -28,6 +28,26 @@ fn acked_target(v: &Value) -> Option<String> {
         .then(|| v["probe"]["target"].as_str().unwrap_or_default().to_owned())
 }
 
+/// Waits until the daemon is ready and the router target answers, then lets the quiet period end on
+/// both members (first acks) and round trips settle.
+fn probing(d: &mut tests::daemon::Daemon) {
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    d.wait_for(Duration::from_secs(5), |v| {
+        acked_target(v).as_deref() == Some("192.0.2.1")
+    })
+    .expect("router target from the route answers");
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+/// Cuts h0 silently (both ways) and expects its failure within the configured FDT.
+fn h0_fails_silently_within_the_fdt(lan: &Lan, d: &mut tests::daemon::Daemon, what: &str) {
+    let fault = monotonic_ns();
+    lan.switch().drop_all("sw-h0");
+    // Nothing here slows round trips: the configured FDT is the limit, raised or not.
+    expect_within(d, "ipmultipath.interface.failed", "h0", fault, FDT_MS, what);
+}
+
 #[test]
 fn silent_path_fault_is_detected_within_the_fdt_and_repaired_within_twice_it() {
     if !tests::privileged() {
@@ -38,25 +58,8 @@ fn silent_path_fault_is_detected_within_the_fdt_and_repaired_within_twice_it() {
     lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
     let cfg = RunConfig::new("silent", &two_members(FDT_MS, ""), None);
     let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
-        .expect("daemon ready");
-    d.wait_for(Duration::from_secs(5), |v| {
-        acked_target(v).as_deref() == Some("192.0.2.1")
-    })
-    .expect("router target from the route answers");
-    // Let the quiet period end on both members (first acks) and RTTs settle.
-    std::thread::sleep(Duration::from_millis(1500));
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-h0");
-    // Nothing here slows round trips: the configured FDT is the limit, raised or not.
-    expect_within(
-        &mut d,
-        "ipmultipath.interface.failed",
-        "h0",
-        fault,
-        FDT_MS,
-        "silent fault",
-    );
+    probing(&mut d);
+    h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault");
     d.wait_for(Duration::from_secs(1), |v| {
         v["event"] == "active" && v["ifname"] == "h0" && v["active"] == false
     })
@@ -538,17 +541,6 @@ fn thread_policies(pid: u32) -> Vec<(String, u64, u64)> {
 
 const SCHED_FIFO: u64 = 1;
 
-/// Waits until the daemon is ready and the router target answers, then for the first round trips.
-fn probing(d: &mut tests::daemon::Daemon) {
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
-        .expect("daemon ready");
-    d.wait_for(Duration::from_secs(5), |v| {
-        acked_target(v).as_deref() == Some("192.0.2.1")
-    })
-    .expect("router target from the route answers");
-    std::thread::sleep(Duration::from_millis(1500));
-}
-
 #[test]
 fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() {
     if !tests::privileged() {
@@ -592,16 +584,7 @@ fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() 
     );
     // Detection works as ever.
     probing(&mut d);
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-h0");
-    expect_within(
-        &mut d,
-        "ipmultipath.interface.failed",
-        "h0",
-        fault,
-        FDT_MS,
-        "silent fault at real-time priority",
-    );
+    h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault at real-time priority");
 }
 
 #[test]
@@ -641,14 +624,5 @@ fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() 
     );
     probing(&mut d);
     assert!(d.running(), "a refusal does not stop the daemon");
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-h0");
-    expect_within(
-        &mut d,
-        "ipmultipath.interface.failed",
-        "h0",
-        fault,
-        FDT_MS,
-        "silent fault after the refusal",
-    );
+    h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault after the refusal");
 }
