@@ -10,7 +10,7 @@ use std::{
 use anyhow::Context as _;
 use tests::{monotonic_ns, topology::Lan};
 
-use crate::bench_failover::Flow;
+use bench::Flow;
 
 use crate::{build_agent, setup};
 

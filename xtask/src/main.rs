@@ -1,18 +1,9 @@
 //! `cargo xtask`: the project's own commands. `setup` installs what a fresh machine lacks; `test`,
 //! `demo` and `bench` run it first when anything is missing.
 
-mod bench;
-mod bench_failover;
-mod bench_floor;
-mod bench_load;
-mod bench_peers;
-mod bench_scale;
-mod bench_targets;
-mod bench_tools;
 mod demo;
 mod fuzz;
 mod package;
-mod plot;
 mod setup;
 mod suite;
 mod vm;
@@ -58,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::VmTest(args) => vm::run(&args),
         Cmd::VmGuest(args) => vm::guest::run(&args),
         Cmd::Demo => demo::run(),
-        Cmd::Bench(args) => bench::run(&args),
+        Cmd::Bench(args) => run_bench(&args),
         Cmd::Fuzz(args) => {
             setup::ensure()?;
             fuzz::run(&args)
@@ -68,6 +59,15 @@ fn main() -> anyhow::Result<()> {
             package::build().map(drop)
         }
     }
+}
+
+/// `cargo xtask bench`: the benchmark crate's run, with the release agent it measures.
+fn run_bench(args: &bench::BenchArgs) -> anyhow::Result<()> {
+    setup::ensure()?;
+    let bin = build_agent(true)?;
+    // SAFETY: set before any thread of this process exists; the harness reads it to find ipmpd.
+    unsafe { std::env::set_var("IPMPD_BIN", &bin) };
+    bench::run(args, &workspace_root(), cargo)
 }
 
 /// Runs a command from the workspace root, failing with its name when it fails.

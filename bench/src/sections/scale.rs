@@ -5,6 +5,8 @@
 //! target. Neighbour entries are static on both sides: the kernel's neighbour table limit
 //! (gc_thresh3, 1,024 by default) is global across namespaces, and ARP is not what is measured.
 
+mod floor;
+
 use std::{
     fmt::Write as _,
     time::{Duration, Instant},
@@ -203,13 +205,13 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
     let before = d.drain().len();
     let (m0, c0, w0) = (
         scrape(&lan.host)?,
-        crate::bench::cpu_seconds(pid),
+        crate::procfs::cpu_seconds(pid),
         Instant::now(),
     );
     record_or_sleep(pid, n, fdt_ms)?;
     let (m1, c1, secs) = (
         scrape(&lan.host)?,
-        crate::bench::cpu_seconds(pid),
+        crate::procfs::cpu_seconds(pid),
         w0.elapsed().as_secs_f64(),
     );
     if let Some(dir) = std::env::var_os("IPMPD_BENCH_PERF") {
@@ -284,7 +286,7 @@ fn wait_forwarding(peer: &Netns, n: usize, limit: Duration) -> anyhow::Result<()
 }
 
 /// The issue's rows at 1,024 interfaces: start, CPU at FDT 1 s and 100 ms, missed deadlines.
-fn targets_1024(s: &Sample, fdt_ms: u64, targets: &mut crate::bench_targets::Targets) -> String {
+fn targets_1024(s: &Sample, fdt_ms: u64, targets: &mut crate::targets::Targets) -> String {
     let mut said = Vec::new();
     if fdt_ms == 1000 {
         said.push(targets.row(
@@ -378,7 +380,8 @@ fn wait_links_released(limit: Duration) {
 /// The benchmark section; `sizes` are interface counts.
 pub fn scale(
     sizes: &[usize],
-    targets: &mut crate::bench_targets::Targets,
+    plots: &crate::report::Plots,
+    targets: &mut crate::targets::Targets,
 ) -> anyhow::Result<String> {
     let mut md = format!(
         "## Scale: N tracked interfaces, groups of two\n\n\
@@ -458,7 +461,7 @@ pub fn scale(
                 Ok((format!("m{i}"), test.parse()?, t.parse()?))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (floor, answered) = crate::bench_floor::per_probe_us(&lan.host.path(), members)?;
+        let (floor, answered) = floor::per_probe_us(&lan.host.path(), members)?;
         writeln!(
             floors,
             "| {n} | {:.1} | {:.1} | {floor:.1} ({:.0} % answered) | {:.1}x |",
@@ -472,7 +475,7 @@ pub fn scale(
     md.push('\n');
     md += &floors;
     md.push('\n');
-    md += &crate::bench::plot(
+    md += &plots.plot(
         "scale-cpu.svg",
         "agent CPU against tracked interfaces",
         &crate::plot::lines(

@@ -2,11 +2,7 @@
 //! the same link while `stress-ng` keeps every core busy: false failures over a long fault-free
 //! run, then the detection of silent faults.
 
-use std::{
-    fmt::Write as _,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{fmt::Write as _, time::Duration};
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -16,10 +12,13 @@ use tests::{
     topology::Lan,
 };
 
-use crate::bench_failover::Flow;
-use crate::bench_peers::{Fault, Tally, bfd_pair, ipmpd_event};
-use crate::bench_targets::Targets;
-use crate::bench_tools::{Lines, bfd_down, bfd_up, tree_cpu_seconds};
+use crate::faults::{Fault, Flow, Tally};
+use crate::host::stress;
+use crate::ipmpd::ipmpd_event;
+use crate::peers_tools::{Lines, bfd_down, bfd_pair, bfd_up};
+use crate::procfs::tree_cpu_seconds;
+use crate::report::Plots;
+use crate::targets::Targets;
 
 const FDT_MS: u64 = 100;
 /// The fast case: ipmpd's shortest FDT against bfdd's shortest interval, with a data flow.
@@ -33,21 +32,6 @@ const BFD_MS: u64 = 33;
 const HOLD: Duration = Duration::from_millis(1500);
 /// How long CPU is measured with the machine otherwise idle.
 const IDLE_CPU_WINDOW: Duration = Duration::from_secs(20);
-
-fn stress(cores: usize, secs: u64) -> anyhow::Result<std::process::Child> {
-    Command::new("stress-ng")
-        .args([
-            "--cpu",
-            &cores.to_string(),
-            "--timeout",
-            &format!("{secs}s"),
-            "--quiet",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start stress-ng")
-}
 
 /// `n` silent faults on h0, each timed for ipmpd and bfdd against the last packet of `flow` that
 /// got through; both see the repair before the next.
@@ -87,16 +71,21 @@ fn silent_faults(
 
 /// The benchmark section: `secs` of fault-free load, then `n` silent faults under load; then the
 /// FDT 10 ms case with a 10,000 pps flow ([`fdt10_loaded`]).
-pub fn under_load(secs: u64, n: usize, targets: &mut Targets) -> anyhow::Result<String> {
-    let mut md = budget_100ms(secs, n)?;
+pub fn under_load(
+    secs: u64,
+    n: usize,
+    plots: &Plots,
+    targets: &mut Targets,
+) -> anyhow::Result<String> {
+    let mut md = budget_100ms(secs, n, plots)?;
     md += &fdt10_loaded(n, targets)?;
     Ok(md)
 }
 
-fn budget_100ms(secs: u64, n: usize) -> anyhow::Result<String> {
-    let cores = crate::bench::num_cpus();
+fn budget_100ms(secs: u64, n: usize, plots: &Plots) -> anyhow::Result<String> {
+    let cores = crate::host::num_cpus();
     let lan = Lan::new(true, true);
-    let cfg = RunConfig::new("bench-load", &crate::bench::two_member_group(FDT_MS), None);
+    let cfg = RunConfig::new("bench-load", &crate::ipmpd::two_member_group(FDT_MS), None);
     let mut d = cfg.spawn(lan.host());
     d.wait_for(Duration::from_secs(10), |v: &Value| v["event"] == "ready")
         .context("ipmpd did not start")?;
@@ -137,12 +126,7 @@ fn budget_100ms(secs: u64, n: usize) -> anyhow::Result<String> {
     let _ = load.wait();
 
     // Silent faults under the same load.
-    let flow = Flow::start_realtime(
-        &lan,
-        "192.0.2.10",
-        crate::bench_peers::MARKER_PPS,
-        FLOW_PRIORITY,
-    )?;
+    let flow = Flow::start_realtime(&lan, "192.0.2.10", crate::faults::MARKER_PPS, FLOW_PRIORITY)?;
     let mut load = stress(cores, 3600)?;
     std::thread::sleep(Duration::from_secs(1));
     let (ip, bf) = silent_faults(&lan, &mut d, &mut bfd, &flow, n);
@@ -194,7 +178,7 @@ fn budget_100ms(secs: u64, n: usize) -> anyhow::Result<String> {
         )?;
     }
     md.push('\n');
-    md += &crate::bench::plot(
+    md += &plots.plot(
         "load.svg",
         "detection under full CPU load",
         &crate::plot::strip(
@@ -243,7 +227,7 @@ fn fast_round(extra: &[&str], n: usize) -> anyhow::Result<(Tally, Tally, f64)> {
     let lan = Lan::new(true, true);
     let cfg = RunConfig::new(
         "bench-load10",
-        &crate::bench::two_member_group(FAST_FDT_MS),
+        &crate::ipmpd::two_member_group(FAST_FDT_MS),
         None,
     );
     let mut d = cfg.spawn_with(lan.host(), extra);
@@ -251,7 +235,7 @@ fn fast_round(extra: &[&str], n: usize) -> anyhow::Result<(Tally, Tally, f64)> {
         .context("ipmpd did not start")?;
     let (mut bfd, _bfd_peer) = bfd_pair(&lan, FAST_FDT_MS)?;
     let flow = Flow::start_realtime(&lan, "192.0.2.10", FAST_FLOW_PPS, FLOW_PRIORITY)?;
-    let mut load = stress(crate::bench::num_cpus(), 3600)?;
+    let mut load = stress(crate::host::num_cpus(), 3600)?;
     std::thread::sleep(Duration::from_secs(2));
     let t0 = monotonic_ns();
     let (ip, bf) = silent_faults(&lan, &mut d, &mut bfd, &flow, n);

@@ -1,6 +1,7 @@
 //! The peers ipmpd is compared with, run as child processes in the benchmark's namespaces:
 //! FRR's bfdd, keepalived (VRRP) and an iputils ping loop. Every line they print is time-stamped
-//! on arrival, so a state change is timed the same way for each.
+//! on arrival, so a state change is timed the same way for each. [`bfd_pair`] is the bfdd session
+//! between h0 and the router that the peers and load sections both run.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -11,7 +12,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tests::{monotonic_ns, topology::Netns};
+use tests::{
+    monotonic_ns,
+    topology::{Lan, Netns},
+};
 
 /// A child process whose output lines (stdout and stderr) arrive time-stamped.
 pub struct Lines {
@@ -132,21 +136,6 @@ impl Drop for Lines {
     }
 }
 
-/// CPU time (s) of `pid` and all its descendants.
-pub fn tree_cpu_seconds(pid: u32) -> f64 {
-    let mut total = crate::bench::cpu_seconds(pid);
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten();
-    for task in tasks.flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-            total += tree_cpu_seconds(c);
-        }
-    }
-    total
-}
-
 fn scratch(tag: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("ipmpd-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -240,4 +229,20 @@ pub fn three_misses() -> impl FnMut(&str) -> bool {
         }
         misses >= 3
     }
+}
+
+/// Starts bfdd on both ends and waits for the session to come up.
+pub fn bfd_pair(lan: &Lan, ms: u64) -> anyhow::Result<(Lines, Lines)> {
+    let mut host = bfdd(lan.host(), &format!("h{ms}"), "192.0.2.10", "192.0.2.1", ms)?;
+    let router = bfdd(
+        lan.router(),
+        &format!("r{ms}"),
+        "192.0.2.1",
+        "192.0.2.10",
+        ms,
+    )?;
+    if host.wait(0, Duration::from_secs(15), bfd_up).is_none() {
+        anyhow::bail!("bfdd session did not come up:\n{}", host.text());
+    }
+    Ok((host, router))
 }

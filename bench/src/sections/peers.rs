@@ -10,21 +10,13 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use anyhow::Context as _;
 use serde_json::Value;
-use tests::{
-    daemon::{Daemon, RunConfig},
-    monotonic_ns,
-    topology::Lan,
-};
+use tests::{daemon::RunConfig, monotonic_ns, topology::Lan};
 
-use crate::bench_failover::Flow;
-use crate::bench_tools::{
-    Lines, bfd_down, bfd_up, bfdd, keepalived, ping_loop, three_misses, tree_cpu_seconds,
-};
-
-/// Rate of the stream that marks when a silent fault started: fine enough (0.5 ms) for an FDT of
-/// 10 ms, light enough (a 10,000 packets/s stream here delayed the 10 ms timers of every tool on
-/// two cores) not to disturb what is measured.
-pub const MARKER_PPS: u64 = 2_000;
+use crate::faults::{Fault, Flow, MARKER_PPS, Tally};
+use crate::ipmpd::ipmpd_event;
+use crate::peers_tools::{Lines, bfd_down, bfd_pair, bfd_up, keepalived, ping_loop, three_misses};
+use crate::procfs::tree_cpu_seconds;
+use crate::report::Plots;
 
 /// One round: ipmpd's FDT, bfdd's interval (x 3), whether keepalived and ping join, and how long
 /// a fault is held before a tool that has not reported it counts as having missed it.
@@ -56,121 +48,8 @@ const ROUNDS: &[Round] = &[
     },
 ];
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub enum Fault {
-    Carrier,
-    Silent,
-    OneWay,
-}
-
-impl Fault {
-    pub const ALL: [Self; 3] = [Self::Carrier, Self::Silent, Self::OneWay];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Carrier => "carrier loss",
-            Self::Silent => "silent, both ways",
-            Self::OneWay => "silent, one way",
-        }
-    }
-
-    /// Injects the fault on h0's switch port; returns (when it took effect, how long the command
-    /// took), ns. A carrier change is one ioctl, timed from just before it. `nft` runs for about
-    /// 10 ms before its rule is in force, so a silent fault starts at the last packet of `flow`
-    /// (a steady stream from the router to h0) that got through, within 0.5 ms.
-    pub fn inject(self, lan: &Lan, flow: &Flow) -> (u64, u64) {
-        let sw = lan.switch();
-        let t0 = monotonic_ns();
-        match self {
-            Self::Carrier => {
-                let (before, after) = sw.set_link_fast("sw-h0", false);
-                return (before, after - before);
-            }
-            Self::Silent => sw.drop_all("sw-h0"),
-            Self::OneWay => sw.drop_outgoing("sw-h0"),
-        }
-        let t1 = monotonic_ns();
-        // Let the last packets in flight land before asking which was last.
-        std::thread::sleep(Duration::from_millis(2));
-        let t = flow
-            .last_arrival_before(t1)
-            .filter(|&a| a >= t0)
-            .unwrap_or(t1);
-        (t, t1 - t0)
-    }
-
-    /// Ends it; returns the time after.
-    pub fn clear(self, lan: &Lan) -> u64 {
-        let sw = lan.switch();
-        match self {
-            Self::Carrier => return sw.set_link_fast("sw-h0", true).1,
-            Self::Silent | Self::OneWay => sw.undrop_all("sw-h0"),
-        }
-        monotonic_ns()
-    }
-}
-
-/// Detection latencies (ms) and misses of one tool for one fault type.
-#[derive(Default)]
-pub struct Tally {
-    pub ms: Vec<f64>,
-    pub missed: usize,
-}
-
-impl Tally {
-    /// Percentile `q` of the latencies detected; infinity when none was.
-    pub fn pct(&self, q: f64) -> f64 {
-        if self.ms.is_empty() {
-            return f64::INFINITY;
-        }
-        let mut v = self.ms.clone();
-        v.sort_by(f64::total_cmp);
-        crate::bench::pct(&v, q)
-    }
-
-    /// p99, or infinity when any fault was missed (a miss is worse than any latency).
-    pub fn p99_or_inf(&self) -> f64 {
-        if self.missed > 0 {
-            f64::INFINITY
-        } else {
-            self.pct(99.0)
-        }
-    }
-
-    pub fn add(&mut self, from: u64, at: Option<u64>) {
-        match at {
-            Some(t) => self.ms.push(t.saturating_sub(from) as f64 / 1e6),
-            None => self.missed += 1,
-        }
-    }
-}
-
-/// The time ipmpd declared h0 failed (or repaired, with `event`), at or after `after`.
-pub fn ipmpd_event(d: &mut Daemon, event: &str, after: u64, timeout: Duration) -> Option<u64> {
-    d.wait_for(timeout, |v: &Value| {
-        v["event"] == event && v["params"]["ifname"] == "h0" && v["at_ns"].as_u64() >= Some(after)
-    })
-    .and_then(|v| v["at_ns"].as_u64())
-}
-
 fn left(from: u64, hold: Duration) -> Duration {
     hold.saturating_sub(Duration::from_nanos(monotonic_ns().saturating_sub(from)))
-}
-
-/// Starts bfdd on both ends and waits for the session to come up.
-pub fn bfd_pair(lan: &Lan, ms: u64) -> anyhow::Result<(Lines, Lines)> {
-    let mut host = bfdd(lan.host(), &format!("h{ms}"), "192.0.2.10", "192.0.2.1", ms)?;
-    let router = bfdd(
-        lan.router(),
-        &format!("r{ms}"),
-        "192.0.2.1",
-        "192.0.2.10",
-        ms,
-    )?;
-    if host.wait(0, Duration::from_secs(15), bfd_up).is_none() {
-        anyhow::bail!("bfdd session did not come up:\n{}", host.text());
-    }
-    Ok((host, router))
 }
 
 struct Tools {
@@ -220,7 +99,7 @@ pub struct Results {
 fn run_round(lan: &Lan, round: &Round, n: usize, res: &mut Results) -> anyhow::Result<()> {
     let cfg = RunConfig::new(
         &format!("bench-peers-{}", round.fdt_ms),
-        &crate::bench::two_member_group(round.fdt_ms),
+        &crate::ipmpd::two_member_group(round.fdt_ms),
         None,
     );
     let mut d = cfg.spawn(lan.host());
@@ -342,12 +221,16 @@ fn stats_line(t: &Tally) -> String {
     if t.ms.is_empty() {
         return "| – | – | – | – ".into();
     }
-    let (min, median, p99, max) = crate::bench::stats(t.ms.clone());
+    let (min, median, p99, max) = crate::stats::stats(t.ms.clone());
     format!("| {min:.1} | {median:.1} | {p99:.1} | {max:.1} ")
 }
 
 /// The benchmark section.
-pub fn peers(n: usize, targets: &mut crate::bench_targets::Targets) -> anyhow::Result<String> {
+pub fn peers(
+    n: usize,
+    plots: &Plots,
+    targets: &mut crate::targets::Targets,
+) -> anyhow::Result<String> {
     let res = measure(n)?;
     let mut inject = res.inject_ms.clone();
     inject.sort_by(f64::total_cmp);
@@ -371,10 +254,10 @@ pub fn peers(n: usize, targets: &mut crate::bench_targets::Targets) -> anyhow::R
          a peer that missed any fault does not count as best).\n\n\
          | round | tool | fault | detected | missed | min | median | p99 | max (ms) | ratio to best peer |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
-        crate::bench::pct(&inject, 50.0),
+        crate::stats::pct(&inject, 50.0),
         inject.last().copied().unwrap_or(f64::NAN),
-        frr = crate::bench::package_version("frr"),
-        ka = crate::bench::package_version("keepalived"),
+        frr = crate::host::package_version("frr"),
+        ka = crate::host::package_version("keepalived"),
     );
     let mut verdicts = String::new();
     for round in ROUNDS {
@@ -433,7 +316,7 @@ pub fn peers(n: usize, targets: &mut crate::bench_targets::Targets) -> anyhow::R
                     })
             })
             .collect();
-        md += &crate::bench::plot(
+        md += &plots.plot(
             &format!("peers-fdt{fdt}.svg"),
             &format!("detection latencies, round FDT {fdt} ms"),
             &crate::plot::strip(

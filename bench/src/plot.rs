@@ -106,7 +106,7 @@ pub fn strip(title: &str, unit: &str, rows: &[(String, Vec<f64>)]) -> String {
             let mut sorted = v.clone();
             sorted.sort_by(f64::total_cmp);
             for (p, mark) in [(50.0, 10.0), (99.0, 16.0)] {
-                let x = pos(crate::bench::pct(&sorted, p));
+                let x = pos(crate::stats::pct(&sorted, p));
                 let _ = writeln!(
                     svg,
                     r#"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="{color}" stroke-width="2"/>"#,
