@@ -98,9 +98,8 @@ pub struct BenchArgs {
     /// Interface counts of the scale section.
     #[arg(long, value_delimiter = ',', default_values_t = scale::SIZES.to_vec())]
     sizes: Vec<usize>,
-    /// Run one section only (datapath, rtt, carrier, poll, detection, load, throughput, scale,
-    /// outage) and print it;
-    /// BENCHMARKS.md is written only by a full run.
+    /// Run one section only (datapath, rtt, carrier, poll, load, throughput, scale, peers,
+    /// outage) and print it; BENCHMARKS.md is written only by a full run.
     #[arg(long)]
     only: Option<String>,
 }
