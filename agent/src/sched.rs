@@ -4,11 +4,16 @@
 //!
 //! Only the probing loop (it sends the probes and reads the ring buffer) and the link watcher (the
 //! carrier poll) run SCHED_FIFO. The daemon keeps no CAP_SYS_NICE, so the policy is taken at the
-//! very start, while it still may ([`realtime_inherited`]): threads spawned from then on inherit
-//! it, and those that must not have it (the control socket, the metrics exporter, configuration
-//! reads: nothing a client asks may run at real-time priority) give it up first thing
-//! ([`normal_here`]), which needs no privilege. Before the loop starts, [`stop_inheritance`]
-//! makes threads spawned later start at normal priority (SCHED_RESET_ON_FORK).
+//! very start, while it still may ([`realtime_inherited`]); the start-up (configuration, program
+//! loads, the first pass) therefore runs at that priority too. Threads spawned from then on
+//! inherit it, and those that must not have it (the control socket's and the metrics exporter's
+//! I/O, reloads' configuration reads) give it up first thing ([`normal_here`]), which needs no
+//! privilege. Before the loop starts, [`stop_inheritance`] makes threads spawned later start at
+//! normal priority (SCHED_RESET_ON_FORK).
+//!
+//! The loop itself answers the control socket's queries (they read its state): a client's query
+//! runs at the loop's priority, bounded as without it (32 requests a turn, each answer built once
+//! a turn, the rest waiting for the next).
 
 use std::io;
 
@@ -19,14 +24,19 @@ pub struct RealtimeArgs {
     /// its pace with every core busy. Needs CAP_SYS_NICE at start (root has it) or an
     /// RLIMIT_RTPRIO of at least N; a refusal is reported and the daemon probes at normal
     /// priority.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=99))]
+    #[arg(
+        long,
+        value_name = "N",
+        value_hint = clap::ValueHint::Other,
+        value_parser = clap::value_parser!(u8).range(1..=99)
+    )]
     pub rt_priority: Option<u8>,
 }
 
 /// The kernel refused real-time scheduling.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "SCHED_FIFO at priority {priority} was refused (it needs CAP_SYS_NICE or an RLIMIT_RTPRIO of {priority} or more)"
+    "SCHED_FIFO at priority {priority} was refused (it needs CAP_SYS_NICE or an RLIMIT_RTPRIO of {priority} or more, and no seccomp filter or cgroup forbidding real-time scheduling)"
 )]
 pub struct SchedError {
     priority: u8,

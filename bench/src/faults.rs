@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use crate::host::realtime;
 use tests::{
     monotonic_ns,
     topology::{Lan, enter_netns},
@@ -54,7 +55,7 @@ impl Flow {
     /// start later than it did (so detection would seem faster); the sender falls behind.
     ///
     /// # Errors
-    /// As [`Flow::start`].
+    /// When a thread cannot have that priority.
     pub fn start_realtime(lan: &Lan, dest: &str, pps: u64, priority: i32) -> anyhow::Result<Self> {
         Self::start_with(lan, dest, pps, Some(priority))
     }
@@ -65,22 +66,27 @@ impl Flow {
         let arrivals: Arc<Mutex<Vec<u64>>> = Arc::default();
         let (host, router) = (lan.host().path(), lan.router().path());
         let (st, arr) = (Arc::clone(&stop), Arc::clone(&arrivals));
+        // Each thread says whether it got its priority before the flow counts as started.
+        let (set_up, setups) = std::sync::mpsc::channel::<Result<(), String>>();
+        let rx_set_up = set_up.clone();
         let rx = std::thread::spawn(move || {
             enter_netns(&host);
-            realtime(rt);
+            let _ = rx_set_up.send(realtime(rt));
             let sock = UdpSocket::bind("0.0.0.0:9000").expect("bind the receiver");
             sock.set_read_timeout(Some(Duration::from_millis(50))).ok();
             let mut buf = [0u8; 64];
             while !st.load(Ordering::Relaxed) {
                 if sock.recv(&mut buf).is_ok() {
-                    arr.lock().map(|mut a| a.push(monotonic_ns())).ok();
+                    // Stamped before the lock: a reader holding it must not delay the stamp.
+                    let at = monotonic_ns();
+                    arr.lock().map(|mut a| a.push(at)).ok();
                 }
             }
         });
         let st = Arc::clone(&stop);
         let tx = std::thread::spawn(move || {
             enter_netns(&router);
-            realtime(rt);
+            let _ = set_up.send(realtime(rt));
             let sock = UdpSocket::bind("0.0.0.0:0").expect("bind the sender");
             sock.connect(&dest).expect("connect");
             let period = 1_000_000_000 / pps.max(1);
@@ -98,11 +104,25 @@ impl Flow {
                 }
             }
         });
-        Ok(Self {
+        let flow = Self {
             stop,
             arrivals,
             threads: vec![rx, tx],
-        })
+        };
+        for _ in 0..2 {
+            match setups.recv_timeout(Duration::from_secs(5)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    flow.stop();
+                    anyhow::bail!("the flow's threads: {e}");
+                }
+                Err(_) => {
+                    flow.stop();
+                    anyhow::bail!("the flow's threads did not start");
+                }
+            }
+        }
+        Ok(flow)
     }
 
     /// The longest gap between arrivals in [from, to], in ms.
@@ -137,22 +157,6 @@ impl Flow {
             let _ = t.join();
         }
     }
-}
-
-/// Puts the calling thread under SCHED_FIFO at `priority`, if given (the bench runs as root).
-fn realtime(priority: Option<i32>) {
-    let Some(sched_priority) = priority else {
-        return;
-    };
-    let p = libc::sched_param { sched_priority };
-    // SAFETY: pid 0 is the calling thread; `p` outlives the call.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) };
-    assert_eq!(
-        rc,
-        0,
-        "SCHED_FIFO for the flow: {}",
-        std::io::Error::last_os_error()
-    );
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]

@@ -54,3 +54,25 @@ pub fn stress(cores: usize, secs: u64) -> anyhow::Result<std::process::Child> {
         .spawn()
         .context("cannot start stress-ng")
 }
+
+/// Puts the calling thread under SCHED_FIFO at `priority`, if given (the bench runs as root), for
+/// the threads that time things while every core is busy.
+///
+/// # Errors
+/// What the kernel said when it refused.
+pub fn realtime(priority: Option<i32>) -> Result<(), String> {
+    let Some(sched_priority) = priority else {
+        return Ok(());
+    };
+    let p = libc::sched_param { sched_priority };
+    // SAFETY: pid 0 is the calling thread; `p` outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "SCHED_FIFO {sched_priority}: {}",
+            std::io::Error::last_os_error()
+        ))
+    }
+}

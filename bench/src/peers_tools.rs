@@ -17,6 +17,9 @@ use tests::{
     topology::{Lan, Netns},
 };
 
+/// SCHED_FIFO priority of the threads that time-stamp the peers' lines (as the flow's threads).
+const READER_PRIORITY: i32 = 60;
+
 /// A child process whose output lines (stdout and stderr) arrive time-stamped.
 pub struct Lines {
     child: Child,
@@ -39,6 +42,9 @@ impl Lines {
         let out = child.stdout.take().context("piped stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // Above everything a loaded run starts: a line read late would make the tool that
+            // printed it look slower than it was. Best effort (the bench runs as root).
+            let _ = crate::host::realtime(Some(READER_PRIORITY));
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if tx.send((monotonic_ns(), line)).is_err() {
                     break;

@@ -73,7 +73,7 @@ tcx\t'TCX links; fails on kernels without TCX'
 clsact\t'A clsact qdisc and a netlink filter, even where TCX exists'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l carrier -d 'Where link state comes from: the fentry hook where the kernel allows it (auto), or the carrier poll' -r -f -a "auto\t'The fentry hook where the kernel allows it, else the poll'
 poll\t'The carrier poll and rtnetlink notifications, even where the hook would load'"
-complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l rt-priority -d 'Run the probing loop and the link watcher SCHED_FIFO at priority N (1-99): detection keeps its pace with every core busy. Needs CAP_SYS_NICE at start (root has it) or an RLIMIT_RTPRIO of at least N; a refusal is reported and the daemon probes at normal priority' -r
+complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l rt-priority -d 'Run the probing loop and the link watcher SCHED_FIFO at priority N (1-99): detection keeps its pace with every core busy. Needs CAP_SYS_NICE at start (root has it) or an RLIMIT_RTPRIO of at least N; a refusal is reported and the daemon probes at normal priority' -r -f
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l socket -d 'Control socket (default /run/ipmpd/ipmpd.sock, or /run/ipmpd/INSTANCE.sock)' -r -F
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l metrics -d 'Serve Prometheus metrics on ADDR (default 127.0.0.1:9870 when given without a value)' -r
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l admin-group -d 'Members of this group may offline and online interfaces through the control socket, besides root (judged on the credentials they connected with)' -r

@@ -598,8 +598,11 @@ fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() 
     let mut args = cfg.run_args();
     args.extend(["--rt-priority".to_owned(), "7".to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    // Root without CAP_SYS_NICE, and RLIMIT_RTPRIO at its default of 0.
+    // Root without CAP_SYS_NICE, and no RLIMIT_RTPRIO to fall back on.
     let wrapper = [
+        "prlimit",
+        "--rtprio=0:0",
+        "--",
         "setpriv",
         "--bounding-set=-sys_nice",
         "--inh-caps=-sys_nice",

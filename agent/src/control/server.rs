@@ -228,7 +228,12 @@ impl Server {
 
     /// Answers `response` on connection `conn` and closes it.
     pub fn respond(&self, conn: u64, response: &Response) {
-        self.send(Out::Respond(conn, line(response)));
+        self.respond_line(conn, line(response));
+    }
+
+    /// Answers with a line [`answer_line`] made (one answer built for many connections).
+    pub fn respond_line(&self, conn: u64, line: Vec<u8>) {
+        self.send(Out::Respond(conn, line));
     }
 
     /// Turns connection `conn` into a subscriber of `stream` after answering `response`.
@@ -271,6 +276,12 @@ impl Drop for Server {
         }
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// `response` as the line a client reads.
+#[must_use]
+pub fn answer_line(response: &Response) -> Vec<u8> {
+    line(response)
 }
 
 fn line(v: &impl serde::Serialize) -> Vec<u8> {

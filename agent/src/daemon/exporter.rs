@@ -115,10 +115,18 @@ impl Exporter {
         self.shared.wanted.swap(false, Ordering::Relaxed)
     }
 
-    /// A rendering for the scrapes waiting and the ones to come.
+    /// A rendering for the scrapes waiting and the ones to come. The probing loop never waits
+    /// for the exporter's thread (which runs at normal priority, and may have been preempted
+    /// holding the lock): when the lock is taken this rendering is dropped, the request stays
+    /// and the next turn renders again.
     pub fn update(&self, text: String) {
-        if let Ok(mut t) = self.shared.text.lock() {
-            *t = Arc::new(text);
+        match self.shared.text.try_lock() {
+            Ok(mut t) => *t = Arc::new(text),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.shared.wanted.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(std::sync::TryLockError::Poisoned(_)) => {}
         }
         self.shared
             .rendered_ns

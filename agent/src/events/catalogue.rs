@@ -346,7 +346,7 @@ pub static CATALOGUE: &[EventSpec] = &[
         severity: Informational,
         template: "The probing loop and the link watcher run SCHED_FIFO at priority {priority}",
         params: &[("priority", Int)],
-        description: "With --rt-priority N, the thread that sends probes and reads their replies and the thread that polls carrier run under SCHED_FIFO, so a busy machine does not delay detection. Other threads (control socket, metrics, configuration reads) stay at normal priority.",
+        description: "With --rt-priority N, the thread that sends probes and reads their replies and the thread that polls carrier run under SCHED_FIFO, so a busy machine does not delay detection. The threads of the control socket and the metrics exporter stay at normal priority; the start-up runs at the real-time priority.",
         causes: "A start with --rt-priority.",
         action: "None.",
     },

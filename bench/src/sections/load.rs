@@ -233,6 +233,20 @@ fn fast_round(extra: &[&str], n: usize) -> anyhow::Result<(Tally, Tally, f64)> {
     let mut d = cfg.spawn_with(lan.host(), extra);
     d.wait_for(Duration::from_secs(10), |v: &Value| v["event"] == "ready")
         .context("ipmpd did not start")?;
+    if extra.contains(&"--rt-priority") {
+        // A refusal would make this round measure normal scheduling under the wrong name.
+        let ev = d
+            .wait_for(Duration::from_secs(5), |v: &Value| {
+                v["event"] == "ipmultipath.daemon.realtime"
+                    || v["event"] == "ipmultipath.daemon.realtimeRefused"
+            })
+            .context("ipmpd said nothing of --rt-priority")?;
+        anyhow::ensure!(
+            ev["event"] == "ipmultipath.daemon.realtime",
+            "--rt-priority refused: {}",
+            ev["message"]
+        );
+    }
     let (mut bfd, _bfd_peer) = bfd_pair(&lan, FAST_FDT_MS)?;
     let flow = Flow::start_realtime(&lan, "192.0.2.10", FAST_FLOW_PPS, FLOW_PRIORITY)?;
     let mut load = stress(crate::host::num_cpus(), 3600)?;
