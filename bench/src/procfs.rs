@@ -1,15 +1,12 @@
 //! The CPU time processes spend, from /proc: one process's, and a process tree's (bfdd and
 //! keepalived run their work in children), and a process's threads' to the nanosecond.
 
+use tests::procstat::{Stat, ticks_per_second};
+
 /// CPU time (s) of process `pid` so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    let ticks = Stat::read(format!("/proc/{pid}/stat")).map_or(0, |s| s.cpu_ticks());
+    ticks as f64 / ticks_per_second() as f64
 }
 
 /// CPU time (s) of `pid` and all its descendants.

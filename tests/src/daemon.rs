@@ -307,10 +307,22 @@ impl RunConfig {
     /// Starts the daemon in `ns` with `extra` arguments and `env` added to its environment.
     #[must_use]
     pub fn spawn_env(&self, ns: &Netns, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut args = self.run_args();
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Daemon::spawn_env(ns, &refs, env)
+        self.with_args(extra, |args| Daemon::spawn_env(ns, args, env))
+    }
+
+    /// Starts the daemon in `ns` behind `wrapper` (see [`Daemon::spawn_wrapped`]) with `extra`
+    /// arguments.
+    #[must_use]
+    pub fn spawn_wrapped(&self, ns: &Netns, wrapper: &[&str], extra: &[&str]) -> Daemon {
+        self.with_args(extra, |args| Daemon::spawn_wrapped(ns, wrapper, args))
+    }
+
+    /// Calls `f` with [`RunConfig::run_args`] followed by `extra`.
+    fn with_args<R>(&self, extra: &[&str], f: impl FnOnce(&[&str]) -> R) -> R {
+        let run = self.run_args();
+        let mut args: Vec<&str> = run.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        f(&args)
     }
 }
 

@@ -31,21 +31,12 @@ pub fn connect_as(uid: u32, path: &Path, n: usize) -> Vec<UnixStream> {
     .expect("the connecting thread")
 }
 
-/// CPU time (user + system, all threads) process `pid` has used, in ns.
+/// CPU time (user + system, all threads) process `pid` has used, in ns; 0 once it is gone.
 #[must_use]
 pub fn cpu_ns(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    ticks * 1_000_000_000 / hz
+    let ticks =
+        crate::procstat::Stat::read(format!("/proc/{pid}/stat")).map_or(0, |s| s.cpu_ticks());
+    ticks * 1_000_000_000 / crate::procstat::ticks_per_second()
 }
 
 /// Starts `onlink.py ARGS` in `ns` (see the helper for the modes); its JSON summary is returned

@@ -14,6 +14,7 @@
 pub mod daemon;
 pub mod frames;
 pub mod hostile;
+pub mod procstat;
 pub mod topology;
 
 pub use topology::{Netns, Topology};

@@ -7,6 +7,7 @@ use serde_json::Value;
 use tests::{
     daemon::{RunConfig, expect_failed_within_fdt, expect_within, wait_event},
     monotonic_ns,
+    procstat::Stat,
     topology::Lan,
 };
 
@@ -525,16 +526,14 @@ fn systemd_hears_ready_watchdog_reloading_with_its_monotonic_time_and_stopping()
 fn thread_policies(pid: u32) -> Vec<(String, u64, u64)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads") {
-        let Ok(stat) = std::fs::read_to_string(task.expect("a thread").path().join("stat")) else {
+        let path = task.expect("a thread").path().join("stat");
+        // A thread that ended between the listing and the read is skipped.
+        let Some(stat) = Stat::read(path) else {
             continue;
         };
-        // The name is between the first '(' and the last ')'; fields count on from there.
-        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // stat(5): rt_priority is field 40 and policy 41; `fields` starts at field 3.
-        let num = |n: usize| fields[n - 3].parse::<u64>().expect("a number");
-        out.push((name, num(41), num(40)));
+        // proc(5): rt_priority is field 40 and policy 41.
+        let (policy, priority) = (stat.field(41), stat.field(40));
+        out.push((stat.name, policy, priority));
     }
     out
 }
@@ -595,9 +594,6 @@ fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() 
     let lan = Lan::new(true, false);
     lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
     let cfg = RunConfig::new("rt-refused", &two_members(FDT_MS, ""), None);
-    let mut args = cfg.run_args();
-    args.extend(["--rt-priority".to_owned(), "7".to_owned()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Root without CAP_SYS_NICE, and no RLIMIT_RTPRIO to fall back on.
     let wrapper = [
         "prlimit",
@@ -608,7 +604,7 @@ fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() 
         "--inh-caps=-sys_nice",
         "--",
     ];
-    let mut d = tests::daemon::Daemon::spawn_wrapped(lan.host(), &wrapper, &args);
+    let mut d = cfg.spawn_wrapped(lan.host(), &wrapper, &["--rt-priority", "7"]);
     let ev = d
         .wait_for(Duration::from_secs(10), |v| {
             v["event"] == "ipmultipath.daemon.realtime"

@@ -27,21 +27,16 @@ impl Daemon {
             let response = match p.request.clone() {
                 Request::Ping => Response::Ok(json!({ "pong": true })),
                 Request::Interfaces => {
-                    let answer = interfaces.get_or_insert_with(|| {
-                        answer_line(&Response::Ok(
-                            serde_json::to_value(self.engine.interfaces()).unwrap_or_default(),
-                        ))
+                    let answer = cached_answer(&mut interfaces, || {
+                        serde_json::to_value(self.engine.interfaces())
                     });
-                    self.out.control.respond_line(p.conn, answer.clone());
+                    self.out.control.respond_line(p.conn, answer);
                     continue;
                 }
                 Request::Snapshot => {
-                    let answer = snapshot.get_or_insert_with(|| {
-                        answer_line(&Response::Ok(
-                            serde_json::to_value(self.snapshot()).unwrap_or_default(),
-                        ))
-                    });
-                    self.out.control.respond_line(p.conn, answer.clone());
+                    let answer =
+                        cached_answer(&mut snapshot, || serde_json::to_value(self.snapshot()));
+                    self.out.control.respond_line(p.conn, answer);
                     continue;
                 }
                 Request::FollowEvents | Request::FollowProbes => {
@@ -57,30 +52,39 @@ impl Daemon {
                     );
                     continue;
                 }
-                Request::Offline { ifname } => match self.engine.offline(&ifname, now) {
-                    Ok(out) => {
-                        tracing::info!(ifname, "offlined on request");
-                        self.rec.unsaved = true;
-                        self.dispatch(out);
-                        // if_mpadm returns once the addresses have moved, as in.mpathd's.
-                        self.reconcile_if_due_now();
-                        Response::Ok(json!({}))
-                    }
-                    Err(e) => Response::Err(e.into()),
-                },
-                Request::Online { ifname } => match self.engine.online(&ifname, now) {
-                    Ok(out) => {
-                        tracing::info!(ifname, "onlined on request");
-                        self.rec.unsaved = true;
-                        self.dispatch(out);
-                        // if_mpadm returns once the addresses have moved, as in.mpathd's.
-                        self.reconcile_if_due_now();
-                        Response::Ok(json!({}))
-                    }
-                    Err(e) => Response::Err(e.into()),
-                },
+                Request::Offline { ifname } => self.set_offline(&ifname, true, now),
+                Request::Online { ifname } => self.set_offline(&ifname, false, now),
             };
             self.out.control.respond(p.conn, &response);
         }
     }
+
+    /// Offlines (if_mpadm -d) or onlines (-r) `ifname` through the engine and, as in.mpathd's
+    /// if_mpadm, answers once the addresses have moved.
+    fn set_offline(&mut self, ifname: &str, offline: bool, now: u64) -> Response {
+        let result = if offline {
+            self.engine.offline(ifname, now)
+        } else {
+            self.engine.online(ifname, now)
+        };
+        match result {
+            Ok(out) => {
+                tracing::info!(ifname, offline, "if_mpadm request applied");
+                self.rec.unsaved = true;
+                self.dispatch(out);
+                self.reconcile_if_due_now();
+                Response::Ok(json!({}))
+            }
+            Err(e) => Response::Err(e.into()),
+        }
+    }
+}
+
+/// The answer line in `slot`, built by `build` the first time this turn.
+fn cached_answer(
+    slot: &mut Option<Vec<u8>>,
+    build: impl FnOnce() -> serde_json::Result<serde_json::Value>,
+) -> Vec<u8> {
+    slot.get_or_insert_with(|| answer_line(&Response::Ok(build().unwrap_or_default())))
+        .clone()
 }
