@@ -14,6 +14,18 @@ pub mod record;
 /// Most interfaces one agent tracks (the size of the per-interface maps).
 pub const MAX_TRACKED: usize = 4096;
 
+/// Bit of a `PROBE_IDS` value asking XDP to wake userspace for each reply on the interface.
+/// Without it the reply is queued silently (`BPF_RB_NO_WAKEUP`) and read at the agent's next turn,
+/// which always comes before a probe is declared lost: a reply that cannot change a decision
+/// soon costs no wake-up.
+pub const PROBE_ID_WAKE: u32 = 1 << 16;
+
+/// The `PROBE_IDS` value for ICMP identifier `id`, with [`PROBE_ID_WAKE`] when `wake`.
+#[must_use]
+pub const fn probe_id(id: u16, wake: bool) -> u32 {
+    id as u32 | if wake { PROBE_ID_WAKE } else { 0 }
+}
+
 /// Names of the maps and programs, shared so userspace finds what the kernel side declares.
 pub mod names {
     /// Ring buffer carrying [`crate::record::ProbeReplyRecord`]s from XDP to userspace.
@@ -22,7 +34,8 @@ pub mod names {
     pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
     /// Link-state mirror per tracked interface ([`crate::link::LinkState`]).
     pub const LINK_STATE: &str = "LINK_STATE";
-    /// The ICMP identifier of ipmpd's probes per interface: XDP queues only replies to those.
+    /// The ICMP identifier of ipmpd's probes per interface: XDP queues only replies to those
+    /// (the value is a [`crate::probe_id`]).
     pub const PROBE_IDS: &str = "PROBE_IDS";
     /// Ring buffer carrying [`crate::record::LinkRecord`]s from the carrier hook to userspace.
     pub const LINK_EVENTS: &str = "LINK_EVENTS";

@@ -1,12 +1,16 @@
 //! XDP: recognise replies to ipmpd's probes, time-stamp them and hand them to userspace.
 
 use agent_common::{
+    PROBE_ID_WAKE,
     counters::IfaceCounters,
     probe::{CHECKSUM_SIPHASH24, ICMP_ECHO_HEADER_LEN, MAGIC, ProbeHeader, VERSION},
     record::{FAMILY_INET, FAMILY_INET6, ProbeReplyRecord},
 };
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    bindings::{
+        BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        xdp_action::{XDP_DROP, XDP_PASS},
+    },
     helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::xdp,
     programs::XdpContext,
@@ -145,8 +149,10 @@ fn deliver(
     // process's identity, or a flood of forged replies) is dropped here, cheaply, and never
     // competes with real replies for the ring buffer.
     // SAFETY: a plain lookup of a u32 value; the reference does not outlive this statement.
-    let ours = unsafe { PROBE_IDS.get(ifindex) }.copied() == Some(u32::from(icmp_id))
+    let entry = unsafe { PROBE_IDS.get(ifindex) }.copied();
+    let ours = entry.is_some_and(|v| v & 0xffff == u32::from(icmp_id))
         && u32::from_be(header.ifindex) == ifindex;
+    let entry = entry.unwrap_or(0);
     if !ours {
         if let Some(stats) = stats {
             stats.rejected_identity += 1;
@@ -184,7 +190,14 @@ fn deliver(
         hop_limit: l4.hop_limit,
         _pad: [0; 3],
     };
-    match PROBE_REPLIES.output(record, 0) {
+    // Forced when asked: an earlier silent record still unread would otherwise stop the
+    // kernel's own "wake only an idle reader" rule from waking for this one.
+    let wake = if entry & PROBE_ID_WAKE != 0 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    match PROBE_REPLIES.output(record, u64::from(wake)) {
         Ok(()) => {
             if let Some(stats) = stats {
                 stats.probe_replies += 1;

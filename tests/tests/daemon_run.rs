@@ -41,6 +41,28 @@ fn probing(d: &mut tests::daemon::Daemon) {
     std::thread::sleep(Duration::from_millis(1500));
 }
 
+/// Whether `ifname`'s replies wake the daemon's loop (the wake bit of its `PROBE_IDS` value):
+/// `want` as soon as it is so, or what it still is after `limit`.
+fn wakes_within(cfg: &RunConfig, lan: &Lan, ifname: &str, want: bool, limit: Duration) -> bool {
+    let ifindex = u64::from(lan.host().ifindex(ifname));
+    let path = format!("/sys/fs/bpf/ipmpd/{}/PROBE_IDS", cfg.instance);
+    let t0 = std::time::Instant::now();
+    loop {
+        let value = tests::daemon::bpftool_dump(&path)
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["key"].as_u64() == Some(ifindex))
+            .and_then(|e| e["value"].as_u64())
+            .expect("the member's identity is in PROBE_IDS");
+        let wakes = value & u64::from(agent_common::PROBE_ID_WAKE) != 0;
+        if wakes == want || t0.elapsed() > limit {
+            return wakes;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Cuts h0 silently (both ways) and expects its failure within the configured FDT.
 fn h0_fails_silently_within_the_fdt(lan: &Lan, d: &mut tests::daemon::Daemon, what: &str) {
     let fault = monotonic_ns();
@@ -60,11 +82,22 @@ fn silent_path_fault_is_detected_within_the_fdt_and_repaired_within_twice_it() {
     let cfg = RunConfig::new("silent", &two_members(FDT_MS, ""), None);
     let mut d = cfg.spawn(lan.host());
     probing(&mut d);
+    let fdt = Duration::from_millis(tests::scaled_ns(FDT_MS));
+    for ifname in ["h0", "h1"] {
+        assert!(
+            !wakes_within(&cfg, &lan, ifname, false, fdt),
+            "a running member's replies wait for the loop's next turn ({ifname})"
+        );
+    }
     h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault");
     d.wait_for(Duration::from_secs(1), |v| {
         v["event"] == "active" && v["ifname"] == "h0" && v["active"] == false
     })
     .expect("h0 deactivated");
+    assert!(
+        wakes_within(&cfg, &lan, "h0", true, fdt),
+        "a failed member's replies wake the loop: each counts toward its repair"
+    );
     assert!(
         d.drain()
             .iter()
@@ -85,6 +118,10 @@ fn silent_path_fault_is_detected_within_the_fdt_and_repaired_within_twice_it() {
         repair_ms <= tests::scaled_ns(2 * FDT_MS),
         "repaired after {repair_ms} ms; limit 2 x FDT = {} ms",
         2 * FDT_MS
+    );
+    assert!(
+        !wakes_within(&cfg, &lan, "h0", false, fdt),
+        "repaired, its replies wait again"
     );
     // A second fault right away is reported again: state changes are never rate-limited.
     d.seen.clear();

@@ -127,6 +127,52 @@ fn invalid_replies_pass_and_are_counted_by_reason() {
     assert_eq!(c.probe_replies, 0);
 }
 
+/// How long a reader blocked in poll(2) on the ring buffer waited for one good reply that XDP
+/// queued while it slept, with the interface's `PROBE_IDS` value `value`.
+fn reader_wait(p: &mut Programs, value: u32, limit: std::time::Duration) -> std::time::Duration {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    p.set_probe_ids_value(value);
+    let fd = p.ring.as_fd().as_raw_fd();
+    let (asleep_tx, asleep) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        asleep_tx.send(()).unwrap();
+        let t0 = std::time::Instant::now();
+        // SAFETY: one valid pollfd; the descriptor outlives the thread (joined below).
+        let n = unsafe { libc::poll(&raw mut pfd, 1, limit.as_millis() as libc::c_int) };
+        assert_eq!(n, 1, "the ring is readable by the end of the wait");
+        t0.elapsed()
+    });
+    asleep.recv().unwrap();
+    // Time for the reader to go to sleep in poll(2) before the reply is queued.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(p.xdp(&Frame::reply(false).bytes()), XDP_DROP);
+    let waited = reader.join().unwrap();
+    assert_eq!(p.records().len(), 1, "the reply is queued either way");
+    waited
+}
+
+#[test]
+fn a_reply_wakes_the_reader_only_when_its_interface_asks() {
+    let Some(mut p) = load() else { return };
+    let limit = std::time::Duration::from_secs(4);
+    let quiet = reader_wait(&mut p, u32::from(PROBE_ID), limit);
+    let woken = reader_wait(&mut p, agent_common::probe_id(PROBE_ID, true), limit);
+    assert!(
+        quiet >= limit - std::time::Duration::from_millis(100),
+        "without the wake bit the reader sleeps on to its own deadline (woke after {quiet:?})"
+    );
+    assert!(
+        woken < limit / 2,
+        "with it the reader wakes for the reply (after {woken:?})"
+    );
+    assert_eq!(p.counters().probe_replies, 2);
+}
+
 #[test]
 fn replies_with_another_identity_are_dropped_and_counted() {
     let Some(mut p) = load() else { return };

@@ -150,7 +150,7 @@ async fn probe_loop(
     let key = ProbeKey::random().context("no randomness for the probe key")?;
     let id = ProbeSession::identifier(std::process::id(), ifindex);
     t.datapath
-        .set_probe_id(ifindex, id)
+        .set_probe_id(ifindex, id, true)
         .context("cannot tell the datapath this session's identity")?;
     let mut session = ProbeSession::new(key, family, id, ifindex, 0);
     let ring = t.datapath.take_reply_ring()?;

@@ -45,8 +45,12 @@ impl Daemon {
                     target,
                     seq,
                     sent_ns,
+                    prompt_reply,
                 } => {
                     metrics::bump(&mut self.out.counts.probes_sent, ifname.clone());
+                    // Someone watching the probes (ipmpstat -p) sees each reply as it comes.
+                    let watched = self.out.control.followed(Stream::Probes);
+                    self.wake_on_replies(&ifname, prompt_reply || watched);
                     self.send(
                         &ifname,
                         (test_addr, target, seq, sent_ns),
@@ -87,6 +91,23 @@ impl Daemon {
     pub(super) fn reconcile_if_due_now(&mut self) {
         if self.rec.due == Some(0) && !self.rec.busy {
             self.reconcile(monotonic_ns());
+        }
+    }
+
+    /// Makes `ifname`'s replies wake the loop, or wait for its next turn (see
+    /// [`agent_common::PROBE_ID_WAKE`]); one map update when that changes, none otherwise.
+    fn wake_on_replies(&mut self, ifname: &str, wake: bool) {
+        let Some(m) = self.io.members.get_mut(ifname) else {
+            return;
+        };
+        if m.wake.is_none_or(|w| w == wake) {
+            return;
+        }
+        match self.io.datapath.set_probe_id(m.ifindex, m.id, wake) {
+            Ok(()) => m.wake = Some(wake),
+            Err(e) => {
+                tracing::warn!(ifname, error = %e, "cannot change when replies wake the loop");
+            }
         }
     }
 

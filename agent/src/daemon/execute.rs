@@ -163,11 +163,14 @@ impl Daemon {
                     return None;
                 }
                 self.io.members.insert(&spec.ifname, ifindex, hwaddr);
-                if datapath
-                    && let Some(m) = self.io.members.get(&spec.ifname)
-                    && let Err(e) = self.io.datapath.set_probe_id(ifindex, m.id)
-                {
-                    tracing::warn!(ifname = spec.ifname, error = %e, "replies will not be recognised");
+                if datapath && let Some(m) = self.io.members.get_mut(&spec.ifname) {
+                    // Woken for every reply until the engine says they can wait.
+                    match self.io.datapath.set_probe_id(ifindex, m.id, true) {
+                        Ok(()) => m.wake = Some(true),
+                        Err(e) => {
+                            tracing::warn!(ifname = spec.ifname, error = %e, "replies will not be recognised");
+                        }
+                    }
                 }
                 spec.test_addrs = self.open_probes(&spec.ifname, &spec.test_addrs);
                 self.io.watcher.track(ifindex);

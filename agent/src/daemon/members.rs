@@ -22,6 +22,9 @@ pub struct MemberIo {
     pub id: u16,
     sockets: Vec<(IpAddr, ProbeSocket)>,
     pub hwaddr: Option<[u8; 6]>,
+    /// Whether its replies wake the loop, as last written to the datapath (`None`: its
+    /// identity is not in the datapath).
+    pub wake: Option<bool>,
 }
 
 /// Every tracked member.
@@ -44,6 +47,7 @@ impl Members {
                 id: ProbeSession::identifier(std::process::id(), ifindex),
                 sockets: Vec::new(),
                 hwaddr,
+                wake: None,
             },
         );
     }

@@ -370,10 +370,10 @@ impl Daemon {
             if ready.control {
                 self.serve_control();
             }
-            if ready.replies {
-                for rec in sources.replies() {
-                    self.on_record(&rec);
-                }
+            // Every turn, woken for them or not: most replies are queued without a wake-up and
+            // must be read before the engine's deadline decides that a probe was lost.
+            for rec in sources.replies() {
+                self.on_record(&rec);
             }
             if ready.signals {
                 for sig in sources.signals() {

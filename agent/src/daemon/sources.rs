@@ -22,10 +22,11 @@ pub struct Sources {
     link_events: Arc<OwnedFd>,
 }
 
-/// Which of them are ready.
+/// Which of them are ready. The ring buffer is not among them: the loop reads it every turn
+/// (most replies are queued without waking it), and waits on it only so that a reply that asks
+/// to wake (or one left over from a full turn) ends the wait.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Ready {
-    pub replies: bool,
     pub signals: bool,
     pub links: bool,
     pub host: bool,
@@ -57,7 +58,6 @@ impl Sources {
         ];
         let ready = fds::wait(&all, Some(timeout_ns));
         Ready {
-            replies: ready[0],
             signals: ready[1],
             links: ready[2],
             host: ready[3],

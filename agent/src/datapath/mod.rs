@@ -408,13 +408,15 @@ impl Datapath {
     }
 
     /// The ICMP identifier of the probes sent from `ifindex`: XDP queues replies carrying it, and
-    /// drops (and counts) replies to any other identity there.
+    /// drops (and counts) replies to any other identity there. With `wake`, each reply wakes the
+    /// reader at once; without, it waits for the reader's next turn (see
+    /// [`agent_common::PROBE_ID_WAKE`]).
     ///
     /// # Errors
     /// When the map refuses the entry.
-    pub fn set_probe_id(&mut self, ifindex: u32, id: u16) -> Result<(), DatapathError> {
+    pub fn set_probe_id(&mut self, ifindex: u32, id: u16, wake: bool) -> Result<(), DatapathError> {
         let mut ids: HashMap<&mut MapData, u32, u32> = map_typed(&mut self.ebpf, names::PROBE_IDS)?;
-        ids.insert(ifindex, u32::from(id), 0)
+        ids.insert(ifindex, agent_common::probe_id(id, wake), 0)
             .map_err(|source| DatapathError::Map {
                 map: names::PROBE_IDS,
                 source,

@@ -135,6 +135,11 @@ pub struct ProbeInstance {
     pub next_target: usize,
     pub next_seq: u16,
     pub history: [Slot; PROBE_STATS_COUNT],
+    /// The sequence numbers of the (at most two) probes that may still be unacknowledged, oldest
+    /// first: every unacknowledged slot is among them, so the deadline and expiry checks look
+    /// at two slots instead of scanning the history. An entry whose slot has since been acked,
+    /// lost, cleared or reused is stale and skipped (see [`ProbeInstance::unacked`]).
+    outstanding: [Option<u16>; 2],
     /// Start of the strictly periodic schedule of the current interval.
     pub base_ns: u64,
     /// When the next probe goes out.
@@ -169,6 +174,7 @@ impl ProbeInstance {
             next_target: 0,
             next_seq: 1,
             history: [Slot::default(); PROBE_STATS_COUNT],
+            outstanding: [None; 2],
             base_ns: now_ns,
             next_send_ns: now_ns,
             quiet_until_ns: now_ns + FAILURE_DETECTION_QP_NS,
@@ -200,17 +206,26 @@ impl ProbeInstance {
             .map_while(move |back| self.slot_of(self.next_seq.wrapping_sub(back)))
     }
 
+    /// The probes still unacknowledged, oldest first (at most two).
+    fn unacked(&self) -> impl Iterator<Item = &Slot> {
+        self.outstanding
+            .iter()
+            .flatten()
+            .filter_map(|&seq| self.slot_of(seq))
+            .filter(|s| s.state == ProbeState::Unacked)
+    }
+
     /// Records probe `seq` to `target` started at `now_ns` and forces the second most recent
     /// unacknowledged probe to lost (at most two outstanding).
     pub fn record_sent(&mut self, target: IpAddr, now_ns: u64) -> u16 {
         let seq = self.next_seq;
-        let outstanding: Vec<u16> = self
-            .newest_first()
-            .filter(|s| s.state == ProbeState::Unacked)
-            .map(|s| s.seq)
-            .skip(1)
-            .collect();
-        for old in outstanding {
+        let mut older: [Option<u16>; 2] = [None; 2];
+        for (to, slot) in older.iter_mut().zip(self.unacked()) {
+            *to = Some(slot.seq);
+        }
+        // The newest of them stays outstanding; an older one is lost now.
+        let newest = older[1].or(older[0]);
+        if let (Some(old), Some(_)) = (older[0], older[1]) {
             self.history[Self::slot_index(old)].state = ProbeState::Lost;
         }
         self.history[Self::slot_index(seq)] = Slot {
@@ -220,6 +235,7 @@ impl ProbeInstance {
             start_ns: now_ns,
             acked_ns: 0,
         };
+        self.outstanding = [newest, Some(seq)];
         self.next_seq = seq.wrapping_add(1);
         seq
     }
@@ -248,19 +264,27 @@ impl ProbeInstance {
     /// Marks unacknowledged probes lost once `now > start + CRTT(target) + grace`. Returns the
     /// lost ones.
     pub fn expire(&mut self, now_ns: u64, fallback_ns: u64, grace_ns: u64) -> Vec<(u16, IpAddr)> {
-        let mut lost = Vec::new();
-        for i in 0..PROBE_STATS_COUNT {
-            let slot = self.history[i];
-            if slot.state != ProbeState::Unacked {
-                continue;
-            }
-            let Some(target) = slot.target else { continue };
-            if now_ns > slot.start_ns + self.crtt_or(target, fallback_ns) + grace_ns {
-                self.history[i].state = ProbeState::Lost;
-                lost.push((slot.seq, target));
-            }
+        let lost: Vec<(u16, IpAddr)> = self
+            .unacked()
+            .filter_map(|slot| Some((slot, slot.target?)))
+            .filter(|&(slot, target)| {
+                now_ns > slot.start_ns + self.crtt_or(target, fallback_ns) + grace_ns
+            })
+            .map(|(slot, target)| (slot.seq, target))
+            .collect();
+        for &(seq, _) in &lost {
+            self.history[Self::slot_index(seq)].state = ProbeState::Lost;
         }
         lost
+    }
+
+    /// When the earliest unacknowledged probe is given up on by [`ProbeInstance::expire`] with
+    /// the same `fallback_ns` and `grace_ns` (the first `now` past its limit).
+    #[must_use]
+    pub fn next_expiry(&self, fallback_ns: u64, grace_ns: u64) -> Option<u64> {
+        self.unacked()
+            .filter_map(|s| Some(s.start_ns + self.crtt_or(s.target?, fallback_ns) + grace_ns + 1))
+            .min()
     }
 
     /// Matches a reply to probe `seq`, sent at `sent_ns` (the tagged send time it carries), from
@@ -626,5 +650,59 @@ mod tests {
         let s = i.record_sent(T, 5);
         i.ack(s, T, 5, 7).unwrap();
         assert_eq!(i.quiet_until_ns, 7);
+    }
+
+    /// Every unacknowledged slot, found by scanning the whole history (what `unacked` spares).
+    fn scanned_unacked(i: &ProbeInstance) -> Vec<u16> {
+        let mut seqs: Vec<(u64, u16)> = i
+            .history
+            .iter()
+            .filter(|s| s.state == ProbeState::Unacked)
+            .map(|s| (s.start_ns, s.seq))
+            .collect();
+        seqs.sort_unstable();
+        seqs.into_iter().map(|(_, seq)| seq).collect()
+    }
+
+    #[test]
+    fn the_two_outstanding_slots_hold_every_unacked_probe_through_wraps_acks_losses_and_clears() {
+        let mut i = inst();
+        // A fixed xorshift sequence: sends, acks of any of the last few, expiries, clears.
+        let mut x: u32 = 0x9e37_79b9;
+        let mut now = 0;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            now += u64::from(x % 7);
+            match x % 11 {
+                0..=4 => {
+                    i.record_sent(if x & 1 == 0 { T } else { U }, now);
+                }
+                5..=7 => {
+                    let seq = i.next_seq.wrapping_sub(1 + (x >> 8) as u16 % 4);
+                    if let Some(slot) = i.slot_of(seq).copied() {
+                        let _ = i.ack(seq, slot.target.unwrap(), slot.start_ns, now);
+                    }
+                }
+                8 | 9 => {
+                    i.expire(now, 15, 0);
+                }
+                _ => {
+                    if x.is_multiple_of(97) {
+                        i.clear_history();
+                    }
+                }
+            }
+            let fast: Vec<u16> = i.unacked().map(|s| s.seq).collect();
+            assert_eq!(fast, scanned_unacked(&i), "at {now}");
+            let scanned_expiry = i
+                .history
+                .iter()
+                .filter(|s| s.state == ProbeState::Unacked)
+                .map(|s| s.start_ns + i.crtt_or(s.target.unwrap(), 15) + 1)
+                .min();
+            assert_eq!(i.next_expiry(15, 0), scanned_expiry);
+        }
     }
 }

@@ -141,6 +141,17 @@ pub enum Event {
     },
 }
 
+/// What one interface's tick needs to know of its group and state.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    /// The probe interval (ns), raised with the FDT.
+    interval: u64,
+    /// The interval the configured FDT asks for, for RTT-only probes.
+    user_interval: u64,
+    /// See [`Output::SendProbe`]'s field.
+    prompt_reply: bool,
+}
+
 /// A decision for the outside world.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "output", rename_all = "snake_case")]
@@ -153,6 +164,11 @@ pub enum Output {
         target: IpAddr,
         seq: u16,
         sent_ns: u64,
+        /// The reply may change a verdict before the next deadline (the interface is failed or
+        /// not yet running, so each answer counts toward its repair): it should wake the reader.
+        /// Any other reply is read at the next turn, which always comes before a probe is
+        /// declared lost.
+        prompt_reply: bool,
     },
     /// An RTT-only probe (`PROBE_RTT`): no sequence number, no history slot.
     SendRttProbe {
@@ -785,9 +801,15 @@ impl Engine {
             let interval = self.groups[g].interval_ns.max(1);
             let user_interval = (self.groups[g].user_fdt_ns / PROBES_PER_FDT).max(1);
             let name = self.interfaces[i].name.clone();
+            let prompt_reply = self.interfaces[i].state != IfState::Running;
             let mut instances = std::mem::take(&mut self.interfaces[i].instances);
             for inst in &mut instances {
-                self.tick_instance(inst, &name, interval, user_interval, now_ns);
+                let schedule = Schedule {
+                    interval,
+                    user_interval,
+                    prompt_reply,
+                };
+                self.tick_instance(inst, &name, schedule, now_ns);
             }
             self.interfaces[i].instances = instances;
             self.check_failure(i, now_ns);
@@ -801,10 +823,14 @@ impl Engine {
         &mut self,
         inst: &mut ProbeInstance,
         name: &str,
-        interval: u64,
-        user_interval: u64,
+        schedule: Schedule,
         now_ns: u64,
     ) {
+        let Schedule {
+            interval,
+            user_interval,
+            prompt_reply,
+        } = schedule;
         // A probe leaves when its turn in the wake-up's batch comes, after the tagged `now`, and its
         // reply may queue behind the batch's others at the target: it has the send slack on top of
         // CRTT. Without it, at 1,024 members about one probe in seven was counted lost and then
@@ -847,6 +873,7 @@ impl Engine {
                     target,
                     seq,
                     sent_ns: now_ns,
+                    prompt_reply,
                 });
                 // The RTT pointer follows the failure-detection pointer so the two never drift.
                 inst.rtt_target = inst.next_target;
@@ -971,19 +998,7 @@ impl Engine {
         x.instances
             .iter()
             .flat_map(|inst| {
-                let expiry = inst
-                    .history
-                    .iter()
-                    .filter(|s| s.state == instance::ProbeState::Unacked)
-                    .filter_map(|s| {
-                        s.target.map(|t| {
-                            s.start_ns
-                                + inst.crtt_or(t, interval)
-                                + interval / SEND_SLACK_DIVISOR
-                                + 1
-                        })
-                    })
-                    .min();
+                let expiry = inst.next_expiry(interval, interval / SEND_SLACK_DIVISOR);
                 std::iter::once(inst.next_send_ns)
                     .chain(expiry)
                     .chain(inst.next_rtt_ns)

@@ -18,8 +18,13 @@ fn ip(last: u8) -> IpAddr {
 struct Sim {
     e: Engine,
     now: u64,
-    /// (delivery time, interface, seq, target, rtt, sent time)
-    pending: Vec<(u64, String, u16, IpAddr, u64, u64)>,
+    /// (arrival time, interface, seq, target, rtt, sent time, prompt)
+    pending: Vec<(u64, String, u16, IpAddr, u64, u64, bool)>,
+    /// Replies not marked prompt are read only when the engine next wakes (as the daemon reads
+    /// replies queued without a wake-up), not when they arrive.
+    lazy_replies: bool,
+    /// (interface, prompt) of every probe sent.
+    prompts: Vec<(String, bool)>,
     /// Per interface: Some(rtt) answers, None drops silently.
     paths: HashMap<String, Option<u64>>,
     events: Vec<(u64, Event)>,
@@ -45,6 +50,8 @@ impl Sim {
             e: Engine::new(config),
             now: 0,
             pending: vec![],
+            lazy_replies: false,
+            prompts: vec![],
             paths: HashMap::new(),
             events: vec![],
             active: HashMap::new(),
@@ -81,15 +88,24 @@ impl Sim {
                     target,
                     seq,
                     sent_ns,
+                    prompt_reply,
                     ..
                 } => {
                     self.sent.push((self.now, ifname.clone(), target, seq));
+                    self.prompts.push((ifname.clone(), prompt_reply));
                     if self.silent_targets.contains(&target) {
                         continue;
                     }
                     if let Some(Some(rtt)) = self.paths.get(&ifname) {
-                        self.pending
-                            .push((self.now + rtt, ifname, seq, target, *rtt, sent_ns));
+                        self.pending.push((
+                            self.now + rtt,
+                            ifname,
+                            seq,
+                            target,
+                            *rtt,
+                            sent_ns,
+                            prompt_reply,
+                        ));
                     }
                 }
                 Output::SendDiscovery {
@@ -121,6 +137,7 @@ impl Sim {
             let next_reply = self
                 .pending
                 .iter()
+                .filter(|p| p.6 || !self.lazy_replies)
                 .map(|p| p.0)
                 .chain(self.rtt_pending.iter().map(|p| p.0))
                 .min();
@@ -138,7 +155,7 @@ impl Sim {
                     self.absorb(out);
                 }
             } else if let Some(pos) = self.pending.iter().position(|p| p.0 <= self.now) {
-                let (_, ifname, seq, target, rtt, sent) = self.pending.remove(pos);
+                let (_, ifname, seq, target, rtt, sent, _) = self.pending.remove(pos);
                 if let Ok(out) = self
                     .e
                     .probe_reply(&ifname, seq, target, sent, rtt, self.now)
@@ -255,6 +272,68 @@ fn silent_loss_is_detected_within_the_fdt_and_repaired_within_twice_it() {
     );
     assert!(s.is_active("a"), "FAILBACK=yes");
     assert_eq!(s.e.group("g").unwrap().0, GroupState::Ok);
+}
+
+/// Silent loss on `a` then its repair, replies read lazily or at once; returns (detection,
+/// repair) delays and the probes counted lost before the fault.
+fn fault_and_repair(fdt_ms: u64, lazy: bool) -> (u64, u64, usize) {
+    let mut s = Sim::new(fdt_ms, true);
+    s.lazy_replies = lazy;
+    s.member("a", "g", false, Some(10));
+    s.member("b", "g", false, Some(11));
+    s.settle();
+    let lost_before = s
+        .events
+        .iter()
+        .filter(|(t, e)| *t > FAILURE_DETECTION_QP_NS && matches!(e, Event::ProbeLost { .. }))
+        .count();
+    assert!(
+        s.prompts.iter().rev().take(10).all(|(_, p)| !p),
+        "running members' replies can wait"
+    );
+    let fault = s.now;
+    s.paths.insert("a".into(), None);
+    s.run_for(2 * fdt_ms * MS + S);
+    let detected = s.first_event(failed("a")).expect("failure detected") - fault;
+    assert!(
+        s.prompts.iter().rev().take(4).any(|(n, p)| n == "a" && *p),
+        "a failed member's replies wake the reader: they count toward its repair"
+    );
+    let fix = s.now;
+    s.paths.insert("a".into(), Some(MS / 10));
+    s.run_for(4 * fdt_ms * MS + S);
+    let repaired = s.first_event(repaired("a")).expect("repair detected") - fix;
+    assert!(
+        s.prompts.iter().rev().take(4).all(|(_, p)| !p),
+        "repaired: lazy again"
+    );
+    (detected, repaired, lost_before)
+}
+
+#[test]
+fn replies_read_at_the_next_wake_up_change_no_verdict() {
+    for fdt_ms in [10, 100, 700] {
+        let eager = fault_and_repair(fdt_ms, false);
+        let lazy = fault_and_repair(fdt_ms, true);
+        assert_eq!(
+            lazy.2, 0,
+            "FDT {fdt_ms} ms: an answered probe was counted lost"
+        );
+        assert_eq!(eager.2, 0);
+        assert!(
+            lazy.0 <= fdt_ms * MS && eager.0 <= fdt_ms * MS,
+            "FDT {fdt_ms} ms: detected after {} / {} ns",
+            lazy.0,
+            eager.0
+        );
+        assert_eq!(lazy.0, eager.0, "FDT {fdt_ms} ms: the same detection time");
+        assert!(
+            lazy.1 <= 2 * fdt_ms * MS,
+            "FDT {fdt_ms} ms: repaired after {} ns (eager {})",
+            lazy.1,
+            eager.1
+        );
+    }
 }
 
 #[test]
@@ -523,6 +602,7 @@ fn invariants_hold_over_random_event_sequences() {
         let mut r = Jitter::new(seed);
         let failback = r.next_unit() < 0.5;
         let mut s = Sim::new(700, failback);
+        s.lazy_replies = seed % 2 == 0;
         let names = ["a", "b", "c"];
         for (k, n) in names.iter().enumerate() {
             s.member(

@@ -126,6 +126,14 @@ impl Programs {
     }
 
     /// The reply records queued since the last call.
+    /// Registers the test interface's probe identity as the `PROBE_IDS` value `value` (an
+    /// identifier, perhaps with [`agent_common::PROBE_ID_WAKE`]).
+    pub fn set_probe_ids_value(&mut self, value: u32) {
+        let mut ids: aya::maps::HashMap<_, u32, u32> =
+            aya::maps::HashMap::try_from(self.ebpf.map_mut(names::PROBE_IDS).unwrap()).unwrap();
+        ids.insert(TEST_RUN_IFINDEX, value, 0).unwrap();
+    }
+
     pub fn records(&mut self) -> Vec<ProbeReplyRecord> {
         let mut out = Vec::new();
         while let Some(item) = self.ring.next() {
