@@ -307,20 +307,33 @@ impl RunConfig {
     /// Starts the daemon in `ns` with `extra` arguments and `env` added to its environment.
     #[must_use]
     pub fn spawn_env(&self, ns: &Netns, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-        self.with_args(extra, |args| Daemon::spawn_env(ns, args, env))
+        self.with_args(true, extra, |args| Daemon::spawn_env(ns, args, env))
+    }
+
+    /// Starts the daemon in `ns` with `extra` arguments as a production daemon runs: events as
+    /// JSON, but no line per probe (thousands a second at a short FDT or many members, which
+    /// would cost more than the probing and could block the loop on a slow reader).
+    #[must_use]
+    pub fn spawn_without_probe_lines(&self, ns: &Netns, extra: &[&str]) -> Daemon {
+        self.with_args(false, extra, |args| Daemon::spawn(ns, args))
     }
 
     /// Starts the daemon in `ns` behind `wrapper` (see [`Daemon::spawn_wrapped`]) with `extra`
     /// arguments.
     #[must_use]
     pub fn spawn_wrapped(&self, ns: &Netns, wrapper: &[&str], extra: &[&str]) -> Daemon {
-        self.with_args(extra, |args| Daemon::spawn_wrapped(ns, wrapper, args))
+        self.with_args(true, extra, |args| Daemon::spawn_wrapped(ns, wrapper, args))
     }
 
-    /// Calls `f` with [`RunConfig::run_args`] followed by `extra`.
-    fn with_args<R>(&self, extra: &[&str], f: impl FnOnce(&[&str]) -> R) -> R {
+    /// Calls `f` with [`RunConfig::run_args`] (less `--json-probes` without `probe_lines`)
+    /// followed by `extra`.
+    fn with_args<R>(&self, probe_lines: bool, extra: &[&str], f: impl FnOnce(&[&str]) -> R) -> R {
         let run = self.run_args();
-        let mut args: Vec<&str> = run.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = run
+            .iter()
+            .map(String::as_str)
+            .filter(|a| probe_lines || *a != "--json-probes")
+            .collect();
         args.extend_from_slice(extra);
         f(&args)
     }

@@ -230,7 +230,7 @@ fn fast_round(extra: &[&str], n: usize) -> anyhow::Result<(Tally, Tally, f64)> {
         &crate::ipmpd::two_member_group(FAST_FDT_MS),
         None,
     );
-    let mut d = cfg.spawn_with(lan.host(), extra);
+    let mut d = cfg.spawn_without_probe_lines(lan.host(), extra);
     d.wait_for(Duration::from_secs(10), |v: &Value| v["event"] == "ready")
         .context("ipmpd did not start")?;
     if extra.contains(&"--rt-priority") {

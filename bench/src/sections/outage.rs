@@ -87,7 +87,7 @@ pub fn outage(n: usize) -> anyhow::Result<String> {
          [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n"
     );
     let cfg = RunConfig::new("bench-outage", &group, None);
-    let mut d = cfg.spawn(lan.host());
+    let mut d = cfg.spawn_without_probe_lines(lan.host(), &[]);
     d.wait_for(Duration::from_secs(10), |v: &Value| v["event"] == "ready")
         .context("daemon did not start")?;
     let flow = Flow::start(&lan)?;

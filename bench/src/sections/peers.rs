@@ -102,7 +102,7 @@ fn run_round(lan: &Lan, round: &Round, n: usize, res: &mut Results) -> anyhow::R
         &crate::ipmpd::two_member_group(round.fdt_ms),
         None,
     );
-    let mut d = cfg.spawn(lan.host());
+    let mut d = cfg.spawn_without_probe_lines(lan.host(), &[]);
     d.wait_for(Duration::from_secs(10), |v: &Value| v["event"] == "ready")
         .context("ipmpd did not start")?;
     let mut tools = Tools::start(lan, round)?;

@@ -14,10 +14,7 @@ use std::{
 
 use anyhow::Context as _;
 use serde_json::Value;
-use tests::{
-    daemon::{Daemon, RunConfig},
-    topology::Netns,
-};
+use tests::{daemon::RunConfig, topology::Netns};
 
 /// Interface counts measured.
 pub const SIZES: &[usize] = &[16, 64, 256, 1024];
@@ -182,15 +179,7 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         None,
     );
     let t0 = Instant::now();
-    // Without a JSON line per probe (thousands a second here): what a production daemon prints.
-    let mut args: Vec<String> = cfg
-        .run_args()
-        .into_iter()
-        .filter(|a| a != "--json-probes")
-        .collect();
-    args.extend(["--metrics".into(), METRICS_ADDR.into()]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut d = Daemon::spawn(&lan.host, &refs);
+    let mut d = cfg.spawn_without_probe_lines(&lan.host, &["--metrics", METRICS_ADDR]);
     d.wait_for(Duration::from_secs(120), |v: &Value| v["event"] == "ready")
         .with_context(|| format!("ipmpd with {n} interfaces did not report ready in 120 s"))?;
     let start_s = t0.elapsed().as_secs_f64();
