@@ -276,6 +276,8 @@ fn fdt10_loaded(n: usize, targets: &mut Targets) -> anyhow::Result<String> {
          a UDP flow of {FAST_FLOW_PPS} packets/s goes from the router to h0 and `stress-ng` keeps every\n\
          core busy. {n} silent faults (both ways) per round; the second round runs ipmpd with\n\
          `--rt-priority {RT_PRIORITY}` (SCHED_FIFO for the probing loop and the link watcher).\n\
+         ipmpd prints events but no line per probe, as in production: a line per probe to a\n\
+         reader starved by the load could fill the pipe and hold up the loop.\n\
          The flow's sender and receiver run SCHED_FIFO 60 (they time each fault's start, the last\n\
          packet through); its rate is what arrived over the round, faults included.\n\n\
          | round | tool | detected | missed | median | p99 (ms) | flow arrived |\n\

@@ -103,7 +103,7 @@ pub fn outage(n: usize) -> anyhow::Result<String> {
     );
     let mut md = format!(
         "## Failover outage of a steady UDP flow ({PPS} packets/s), {n} faults per type\n\n\
-         `ipmpd run`, group of two NIC-like members (equal ifindex on both veth ends), FDT {FDT_MS} ms,\n\
+         `ipmpd run --json` (no line per probe), group of two NIC-like members (equal ifindex on both veth ends), FDT {FDT_MS} ms,\n\
          data address 192.0.2.100/24. The peer sends {PPS} UDP packets/s to it; the outage is the longest\n\
          gap between two arrivals around a fault on the member holding the address (first packet lost to\n\
          first packet received again). Decision-to-applied: `ipmultipath.interface.failed` to\n\

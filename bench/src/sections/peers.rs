@@ -240,8 +240,9 @@ pub fn peers(
          notifications are late as on real NICs) on a bridge with the router. All tools run at once\n\
          and every fault on h0's switch port is seen by each: **carrier loss** (port down),\n\
          **silent, both ways** (nftables drops everything on the port), **silent, one way**\n\
-         (frames towards h0 dropped; h0's own frames pass). ipmpd: `ipmpd run`, group h0+h1, probing\n\
-         the router, time of `ipmultipath.interface.failed` for h0. bfdd: FRR {frr}, single-hop\n\
+         (frames towards h0 dropped; h0's own frames pass). ipmpd: `ipmpd run --json` (no line per\n\
+         probe, as in production), group h0+h1, probing the router, time of\n\
+         `ipmultipath.interface.failed` for h0. bfdd: FRR {frr}, single-hop\n\
          session h0 <-> router (bfdd on both ends, no zebra, so it learns of carrier loss from missing\n\
          packets only), time the `-> down` line arrives. keepalived {ka}: VRRPv3, master on h0,\n\
          backup on the router, `advert_int 0.01` (its fastest); time the backup prints `Entering\n\
