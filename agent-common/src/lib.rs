@@ -14,6 +14,10 @@ pub mod record;
 /// Most interfaces one agent tracks (the size of the per-interface maps).
 pub const MAX_TRACKED: usize = 4096;
 
+/// Size of the `PROBE_REPLIES` ring buffer in bytes: about 2,900 records of 80 bytes (plus the
+/// kernel's 8-byte header each).
+pub const PROBE_REPLIES_BYTES: usize = 256 * 1024;
+
 /// Bit of a `PROBE_IDS` value asking XDP to wake userspace for each reply on the interface.
 /// Without it the reply is queued silently (`BPF_RB_NO_WAKEUP`) and read at the agent's next turn,
 /// which always comes before a probe is declared lost: a reply that cannot change a decision

@@ -10,11 +10,11 @@ use aya_ebpf::{
     macros::btf_map,
 };
 
-use agent_common::MAX_TRACKED;
+use agent_common::{MAX_TRACKED, PROBE_REPLIES_BYTES};
 
-/// Probe replies for userspace: 256 KiB holds over 3,000 records, far more than one poll collects.
+/// Probe replies for userspace ([`PROBE_REPLIES_BYTES`]).
 #[btf_map]
-pub static PROBE_REPLIES: RingBuf<ProbeReplyRecord, { 256 * 1024 }> = RingBuf::new();
+pub static PROBE_REPLIES: RingBuf<ProbeReplyRecord, PROBE_REPLIES_BYTES> = RingBuf::new();
 
 /// Interface index → the ICMP identifier of ipmpd's probes there (userspace sets it when it starts
 /// probing): only replies carrying it are queued.

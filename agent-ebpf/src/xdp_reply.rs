@@ -1,17 +1,17 @@
 //! XDP: recognise replies to ipmpd's probes, time-stamp them and hand them to userspace.
 
 use agent_common::{
-    PROBE_ID_WAKE,
+    PROBE_ID_WAKE, PROBE_REPLIES_BYTES,
     counters::IfaceCounters,
     probe::{CHECKSUM_SIPHASH24, ICMP_ECHO_HEADER_LEN, MAGIC, ProbeHeader, VERSION},
     record::{FAMILY_INET, FAMILY_INET6, ProbeReplyRecord},
 };
 use aya_ebpf::{
     bindings::{
-        BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
         xdp_action::{XDP_DROP, XDP_PASS},
     },
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_ringbuf_query},
     macros::xdp,
     programs::XdpContext,
 };
@@ -134,6 +134,9 @@ fn classify(start: usize, end: usize) -> Verdict {
     Verdict::Reply { l4, icmp, header }
 }
 
+/// Queued bytes of replies from which every reply wakes the reader: a quarter of the ring.
+const WAKE_BACKLOG_BYTES: u64 = PROBE_REPLIES_BYTES as u64 / 4;
+
 #[inline(always)]
 fn deliver(
     start: usize,
@@ -190,9 +193,19 @@ fn deliver(
         hop_limit: l4.hop_limit,
         _pad: [0; 3],
     };
-    // Forced when asked: an earlier silent record still unread would otherwise stop the
-    // kernel's own "wake only an idle reader" rule from waking for this one.
-    let wake = if entry & PROBE_ID_WAKE != 0 {
+    // SAFETY: the helper only reads the ring's positions; the pointer is the map's own (as
+    // aya's `RingBuf::as_ptr` makes it), relocated by the loader.
+    let queued = unsafe {
+        bpf_ringbuf_query(
+            core::ptr::from_ref(&PROBE_REPLIES).cast_mut().cast(),
+            u64::from(BPF_RB_AVAIL_DATA),
+        )
+    };
+    // Forced when asked, or when the silent backlog fills a quarter of the ring (the reader
+    // sleeps until its own deadline, and thousands of members' replies must not fill the ring
+    // meanwhile). Forced, because an earlier silent record still unread would stop the kernel's
+    // own "wake only an idle reader" rule from waking for this one.
+    let wake = if entry & PROBE_ID_WAKE != 0 || queued >= WAKE_BACKLOG_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

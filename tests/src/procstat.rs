@@ -29,6 +29,15 @@ impl Stat {
         Self::parse(&std::fs::read_to_string(path).ok()?)
     }
 
+    /// The state letter (field 3: R running, S sleeping, D waiting, ...); '?' if absent.
+    #[must_use]
+    pub fn state(&self) -> char {
+        self.fields
+            .first()
+            .and_then(|f| f.chars().next())
+            .unwrap_or('?')
+    }
+
     /// Field `n` as numbered in proc(5) (1 is the pid, 2 the name, 3 the state); 0 if absent.
     #[must_use]
     pub fn field(&self, n: usize) -> u64 {
@@ -63,6 +72,7 @@ mod tests {
         let stat = Stat::parse(line).expect("a stat line");
         assert_eq!(stat.name, "a (b) c");
         assert_eq!(stat.field(3), 0, "the state is not a number");
+        assert_eq!(stat.state(), 'S');
         assert_eq!(stat.field(4), 1);
         assert_eq!(stat.cpu_ticks(), 12);
         assert_eq!(stat.field(99), 0);

@@ -6,6 +6,8 @@ use agent_common::{
 };
 use tests::frames::{Frame, PROBE_ID, Payload, TEST_RUN_IFINDEX, ext8, probe_header};
 
+use std::time::{Duration, Instant};
+
 mod programs;
 
 use programs::Programs;
@@ -127,50 +129,72 @@ fn invalid_replies_pass_and_are_counted_by_reason() {
     assert_eq!(c.probe_replies, 0);
 }
 
-/// How long a reader blocked in poll(2) on the ring buffer waited for one good reply that XDP
-/// queued while it slept, with the interface's `PROBE_IDS` value `value`.
-fn reader_wait(p: &mut Programs, value: u32, limit: std::time::Duration) -> std::time::Duration {
+/// Whether thread `tid` of this process is asleep (state S in its stat line).
+fn asleep(tid: libc::pid_t) -> bool {
+    tests::procstat::Stat::read(format!("/proc/self/task/{tid}/stat"))
+        .is_some_and(|s| s.state() == 'S')
+}
+
+/// How long a reader blocked in poll(2) on the ring buffer waited while XDP queued `replies`
+/// good replies, with the interface's `PROBE_IDS` value `value`.
+fn reader_wait(p: &mut Programs, value: u32, replies: u32, limit: Duration) -> Duration {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     p.set_probe_ids_value(value);
     let fd = p.ring.as_fd().as_raw_fd();
-    let (asleep_tx, asleep) = std::sync::mpsc::channel();
+    let (tid_tx, tid) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        asleep_tx.send(()).unwrap();
-        let t0 = std::time::Instant::now();
+        // SAFETY: gettid has no preconditions.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        let t0 = Instant::now();
         // SAFETY: one valid pollfd; the descriptor outlives the thread (joined below).
         let n = unsafe { libc::poll(&raw mut pfd, 1, limit.as_millis() as libc::c_int) };
         assert_eq!(n, 1, "the ring is readable by the end of the wait");
         t0.elapsed()
     });
-    asleep.recv().unwrap();
-    // Time for the reader to go to sleep in poll(2) before the reply is queued.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(p.xdp(&Frame::reply(false).bytes()), XDP_DROP);
+    // The replies are queued once the reader sleeps in poll(2) (a slow VM may take a while).
+    let tid = tid.recv().unwrap();
+    let t0 = Instant::now();
+    while !asleep(tid) && t0.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(asleep(tid), "the reader went to sleep in poll(2)");
+    assert_eq!(
+        p.xdp_repeat(&Frame::reply(false).bytes(), replies),
+        XDP_DROP
+    );
     let waited = reader.join().unwrap();
-    assert_eq!(p.records().len(), 1, "the reply is queued either way");
+    assert_eq!(p.records().len(), replies as usize, "every reply is queued");
     waited
 }
 
 #[test]
-fn a_reply_wakes_the_reader_only_when_its_interface_asks() {
+fn a_reply_wakes_the_reader_only_when_its_interface_asks_or_the_backlog_grows() {
     let Some(mut p) = load() else { return };
-    let limit = std::time::Duration::from_secs(4);
-    let quiet = reader_wait(&mut p, u32::from(PROBE_ID), limit);
-    let woken = reader_wait(&mut p, agent_common::probe_id(PROBE_ID, true), limit);
+    let limit = Duration::from_secs(4);
+    let quiet_value = u32::from(PROBE_ID);
+    let quiet = reader_wait(&mut p, quiet_value, 1, limit);
+    let woken = reader_wait(&mut p, agent_common::probe_id(PROBE_ID, true), 1, limit);
+    // Enough silent replies to fill a quarter of the ring (80-byte records, 8-byte headers).
+    let backlog = (agent_common::PROBE_REPLIES_BYTES / 4 / 88 + 2) as u32;
+    let flooded = reader_wait(&mut p, quiet_value, backlog, limit);
     assert!(
-        quiet >= limit - std::time::Duration::from_millis(100),
+        quiet >= limit - Duration::from_millis(100),
         "without the wake bit the reader sleeps on to its own deadline (woke after {quiet:?})"
     );
     assert!(
         woken < limit / 2,
         "with it the reader wakes for the reply (after {woken:?})"
     );
-    assert_eq!(p.counters().probe_replies, 2);
+    assert!(
+        flooded < limit / 2,
+        "a backlog of a quarter of the ring wakes the reader (after {flooded:?})"
+    );
+    assert_eq!(p.counters().probe_replies, u64::from(2 + backlog));
 }
 
 #[test]

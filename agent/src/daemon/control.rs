@@ -69,7 +69,11 @@ impl Daemon {
         };
         match result {
             Ok(out) => {
-                tracing::info!(ifname, offline, "if_mpadm request applied");
+                if offline {
+                    tracing::info!(ifname, "offlined on request");
+                } else {
+                    tracing::info!(ifname, "onlined on request");
+                }
                 self.rec.unsaved = true;
                 self.dispatch(out);
                 self.reconcile_if_due_now();

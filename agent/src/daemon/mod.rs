@@ -370,11 +370,9 @@ impl Daemon {
             if ready.control {
                 self.serve_control();
             }
-            // Every turn, woken for them or not: most replies are queued without a wake-up and
-            // must be read before the engine's deadline decides that a probe was lost.
-            for rec in sources.replies() {
-                self.on_record(&rec);
-            }
+            // Every turn, woken for them or not (most replies are queued without a wake-up), so
+            // that queries and the rest of the turn see them.
+            self.read_replies(&mut sources, 1);
             if ready.signals {
                 for sig in sources.signals() {
                     if sig == libc::SIGHUP {
@@ -405,10 +403,14 @@ impl Daemon {
             if ready.host {
                 self.observe_host();
             }
+            // Everything queued is read right before the timer, which may declare probes lost:
+            // a reply that came in while this turn ran is no loss.
             let now = monotonic_ns();
             if let Some(due) = self.engine.next_deadline()
                 && due <= now
             {
+                self.read_replies(&mut sources, replies::ROUNDS_TO_EMPTY);
+                let now = monotonic_ns();
                 self.out.counts.deadlines += 1;
                 if now - due > metrics::LATE_NS {
                     self.out.counts.deadlines_missed += 1;

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 
 use agent_common::{probe::msg, record::ProbeReplyRecord};
 
-use super::Daemon;
+use super::{
+    Daemon,
+    sources::{MAX_REPLIES_PER_WAKE, Sources},
+};
 use crate::{
     clock::monotonic_ns,
     control::server::Stream,
@@ -81,7 +84,31 @@ pub fn discoverable(observed: &Observed, ifindex: u32, from: IpAddr) -> bool {
     !mine && !from.is_unspecified() && on_subnet
 }
 
+/// Rounds of [`MAX_REPLIES_PER_WAKE`] records that empty a full ring: what is read before the
+/// engine's timer runs (bounded, so a flood of forged replies cannot hold the loop for long).
+pub const ROUNDS_TO_EMPTY: usize = agent_common::PROBE_REPLIES_BYTES
+    / (size_of::<ProbeReplyRecord>() + RINGBUF_HEADER_BYTES)
+    / MAX_REPLIES_PER_WAKE
+    + 1;
+
+/// The kernel's header before each ring buffer record.
+const RINGBUF_HEADER_BYTES: usize = 8;
+
 impl Daemon {
+    /// Reads up to `rounds` batches of reply records, stopping at the first that does not fill.
+    pub(super) fn read_replies(&mut self, sources: &mut Sources, rounds: usize) {
+        for _ in 0..rounds {
+            let batch = sources.replies();
+            let full = batch.len() == MAX_REPLIES_PER_WAKE;
+            for rec in &batch {
+                self.on_record(rec);
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+
     fn refuse(&mut self, ifname: &str, why: Refused) {
         *self
             .out

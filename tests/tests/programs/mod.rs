@@ -74,6 +74,18 @@ impl Programs {
             .unwrap()
     }
 
+    /// Runs XDP on `frame` `times` times in one test run (each run queues what one frame would).
+    pub fn xdp_repeat(&mut self, frame: &[u8], times: u32) -> u32 {
+        self.xdp_program()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat: times,
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("XDP test run of {frame:02x?} x {times}: {e}"))
+            .return_value
+    }
+
     /// The XDP verdict on `frame`.
     pub fn xdp(&mut self, frame: &[u8]) -> u32 {
         self.try_xdp(frame)
@@ -125,7 +137,6 @@ impl Programs {
             .fold(IfaceCounters::default(), IfaceCounters::merged)
     }
 
-    /// The reply records queued since the last call.
     /// Registers the test interface's probe identity as the `PROBE_IDS` value `value` (an
     /// identifier, perhaps with [`agent_common::PROBE_ID_WAKE`]).
     pub fn set_probe_ids_value(&mut self, value: u32) {
@@ -134,6 +145,7 @@ impl Programs {
         ids.insert(TEST_RUN_IFINDEX, value, 0).unwrap();
     }
 
+    /// The reply records queued since the last call.
     pub fn records(&mut self) -> Vec<ProbeReplyRecord> {
         let mut out = Vec::new();
         while let Some(item) = self.ring.next() {
