@@ -367,12 +367,12 @@ impl Daemon {
                 [self.rec.host.fd(), self.out.control.fd(), self.loader.fd()],
                 deadline.saturating_sub(now),
             );
-            if ready.control {
-                self.serve_control();
-            }
             // Every turn, woken for them or not (most replies are queued without a wake-up), so
             // that queries and the rest of the turn see them.
             self.read_replies(&mut sources, 1);
+            if ready.control {
+                self.serve_control();
+            }
             if ready.signals {
                 for sig in sources.signals() {
                     if sig == libc::SIGHUP {
