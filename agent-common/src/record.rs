@@ -36,6 +36,10 @@ pub struct ProbeReplyRecord {
 
 const _: () = assert!(size_of::<ProbeReplyRecord>() == 80);
 
+/// Bytes one [`ProbeReplyRecord`] takes in the ring buffer: the record and the kernel's 8-byte
+/// header before it.
+pub const PROBE_REPLY_SLOT_BYTES: usize = size_of::<ProbeReplyRecord>() + 8;
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, every bit pattern valid, no implicit padding (size asserted above).
 unsafe impl aya::Pod for ProbeReplyRecord {}

@@ -179,8 +179,10 @@ fn a_reply_wakes_the_reader_only_when_its_interface_asks_or_the_backlog_grows() 
     let quiet_value = u32::from(PROBE_ID);
     let quiet = reader_wait(&mut p, quiet_value, 1, limit);
     let woken = reader_wait(&mut p, agent_common::probe_id(PROBE_ID, true), 1, limit);
-    // Enough silent replies to fill a quarter of the ring (80-byte records, 8-byte headers).
-    let backlog = (agent_common::PROBE_REPLIES_BYTES / 4 / 88 + 2) as u32;
+    // Enough silent replies to fill a quarter of the ring.
+    let backlog =
+        (agent_common::PROBE_REPLIES_BYTES / 4 / agent_common::record::PROBE_REPLY_SLOT_BYTES + 2)
+            as u32;
     let flooded = reader_wait(&mut p, quiet_value, backlog, limit);
     assert!(
         quiet >= limit - Duration::from_millis(100),

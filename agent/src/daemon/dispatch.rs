@@ -6,10 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::probe::msg;
 
-use super::{Daemon, metrics};
+use super::{Daemon, members::MemberIo, metrics};
 use crate::{
     clock::monotonic_ns,
     control::server::Stream,
+    datapath::Datapath,
     engine::{Event, Output},
     failover::kernel::Kernel as _,
     link::{mirror::LinkChange, watcher::WatchReport},
@@ -50,12 +51,15 @@ impl Daemon {
                     metrics::bump(&mut self.out.counts.probes_sent, ifname.clone());
                     // Someone watching the probes (ipmpstat -p) sees each reply as it comes.
                     let watched = self.out.control.followed(Stream::Probes);
-                    self.wake_on_replies(&ifname, prompt_reply || watched);
-                    self.send(
-                        &ifname,
-                        (test_addr, target, seq, sent_ns),
-                        msg::FAILURE_DETECTION,
-                    );
+                    // One lookup of the member per probe, for the wake bit and the send.
+                    if let Some(m) = self.io.members.get_mut(&ifname) {
+                        wake_on_replies(&mut self.io.datapath, m, prompt_reply || watched);
+                        m.send(
+                            &self.io.key,
+                            (test_addr, target, seq, sent_ns),
+                            msg::FAILURE_DETECTION,
+                        );
+                    }
                 }
                 Output::SendDiscovery {
                     ifname,
@@ -91,23 +95,6 @@ impl Daemon {
     pub(super) fn reconcile_if_due_now(&mut self) {
         if self.rec.due == Some(0) && !self.rec.busy {
             self.reconcile(monotonic_ns());
-        }
-    }
-
-    /// Makes `ifname`'s replies wake the loop, or wait for its next turn (see
-    /// [`agent_common::PROBE_ID_WAKE`]); one map update when that changes, none otherwise.
-    fn wake_on_replies(&mut self, ifname: &str, wake: bool) {
-        let Some(m) = self.io.members.get_mut(ifname) else {
-            return;
-        };
-        if m.wake.is_none_or(|w| w == wake) {
-            return;
-        }
-        match self.io.datapath.set_probe_id(m.ifindex, m.id, wake) {
-            Ok(()) => m.wake = Some(wake),
-            Err(e) => {
-                tracing::warn!(ifname, error = %e, "cannot change when replies wake the loop");
-            }
         }
     }
 
@@ -192,5 +179,19 @@ impl Daemon {
             }
         }
         self.io.announcements.iter().map(|a| a.due_ns).min()
+    }
+}
+
+/// Makes `m`'s replies wake the loop, or wait for its next turn (see
+/// [`agent_common::PROBE_ID_WAKE`]); one map update when that changes, none otherwise.
+fn wake_on_replies(datapath: &mut Datapath, m: &mut MemberIo, wake: bool) {
+    if m.wake.is_none_or(|w| w == wake) {
+        return;
+    }
+    match datapath.set_probe_id(m.ifindex, m.id, wake) {
+        Ok(()) => m.wake = Some(wake),
+        Err(e) => {
+            tracing::warn!(ifname = m.ifname, error = %e, "cannot change when replies wake the loop");
+        }
     }
 }

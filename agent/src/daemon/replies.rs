@@ -87,12 +87,9 @@ pub fn discoverable(observed: &Observed, ifindex: u32, from: IpAddr) -> bool {
 /// Rounds of [`MAX_REPLIES_PER_WAKE`] records that empty a full ring: what is read before the
 /// engine's timer runs (bounded, so a flood of forged replies cannot hold the loop for long).
 pub const ROUNDS_TO_EMPTY: usize = agent_common::PROBE_REPLIES_BYTES
-    / (size_of::<ProbeReplyRecord>() + RINGBUF_HEADER_BYTES)
+    / agent_common::record::PROBE_REPLY_SLOT_BYTES
     / MAX_REPLIES_PER_WAKE
     + 1;
-
-/// The kernel's header before each ring buffer record.
-const RINGBUF_HEADER_BYTES: usize = 8;
 
 impl Daemon {
     /// Reads up to `rounds` batches of reply records, stopping at the first that does not fill.
