@@ -31,7 +31,10 @@ fn main() -> std::process::ExitCode {
         }
         // The daemon runs its own poll loop (nanosecond timers), without the async runtime.
         Command::Run(args) => {
-            return match ipmpd::daemon::run(args) {
+            let ran = ipmpd::daemon::run(args);
+            // The last log records, unless their reader stalls.
+            ipmpd::lines::flush_stderr(ipmpd::lines::FLUSH_TIMEOUT);
+            return match ran {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ipmpd: {e:#}");
@@ -138,7 +141,7 @@ fn init_logging() {
             .init(),
         None => tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(|| ipmpd::lines::Stderr)
             .init(),
     }
 }

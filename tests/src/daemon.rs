@@ -2,9 +2,14 @@
 
 use std::{
     io::{BufRead as _, BufReader},
+    os::fd::{AsRawFd as _, RawFd},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
@@ -63,6 +68,10 @@ pub struct Daemon {
     child: Child,
     lines: mpsc::Receiver<Value>,
     pub seen: Vec<Value>,
+    /// Set while the reader of its stdout stops reading (see [`Daemon::stall_stdout`]).
+    stalled: Arc<AtomicBool>,
+    /// Its stdout pipe's reading end, while the reader thread holds it (-1: none).
+    stdout_fd: RawFd,
 }
 
 impl Daemon {
@@ -113,9 +122,18 @@ impl Daemon {
             .spawn()
             .expect("ipmpd starts");
         let stdout = child.stdout.take().expect("piped stdout");
+        let stdout_fd = stdout.as_raw_fd();
         let (tx, lines) = mpsc::channel();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let paused = Arc::clone(&stalled);
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let mut lines = BufReader::new(stdout).lines();
+            loop {
+                // A stalled reader reads nothing, so the pipe fills; it ends with the test.
+                while paused.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let Some(Ok(line)) = lines.next() else { break };
                 if let Ok(v) = serde_json::from_str::<Value>(&line)
                     && tx.send(v).is_err()
                 {
@@ -127,7 +145,32 @@ impl Daemon {
             child,
             lines,
             seen: Vec::new(),
+            stalled,
+            stdout_fd,
         }
+    }
+
+    /// Stops reading its stdout, as a paused pager or a stuck log collector does, with the pipe
+    /// shrunk to one page where the kernel lets us so that it fills within a few lines.
+    pub fn stall_stdout(&self) {
+        self.stalled.store(true, Ordering::Relaxed);
+        if self.stdout_fd < 0 {
+            return;
+        }
+        // Refused (EBUSY) while more than a page is in the pipe: the reader has just stopped.
+        for _ in 0..50 {
+            // SAFETY: fcntl on the pipe the reader thread holds open until it ends, which a
+            // stalled reader does not; F_SETPIPE_SZ reads no memory of ours.
+            if unsafe { libc::fcntl(self.stdout_fd, libc::F_SETPIPE_SZ, 4096) } >= 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads its stdout again.
+    pub fn resume_stdout(&self) {
+        self.stalled.store(false, Ordering::Relaxed);
     }
 
     /// Starts any command in `ns` (its stdout read as JSON lines, like the daemon's), killed on drop.
@@ -146,6 +189,8 @@ impl Daemon {
             child,
             lines,
             seen: Vec::new(),
+            stalled: Arc::default(),
+            stdout_fd: -1,
         }
     }
 

@@ -165,6 +165,99 @@ fn idle_and_unread_clients_of_both_sockets_do_not_delay_failover() {
     assert!(d.running());
 }
 
+/// The count of `ipmpd_output_lines_dropped_total` for `stream` and `kind` in `text` (0 when
+/// absent).
+fn dropped(text: &str, stream: &str, kind: &str) -> u64 {
+    let (stream, kind) = (format!("stream=\"{stream}\""), format!("kind=\"{kind}\""));
+    text.lines()
+        .filter(|l| {
+            l.starts_with("ipmpd_output_lines_dropped_total{")
+                && l.contains(&stream)
+                && l.contains(&kind)
+        })
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("stdout", GROUP, None);
+    let metrics = "127.0.0.1:9873";
+    let mut d = cfg.spawn_env(
+        lan.host(),
+        &["--metrics", metrics],
+        &[("IPMPD_OUTPUT_LINES", "64")],
+    );
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let ns = lan.host().path();
+    let scrape = || tests::daemon::scrape_metrics(&ns, metrics).unwrap_or_default();
+    // The reader stops: the pipe and then the queue's half for probe lines fill.
+    d.stall_stdout();
+    let deadline = std::time::Instant::now() + tests::scaled(Duration::from_secs(30));
+    while dropped(&scrape(), "stdout", "probe") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no probe line dropped in 30 s of a stalled reader:\n{}",
+            scrape()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Meanwhile the loop answers and detects as before.
+    let (ok, out, err) = run(lan.host(), &["stat", "-i", "--socket", &socket(&cfg)]);
+    assert!(
+        ok && out.contains("h0"),
+        "answered while stdout is stalled: {err}"
+    );
+    let fault = monotonic_ns();
+    lan.switch().drop_all("sw-h0");
+    std::thread::sleep(tests::scaled(Duration::from_millis(3 * FDT_MS)));
+    // The events kept their half of the queue: the failure is there once the reader reads again,
+    // stamped when it was detected.
+    d.resume_stdout();
+    expect_within(
+        &mut d,
+        "ipmultipath.interface.failed",
+        "h0",
+        fault,
+        FDT_MS,
+        "with standard output stalled",
+    );
+    let notice = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.daemon.outputDropped",
+        None,
+    )
+    .expect("the drops are reported");
+    assert_eq!(notice["params"]["stream"], "stdout", "{notice}");
+    assert!(notice["params"]["count"].as_u64() > Some(0), "{notice}");
+    let text = scrape();
+    assert!(dropped(&text, "stdout", "probe") > 0, "{text}");
+    assert_eq!(dropped(&text, "stdout", "event"), 0, "{text}");
+    // A stop with the reader stalled again: the last lines wait a bounded time, not forever.
+    d.stall_stdout();
+    std::thread::sleep(tests::scaled(Duration::from_secs(2)));
+    let t0 = std::time::Instant::now();
+    d.signal(libc::SIGTERM);
+    while d.running() && t0.elapsed() < tests::scaled(Duration::from_secs(10)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !d.running(),
+        "still running 10 s after SIGTERM with stdout stalled"
+    );
+    assert!(
+        t0.elapsed() < tests::scaled(Duration::from_secs(4)),
+        "stopped after {:?}",
+        t0.elapsed()
+    );
+}
+
 #[test]
 fn a_stalled_daemon_is_reported_as_stalled_not_as_absent() {
     if !tests::privileged() {

@@ -37,6 +37,8 @@ pub struct Counts {
     pub deadlines: u64,
     /// Of those, the ones it woke up for more than [`LATE_NS`] late.
     pub deadlines_missed: u64,
+    /// Lines dropped by (stream, kind), as last reported in an event.
+    pub output_dropped_reported: HashMap<(&'static str, &'static str), u64>,
     /// The carrier poll's current interval in ns (0: no poll), kept by the link watcher.
     pub link_poll_interval_ns: std::sync::Arc<AtomicU64>,
 }
@@ -308,6 +310,17 @@ impl super::Daemon {
             c.inc_by(n);
             reg.register(name, help, c);
         }
+        let dropped = Family::<Labels, Counter>::default();
+        for (stream, kind, n) in self.output_dropped() {
+            dropped
+                .get_or_create(&labels(&[("stream", stream), ("kind", kind)]))
+                .inc_by(n);
+        }
+        reg.register(
+            "output_lines_dropped",
+            "Lines for standard output or error dropped because their reader did not keep up, by stream and kind",
+            dropped,
+        );
         let poll = Gauge::<f64, AtomicU64>::default();
         poll.set(
             self.out

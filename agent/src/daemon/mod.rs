@@ -175,7 +175,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     let signals = crate::fds::signal_fd().context("cannot set up signal handling")?;
-    let mut rep = Reporter::new(args.json, args.json_probes);
+    // Writer threads start here: after the privilege drop (they hold no more than the loop) and
+    // after the signal mask (a signal meant for the signalfd must not end one of them).
+    let lines = crate::lines::capacity_from_env()?;
+    crate::lines::queue_stderr(lines)?;
+    let mut rep = Reporter::new(args.json, args.json_probes, lines)?;
     rep.catalogue(
         "ipmultipath.daemon.privileges",
         serde_json::json!({ "kept": kept.names.join(" "), "bounding_left": kept.bounding_left }),
@@ -493,6 +497,42 @@ impl Daemon {
         }
     }
 
+    /// Lines dropped so far, by stream and kind.
+    fn output_dropped(&self) -> [(&'static str, &'static str, u64); 3] {
+        use crate::lines::Kind;
+        [
+            (
+                "stdout",
+                Kind::Probe.name(),
+                self.out.rep.stdout_dropped(Kind::Probe),
+            ),
+            (
+                "stdout",
+                Kind::Event.name(),
+                self.out.rep.stdout_dropped(Kind::Event),
+            ),
+            ("stderr", Kind::Event.name(), crate::lines::stderr_dropped()),
+        ]
+    }
+
+    /// One event per stream and kind whose reader lost lines since the last report.
+    fn report_output_drops(&mut self) {
+        for (stream, kind, n) in self.output_dropped() {
+            let before = self
+                .out
+                .counts
+                .output_dropped_reported
+                .insert((stream, kind), n)
+                .unwrap_or(0);
+            if n > before {
+                self.out.rep.catalogue(
+                    "ipmultipath.daemon.outputDropped",
+                    serde_json::json!({ "stream": stream, "kind": kind, "count": n - before }),
+                );
+            }
+        }
+    }
+
     fn check_counters(&mut self) {
         let members: Vec<(String, u32)> = self
             .io
@@ -539,6 +579,7 @@ impl Daemon {
                 }
             }
         }
+        self.report_output_drops();
         // Replies refused in userspace: one event per interface and reason per second at most,
         // with the count, however many arrive.
         let counts = &mut self.out.counts;

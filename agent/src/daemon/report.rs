@@ -1,6 +1,7 @@
 //! How the daemon tells the world: catalogue events logged with structured fields (rate-limited;
 //! straight to journald, with MESSAGE_ID and priority, when systemd runs it), or as JSON lines on
-//! standard output with `--json`.
+//! standard output with `--json` (queued for a writer thread: a reader that stalls loses lines,
+//! counted, and never holds up the loop; see [`crate::lines`]).
 
 use serde_json::{Value, json};
 
@@ -10,6 +11,7 @@ use crate::{
     engine::{Engine, Event},
     events::{self, RateLimiter, Rendered, Severity, journal::entry_fields},
     journal::Journal,
+    lines::{Kind, LineQueue, LinesError},
 };
 
 /// Repeats of one event (same parameters) are counted over this window ...
@@ -19,6 +21,8 @@ const RATE_BURST: u32 = 5;
 
 pub struct Reporter {
     json: bool,
+    /// Standard output's queue, with `--json`.
+    stdout: Option<LineQueue>,
     /// Every probe sent, answered or lost as a JSON line too (tests; thousands a second at scale).
     json_probes: bool,
     limiter: RateLimiter,
@@ -31,9 +35,17 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(json: bool, json_probes: bool) -> Self {
-        Self {
+    /// A reporter; with `json`, standard output's writer thread holds up to `lines` lines.
+    ///
+    /// # Errors
+    /// When that thread cannot be started.
+    pub fn new(json: bool, json_probes: bool, lines: usize) -> Result<Self, LinesError> {
+        let stdout = json
+            .then(|| LineQueue::spawn("stdout", std::io::stdout(), lines))
+            .transpose()?;
+        Ok(Self {
             json,
+            stdout,
             json_probes: json && json_probes,
             limiter: RateLimiter::new(RATE_WINDOW_NS, RATE_BURST),
             published: Vec::new(),
@@ -41,13 +53,25 @@ impl Reporter {
                 .then(|| Journal::new(std::path::Path::new(crate::journal::SOCKET)).ok())
                 .flatten(),
             journal_busy_drops: 0,
-        }
+        })
     }
 
     fn line(&self, v: &Value) {
-        if self.json {
-            println!("{v}");
+        self.queue(Kind::Event, v);
+    }
+
+    fn queue(&self, kind: Kind, v: &Value) {
+        if let Some(q) = &self.stdout {
+            let mut line = v.to_string().into_bytes();
+            line.push(b'\n');
+            q.push(kind, line);
         }
+    }
+
+    /// Lines of `kind` standard output dropped so far (its reader did not keep up).
+    #[must_use]
+    pub fn stdout_dropped(&self, kind: Kind) -> u64 {
+        self.stdout.as_ref().map_or(0, |q| q.dropped(kind))
     }
 
     fn log(&mut self, r: &Rendered) {
@@ -129,7 +153,7 @@ impl Reporter {
             None => {
                 tracing::debug!(?e, "probe");
                 if self.json_probes {
-                    self.line(&json!({ "probe": e, "at_ns": monotonic_ns() }));
+                    self.queue(Kind::Probe, &json!({ "probe": e, "at_ns": monotonic_ns() }));
                 }
             }
         }

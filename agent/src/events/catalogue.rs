@@ -360,6 +360,15 @@ pub static CATALOGUE: &[EventSpec] = &[
         action: "Start ipmpd as root, or under systemd add a drop-in with RestrictRealtime=no and LimitRTPRIO=N; with real-time group scheduling, give the service's cgroup a real-time budget.",
     },
     EventSpec {
+        name: "ipmultipath.daemon.outputDropped",
+        severity: Notice,
+        template: "{count} {kind} lines for {stream} dropped: its reader did not keep up",
+        params: &[("stream", Str), ("kind", Str), ("count", Int)],
+        description: "Lines for standard output (the JSON stream of --json) or standard error (the log) are written by a thread of their own, from a bounded queue, so a reader that stops reading never holds up probing. When the queue is full, lines are dropped and counted: probe lines (--json-probes) at half the queue, other lines at the full queue. Reported at most once a second, with the count since the last report; ipmpd_output_lines_dropped_total has the totals.",
+        causes: "The process reading the daemon's standard output or error stopped reading or reads too slowly (a paused pager, a stalled log collector), or went away.",
+        action: "Read the stream faster or follow events through the control socket (`ipmpd events --follow`) instead; drop --json-probes, which prints a line per probe; raise IPMPD_OUTPUT_LINES (default 4096) for a reader that only lags in bursts.",
+    },
+    EventSpec {
         name: "ipmultipath.datapath.features",
         severity: Informational,
         template: "Kernel {kernel}: TC programs attached through {tc_attach}, link state from {carrier_source}",

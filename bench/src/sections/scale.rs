@@ -310,9 +310,11 @@ fn targets_1024(s: &Sample, fdt_ms: u64, targets: &mut crate::targets::Targets) 
     said.join("; ")
 }
 
-/// The measuring window: a sleep, or with `IPMPD_BENCH_PERF=DIR` a `perf record -g` of the agent
+/// The measuring window: a sleep, or with `IPMPD_BENCH_PERF=DIR` a `perf record` of the agent
 /// for the same time into `DIR/scale-N-FDT.data` (where the CPU of this section goes; perf's
-/// own sampling adds a little to the CPU figure of such a run).
+/// own sampling adds a little to the CPU figure of such a run). Call stacks are unwound from
+/// DWARF: the release build keeps its debug info but no frame pointers, so `-g` alone loses every
+/// userspace caller.
 fn record_or_sleep(pid: u32, n: usize, fdt_ms: u64) -> anyhow::Result<()> {
     let Some(dir) = std::env::var_os("IPMPD_BENCH_PERF") else {
         std::thread::sleep(WINDOW);
@@ -320,7 +322,8 @@ fn record_or_sleep(pid: u32, n: usize, fdt_ms: u64) -> anyhow::Result<()> {
     };
     let out = std::path::Path::new(&dir).join(format!("scale-{n}-{fdt_ms}.data"));
     let ok = std::process::Command::new("perf")
-        .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+        .args(["record", "-F", "999", "--call-graph", "dwarf,16384"])
+        .args(["-p", &pid.to_string(), "-o"])
         .arg(&out)
         .args(["--", "sleep", &WINDOW.as_secs().to_string()])
         .stdout(std::process::Stdio::null())
