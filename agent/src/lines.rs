@@ -136,6 +136,8 @@ impl LineQueue {
         std::thread::Builder::new()
             .name(format!("ipmpd-{stream}"))
             .spawn(move || {
+                // Writing output is no part of detection: never at the loop's real-time priority.
+                crate::sched::normal_here();
                 for msg in rx {
                     match msg {
                         Msg::Line(kind, line) => {
