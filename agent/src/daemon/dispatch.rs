@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::probe::msg;
 
-use super::{Daemon, members::MemberIo, metrics};
+use super::{Daemon, members::MemberIo};
 use crate::{
     clock::monotonic_ns,
     control::server::Stream,
@@ -48,11 +48,11 @@ impl Daemon {
                     sent_ns,
                     prompt_reply,
                 } => {
-                    metrics::bump(&mut self.out.counts.probes_sent, ifname.clone());
                     // Someone watching the probes (ipmpstat -p) sees each reply as it comes.
                     let watched = self.out.control.followed(Stream::Probes);
                     // One lookup of the member per probe, for the wake bit and the send.
                     if let Some(m) = self.io.members.get_mut(&ifname) {
+                        m.counts.sent += 1;
                         wake_on_replies(&mut self.io.datapath, m, prompt_reply || watched);
                         m.send(
                             &self.io.key,
@@ -118,11 +118,12 @@ impl Daemon {
                         &serde_json::json!({ "at_ns": monotonic_ns(), "ifname": ifname, "seq": seq, "target": target, "acked": false }),
                     );
                 }
-                metrics::bump_name(&mut self.out.counts.probes_lost, ifname);
+                if let Some(m) = self.io.members.get_mut(ifname) {
+                    m.counts.lost += 1;
+                }
             }
-            Event::ProbeAcked { ifname, .. } => {
-                metrics::bump_name(&mut self.out.counts.probes_acked, ifname);
-            }
+            // Counted where the reply is read, by interface index (see `on_record`).
+            Event::ProbeAcked { .. } => {}
             // A verdict worth keeping across a restart.
             _ => self.rec.unsaved = true,
         }

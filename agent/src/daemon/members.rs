@@ -13,6 +13,15 @@ use crate::probe::{
     socket::{ProbeSocket, SocketError},
 };
 
+/// Probes of one interface, counted for the metrics; kept across its removal and return, so its
+/// counters never go back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeCounts {
+    pub sent: u64,
+    pub acked: u64,
+    pub lost: u64,
+}
+
 /// One member's probe I/O.
 #[derive(Debug)]
 pub struct MemberIo {
@@ -25,62 +34,92 @@ pub struct MemberIo {
     /// Whether its replies wake the loop, as last written to the datapath (`None`: its
     /// identity is not in the datapath).
     pub wake: Option<bool>,
+    pub counts: ProbeCounts,
 }
 
-/// Every tracked member.
+/// Every tracked member, in slots found by name (engine outputs) or by index (replies: one
+/// lookup of a number, no string compared).
 #[derive(Debug, Default)]
 pub struct Members {
-    by_name: HashMap<String, MemberIo>,
-    names: HashMap<u32, String>,
+    slots: Vec<Option<MemberIo>>,
+    free: Vec<usize>,
+    by_name: HashMap<String, usize>,
+    by_ifindex: HashMap<u32, usize>,
+    /// The counts of interfaces no longer tracked, by name.
+    retired: HashMap<String, ProbeCounts>,
 }
 
 impl Members {
     /// Starts `ifname` (index `ifindex`) with no sockets.
     pub fn insert(&mut self, ifname: &str, ifindex: u32, hwaddr: Option<[u8; 6]>) {
         self.remove(ifname);
-        self.names.insert(ifindex, ifname.to_owned());
-        self.by_name.insert(
-            ifname.to_owned(),
-            MemberIo {
-                ifname: ifname.to_owned(),
-                ifindex,
-                id: ProbeSession::identifier(std::process::id(), ifindex),
-                sockets: Vec::new(),
-                hwaddr,
-                wake: None,
-            },
-        );
+        let m = MemberIo {
+            ifname: ifname.to_owned(),
+            ifindex,
+            id: ProbeSession::identifier(std::process::id(), ifindex),
+            sockets: Vec::new(),
+            hwaddr,
+            wake: None,
+            counts: self.retired.remove(ifname).unwrap_or_default(),
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(m);
+                slot
+            }
+            None => {
+                self.slots.push(Some(m));
+                self.slots.len() - 1
+            }
+        };
+        self.by_name.insert(ifname.to_owned(), slot);
+        self.by_ifindex.insert(ifindex, slot);
     }
 
     /// Forgets `ifname`, closing its sockets.
     pub fn remove(&mut self, ifname: &str) -> Option<MemberIo> {
-        let m = self.by_name.remove(ifname)?;
-        if self.names.get(&m.ifindex).is_some_and(|n| n == ifname) {
-            self.names.remove(&m.ifindex);
+        let slot = self.by_name.remove(ifname)?;
+        let m = self.slots[slot].take()?;
+        self.free.push(slot);
+        if self.by_ifindex.get(&m.ifindex) == Some(&slot) {
+            self.by_ifindex.remove(&m.ifindex);
         }
+        self.retired.insert(m.ifname.clone(), m.counts);
         Some(m)
     }
 
     /// The member named `ifname`.
     #[must_use]
     pub fn get(&self, ifname: &str) -> Option<&MemberIo> {
-        self.by_name.get(ifname)
+        self.slots[*self.by_name.get(ifname)?].as_ref()
     }
 
     /// The member named `ifname`, to change.
     pub fn get_mut(&mut self, ifname: &str) -> Option<&mut MemberIo> {
-        self.by_name.get_mut(ifname)
+        self.slots[*self.by_name.get(ifname)?].as_mut()
     }
 
     /// The member with index `ifindex`.
     #[must_use]
     pub fn by_ifindex(&self, ifindex: u32) -> Option<&MemberIo> {
-        self.by_name.get(self.names.get(&ifindex)?)
+        self.slots[*self.by_ifindex.get(&ifindex)?].as_ref()
+    }
+
+    /// The member with index `ifindex`, to change.
+    pub fn by_ifindex_mut(&mut self, ifindex: u32) -> Option<&mut MemberIo> {
+        self.slots[*self.by_ifindex.get(&ifindex)?].as_mut()
     }
 
     /// Every member.
     pub fn iter(&self) -> impl Iterator<Item = &MemberIo> {
-        self.by_name.values()
+        self.slots.iter().flatten()
+    }
+
+    /// The probe counts of every interface tracked now or before, by name.
+    pub fn probe_counts(&self) -> impl Iterator<Item = (&str, ProbeCounts)> {
+        self.iter()
+            .map(|m| (m.ifname.as_str(), m.counts))
+            .chain(self.retired.iter().map(|(n, c)| (n.as_str(), *c)))
     }
 }
 
@@ -118,5 +157,76 @@ impl MemberIo {
         if let Err(e) = sock.send(target, &packet) {
             tracing::debug!(ifname = self.ifname, %target, error = %e, "probe not sent");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_is_found_by_name_and_by_index_until_removed() {
+        let mut ms = Members::default();
+        ms.insert("a", 3, None);
+        ms.insert("b", 4, None);
+        assert_eq!(ms.get("a").map(|m| m.ifindex), Some(3));
+        assert_eq!(ms.by_ifindex(4).map(|m| m.ifname.as_str()), Some("b"));
+        assert!(ms.remove("a").is_some());
+        assert!(ms.get("a").is_none() && ms.by_ifindex(3).is_none());
+        assert_eq!(ms.iter().count(), 1);
+        // The freed slot is taken again; the other member is where it was.
+        ms.insert("c", 5, None);
+        assert_eq!(ms.by_ifindex(5).map(|m| m.ifname.as_str()), Some("c"));
+        assert_eq!(ms.by_ifindex(4).map(|m| m.ifname.as_str()), Some("b"));
+        assert_eq!(ms.slots.len(), 2);
+    }
+
+    #[test]
+    fn an_interface_back_with_a_new_index_keeps_its_counts_and_loses_the_old_index() {
+        let mut ms = Members::default();
+        ms.insert("a", 3, None);
+        ms.get_mut("a").unwrap().counts = ProbeCounts {
+            sent: 10,
+            acked: 8,
+            lost: 2,
+        };
+        ms.remove("a");
+        let retired: Vec<_> = ms.probe_counts().collect();
+        assert_eq!(
+            retired,
+            [(
+                "a",
+                ProbeCounts {
+                    sent: 10,
+                    acked: 8,
+                    lost: 2
+                }
+            )]
+        );
+        ms.insert("a", 9, None);
+        assert!(ms.by_ifindex(3).is_none());
+        ms.by_ifindex_mut(9).unwrap().counts.sent += 1;
+        let now: Vec<_> = ms.probe_counts().collect();
+        assert_eq!(
+            now,
+            [(
+                "a",
+                ProbeCounts {
+                    sent: 11,
+                    acked: 8,
+                    lost: 2
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn an_index_taken_over_by_another_name_stays_with_the_newcomer() {
+        let mut ms = Members::default();
+        ms.insert("old", 3, None);
+        // Renamed: the new name arrives before the old one is forgotten.
+        ms.insert("new", 3, None);
+        ms.remove("old");
+        assert_eq!(ms.by_ifindex(3).map(|m| m.ifname.as_str()), Some("new"));
     }
 }

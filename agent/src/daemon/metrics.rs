@@ -20,9 +20,6 @@ use crate::{
 /// Counters the daemon keeps for the endpoint.
 #[derive(Debug, Default)]
 pub struct Counts {
-    pub probes_sent: HashMap<String, u64>,
-    pub probes_acked: HashMap<String, u64>,
-    pub probes_lost: HashMap<String, u64>,
     /// (interface, reason) → probe replies refused in userspace (see `replies::Refused`).
     pub rejected: HashMap<(String, &'static str), u64>,
     /// The same, as last reported in an event.
@@ -96,16 +93,6 @@ pub const LATE_NS: u64 = 1_000_000;
 /// Bumps `key` in `map`.
 pub fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K) {
     *map.entry(key).or_default() += 1;
-}
-
-/// Bumps the count of `name`, allocating its key only the first time (every probe bumps one).
-pub fn bump_name(map: &mut HashMap<String, u64>, name: &str) {
-    match map.get_mut(name) {
-        Some(n) => *n += 1,
-        None => {
-            map.insert(name.to_owned(), 1);
-        }
-    }
 }
 
 type Labels = Vec<(String, String)>;
@@ -238,21 +225,20 @@ impl super::Daemon {
             }
             fam
         };
-        reg.register(
-            "probes_sent",
-            "Failure-detection probes sent",
-            counter(&self.out.counts.probes_sent, "interface"),
+        let (sent, acked, lost) = (
+            Family::<Labels, Counter>::default(),
+            Family::<Labels, Counter>::default(),
+            Family::<Labels, Counter>::default(),
         );
-        reg.register(
-            "probes_acked",
-            "Probes answered",
-            counter(&self.out.counts.probes_acked, "interface"),
-        );
-        reg.register(
-            "probes_lost",
-            "Probes given up",
-            counter(&self.out.counts.probes_lost, "interface"),
-        );
+        for (ifname, c) in self.io.members.probe_counts() {
+            let l = labels(&[("interface", ifname)]);
+            sent.get_or_create(&l).inc_by(c.sent);
+            acked.get_or_create(&l).inc_by(c.acked);
+            lost.get_or_create(&l).inc_by(c.lost);
+        }
+        reg.register("probes_sent", "Failure-detection probes sent", sent);
+        reg.register("probes_acked", "Probes answered", acked);
+        reg.register("probes_lost", "Probes given up", lost);
         reg.register(
             "events",
             "Catalogue events reported, by name",

@@ -158,6 +158,10 @@ impl Daemon {
             Ok(out) => {
                 self.dispatch(out);
                 if rec.header.msg_type() == msg::FAILURE_DETECTION {
+                    // An answer the engine took is an acknowledgement (`Event::ProbeAcked`).
+                    if let Some(m) = self.io.members.by_ifindex_mut(rec.rx_ifindex) {
+                        m.counts.acked += 1;
+                    }
                     self.publish_ack(&ifname, rec, from, rt.ns, now);
                 }
             }
