@@ -299,6 +299,35 @@ pub fn bpftool_dump(path: &str) -> Value {
     )
 }
 
+/// The value of `ifindex` in instance `instance`'s pinned `PROBE_IDS` map (the member's ICMP
+/// identifier and wake bit; `None`: no entry).
+#[must_use]
+pub fn probe_id_value(instance: &str, ifindex: u32) -> Option<u64> {
+    let path = format!("/sys/fs/bpf/ipmpd/{instance}/PROBE_IDS");
+    bpftool_dump(&path)
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["key"].as_u64() == Some(u64::from(ifindex)))
+        .and_then(|e| e["value"].as_u64())
+}
+
+/// Whether the replies of the member with index `ifindex` wake the daemon's loop (the wake bit
+/// of its `PROBE_IDS` value): `want` as soon as it is so, or what it still is after `limit`.
+#[must_use]
+pub fn wakes_within(instance: &str, ifindex: u32, want: bool, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    loop {
+        let value =
+            probe_id_value(instance, ifindex).expect("the member's identity is in PROBE_IDS");
+        let wakes = value & u64::from(agent_common::PROBE_ID_WAKE) != 0;
+        if wakes == want || t0.elapsed() > limit {
+            return wakes;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A daemon configuration in a fresh temporary directory, removed on drop together with the
 /// instance's pins (a stopped daemon leaves them for its successor to adopt).
 pub struct RunConfig {

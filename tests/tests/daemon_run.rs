@@ -41,26 +41,10 @@ fn probing(d: &mut tests::daemon::Daemon) {
     std::thread::sleep(Duration::from_millis(1500));
 }
 
-/// Whether `ifname`'s replies wake the daemon's loop (the wake bit of its `PROBE_IDS` value):
-/// `want` as soon as it is so, or what it still is after `limit`.
+/// Whether `ifname`'s replies wake the daemon's loop (see [`tests::daemon::wakes_within`]).
 fn wakes_within(cfg: &RunConfig, lan: &Lan, ifname: &str, want: bool, limit: Duration) -> bool {
-    let ifindex = u64::from(lan.host().ifindex(ifname));
-    let path = format!("/sys/fs/bpf/ipmpd/{}/PROBE_IDS", cfg.instance);
-    let t0 = std::time::Instant::now();
-    loop {
-        let value = tests::daemon::bpftool_dump(&path)
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["key"].as_u64() == Some(ifindex))
-            .and_then(|e| e["value"].as_u64())
-            .expect("the member's identity is in PROBE_IDS");
-        let wakes = value & u64::from(agent_common::PROBE_ID_WAKE) != 0;
-        if wakes == want || t0.elapsed() > limit {
-            return wakes;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let ifindex = lan.host().ifindex(ifname);
+    tests::daemon::wakes_within(&cfg.instance, ifindex, want, limit)
 }
 
 /// Cuts h0 silently (both ways) and expects its failure within the configured FDT.

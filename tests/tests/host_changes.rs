@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tests::{
-    daemon::{self, Daemon, RunConfig, wait_event},
+    daemon::{self, Daemon, RunConfig, probe_id_value, wait_event, wakes_within},
     topology::Lan,
 };
 
@@ -143,6 +143,34 @@ fn an_interface_created_after_start_is_tracked_within_a_second_and_again_after_i
     assert!(
         !p.contains(&format!("xdp-{first}")),
         "nothing left of the old device: {p:?}"
+    );
+    // The new device's identity is in the datapath, the old one's is gone, and its wake bit
+    // follows the new member: clear while it runs, set once it fails.
+    let (first, second) = (
+        u32::try_from(first).unwrap(),
+        u32::try_from(second).unwrap(),
+    );
+    assert_eq!(
+        probe_id_value(&cfg.instance, first),
+        None,
+        "the old device's identity"
+    );
+    let limit = tests::scaled(Duration::from_secs(3));
+    assert!(
+        !wakes_within(&cfg.instance, second, false, limit),
+        "a running member's replies wait for the loop"
+    );
+    lan.switch().drop_all("sw-h1");
+    wait_event(
+        &mut d,
+        Duration::from_secs(3),
+        "ipmultipath.interface.failed",
+        Some("h1"),
+    )
+    .expect("the new device fails");
+    assert!(
+        wakes_within(&cfg.instance, second, true, limit),
+        "a failed member's replies wake the loop"
     );
 }
 
