@@ -44,6 +44,7 @@ impl Engine {
                 *j -= 1;
             }
         }
+        self.rebuild_due();
         if was_active && !self.groups[g].anonymous() {
             self.activate_another(g);
         }

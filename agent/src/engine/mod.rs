@@ -7,6 +7,7 @@
 //! 100 ms or more; a group may run at 10 ms.
 
 pub mod constants;
+mod due;
 pub mod instance;
 mod membership;
 pub mod rng;
@@ -26,6 +27,7 @@ use self::{
         MIN_PROBE_TARGETS, MIN_SETTLING_TIME_NS, NEXT_FDT_MULTIPLE, NUM_PROBE_REPAIRS,
         PROBES_PER_FDT, SEND_SLACK_DIVISOR,
     },
+    due::DueIndex,
     instance::{ProbeInstance, ReplyMismatch, Target, TargetState},
     rng::Jitter,
 };
@@ -305,6 +307,10 @@ pub struct Engine {
     group_by_name: HashMap<String, usize>,
     /// Groups touched by the current input, re-derived by [`Self::finish`].
     dirty: Vec<usize>,
+    /// Every interface's `due_ns`, ordered (kept by [`Self::finish`]).
+    due: DueIndex,
+    /// The interfaces a tick serves, kept for its allocation.
+    serving: Vec<usize>,
     jitter: Jitter,
     out: Vec<Output>,
 }
@@ -336,6 +342,8 @@ impl Engine {
             if_by_name: HashMap::new(),
             group_by_name: HashMap::new(),
             dirty: Vec::new(),
+            due: DueIndex::default(),
+            serving: Vec::new(),
             out: Vec::new(),
         }
     }
@@ -431,6 +439,11 @@ impl Engine {
         if self.interfaces[i].functioning() && !self.groups[g].anonymous() {
             self.interfaces[i].inactive = self.interfaces[i].standby
                 && self.active_count(g, Some(i)) >= self.nonstandby_count(g);
+            // A member that joins (or comes back after its removal) takes over from a standby
+            // that stood in for the capacity it brings: no FAILBACK hold-back for a newcomer.
+            if !self.interfaces[i].standby {
+                self.retire_surplus_standby(g, i);
+            }
         }
         self.finish()
     }
@@ -786,9 +799,11 @@ impl Engine {
 
     /// The timer: sends due probes, declares lost ones, checks failure and repair.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Output> {
-        for i in 0..self.interfaces.len() {
-            // Only interfaces with something due (a probe within the send slack): a tick costs the
-            // same with 2 or 2,000 members.
+        // Only interfaces with something due (a probe within the send slack), found in the
+        // due index: a tick costs the same with 2 or 2,000 members.
+        let mut serving = std::mem::take(&mut self.serving);
+        self.due.candidates(now_ns, &mut serving);
+        for &i in &serving {
             let slack = self.groups[self.interfaces[i].group_idx].interval_ns / SEND_SLACK_DIVISOR;
             if self.interfaces[i].due_ns > now_ns.saturating_add(slack) {
                 continue;
@@ -815,6 +830,7 @@ impl Engine {
             self.check_failure(i, now_ns);
             self.check_repair(i, now_ns);
         }
+        self.serving = serving;
         self.finish()
     }
 
@@ -974,11 +990,30 @@ impl Engine {
     /// When [`Self::tick`] next has something to do.
     #[must_use]
     pub fn next_deadline(&self) -> Option<u64> {
-        self.interfaces
+        self.due.first()
+    }
+
+    /// The due index again from every interface: after a removal moved the indexes.
+    fn rebuild_due(&mut self) {
+        let due = self.interfaces.iter().map(|x| x.due_ns).enumerate();
+        let slacks = self
+            .groups
             .iter()
-            .map(|x| x.due_ns)
-            .filter(|&d| d != u64::MAX)
-            .min()
+            .map(|g| g.interval_ns / SEND_SLACK_DIVISOR);
+        self.due.rebuild(due, slacks);
+    }
+
+    /// Whether the due index holds exactly every interface's due time (for the invariant
+    /// tests).
+    #[cfg(test)]
+    pub(crate) fn due_index_consistent(&self) -> bool {
+        let mut want: Vec<(u64, usize)> = (self.interfaces.iter().map(|x| x.due_ns))
+            .enumerate()
+            .filter(|&(_, t)| t != u64::MAX)
+            .map(|(i, t)| (t, i))
+            .collect();
+        want.sort_unstable();
+        self.due.entries().eq(want)
     }
 
     /// When interface `i` next has something to do (`u64::MAX`: nothing): a probe to send, an
@@ -1160,14 +1195,23 @@ impl Engine {
             && !first
             && self.active_count(g, Some(i)) > 0;
         self.interfaces[i].inactive = hold_back;
-        if !hold_back && self.active_count(g, None) > nonstandby {
-            let standby = self
-                .members(g)
-                .find(|(j, y)| *j != i && y.standby && self.is_active(*j))
-                .map(|(j, _)| j);
-            if let Some(s) = standby {
-                self.interfaces[s].inactive = true;
-            }
+        if !hold_back {
+            self.retire_surplus_standby(g, i);
+        }
+    }
+
+    /// A standby that stood in goes back to standing by once `i`, not a standby, carries data
+    /// and more members are active than the group's capacity.
+    fn retire_surplus_standby(&mut self, g: usize, i: usize) {
+        if self.active_count(g, None) <= self.nonstandby_count(g) {
+            return;
+        }
+        let standby = self
+            .members(g)
+            .find(|(j, y)| *j != i && y.standby && self.is_active(*j))
+            .map(|(j, _)| j);
+        if let Some(s) = standby {
+            self.interfaces[s].inactive = true;
         }
     }
 
@@ -1344,6 +1388,8 @@ impl Engine {
         }
         for &g in &dirty {
             self.groups[g].dirty = false;
+            self.due
+                .note_slack(self.groups[g].interval_ns / SEND_SLACK_DIVISOR);
             for k in 0..self.groups[g].members.len() {
                 let i = self.groups[g].members[k];
                 let active = self.is_active(i);
@@ -1353,7 +1399,9 @@ impl Engine {
                         active,
                     });
                 }
-                self.interfaces[i].due_ns = self.interface_deadline(i);
+                let due = self.interface_deadline(i);
+                let old = std::mem::replace(&mut self.interfaces[i].due_ns, due);
+                self.due.moved(i, old, due);
             }
         }
         // Keep the allocation for the next input.

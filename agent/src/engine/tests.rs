@@ -597,6 +597,31 @@ fn anonymous_group_members_are_always_active_and_fail_alone() {
 }
 
 #[test]
+fn a_member_back_after_its_removal_retires_the_standby_that_stood_in() {
+    for failback in [true, false] {
+        let mut s = Sim::new(700, failback);
+        s.member("a", "g", false, Some(10));
+        s.member("b", "g", false, Some(11));
+        s.member("c", "g", true, Some(12));
+        s.settle();
+        assert!(!s.is_active("c"), "the standby stands by");
+        let out = s.e.remove_member("a", s.now);
+        s.absorb(out);
+        assert!(
+            s.is_active("c"),
+            "the standby stands in for the removed member"
+        );
+        s.member("a", "g", false, Some(10));
+        s.run_for(S);
+        assert!(s.is_active("a") && s.is_active("b"));
+        assert!(
+            !s.is_active("c"),
+            "failback {failback}: the standby stands by again"
+        );
+    }
+}
+
+#[test]
 fn invariants_hold_over_random_event_sequences() {
     for seed in 1..150u64 {
         let mut r = Jitter::new(seed);
@@ -618,8 +643,9 @@ fn invariants_hold_over_random_event_sequences() {
         }
         s.settle();
         for _ in 0..60 {
-            let n = names[(r.next_unit() * 3.0) as usize % 3];
-            match (r.next_unit() * 6.0) as u32 {
+            let k = (r.next_unit() * 3.0) as usize % 3;
+            let n = names[k];
+            match (r.next_unit() * 7.0) as u32 {
                 0 => s.link(n, false),
                 1 => s.link(n, true),
                 2 => {
@@ -638,9 +664,18 @@ fn invariants_hold_over_random_event_sequences() {
                         s.absorb(out);
                     }
                 }
+                5 => {
+                    // Gone and back (the indexes above it move down, then it is last).
+                    let out = s.e.remove_member(n, s.now);
+                    s.absorb(out);
+                    s.active.remove(n);
+                    s.member(n, "g", false, Some(10 + k as u8));
+                }
                 _ => {}
             }
+            assert!(s.e.due_index_consistent(), "seed {seed}: the due index");
             s.run_for(r.between(10 * MS, 2 * S));
+            assert!(s.e.due_index_consistent(), "seed {seed}: the due index");
             let views = s.e.interfaces();
             for v in &views {
                 assert!(
