@@ -17,12 +17,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Lines a queue holds before it drops (about 1 MB of probe lines).
-pub const DEFAULT_CAPACITY: usize = 4096;
+/// Lines a queue holds before it drops: a start with 2,000 members (four lines each) fits in
+/// it; about 3 MB of lines when full, and the channel's slots (some 40 bytes each) are taken up
+/// front.
+pub const DEFAULT_CAPACITY: usize = 16_384;
 /// The environment variable that changes [`DEFAULT_CAPACITY`].
 pub const CAPACITY_VAR: &str = "IPMPD_OUTPUT_LINES";
 /// The bounds [`CAPACITY_VAR`] may take.
-const CAPACITY_RANGE: std::ops::RangeInclusive<usize> = 2..=1_000_000;
+const CAPACITY_RANGE: std::ops::RangeInclusive<usize> = 2..=262_144;
 /// How long the lines still queued may take to leave at exit: a reader that stalls must not
 /// hold up a stop either.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -30,7 +32,8 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// What a line is, for which one gives way first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// A probe sent, answered or lost (`--json-probes`).
+    /// A probe sent, answered or lost (`--json-probes`), or a debug or trace record of the log
+    /// (most of them are about one probe each).
     Probe,
     /// Everything else: events, state changes, log records.
     Event,
@@ -58,7 +61,7 @@ impl Kind {
 #[derive(Debug, thiserror::Error)]
 pub enum LinesError {
     #[error(
-        "{CAPACITY_VAR}={value:?} is not a number of lines from 2 to 1000000; unset it for the default of {DEFAULT_CAPACITY}"
+        "{CAPACITY_VAR}={value:?} is not a number of lines from 2 to 262144; unset it for the default of {DEFAULT_CAPACITY}"
     )]
     Capacity { value: String },
     #[error("cannot start the thread that writes {stream}")]
@@ -235,10 +238,21 @@ pub fn queue_stderr(capacity: usize) -> Result<(), LinesError> {
     Ok(())
 }
 
-/// Log records dropped from standard error's queue so far.
+/// Log records of `kind` dropped from standard error's queue so far.
 #[must_use]
-pub fn stderr_dropped() -> u64 {
-    STDERR.get().map_or(0, |q| q.dropped(Kind::Event))
+pub fn stderr_dropped(kind: Kind) -> u64 {
+    STDERR.get().map_or(0, |q| q.dropped(kind))
+}
+
+/// Writes `text` and a newline to standard error: through the queue once there is one (a
+/// direct write would wait for the stderr lock its writer holds while a reader stalls).
+pub fn eprint_line(text: &str) {
+    match STDERR.get() {
+        Some(q) => {
+            q.push(Kind::Event, format!("{text}\n").into_bytes());
+        }
+        None => eprintln!("{text}"),
+    }
 }
 
 /// Waits up to `timeout` for standard error's queue to empty (a static is never dropped).
@@ -248,16 +262,33 @@ pub fn flush_stderr(timeout: Duration) {
     }
 }
 
-/// tracing's writer: one formatted record per write, queued once there is a queue, written to
-/// standard error at once before.
+/// tracing's writers for standard error: one formatted record per write, queued once there is
+/// a queue (debug and trace records as [`Kind::Probe`]), written to standard error at once before.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Stderr;
+pub struct StderrLines;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrLines {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Stderr {
+        Stderr(Kind::Event)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Stderr {
+        let verbose = matches!(*meta.level(), tracing::Level::DEBUG | tracing::Level::TRACE);
+        Stderr(if verbose { Kind::Probe } else { Kind::Event })
+    }
+}
+
+/// One record for standard error, of its kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Stderr(Kind);
 
 impl Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match STDERR.get() {
             Some(q) => {
-                q.push(Kind::Event, buf.to_vec());
+                q.push(self.0, buf.to_vec());
                 Ok(buf.len())
             }
             None => io::stderr().write(buf),
@@ -358,7 +389,8 @@ mod tests {
             (Some("1"), None),
             (Some("lots"), None),
             (Some("-5"), None),
-            (Some("2000000"), None),
+            (Some("262144"), Some(262_144)),
+            (Some("262145"), None),
         ] {
             assert_eq!(
                 parse_capacity(value.map(str::to_owned)).ok(),

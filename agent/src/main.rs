@@ -32,12 +32,14 @@ fn main() -> std::process::ExitCode {
         // The daemon runs its own poll loop (nanosecond timers), without the async runtime.
         Command::Run(args) => {
             let ran = ipmpd::daemon::run(args);
+            if let Err(e) = &ran {
+                ipmpd::lines::eprint_line(&format!("ipmpd: {e:#}"));
+            }
             // The last log records, unless their reader stalls.
             ipmpd::lines::flush_stderr(ipmpd::lines::FLUSH_TIMEOUT);
             return match ran {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("ipmpd: {e:#}");
                     // A bad configuration stays bad however often systemd restarts the daemon.
                     if e.downcast_ref::<ipmpd::daemon::ConfigRefused>().is_some() {
                         std::process::ExitCode::from(ipmpd::daemon::EX_CONFIG)
@@ -141,7 +143,7 @@ fn init_logging() {
             .init(),
         None => tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(|| ipmpd::lines::Stderr)
+            .with_writer(ipmpd::lines::StderrLines)
             .init(),
     }
 }

@@ -131,12 +131,16 @@ impl Daemon {
                 let out = self.engine.remove_member(ifname, now);
                 self.dispatch(out);
                 self.io.members.remove(ifname);
-                self.io.watcher.untrack(ifindex);
-                if datapath {
-                    self.io.datapath.untrack(ifindex);
+                // Renamed, the device may already be tracked under its new name (the plan need
+                // not untrack first): what is keyed by its index then belongs to that member.
+                if self.io.members.by_ifindex(ifindex).is_none() {
+                    self.io.watcher.untrack(ifindex);
+                    if datapath {
+                        self.io.datapath.untrack(ifindex);
+                    }
+                    self.io.datapath_counters.remove(&ifindex);
                 }
                 self.io.arp_flux.restore_one(ifname);
-                self.io.datapath_counters.remove(&ifindex);
                 self.out.rep.catalogue(
                     "ipmultipath.setup.untracked",
                     json!({ "ifname": ifname, "ifindex": ifindex, "reason": reason }),
@@ -174,14 +178,9 @@ impl Daemon {
                 }
                 spec.test_addrs = self.open_probes(&spec.ifname, &spec.test_addrs);
                 self.io.watcher.track(ifindex);
-                let out = self.engine.add_member(&spec, link_up, now);
+                let prior = self.rec.priors.remove(&spec.ifname);
+                let out = self.engine.track(&spec, link_up, hwaddr, prior, now);
                 self.dispatch(out);
-                let out = self.engine.set_hwaddr(&spec.ifname, hwaddr, now);
-                self.dispatch(out);
-                if let Some(p) = self.rec.priors.remove(&spec.ifname) {
-                    let out = self.engine.restore(&spec.ifname, p, now);
-                    self.dispatch(out);
-                }
                 if !spec.group.is_empty() {
                     self.set_arp_flux(&spec.ifname, now);
                 }

@@ -498,20 +498,15 @@ impl Daemon {
     }
 
     /// Lines dropped so far, by stream and kind.
-    fn output_dropped(&self) -> [(&'static str, &'static str, u64); 3] {
-        use crate::lines::Kind;
+    fn output_dropped(&self) -> [(&'static str, &'static str, u64); 4] {
+        use crate::lines::{Kind, stderr_dropped};
+        let stdout = |k: Kind| ("stdout", k.name(), self.out.rep.stdout_dropped(k));
+        let stderr = |k: Kind| ("stderr", k.name(), stderr_dropped(k));
         [
-            (
-                "stdout",
-                Kind::Probe.name(),
-                self.out.rep.stdout_dropped(Kind::Probe),
-            ),
-            (
-                "stdout",
-                Kind::Event.name(),
-                self.out.rep.stdout_dropped(Kind::Event),
-            ),
-            ("stderr", Kind::Event.name(), crate::lines::stderr_dropped()),
+            stdout(Kind::Probe),
+            stdout(Kind::Event),
+            stderr(Kind::Probe),
+            stderr(Kind::Event),
         ]
     }
 

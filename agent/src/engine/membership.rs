@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, IfState, Output, constants::PROBES_PER_FDT, instance::ProbeInstance};
+use super::{
+    Engine, IfState, MemberSpec, Output, constants::PROBES_PER_FDT, instance::ProbeInstance,
+};
 
 /// What of a member survives a restart or a reload of the daemon: a member that had failed is
 /// still failed until in.mpathd's rules repair it, an offlined one is still offline, and one past
@@ -154,12 +156,40 @@ impl Engine {
         })
     }
 
+    /// Starts tracking a member as the daemon finds it: its link, its hardware address and what
+    /// it had before (a restart, or its removal and return), all in one input. Its activation is
+    /// decided on the whole, so nothing is announced for a moment in between (a standby retired
+    /// for a newcomer that its prior then fails).
+    pub fn track(
+        &mut self,
+        spec: &MemberSpec,
+        link_up: bool,
+        hwaddr: Option<[u8; 6]>,
+        prior: Option<Prior>,
+        now_ns: u64,
+    ) -> Vec<Output> {
+        let i = self.insert_member(spec, link_up, now_ns);
+        self.interfaces[i].hwaddr = hwaddr;
+        let g = self.group_of(i);
+        self.refresh_hwaddr(g, now_ns);
+        if let Some(prior) = prior {
+            self.apply_prior(i, prior, now_ns);
+        }
+        self.join(i);
+        self.finish()
+    }
+
     /// Gives `ifname` (just added) what it had before a restart or reload: failed stays failed
     /// until repaired by probes (or, without probes, by the link), offline stays offline.
     pub fn restore(&mut self, ifname: &str, prior: Prior, now_ns: u64) -> Vec<Output> {
         let Some(i) = self.lookup(ifname) else {
             return Vec::new();
         };
+        self.apply_prior(i, prior, now_ns);
+        self.finish()
+    }
+
+    fn apply_prior(&mut self, i: usize, prior: Prior, now_ns: u64) {
         if prior.quiet_over {
             for inst in &mut self.interfaces[i].instances {
                 inst.quiet_until_ns = inst.quiet_until_ns.min(now_ns);
@@ -186,6 +216,5 @@ impl Engine {
         }
         // A link-only member that failed with its link is repaired by the link alone.
         self.check_repair(i, now_ns);
-        self.finish()
     }
 }

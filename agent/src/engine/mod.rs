@@ -381,6 +381,14 @@ impl Engine {
 
     /// Starts tracking an interface whose link is `link_up` at `now_ns`.
     pub fn add_member(&mut self, spec: &MemberSpec, link_up: bool, now_ns: u64) -> Vec<Output> {
+        let i = self.insert_member(spec, link_up, now_ns);
+        self.join(i);
+        self.finish()
+    }
+
+    /// Puts `spec` in its group (in place of a member of the same name) and returns its index;
+    /// the caller ends the input.
+    fn insert_member(&mut self, spec: &MemberSpec, link_up: bool, now_ns: u64) -> usize {
         if self.group_index(&spec.group).is_none() {
             self.add_group(&spec.group, None);
         }
@@ -427,6 +435,7 @@ impl Engine {
             let from = self.interfaces[old].group_idx;
             self.groups[from].members.retain(|&j| j != old);
             self.touch(from);
+            self.due.moved(old, self.interfaces[old].due_ns, u64::MAX);
             self.interfaces[old] = iface;
         } else {
             self.interfaces.push(iface);
@@ -439,13 +448,19 @@ impl Engine {
         if self.interfaces[i].functioning() && !self.groups[g].anonymous() {
             self.interfaces[i].inactive = self.interfaces[i].standby
                 && self.active_count(g, Some(i)) >= self.nonstandby_count(g);
-            // A member that joins (or comes back after its removal) takes over from a standby
-            // that stood in for the capacity it brings: no FAILBACK hold-back for a newcomer.
-            if !self.interfaces[i].standby {
-                self.retire_surplus_standby(g, i);
-            }
         }
-        self.finish()
+        i
+    }
+
+    /// Member `i` has joined, as it will stay for now: if it carries data and is no standby, it
+    /// takes over from a standby that stood in for the capacity it brings (no FAILBACK hold-back
+    /// for a newcomer, as for one that comes back after its removal).
+    fn join(&mut self, i: usize) {
+        let g = self.group_of(i);
+        let x = &self.interfaces[i];
+        if x.functioning() && !x.standby && !x.inactive && !self.groups[g].anonymous() {
+            self.retire_surplus_standby(g, i);
+        }
     }
 
     /// A probe instance sending from `addr` to the `targets` of its family, first probe scheduled.

@@ -622,6 +622,40 @@ fn a_member_back_after_its_removal_retires_the_standby_that_stood_in() {
 }
 
 #[test]
+fn a_failed_member_tracked_again_with_its_prior_never_retires_the_standby_in_between() {
+    let mut s = Sim::new(700, true);
+    s.member("a", "g", false, Some(10));
+    s.member("b", "g", false, Some(11));
+    s.member("c", "g", true, Some(12));
+    s.settle();
+    s.paths.insert("a".into(), None);
+    s.run_for(2 * S);
+    assert_eq!(s.state("a"), IfState::Failed);
+    assert!(s.is_active("c"), "the standby stands in");
+    // Gone and back (a new index, say), with what it had before: still failed.
+    let prior = s.e.prior("a", s.now).unwrap();
+    let out = s.e.remove_member("a", s.now);
+    s.absorb(out);
+    let spec = MemberSpec {
+        ifname: "a".into(),
+        group: "g".into(),
+        standby: false,
+        test_addrs: vec![ip(10)],
+        targets: vec![ip(1), ip(2)],
+    };
+    let out = s.e.track(&spec, true, None, Some(prior), s.now);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::SetActive { ifname, .. } if ifname == "c")),
+        "no activation change for the standby: {out:?}"
+    );
+    s.absorb(out);
+    assert_eq!(s.state("a"), IfState::Failed);
+    assert!(s.is_active("c") && !s.is_active("a"));
+    assert!(s.e.due_index_consistent());
+}
+
+#[test]
 fn invariants_hold_over_random_event_sequences() {
     for seed in 1..150u64 {
         let mut r = Jitter::new(seed);
@@ -645,7 +679,7 @@ fn invariants_hold_over_random_event_sequences() {
         for _ in 0..60 {
             let k = (r.next_unit() * 3.0) as usize % 3;
             let n = names[k];
-            match (r.next_unit() * 7.0) as u32 {
+            match (r.next_unit() * 8.0) as u32 {
                 0 => s.link(n, false),
                 1 => s.link(n, true),
                 2 => {
@@ -669,6 +703,10 @@ fn invariants_hold_over_random_event_sequences() {
                     let out = s.e.remove_member(n, s.now);
                     s.absorb(out);
                     s.active.remove(n);
+                    s.member(n, "g", false, Some(10 + k as u8));
+                }
+                6 => {
+                    // Its spec again (a reload): replaced in place, at the same index.
                     s.member(n, "g", false, Some(10 + k as u8));
                 }
                 _ => {}
