@@ -259,6 +259,50 @@ fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
 }
 
 #[test]
+fn probes_a_stopped_daemon_skipped_are_reported_once_a_second_per_interface() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("missed", GROUP, None);
+    let metrics = "127.0.0.1:9874";
+    let mut d = ready(&cfg, &lan, &["--metrics", metrics]);
+    std::thread::sleep(Duration::from_millis(500));
+    // Starved again and again (each stop longer than three probe intervals): every member
+    // skips intervals after each stop.
+    let t0 = std::time::Instant::now();
+    for _ in 0..8 {
+        d.signal(libc::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(200));
+        d.signal(libc::SIGCONT);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(tests::scaled(Duration::from_millis(1500)));
+    let secs = t0.elapsed().as_secs() + 1;
+    d.drain();
+    for ifname in ["h0", "h1"] {
+        let reports: Vec<u64> = d
+            .seen
+            .iter()
+            .filter(|v| v["event"] == "ipmultipath.probe.missed" && v["params"]["ifname"] == ifname)
+            .filter_map(|v| v["params"]["count"].as_u64())
+            .collect();
+        assert!(
+            !reports.is_empty() && reports.len() as u64 <= secs,
+            "{ifname}: one report a second at most in {secs} s, not one per skip: {reports:?}"
+        );
+        assert!(reports.iter().sum::<u64>() >= 8, "{ifname}: {reports:?}");
+    }
+    let text = tests::daemon::scrape_metrics(&lan.host().path(), metrics).unwrap();
+    let missed: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("ipmpd_probes_missed_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(missed >= 16.0, "the totals: {text}");
+}
+
+#[test]
 fn a_stalled_daemon_is_reported_as_stalled_not_as_absent() {
     if !tests::privileged() {
         return;

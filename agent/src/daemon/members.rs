@@ -20,6 +20,8 @@ pub struct ProbeCounts {
     pub sent: u64,
     pub acked: u64,
     pub lost: u64,
+    /// Probes the loop could not send on time (whole intervals skipped).
+    pub missed: u64,
 }
 
 /// One member's probe I/O.
@@ -189,6 +191,7 @@ mod tests {
             sent: 10,
             acked: 8,
             lost: 2,
+            missed: 1,
         };
         ms.remove("a");
         let retired: Vec<_> = ms.probe_counts().collect();
@@ -199,7 +202,8 @@ mod tests {
                 ProbeCounts {
                     sent: 10,
                     acked: 8,
-                    lost: 2
+                    lost: 2,
+                    missed: 1,
                 }
             )]
         );
@@ -214,7 +218,8 @@ mod tests {
                 ProbeCounts {
                     sent: 11,
                     acked: 8,
-                    lost: 2
+                    lost: 2,
+                    missed: 1,
                 }
             )]
         );

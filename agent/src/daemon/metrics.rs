@@ -34,6 +34,8 @@ pub struct Counts {
     pub deadlines: u64,
     /// Of those, the ones it woke up for more than [`LATE_NS`] late.
     pub deadlines_missed: u64,
+    /// Probes skipped by a late loop since the last report, by interface.
+    pub missed_unreported: HashMap<String, u64>,
     /// Lines dropped by (stream, kind), as last reported in an event.
     pub output_dropped_reported: HashMap<(&'static str, &'static str), u64>,
     /// The carrier poll's current interval in ns (0: no poll), kept by the link watcher.
@@ -225,7 +227,8 @@ impl super::Daemon {
             }
             fam
         };
-        let (sent, acked, lost) = (
+        let (sent, acked, lost, missed) = (
+            Family::<Labels, Counter>::default(),
             Family::<Labels, Counter>::default(),
             Family::<Labels, Counter>::default(),
             Family::<Labels, Counter>::default(),
@@ -235,10 +238,16 @@ impl super::Daemon {
             sent.get_or_create(&l).inc_by(c.sent);
             acked.get_or_create(&l).inc_by(c.acked);
             lost.get_or_create(&l).inc_by(c.lost);
+            missed.get_or_create(&l).inc_by(c.missed);
         }
         reg.register("probes_sent", "Failure-detection probes sent", sent);
         reg.register("probes_acked", "Probes answered", acked);
         reg.register("probes_lost", "Probes given up", lost);
+        reg.register(
+            "probes_missed",
+            "Probes not sent because the loop was scheduled too late (whole intervals skipped)",
+            missed,
+        );
         reg.register(
             "events",
             "Catalogue events reported, by name",

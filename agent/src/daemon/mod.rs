@@ -575,6 +575,13 @@ impl Daemon {
             }
         }
         self.report_output_drops();
+        // Skipped probes: one event per interface per second at most, with the count.
+        let mut missed: Vec<(String, u64)> = self.out.counts.missed_unreported.drain().collect();
+        missed.sort();
+        for (ifname, count) in missed {
+            let e = crate::engine::Event::ProbesMissed { ifname, count };
+            self.out.rep.engine_event(&e);
+        }
         // Replies refused in userspace: one event per interface and reason per second at most,
         // with the count, however many arrive.
         let counts = &mut self.out.counts;

@@ -46,7 +46,7 @@ impl Engine {
                 *j -= 1;
             }
         }
-        self.rebuild_due();
+        self.due.removed(i);
         if was_active && !self.groups[g].anonymous() {
             self.activate_another(g);
         }

@@ -391,7 +391,7 @@ pub static CATALOGUE: &[EventSpec] = &[
         severity: Notice,
         template: "missed sending {count} probes on {ifname}",
         params: &[("count", Int), ("ifname", Str)],
-        description: "The agent was scheduled too late to send probes on time and skipped whole probe intervals.",
+        description: "The agent was scheduled too late to send probes on time and skipped whole probe intervals. Reported at most once a second per interface, with the count since the last report (a starved loop skips on every member at once); ipmpd_probes_missed_total has the totals.",
         causes: "CPU starvation, a stopped or descheduled process.",
         action: "Check the host's load; give ipmpd a real-time or higher scheduling priority.",
     },
