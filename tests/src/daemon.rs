@@ -328,6 +328,24 @@ pub fn wakes_within(instance: &str, ifindex: u32, want: bool, limit: Duration) -
     }
 }
 
+/// The sum of every sample of metric `name` in the exposition `text` whose labels include each
+/// of `labels` (all samples when empty).
+#[must_use]
+pub fn metric_total(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A daemon configuration in a fresh temporary directory, removed on drop together with the
 /// instance's pins (a stopped daemon leaves them for its successor to adopt).
 pub struct RunConfig {

@@ -165,18 +165,10 @@ fn idle_and_unread_clients_of_both_sockets_do_not_delay_failover() {
     assert!(d.running());
 }
 
-/// The count of `ipmpd_output_lines_dropped_total` for `stream` and `kind` in `text` (0 when
-/// absent).
-fn dropped(text: &str, stream: &str, kind: &str) -> u64 {
-    let (stream, kind) = (format!("stream=\"{stream}\""), format!("kind=\"{kind}\""));
-    text.lines()
-        .filter(|l| {
-            l.starts_with("ipmpd_output_lines_dropped_total{")
-                && l.contains(&stream)
-                && l.contains(&kind)
-        })
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+/// The count of `ipmpd_output_lines_dropped_total` for `stream` and `kind` in `text`.
+fn dropped(text: &str, stream: &str, kind: &str) -> f64 {
+    let labels = [("stream", stream), ("kind", kind)];
+    tests::daemon::metric_total(text, "ipmpd_output_lines_dropped_total", &labels)
 }
 
 #[test]
@@ -199,7 +191,7 @@ fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
     // The reader stops: the pipe and then the queue's half for probe lines fill.
     d.stall_stdout();
     let deadline = std::time::Instant::now() + tests::scaled(Duration::from_secs(30));
-    while dropped(&scrape(), "stdout", "probe") == 0 {
+    while dropped(&scrape(), "stdout", "probe") == 0.0 {
         assert!(
             std::time::Instant::now() < deadline,
             "no probe line dropped in 30 s of a stalled reader:\n{}",
@@ -237,8 +229,8 @@ fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
     assert_eq!(notice["params"]["stream"], "stdout", "{notice}");
     assert!(notice["params"]["count"].as_u64() > Some(0), "{notice}");
     let text = scrape();
-    assert!(dropped(&text, "stdout", "probe") > 0, "{text}");
-    assert_eq!(dropped(&text, "stdout", "event"), 0, "{text}");
+    assert!(dropped(&text, "stdout", "probe") > 0.0, "{text}");
+    assert!(dropped(&text, "stdout", "event") == 0.0, "{text}");
     // A stop with the reader stalled again: the last lines wait a bounded time, not forever.
     d.stall_stdout();
     std::thread::sleep(tests::scaled(Duration::from_secs(2)));
@@ -294,11 +286,7 @@ fn probes_a_stopped_daemon_skipped_are_reported_once_a_second_per_interface() {
         assert!(reports.iter().sum::<u64>() >= 8, "{ifname}: {reports:?}");
     }
     let text = tests::daemon::scrape_metrics(&lan.host().path(), metrics).unwrap();
-    let missed: f64 = text
-        .lines()
-        .filter(|l| l.starts_with("ipmpd_probes_missed_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let missed = tests::daemon::metric_total(&text, "ipmpd_probes_missed_total", &[]);
     assert!(missed >= 16.0, "the totals: {text}");
 }
 

@@ -137,13 +137,7 @@ fn scrape(ns: &Netns) -> anyhow::Result<String> {
 
 /// Sum of every sample of metric `name` (all label sets).
 fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    tests::daemon::metric_total(text, name, &[])
 }
 
 fn status_kib(pid: u32, field: &str) -> f64 {
