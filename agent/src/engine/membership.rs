@@ -179,16 +179,6 @@ impl Engine {
         self.finish()
     }
 
-    /// Gives `ifname` (just added) what it had before a restart or reload: failed stays failed
-    /// until repaired by probes (or, without probes, by the link), offline stays offline.
-    pub fn restore(&mut self, ifname: &str, prior: Prior, now_ns: u64) -> Vec<Output> {
-        let Some(i) = self.lookup(ifname) else {
-            return Vec::new();
-        };
-        self.apply_prior(i, prior, now_ns);
-        self.finish()
-    }
-
     fn apply_prior(&mut self, i: usize, prior: Prior, now_ns: u64) {
         if prior.quiet_over {
             for inst in &mut self.interfaces[i].instances {

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use super::{
-    AdminError, Engine, EngineConfig, Event, GroupState, IfState, MemberSpec, Output,
+    AdminError, Engine, EngineConfig, Event, GroupState, IfState, MemberSpec, Output, Prior,
     constants::FAILURE_DETECTION_QP_NS, rng::Jitter,
 };
 
@@ -39,6 +39,21 @@ struct Sim {
     silent_targets: Vec<IpAddr>,
 }
 
+/// A member of `group`; with a test address, it probes targets 1 and 2.
+fn spec(ifname: &str, group: &str, standby: bool, test: Option<u8>) -> MemberSpec {
+    MemberSpec {
+        ifname: ifname.into(),
+        group: group.into(),
+        standby,
+        test_addrs: test.map(ip).into_iter().collect(),
+        targets: if test.is_some() {
+            vec![ip(1), ip(2)]
+        } else {
+            vec![]
+        },
+    }
+}
+
 impl Sim {
     fn new(fdt_ms: u64, failback: bool) -> Self {
         let config = EngineConfig {
@@ -64,19 +79,19 @@ impl Sim {
     }
 
     fn member(&mut self, ifname: &str, group: &str, standby: bool, test: Option<u8>) {
-        let spec = MemberSpec {
-            ifname: ifname.into(),
-            group: group.into(),
-            standby,
-            test_addrs: test.map(ip).into_iter().collect(),
-            targets: if test.is_some() {
-                vec![ip(1), ip(2)]
-            } else {
-                vec![]
-            },
-        };
         self.paths.insert(ifname.into(), Some(MS / 10));
-        let out = self.e.add_member(&spec, true, self.now);
+        let out = self
+            .e
+            .add_member(&spec(ifname, group, standby, test), true, self.now);
+        self.absorb(out);
+    }
+
+    /// Tracks a member of group "g" with what it had before, as the daemon does after a
+    /// restart or a reload: one `Engine::track` with the prior.
+    fn tracked(&mut self, ifname: &str, test: Option<u8>, prior: Prior) {
+        self.paths.insert(ifname.into(), Some(MS / 10));
+        let spec = spec(ifname, "g", false, test);
+        let out = self.e.track(&spec, true, None, Some(prior), self.now);
         self.absorb(out);
     }
 
@@ -636,14 +651,13 @@ fn a_failed_member_tracked_again_with_its_prior_never_retires_the_standby_in_bet
     let prior = s.e.prior("a", s.now).unwrap();
     let out = s.e.remove_member("a", s.now);
     s.absorb(out);
-    let spec = MemberSpec {
-        ifname: "a".into(),
-        group: "g".into(),
-        standby: false,
-        test_addrs: vec![ip(10)],
-        targets: vec![ip(1), ip(2)],
-    };
-    let out = s.e.track(&spec, true, None, Some(prior), s.now);
+    let out = s.e.track(
+        &spec("a", "g", false, Some(10)),
+        true,
+        None,
+        Some(prior),
+        s.now,
+    );
     assert!(
         !out.iter()
             .any(|o| matches!(o, Output::SetActive { ifname, .. } if ifname == "c")),
@@ -1058,17 +1072,12 @@ fn a_failed_member_restored_after_a_restart_stays_failed_until_probes_repair_it(
     let prior = s.e.prior("a", s.now).unwrap();
     assert!(prior.quiet_over);
     let prior_b = s.e.prior("b", s.now).unwrap();
-    // A new engine (the restarted daemon): both start "ok" until restored.
+    // A new engine (the restarted daemon) tracks both with what they had before.
     let mut t = Sim::new(700, true);
     t.now = s.now;
+    t.tracked("a", Some(10), prior);
     t.paths.insert("a".into(), None);
-    t.member("a", "g", false, Some(10));
-    t.paths.insert("a".into(), None);
-    t.member("b", "g", false, Some(11));
-    let out = t.e.restore("a", prior, t.now);
-    t.absorb(out);
-    let out = t.e.restore("b", prior_b, t.now);
-    t.absorb(out);
+    t.tracked("b", Some(11), prior_b);
     assert_eq!(t.state("a"), IfState::Failed);
     assert!(
         !t.is_active("a") && t.is_active("b"),
@@ -1093,10 +1102,8 @@ fn an_offlined_member_stays_offline_across_a_restart_and_a_new_fdt_applies_at_on
     s.absorb(out);
     let prior = s.e.prior("a", s.now).unwrap();
     let mut t = Sim::new(700, true);
-    t.member("a", "g", false, Some(10));
+    t.tracked("a", Some(10), prior);
     t.member("b", "g", false, Some(11));
-    let out = t.e.restore("a", prior, t.now);
-    t.absorb(out);
     assert_eq!(t.state("a"), IfState::Offline);
     assert!(t.e.online("a", t.now).is_ok());
     t.e.set_group_fdt("g", Some(1400 * MS));
