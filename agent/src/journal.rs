@@ -12,6 +12,15 @@ use crate::events::journal::encode;
 /// journald's native protocol socket.
 pub const SOCKET: &str = "/run/systemd/journal/socket";
 
+/// Names another socket for journald's native protocol (a container's, or a test's fake).
+pub const SOCKET_VAR: &str = "IPMPD_JOURNAL_SOCKET";
+
+/// The socket entries go to: [`SOCKET_VAR`] when set, journald's own otherwise.
+#[must_use]
+pub fn socket_path() -> PathBuf {
+    std::env::var_os(SOCKET_VAR).map_or_else(|| PathBuf::from(SOCKET), PathBuf::from)
+}
+
 /// Whether systemd runs ipmpd with its output connected to the journal.
 #[must_use]
 pub fn under_systemd() -> bool {
@@ -100,12 +109,12 @@ impl Journal {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::events::{journal::entry_fields, render};
 
     /// A fresh directory for one test's socket, removed by the caller.
-    fn scratch(test: &str) -> PathBuf {
+    pub(crate) fn scratch(test: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ipmpd-journal-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -113,7 +122,7 @@ mod tests {
     }
 
     /// Parses one native-protocol datagram back into fields.
-    fn parse(mut b: &[u8]) -> Vec<(String, String)> {
+    pub(crate) fn parse(mut b: &[u8]) -> Vec<(String, String)> {
         let mut out = Vec::new();
         while !b.is_empty() {
             let nl = b.iter().position(|&c| c == b'\n').unwrap();

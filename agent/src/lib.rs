@@ -26,6 +26,7 @@ pub mod failover;
 pub mod fds;
 pub mod ip;
 pub mod journal;
+pub mod journal_log;
 pub mod lines;
 pub mod link;
 pub mod netlink;

@@ -49,7 +49,17 @@ impl Kind {
         }
     }
 
-    fn index(self) -> usize {
+    /// A log record's kind: debug and trace records give way first.
+    #[must_use]
+    pub fn of_level(level: tracing::Level) -> Self {
+        if matches!(level, tracing::Level::DEBUG | tracing::Level::TRACE) {
+            Self::Probe
+        } else {
+            Self::Event
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
         match self {
             Self::Probe => 0,
             Self::Event => 1,
@@ -275,8 +285,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrLines {
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Stderr {
-        let verbose = matches!(*meta.level(), tracing::Level::DEBUG | tracing::Level::TRACE);
-        Stderr(if verbose { Kind::Probe } else { Kind::Event })
+        Stderr(Kind::of_level(*meta.level()))
     }
 }
 

@@ -121,17 +121,17 @@ fn personality() -> Option<std::process::ExitCode> {
 }
 
 /// Logs to the journal when systemd runs ipmpd (JOURNAL_STREAM is set), to standard error
-/// otherwise. Catalogue events go to journald by themselves (`ipmpd::journal`), with their
-/// MESSAGE_ID, priority and parameters as fields; other records' fields keep their own names (no
-/// `F_` prefix). `IPMPD_LOG` filters (default: info in the journal, warn on a terminal).
+/// otherwise, never waiting for either (`ipmpd::journal_log`, `ipmpd::lines`). Catalogue events
+/// go to journald by themselves (`ipmpd::journal`), with their MESSAGE_ID, priority and
+/// parameters as fields; other records' fields keep their own names, in upper case. `IPMPD_LOG`
+/// filters (default: info in the journal, warn on a terminal).
 fn init_logging() {
     use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let journal = ipmpd::journal::under_systemd()
         .then(|| {
-            tracing_journald::layer().ok().map(|l| {
-                l.with_field_prefix(None)
-                    .with_syslog_identifier("ipmpd".into())
-            })
+            ipmpd::journal_log::JournalLayer::new(&ipmpd::journal::socket_path())
+                .ok()
+                .map(ipmpd::journal_log::JournalLayer::installed)
         })
         .flatten();
     let default = if journal.is_some() { "info" } else { "warn" };

@@ -251,6 +251,90 @@ fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
 }
 
 #[test]
+fn a_journald_that_stops_reading_loses_log_records_not_detection() {
+    if !tests::privileged() {
+        return;
+    }
+    // A fake journald: a datagram socket nobody reads, as a journald that is stuck or behind.
+    let dir = std::env::temp_dir().join(format!("ipmpd-test-journald-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("socket");
+    let journald = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    // The daemon sends after dropping its privileges.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let lan = Lan::new(true, false);
+    let cfg = RunConfig::new("journal", GROUP, None);
+    let metrics = "127.0.0.1:9875";
+    // As systemd runs it, with a debug record per probe to make the log outgrow journald's queue.
+    let mut d = cfg.spawn_env(
+        lan.host(),
+        &["--metrics", metrics],
+        &[
+            ("JOURNAL_STREAM", "0:0"),
+            ("IPMPD_JOURNAL_SOCKET", path.to_str().unwrap()),
+            ("IPMPD_LOG", "debug"),
+        ],
+    );
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let ns = lan.host().path();
+    let scrape = || tests::daemon::scrape_metrics(&ns, metrics).unwrap_or_default();
+    let deadline = std::time::Instant::now() + tests::scaled(Duration::from_secs(30));
+    while dropped(&scrape(), "journal", "probe") == 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log record dropped in 30 s of a journald that does not read:\n{}",
+            scrape()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Meanwhile the loop answers and detects as before.
+    let (ok, out, err) = run(lan.host(), &["stat", "-i", "--socket", &socket(&cfg)]);
+    assert!(
+        ok && out.contains("h0"),
+        "answered while journald is stuck: {err}"
+    );
+    let fault = monotonic_ns();
+    lan.switch().drop_all("sw-h0");
+    expect_within(
+        &mut d,
+        "ipmultipath.interface.failed",
+        "h0",
+        fault,
+        FDT_MS,
+        "with journald stuck",
+    );
+    let notice = wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.daemon.outputDropped",
+        None,
+    )
+    .expect("the drops are reported");
+    assert_eq!(notice["params"]["stream"], "journal", "{notice}");
+    assert!(notice["params"]["count"].as_u64() > Some(0), "{notice}");
+    // What journald's queue took is well formed: one entry per record, with its priority.
+    journald.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let n = journald
+        .recv(&mut buf)
+        .expect("journald's queue holds records");
+    let entry = String::from_utf8_lossy(&buf[..n]);
+    // (A value with a newline, such as a verifier log, has the length-prefixed form: `MESSAGE\n`.)
+    for field in ["PRIORITY=", "\nSYSLOG_IDENTIFIER=ipmpd\n", "\nMESSAGE"] {
+        assert!(entry.contains(field), "{field} in {entry}");
+    }
+    d.signal(libc::SIGTERM);
+    let t0 = std::time::Instant::now();
+    while d.running() && t0.elapsed() < tests::scaled(Duration::from_secs(10)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!d.running(), "still running 10 s after SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn probes_a_stopped_daemon_skipped_are_reported_once_a_second_per_interface() {
     if !tests::privileged() {
         return;

@@ -497,16 +497,23 @@ impl Daemon {
         }
     }
 
-    /// Lines dropped so far, by stream and kind.
-    fn output_dropped(&self) -> [(&'static str, &'static str, u64); 4] {
-        use crate::lines::{Kind, stderr_dropped};
+    /// Lines dropped so far, by stream and kind (the journal's: log records journald did not
+    /// take).
+    fn output_dropped(&self) -> [(&'static str, &'static str, u64); 6] {
+        use crate::{
+            journal_log::journal_dropped,
+            lines::{Kind, stderr_dropped},
+        };
         let stdout = |k: Kind| ("stdout", k.name(), self.out.rep.stdout_dropped(k));
         let stderr = |k: Kind| ("stderr", k.name(), stderr_dropped(k));
+        let journal = |k: Kind| ("journal", k.name(), journal_dropped(k));
         [
             stdout(Kind::Probe),
             stdout(Kind::Event),
             stderr(Kind::Probe),
             stderr(Kind::Event),
+            journal(Kind::Probe),
+            journal(Kind::Event),
         ]
     }
 

@@ -50,7 +50,7 @@ impl Reporter {
             limiter: RateLimiter::new(RATE_WINDOW_NS, RATE_BURST),
             published: Vec::new(),
             journal: (!json && crate::journal::under_systemd())
-                .then(|| Journal::new(std::path::Path::new(crate::journal::SOCKET)).ok())
+                .then(|| Journal::new(&crate::journal::socket_path()).ok())
                 .flatten(),
             journal_busy_drops: 0,
         })
@@ -106,7 +106,7 @@ impl Reporter {
                     self.journal_busy_drops = 0;
                     return;
                 }
-                // Falling back to tracing's (blocking) journald writer would hold the loop.
+                // Falling back to the log would only queue it for the same busy journald.
                 Err(e) if e.busy() => {
                     self.journal_busy_drops += 1;
                     return;

@@ -364,8 +364,8 @@ pub static CATALOGUE: &[EventSpec] = &[
         severity: Notice,
         template: "{count} {kind} lines for {stream} dropped: its reader did not keep up",
         params: &[("stream", Str), ("kind", Str), ("count", Int)],
-        description: "Lines for standard output (the JSON stream of --json) or standard error (the log) are written by a thread of their own, from a bounded queue, so a reader that stops reading never holds up probing. When the queue is full, lines are dropped and counted: probe lines (--json-probes) and debug records at half the queue, other lines at the full queue. Reported at most once a second, with the count since the last report; ipmpd_output_lines_dropped_total has the totals.",
-        causes: "The process reading the daemon's standard output or error stopped reading or reads too slowly (a paused pager, a stalled log collector), or went away.",
+        description: "Lines for standard output (the JSON stream of --json) or standard error (the log) are written by a thread of their own, from a bounded queue, so a reader that stops reading never holds up probing. When the queue is full, lines are dropped and counted: probe lines (--json-probes) and debug records at half the queue, other lines at the full queue. Reported at most once a second, with the count since the last report; ipmpd_output_lines_dropped_total has the totals. Under systemd the log goes to journald instead (stream journal): each record is sent without waiting, and a record journald does not take at once is dropped and counted the same way.",
+        causes: "The process reading the daemon's standard output or error stopped reading or reads too slowly (a paused pager, a stalled log collector), or went away; or journald's queue was full (journald busy or stuck) or journald was not running.",
         action: "Read the stream faster or follow events through the control socket (`ipmpd events --follow`) instead; drop --json-probes, which prints a line per probe; raise IPMPD_OUTPUT_LINES (default 16384) for a reader that only lags in bursts.",
     },
     EventSpec {
