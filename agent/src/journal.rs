@@ -75,6 +75,22 @@ impl Journal {
         })
     }
 
+    /// Whether journald is there to take entries: an empty datagram, which journald ignores (a
+    /// full queue counts as there).
+    ///
+    /// # Errors
+    /// When nothing listens at the socket, or it cannot be written.
+    pub fn reachable(&self) -> Result<(), JournalError> {
+        match self.socket.send_to(&[], &self.path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(source) => Err(JournalError::Send {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Sends one entry made of `fields`.
     ///
     /// # Errors
@@ -91,7 +107,9 @@ impl Journal {
                         while !v.is_char_boundary(end) {
                             end -= 1;
                         }
+                        let total = v.len();
                         v.truncate(end);
+                        v.push_str(&format!(" [cut: {total} bytes]"));
                     }
                     (k.clone(), v)
                 })
@@ -192,13 +210,18 @@ pub(crate) mod tests {
         let fields = vec![("MESSAGE".to_owned(), "é".repeat(100_000))];
         let err = j.send(&fields).unwrap_err();
         assert!(err.to_string().contains("cannot send to journald"), "{err}");
+        assert!(j.reachable().is_err(), "nothing listens yet");
         let fake = UnixDatagram::bind(&path).unwrap();
+        j.reachable().unwrap();
+        assert_eq!(fake.recv(&mut [0u8; 16]).unwrap(), 0, "an empty datagram");
         j.send(&fields).unwrap();
         let mut buf = vec![0; 300_000];
         let n = fake.recv(&mut buf).unwrap();
         let got = parse(&buf[..n]);
         assert_eq!(got[0].0, "MESSAGE");
-        assert!(got[0].1.len() <= 1024 && got[0].1.starts_with('é'));
+        let (kept, mark) = got[0].1.split_once(" [cut: ").expect("the cut is marked");
+        assert!(kept.len() <= 1024 && kept.starts_with('é'));
+        assert_eq!(mark, "200000 bytes]");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -121,18 +121,15 @@ fn personality() -> Option<std::process::ExitCode> {
 }
 
 /// Logs to the journal when systemd runs ipmpd (JOURNAL_STREAM is set), to standard error
-/// otherwise, never waiting for either (`ipmpd::journal_log`, `ipmpd::lines`). Catalogue events
-/// go to journald by themselves (`ipmpd::journal`), with their MESSAGE_ID, priority and
-/// parameters as fields; other records' fields keep their own names, in upper case. `IPMPD_LOG`
-/// filters (default: info in the journal, warn on a terminal).
+/// otherwise (also when nothing listens at journald's socket), never waiting for either
+/// (`ipmpd::journal_log`, `ipmpd::lines`). Catalogue events go to journald by themselves
+/// (`ipmpd::journal`), with their MESSAGE_ID, priority and parameters as fields; other records'
+/// fields keep their own names, in upper case (`IPMPD_` in front of a name journald uses).
+/// `IPMPD_LOG` filters (default: info in the journal, warn on a terminal).
 fn init_logging() {
     use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let journal = ipmpd::journal::under_systemd()
-        .then(|| {
-            ipmpd::journal_log::JournalLayer::new(&ipmpd::journal::socket_path())
-                .ok()
-                .map(ipmpd::journal_log::JournalLayer::installed)
-        })
+        .then(|| ipmpd::journal_log::JournalLayer::new(&ipmpd::journal::socket_path()).ok())
         .flatten();
     let default = if journal.is_some() { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("IPMPD_LOG").unwrap_or_else(|_| default.into());

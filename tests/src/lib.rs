@@ -127,3 +127,23 @@ pub fn uncomment_example(example: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A scratch directory of this test process, removed when dropped (also when a test fails).
+pub struct ScratchDir(pub std::path::PathBuf);
+
+impl ScratchDir {
+    /// A fresh, empty directory for `name` under the temporary directory.
+    #[must_use]
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ipmpd-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

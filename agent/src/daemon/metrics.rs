@@ -313,7 +313,7 @@ impl super::Daemon {
         }
         reg.register(
             "output_lines_dropped",
-            "Lines for standard output or error, or log records for journald, dropped because their reader did not keep up, by stream and kind",
+            "Lines for standard output or error, or records for journald, dropped because their reader did not keep up (or journald was not there), by stream and kind",
             dropped,
         );
         let poll = Gauge::<f64, AtomicU64>::default();

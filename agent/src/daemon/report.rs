@@ -51,7 +51,9 @@ impl Reporter {
             published: Vec::new(),
             journal: (!json && crate::journal::under_systemd())
                 .then(|| Journal::new(&crate::journal::socket_path()).ok())
-                .flatten(),
+                .flatten()
+                // Nothing listens there: events go to the log, on standard error.
+                .filter(|j| j.reachable().is_ok()),
             journal_busy_drops: 0,
         })
     }
@@ -109,6 +111,7 @@ impl Reporter {
                 // Falling back to the log would only queue it for the same busy journald.
                 Err(e) if e.busy() => {
                     self.journal_busy_drops += 1;
+                    crate::journal_log::count_journal_drop(Kind::Event);
                     return;
                 }
                 Err(e) => tracing::warn!(error = %e, "logging through tracing instead"),

@@ -69,6 +69,9 @@ pub fn field_name(param: &str) -> String {
     }
 }
 
+/// `SYSLOG_IDENTIFIER` of every entry ipmpd sends.
+pub const IDENTIFIER: &str = "ipmpd";
+
 /// The fields of one journal entry for `r`; `suffix` is added to the message (e.g. how many
 /// repeats the rate limit held back).
 #[must_use]
@@ -80,7 +83,7 @@ pub fn entry_fields(r: &Rendered, suffix: &str) -> Vec<(String, String)> {
             "PRIORITY".to_owned(),
             r.severity.syslog_priority().to_string(),
         ),
-        ("SYSLOG_IDENTIFIER".to_owned(), "ipmpd".to_owned()),
+        ("SYSLOG_IDENTIFIER".to_owned(), IDENTIFIER.to_owned()),
         (EVENT_FIELD.to_owned(), r.name.to_owned()),
     ];
     for (k, v) in &r.params {
