@@ -171,6 +171,64 @@ fn dropped(text: &str, stream: &str, kind: &str) -> f64 {
     tests::daemon::metric_total(text, "ipmpd_output_lines_dropped_total", &labels)
 }
 
+/// A daemon whose `stream` (stdout, stderr or journal) has a reader that does not read.
+struct Stuck<'a> {
+    lan: &'a Lan,
+    cfg: &'a RunConfig,
+    metrics: &'a str,
+    stream: &'a str,
+}
+
+impl Stuck<'_> {
+    /// Waits (30 s at most) until probe lines or debug records of the stream are dropped; then
+    /// ipmpstat must answer, a silent fault on h0 be detected within the FDT (`after_fault` runs
+    /// between the fault and the check) and the drops be reported.
+    fn serves_and_detects(&self, d: &mut Daemon, after_fault: impl FnOnce(&mut Daemon)) {
+        let ns = self.lan.host().path();
+        let scrape = || tests::daemon::scrape_metrics(&ns, self.metrics).unwrap_or_default();
+        let deadline = std::time::Instant::now() + tests::scaled(Duration::from_secs(30));
+        while dropped(&scrape(), self.stream, "probe") == 0.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing dropped in 30 s of a stuck {} reader:\n{}",
+                self.stream,
+                scrape()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (ok, out, err) = run(
+            self.lan.host(),
+            &["stat", "-i", "--socket", &socket(self.cfg)],
+        );
+        assert!(
+            ok && out.contains("h0"),
+            "answered while {} is stuck: {err}",
+            self.stream
+        );
+        let fault = monotonic_ns();
+        self.lan.switch().drop_all("sw-h0");
+        after_fault(d);
+        let what = format!("with {} stuck", self.stream);
+        expect_within(
+            d,
+            "ipmultipath.interface.failed",
+            "h0",
+            fault,
+            FDT_MS,
+            &what,
+        );
+        let notice = wait_event(
+            d,
+            Duration::from_secs(5),
+            "ipmultipath.daemon.outputDropped",
+            None,
+        )
+        .expect("the drops are reported");
+        assert_eq!(notice["params"]["stream"], self.stream, "{notice}");
+        assert!(notice["params"]["count"].as_u64() > Some(0), "{notice}");
+    }
+}
+
 #[test]
 fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
     if !tests::privileged() {
@@ -186,48 +244,21 @@ fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
     );
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("daemon ready");
-    let ns = lan.host().path();
-    let scrape = || tests::daemon::scrape_metrics(&ns, metrics).unwrap_or_default();
     // The reader stops: the pipe and then the queue's half for probe lines fill.
     d.stall_stdout();
-    let deadline = std::time::Instant::now() + tests::scaled(Duration::from_secs(30));
-    while dropped(&scrape(), "stdout", "probe") == 0.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no probe line dropped in 30 s of a stalled reader:\n{}",
-            scrape()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Meanwhile the loop answers and detects as before.
-    let (ok, out, err) = run(lan.host(), &["stat", "-i", "--socket", &socket(&cfg)]);
-    assert!(
-        ok && out.contains("h0"),
-        "answered while stdout is stalled: {err}"
-    );
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-h0");
-    std::thread::sleep(tests::scaled(Duration::from_millis(3 * FDT_MS)));
-    // The events kept their half of the queue: the failure is there once the reader reads again,
-    // stamped when it was detected.
-    d.resume_stdout();
-    expect_within(
-        &mut d,
-        "ipmultipath.interface.failed",
-        "h0",
-        fault,
-        FDT_MS,
-        "with standard output stalled",
-    );
-    let notice = wait_event(
-        &mut d,
-        Duration::from_secs(5),
-        "ipmultipath.daemon.outputDropped",
-        None,
-    )
-    .expect("the drops are reported");
-    assert_eq!(notice["params"]["stream"], "stdout", "{notice}");
-    assert!(notice["params"]["count"].as_u64() > Some(0), "{notice}");
+    let stuck = Stuck {
+        lan: &lan,
+        cfg: &cfg,
+        metrics,
+        stream: "stdout",
+    };
+    stuck.serves_and_detects(&mut d, |d| {
+        std::thread::sleep(tests::scaled(Duration::from_millis(3 * FDT_MS)));
+        // The events kept their half of the queue: the failure is there once the reader reads
+        // again, stamped when it was detected.
+        d.resume_stdout();
+    });
+    let scrape = || tests::daemon::scrape_metrics(&lan.host().path(), metrics).unwrap_or_default();
     let text = scrape();
     assert!(dropped(&text, "stdout", "probe") > 0.0, "{text}");
     assert!(dropped(&text, "stdout", "event") == 0.0, "{text}");
@@ -277,42 +308,13 @@ fn a_journald_that_stops_reading_loses_log_records_not_detection() {
     );
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("daemon ready");
-    let ns = lan.host().path();
-    let scrape = || tests::daemon::scrape_metrics(&ns, metrics).unwrap_or_default();
-    let deadline = std::time::Instant::now() + tests::scaled(Duration::from_secs(30));
-    while dropped(&scrape(), "journal", "probe") == 0.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no log record dropped in 30 s of a journald that does not read:\n{}",
-            scrape()
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    Stuck {
+        lan: &lan,
+        cfg: &cfg,
+        metrics,
+        stream: "journal",
     }
-    // Meanwhile the loop answers and detects as before.
-    let (ok, out, err) = run(lan.host(), &["stat", "-i", "--socket", &socket(&cfg)]);
-    assert!(
-        ok && out.contains("h0"),
-        "answered while journald is stuck: {err}"
-    );
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-h0");
-    expect_within(
-        &mut d,
-        "ipmultipath.interface.failed",
-        "h0",
-        fault,
-        FDT_MS,
-        "with journald stuck",
-    );
-    let notice = wait_event(
-        &mut d,
-        Duration::from_secs(5),
-        "ipmultipath.daemon.outputDropped",
-        None,
-    )
-    .expect("the drops are reported");
-    assert_eq!(notice["params"]["stream"], "journal", "{notice}");
-    assert!(notice["params"]["count"].as_u64() > Some(0), "{notice}");
+    .serves_and_detects(&mut d, |_| {});
     // What journald's queue took is well formed: one entry per record, with its priority and
     // message (the first datagram is the daemon's empty "is journald there" check).
     journald.set_nonblocking(true).unwrap();
