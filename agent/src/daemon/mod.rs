@@ -497,8 +497,8 @@ impl Daemon {
         }
     }
 
-    /// Lines dropped so far, by stream and kind (the journal's: log records journald did not
-    /// take).
+    /// Lines dropped so far, by stream and kind (the journal's: log records and catalogue events
+    /// journald did not take).
     fn output_dropped(&self) -> [(&'static str, &'static str, u64); 6] {
         use crate::{
             journal_log::journal_dropped,
