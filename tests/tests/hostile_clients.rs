@@ -205,6 +205,20 @@ impl Stuck<'_> {
             "answered while {} is stuck: {err}",
             self.stream
         );
+        // A target that never answered is not trusted yet (in.mpathd's rule): the fault comes
+        // once h0's has answered a few probes.
+        let acked = || {
+            let labels = [("interface", "h0")];
+            tests::daemon::metric_total(&scrape(), "ipmpd_probes_acked_total", &labels)
+        };
+        while acked() < 3.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "h0's target answered no probe in 30 s:\n{}",
+                scrape()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let fault = monotonic_ns();
         self.lan.switch().drop_all("sw-h0");
         after_fault(d);
