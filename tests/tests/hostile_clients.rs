@@ -205,8 +205,8 @@ impl Stuck<'_> {
             "answered while {} is stuck: {err}",
             self.stream
         );
-        // A target that never answered is not trusted yet (in.mpathd's rule): the fault comes
-        // once h0's has answered a few probes.
+        // Lost probes do not count during in.mpathd's 40 s start-up quiet period, which only the
+        // first reply ends: the fault comes once h0's target has answered a few probes.
         let acked = || {
             let labels = [("interface", "h0")];
             tests::daemon::metric_total(&scrape(), "ipmpd_probes_acked_total", &labels)
