@@ -353,6 +353,10 @@ impl Daemon {
         let mut next_counter_check = monotonic_ns();
         let mut next_watchdog = self.out.notifier.watchdog_ns.map(|p| monotonic_ns() + p);
         loop {
+            // Replies that came in while the last turn ran (on a veth a probe's reply is queued
+            // before its `sendto` returns): read before the wait, which would otherwise return at
+            // once for them, and before the deadline, which would count their probes as open.
+            self.read_replies(&mut sources, 1);
             let now = monotonic_ns();
             let next_announcement = self.send_due_announcements(now).unwrap_or(u64::MAX);
             let deadline = [
