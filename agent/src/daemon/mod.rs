@@ -353,10 +353,6 @@ impl Daemon {
         let mut next_counter_check = monotonic_ns();
         let mut next_watchdog = self.out.notifier.watchdog_ns.map(|p| monotonic_ns() + p);
         loop {
-            // Replies that came in while the last turn ran (on a veth a probe's reply is queued
-            // before its `sendto` returns): read before the wait, which would otherwise return at
-            // once for them, and before the deadline, which would count their probes as open.
-            self.read_replies(&mut sources, 1);
             let now = monotonic_ns();
             let next_announcement = self.send_due_announcements(now).unwrap_or(u64::MAX);
             let deadline = [
@@ -432,6 +428,11 @@ impl Daemon {
             if self.rec.due.is_some_and(|d| d <= now) {
                 self.reconcile(now);
             }
+            // Replies that came in while this turn ran (on a veth a probe's reply is queued
+            // before its `sendto` returns): read now, so that what they decide is saved and
+            // published in this turn, the next deadline does not count their probes as open, and
+            // the wait does not return at once for them.
+            self.read_replies(&mut sources, 1);
             self.save_state(now);
             self.publish_events();
             if let (Some(due), Some(period)) = (next_watchdog, self.out.notifier.watchdog_ns)
