@@ -114,7 +114,7 @@ impl Engine {
         let Some(i) = self.lookup(ifname) else {
             return Vec::new();
         };
-        let g = self.group_of(i);
+        let interval = self.groups[self.group_of(i)].interval_ns;
         let mut old = std::mem::take(&mut self.interfaces[i].instances);
         let mut instances = Vec::new();
         for &addr in test_addrs {
@@ -128,7 +128,7 @@ impl Engine {
                 instances.push(old.swap_remove(k));
                 continue;
             }
-            instances.push(self.new_instance(addr, targets, g, now_ns));
+            instances.push(self.new_instance(addr, targets, interval, now_ns));
         }
         let x = &mut self.interfaces[i];
         x.instances = instances;

@@ -10,7 +10,6 @@ pub mod constants;
 mod due;
 pub mod instance;
 mod membership;
-mod phase;
 pub mod rng;
 pub mod rtt;
 #[cfg(test)]
@@ -30,7 +29,6 @@ use self::{
     },
     due::DueIndex,
     instance::{ProbeInstance, ReplyMismatch, Target, TargetState},
-    phase::SendPhase,
     rng::Jitter,
 };
 
@@ -154,8 +152,6 @@ struct Schedule {
     user_interval: u64,
     /// See [`Output::SendProbe`]'s field.
     prompt_reply: bool,
-    /// The member's group, whose send phase the next probe takes.
-    group: usize,
 }
 
 /// A decision for the outside world.
@@ -270,8 +266,6 @@ struct Group {
     members: Vec<usize>,
     /// Touched by the current input: state, activation and deadlines to be re-derived.
     dirty: bool,
-    /// The members' shared probe rounds and send times.
-    phase: SendPhase,
 }
 
 impl Group {
@@ -291,7 +285,6 @@ impl Group {
             settled: false,
             members: Vec::new(),
             dirty: false,
-            phase: SendPhase::default(),
         }
     }
     fn anonymous(&self) -> bool {
@@ -400,6 +393,7 @@ impl Engine {
             self.add_group(&spec.group, None);
         }
         let g = self.group_index(&spec.group).unwrap_or(0);
+        let interval = self.groups[g].interval_ns;
         let mut instances = Vec::new();
         for addr in &spec.test_addrs {
             if instances
@@ -408,7 +402,7 @@ impl Engine {
             {
                 continue;
             }
-            instances.push(self.new_instance(*addr, &spec.targets, g, now_ns));
+            instances.push(self.new_instance(*addr, &spec.targets, interval, now_ns));
         }
         let mut iface = Interface {
             name: spec.ifname.clone(),
@@ -474,7 +468,7 @@ impl Engine {
         &mut self,
         addr: IpAddr,
         targets: &[IpAddr],
-        g: usize,
+        interval: u64,
         now_ns: u64,
     ) -> ProbeInstance {
         let mut inst = ProbeInstance::new(addr, now_ns);
@@ -483,20 +477,13 @@ impl Engine {
             .filter(|t| t.is_ipv4() == addr.is_ipv4())
             .map(|t| Target::new(*t))
             .collect();
-        self.schedule_first(&mut inst, g, now_ns);
+        self.schedule_first(&mut inst, interval, now_ns);
         inst
     }
 
-    /// The first round of an instance of group `g`'s member: in step with the group's rounds.
-    fn schedule_first(&mut self, inst: &mut ProbeInstance, g: usize, now_ns: u64) {
-        let interval = self.groups[g].interval_ns.max(1);
-        let jitter = &mut self.jitter;
-        let phase = &mut self.groups[g].phase;
-        inst.base_ns = phase.first_base(now_ns, interval, || now_ns + jitter.between(0, interval));
-        let base = inst.base_ns;
-        inst.next_send_ns = phase.send_at(base, interval, || {
-            base + jitter.between(interval / 2, interval)
-        });
+    fn schedule_first(&mut self, inst: &mut ProbeInstance, interval: u64, now_ns: u64) {
+        inst.base_ns = now_ns + self.jitter.between(0, interval.max(1));
+        inst.next_send_ns = inst.base_ns + self.jitter.between(interval / 2, interval.max(1));
     }
 
     fn members(&self, g: usize) -> impl Iterator<Item = (usize, &Interface)> {
@@ -541,6 +528,7 @@ impl Engine {
         }
         self.interfaces[i].link_up = up;
         let g = self.group_of(i);
+        let interval = self.groups[g].interval_ns;
         if up {
             self.emit(Event::LinkUp {
                 ifname: ifname.into(),
@@ -552,7 +540,7 @@ impl Engine {
             }
             let mut instances = std::mem::take(&mut self.interfaces[i].instances);
             for inst in &mut instances {
-                self.schedule_first(inst, g, now_ns);
+                self.schedule_first(inst, interval, now_ns);
             }
             self.interfaces[i].instances = instances;
             self.check_repair(i, now_ns);
@@ -850,7 +838,6 @@ impl Engine {
                     interval,
                     user_interval,
                     prompt_reply,
-                    group: g,
                 };
                 self.tick_instance(inst, &name, schedule, now_ns);
             }
@@ -874,7 +861,6 @@ impl Engine {
             interval,
             user_interval,
             prompt_reply,
-            group,
         } = schedule;
         // A probe leaves when its turn in the wake-up's batch comes, after the tagged `now`, and its
         // reply may queue behind the batch's others at the target: it has the send slack on top of
@@ -943,10 +929,7 @@ impl Engine {
                     count: skipped,
                 }));
             }
-            let (base, jitter) = (inst.base_ns, &mut self.jitter);
-            inst.next_send_ns = self.groups[group].phase.send_at(base, interval, || {
-                base + jitter.between(interval / 2, interval)
-            });
+            inst.next_send_ns = inst.base_ns + self.jitter.between(interval / 2, interval);
         }
         // While the group's interval is raised, RTT-only probes at the configured interval pull
         // the FDT back down as soon as the congestion ends.
@@ -1335,6 +1318,7 @@ impl Engine {
     fn bring_online(&mut self, i: usize, now_ns: u64) {
         let g = self.group_of(i);
         let group_was_failed = self.groups[g].state == GroupState::Failed;
+        let interval = self.groups[g].interval_ns;
         let x = &mut self.interfaces[i];
         if x.failed_while_offline || !x.link_up {
             x.state = IfState::Failed;
@@ -1348,7 +1332,7 @@ impl Engine {
         let mut instances = std::mem::take(&mut self.interfaces[i].instances);
         for inst in &mut instances {
             inst.clear_history();
-            self.schedule_first(inst, g, now_ns);
+            self.schedule_first(inst, interval, now_ns);
         }
         self.interfaces[i].instances = instances;
         if self.interfaces[i].functioning() {

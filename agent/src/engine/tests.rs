@@ -252,52 +252,6 @@ fn probe_interval_is_fdt_over_seven_with_jitter_and_round_robin_targets() {
     );
 }
 
-/// The send times of `ifname`'s probes from `from` on.
-fn send_times(s: &Sim, ifname: &str, from: u64) -> Vec<u64> {
-    s.sent
-        .iter()
-        .filter(|x| x.1 == ifname && x.0 >= from)
-        .map(|x| x.0)
-        .collect()
-}
-
-#[test]
-fn a_groups_members_share_their_send_times_and_each_keeps_its_window() {
-    let mut s = Sim::new(700, true);
-    s.member("a", "g", false, Some(10));
-    s.member("b", "g", false, Some(11));
-    s.member("x", "h", false, Some(20));
-    s.run_for(S + 37 * MS);
-    // One joins late and one comes back from a link loss: both fall in step within a round.
-    s.member("c", "g", false, Some(12));
-    s.link("b", false);
-    s.run_for(333 * MS);
-    s.link("b", true);
-    let from = s.now + 200 * MS;
-    s.run_for(10 * S);
-    let a = send_times(&s, "a", from);
-    assert!(
-        a.len() >= 95,
-        "100 ms interval over 10 s: {} probes",
-        a.len()
-    );
-    for other in ["b", "c"] {
-        assert_eq!(send_times(&s, other, from), a, "{other} sends when a does");
-    }
-    for w in a.windows(2) {
-        let gap = w[1] - w[0];
-        assert!(
-            (50 * MS..=150 * MS).contains(&gap),
-            "each probe still in the second half of its interval: gap {gap}"
-        );
-    }
-    let x = send_times(&s, "x", from);
-    assert!(
-        x.iter().filter(|t| a.contains(t)).count() < x.len() / 3,
-        "another group draws its own times (it shares a wake-up only within its send slack)"
-    );
-}
-
 #[test]
 fn silent_loss_is_detected_within_the_fdt_and_repaired_within_twice_it() {
     let mut s = Sim::new(700, true);
