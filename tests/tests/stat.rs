@@ -124,9 +124,26 @@ fn every_mode_shows_the_expected_table() {
     );
 }
 
+/// Longest wait for one line of a follow stream: bounded, so that a stream that stops fails
+/// the test with what it saw instead of hanging it (the VMs run 10 to 50 times slower).
+const LINE_WAIT: Duration = Duration::from_secs(60);
+
+/// The lines of a child's output, read on a thread of their own so that each wait is bounded.
+fn line_channel(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead as _, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 #[test]
 fn probes_and_events_stream_live() {
-    use std::io::{BufRead as _, BufReader};
     if !tests::privileged() {
         return;
     }
@@ -155,13 +172,17 @@ fn probes_and_events_stream_live() {
     };
     // ipmpstat -p: a header, then acked probes with kernel-stamped NETRTT.
     let mut p = follow(&["stat", "-p"]);
-    let mut lines = BufReader::new(p.stdout.take().unwrap()).lines();
-    let header = lines.next().unwrap().unwrap();
+    let lines = line_channel(p.stdout.take().unwrap());
+    let header = lines
+        .recv_timeout(LINE_WAIT)
+        .expect("ipmpstat -p printed no header");
     assert_eq!(
         header,
         "TIME      INTERFACE  PROBE  NETRTT    RTT       RTTAVG    RTTDEV    TARGET"
     );
-    let row = lines.next().unwrap().unwrap();
+    let row = lines
+        .recv_timeout(LINE_WAIT)
+        .expect("ipmpstat -p printed no acknowledged probe");
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells.len(), 8, "{row}");
     assert!(
@@ -172,12 +193,14 @@ fn probes_and_events_stream_live() {
     let _ = p.wait();
     // events --follow: the failure of h0 arrives as it happens.
     let mut e = follow(&["events", "--follow", "--json"]);
-    let mut lines = BufReader::new(e.stdout.take().unwrap()).lines();
+    let lines = line_channel(e.stdout.take().unwrap());
     std::thread::sleep(Duration::from_millis(200));
     lan.switch().link_down("sw-h0");
     let mut seen = Vec::new();
     for _ in 0..20 {
-        let Some(Ok(l)) = lines.next() else { break };
+        let Ok(l) = lines.recv_timeout(LINE_WAIT) else {
+            break;
+        };
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         let done = v["event"] == "ipmultipath.interface.failed";
         seen.push(v);

@@ -428,11 +428,6 @@ impl Daemon {
             if self.rec.due.is_some_and(|d| d <= now) {
                 self.reconcile(now);
             }
-            // Replies that came in while this turn ran (on a veth a probe's reply is queued
-            // before its `sendto` returns): read now, so that what they decide is saved and
-            // published in this turn, the next deadline does not count their probes as open, and
-            // the wait does not return at once for them.
-            self.read_replies(&mut sources, 1);
             self.save_state(now);
             self.publish_events();
             if let (Some(due), Some(period)) = (next_watchdog, self.out.notifier.watchdog_ns)
