@@ -61,10 +61,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `cargo xtask bench`: the benchmark crate's run, with the release agent it measures.
+/// `cargo xtask bench`: the benchmark crate's run, with the release agent it measures; with
+/// `IPMPD_BENCH_BIN=PATH`, that binary instead (an A/B of two builds in one session).
 fn run_bench(args: &bench::BenchArgs) -> anyhow::Result<()> {
     setup::ensure()?;
-    let bin = build_agent(true)?;
+    let bin = match std::env::var_os("IPMPD_BENCH_BIN") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => build_agent(true)?,
+    };
     // SAFETY: set before any thread of this process exists; the harness reads it to find ipmpd.
     unsafe { std::env::set_var("IPMPD_BIN", &bin) };
     bench::run(args, &workspace_root(), cargo)
