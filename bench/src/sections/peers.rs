@@ -13,7 +13,7 @@ use serde_json::Value;
 use tests::{daemon::RunConfig, monotonic_ns, topology::Lan};
 
 use crate::faults::{Fault, Flow, MARKER_PPS, Tally};
-use crate::ipmpd::ipmpd_event;
+use crate::ipmpd::{FdtRaises, ipmpd_event};
 use crate::peers_tools::{Lines, bfd_down, bfd_pair, bfd_up, keepalived, ping_loop, three_misses};
 use crate::procfs::tree_cpu_seconds;
 use crate::report::Plots;
@@ -94,6 +94,8 @@ pub struct Results {
     pub cpu: BTreeMap<(u64, String), f64>,
     /// Duration of the fault commands (nft, ioctl), ms.
     pub inject_ms: Vec<f64>,
+    /// Round FDT → the raises of ipmpd's FDT over the round.
+    pub fdt_raises: BTreeMap<u64, FdtRaises>,
 }
 
 fn run_round(lan: &Lan, round: &Round, n: usize, res: &mut Results) -> anyhow::Result<()> {
@@ -124,9 +126,10 @@ fn run_round(lan: &Lan, round: &Round, n: usize, res: &mut Results) -> anyhow::R
     std::thread::sleep(Duration::from_millis(500));
     let cpu0: Vec<f64> = pids.iter().map(|(_, p)| tree_cpu_seconds(*p)).collect();
     let t_start = monotonic_ns();
+    let mut raises = FdtRaises::default();
     for fault in Fault::ALL {
         for _ in 0..n {
-            d.drain();
+            raises.add(d.drain());
             d.seen.clear();
             let (t, took) = fault.inject(lan, &flow);
             let t0 = t.min(monotonic_ns() - took);
@@ -186,6 +189,8 @@ fn run_round(lan: &Lan, round: &Round, n: usize, res: &mut Results) -> anyhow::R
         }
     }
     let secs = (monotonic_ns() - t_start) as f64 / 1e9;
+    raises.add(d.drain());
+    res.fdt_raises.insert(fdt, raises);
     flow.stop();
     for ((name, pid), c0) in pids.iter().zip(cpu0) {
         res.cpu.insert(
@@ -337,6 +342,11 @@ pub fn peers(
             "| FDT {fdt} ms | {name} | {pct:.2} % | {:.2} |",
             pct * 0.6
         )?;
+    }
+    md += "\nipmpd's FDT over each round (`ipmultipath.fdt.raised`: when the probes' round trips do not\n\
+           fit the FDT asked for, in.mpathd's rule lengthens it, and detection follows):\n\n";
+    for (fdt, raises) in &res.fdt_raises {
+        writeln!(md, "- FDT {fdt} ms: {}", raises.describe())?;
     }
     let tally = |fdt: u64, tool: &str, f: Fault| {
         res.detection
