@@ -49,6 +49,8 @@ impl FdtRaises {
     pub fn describe(&self) -> String {
         if self.count == 0 {
             "not raised".into()
+        } else if self.count == 1 {
+            format!("raised once, to {} ms", self.highest_ms)
         } else {
             format!(
                 "raised {} times, to {} ms at the highest",
@@ -68,11 +70,15 @@ mod unit {
         let mut r = FdtRaises::default();
         assert_eq!(r.describe(), "not raised");
         r.add(&[
+            serde_json::json!({ "event": "ipmultipath.fdt.raised", "params": { "fdt_ms": 21 } }),
+        ]);
+        assert_eq!(r.describe(), "raised once, to 21 ms");
+        r.add(&[
             serde_json::json!({ "event": "ipmultipath.fdt.raised", "params": { "fdt_ms": 34 } }),
             serde_json::json!({ "event": "ipmultipath.interface.failed", "params": { "fdt_ms": 99 } }),
             serde_json::json!({ "event": "ipmultipath.fdt.raised", "params": { "fdt_ms": 21 } }),
         ]);
-        assert_eq!((r.count, r.highest_ms), (2, 34));
-        assert_eq!(r.describe(), "raised 2 times, to 34 ms at the highest");
+        assert_eq!((r.count, r.highest_ms), (3, 34));
+        assert_eq!(r.describe(), "raised 3 times, to 34 ms at the highest");
     }
 }

@@ -268,9 +268,8 @@ fn wait_forwarding(peer: &Netns, n: usize, limit: Duration) -> anyhow::Result<()
     }
 }
 
-/// The rows at 1,024 interfaces: start, CPU at FDT 1 s and 100 ms, missed deadlines.
-/// The 1,024 rows of the targets table; `floor_pct` is the bare sender's CPU at this run's
-/// probe rate, shown beside the CPU targets.
+/// The rows at 1,024 interfaces: start, CPU at FDT 1 s and 100 ms, missed deadlines;
+/// `floor_pct`, the bare sender's CPU at this run's probe rate, goes beside the CPU targets.
 fn targets_1024(
     s: &Sample,
     fdt_ms: u64,
