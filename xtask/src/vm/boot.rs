@@ -2,8 +2,8 @@
 //! (`xtask/vm/init.sh`), running one command line in it and reading its console.
 //!
 //! KVM when the CPU has vmx/svm and `/dev/kvm` opens, TCG otherwise (about 5 s to a shell here,
-//! everything in it 5-50x slower). One vCPU: TCG runs one host thread per vCPU, and these
-//! machines have two cores.
+//! everything in it 5-50x slower). One vCPU: TCG runs one host thread per vCPU, so on these
+//! two-core machines two VMs run side by side (`super::run_all`).
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -45,10 +45,11 @@ fn release(image: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} is not /boot/vmlinuz-RELEASE", image.display()))
 }
 
-/// Builds (or reuses) the initramfs for `kver` in `target/vm/KVER/`: busybox, the 9p and overlay
-/// modules of that kernel, and the init.
-fn initramfs(kver: &str) -> anyhow::Result<PathBuf> {
-    let dir = crate::workspace_root().join("target/vm").join(kver);
+/// Builds the initramfs for `kver` in `target/vm/LABEL/`: busybox, the 9p and overlay modules of
+/// that kernel, and the init. One directory per label, not per kernel: two suites of one kernel
+/// (6.1 and 6.1-lockdown) may boot at the same time.
+fn initramfs(kver: &str, label: &str) -> anyhow::Result<PathBuf> {
+    let dir = crate::workspace_root().join("target/vm").join(label);
     let cpio = dir.join("initrd.cpio");
     let root = dir.join("root");
     let _ = std::fs::remove_dir_all(&root);
@@ -189,7 +190,7 @@ fn boot(
     results: &mut Vec<TestResult>,
 ) -> anyhow::Result<i32> {
     let kver = release(&k.image)?;
-    let cpio = initramfs(&kver)?;
+    let cpio = initramfs(&kver, k.label)?;
     // The command travels inside the initramfs: a second cpio archive appended to the first.
     let dir = cpio.parent().context("initramfs path")?.to_path_buf();
     let run_dir = dir.join("run");
