@@ -8,7 +8,7 @@ mod setup;
 mod suite;
 mod vm;
 
-use std::process::Command;
+use std::{os::unix::fs::PermissionsExt as _, process::Command};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -66,7 +66,19 @@ fn main() -> anyhow::Result<()> {
 fn run_bench(args: &bench::BenchArgs) -> anyhow::Result<()> {
     setup::ensure()?;
     let bin = match std::env::var_os("IPMPD_BENCH_BIN") {
-        Some(path) => std::path::PathBuf::from(path),
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            let executable = std::fs::metadata(&path)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if !executable {
+                bail!(
+                    "IPMPD_BENCH_BIN={} is not an executable file: give the path of an ipmpd \
+                     binary, or unset IPMPD_BENCH_BIN to measure a release build of this tree",
+                    path.display()
+                );
+            }
+            path
+        }
         None => build_agent(true)?,
     };
     // SAFETY: set before any thread of this process exists; the harness reads it to find ipmpd.
