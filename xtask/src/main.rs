@@ -222,6 +222,7 @@ fn test(args: &TestArgs) -> anyhow::Result<()> {
             per_test: std::time::Duration::from_secs(300),
             print_lines: false,
             filter: args.filter.clone(),
+            shard: None,
             clean_between: false,
         },
     )?;

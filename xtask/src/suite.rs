@@ -139,6 +139,50 @@ fn list(bin: &Binary) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// One VM's share of a suite: the tests whose position among those kept is INDEX modulo COUNT
+/// (alternate tests, so each share gets a like mix of long and short ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Whether the test at `position` (0-based, among those the filter keeps) is in this share.
+    #[must_use]
+    pub fn keeps(self, position: usize) -> bool {
+        position % self.count.max(1) == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N` with 1 <= I <= N (1-based, as printed).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: a shard is I/N, e.g. 1/2"))?;
+        let (i, n): (usize, usize) = (
+            i.parse().map_err(|_| format!("{s:?}: I is not a number"))?,
+            n.parse().map_err(|_| format!("{s:?}: N is not a number"))?,
+        );
+        if i == 0 || i > n {
+            return Err(format!("{s:?}: a shard I/N needs 1 <= I <= N"));
+        }
+        Ok(Self {
+            index: i - 1,
+            count: n,
+        })
+    }
+}
+
 /// How the runner runs each test.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -150,6 +194,9 @@ pub struct RunOptions {
     pub print_lines: bool,
     /// Only tests whose `BINARY::TEST` name contains one of these (all when empty).
     pub filter: Vec<String>,
+    /// Only every COUNT-th of the tests the filter keeps, starting with the INDEX-th (0-based):
+    /// one VM's share of a suite split across VMs.
+    pub shard: Option<Shard>,
     /// After each test, delete every network namespace and ipmpd pin a failed test left (only in
     /// a VM, which runs nothing else).
     pub clean_between: bool,
@@ -163,10 +210,15 @@ pub fn run(bins: &[Binary], opts: &RunOptions) -> anyhow::Result<Vec<TestResult>
     let report_dir = std::env::temp_dir().join(format!("ipmpd-suite-{}", std::process::id()));
     std::fs::create_dir_all(&report_dir)?;
     let mut results = Vec::new();
+    let mut kept = 0usize;
     for bin in bins {
         for test in list(bin)? {
             let full = format!("{}::{test}", bin.name);
             if !opts.filter.is_empty() && !opts.filter.iter().any(|f| full.contains(f.as_str())) {
+                continue;
+            }
+            kept += 1;
+            if opts.shard.is_some_and(|s| !s.keeps(kept - 1)) {
                 continue;
             }
             let r = run_one(bin, &test, opts, &report_dir.join("not-run"));
@@ -319,5 +371,23 @@ mod tests {
             Outcome::NotRun("the kernel refuses fentry at all".into())
         );
         assert!(TestResult::parse("test foo ... ok").is_none());
+    }
+
+    #[test]
+    fn shares_split_every_test_exactly_once_and_parse_as_printed() {
+        for count in 1..=4 {
+            for position in 0..23 {
+                let owners = (0..count)
+                    .filter(|&index| Shard { index, count }.keeps(position))
+                    .count();
+                assert_eq!(owners, 1, "position {position} of {count} shares");
+            }
+        }
+        let s: Shard = "2/3".parse().unwrap();
+        assert_eq!(s, Shard { index: 1, count: 3 });
+        assert_eq!(s.to_string(), "2/3");
+        for bad in ["0/2", "3/2", "1", "a/2", "1/b", ""] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad:?} accepted");
+        }
     }
 }

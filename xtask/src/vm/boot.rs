@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::VmKernel;
-use crate::suite::{Binary, TestResult};
+use crate::suite::{Binary, Shard, TestResult};
 
 /// The initramfs's init.
 const INIT: &str = include_str!("../../vm/init.sh");
@@ -45,11 +45,11 @@ fn release(image: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} is not /boot/vmlinuz-RELEASE", image.display()))
 }
 
-/// Builds the initramfs for `kver` in `target/vm/LABEL/`: busybox, the 9p and overlay modules of
-/// that kernel, and the init. One directory per label, not per kernel: two suites of one kernel
-/// (6.1 and 6.1-lockdown) may boot at the same time.
-fn initramfs(kver: &str, label: &str) -> anyhow::Result<PathBuf> {
-    let dir = crate::workspace_root().join("target/vm").join(label);
+/// Builds the initramfs for `kver` in `target/vm/NAME/`: busybox, the 9p and overlay modules of
+/// that kernel, and the init. One directory per VM (its label and share), not per kernel: two
+/// suites of one kernel (6.1 and 6.1-lockdown), or two shares of one suite, may boot at once.
+fn initramfs(kver: &str, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = crate::workspace_root().join("target/vm").join(name);
     let cpio = dir.join("initrd.cpio");
     let root = dir.join("root");
     let _ = std::fs::remove_dir_all(&root);
@@ -131,17 +131,43 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Boots `k`, runs the suite runner (`xtask vm-guest`) on `bins` in it, and returns the results
-/// it printed, with an error when the VM itself failed (results printed before are kept).
+/// What one VM runs: a kernel's suite, or one share of it.
+#[derive(Clone, Copy, Debug)]
+pub struct VmRun<'a> {
+    pub kernel: &'a VmKernel,
+    pub shard: Option<Shard>,
+}
+
+impl VmRun<'_> {
+    /// The prefix of its console lines: the label, and the share when split ("6.1-lockdown 1/2").
+    #[must_use]
+    pub fn title(&self) -> String {
+        match self.shard {
+            Some(s) => format!("{} {s}", self.kernel.label),
+            None => self.kernel.label.to_owned(),
+        }
+    }
+
+    /// Its directory under `target/vm/`.
+    fn dir_name(&self) -> String {
+        match self.shard {
+            Some(s) => format!("{}-{}of{}", self.kernel.label, s.index + 1, s.count),
+            None => self.kernel.label.to_owned(),
+        }
+    }
+}
+
+/// Boots `run`'s kernel, runs the suite runner (`xtask vm-guest`) on `bins` in it, and returns the
+/// results it printed, with an error when the VM itself failed (results printed before are kept).
 pub fn run_suite(
-    k: &VmKernel,
+    run: VmRun<'_>,
     bins: &[Binary],
     exes: &Exes,
     filter: &[String],
     host_yardstick_ns: u64,
 ) -> (Vec<TestResult>, Option<String>) {
     let mut results = Vec::new();
-    let error = match boot(k, bins, exes, filter, host_yardstick_ns, &mut results) {
+    let error = match boot(run, bins, exes, filter, host_yardstick_ns, &mut results) {
         Ok(0) => None,
         Ok(status) => Some(format!("the guest's runner ended with status {status}")),
         Err(e) => Some(format!("{e:#}")),
@@ -150,12 +176,13 @@ pub fn run_suite(
 }
 
 fn guest_command(
-    k: &VmKernel,
+    run: VmRun<'_>,
     bins: &[Binary],
     exes: &Exes,
     filter: &[String],
     host_yardstick_ns: u64,
 ) -> anyhow::Result<String> {
+    let k = run.kernel;
     let root = crate::workspace_root().canonicalize()?;
     let (ipmpd, xtask) = (&exes.ipmpd, &exes.xtask);
     let mut cmd = format!(
@@ -177,20 +204,25 @@ fn guest_command(
     for f in filter {
         cmd.push_str(&format!(" --filter {}", quote(f)));
     }
+    if let Some(s) = run.shard {
+        cmd.push_str(&format!(" --shard {s}"));
+    }
     cmd.push('\n');
     Ok(cmd)
 }
 
 fn boot(
-    k: &VmKernel,
+    run: VmRun<'_>,
     bins: &[Binary],
     exes: &Exes,
     filter: &[String],
     host_yardstick_ns: u64,
     results: &mut Vec<TestResult>,
 ) -> anyhow::Result<i32> {
+    let k = run.kernel;
+    let title = run.title();
     let kver = release(&k.image)?;
-    let cpio = initramfs(&kver, k.label)?;
+    let cpio = initramfs(&kver, &run.dir_name())?;
     // The command travels inside the initramfs: a second cpio archive appended to the first.
     let dir = cpio.parent().context("initramfs path")?.to_path_buf();
     let run_dir = dir.join("run");
@@ -198,7 +230,7 @@ fn boot(
     std::fs::create_dir_all(&run_dir)?;
     std::fs::write(
         run_dir.join("cmd"),
-        guest_command(k, bins, exes, filter, host_yardstick_ns)?,
+        guest_command(run, bins, exes, filter, host_yardstick_ns)?,
     )?;
     let both = dir.join(format!("initrd-{}.cpio", k.label));
     let status = Command::new("sh")
@@ -261,7 +293,7 @@ fn boot(
         match rx.recv_timeout(left) {
             Ok(line) => {
                 let line = line.trim_end_matches('\r').to_owned();
-                println!("[{}] {line}", k.label);
+                println!("[{title}] {line}");
                 if let Some(r) = TestResult::parse(&line) {
                     results.push(r);
                 } else if let Some(at) = line.find("VM-EXIT-STATUS=") {

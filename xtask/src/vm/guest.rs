@@ -29,6 +29,9 @@ pub struct GuestArgs {
     /// Only tests whose name contains one of these.
     #[arg(long)]
     pub filter: Vec<String>,
+    /// Only this share of the tests (I/N): the suite is split across N VMs.
+    #[arg(long)]
+    pub shard: Option<suite::Shard>,
 }
 
 /// Largest time scale the tests accept: beyond it a limit would assert nothing.
@@ -78,6 +81,7 @@ pub fn run(args: &GuestArgs) -> anyhow::Result<()> {
             per_test: Duration::from_secs(600),
             print_lines: true,
             filter: args.filter.clone(),
+            shard: args.shard,
             clean_between: true,
         },
     )?;

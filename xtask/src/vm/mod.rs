@@ -92,26 +92,28 @@ pub struct SuiteRun {
     pub results: Vec<TestResult>,
     /// Set when the VM itself failed (boot, timeout): its tests count as failed.
     pub error: Option<String>,
+    /// Seconds of VM time: a split suite's shares added together.
     pub secs: u64,
 }
 
-/// Runs the test binaries in a VM on `k`; `host_yardstick` is the host's [`suite::yardstick_ns`],
-/// taken once before any VM starts so that a VM already running cannot skew it.
+/// Runs the test binaries in one VM (`run`: a kernel, or a share of its suite); `host_yardstick`
+/// is the host's [`suite::yardstick_ns`], taken once before any VM starts so that a VM already
+/// running cannot skew it.
 #[must_use]
-fn run_kernel(
-    k: &VmKernel,
+fn run_vm(
+    run: boot::VmRun<'_>,
     bins: &[Binary],
     exes: &boot::Exes,
     filter: &[String],
     host_yardstick: u64,
 ) -> SuiteRun {
     let t0 = std::time::Instant::now();
-    let (results, error) = boot::run_suite(k, bins, exes, filter, host_yardstick);
+    let (results, error) = boot::run_suite(run, bins, exes, filter, host_yardstick);
     SuiteRun {
-        kernel: image_release(k),
-        mode: k.label.to_owned(),
+        kernel: image_release(run.kernel),
+        mode: run.kernel.label.to_owned(),
         results,
-        error,
+        error: error.map(|e| format!("{}: {e}", run.title())),
         secs: t0.elapsed().as_secs(),
     }
 }
@@ -238,10 +240,32 @@ fn vm_jobs() -> usize {
         .max(1)
 }
 
-/// Runs the VM suites `args` selects, [`vm_jobs`] at a time, the lockdown suite last (it took the
-/// least time in the runs on record, so it fills the gap the first suite to end leaves); the
-/// results come back in [`kernels`]' order. Each VM's console lines carry its label, so interleaved output stays
-/// readable.
+/// The VMs to boot for `chosen`, in the order they start with `jobs` at a time: every suite whole
+/// except the lockdown one, which is split into `jobs` shares that run last, so that the runners
+/// end together (the three suites take about as long as one another: two whole suites side by
+/// side, then the third in halves side by side, take about half the time of three in a row).
+fn plan<'a>(chosen: &[&'a VmKernel], jobs: usize) -> Vec<boot::VmRun<'a>> {
+    let split = |k: &VmKernel| k.label == "6.1-lockdown" && jobs > 1 && chosen.len() > 1;
+    let mut runs: Vec<boot::VmRun<'a>> = chosen
+        .iter()
+        .filter(|k| !split(k))
+        .map(|&kernel| boot::VmRun {
+            kernel,
+            shard: None,
+        })
+        .collect();
+    for &kernel in chosen.iter().filter(|k| split(k)) {
+        runs.extend((0..jobs).map(|index| boot::VmRun {
+            kernel,
+            shard: Some(suite::Shard { index, count: jobs }),
+        }));
+    }
+    runs
+}
+
+/// Runs the VM suites `args` selects, [`vm_jobs`] VMs at a time in [`plan`]'s order; the results
+/// come back in [`kernels`]' order, a split suite's shares joined into one run. Each VM's console
+/// lines carry its label (and share), so interleaved output stays readable.
 ///
 /// # Errors
 /// When an unknown kernel is asked for, or none is installed.
@@ -260,40 +284,125 @@ pub fn run_all(bins: &[Binary], args: &VmArgs) -> anyhow::Result<Vec<SuiteRun>> 
         .filter(|k| args.kernels.is_empty() || args.kernels.iter().any(|w| w == k.label))
         .collect();
     let host_yardstick = suite::yardstick_ns();
-    let jobs = vm_jobs().min(chosen.len().max(1));
+    let jobs = vm_jobs();
+    let runs = plan(&chosen, jobs);
     println!(
-        "== VMs: {} ({jobs} at a time) ==",
-        chosen
-            .iter()
-            .map(|k| format!("{} ({})", k.label, k.image.display()))
+        "== VMs, {} at a time: {} ==",
+        jobs.min(runs.len()),
+        runs.iter()
+            .map(|r| format!("{} ({})", r.title(), r.kernel.image.display()))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    // A stack: the runners pop from the end, so the lockdown suite goes first in it.
-    let mut queue: Vec<usize> = (0..chosen.len()).rev().collect();
-    queue.sort_by_key(|&i| usize::from(chosen[i].label != "6.1-lockdown"));
-    let queue = std::sync::Mutex::new(queue);
+    // A stack: the runners pop from the end.
+    let queue = std::sync::Mutex::new(runs.into_iter().rev().collect::<Vec<_>>());
     let done = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
                 loop {
                     let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
-                    let Some(i) = next else { break };
-                    let k = chosen[i];
-                    println!("== VM: {} starts ==", k.label);
-                    let run = run_kernel(k, bins, &exes, &args.filter, host_yardstick);
-                    println!("== VM: {} ended after {} s ==", k.label, run.secs);
+                    let Some(run) = next else { break };
+                    println!("== VM {} starts ==", run.title());
+                    let result = run_vm(run, bins, &exes, &args.filter, host_yardstick);
+                    println!("== VM {} ended after {} s ==", run.title(), result.secs);
                     if let Ok(mut d) = done.lock() {
-                        d.push((i, run));
+                        d.push(result);
                     }
                 }
             });
         }
     });
-    let mut done = done
+    let done = done
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a VM runner thread panicked"))?;
-    done.sort_by_key(|(i, _)| *i);
-    Ok(done.into_iter().map(|(_, r)| r).collect())
+    Ok(chosen
+        .iter()
+        .filter_map(|k| join_shares(k.label, &done))
+        .collect())
+}
+
+/// The runs of `label` (one, or the shares of a split suite) as one: results together, the VMs'
+/// times added, every VM error kept.
+fn join_shares(label: &str, done: &[SuiteRun]) -> Option<SuiteRun> {
+    let mine: Vec<&SuiteRun> = done.iter().filter(|r| r.mode == label).collect();
+    let first = mine.first()?;
+    let errors: Vec<&str> = mine.iter().filter_map(|r| r.error.as_deref()).collect();
+    Some(SuiteRun {
+        kernel: first.kernel.clone(),
+        mode: label.to_owned(),
+        results: mine
+            .iter()
+            .flat_map(|r| r.results.iter().cloned())
+            .collect(),
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+        secs: mine.iter().map(|r| r.secs).sum(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(label: &'static str) -> VmKernel {
+        VmKernel {
+            label,
+            image: PathBuf::from("/boot/vmlinuz-6.1.0-1-amd64"),
+            append: "",
+            expect_tc: "clsact",
+            expect_carrier: "poll",
+        }
+    }
+
+    #[test]
+    fn the_lockdown_suite_is_split_across_the_runners_and_runs_last() {
+        let ks = [kernel("6.1"), kernel("6.1-lockdown"), kernel("6.12")];
+        let chosen: Vec<&VmKernel> = ks.iter().collect();
+        let titles = |jobs| {
+            plan(&chosen, jobs)
+                .iter()
+                .map(boot::VmRun::title)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            titles(2),
+            ["6.1", "6.12", "6.1-lockdown 1/2", "6.1-lockdown 2/2"]
+        );
+        // One at a time: nothing to split, the kernels' own order.
+        assert_eq!(titles(1), ["6.1", "6.1-lockdown", "6.12"]);
+        // Asked for alone, it runs whole: nothing would run beside its halves' wait.
+        assert_eq!(
+            plan(&[&ks[1]], 2)
+                .iter()
+                .map(boot::VmRun::title)
+                .collect::<Vec<_>>(),
+            ["6.1-lockdown"]
+        );
+    }
+
+    #[test]
+    fn shares_join_into_one_run_with_every_result_and_error() {
+        let share = |n: u128, error: Option<&str>| SuiteRun {
+            kernel: "6.1.0-1-amd64".into(),
+            mode: "6.1-lockdown".into(),
+            results: vec![TestResult {
+                binary: "b".into(),
+                test: format!("t{n}"),
+                outcome: suite::Outcome::Passed,
+                millis: n,
+            }],
+            error: error.map(str::to_owned),
+            secs: 10,
+        };
+        let other = SuiteRun {
+            mode: "6.1".into(),
+            ..share(9, None)
+        };
+        let done = [share(1, None), other, share(2, Some("boom"))];
+        let joined = join_shares("6.1-lockdown", &done).unwrap();
+        assert_eq!(joined.results.len(), 2);
+        assert_eq!(joined.secs, 20);
+        assert_eq!(joined.error.as_deref(), Some("boom"));
+        assert!(join_shares("6.12", &done).is_none());
+    }
 }
