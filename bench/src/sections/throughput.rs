@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use serde_json::Value;
 use tests::topology::Topology;
 
-use crate::targets::{Targets, verdict};
+use crate::{
+    stats::stats,
+    targets::{Targets, verdict},
+};
 
 /// One iperf3 TCP run from `a` to `b`'s 192.0.2.1 for `secs`; Gbit/s.
 fn iperf(a: &tests::Netns, secs: u32) -> anyhow::Result<f64> {
@@ -30,13 +33,6 @@ fn iperf(a: &tests::Netns, secs: u32) -> anyhow::Result<f64> {
 const ROUNDS: usize = 7;
 /// Seconds of one iperf3 run.
 const RUN_SECS: u32 = 3;
-
-/// The median of `v` (not empty).
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// The benchmark section.
 ///
@@ -73,7 +69,11 @@ pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
     let mut table = String::new();
     for ((name, _), v) in setups.iter().zip(&runs) {
         let list = v.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>();
-        table += &format!("| {name} | {} | {:.2} |\n", list.join(", "), median(v));
+        table += &format!(
+            "| {name} | {} | {:.2} |\n",
+            list.join(", "),
+            stats(v.clone()).1
+        );
     }
     let ratios = |i: usize| -> Vec<f64> {
         runs[i]
@@ -82,16 +82,12 @@ pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
             .map(|(with, without)| with / without)
             .collect()
     };
-    let describe = |r: &[f64]| {
-        let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = r.iter().copied().fold(0.0, f64::max);
-        (
-            median(r),
-            format!("{:.3} (rounds {lo:.3} to {hi:.3})", median(r)),
-        )
+    let describe = |r: Vec<f64>| {
+        let (lo, med, _, hi) = stats(r);
+        (med, format!("{med:.3} (rounds {lo:.3} to {hi:.3})"))
     };
-    let (r1, text1) = describe(&ratios(1));
-    let (r10, text10) = describe(&ratios(2));
+    let (r1, text1) = describe(ratios(1));
+    let (r10, text10) = describe(ratios(2));
     targets.row(
         "TCP throughput with / without ipmpd, default settings",
         format!("{r1:.3}"),

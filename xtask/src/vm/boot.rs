@@ -149,11 +149,9 @@ impl VmRun<'_> {
     }
 
     /// Its directory under `target/vm/`.
-    fn dir_name(&self) -> String {
-        match self.shard {
-            Some(s) => format!("{}-{}of{}", self.kernel.label, s.index + 1, s.count),
-            None => self.kernel.label.to_owned(),
-        }
+    pub(super) fn dir_name(&self) -> String {
+        // The title with its "1/2" made safe for a path.
+        self.title().replace(' ', "-").replace('/', "of")
     }
 }
 

@@ -231,13 +231,30 @@ fn snapshot(bins: &[Binary]) -> anyhow::Result<(Vec<Binary>, PathBuf, PathBuf)> 
 
 /// How many VMs run at once: one per core (each VM has one vCPU, which TCG runs on one host
 /// thread), at least one; `IPMPD_VM_JOBS` overrides it.
-fn vm_jobs() -> usize {
-    std::env::var("IPMPD_VM_JOBS")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
-        .unwrap_or(1)
-        .max(1)
+///
+/// # Errors
+/// When `IPMPD_VM_JOBS` is set to anything but a whole number of at least 1.
+fn vm_jobs() -> anyhow::Result<usize> {
+    let cores = || {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+    };
+    match std::env::var_os("IPMPD_VM_JOBS") {
+        None => Ok(cores()),
+        Some(v) => parse_vm_jobs(&v.to_string_lossy()),
+    }
+}
+
+/// `IPMPD_VM_JOBS`'s value as a count of VMs at once.
+fn parse_vm_jobs(v: &str) -> anyhow::Result<usize> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => bail!(
+            "IPMPD_VM_JOBS={v:?} is not a count of VMs to run at once: give a whole number of at \
+             least 1, or unset it for one per core"
+        ),
+    }
 }
 
 /// The VMs to boot for `chosen`, in the order they start with `jobs` at a time: every suite whole
@@ -270,6 +287,7 @@ fn plan<'a>(chosen: &[&'a VmKernel], jobs: usize) -> Vec<boot::VmRun<'a>> {
 /// # Errors
 /// When an unknown kernel is asked for, or none is installed.
 pub fn run_all(bins: &[Binary], args: &VmArgs) -> anyhow::Result<Vec<SuiteRun>> {
+    let jobs = vm_jobs()?;
     let all = kernels()?;
     let (bins, ipmpd, xtask) = snapshot(bins)?;
     let bins = bins.as_slice();
@@ -284,7 +302,6 @@ pub fn run_all(bins: &[Binary], args: &VmArgs) -> anyhow::Result<Vec<SuiteRun>> 
         .filter(|k| args.kernels.is_empty() || args.kernels.iter().any(|w| w == k.label))
         .collect();
     let host_yardstick = suite::yardstick_ns();
-    let jobs = vm_jobs();
     let runs = plan(&chosen, jobs);
     println!(
         "== VMs, {} at a time: {} ==",
@@ -344,6 +361,16 @@ fn join_shares(label: &str, done: &[SuiteRun]) -> Option<SuiteRun> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn vm_jobs_takes_a_count_and_refuses_the_rest() {
+        assert_eq!(parse_vm_jobs("2").unwrap(), 2);
+        assert_eq!(parse_vm_jobs(" 1\n").unwrap(), 1);
+        for bad in ["0", "two", "", "-1", "1.5"] {
+            let e = parse_vm_jobs(bad).unwrap_err().to_string();
+            assert!(e.contains("IPMPD_VM_JOBS"), "{bad:?}: {e}");
+        }
+    }
+
     fn kernel(label: &'static str) -> VmKernel {
         VmKernel {
             label,
@@ -377,6 +404,15 @@ mod tests {
                 .map(boot::VmRun::title)
                 .collect::<Vec<_>>(),
             ["6.1-lockdown 1/2", "6.1-lockdown 2/2"]
+        );
+        // Every VM builds its initramfs in a directory of its own, a plain name under target/vm.
+        let dirs = plan(&chosen, 2)
+            .iter()
+            .map(boot::VmRun::dir_name)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            dirs,
+            ["6.1", "6.12", "6.1-lockdown-1of2", "6.1-lockdown-2of2"]
         );
     }
 
