@@ -155,7 +155,10 @@ pub struct ProbeInstance {
     /// Router targets out of rotation: (address, state, since). They climb back one step per
     /// `MIN_RECOVERY_TIME`: dead → slow → unused → active.
     pub resting: Vec<(IpAddr, TargetState, u64)>,
-    /// Next RTT-only probe, while the group's FDT is raised.
+    /// While the group's FDT is raised: the strictly periodic base of the configured-interval
+    /// ticks, and the next tick (base plus jitter). A tick sends an RTT-only probe unless a
+    /// failure-detection probe took it.
+    pub rtt_base_ns: Option<u64>,
     pub next_rtt_ns: Option<u64>,
     /// Index of the next RTT-only probe's target.
     pub rtt_target: usize,
@@ -181,6 +184,7 @@ impl ProbeInstance {
             last_success_ns: None,
             missed: 0,
             host_targets: false,
+            rtt_base_ns: None,
             next_rtt_ns: None,
             rtt_target: 0,
             resting: Vec::new(),

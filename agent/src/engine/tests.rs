@@ -514,12 +514,18 @@ fn slow_responders_raise_the_fdt_and_it_falls_back_after_settling() {
     assert_eq!((user, group.as_str()), (700, "g"));
     assert!(new > 700);
     assert_eq!(s.state("a"), IfState::Running, "slow is not failed");
-    let rtt_before = s.rtt_probes;
-    s.run_for(2 * S);
+    let (rtt_before, fd_before) = (s.rtt_probes, s.sent.len());
+    s.run_for(5 * S);
+    let (rtt, fd) = (s.rtt_probes - rtt_before, s.sent.len() - fd_before);
     assert!(
-        s.rtt_probes > rtt_before + 10,
-        "RTT-only probes at the configured 100 ms interval while raised: {}",
-        s.rtt_probes - rtt_before
+        rtt > 25 && fd > 3,
+        "RTT-only probes on the configured 100 ms ticks while raised: {rtt} (and {fd} others)"
+    );
+    // One probe per configured tick, of either kind, as in in.mpathd: the raise removes
+    // failure-detection probes and RTT-only probes take their ticks, never more.
+    assert!(
+        (48..=52).contains(&(rtt + fd)),
+        "5 s of 100 ms ticks: {rtt} RTT-only + {fd} failure-detection probes"
     );
     s.paths.insert("a".into(), Some(MS / 10));
     s.run_for(30 * S);
