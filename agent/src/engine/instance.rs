@@ -155,6 +155,8 @@ pub struct ProbeInstance {
     /// Router targets out of rotation: (address, state, since). They climb back one step per
     /// `MIN_RECOVERY_TIME`: dead → slow → unused → active.
     pub resting: Vec<(IpAddr, TargetState, u64)>,
+    /// The engine has served this instance at least once (see `Engine::tick_instance`).
+    pub served: bool,
     /// While the group's FDT is raised: the strictly periodic base of the configured-interval
     /// ticks, and the next tick (base plus jitter). A tick sends an RTT-only probe unless a
     /// failure-detection probe took it.
@@ -184,6 +186,7 @@ impl ProbeInstance {
             last_success_ns: None,
             missed: 0,
             host_targets: false,
+            served: false,
             rtt_base_ns: None,
             next_rtt_ns: None,
             rtt_target: 0,

@@ -867,6 +867,15 @@ impl Engine {
         // CRTT. Without it, at 1,024 members about one probe in seven was counted lost and then
         // acknowledged late (the network's round trip alone, learnt from kernel stamps, leaves
         // that wait out on purpose: CPU load must not raise the FDT).
+        // An instance first served a whole interval after its first probe was due was not
+        // descheduled: the daemon was still setting up (attaching a thousand members takes a
+        // second or two before the loop turns). Its schedule starts now, spread over an interval
+        // as at creation; counting those probes missed reported a NOTICE per member at every
+        // large start, and sending them at the first turn made one burst of every member's probe
+        // whose queued replies raised the FDT of a quarter of the groups at once.
+        if !std::mem::replace(&mut inst.served, true) && now_ns >= inst.next_send_ns + interval {
+            self.schedule_first(inst, interval, now_ns);
+        }
         for (seq, target) in inst.expire(now_ns, interval, interval / SEND_SLACK_DIVISOR) {
             self.out.push(Output::Event(Event::ProbeLost {
                 ifname: name.into(),

@@ -1,6 +1,9 @@
 //! Scenario tests of the engine with a simulated clock and a simulated network.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use super::{
     AdminError, Engine, EngineConfig, Event, GroupState, IfState, MemberSpec, Output, Prior,
@@ -1120,5 +1123,45 @@ fn an_offlined_member_stays_offline_across_a_restart_and_a_new_fdt_applies_at_on
     assert!(
         (30..=36).contains(&per_member),
         "FDT 1.4 s: a probe per 200 ms, got {per_member}"
+    );
+}
+
+#[test]
+fn members_first_served_late_start_their_schedule_then_without_a_burst_or_missed_probes() {
+    // FDT 100 ms: a probe every 14.3 ms. The daemon adds every member, then spends 1.4 s
+    // attaching before its loop first turns.
+    let mut s = Sim::new(100, true);
+    for k in 0..64u8 {
+        s.member(
+            &format!("m{k}"),
+            &format!("g{}", k / 2),
+            false,
+            Some(10 + k),
+        );
+    }
+    s.now = 1_400 * MS;
+    let interval = 100 * MS / 7;
+    s.run_for(interval / 4);
+    assert!(
+        s.sent.is_empty(),
+        "no burst at the first turn: {} probes",
+        s.sent.len()
+    );
+    s.run_for(2 * interval);
+    let first: HashSet<&str> = s.sent.iter().map(|(_, i, _, _)| i.as_str()).collect();
+    assert_eq!(first.len(), 64, "every member probes within two intervals");
+    assert!(
+        !s.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::ProbesMissed { .. })),
+        "nothing was missed: the schedules had not started"
+    );
+    // A member that was served and then descheduled still counts what it missed.
+    s.now += 10 * interval;
+    s.run_for(interval);
+    assert!(
+        s.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::ProbesMissed { count, .. } if *count >= 8))
     );
 }
