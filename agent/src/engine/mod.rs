@@ -862,11 +862,6 @@ impl Engine {
             user_interval,
             prompt_reply,
         } = schedule;
-        // A probe leaves when its turn in the wake-up's batch comes, after the tagged `now`, and its
-        // reply may queue behind the batch's others at the target: it has the send slack on top of
-        // CRTT. Without it, at 1,024 members about one probe in seven was counted lost and then
-        // acknowledged late (the network's round trip alone, learnt from kernel stamps, leaves
-        // that wait out on purpose: CPU load must not raise the FDT).
         // An instance first served a whole interval after its first probe was due was not
         // descheduled: the daemon was still setting up (attaching a thousand members takes a
         // second or two before the loop turns). Its schedule starts now, spread over an interval
@@ -876,6 +871,11 @@ impl Engine {
         if !std::mem::replace(&mut inst.served, true) && now_ns >= inst.next_send_ns + interval {
             self.schedule_first(inst, interval, now_ns);
         }
+        // A probe leaves when its turn in the wake-up's batch comes, after the tagged `now`, and its
+        // reply may queue behind the batch's others at the target: it has the send slack on top of
+        // CRTT. Without it, at 1,024 members about one probe in seven was counted lost and then
+        // acknowledged late (the network's round trip alone, learnt from kernel stamps, leaves
+        // that wait out on purpose: CPU load must not raise the FDT).
         for (seq, target) in inst.expire(now_ns, interval, interval / SEND_SLACK_DIVISOR) {
             self.out.push(Output::Event(Event::ProbeLost {
                 ifname: name.into(),
