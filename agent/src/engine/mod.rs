@@ -867,7 +867,7 @@ impl Engine {
         // second or two before the loop turns). Its schedule starts now, spread over an interval
         // as at creation; counting those probes missed reported a NOTICE per member at every
         // large start, and sending them at the first turn made one burst of every member's probe
-        // whose queued replies raised the FDT of a quarter of the groups at once.
+        // whose queued replies raised the FDT of half the groups (257 of 512) at once.
         if !std::mem::replace(&mut inst.served, true) && now_ns >= inst.next_send_ns + interval {
             self.schedule_first(inst, interval, now_ns);
         }
