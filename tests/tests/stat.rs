@@ -129,7 +129,7 @@ fn every_mode_shows_the_expected_table() {
 const LINE_WAIT: Duration = Duration::from_secs(60);
 
 /// The lines of a child's output, read on a thread of their own so that each wait is bounded.
-fn line_channel(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+fn line_channel(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     use std::io::{BufRead as _, BufReader};
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -167,6 +167,7 @@ fn probes_and_events_stream_live() {
             .args(args)
             .args(["--socket", &sock])
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
     };
@@ -194,7 +195,15 @@ fn probes_and_events_stream_live() {
     // events --follow: the failure of h0 arrives as it happens.
     let mut e = follow(&["events", "--follow", "--json"]);
     let lines = line_channel(e.stdout.take().unwrap());
-    std::thread::sleep(Duration::from_millis(200));
+    // The fault comes only once the daemon has confirmed the subscription: a fixed sleep was
+    // shorter than the follower's start in a TCG guest, and the events went before it listened.
+    let notice = line_channel(e.stderr.take().unwrap())
+        .recv_timeout(LINE_WAIT)
+        .expect("events --follow never said it was following");
+    assert!(
+        notice.starts_with("following the events of /run/ipmpd/"),
+        "{notice}"
+    );
     lan.switch().link_down("sw-h0");
     let mut seen = Vec::new();
     for _ in 0..20 {

@@ -34,7 +34,16 @@ pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
     }
     if args.follow {
         let path = args.target.path();
-        crate::control::client::follow(&path, &crate::control::Request::FollowEvents, |v| {
+        // On stderr, so that --json output stays one record per line: says from when on nothing
+        // is missed (a script can wait for it before it changes the host).
+        let subscribed = || {
+            eprintln!(
+                "following the events of {} (interrupt to stop)",
+                path.display()
+            );
+        };
+        let request = crate::control::Request::FollowEvents;
+        crate::control::client::follow(&path, &request, subscribed, |v| {
             if args.json {
                 println!("{v}");
             } else {

@@ -344,31 +344,36 @@ fn probes(args: &StatArgs, snap: &Snapshot) -> anyhow::Result<()> {
     let chosen = select(PROBE_COLUMNS, args.fields.as_deref())?;
     let start = crate::clock::monotonic_ns();
     let mut header = !args.parsable;
-    client::follow(&args.target.path(), &Request::FollowProbes, |v| {
-        if args.json {
-            println!("{v}");
-            return true;
-        }
-        let at = v["at_ns"].as_u64().unwrap_or(start);
-        let acked = v["acked"].as_bool().unwrap_or(false);
-        let rtt = |key: &str| if acked { ms(&v[key]) } else { String::new() };
-        let row = vec![
-            format!("{:.2}s", (at as f64 - start as f64) / 1e9),
-            v["ifname"].as_str().unwrap_or("").to_owned(),
-            v["seq"].to_string(),
-            rtt("netrtt_ns"),
-            rtt("rtt_ns"),
-            rtt("rttavg_ns"),
-            rtt("rttdev_ns"),
-            v["target"].as_str().unwrap_or("").to_owned(),
-        ];
-        print!(
-            "{}",
-            render_rows(PROBE_COLUMNS, &[row], &chosen, args.parsable, header)
-        );
-        header = false;
-        true
-    })?;
+    client::follow(
+        &args.target.path(),
+        &Request::FollowProbes,
+        || {},
+        |v| {
+            if args.json {
+                println!("{v}");
+                return true;
+            }
+            let at = v["at_ns"].as_u64().unwrap_or(start);
+            let acked = v["acked"].as_bool().unwrap_or(false);
+            let rtt = |key: &str| if acked { ms(&v[key]) } else { String::new() };
+            let row = vec![
+                format!("{:.2}s", (at as f64 - start as f64) / 1e9),
+                v["ifname"].as_str().unwrap_or("").to_owned(),
+                v["seq"].to_string(),
+                rtt("netrtt_ns"),
+                rtt("rtt_ns"),
+                rtt("rttavg_ns"),
+                rtt("rttdev_ns"),
+                v["target"].as_str().unwrap_or("").to_owned(),
+            ];
+            print!(
+                "{}",
+                render_rows(PROBE_COLUMNS, &[row], &chosen, args.parsable, header)
+            );
+            header = false;
+            true
+        },
+    )?;
     Ok(())
 }
 

@@ -65,14 +65,16 @@ pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
     serde_json::from_str(&answer).map_err(|e| ClientError::BadAnswer(e.into()))
 }
 
-/// Sends a follow request and calls `each` with every record until the daemon closes the stream,
-/// `each` returns false, or the process is interrupted.
+/// Sends a follow request, calls `subscribed` once the daemon has confirmed it (nothing that
+/// happens after that is missed), then `each` with every record until the daemon closes the
+/// stream, `each` returns false, or the process is interrupted.
 ///
 /// # Errors
 /// When the daemon cannot be reached or refuses.
 pub fn follow(
     path: &Path,
     request: &Request,
+    subscribed: impl FnOnce(),
     mut each: impl FnMut(serde_json::Value) -> bool,
 ) -> Result<(), ClientError> {
     let unreachable = |source| ClientError::Unreachable {
@@ -91,6 +93,7 @@ pub fn follow(
     if let Ok(Response::Err(e)) = serde_json::from_str::<Response>(&first) {
         return Err(ClientError::BadAnswer(std::io::Error::other(e.to_string())));
     }
+    subscribed();
     for l in reader.lines() {
         let Ok(l) = l else { break };
         if let Ok(v) = serde_json::from_str(&l)
