@@ -117,6 +117,26 @@ impl SendLog {
     }
 }
 
+/// One tick of a strictly periodic schedule: its base and when it is due (base plus jitter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tick {
+    pub base_ns: u64,
+    pub due_ns: u64,
+}
+
+/// The base after `base_ns` of a schedule of period `interval`, and how many whole intervals were
+/// skipped to reach it: a loop descheduled past them skips them rather than sending a burst.
+#[must_use]
+pub fn next_base(base_ns: u64, interval: u64, now_ns: u64) -> (u64, u64) {
+    let next = base_ns + interval;
+    if next + interval <= now_ns {
+        let skipped = (now_ns - next) / interval;
+        (next + skipped * interval, skipped)
+    } else {
+        (next, 0)
+    }
+}
+
 /// What a matched reply did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Acked {
@@ -157,11 +177,9 @@ pub struct ProbeInstance {
     pub resting: Vec<(IpAddr, TargetState, u64)>,
     /// The engine has served this instance at least once (see `Engine::tick_instance`).
     pub served: bool,
-    /// While the group's FDT is raised: the strictly periodic base of the configured-interval
-    /// ticks, and the next tick (base plus jitter). A tick sends an RTT-only probe unless a
-    /// failure-detection probe took it.
-    pub rtt_base_ns: Option<u64>,
-    pub next_rtt_ns: Option<u64>,
+    /// While the group's FDT is raised: the configured interval's ticks. A tick sends an
+    /// RTT-only probe unless a failure-detection probe took it.
+    pub rtt_tick: Option<Tick>,
     /// Index of the next RTT-only probe's target.
     pub rtt_target: usize,
     /// Recent RTT-only probes and all-hosts discoveries.
@@ -187,8 +205,7 @@ impl ProbeInstance {
             missed: 0,
             host_targets: false,
             served: false,
-            rtt_base_ns: None,
-            next_rtt_ns: None,
+            rtt_tick: None,
             rtt_target: 0,
             resting: Vec::new(),
             rtt_probes: SendLog::default(),
@@ -470,6 +487,16 @@ mod tests {
         let mut i = ProbeInstance::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10)), 0);
         i.targets = vec![Target::new(T), Target::new(U)];
         i
+    }
+
+    #[test]
+    fn the_next_base_is_one_interval_on_or_skips_whole_intervals() {
+        // On time, or late by less than an interval: one interval on, nothing skipped.
+        assert_eq!(next_base(1_000, 100, 1_050), (1_100, 0));
+        assert_eq!(next_base(1_000, 100, 1_199), (1_100, 0));
+        // Late by a whole interval or more: the last base not after now, the rest skipped.
+        assert_eq!(next_base(1_000, 100, 1_200), (1_200, 1));
+        assert_eq!(next_base(1_000, 100, 1_750), (1_700, 6));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use self::{
         PROBES_PER_FDT, SEND_SLACK_DIVISOR,
     },
     due::DueIndex,
-    instance::{ProbeInstance, ReplyMismatch, Target, TargetState},
+    instance::{ProbeInstance, ReplyMismatch, Target, TargetState, Tick, next_base},
     rng::Jitter,
 };
 
@@ -483,7 +483,12 @@ impl Engine {
 
     fn schedule_first(&mut self, inst: &mut ProbeInstance, interval: u64, now_ns: u64) {
         inst.base_ns = now_ns + self.jitter.between(0, interval.max(1));
-        inst.next_send_ns = inst.base_ns + self.jitter.between(interval / 2, interval.max(1));
+        inst.next_send_ns = self.jittered(inst.base_ns, interval);
+    }
+
+    /// A tick of a schedule whose base is `base_ns`: in.mpathd's jitter, [0.5, 1] × interval on.
+    fn jittered(&mut self, base_ns: u64, interval: u64) -> u64 {
+        base_ns + self.jitter.between(interval / 2, interval.max(1))
     }
 
     fn members(&self, g: usize) -> impl Iterator<Item = (usize, &Interface)> {
@@ -929,18 +934,16 @@ impl Engine {
                     sent_ns: now_ns,
                 });
             }
-            inst.base_ns += interval;
-            if inst.base_ns + interval <= now_ns {
-                // Descheduled: skip whole intervals rather than sending a burst.
-                let skipped = (now_ns - inst.base_ns) / interval;
+            let (base, skipped) = next_base(inst.base_ns, interval, now_ns);
+            inst.base_ns = base;
+            if skipped > 0 {
                 inst.missed += skipped;
-                inst.base_ns += skipped * interval;
                 self.out.push(Output::Event(Event::ProbesMissed {
                     ifname: name.into(),
                     count: skipped,
                 }));
             }
-            inst.next_send_ns = inst.base_ns + self.jitter.between(interval / 2, interval);
+            inst.next_send_ns = self.jittered(base, interval);
         }
         // While the group's interval is raised, the configured interval's ticks go on, and each one
         // a failure-detection probe did not take sends an RTT-only probe, which pulls the FDT back
@@ -949,11 +952,15 @@ impl Engine {
         // Sent on top of it, they made a raise under CPU load add load (1,024 members at FDT
         // 100 ms sent 80,000 RTT-only probes a second beside 21,000 failure-detection ones).
         if interval > user_interval && !inst.targets.is_empty() {
-            let base = *inst.rtt_base_ns.get_or_insert(now_ns);
-            let due = *inst.next_rtt_ns.get_or_insert_with(|| {
-                base + self.jitter.between(user_interval / 2, user_interval)
-            });
-            if fd_sent || now_ns >= due {
+            let tick = match inst.rtt_tick {
+                Some(tick) => tick,
+                None => Tick {
+                    base_ns: now_ns,
+                    due_ns: self.jittered(now_ns, user_interval),
+                },
+            };
+            inst.rtt_tick = Some(tick);
+            if fd_sent || now_ns >= tick.due_ns {
                 if !fd_sent {
                     let target = inst.targets[inst.rtt_target % inst.targets.len()].addr;
                     inst.rtt_target = (inst.rtt_target + 1) % inst.targets.len();
@@ -965,19 +972,14 @@ impl Engine {
                         sent_ns: now_ns,
                     });
                 }
-                // The next tick, one configured interval on; descheduled, whole intervals are
-                // skipped rather than sent in a burst.
-                let mut next = base + user_interval;
-                if next + user_interval <= now_ns {
-                    next += (now_ns - next) / user_interval * user_interval;
-                }
-                inst.rtt_base_ns = Some(next);
-                inst.next_rtt_ns =
-                    Some(next + self.jitter.between(user_interval / 2, user_interval));
+                // The next tick, one configured interval on (RTT-only ticks skipped while
+                // descheduled are not failure-detection probes: nothing to report).
+                let (base_ns, _) = next_base(tick.base_ns, user_interval, now_ns);
+                let due_ns = self.jittered(base_ns, user_interval);
+                inst.rtt_tick = Some(Tick { base_ns, due_ns });
             }
         } else {
-            inst.rtt_base_ns = None;
-            inst.next_rtt_ns = None;
+            inst.rtt_tick = None;
         }
     }
 
@@ -1064,7 +1066,7 @@ impl Engine {
                 let expiry = inst.next_expiry(interval, interval / SEND_SLACK_DIVISOR);
                 std::iter::once(inst.next_send_ns)
                     .chain(expiry)
-                    .chain(inst.next_rtt_ns)
+                    .chain(inst.rtt_tick.map(|t| t.due_ns))
             })
             .chain(flap_end)
             .min()
