@@ -7,7 +7,8 @@
 //! very start, while it still may ([`realtime_inherited`]); the start-up (configuration, program
 //! loads, the first pass) therefore runs at that priority too. Threads spawned from then on
 //! inherit it, and those that must not have it (the control socket's and the metrics exporter's
-//! I/O, reloads' configuration reads) give it up first thing ([`normal_here`]), which needs no
+//! I/O, reloads' configuration reads) give it up first thing ([`normal_here`]; the exporter, which
+//! encodes the exposition, goes into the background: [`background_here`]), which needs no
 //! privilege. Before the loop starts, [`stop_inheritance`] makes threads spawned later start at
 //! normal priority (SCHED_RESET_ON_FORK).
 //!
@@ -82,6 +83,18 @@ pub fn normal_here() {
     let _ = set(libc::SCHED_OTHER, 0);
 }
 
+/// Puts the calling thread in the background: SCHED_BATCH (its wake-ups do not preempt the
+/// probing loop) at nice `nice` (a smaller share when both want the CPU), for work that can wait,
+/// such as encoding the metrics exposition. Needs no privilege from a normal or real-time policy;
+/// a failure leaves the thread as it was.
+pub fn background_here(nice: i32) {
+    let _ = set(libc::SCHED_BATCH, 0);
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: PRIO_PROCESS with a thread id sets that thread's nice value (Linux); no pointers.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
@@ -92,6 +105,25 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         rt: RealtimeArgs,
+    }
+
+    #[test]
+    fn a_background_thread_is_sched_batch_at_the_nice_value_and_the_others_are_not() {
+        let (policy, nice) = std::thread::spawn(|| {
+            background_here(10);
+            // SAFETY: pid 0 is the calling thread; no pointers.
+            let policy = unsafe { libc::sched_getscheduler(0) };
+            // SAFETY: gettid cannot fail; getpriority takes no pointers.
+            let nice =
+                unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+            (policy, nice)
+        })
+        .join()
+        .unwrap();
+        assert_eq!((policy, nice), (libc::SCHED_BATCH, 10));
+        // SAFETY: as above, for this (untouched) thread.
+        let here = unsafe { libc::sched_getscheduler(0) };
+        assert_ne!(here, libc::SCHED_BATCH);
     }
 
     #[test]

@@ -115,4 +115,23 @@ fn the_endpoint_exports_state_counters_and_failovers() {
         ),
         0.0
     );
+    // The first rendering had nothing before it; the next one (a second later: a younger
+    // rendering would be served as it is) says what the first cost the loop and the exporter.
+    assert_eq!(value("ipmpd_exposition_copy_seconds", &[]), 0.0);
+    std::thread::sleep(Duration::from_millis(1100));
+    let again =
+        scrape_metrics(&lan.host().path(), "127.0.0.1:9870").expect("metrics endpoint answers");
+    let gauge = |name: &str| {
+        again
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{again}"))
+    };
+    for name in [
+        "ipmpd_exposition_copy_seconds",
+        "ipmpd_exposition_encode_seconds",
+    ] {
+        let s = gauge(name);
+        assert!(s > 0.0 && s < 1.0, "{name} {s}");
+    }
 }

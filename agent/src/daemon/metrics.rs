@@ -1,20 +1,20 @@
-//! The opt-in Prometheus endpoint (`ipmpd run --metrics [ADDR]`, loopback by default): per group
-//! and per interface state, FDTs, CRTTs, probe and reject counters, failovers by cause and events
-//! by name, encoded with the prometheus-client crate. Rendered by the daemon from one consistent
-//! state once a second and served off the detection thread ([`super::exporter`]).
+//! The counters the daemon keeps for the opt-in Prometheus endpoint (`ipmpd run --metrics [ADDR]`,
+//! loopback by default), and the copy of its state the endpoint shows: per group and per
+//! interface state, FDTs, CRTTs, probe and reject counters, failovers by cause and events by name.
+//! The copy is taken on the probing loop, at most once a second and only for a scrape waiting; the
+//! exporter's thread ([`super::exporter`]) encodes it ([`super::exposition`]).
 
-use std::{collections::HashMap, sync::atomic::AtomicU64};
-
-use agent_common::counters::IfaceCounters;
-use prometheus_client::{
-    encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering},
 };
 
+use agent_common::counters::IfaceCounters;
+
+use super::exposition::{GroupRow, InterfaceRow, MetricsState};
 use crate::{
     control::snapshot::RejectRow,
-    engine::{IfState, views::probe_state},
+    engine::views::{if_state, probe_state},
 };
 
 /// Counters the daemon keeps for the endpoint.
@@ -38,12 +38,14 @@ pub struct Counts {
     pub missed_unreported: HashMap<String, u64>,
     /// Lines dropped by (stream, kind), as last reported in an event.
     pub output_dropped_reported: HashMap<(&'static str, &'static str), u64>,
+    /// How long the last copy of the state for the metrics exposition took the loop (ns).
+    pub exposition_copy_ns: u64,
     /// The carrier poll's current interval in ns (0: no poll), kept by the link watcher.
     pub link_poll_interval_ns: std::sync::Arc<AtomicU64>,
 }
 
 /// The kernel's reasons for not queueing a probe reply, with its counts.
-fn kernel_rejects(c: &IfaceCounters) -> [(&'static str, u64); 7] {
+pub(super) fn kernel_rejects(c: &IfaceCounters) -> [(&'static str, u64); 7] {
     [
         ("magic", c.rejected_magic),
         ("version", c.rejected_version),
@@ -97,240 +99,77 @@ pub fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K) {
     *map.entry(key).or_default() += 1;
 }
 
-type Labels = Vec<(String, String)>;
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 impl super::Daemon {
-    /// The exposition of the current state.
-    pub(super) fn metrics_text(&self) -> String {
-        let mut reg = Registry::with_prefix("ipmpd");
-        let group_state = Family::<Labels, Gauge>::default();
-        let fdt = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        let fdt_configured = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        for g in self.engine.groups() {
-            for s in ["ok", "degraded", "failed"] {
-                let on = format!("{:?}", g.state).eq_ignore_ascii_case(s);
-                group_state
-                    .get_or_create(&labels(&[("group", &g.name), ("state", s)]))
-                    .set(i64::from(on));
-            }
-            fdt.get_or_create(&labels(&[("group", &g.name)]))
-                .set(g.fdt_ns as f64 / 1e9);
-            if let Some(c) = self.rec.desired.groups.iter().find(|c| c.name == g.name) {
-                let configured = c
-                    .fdt_ms
-                    .map_or(self.rec.desired.fdt_ms as f64 / 1e3, |ms| ms as f64 / 1e3);
-                fdt_configured
-                    .get_or_create(&labels(&[("group", &g.name)]))
-                    .set(configured);
-            }
+    /// A copy of what the exposition shows, for the exporter's thread to encode: copying is
+    /// a few allocations per member, where encoding on the loop held every probe back.
+    pub(super) fn metrics_state(&self, encode_ns: u64) -> MetricsState {
+        let configured: HashMap<&str, f64> = self
+            .rec
+            .desired
+            .groups
+            .iter()
+            .map(|c| {
+                let ms = c.fdt_ms.unwrap_or(self.rec.desired.fdt_ms);
+                (c.name.as_str(), ms as f64 / 1e3)
+            })
+            .collect();
+        let groups = self
+            .engine
+            .group_fdts()
+            .map(|(name, state, fdt_ns)| GroupRow {
+                name: name.to_owned(),
+                state,
+                fdt_ns,
+                configured_s: configured.get(name).copied(),
+            })
+            .collect();
+        let interfaces = self
+            .engine
+            .interfaces()
+            .into_iter()
+            .map(|v| InterfaceRow {
+                state: if_state(v.state),
+                probe: probe_state(v.state, self.engine.probe_enabled(&v.ifname), v.probing),
+                active: v.active,
+                link_up: v.link_up,
+                ifname: v.ifname,
+                group: v.group,
+            })
+            .collect();
+        let counts = &self.out.counts;
+        MetricsState {
+            groups,
+            interfaces,
+            crtts: self
+                .engine
+                .crtts()
+                .map(|(ifname, target, ns)| (ifname.to_owned(), target, ns))
+                .collect(),
+            probes: self
+                .io
+                .members
+                .probe_counts()
+                .map(|(ifname, c)| (ifname.to_owned(), c))
+                .collect(),
+            events: counts.events.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+            kernel: counts
+                .kernel
+                .iter()
+                .map(|(ifname, c)| (ifname.clone(), *c))
+                .collect(),
+            rejected: counts.rejected.clone(),
+            control_refused: self.out.control.refusals().by_reason().to_vec(),
+            failovers: counts
+                .failovers
+                .iter()
+                .map(|(k, n)| (k.clone(), *n))
+                .collect(),
+            deadlines: counts.deadlines,
+            deadlines_missed: counts.deadlines_missed,
+            output_dropped: self.output_dropped().to_vec(),
+            link_poll_interval_ns: counts.link_poll_interval_ns.load(Ordering::Relaxed),
+            copy_ns: counts.exposition_copy_ns,
+            encode_ns,
         }
-        reg.register(
-            "group_state",
-            "1 for the group's current state (ok, degraded, failed)",
-            group_state,
-        );
-        reg.register(
-            "group_fdt_seconds",
-            "Current failure detection time of the group",
-            fdt,
-        );
-        reg.register(
-            "group_configured_fdt_seconds",
-            "Configured failure detection time of the group",
-            fdt_configured,
-        );
-
-        let active = Family::<Labels, Gauge>::default();
-        let link = Family::<Labels, Gauge>::default();
-        let state = Family::<Labels, Gauge>::default();
-        let probe = Family::<Labels, Gauge>::default();
-        for v in self.engine.interfaces() {
-            let l = labels(&[("interface", &v.ifname), ("group", &v.group)]);
-            active.get_or_create(&l).set(i64::from(v.active));
-            link.get_or_create(&l).set(i64::from(v.link_up));
-            let current = match v.state {
-                IfState::Running => "ok",
-                IfState::NoTargets => "unknown",
-                IfState::Failed => "failed",
-                IfState::Offline => "offline",
-            };
-            for s in ["ok", "failed", "offline", "unknown"] {
-                state
-                    .get_or_create(&labels(&[
-                        ("interface", &v.ifname),
-                        ("group", &v.group),
-                        ("state", s),
-                    ]))
-                    .set(i64::from(s == current));
-            }
-            let p = probe_state(v.state, self.engine.probe_enabled(&v.ifname), v.probing);
-            for s in ["ok", "failed", "unknown", "disabled"] {
-                probe
-                    .get_or_create(&labels(&[
-                        ("interface", &v.ifname),
-                        ("group", &v.group),
-                        ("state", s),
-                    ]))
-                    .set(i64::from(s == p));
-            }
-        }
-        reg.register(
-            "interface_active",
-            "1 when the interface carries data traffic",
-            active,
-        );
-        reg.register(
-            "interface_link_up",
-            "1 when the driver reports carrier",
-            link,
-        );
-        reg.register(
-            "interface_state",
-            "1 for the interface's current state",
-            state,
-        );
-        reg.register(
-            "interface_probe_state",
-            "1 for the interface's current probe state",
-            probe,
-        );
-
-        let crtt = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        for t in self.engine.targets() {
-            for target in &t.targets {
-                if let Some(c) = self.engine.crtt(&t.ifname, *target) {
-                    crtt.get_or_create(&labels(&[
-                        ("interface", &t.ifname),
-                        ("target", &target.to_string()),
-                    ]))
-                    .set(c as f64 / 1e9);
-                }
-            }
-        }
-        reg.register(
-            "target_crtt_seconds",
-            "Smoothed round trip plus four mean deviations, per probe target",
-            crtt,
-        );
-
-        let counter = |map: &HashMap<String, u64>, key: &str| {
-            let fam = Family::<Labels, Counter>::default();
-            for (k, v) in map {
-                fam.get_or_create(&labels(&[(key, k)])).inc_by(*v);
-            }
-            fam
-        };
-        let (sent, acked, lost, missed) = (
-            Family::<Labels, Counter>::default(),
-            Family::<Labels, Counter>::default(),
-            Family::<Labels, Counter>::default(),
-            Family::<Labels, Counter>::default(),
-        );
-        for (ifname, c) in self.io.members.probe_counts() {
-            let l = labels(&[("interface", ifname)]);
-            sent.get_or_create(&l).inc_by(c.sent);
-            acked.get_or_create(&l).inc_by(c.acked);
-            lost.get_or_create(&l).inc_by(c.lost);
-            missed.get_or_create(&l).inc_by(c.missed);
-        }
-        reg.register("probes_sent", "Failure-detection probes sent", sent);
-        reg.register("probes_acked", "Probes answered", acked);
-        reg.register("probes_lost", "Probes given up", lost);
-        reg.register(
-            "probes_missed",
-            "Probes not sent because the loop was scheduled too late (whole intervals skipped)",
-            missed,
-        );
-        reg.register(
-            "events",
-            "Catalogue events reported, by name",
-            counter(&self.out.counts.events, "event"),
-        );
-        let rejected = Family::<Labels, Counter>::default();
-        for r in self.out.counts.rejected_rows() {
-            rejected
-                .get_or_create(&labels(&[
-                    ("interface", &r.interface),
-                    ("reason", &r.reason),
-                ]))
-                .inc_by(r.count);
-        }
-        reg.register(
-            "probe_replies_rejected",
-            "Probe replies not accepted (by the XDP program or the daemon), by reason",
-            rejected,
-        );
-        let control = Family::<Labels, Counter>::default();
-        for (reason, n) in self.out.control.refusals().by_reason() {
-            control
-                .get_or_create(&labels(&[("reason", reason)]))
-                .inc_by(n);
-        }
-        reg.register(
-            "control_refused",
-            "Control-socket connections refused or dropped, by reason",
-            control,
-        );
-        let failovers = Family::<Labels, Counter>::default();
-        for ((group, cause), n) in &self.out.counts.failovers {
-            failovers
-                .get_or_create(&labels(&[("group", group), ("cause", cause)]))
-                .inc_by(*n);
-        }
-        reg.register(
-            "failovers",
-            "Data-address moves, by group and cause",
-            failovers,
-        );
-        for (name, help, n) in [
-            (
-                "deadlines",
-                "Engine deadlines (probe sends, loss timeouts) the loop woke up for",
-                self.out.counts.deadlines,
-            ),
-            (
-                "deadlines_missed",
-                "Engine deadlines met more than 1 ms late",
-                self.out.counts.deadlines_missed,
-            ),
-        ] {
-            let c = Counter::<u64, AtomicU64>::default();
-            c.inc_by(n);
-            reg.register(name, help, c);
-        }
-        let dropped = Family::<Labels, Counter>::default();
-        for (stream, kind, n) in self.output_dropped() {
-            dropped
-                .get_or_create(&labels(&[("stream", stream), ("kind", kind)]))
-                .inc_by(n);
-        }
-        reg.register(
-            "output_lines_dropped",
-            "Lines for standard output or error, or records for journald, dropped because their reader did not keep up (or journald was not there), by stream and kind",
-            dropped,
-        );
-        let poll = Gauge::<f64, AtomicU64>::default();
-        poll.set(
-            self.out
-                .counts
-                .link_poll_interval_ns
-                .load(std::sync::atomic::Ordering::Relaxed) as f64
-                / 1e9,
-        );
-        reg.register(
-            "link_poll_interval_seconds",
-            "Current carrier poll interval (stretched beyond its floor to keep the CPU budget; 0: no poll)",
-            poll,
-        );
-        let mut out = String::new();
-        let _ = encode(&mut out, &reg);
-        out
     }
 }

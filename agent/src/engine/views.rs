@@ -106,6 +106,26 @@ impl Engine {
             .map(|t| (t.rtt.avg_ns(), t.rtt.dev_ns()))
     }
 
+    /// Every named group's state and current FDT (ns), without the views' derived fields: what
+    /// the metrics exposition copies on the probing loop (at 512 groups [`Self::groups`]'s
+    /// `probing` alone compares every group with every interface).
+    pub fn group_fdts(&self) -> impl Iterator<Item = (&str, GroupState, u64)> {
+        self.groups
+            .iter()
+            .filter(|g| !g.anonymous())
+            .map(|g| (g.name.as_str(), g.state, g.fdt_ns))
+    }
+
+    /// Every probe target's CRTT (ns; 0 before its first sample), by interface, in one pass.
+    pub fn crtts(&self) -> impl Iterator<Item = (&str, IpAddr, u64)> {
+        self.interfaces.iter().flat_map(|x| {
+            x.instances
+                .iter()
+                .flat_map(|p| p.targets.iter())
+                .map(|t| (x.name.as_str(), t.addr, t.rtt.crtt_ns()))
+        })
+    }
+
     /// Whether `ifname` has a probing instance at all (a test address).
     #[must_use]
     pub fn probe_enabled(&self, ifname: &str) -> bool {

@@ -164,6 +164,9 @@ struct Sample {
     missed: f64,
     deadlines: f64,
     failures: usize,
+    /// The last scrape's cost: the probing loop's copy of its state and the exporter's encoding.
+    copy_ms: f64,
+    encode_ms: f64,
 }
 
 fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
@@ -226,6 +229,8 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         deadlines: metric_sum(&m1, "ipmpd_deadlines_total")
             - metric_sum(&m0, "ipmpd_deadlines_total"),
         failures,
+        copy_ms: 1e3 * metric_sum(&m1, "ipmpd_exposition_copy_seconds"),
+        encode_ms: 1e3 * metric_sum(&m1, "ipmpd_exposition_encode_seconds"),
     };
     d.stop();
     // Detached as an operator would, and waited for: removing the pins alone leaves the kernel
@@ -391,9 +396,11 @@ pub fn scale(
          A veth hands a packet to its peer synchronously, which would bill the peer's whole work\n\
          (bridge, ICMP echo, the reply's way back) to ipmpd's sending thread; RPS on the peer's ends\n\
          moves it to core 1, as if the peer were another machine, and ipmpd is pinned to core 0.\n\
-         The XDP and TC programs' own per-packet cost is in the datapath section.\n\n\
-         | interfaces | FDT | start | CPU | RSS (peak) | probes/s | answered/s | missed deadlines | false failures | target |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         The XDP and TC programs' own per-packet cost is in the datapath section. A scrape costs the\n\
+         probing loop a copy of its state; the exporter's thread encodes it at low priority (the\n\
+         `ipmpd_exposition_*_seconds` gauges of the window's first scrape).\n\n\
+         | interfaces | FDT | start | CPU | RSS (peak) | probes/s | answered/s | missed deadlines | false failures | scrape: loop copy / encode | target |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
         SETTLE.as_secs(),
         WINDOW.as_secs()
     );
@@ -453,7 +460,7 @@ pub fn scale(
             }
             writeln!(
                 md,
-                "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0} | {:.0} | {:.0} of {:.0} | {} | {target} |",
+                "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0} | {:.0} | {:.0} of {:.0} | {} | {:.2} / {:.1} ms | {target} |",
                 s.start_s,
                 s.cpu_pct,
                 s.rss_mib,
@@ -462,7 +469,9 @@ pub fn scale(
                 s.acked_per_s,
                 s.missed,
                 s.deadlines,
-                s.failures
+                s.failures,
+                s.copy_ms,
+                s.encode_ms
             )?;
         }
         writeln!(
