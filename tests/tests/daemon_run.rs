@@ -560,6 +560,7 @@ fn thread_policies(pid: u32) -> Vec<(String, u64, u64)> {
 }
 
 const SCHED_FIFO: u64 = 1;
+const SCHED_IDLE: u64 = 5;
 
 #[test]
 fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() {
@@ -589,6 +590,9 @@ fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() 
     for (name, policy, priority) in &threads {
         if name == "ipmpd" || name == "ipmpd-link" {
             assert_eq!((*policy, *priority), (SCHED_FIFO, 7), "{name}: {threads:?}");
+        } else if name == "ipmpd-metrics" {
+            // The exposition is encoded in the background: it never holds the loop back.
+            assert_eq!((*policy, *priority), (SCHED_IDLE, 0), "{name}: {threads:?}");
         } else {
             assert_eq!(
                 (*policy, *priority),

@@ -1,8 +1,8 @@
 //! The metrics endpoint's HTTP side, on a thread of its own, so no scraper, however slow or however
 //! many, can delay a probe. The daemon hands over a rendering (a copy of its state and the
 //! function that encodes it; 1,024 members make a 1.5 MB exposition that took 38 to 49 ms to
-//! encode) only when someone scrapes, and at most once a second; this thread encodes it, at a
-//! lower priority than the probing loop's. A scrape gets the last rendering if it is younger than
+//! encode) only when someone scrapes, and at most once a second; this thread encodes it in the
+//! background (SCHED_IDLE). A scrape gets the last rendering if it is younger than
 //! that, else asks for one and is answered with the first made after it arrived (or, should the
 //! daemon be busy past [`WAIT_NS`], the last one there is). Connections are bounded in number and
 //! in time.
@@ -32,18 +32,23 @@ const FRESH_NS: u64 = 1_000_000_000;
 /// a reload can keep the daemon from rendering for longer).
 const WAIT_NS: u64 = 1_200_000_000;
 
-/// A rendering the daemon hands over: it encodes the state it captured.
-pub type Render = Box<dyn FnOnce() -> String + Send>;
+/// A rendering the daemon hands over: the state it captured, which this thread encodes.
+pub trait Rendering: Send {
+    /// The exposition's text.
+    fn encode(&self) -> String;
+}
 
-/// The encoding thread's nice value in the background (SCHED_BATCH): beside a busy probing loop
-/// it gets about a tenth of the core, and its wake-ups never preempt the loop. The exposition can
-/// wait, the probes cannot.
-const NICE: i32 = 10;
+/// A rendering handed over. Once encoded it goes back to the daemon's thread to be dropped: its
+/// memory came from that thread's malloc arena, and freeing it here would take that arena's lock
+/// from a SCHED_IDLE thread, which can be preempted holding it while the probing loop waits.
+pub type Render = Box<dyn Rendering>;
 
 /// What the daemon and the serving thread share.
 struct Shared {
     /// The rendering handed over and not yet encoded.
     pending: Mutex<Option<Render>>,
+    /// Renderings encoded, for the daemon's thread to drop.
+    spent: Mutex<Vec<Render>>,
     text: Mutex<Arc<String>>,
     /// Renderings made so far.
     generation: AtomicU64,
@@ -94,6 +99,7 @@ impl Exporter {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             pending: Mutex::default(),
+            spent: Mutex::default(),
             text: Mutex::default(),
             generation: AtomicU64::new(0),
             rendered_ns: AtomicU64::new(0),
@@ -108,7 +114,7 @@ impl Exporter {
         let thread = std::thread::Builder::new()
             .name("ipmpd-metrics".into())
             .spawn(move || {
-                crate::sched::background_here(NICE);
+                crate::sched::background_here();
                 serve(&listener, &t, &s, &w);
             })?;
         Ok(Self {
@@ -138,10 +144,17 @@ impl Exporter {
     }
 
     /// A rendering for the scrapes waiting and the ones to come, encoded on the exporter's
-    /// thread. The probing loop never waits for that thread (which runs at a lower priority, and
+    /// thread. The probing loop never waits for that thread (which runs in the background, and
     /// may have been preempted holding the lock): when the lock is taken this rendering is
     /// dropped, the request stays and the next turn hands over another.
     pub fn update(&self, render: Render) {
+        let spent = self
+            .shared
+            .spent
+            .try_lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        drop(spent);
         match self.shared.pending.try_lock() {
             Ok(mut p) => *p = Some(render),
             Err(std::sync::TryLockError::WouldBlock) => {
@@ -209,10 +222,13 @@ fn encode_pending(shared: &Shared) {
         return;
     };
     let started = monotonic_ns();
-    let text = Arc::new(render());
+    let text = Arc::new(render.encode());
     shared
         .encode_ns
         .store(monotonic_ns() - started, Ordering::Relaxed);
+    if let Ok(mut s) = shared.spent.lock() {
+        s.push(render);
+    }
     if let Ok(mut t) = shared.text.lock() {
         *t = text;
     }
@@ -294,8 +310,16 @@ mod tests {
     }
 
     /// A rendering of fixed text.
+    struct Fixed(&'static str);
+
+    impl Rendering for Fixed {
+        fn encode(&self) -> String {
+            self.0.to_owned()
+        }
+    }
+
     fn text(t: &'static str) -> Render {
-        Box::new(move || t.to_owned())
+        Box::new(Fixed(t))
     }
 
     /// Waits until a scrape asks for a rendering.
@@ -325,6 +349,35 @@ mod tests {
         let answer = waiting.join().unwrap();
         assert!(answer.ends_with("\r\n\r\nfresh\n"), "{answer}");
         assert!(answer.contains("Content-Length: 6\r\n"), "{answer}");
+    }
+
+    /// A rendering that records the thread that drops it.
+    struct Traced(Arc<Mutex<Vec<std::thread::ThreadId>>>);
+
+    impl Rendering for Traced {
+        fn encode(&self) -> String {
+            "traced\n".into()
+        }
+    }
+
+    impl Drop for Traced {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push(std::thread::current().id());
+        }
+    }
+
+    #[test]
+    fn an_encoded_rendering_is_dropped_on_the_daemons_thread() {
+        let e =
+            Exporter::bind_with("127.0.0.1:0".parse().unwrap(), 60_000_000_000, 0).expect("bind");
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        e.update(Box::new(Traced(Arc::clone(&drops))));
+        // Encoded once the scrape is answered with it.
+        assert!(scrape(e.addr()).join().unwrap().ends_with("traced\n"));
+        assert!(drops.lock().unwrap().is_empty(), "dropped by the exporter");
+        // The next hand-over takes it back.
+        e.update(text("next\n"));
+        assert_eq!(*drops.lock().unwrap(), [std::thread::current().id()]);
     }
 
     #[test]

@@ -323,6 +323,12 @@ impl MetricsState {
     }
 }
 
+impl super::exporter::Rendering for MetricsState {
+    fn encode(&self) -> String {
+        self.render()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

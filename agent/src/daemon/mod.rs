@@ -449,7 +449,7 @@ impl Daemon {
                 let started = monotonic_ns();
                 let state = self.metrics_state(e.last_encode_ns());
                 self.out.counts.exposition_copy_ns = monotonic_ns() - started;
-                e.update(Box::new(move || state.render()));
+                e.update(Box::new(state));
             }
         }
     }

@@ -164,9 +164,9 @@ struct Sample {
     missed: f64,
     deadlines: f64,
     failures: usize,
-    /// The last scrape's cost: the probing loop's copy of its state and the exporter's encoding.
-    copy_ms: f64,
-    encode_ms: f64,
+    /// The window's first scrape's cost: the probing loop's copy of its state and the exporter's
+    /// encoding (ms; none from an ipmpd that does not export them, as in an A/B with an older one).
+    scrape_ms: Option<(f64, f64)>,
 }
 
 fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
@@ -229,8 +229,12 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         deadlines: metric_sum(&m1, "ipmpd_deadlines_total")
             - metric_sum(&m0, "ipmpd_deadlines_total"),
         failures,
-        copy_ms: 1e3 * metric_sum(&m1, "ipmpd_exposition_copy_seconds"),
-        encode_ms: 1e3 * metric_sum(&m1, "ipmpd_exposition_encode_seconds"),
+        scrape_ms: m1.contains("ipmpd_exposition_copy_seconds").then(|| {
+            (
+                1e3 * metric_sum(&m1, "ipmpd_exposition_copy_seconds"),
+                1e3 * metric_sum(&m1, "ipmpd_exposition_encode_seconds"),
+            )
+        }),
     };
     d.stop();
     // Detached as an operator would, and waited for: removing the pins alone leaves the kernel
@@ -460,7 +464,7 @@ pub fn scale(
             }
             writeln!(
                 md,
-                "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0} | {:.0} | {:.0} of {:.0} | {} | {:.2} / {:.1} ms | {target} |",
+                "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0} | {:.0} | {:.0} of {:.0} | {} | {} | {target} |",
                 s.start_s,
                 s.cpu_pct,
                 s.rss_mib,
@@ -470,8 +474,10 @@ pub fn scale(
                 s.missed,
                 s.deadlines,
                 s.failures,
-                s.copy_ms,
-                s.encode_ms
+                s.scrape_ms.map_or_else(
+                    || "not exported".to_owned(),
+                    |(copy, encode)| format!("{copy:.2} / {encode:.1} ms")
+                )
             )?;
         }
         writeln!(
