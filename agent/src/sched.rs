@@ -85,9 +85,9 @@ pub fn normal_here() {
 
 /// Puts the calling thread in the background, SCHED_IDLE, for work that can wait (encoding the
 /// metrics exposition): it runs on what the other threads leave, and a waking probing loop
-/// preempts it at once. Under SCHED_BATCH at nice 10 the kernel let it finish its slice first,
-/// and the loop's deadlines met more than 1 ms late doubled while it encoded. Needs no privilege
-/// from a normal or real-time policy; a failure leaves the thread as it was.
+/// preempts it at once (a SCHED_BATCH or niced thread may first run out its slice, a millisecond
+/// or more). Needs no privilege from a normal or real-time policy; a failure leaves the thread
+/// as it was.
 pub fn background_here() {
     let _ = set(libc::SCHED_IDLE, 0);
 }
