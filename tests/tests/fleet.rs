@@ -13,7 +13,7 @@
 //!
 //! The exported names come from ipmpd itself, not from a list here: a daemon runs with
 //! `--metrics` and its exposition is scraped, as in `metrics.rs` (root and network namespaces).
-//! prometheus-client writes nothing, not even HELP and TYPE, for a family without samples, so the
+//! ipmpd writes nothing, not even HELP and TYPE, for a family without samples, so the
 //! daemon is driven until every family has one: its groups and interfaces give the state and FDT
 //! gauges from the start, as do the rejected-reply counters (the kernel's reasons are there at
 //! zero from the first read), the control-socket refusals (every reason, at zero), the engine

@@ -26,6 +26,7 @@ mod loader;
 mod members;
 mod metrics;
 mod notify;
+mod openmetrics;
 mod reload;
 pub use reload::{ConfigRefused, EX_CONFIG};
 mod replies;
