@@ -160,10 +160,9 @@ pub struct ProbeInstance {
     /// at two slots instead of scanning the history. An entry whose slot has since been acked,
     /// lost, cleared or reused is stale and skipped (see [`ProbeInstance::unacked`]).
     outstanding: [Option<u16>; 2],
-    /// Start of the strictly periodic schedule of the current interval.
-    pub base_ns: u64,
-    /// When the next probe goes out.
-    pub next_send_ns: u64,
+    /// The failure-detection probes' strictly periodic schedule at the current interval: the
+    /// next probe goes out at `send.due_ns`.
+    pub send: Tick,
     /// End of the start-up quiet period (cut short by the first ack).
     pub quiet_until_ns: u64,
     /// Time of the latest acknowledged probe.
@@ -198,8 +197,10 @@ impl ProbeInstance {
             next_seq: 1,
             history: [Slot::default(); PROBE_STATS_COUNT],
             outstanding: [None; 2],
-            base_ns: now_ns,
-            next_send_ns: now_ns,
+            send: Tick {
+                base_ns: now_ns,
+                due_ns: now_ns,
+            },
             quiet_until_ns: now_ns + FAILURE_DETECTION_QP_NS,
             last_success_ns: None,
             missed: 0,

@@ -482,13 +482,22 @@ impl Engine {
     }
 
     fn schedule_first(&mut self, inst: &mut ProbeInstance, interval: u64, now_ns: u64) {
-        inst.base_ns = now_ns + self.jitter.between(0, interval.max(1));
-        inst.next_send_ns = self.jittered(inst.base_ns, interval);
+        let base_ns = now_ns + self.jitter.between(0, interval.max(1));
+        inst.send = self.tick_from(base_ns, interval);
     }
 
-    /// A tick of a schedule whose base is `base_ns`: in.mpathd's jitter, [0.5, 1] × interval on.
-    fn jittered(&mut self, base_ns: u64, interval: u64) -> u64 {
-        base_ns + self.jitter.between(interval / 2, interval.max(1))
+    /// The tick of a schedule whose base is `base_ns`: due with in.mpathd's jitter, [0.5, 1] ×
+    /// interval on.
+    fn tick_from(&mut self, base_ns: u64, interval: u64) -> Tick {
+        let due_ns = base_ns + self.jitter.between(interval / 2, interval.max(1));
+        Tick { base_ns, due_ns }
+    }
+
+    /// The tick after `tick` of a schedule of period `interval`, and how many whole intervals were
+    /// skipped to reach it (see [`next_base`]).
+    fn next_tick(&mut self, tick: Tick, interval: u64, now_ns: u64) -> (Tick, u64) {
+        let (base_ns, skipped) = next_base(tick.base_ns, interval, now_ns);
+        (self.tick_from(base_ns, interval), skipped)
     }
 
     fn members(&self, g: usize) -> impl Iterator<Item = (usize, &Interface)> {
@@ -873,7 +882,7 @@ impl Engine {
         // as at creation; counting those probes missed reported a NOTICE per member at every
         // large start, and sending them at the first turn made one burst of every member's probe
         // whose queued replies raised the FDT of half the groups (257 of 512) at once.
-        if !std::mem::replace(&mut inst.served, true) && now_ns >= inst.next_send_ns + interval {
+        if !std::mem::replace(&mut inst.served, true) && now_ns >= inst.send.due_ns + interval {
             self.schedule_first(inst, interval, now_ns);
         }
         // A probe leaves when its turn in the wake-up's batch comes, after the tagged `now`, and its
@@ -908,9 +917,9 @@ impl Engine {
             constants::MAX_PROBE_TARGETS,
         );
         // A probe due within the slack goes now, with the others due: many members then share a
-        // wake-up and their replies arrive together. The schedule (base_ns) does not move.
+        // wake-up and their replies arrive together. The schedule (its base) does not move.
         let mut fd_sent = false;
-        if now_ns + interval / SEND_SLACK_DIVISOR >= inst.next_send_ns {
+        if now_ns + interval / SEND_SLACK_DIVISOR >= inst.send.due_ns {
             if let Some(target) = inst.take_next_target() {
                 fd_sent = true;
                 let seq = inst.record_sent(target, now_ns);
@@ -934,8 +943,8 @@ impl Engine {
                     sent_ns: now_ns,
                 });
             }
-            let (base, skipped) = next_base(inst.base_ns, interval, now_ns);
-            inst.base_ns = base;
+            let (next, skipped) = self.next_tick(inst.send, interval, now_ns);
+            inst.send = next;
             if skipped > 0 {
                 inst.missed += skipped;
                 self.out.push(Output::Event(Event::ProbesMissed {
@@ -943,7 +952,6 @@ impl Engine {
                     count: skipped,
                 }));
             }
-            inst.next_send_ns = self.jittered(base, interval);
         }
         // While the group's interval is raised, the configured interval's ticks go on, and each one
         // a failure-detection probe did not take sends an RTT-only probe, which pulls the FDT back
@@ -954,10 +962,7 @@ impl Engine {
         if interval > user_interval && !inst.targets.is_empty() {
             let tick = match inst.rtt_tick {
                 Some(tick) => tick,
-                None => Tick {
-                    base_ns: now_ns,
-                    due_ns: self.jittered(now_ns, user_interval),
-                },
+                None => self.tick_from(now_ns, user_interval),
             };
             inst.rtt_tick = Some(tick);
             if fd_sent || now_ns >= tick.due_ns {
@@ -974,9 +979,7 @@ impl Engine {
                 }
                 // The next tick, one configured interval on (RTT-only ticks skipped while
                 // descheduled are not failure-detection probes: nothing to report).
-                let (base_ns, _) = next_base(tick.base_ns, user_interval, now_ns);
-                let due_ns = self.jittered(base_ns, user_interval);
-                inst.rtt_tick = Some(Tick { base_ns, due_ns });
+                inst.rtt_tick = Some(self.next_tick(tick, user_interval, now_ns).0);
             }
         } else {
             inst.rtt_tick = None;
@@ -1064,7 +1067,7 @@ impl Engine {
             .iter()
             .flat_map(|inst| {
                 let expiry = inst.next_expiry(interval, interval / SEND_SLACK_DIVISOR);
-                std::iter::once(inst.next_send_ns)
+                std::iter::once(inst.send.due_ns)
                     .chain(expiry)
                     .chain(inst.rtt_tick.map(|t| t.due_ns))
             })
