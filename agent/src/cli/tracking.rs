@@ -142,6 +142,15 @@ struct LinkLine<'a> {
     source_name: &'static str,
 }
 
+/// `watch --json`'s line for the carrier poll's way.
+#[derive(Debug, serde::Serialize)]
+struct PollWayLine {
+    event: &'static str,
+    way: &'static str,
+    members: usize,
+    devices: usize,
+}
+
 impl Tracking {
     /// Prints one watcher report.
     pub fn print_report(&self, json: bool, report: &WatchReport) {
@@ -178,6 +187,21 @@ impl Tracking {
                 eprintln!("ipmpd: rtnetlink notifications overran; resynchronised with a dump");
             }
             WatchReport::Error(e) => eprintln!("ipmpd: link watcher: {e}"),
+            &WatchReport::PollWay {
+                each_member,
+                members,
+                devices,
+            } => {
+                let line = PollWayLine {
+                    event: "carrier_poll",
+                    way: if each_member { "each member" } else { "dump" },
+                    members,
+                    devices,
+                };
+                super::output::emit(json, &line, || {
+                    crate::link::watcher::poll_way_text(each_member, members, devices)
+                });
+            }
         }
     }
 }

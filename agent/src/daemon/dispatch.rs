@@ -13,7 +13,10 @@ use crate::{
     datapath::Datapath,
     engine::{Event, Output},
     failover::kernel::Kernel as _,
-    link::{mirror::LinkChange, watcher::WatchReport},
+    link::{
+        mirror::LinkChange,
+        watcher::{WatchReport, poll_way_text},
+    },
 };
 
 /// One gratuitous ARP / unsolicited NA to send at `due_ns`.
@@ -179,6 +182,11 @@ impl Daemon {
                 tracing::warn!("rtnetlink notifications overran; resynchronised");
             }
             WatchReport::Error(e) => tracing::warn!(error = e, "link watcher"),
+            WatchReport::PollWay {
+                each_member,
+                members,
+                devices,
+            } => tracing::info!("{}", poll_way_text(each_member, members, devices)),
         }
     }
 

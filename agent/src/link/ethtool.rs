@@ -58,6 +58,18 @@ pub fn dump_request(family: u16, seq: u32) -> Vec<u8> {
     )
 }
 
+/// The link-state request for one device.
+#[must_use]
+pub fn get_request(family: u16, seq: u32, ifindex: u32) -> Vec<u8> {
+    let mut attr = Vec::new();
+    attr.extend(12u16.to_ne_bytes());
+    attr.extend((ETHTOOL_A_LINKSTATE_HEADER | NLA_F_NESTED).to_ne_bytes());
+    attr.extend(8u16.to_ne_bytes());
+    attr.extend(ETHTOOL_A_HEADER_DEV_INDEX.to_ne_bytes());
+    attr.extend(ifindex.to_ne_bytes());
+    message(family, NLM_F_REQUEST, seq, ETHTOOL_MSG_LINKSTATE_GET, &attr)
+}
+
 /// (ifindex, link) from one reply body; `None` for devices that do not report link state.
 #[must_use]
 pub fn parse_reply(body: &[u8]) -> Option<(u32, bool)> {
@@ -100,11 +112,23 @@ impl EthtoolLinkState {
     ///
     /// # Errors
     /// On a socket error or a refusal by the kernel.
-    pub fn dump(&mut self, mut each: impl FnMut(u32, bool)) -> Result<(), NetlinkError> {
+    pub fn dump(&mut self, each: impl FnMut(u32, bool)) -> Result<(), NetlinkError> {
         let seq = self.sock.next_seq();
-        let req = dump_request(self.family, seq);
+        self.ask(&dump_request(self.family, seq), each)
+    }
+
+    /// Asks for the link state of one device and calls `each(ifindex, link)` with it.
+    ///
+    /// # Errors
+    /// On a socket error or a refusal by the kernel (ENODEV: no such device).
+    pub fn get(&mut self, ifindex: u32, each: impl FnMut(u32, bool)) -> Result<(), NetlinkError> {
+        let seq = self.sock.next_seq();
+        self.ask(&get_request(self.family, seq, ifindex), each)
+    }
+
+    fn ask(&mut self, req: &[u8], mut each: impl FnMut(u32, bool)) -> Result<(), NetlinkError> {
         let family = self.family;
-        self.sock.request(&req, |kind, body| {
+        self.sock.request(req, |kind, body| {
             if kind == family
                 && let Some((ifindex, link)) = parse_reply(body)
             {
@@ -131,6 +155,13 @@ mod tests {
             24, 0, 0, 0,  21, 0,  1, 3,  6, 0, 0, 0,  0, 0, 0, 0, // nlmsghdr: family 21, REQUEST|DUMP
             6, 1, 0, 0,                                         // LINKSTATE_GET, version 1
             4, 0, 1, 0x80,                                      // empty nested header
+        ]);
+        #[rustfmt::skip]
+        assert_eq!(get_request(21, 7, 3), [
+            32, 0, 0, 0,  21, 0,  1, 0,  7, 0, 0, 0,  0, 0, 0, 0, // nlmsghdr: family 21, REQUEST
+            6, 1, 0, 0,                                         // LINKSTATE_GET, version 1
+            12, 0, 1, 0x80,                                     // nested header
+              8, 0, 1, 0, 3, 0, 0, 0,                           //   DEV_INDEX 3
         ]);
     }
 

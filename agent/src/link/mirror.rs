@@ -79,6 +79,11 @@ impl LinkMirror {
         self.entries.remove(&ifindex);
     }
 
+    /// Every tracked interface, in no order.
+    pub fn tracked(&self) -> impl Iterator<Item = u32> + '_ {
+        self.entries.keys().copied()
+    }
+
     /// Whether `ifindex` is tracked.
     #[must_use]
     pub fn is_tracked(&self, ifindex: u32) -> bool {
