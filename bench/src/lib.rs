@@ -59,8 +59,8 @@ const SECTIONS: &[Section] = &[
         "carrier-loss detection on a NIC-like veth",
         |a, r| carrier::carrier_detection(a.faults, &mut r.targets),
     ),
-    ("poll", "CPU cost of the carrier poll", |_, _| {
-        poll::poll_cost()
+    ("poll", "CPU cost of the carrier poll", |_, r| {
+        poll::poll_cost(r.cargo)
     }),
     ("load", "ipmpd and bfdd under full CPU load", |a, r| {
         load::under_load(a.idle_secs, a.faults, &r.plots, &mut r.targets)
