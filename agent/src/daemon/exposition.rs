@@ -117,47 +117,45 @@ impl MetricsState {
     }
 
     fn write_interfaces(&self, text: &mut Text) {
-        let mut f = text.family(
-            "interface_active",
-            "1 when the interface carries data traffic",
-            Kind::Gauge,
-        );
-        for v in &self.interfaces {
-            f.sample(&interface_labels(v), v.active);
+        type Flag = fn(&InterfaceRow) -> bool;
+        let flags: [(&str, &str, Flag); 2] = [
+            (
+                "interface_active",
+                "1 when the interface carries data traffic",
+                |v| v.active,
+            ),
+            (
+                "interface_link_up",
+                "1 when the driver reports carrier",
+                |v| v.link_up,
+            ),
+        ];
+        for (name, help, flag) in flags {
+            let mut f = text.family(name, help, Kind::Gauge);
+            for v in &self.interfaces {
+                f.sample(&interface_labels(v), flag(v));
+            }
         }
-        let mut f = text.family(
-            "interface_link_up",
-            "1 when the driver reports carrier",
-            Kind::Gauge,
-        );
-        for v in &self.interfaces {
-            f.sample(&interface_labels(v), v.link_up);
-        }
-        let mut f = text.family(
-            "interface_state",
-            "1 for the interface's current state",
-            Kind::Gauge,
-        );
-        for v in &self.interfaces {
-            f.one_hot(
-                &interface_labels(v),
-                "state",
+        type State = fn(&InterfaceRow) -> &'static str;
+        let states: [(&str, &str, &[&str], State); 2] = [
+            (
+                "interface_state",
+                "1 for the interface's current state",
                 &["ok", "failed", "offline", "unknown"],
-                v.state,
-            );
-        }
-        let mut f = text.family(
-            "interface_probe_state",
-            "1 for the interface's current probe state",
-            Kind::Gauge,
-        );
-        for v in &self.interfaces {
-            f.one_hot(
-                &interface_labels(v),
-                "state",
+                |v| v.state,
+            ),
+            (
+                "interface_probe_state",
+                "1 for the interface's current probe state",
                 &["ok", "failed", "unknown", "disabled"],
-                v.probe,
-            );
+                |v| v.probe,
+            ),
+        ];
+        for (name, help, values, current) in states {
+            let mut f = text.family(name, help, Kind::Gauge);
+            for v in &self.interfaces {
+                f.one_hot(&interface_labels(v), "state", values, current(v));
+            }
         }
         let mut f = text.family(
             "target_crtt_seconds",
