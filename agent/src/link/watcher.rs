@@ -295,17 +295,27 @@ const COUNTER_DUMP_NS: u64 = 100_000_000;
 const MAX_POLL_NS: u64 = 1_000_000_000;
 /// Share of the budget for the carrier-counter dump; the rest is the poll's.
 const COUNTER_SHARE: f64 = 0.25;
-/// Devices per member above which the ethtool poll asks for each member instead of dumping.
-const DEVICES_PER_MEMBER: usize = 6;
+/// Devices per member above which the ethtool poll asks for each member instead of dumping, and
+/// below which it dumps again: between the two it keeps its way, so that containers coming and
+/// going near one threshold do not switch it (and log the switch) at every dump.
+const ASK_ABOVE_DEVICES_PER_MEMBER: usize = 6;
+const DUMP_BELOW_DEVICES_PER_MEMBER: usize = 4;
 
-/// Whether the ethtool poll asks for each of `members` alone rather than dumping all `devices`.
-/// The kernel's dump costs about 0.4 µs per device, a request for one device 2 to 2.6 µs
-/// (`carrier_query_cost`, thread CPU per poll: 47 µs to dump 128 devices against 120 µs for 64
-/// requests; 427 µs to dump 1,024 against 165 µs): requests win from about six devices per
-/// member, as on a container host with a few uplinks among hundreds of veths.
+/// Whether the ethtool poll asks for each of `members` alone rather than dumping all `devices`,
+/// given how it asked last (`None`: it has not polled yet). The kernel's dump costs about 0.4 µs
+/// per device, a request for one device 2 to 2.6 µs (`carrier_query_cost`, thread CPU per poll:
+/// 47 µs to dump 128 devices against 120 µs for 64 requests; 427 µs to dump 1,024 against
+/// 165 µs): requests win from about six devices per member, as on a container host with a few
+/// uplinks among hundreds of veths.
 #[must_use]
-pub fn asks_each_member(devices: usize, members: usize) -> bool {
-    devices > DEVICES_PER_MEMBER * members
+pub fn asks_each_member(devices: usize, members: usize, last: Option<bool>) -> bool {
+    if devices > ASK_ABOVE_DEVICES_PER_MEMBER * members {
+        true
+    } else if devices < DUMP_BELOW_DEVICES_PER_MEMBER * members {
+        false
+    } else {
+        last.unwrap_or(false)
+    }
 }
 
 /// The poll's way in words, for logs: `each_member` as [`asks_each_member`] chose.
@@ -484,7 +494,7 @@ fn run(
             let mut observe = |ifindex, link| {
                 events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL));
             };
-            let each_member = asks_each_member(devices, members.len());
+            let each_member = asks_each_member(devices, members.len(), way);
             if way != Some(each_member) {
                 way = Some(each_member);
                 report(WatchReport::PollWay {
@@ -600,11 +610,17 @@ mod tests {
     #[test]
     fn the_poll_asks_each_member_only_among_many_more_devices() {
         // Two uplinks on a container host with 300 veths; 64 members among 128 devices.
-        assert!(asks_each_member(300, 2));
-        assert!(asks_each_member(1024, 64));
-        assert!(!asks_each_member(128, 64));
-        assert!(!asks_each_member(12, 2));
-        assert!(!asks_each_member(0, 0), "before the first dump: dump");
+        assert!(asks_each_member(300, 2, None));
+        assert!(asks_each_member(1024, 64, Some(false)));
+        assert!(!asks_each_member(128, 64, None));
+        assert!(!asks_each_member(12, 2, None));
+        assert!(!asks_each_member(0, 1, None), "before the first dump: dump");
+        // Between four and six devices per member the way stays as it was.
+        assert!(asks_each_member(10, 2, Some(true)));
+        assert!(!asks_each_member(10, 2, Some(false)));
+        assert!(!asks_each_member(10, 2, None));
+        assert!(!asks_each_member(7, 2, Some(true)));
+        assert!(asks_each_member(13, 2, Some(false)));
     }
 
     #[test]
