@@ -57,11 +57,13 @@ impl Daemon {
                     if let Some(m) = self.io.members.get_mut(&ifname) {
                         m.counts.sent += 1;
                         wake_on_replies(&mut self.io.datapath, m, prompt_reply || watched);
-                        m.send(
+                        if let Some(p) = m.probe(
                             &self.io.key,
                             (test_addr, target, seq, sent_ns),
                             msg::FAILURE_DETECTION,
-                        );
+                        ) {
+                            self.io.outbox.push(p);
+                        }
                     }
                 }
                 Output::SendDiscovery {
@@ -88,6 +90,7 @@ impl Daemon {
                 Output::Event(e) => self.report_engine_event(&e),
             }
         }
+        self.send_queued_probes();
         // The failover is carried out by the pass at the end of this turn of the loop, after the
         // rest of the replies it woke for: one pass for every member that changed, not one per
         // reply (a thousand members repairing together made a thousand passes).
@@ -101,10 +104,23 @@ impl Daemon {
         }
     }
 
-    /// Sends (test address, target, sequence number, send time) from `ifname`.
-    fn send(&self, ifname: &str, probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
-        if let Some(m) = self.io.members.get(ifname) {
-            m.send(&self.io.key, probe, kind);
+    /// Queues a probe (test address, target, sequence number, send time) from `ifname`.
+    fn send(&mut self, ifname: &str, probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
+        if let Some(p) = self
+            .io
+            .members
+            .get(ifname)
+            .and_then(|m| m.probe(&self.io.key, probe, kind))
+        {
+            self.io.outbox.push(p);
+        }
+    }
+
+    /// Sends the probes queued by this turn's outputs, together.
+    fn send_queued_probes(&mut self) {
+        let done = self.io.outbox.flush(&mut self.io.shared_sockets);
+        for (ifindex, target, error) in done.refused {
+            tracing::debug!(ifindex, %target, %error, "probe not sent");
         }
     }
 

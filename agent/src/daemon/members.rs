@@ -8,6 +8,7 @@ use agent_common::probe::ProbeHeader;
 
 use crate::probe::{
     auth::ProbeKey,
+    outbox::Probe,
     packet::{Family, echo_request},
     session::ProbeSession,
     socket::{ProbeSocket, SocketError},
@@ -142,23 +143,29 @@ impl MemberIo {
         self.sockets.retain(|(a, _)| *a != addr);
     }
 
-    /// Sends probe `seq` of message type `kind` from `test_addr` to `target`, carrying `sent_ns`
-    /// (the engine's send time, which a reply must carry back) and signed with `key`.
-    pub fn send(&self, key: &ProbeKey, probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
+    /// Probe `seq` of message type `kind` from `test_addr` to `target`, carrying `sent_ns` (the
+    /// engine's send time, which a reply must carry back) and signed with `key`; `None` when no
+    /// socket of the target's family is bound to `test_addr` (the address is not usable).
+    #[must_use]
+    pub fn probe(
+        &self,
+        key: &ProbeKey,
+        probe: (IpAddr, IpAddr, u16, u64),
+        kind: u16,
+    ) -> Option<Probe> {
         let (test_addr, target, seq, sent_ns) = probe;
-        let Some((_, sock)) = self
+        let (_, sock) = self
             .sockets
             .iter()
-            .find(|(a, s)| *a == test_addr && (s.family() == Family::Inet) == target.is_ipv4())
-        else {
-            return;
-        };
+            .find(|(a, s)| *a == test_addr && (s.family() == Family::Inet) == target.is_ipv4())?;
         let mut header = ProbeHeader::new(kind, self.ifindex, 0, sent_ns);
         key.sign(&mut header, self.id, seq);
-        let packet = echo_request(sock.family(), self.id, seq, &header);
-        if let Err(e) = sock.send(target, &packet) {
-            tracing::debug!(ifname = self.ifname, %target, error = %e, "probe not sent");
-        }
+        Some(Probe {
+            ifindex: self.ifindex,
+            source: test_addr,
+            target,
+            packet: echo_request(sock.family(), self.id, seq, &header),
+        })
     }
 }
 

@@ -52,7 +52,10 @@ use crate::{
     failover::{arp_flux::ArpFlux, kernel::NetlinkKernel},
     link::watcher::{LinkWatcher, WatchConfig, WatchReport},
     netlink::RouteSocket,
-    probe::auth::ProbeKey,
+    probe::{
+        auth::ProbeKey,
+        outbox::{Outbox, SharedSockets},
+    },
     reconcile::{Applied, Desired, IF_SCAN_INTERVAL_NS, Memory},
 };
 
@@ -100,6 +103,9 @@ struct Io {
     /// Reports of the link watcher thread, collected until the loop reads them.
     link_queue: Arc<Mutex<Vec<WatchReport>>>,
     members: Members,
+    /// Probes of this turn, sent together on the shared sockets.
+    outbox: Outbox,
+    shared_sockets: SharedSockets,
     kernel: NetlinkKernel,
     key: ProbeKey,
     announcements: Vec<dispatch::Announcement>,
@@ -273,6 +279,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             watcher,
             link_queue,
             members: Members::default(),
+            outbox: Outbox::default(),
+            shared_sockets: SharedSockets::default(),
             kernel: NetlinkKernel(RouteSocket::for_dumps().context("cannot open rtnetlink")?),
             key: ProbeKey::random().context("no randomness for the probe key")?,
             announcements: Vec::new(),

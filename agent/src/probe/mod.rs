@@ -3,6 +3,8 @@
 
 pub mod addr;
 pub mod auth;
+mod mmsg;
+pub mod outbox;
 pub mod packet;
 pub mod session;
 pub mod socket;

@@ -62,85 +62,24 @@ impl ProbeSocket {
             IpAddr::V4(_) => Family::Inet,
             IpAddr::V6(_) => Family::Inet6,
         };
-        let (domain, proto) = match family {
-            Family::Inet => (AddressFamily::INET, ipproto::ICMP),
-            Family::Inet6 => (AddressFamily::INET6, ipproto::ICMPV6),
-        };
-        let fd = rustix::net::socket_with(
-            domain,
-            SocketType::RAW,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            Some(proto),
-        )
-        .map_err(|e| SocketError::Open {
-            family,
-            source: e.into(),
-        })?;
         let sock = Self {
-            fd,
+            fd: configured(family, ifname)?,
             family,
             ifindex,
             ifname: ifname.to_owned(),
         };
         let fd = &sock.fd;
-        sock.check(
+        check(
             "SO_BINDTODEVICE",
+            ifname,
             SockRef::from(fd).bind_device(Some(ifname.as_bytes())),
         )?;
-        match family {
-            Family::Inet => {
-                sock.check("IP_TTL", sockopt::set_ip_ttl(fd, 1))?;
-                sock.check("IP_MULTICAST_TTL", sockopt::set_ip_multicast_ttl(fd, 1))?;
-                sock.check(
-                    "IP_MULTICAST_LOOP",
-                    sockopt::set_ip_multicast_loop(fd, false),
-                )?;
-                // The bound test address is known to be local: IP_TRANSPARENT spares every send
-                // the kernel's check that the source is one of the host's addresses (a hash
-                // lookup over every address of every namespace). Best effort: without the
-                // privilege the check simply stays.
-                let _ = SockRef::from(fd).set_ip_transparent_v4(true);
-                // Don't Fragment: a probe is far below any MTU, and a DF datagram takes IP ID 0
-                // instead of a hashed one from the kernel's shared generator (a few percent of
-                // every send at 1,024 members in the scale profile). Best effort as well.
-                let _ = sock.set_raw_option(
-                    libc::IPPROTO_IP,
-                    libc::IP_MTU_DISCOVER,
-                    "IP_MTU_DISCOVER",
-                    &libc::IP_PMTUDISC_DO.to_ne_bytes(),
-                );
-                // Drop every ICMP type on input: replies arrive through the datapath instead.
-                sock.set_raw_option(
-                    libc::SOL_RAW,
-                    ICMP_FILTER,
-                    "ICMP_FILTER",
-                    &u32::MAX.to_ne_bytes(),
-                )?;
-            }
-            Family::Inet6 => {
-                sock.check(
-                    "IPV6_UNICAST_HOPS",
-                    sockopt::set_ipv6_unicast_hops(fd, Some(1)),
-                )?;
-                sock.check(
-                    "IPV6_MULTICAST_HOPS",
-                    sockopt::set_ipv6_multicast_hops(fd, 1),
-                )?;
-                sock.check(
-                    "IPV6_MULTICAST_LOOP",
-                    sockopt::set_ipv6_multicast_loop(fd, false),
-                )?;
-                sock.check(
-                    "IPV6_MULTICAST_IF",
-                    sockopt::set_ipv6_multicast_if(fd, ifindex),
-                )?;
-                sock.set_raw_option(
-                    libc::IPPROTO_ICMPV6,
-                    ICMP6_FILTER,
-                    "ICMP6_FILTER",
-                    &[0xffu8; 32],
-                )?;
-            }
+        if family == Family::Inet6 {
+            check(
+                "IPV6_MULTICAST_IF",
+                ifname,
+                sockopt::set_ipv6_multicast_if(fd, ifindex),
+            )?;
         }
         sock.bind(test_addr)?;
         Ok(sock)
@@ -202,45 +141,134 @@ impl ProbeSocket {
             source: e.into(),
         })
     }
+}
 
-    /// Turns the outcome of setting `option` into this socket's error.
-    fn check<E: Into<io::Error>>(
-        &self,
-        option: &'static str,
-        set: Result<(), E>,
-    ) -> Result<(), SocketError> {
-        set.map_err(|e| SocketError::Option {
-            option,
-            ifname: self.ifname.clone(),
-            source: e.into(),
-        })
-    }
-
-    /// Sets an option rustix and socket2 do not offer (the raw-socket ICMP type filters, path MTU
-    /// discovery) from its bytes.
-    fn set_raw_option(
-        &self,
-        level: libc::c_int,
-        name: libc::c_int,
-        option: &'static str,
-        v: &[u8],
-    ) -> Result<(), SocketError> {
-        // Stays libc: neither rustix nor socket2 has ICMP_FILTER / ICMP6_FILTER or
-        // IP_MTU_DISCOVER (nor a raw setsockopt taking a byte slice).
-        // SAFETY: the descriptor is open (owned by `self`); `v` is valid for reads of `v.len()`
-        // bytes during the call, and the kernel only reads that many bytes from it.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                level,
-                name,
-                v.as_ptr().cast(),
-                v.len() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return self.check(option, Err(io::Error::last_os_error()));
+/// A raw socket of `family` with every option a probe socket has whatever sends through it: TTL /
+/// hop limit 1, no multicast loop, Don't Fragment, every incoming ICMP type filtered out. `owner`
+/// names what it is for in errors (an interface, or every member for the shared socket).
+pub(super) fn configured(family: Family, owner: &str) -> Result<OwnedFd, SocketError> {
+    let (domain, proto) = match family {
+        Family::Inet => (AddressFamily::INET, ipproto::ICMP),
+        Family::Inet6 => (AddressFamily::INET6, ipproto::ICMPV6),
+    };
+    let fd = rustix::net::socket_with(
+        domain,
+        SocketType::RAW,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        Some(proto),
+    )
+    .map_err(|e| SocketError::Open {
+        family,
+        source: e.into(),
+    })?;
+    let fd_ref = &fd;
+    match family {
+        Family::Inet => {
+            check("IP_TTL", owner, sockopt::set_ip_ttl(fd_ref, 1))?;
+            check(
+                "IP_MULTICAST_TTL",
+                owner,
+                sockopt::set_ip_multicast_ttl(fd_ref, 1),
+            )?;
+            check(
+                "IP_MULTICAST_LOOP",
+                owner,
+                sockopt::set_ip_multicast_loop(fd_ref, false),
+            )?;
+            // The source is a test address, known to be local: IP_TRANSPARENT spares every send
+            // the kernel's check that the source is one of the host's addresses (a hash lookup
+            // over every address of every namespace). Best effort: without the privilege the
+            // check simply stays.
+            let _ = SockRef::from(fd_ref).set_ip_transparent_v4(true);
+            // Don't Fragment: a probe is far below any MTU, and a DF datagram takes IP ID 0
+            // instead of a hashed one from the kernel's shared generator (a few percent of every
+            // send at 1,024 members in the scale profile). Best effort as well.
+            let _ = set_raw_option(
+                fd_ref,
+                (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+                ("IP_MTU_DISCOVER", owner),
+                &libc::IP_PMTUDISC_DO.to_ne_bytes(),
+            );
+            // Drop every ICMP type on input: replies arrive through the datapath instead.
+            set_raw_option(
+                fd_ref,
+                (libc::SOL_RAW, ICMP_FILTER),
+                ("ICMP_FILTER", owner),
+                &u32::MAX.to_ne_bytes(),
+            )?;
         }
-        Ok(())
+        Family::Inet6 => {
+            check(
+                "IPV6_UNICAST_HOPS",
+                owner,
+                sockopt::set_ipv6_unicast_hops(fd_ref, Some(1)),
+            )?;
+            check(
+                "IPV6_MULTICAST_HOPS",
+                owner,
+                sockopt::set_ipv6_multicast_hops(fd_ref, 1),
+            )?;
+            check(
+                "IPV6_MULTICAST_LOOP",
+                owner,
+                sockopt::set_ipv6_multicast_loop(fd_ref, false),
+            )?;
+            // As IP_TRANSPARENT above: a source chosen per message (IPV6_PKTINFO) is then not
+            // looked up among the host's addresses at every send. Best effort.
+            let _ = set_raw_option(
+                fd_ref,
+                (libc::IPPROTO_IPV6, libc::IPV6_TRANSPARENT),
+                ("IPV6_TRANSPARENT", owner),
+                &1i32.to_ne_bytes(),
+            );
+            set_raw_option(
+                fd_ref,
+                (libc::IPPROTO_ICMPV6, ICMP6_FILTER),
+                ("ICMP6_FILTER", owner),
+                &[0xffu8; 32],
+            )?;
+        }
     }
+    Ok(fd)
+}
+
+/// Turns the outcome of setting `option` on `owner`'s socket into a [`SocketError`].
+fn check<E: Into<io::Error>>(
+    option: &'static str,
+    owner: &str,
+    set: Result<(), E>,
+) -> Result<(), SocketError> {
+    set.map_err(|e| SocketError::Option {
+        option,
+        ifname: owner.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Sets an option rustix and socket2 do not offer (the raw-socket ICMP type filters, path MTU
+/// discovery, IPV6_TRANSPARENT) from its bytes; `at` is (level, name), `what` the option's name
+/// and the socket's owner for the error.
+fn set_raw_option(
+    fd: &OwnedFd,
+    at: (libc::c_int, libc::c_int),
+    what: (&'static str, &str),
+    v: &[u8],
+) -> Result<(), SocketError> {
+    // Stays libc: neither rustix nor socket2 has these options (nor a raw setsockopt taking a
+    // byte slice).
+    // SAFETY: the descriptor is open (borrowed for the call); `v` is valid for reads of `v.len()`
+    // bytes during the call, and the kernel only reads that many bytes from it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            at.0,
+            at.1,
+            v.as_ptr().cast(),
+            v.len() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return check(what.0, what.1, Err(io::Error::last_os_error()));
+    }
+    Ok(())
 }
