@@ -124,6 +124,7 @@ impl Family<'_> {
     /// Samples that are 1 for the current one of `values` under `key` and 0 for the others,
     /// each with the labels of `base` first (at most two).
     pub fn one_hot(&mut self, base: &[(&str, &str)], key: &str, values: &[&str], current: &str) {
+        debug_assert!(base.len() <= 2, "one_hot takes at most two base labels");
         let mut labels = [("", ""); 3];
         let n = base.len().min(2);
         labels[..n].copy_from_slice(&base[..n]);
