@@ -2,8 +2,8 @@
 //! many, can delay a probe. The daemon hands over a rendering (a copy of its state and the
 //! function that encodes it; 1,024 members make a 1.5 MB exposition, whose encoding took 38 to
 //! 49 ms on the probing loop through a prometheus-client registry, and 3.8 ms here written as
-//! text in BENCHMARKS.md's run) only when someone scrapes, and at most once a second; this thread encodes it
-//! in the background (SCHED_IDLE). A scrape gets the last rendering if it is younger than that,
+//! text in BENCHMARKS.md's run) only when someone scrapes, and at most once a second; this thread
+//! encodes it in the background (SCHED_IDLE). A scrape gets the last rendering if it is younger than that,
 //! else asks for one and is answered with the first made after it arrived (or, should the daemon
 //! be busy past [`WAIT_NS`], the last one there is). Connections are bounded in number and in
 //! time.

@@ -128,6 +128,8 @@ impl Outbox {
 pub struct SharedSockets {
     inet: Option<OwnedFd>,
     inet6: Option<OwnedFd>,
+    /// Whether opening the family's socket failed and was reported (once, until it opens).
+    reported: [bool; 2],
 }
 
 impl SendBatch for SharedSockets {
@@ -137,9 +139,21 @@ impl SendBatch for SharedSockets {
             Family::Inet6 => &mut self.inet6,
         };
         if slot.is_none() {
-            let fd = configured(family, "every member (shared probe socket)")
-                .map_err(io::Error::other)?;
-            *slot = Some(fd);
+            let reported = &mut self.reported[usize::from(family == Family::Inet6)];
+            match configured(family, "every member (shared probe socket)") {
+                Ok(fd) => {
+                    *slot = Some(fd);
+                    *reported = false;
+                }
+                Err(e) => {
+                    // Every probe of the family is refused until it opens (tried again each
+                    // turn): said once, as a warning, since the members will be found failed.
+                    if !std::mem::replace(reported, true) {
+                        tracing::warn!(error = %e, "no probe of this family can be sent");
+                    }
+                    return Err(io::Error::other(e));
+                }
+            }
         }
         let fd = slot.as_ref().expect("opened above");
         super::mmsg::send(fd, family, probes)

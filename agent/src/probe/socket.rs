@@ -1,9 +1,9 @@
-//! Raw ICMP / ICMPv6 sockets that send probes from one test address out of one interface.
-//!
-//! Bound to the test address and the interface (SO_BINDTODEVICE), TTL / hop limit 1 so a probe never
-//! leaves the link, and with every incoming ICMP type filtered out: replies never reach this socket,
-//! XDP consumes them and hands them over through the ring buffer.
-
+//! Raw ICMP / ICMPv6 sockets for probes, with TTL / hop limit 1 so a probe never leaves the link
+//! and every incoming ICMP type filtered out: replies never reach them, XDP consumes them and
+//! hands them over through the ring buffer. A member's socket is bound to its test address and
+//! interface (SO_BINDTODEVICE): binding it is how the daemon finds the address usable, and
+//! `ipmpd probe` sends on it. The daemon sends its probes on one shared socket per family with
+//! the same options ([`configured`], used by [`super::outbox`]).
 use std::{
     io,
     net::{IpAddr, SocketAddrV4, SocketAddrV6},
