@@ -119,6 +119,72 @@ fn silent_path_fault_is_detected_within_the_fdt_and_repaired_within_twice_it() {
     .expect("second failure reported");
 }
 
+/// Packets held in `ifname`'s root qdisc, from `tc -s qdisc show`.
+fn qdisc_backlog(lan: &Lan, ifname: &str) -> u64 {
+    let out = lan.host().sh(&format!("tc -s qdisc show dev {ifname}"));
+    out.split_whitespace()
+        .skip_while(|w| *w != "backlog")
+        .nth(2)
+        .and_then(|p| p.strip_suffix('p'))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_member_whose_transmit_queue_is_stuck_loses_only_its_own_probes() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let cfg = RunConfig::new("stuckq", &two_members(FDT_MS, ""), None);
+    let mut d = cfg.spawn(lan.host());
+    probing(&mut d);
+    // h0's transmit queue holds every packet (1 bit a second, no practical limit), as a NIC whose
+    // transmit has hung does: its probes stay charged to the send buffer of the socket that sent
+    // them. The probes of both members share one socket's buffer (212,992 bytes by default, a few
+    // hundred probes) until it fills; from then on they must go on each member's own socket, or
+    // h1 would lose its probes to h0's fault.
+    // A permanent neighbour: with the entry left to expire, its resolution would be held too and
+    // later probes would wait (and be dropped) in the neighbour's queue instead of the qdisc.
+    lan.host()
+        .sh("ip neigh replace 192.0.2.1 dev h0 lladdr 02:00:00:00:00:99 nud permanent");
+    lan.host()
+        .sh("tc qdisc add dev h0 root tbf rate 8bit burst 1600 limit 100000000");
+    wait_event(
+        &mut d,
+        Duration::from_secs(10),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("h0 fails: its probes never leave");
+    let held = std::time::Instant::now();
+    let limit = Duration::from_nanos(tests::scaled_ns(120_000_000_000));
+    // One socket's default buffer holds about 520 probes (measured on 6.18: the backlog stopped
+    // there when nothing went on the members' own sockets). More than that: the shared buffer is
+    // full and h0's own socket took the rest.
+    while qdisc_backlog(&lan, "h0") < 700 {
+        assert!(
+            held.elapsed() < limit,
+            "h0's queue holds only {} probes after {limit:?}: the shared socket's buffer is full \
+             and no probe went on the members' own sockets",
+            qdisc_backlog(&lan, "h0")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A few more FDTs after the shared buffer must have filled.
+    std::thread::sleep(Duration::from_millis(tests::scaled_ns(5 * FDT_MS)));
+    let seen = d.drain();
+    assert!(
+        seen.iter().all(
+            |v| !(v["event"] == "ipmultipath.interface.failed" && v["ifname"] == "h1")
+                && v["event"] != "ipmultipath.group.failed"
+        ),
+        "h1 lost probes to h0's stuck queue"
+    );
+    lan.host().sh("tc qdisc del dev h0 root");
+}
+
 #[test]
 fn carrier_loss_is_detected_at_once() {
     if !tests::privileged() {

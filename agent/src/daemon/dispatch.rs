@@ -17,6 +17,7 @@ use crate::{
         mirror::LinkChange,
         watcher::{WatchReport, poll_way_text},
     },
+    probe::outbox::{Outbox, Probe, own_socket_only},
 };
 
 /// One gratuitous ARP / unsolicited NA to send at `due_ns`.
@@ -27,6 +28,16 @@ pub struct Announcement {
     pub ifname: String,
     pub mac: [u8; 6],
     pub addr: IpAddr,
+}
+
+/// Queues `p` for the shared socket, or sends it at once on `m`'s own socket where only that keeps
+/// it on `m`'s link ([`own_socket_only`]).
+fn queue_or_send(outbox: &mut Outbox, m: &MemberIo, p: Probe) {
+    if own_socket_only(p.target) {
+        m.send_own(&p);
+    } else {
+        outbox.push(p);
+    }
 }
 
 /// The all-hosts address of `test_addr`'s family, where discovery probes go.
@@ -62,7 +73,7 @@ impl Daemon {
                             (test_addr, target, seq, sent_ns),
                             msg::FAILURE_DETECTION,
                         ) {
-                            self.io.outbox.push(p);
+                            queue_or_send(&mut self.io.outbox, m, p);
                         }
                     }
                 }
@@ -106,21 +117,30 @@ impl Daemon {
 
     /// Queues a probe (test address, target, sequence number, send time) from `ifname`.
     fn send(&mut self, ifname: &str, probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
-        if let Some(p) = self
-            .io
-            .members
-            .get(ifname)
-            .and_then(|m| m.probe(&self.io.key, probe, kind))
+        if let Some(m) = self.io.members.get(ifname)
+            && let Some(p) = m.probe(&self.io.key, probe, kind)
         {
-            self.io.outbox.push(p);
+            queue_or_send(&mut self.io.outbox, m, p);
         }
     }
 
-    /// Sends the probes queued by this turn's outputs, together.
+    /// Sends the probes queued by this turn's outputs, together; what the shared sockets could not
+    /// take goes on each member's own socket.
     fn send_queued_probes(&mut self) {
         let done = self.io.outbox.flush(&mut self.io.shared_sockets);
         for (ifindex, target, error) in done.refused {
             tracing::debug!(ifindex, %target, %error, "probe not sent");
+        }
+        if !done.deferred.is_empty() {
+            tracing::debug!(
+                probes = done.deferred.len(),
+                "shared probe socket full or not open; sending on the members' own sockets"
+            );
+        }
+        for p in &done.deferred {
+            if let Some(m) = self.io.members.by_ifindex(p.ifindex) {
+                m.send_own(p);
+            }
         }
     }
 

@@ -167,6 +167,19 @@ impl MemberIo {
             packet: echo_request(sock.family(), self.id, seq, &header),
         })
     }
+
+    /// Sends `probe` on this member's own socket of its test address (bound to the device, with
+    /// its own send buffer); a full buffer counts as sent, as in.mpathd does.
+    pub fn send_own(&self, probe: &Probe) {
+        let Some((_, sock)) = self.sockets.iter().find(|(a, s)| {
+            *a == probe.source && (s.family() == Family::Inet) == probe.target.is_ipv4()
+        }) else {
+            return;
+        };
+        if let Err(e) = sock.send(probe.target, &probe.packet) {
+            tracing::debug!(ifname = self.ifname, target = %probe.target, error = %e, "probe not sent");
+        }
+    }
 }
 
 #[cfg(test)]

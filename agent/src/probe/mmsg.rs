@@ -73,7 +73,10 @@ fn zeroed_cmsghdr(level: libc::c_int, kind: libc::c_int, data_len: usize) -> lib
     h
 }
 
-/// The destination and control message of `p`; the length of each that the kernel reads.
+/// The destination and control message of `p`; the length of each that the kernel reads. The
+/// control length is CMSG_LEN, without the trailing padding CMSG_SPACE would add: the kernel
+/// accepts it for a single message, and an IPv6 one (36 bytes) then fits the kernel's on-stack
+/// control buffer instead of taking an allocation per message.
 fn message_parts(p: &Probe) -> (Dest, libc::socklen_t, Control, usize) {
     match (p.source, p.target) {
         (IpAddr::V4(s), IpAddr::V4(t)) => {
@@ -100,7 +103,7 @@ fn message_parts(p: &Probe) -> (Dest, libc::socklen_t, Control, usize) {
                 Dest { v4: dest },
                 size_of::<libc::sockaddr_in>() as libc::socklen_t,
                 Control { v4: control },
-                size_of::<PktInfo4>(),
+                cmsg_len(size_of::<libc::in_pktinfo>()),
             )
         }
         (s, t) => {
@@ -126,7 +129,7 @@ fn message_parts(p: &Probe) -> (Dest, libc::socklen_t, Control, usize) {
                 Dest { v6: dest },
                 size_of::<libc::sockaddr_in6>() as libc::socklen_t,
                 Control { v6: control },
-                size_of::<PktInfo6>(),
+                cmsg_len(size_of::<libc::in6_pktinfo>()),
             )
         }
     }

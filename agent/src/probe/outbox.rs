@@ -4,10 +4,21 @@
 //!
 //! On the scale section's topology (1,024 members) a bare sender spent 6.6–7.0 µs of CPU per probe
 //! with a `sendto` per member socket and 5.4–6.6 µs with this (2026-12-02, same run). The members'
-//! own sockets stay: binding one is how a test address is found usable, and `ipmpd probe` sends
-//! on one.
+//! own sockets stay, and some probes still go on them ([`own_socket_only`]):
+//! - binding one is how a test address is found usable, and `ipmpd probe` sends on one;
+//! - a shared socket has one send buffer for every member: should it fill (a member whose
+//!   transmit queue is stuck holds its probes' memory), or should the shared socket not open, the
+//!   rest of the batch goes on the members' own sockets, so a stuck member loses only its own
+//!   probes, as in.mpathd's per-interface sockets do;
+//! - for an IPv6 target that is neither link-local nor multicast the kernel takes IPV6_PKTINFO's
+//!   interface as a preference only (a socket bound to the device makes it strict), so such probes
+//!   never go on the shared socket.
 
-use std::{io, net::IpAddr, os::fd::OwnedFd};
+use std::{
+    io,
+    net::{IpAddr, Ipv6Addr},
+    os::fd::OwnedFd,
+};
 
 use super::{
     packet::{Family, PROBE_LEN},
@@ -35,14 +46,36 @@ impl Probe {
     }
 }
 
+/// Whether a probe to `target` must leave on its member's own socket, bound to the device: an
+/// IPv6 target that is neither link-local nor multicast (the kernel would take IPV6_PKTINFO's
+/// interface as a preference only and could route the probe out of another member).
+#[must_use]
+pub fn own_socket_only(target: IpAddr) -> bool {
+    match target {
+        IpAddr::V4(_) => false,
+        IpAddr::V6(t) => {
+            !(t.is_multicast() || t.is_unicast_link_local() || t == Ipv6Addr::LOCALHOST)
+        }
+    }
+}
+
+/// Why a batch stopped short.
+#[derive(Debug)]
+pub enum BatchError {
+    /// The first probe was refused (its error); the next may go.
+    Refused(io::Error),
+    /// No more can go this way for now: the shared send buffer is full (ENOBUFS or EAGAIN), or
+    /// the shared socket does not open.
+    Stopped,
+}
+
 /// Where a batch goes: the kernel, or a test's record.
 pub trait SendBatch {
-    /// Sends `probes` (all of `family`) from the first on; how many were sent, or the error of
-    /// the first when none was.
+    /// Sends `probes` (all of `family`) from the first on: how many went, or why none did.
     ///
     /// # Errors
-    /// The first probe's send error.
-    fn send_batch(&mut self, family: Family, probes: &[Probe]) -> io::Result<usize>;
+    /// The first probe's refusal, or [`BatchError::Stopped`].
+    fn send_batch(&mut self, family: Family, probes: &[Probe]) -> Result<usize, BatchError>;
 }
 
 /// What a flush did.
@@ -50,9 +83,8 @@ pub trait SendBatch {
 pub struct Flushed {
     /// Handed to the kernel.
     pub sent: usize,
-    /// Left unsent because the send buffer was full (EAGAIN): counted as sent, as in.mpathd
-    /// does, so that a stuck lower layer shows up as lost probes.
-    pub buffer_full: usize,
+    /// Not sent here (the batch stopped): for the members' own sockets.
+    pub deferred: Vec<Probe>,
     /// Refused one by one: (interface index, target, error).
     pub refused: Vec<(u32, IpAddr, io::ErrorKind)>,
 }
@@ -97,20 +129,16 @@ impl Outbox {
             let mut at = 0;
             while at < probes.len() {
                 match to.send_batch(family, &probes[at..]) {
-                    Ok(0) => {
-                        // Nothing sent and no error: stop rather than spin.
-                        done.buffer_full += probes.len() - at;
-                        break;
-                    }
-                    Ok(n) => {
+                    Ok(n) if n > 0 => {
                         done.sent += n;
                         at += n;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        done.buffer_full += probes.len() - at;
+                    // Nothing sent and no error counts as stopped rather than spinning.
+                    Ok(_) | Err(BatchError::Stopped) => {
+                        done.deferred.extend_from_slice(&probes[at..]);
                         break;
                     }
-                    Err(e) => {
+                    Err(BatchError::Refused(e)) => {
                         let p = &probes[at];
                         done.refused.push((p.ifindex, p.target, e.kind()));
                         at += 1;
@@ -132,31 +160,58 @@ pub struct SharedSockets {
     reported: [bool; 2],
 }
 
-impl SendBatch for SharedSockets {
-    fn send_batch(&mut self, family: Family, probes: &[Probe]) -> io::Result<usize> {
-        let slot = match family {
-            Family::Inet => &mut self.inet,
-            Family::Inet6 => &mut self.inet6,
+impl SharedSockets {
+    /// The socket of `family`, opened at its first use (and tried again at each batch while it
+    /// does not open; said once as a warning).
+    fn socket(&mut self, family: Family) -> Option<&OwnedFd> {
+        let (slot, reported) = match family {
+            Family::Inet => (&mut self.inet, &mut self.reported[0]),
+            Family::Inet6 => (&mut self.inet6, &mut self.reported[1]),
         };
         if slot.is_none() {
-            let reported = &mut self.reported[usize::from(family == Family::Inet6)];
-            match configured(family, "every member (shared probe socket)") {
+            match shared_socket(family) {
                 Ok(fd) => {
                     *slot = Some(fd);
                     *reported = false;
                 }
                 Err(e) => {
-                    // Every probe of the family is refused until it opens (tried again each
-                    // turn): said once, as a warning, since the members will be found failed.
                     if !std::mem::replace(reported, true) {
-                        tracing::warn!(error = %e, "no probe of this family can be sent");
+                        tracing::warn!(
+                            error = %e,
+                            "the shared probe socket does not open; probes go on each member's own socket"
+                        );
                     }
-                    return Err(io::Error::other(e));
                 }
             }
         }
-        let fd = slot.as_ref().expect("opened above");
-        super::mmsg::send(fd, family, probes)
+        slot.as_ref()
+    }
+}
+
+/// A shared socket: a probe socket's options, and the source check skipped for sources chosen per
+/// message (the test addresses, known to be local). Best effort: without the privilege the check
+/// stays. (Not on the members' own sockets: there it would also skip bind's check that the test
+/// address exists, which is how a missing address is found.)
+fn shared_socket(family: Family) -> Result<OwnedFd, super::socket::SocketError> {
+    let fd = configured(family, "every member (shared probe socket)")?;
+    if family == Family::Inet6 {
+        let _ = rustix::net::sockopt::set_ipv6_freebind(&fd, true);
+    }
+    Ok(fd)
+}
+
+impl SendBatch for SharedSockets {
+    fn send_batch(&mut self, family: Family, probes: &[Probe]) -> Result<usize, BatchError> {
+        let fd = self.socket(family).ok_or(BatchError::Stopped)?;
+        match super::mmsg::send(fd, family, probes) {
+            Ok(n) => Ok(n),
+            // A raw socket whose send buffer is full says ENOBUFS (its datagrams are allocated
+            // against twice the buffer, `__ip_append_data`), EAGAIN elsewhere.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {
+                Err(BatchError::Stopped)
+            }
+            Err(e) => Err(BatchError::Refused(e)),
+        }
     }
 }
 
@@ -169,12 +224,12 @@ mod tests {
     /// Records batches; answers from a script of outcomes, then sends everything.
     #[derive(Default)]
     struct Script {
-        outcomes: Vec<io::Result<usize>>,
+        outcomes: Vec<Result<usize, BatchError>>,
         calls: Vec<(Family, Vec<u32>)>,
     }
 
     impl SendBatch for Script {
-        fn send_batch(&mut self, family: Family, probes: &[Probe]) -> io::Result<usize> {
+        fn send_batch(&mut self, family: Family, probes: &[Probe]) -> Result<usize, BatchError> {
             self.calls
                 .push((family, probes.iter().map(|p| p.ifindex).collect()));
             if self.outcomes.is_empty() {
@@ -231,7 +286,9 @@ mod tests {
         let mut s = Script {
             outcomes: vec![
                 Ok(2),
-                Err(io::Error::from(io::ErrorKind::NetworkUnreachable)),
+                Err(BatchError::Refused(
+                    io::ErrorKind::NetworkUnreachable.into(),
+                )),
             ],
             ..Script::default()
         };
@@ -250,17 +307,20 @@ mod tests {
     }
 
     #[test]
-    fn a_full_send_buffer_ends_the_family_but_not_the_other() {
+    fn a_stopped_batch_leaves_the_rest_of_its_family_to_the_members_sockets() {
         let mut out = Outbox::default();
         (1..=3).for_each(|i| out.push(probe(i, false)));
         out.push(probe(9, true));
         let mut s = Script {
-            outcomes: vec![Ok(1), Err(io::Error::from(io::ErrorKind::WouldBlock))],
+            outcomes: vec![Ok(1), Err(BatchError::Stopped)],
             ..Script::default()
         };
         let done = out.flush(&mut s);
-        assert_eq!((done.sent, done.buffer_full), (2, 2));
+        assert_eq!(done.sent, 2);
+        let deferred: Vec<u32> = done.deferred.iter().map(|p| p.ifindex).collect();
+        assert_eq!(deferred, [2, 3]);
         assert!(done.refused.is_empty());
+        // The other family still went on its shared socket.
         assert_eq!(s.calls.last().unwrap(), &(Family::Inet6, vec![9]));
     }
 
@@ -273,7 +333,20 @@ mod tests {
             ..Script::default()
         };
         let done = out.flush(&mut s);
-        assert_eq!((done.sent, done.buffer_full), (0, 3));
+        assert_eq!((done.sent, done.deferred.len()), (0, 3));
         assert_eq!(s.calls.len(), 1);
+    }
+
+    #[test]
+    fn only_global_ipv6_targets_need_the_members_own_socket() {
+        for (target, own) in [
+            ("192.0.2.1", false),
+            ("224.0.0.1", false),
+            ("fe80::1", false),
+            ("ff02::1", false),
+            ("2001:db8::1", true),
+        ] {
+            assert_eq!(own_socket_only(target.parse().unwrap()), own, "{target}");
+        }
     }
 }

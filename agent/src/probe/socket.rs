@@ -213,14 +213,6 @@ pub(super) fn configured(family: Family, owner: &str) -> Result<OwnedFd, SocketE
                 owner,
                 sockopt::set_ipv6_multicast_loop(fd_ref, false),
             )?;
-            // As IP_TRANSPARENT above: a source chosen per message (IPV6_PKTINFO) is then not
-            // looked up among the host's addresses at every send. Best effort.
-            let _ = set_raw_option(
-                fd_ref,
-                (libc::IPPROTO_IPV6, libc::IPV6_TRANSPARENT),
-                ("IPV6_TRANSPARENT", owner),
-                &1i32.to_ne_bytes(),
-            );
             set_raw_option(
                 fd_ref,
                 (libc::IPPROTO_ICMPV6, ICMP6_FILTER),
