@@ -138,7 +138,8 @@ fn a_member_whose_transmit_queue_is_stuck_loses_only_its_own_probes() {
     let lan = Lan::new(true, false);
     lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
     let cfg = RunConfig::new("stuckq", &two_members(FDT_MS, ""), None);
-    let mut d = cfg.spawn(lan.host());
+    let metrics = "127.0.0.1:9875";
+    let mut d = cfg.spawn_with(lan.host(), &["--metrics", metrics]);
     probing(&mut d);
     // h0's transmit queue holds every packet (1 bit a second, no practical limit), as a NIC whose
     // transmit has hung does: its probes stay charged to the send buffer of the socket that sent
@@ -182,6 +183,19 @@ fn a_member_whose_transmit_queue_is_stuck_loses_only_its_own_probes() {
         ),
         "h1 lost probes to h0's stuck queue"
     );
+    // Counted: once the shared socket was full, the probes of both members went on their own
+    // sockets, and the kernel took every one of h1's.
+    let text = tests::daemon::scrape_metrics(&lan.host().path(), metrics).expect("metrics");
+    let count = |name: &str, ifname: &str| {
+        tests::daemon::metric_total(
+            &text,
+            &format!("ipmpd_{name}_total"),
+            &[("interface", ifname)],
+        )
+    };
+    assert!(count("probes_fallback", "h0") > 0.0, "{text}");
+    assert!(count("probes_fallback", "h1") > 0.0, "{text}");
+    assert_eq!(count("probes_unsent", "h1"), 0.0, "{text}");
     lan.host().sh("tc qdisc del dev h0 root");
 }
 

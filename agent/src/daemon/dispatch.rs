@@ -17,7 +17,6 @@ use crate::{
         mirror::LinkChange,
         watcher::{WatchReport, poll_way_text},
     },
-    probe::outbox::{Outbox, Probe, own_socket_only},
 };
 
 /// One gratuitous ARP / unsolicited NA to send at `due_ns`.
@@ -28,16 +27,6 @@ pub struct Announcement {
     pub ifname: String,
     pub mac: [u8; 6],
     pub addr: IpAddr,
-}
-
-/// Queues `p` for the shared socket, or sends it at once on `m`'s own socket where only that keeps
-/// it on `m`'s link ([`own_socket_only`]).
-fn queue_or_send(outbox: &mut Outbox, m: &MemberIo, p: Probe) {
-    if own_socket_only(p.target) {
-        m.send_own(&p);
-    } else {
-        outbox.push(p);
-    }
 }
 
 /// The all-hosts address of `test_addr`'s family, where discovery probes go.
@@ -73,7 +62,7 @@ impl Daemon {
                             (test_addr, target, seq, sent_ns),
                             msg::FAILURE_DETECTION,
                         ) {
-                            queue_or_send(&mut self.io.outbox, m, p);
+                            self.io.outbox.push(p);
                         }
                     }
                 }
@@ -120,16 +109,22 @@ impl Daemon {
         if let Some(m) = self.io.members.get(ifname)
             && let Some(p) = m.probe(&self.io.key, probe, kind)
         {
-            queue_or_send(&mut self.io.outbox, m, p);
+            self.io.outbox.push(p);
         }
     }
 
     /// Sends the probes queued by this turn's outputs, together; what the shared sockets could not
-    /// take goes on each member's own socket.
+    /// take, and what only a member's own socket keeps on its link, goes on the member's own
+    /// socket. What the kernel refuses is counted on its member.
     fn send_queued_probes(&mut self) {
         let done = self.io.outbox.flush(&mut self.io.shared_sockets);
+        let members = &mut self.io.members;
         for (ifindex, target, error) in done.refused {
             tracing::debug!(ifindex, %target, %error, "probe not sent");
+            // A full buffer stops the batch instead: a refusal here is of another kind.
+            if let Some(m) = members.by_ifindex_mut(ifindex) {
+                m.counts.unsent_refused += 1;
+            }
         }
         if !done.deferred.is_empty() {
             tracing::debug!(
@@ -137,8 +132,10 @@ impl Daemon {
                 "shared probe socket full or not open; sending on the members' own sockets"
             );
         }
-        for p in &done.deferred {
-            if let Some(m) = self.io.members.by_ifindex(p.ifindex) {
+        let fallback = done.deferred.iter().map(|p| (p, true));
+        for (p, is_fallback) in done.own_socket.iter().map(|p| (p, false)).chain(fallback) {
+            if let Some(m) = members.by_ifindex_mut(p.ifindex) {
+                m.counts.fallback += u64::from(is_fallback);
                 m.send_own(p);
             }
         }

@@ -172,7 +172,7 @@ impl MetricsState {
 
     fn write_probes(&self, text: &mut Text) {
         type Count = fn(&ProbeCounts) -> u64;
-        let counts: [(&str, &str, Count); 4] = [
+        let counts: [(&str, &str, Count); 5] = [
             ("probes_sent", "Failure-detection probes sent", |c| c.sent),
             ("probes_acked", "Probes answered", |c| c.acked),
             ("probes_lost", "Probes given up", |c| c.lost),
@@ -181,11 +181,30 @@ impl MetricsState {
                 "Probes not sent because the loop was scheduled too late (whole intervals skipped)",
                 |c| c.missed,
             ),
+            (
+                "probes_fallback",
+                "Probes sent on the interface's own socket because the shared probe socket was full or did not open",
+                |c| c.fallback,
+            ),
         ];
         for (name, help, count) in counts {
             let mut f = text.family(name, help, Kind::Counter);
             for (ifname, c) in &self.probes {
                 f.sample(&[("interface", ifname)], count(c));
+            }
+        }
+        let unsent: [(&str, Count); 2] = [
+            ("buffer_full", |c| c.unsent_buffer_full),
+            ("refused", |c| c.unsent_refused),
+        ];
+        let mut f = text.family(
+            "probes_unsent",
+            "Probes the kernel did not take at send, by reason (counted as sent: a full buffer shows up as lost probes)",
+            Kind::Counter,
+        );
+        for (ifname, c) in &self.probes {
+            for (reason, count) in unsent {
+                f.sample(&[("interface", ifname), ("reason", reason)], count(c));
             }
         }
         // The kernel's and the daemon's refusals, summed where both count a reason.
@@ -356,6 +375,9 @@ mod tests {
                     acked: 90,
                     lost: 10,
                     missed: i as u64,
+                    unsent_buffer_full: 2,
+                    unsent_refused: 1,
+                    fallback: 3,
                 },
             ));
             state.kernel.push((
@@ -384,9 +406,9 @@ mod tests {
         let unique: std::collections::HashSet<_> = samples.iter().collect();
         assert_eq!(unique.len(), samples.len(), "a series written twice");
         // Per group 3 states, an FDT, and one configured FDT; per interface 2 flags, 8 states,
-        // 2 CRTTs, 4 probe counts and 8 reasons of refusal (the kernel's 7 and "replayed");
-        // 12 rows of daemon-wide counters and gauges.
-        assert_eq!(samples.len(), 2 * 4 + 1 + members * 24 + 12);
+        // 2 CRTTs, 5 probe counts, 2 reasons of an unsent probe and 8 reasons of refusal (the
+        // kernel's 7 and "replayed"); 12 rows of daemon-wide counters and gauges.
+        assert_eq!(samples.len(), 2 * 4 + 1 + members * 27 + 12);
         let active: Vec<_> = samples
             .iter()
             .filter_map(|s| s.strip_prefix("ipmpd_interface_active{interface=\""))
@@ -395,7 +417,7 @@ mod tests {
         let expected: Vec<_> = (0..members).map(|i| format!("e{i}")).collect();
         assert_eq!(active, expected);
         let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
-        assert_eq!(families, 22);
+        assert_eq!(families, 24);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::probe::{
     outbox::Probe,
     packet::{Family, echo_request},
     session::ProbeSession,
-    socket::{ProbeSocket, SocketError},
+    socket::{ProbeSocket, SocketError, send_buffer_full},
 };
 
 /// Probes of one interface, counted for the metrics; kept across its removal and return, so its
@@ -23,6 +23,25 @@ pub struct ProbeCounts {
     pub lost: u64,
     /// Probes the loop could not send on time (whole intervals skipped).
     pub missed: u64,
+    /// Sent probes the kernel did not take because the send buffer was full (counted as sent,
+    /// as in.mpathd does: a stuck lower layer shows up as lost probes).
+    pub unsent_buffer_full: u64,
+    /// Sent probes the kernel refused for another reason (no route, no address...), or whose
+    /// socket closed between making and sending them.
+    pub unsent_refused: u64,
+    /// Probes sent on the member's own socket because the shared one was full or did not open.
+    pub fallback: u64,
+}
+
+impl ProbeCounts {
+    /// Counts a probe the kernel did not take.
+    pub fn unsent(&mut self, e: &std::io::Error) {
+        if send_buffer_full(e) {
+            self.unsent_buffer_full += 1;
+        } else {
+            self.unsent_refused += 1;
+        }
+    }
 }
 
 /// One member's probe I/O.
@@ -143,6 +162,15 @@ impl MemberIo {
         self.sockets.retain(|(a, _)| *a != addr);
     }
 
+    /// The socket of this member for probes from `source` to `target` (bound to `source`, of
+    /// `target`'s family).
+    fn socket_for(&self, source: IpAddr, target: IpAddr) -> Option<&ProbeSocket> {
+        self.sockets
+            .iter()
+            .find(|(a, s)| *a == source && (s.family() == Family::Inet) == target.is_ipv4())
+            .map(|(_, s)| s)
+    }
+
     /// Probe `seq` of message type `kind` from `test_addr` to `target`, carrying `sent_ns` (the
     /// engine's send time, which a reply must carry back) and signed with `key`; `None` when no
     /// socket of the target's family is bound to `test_addr` (the address is not usable).
@@ -154,10 +182,7 @@ impl MemberIo {
         kind: u16,
     ) -> Option<Probe> {
         let (test_addr, target, seq, sent_ns) = probe;
-        let (_, sock) = self
-            .sockets
-            .iter()
-            .find(|(a, s)| *a == test_addr && (s.family() == Family::Inet) == target.is_ipv4())?;
+        let sock = self.socket_for(test_addr, target)?;
         let mut header = ProbeHeader::new(kind, self.ifindex, 0, sent_ns);
         key.sign(&mut header, self.id, seq);
         Some(Probe {
@@ -169,15 +194,16 @@ impl MemberIo {
     }
 
     /// Sends `probe` on this member's own socket of its test address (bound to the device, with
-    /// its own send buffer); a full buffer counts as sent, as in.mpathd does.
-    pub fn send_own(&self, probe: &Probe) {
-        let Some((_, sock)) = self.sockets.iter().find(|(a, s)| {
-            *a == probe.source && (s.family() == Family::Inet) == probe.target.is_ipv4()
-        }) else {
+    /// its own send buffer), counting what the kernel does not take, and a probe whose socket
+    /// closed since it was made (its address went away) as refused.
+    pub fn send_own(&mut self, probe: &Probe) {
+        let Some(sock) = self.socket_for(probe.source, probe.target) else {
+            self.counts.unsent_refused += 1;
             return;
         };
         if let Err(e) = sock.send(probe.target, &probe.packet) {
             tracing::debug!(ifname = self.ifname, target = %probe.target, error = %e, "probe not sent");
+            self.counts.unsent(&e);
         }
     }
 }
@@ -207,42 +233,49 @@ mod tests {
     fn an_interface_back_with_a_new_index_keeps_its_counts_and_loses_the_old_index() {
         let mut ms = Members::default();
         ms.insert("a", 3, None);
-        ms.get_mut("a").unwrap().counts = ProbeCounts {
+        let counts = ProbeCounts {
             sent: 10,
             acked: 8,
             lost: 2,
             missed: 1,
+            unsent_buffer_full: 3,
+            unsent_refused: 4,
+            fallback: 5,
         };
+        ms.get_mut("a").unwrap().counts = counts;
         ms.remove("a");
         let retired: Vec<_> = ms.probe_counts().collect();
-        assert_eq!(
-            retired,
-            [(
-                "a",
-                ProbeCounts {
-                    sent: 10,
-                    acked: 8,
-                    lost: 2,
-                    missed: 1,
-                }
-            )]
-        );
+        assert_eq!(retired, [("a", counts)]);
         ms.insert("a", 9, None);
         assert!(ms.by_ifindex(3).is_none());
         ms.by_ifindex_mut(9).unwrap().counts.sent += 1;
         let now: Vec<_> = ms.probe_counts().collect();
-        assert_eq!(
-            now,
-            [(
-                "a",
-                ProbeCounts {
-                    sent: 11,
-                    acked: 8,
-                    lost: 2,
-                    missed: 1,
-                }
-            )]
-        );
+        assert_eq!(now, [("a", ProbeCounts { sent: 11, ..counts })]);
+    }
+
+    #[test]
+    fn a_probe_not_taken_is_counted_by_reason() {
+        let mut c = ProbeCounts::default();
+        for errno in [
+            libc::ENOBUFS,
+            libc::EAGAIN,
+            libc::ENETUNREACH,
+            libc::EADDRNOTAVAIL,
+        ] {
+            c.unsent(&std::io::Error::from_raw_os_error(errno));
+        }
+        assert_eq!((c.unsent_buffer_full, c.unsent_refused), (2, 2));
+        // A probe whose socket closed before it went (its address removed within the turn).
+        let mut ms = Members::default();
+        ms.insert("a", 3, None);
+        let m = ms.get_mut("a").unwrap();
+        m.send_own(&Probe {
+            ifindex: 3,
+            source: std::net::Ipv4Addr::new(192, 0, 2, 2).into(),
+            target: std::net::Ipv4Addr::new(192, 0, 2, 1).into(),
+            packet: [0; crate::probe::packet::PROBE_LEN],
+        });
+        assert_eq!(m.counts.unsent_refused, 1);
     }
 
     #[test]

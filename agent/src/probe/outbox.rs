@@ -1,6 +1,6 @@
 //! The probes due at one turn of the loop, sent together: one raw socket per family for every
 //! member, the egress device and source chosen per message (IP_PKTINFO / IPV6_PKTINFO), and one
-//! `sendmmsg` for up to 1,024 of them instead of a `sendto` each on the member's own socket.
+//! `sendmmsg` for up to 64 of them instead of a `sendto` each on the member's own socket.
 //!
 //! On the scale section's topology (1,024 members) a bare sender spent 6.6–7.0 µs of CPU per probe
 //! with a `sendto` per member socket and 5.4–6.6 µs with this (2026-12-02, same run). The members'
@@ -22,7 +22,7 @@ use std::{
 
 use super::{
     packet::{Family, PROBE_LEN},
-    socket::configured,
+    socket::{configured, send_buffer_full},
 };
 
 /// One probe to send.
@@ -83,7 +83,9 @@ pub trait SendBatch {
 pub struct Flushed {
     /// Handed to the kernel.
     pub sent: usize,
-    /// Not sent here (the batch stopped): for the members' own sockets.
+    /// Probes only a member's own socket keeps on its link ([`own_socket_only`]).
+    pub own_socket: Vec<Probe>,
+    /// Not sent here because the batch stopped: for the members' own sockets too.
     pub deferred: Vec<Probe>,
     /// Refused one by one: (interface index, target, error).
     pub refused: Vec<(u32, IpAddr, io::ErrorKind)>,
@@ -93,31 +95,41 @@ pub struct Flushed {
 #[derive(Debug, Default)]
 pub struct Outbox {
     queued: Vec<Probe>,
+    own_socket: Vec<Probe>,
 }
 
 impl Outbox {
-    /// Queues `probe`.
+    /// Queues `probe`, for the shared socket or, where only that keeps it on its link, its
+    /// member's own ([`own_socket_only`]).
     pub fn push(&mut self, probe: Probe) {
-        self.queued.push(probe);
+        if own_socket_only(probe.target) {
+            self.own_socket.push(probe);
+        } else {
+            self.queued.push(probe);
+        }
     }
 
     /// How many are queued.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.queued.len()
+        self.queued.len() + self.own_socket.len()
     }
 
     /// Whether nothing is queued.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.queued.is_empty()
+        self.len() == 0
     }
 
-    /// Sends every queued probe through `to`, IPv4 first then IPv6, each family in queue order. A
-    /// refused probe is skipped and the rest still go; a full send buffer ends the family's
-    /// batch. The queue is empty afterwards (its memory is kept for the next turn).
+    /// Sends every probe queued for the shared sockets through `to`, IPv4 first then IPv6, each
+    /// family in queue order, and hands back the rest for the members' own sockets. A refused
+    /// probe is skipped and the rest still go; a full send buffer ends the family's batch. The
+    /// queue is empty afterwards (its memory is kept for the next turn).
     pub fn flush(&mut self, to: &mut impl SendBatch) -> Flushed {
-        let mut done = Flushed::default();
+        let mut done = Flushed {
+            own_socket: std::mem::take(&mut self.own_socket),
+            ..Flushed::default()
+        };
         if self.queued.is_empty() {
             return done;
         }
@@ -203,13 +215,9 @@ fn shared_socket(family: Family) -> Result<OwnedFd, super::socket::SocketError> 
 impl SendBatch for SharedSockets {
     fn send_batch(&mut self, family: Family, probes: &[Probe]) -> Result<usize, BatchError> {
         let fd = self.socket(family).ok_or(BatchError::Stopped)?;
-        match super::mmsg::send(fd, family, probes) {
+        match super::mmsg::send(fd, probes) {
             Ok(n) => Ok(n),
-            // A raw socket whose send buffer is full says ENOBUFS (its datagrams are allocated
-            // against twice the buffer, `__ip_append_data`), EAGAIN elsewhere.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {
-                Err(BatchError::Stopped)
-            }
+            Err(e) if send_buffer_full(&e) => Err(BatchError::Stopped),
             Err(e) => Err(BatchError::Refused(e)),
         }
     }
@@ -243,8 +251,8 @@ mod tests {
     fn probe(ifindex: u32, v6: bool) -> Probe {
         let (source, target): (IpAddr, IpAddr) = if v6 {
             (
-                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into(),
-                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(),
+                Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2).into(),
+                Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).into(),
             )
         } else {
             (
@@ -335,6 +343,29 @@ mod tests {
         let done = out.flush(&mut s);
         assert_eq!((done.sent, done.deferred.len()), (0, 3));
         assert_eq!(s.calls.len(), 1);
+    }
+
+    #[test]
+    fn probes_to_global_ipv6_targets_are_handed_back_for_the_members_own_sockets() {
+        let mut out = Outbox::default();
+        let mut global = probe(7, true);
+        global.target = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1).into();
+        for p in [global, probe(8, true), probe(9, false)] {
+            out.push(p);
+        }
+        assert_eq!(out.len(), 3);
+        let mut s = Script::default();
+        let done = out.flush(&mut s);
+        assert_eq!(done.sent, 2);
+        assert_eq!(done.own_socket, [global]);
+        assert!(done.deferred.is_empty());
+        assert_eq!(s.calls, [(Family::Inet, vec![9]), (Family::Inet6, vec![8])]);
+        // Only own-socket probes: handed back, and no batch at all.
+        out.push(global);
+        let done = out.flush(&mut s);
+        assert_eq!((done.sent, done.own_socket.len()), (0, 1));
+        assert_eq!(s.calls.len(), 2);
+        assert!(out.is_empty());
     }
 
     #[test]

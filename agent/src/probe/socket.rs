@@ -91,11 +91,11 @@ impl ProbeSocket {
         self.family
     }
 
-    /// Sends `packet` to `target`. A full send buffer (EAGAIN) counts as sent, as in.mpathd does: a
-    /// stuck lower layer then shows up as lost probes.
+    /// Sends `packet` to `target`.
     ///
     /// # Errors
-    /// Any other send error, or a target of the other family.
+    /// The kernel's refusal (a full send buffer too: [`send_buffer_full`]), or a target of the
+    /// other family.
     pub fn send(&self, target: IpAddr, packet: &[u8]) -> io::Result<()> {
         let sent = match (self.family, target) {
             (Family::Inet, IpAddr::V4(t)) => rustix::net::sendto(
@@ -117,10 +117,7 @@ impl ProbeSocket {
                 ));
             }
         };
-        match sent {
-            Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        sent.map(drop).map_err(Into::into)
     }
 
     fn bind(&self, addr: IpAddr) -> Result<(), SocketError> {
@@ -225,6 +222,14 @@ pub(super) fn configured(family: Family, owner: &str) -> Result<OwnedFd, SocketE
 }
 
 /// Turns the outcome of setting `option` on `owner`'s socket into a [`SocketError`].
+/// Whether a send failed only because the socket's send buffer is full: ENOBUFS on a raw socket
+/// (its datagrams are allocated against twice the buffer, `__ip_append_data`), EAGAIN elsewhere.
+/// Such a probe counts as sent, as in.mpathd does: a stuck lower layer shows up as lost probes.
+#[must_use]
+pub fn send_buffer_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN))
+}
+
 fn check<E: Into<io::Error>>(
     option: &'static str,
     owner: &str,
