@@ -84,6 +84,12 @@ impl LinkMirror {
         self.entries.keys().copied()
     }
 
+    /// How many interfaces are tracked.
+    #[must_use]
+    pub fn tracked_count(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Whether `ifindex` is tracked.
     #[must_use]
     pub fn is_tracked(&self, ifindex: u32) -> bool {

@@ -489,20 +489,25 @@ fn run(
         let now = monotonic_ns();
         let poll_due = pacer.is_some() && now >= next_poll;
         if poll_due && let Some(et) = ethtool.as_mut() {
-            members.clear();
-            members.extend(mirror.tracked());
-            let mut observe = |ifindex, link| {
-                events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL));
-            };
-            let each_member = asks_each_member(devices, members.len(), way);
+            let tracked = mirror.tracked_count();
+            let each_member = asks_each_member(devices, tracked, way);
             if way != Some(each_member) {
                 way = Some(each_member);
                 report(WatchReport::PollWay {
                     each_member,
-                    members: members.len(),
+                    members: tracked,
                     devices,
                 });
             }
+            // The members are copied out only to be asked one by one (the closure below holds
+            // the mirror); the buffer keeps its memory from poll to poll.
+            members.clear();
+            if each_member {
+                members.extend(mirror.tracked());
+            }
+            let mut observe = |ifindex, link| {
+                events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL));
+            };
             let result = if each_member {
                 // A member gone since (ENODEV) is the notifications' to report.
                 members
