@@ -1,8 +1,8 @@
 //! What one carrier poll costs, by way of asking: the ethtool LINKSTATE_GET dump of every device
 //! (what the watcher does today), LINKSTATE_GET for each member, RTM_GETLINK for each member
 //! (statistics skipped), the RTM_GETLINK dump (statistics skipped), and `pread` of each member's
-//! `/sys/class/net/IF/carrier` on a kept descriptor. In a network namespace of its own with
-//! `pairs` veth pairs (both ends there, so twice as many devices), members the first
+//! `/sys/class/net/IF/carrier` on a kept descriptor. In a network namespace of its own (the
+//! tests' `Netns`, removed when the run ends or panics) with `pairs` veth pairs (both ends there, so twice as many devices), members the first
 //! `members` veths. Prints one Markdown row per (pairs, members, way): the polling thread's CPU
 //! time per poll (median of 9 batches) and per member, and the cost of the wake-up alone (a 1 ms
 //! sleep). Needs root.
@@ -24,8 +24,8 @@ use ipmpd::{
         msg::{Builder, NLM_F_REQUEST},
     },
 };
+use tests::Netns;
 
-const NS: &str = "ipmpd-cqcost";
 const RTM_GETLINK: u16 = 18;
 const IFLA_EXT_MASK: u16 = 29;
 const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
@@ -88,9 +88,10 @@ fn ifindex(name: &str) -> u32 {
     i
 }
 
-/// Enters the namespace, with a sysfs of its own (sysfs shows the mounter's namespace).
-fn enter(sysfs: &str) {
-    let ns = File::open(format!("/run/netns/{NS}")).expect("the namespace");
+/// Enters the namespace at `ns_path`, with a sysfs of its own (sysfs shows the mounter's
+/// namespace).
+fn enter(ns_path: &str, sysfs: &str) {
+    let ns = File::open(ns_path).expect("the namespace");
     // SAFETY: setns and unshare on this (single-threaded) process with a valid descriptor.
     unsafe {
         assert_eq!(libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
@@ -102,11 +103,7 @@ fn enter(sysfs: &str) {
 }
 
 fn measure(pairs: usize, members: usize, sysfs: &str) {
-    let _ = Command::new("ip")
-        .args(["netns", "del", NS])
-        .stderr(std::process::Stdio::null())
-        .status();
-    sh(&["ip", "netns", "add", NS]);
+    let ns = Netns::new("cqcost");
     let batch: String = (0..pairs)
         .map(|i| {
             format!(
@@ -114,20 +111,20 @@ fn measure(pairs: usize, members: usize, sysfs: &str) {
             )
         })
         .collect();
-    let file = format!("/tmp/{NS}.batch");
+    let file = format!("/tmp/{}.batch", ns.name);
     std::fs::write(&file, batch).expect("the batch file");
-    sh(&["ip", "-n", NS, "-batch", &file]);
+    sh(&["ip", "-n", &ns.name, "-batch", &file]);
     let _ = std::fs::remove_file(&file);
     let child = Command::new(std::env::current_exe().expect("this program"))
-        .args(["--inside", &pairs.to_string(), &members.to_string(), sysfs])
+        .args(["--inside", &pairs.to_string(), &members.to_string()])
+        .args([&ns.path(), sysfs])
         .status()
         .expect("the measuring child");
     assert!(child.success(), "measuring {pairs} pairs failed");
-    sh(&["ip", "netns", "del", NS]);
 }
 
-fn inside(pairs: usize, members: usize, sysfs: &str) {
-    enter(sysfs);
+fn inside(pairs: usize, members: usize, ns_path: &str, sysfs: &str) {
+    enter(ns_path, sysfs);
     let names: Vec<String> = (0..members).map(|i| format!("cq{i}")).collect();
     let indexes: Vec<u32> = names.iter().map(|n| ifindex(n)).collect();
     let mut et = EthtoolLinkState::open().expect("ethtool netlink");
@@ -204,7 +201,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--inside") {
         let n = |i: usize| args[i].parse().expect("a number");
-        inside(n(2), n(3), &args[4]);
+        inside(n(2), n(3), &args[4], &args[5]);
         return;
     }
     let sizes: Vec<usize> = args
@@ -213,7 +210,7 @@ fn main() {
         .split(',')
         .map(|s| s.parse().expect("pairs, comma-separated"))
         .collect();
-    let sysfs = format!("/tmp/{NS}-sysfs");
+    let sysfs = format!("/tmp/ipmpd-cqcost-{}-sysfs", std::process::id());
     println!("| devices | members | way | µs CPU per poll | µs per member |");
     println!("|---|---|---|---|---|");
     for pairs in sizes {
