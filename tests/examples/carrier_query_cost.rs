@@ -2,10 +2,10 @@
 //! (what the watcher does today), LINKSTATE_GET for each member, RTM_GETLINK for each member
 //! (statistics skipped), the RTM_GETLINK dump (statistics skipped), and `pread` of each member's
 //! `/sys/class/net/IF/carrier` on a kept descriptor. In a network namespace of its own (the
-//! tests' `Netns`, removed when the run ends or panics) with `pairs` veth pairs (both ends there, so twice as many devices), members the first
-//! `members` veths. Prints one Markdown row per (pairs, members, way): the polling thread's CPU
-//! time per poll (median of 9 batches) and per member, and the cost of the wake-up alone (a 1 ms
-//! sleep). Needs root.
+//! tests' `Netns`, removed when the run ends or panics) with `pairs` veth pairs (both ends
+//! there, so twice as many devices), members the first `members` veths. Prints one Markdown row
+//! per (pairs, members, way): the polling thread's CPU time per poll (median of 9 batches) and
+//! per member, and the cost of the wake-up alone (a 1 ms sleep). Needs root.
 //!
 //! `cargo run --release -p tests --example carrier_query_cost [pairs,...]`
 
@@ -210,11 +210,18 @@ fn main() {
         .split(',')
         .map(|s| s.parse().expect("pairs, comma-separated"))
         .collect();
-    let sysfs = format!("/tmp/ipmpd-cqcost-{}-sysfs", std::process::id());
+    // The children's sysfs mount point, removed when the run ends or panics (the mounts are the
+    // children's, gone with their mount namespaces).
+    struct MountPoint(String);
+    impl Drop for MountPoint {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let sysfs = MountPoint(format!("/tmp/ipmpd-cqcost-{}-sysfs", std::process::id()));
     println!("| devices | members | way | µs CPU per poll | µs per member |");
     println!("|---|---|---|---|---|");
     for pairs in sizes {
-        measure(pairs, pairs.min(64), &sysfs);
+        measure(pairs, pairs.min(64), &sysfs.0);
     }
-    let _ = std::fs::remove_dir(&sysfs);
 }

@@ -134,9 +134,10 @@ impl Daemon {
         }
         let fallback = done.deferred.iter().map(|p| (p, true));
         for (p, is_fallback) in done.own_socket.iter().map(|p| (p, false)).chain(fallback) {
-            if let Some(m) = members.by_ifindex_mut(p.ifindex) {
+            if let Some(m) = members.by_ifindex_mut(p.ifindex)
+                && m.send_own(p)
+            {
                 m.counts.fallback += u64::from(is_fallback);
-                m.send_own(p);
             }
         }
     }

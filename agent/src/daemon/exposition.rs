@@ -183,7 +183,7 @@ impl MetricsState {
             ),
             (
                 "probes_fallback",
-                "Probes sent on the interface's own socket because the shared probe socket was full or did not open",
+                "Probes of any kind (failure detection, discovery, RTT) sent on the interface's own socket because the shared probe socket was full or did not open",
                 |c| c.fallback,
             ),
         ];
@@ -199,7 +199,7 @@ impl MetricsState {
         ];
         let mut f = text.family(
             "probes_unsent",
-            "Probes the kernel did not take at send, by reason (counted as sent: a full buffer shows up as lost probes)",
+            "Probes of any kind (failure detection, discovery, RTT) not sent, by reason: the send buffer was full (treated as sent: a stuck link shows up as lost probes), or refused by the kernel or left without a socket",
             Kind::Counter,
         );
         for (ifname, c) in &self.probes {
@@ -447,6 +447,13 @@ mod tests {
             ..MetricsState::default()
         };
         state.rejected.insert(("e0".into(), "replayed"), 2);
+        state.probes.push((
+            "e0".into(),
+            ProbeCounts {
+                unsent_buffer_full: 2,
+                ..ProbeCounts::default()
+            },
+        ));
         state.copy_ns = 1_500_000;
         let text = state.render();
         for line in [
@@ -460,6 +467,9 @@ mod tests {
             r#"ipmpd_probe_replies_rejected_total{interface="e0",reason="magic"} 3"#,
             r#"ipmpd_probe_replies_rejected_total{interface="e0",reason="replayed"} 2"#,
             r#"ipmpd_probe_replies_rejected_total{interface="e0",reason="ring_full"} 0"#,
+            r#"ipmpd_probes_unsent_total{interface="e0",reason="buffer_full"} 2"#,
+            r#"ipmpd_probes_unsent_total{interface="e0",reason="refused"} 0"#,
+            r#"ipmpd_probes_fallback_total{interface="e0"} 0"#,
             "ipmpd_exposition_copy_seconds 0.0015",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");

@@ -23,13 +23,15 @@ pub struct ProbeCounts {
     pub lost: u64,
     /// Probes the loop could not send on time (whole intervals skipped).
     pub missed: u64,
-    /// Sent probes the kernel did not take because the send buffer was full (counted as sent,
-    /// as in.mpathd does: a stuck lower layer shows up as lost probes).
+    /// Probes of any kind (failure detection, discovery, RTT) the kernel did not take because
+    /// the send buffer was full. Such a probe is treated as sent, as in.mpathd does: a stuck
+    /// lower layer shows up as lost probes.
     pub unsent_buffer_full: u64,
-    /// Sent probes the kernel refused for another reason (no route, no address...), or whose
-    /// socket closed between making and sending them.
+    /// Probes of any kind the kernel refused for another reason (no route, no address...), or
+    /// whose socket closed between making and sending them.
     pub unsent_refused: u64,
-    /// Probes sent on the member's own socket because the shared one was full or did not open.
+    /// Probes of any kind sent on the member's own socket because the shared one was full or
+    /// did not open.
     pub fallback: u64,
 }
 
@@ -194,17 +196,20 @@ impl MemberIo {
     }
 
     /// Sends `probe` on this member's own socket of its test address (bound to the device, with
-    /// its own send buffer), counting what the kernel does not take, and a probe whose socket
-    /// closed since it was made (its address went away) as refused.
-    pub fn send_own(&mut self, probe: &Probe) {
+    /// its own send buffer), counting what the kernel does not take; whether the socket was
+    /// there. A probe whose socket closed since it was made counts as refused (nothing closes
+    /// one between the making and the sending today, which happen in one turn; should that
+    /// change, the probe is counted rather than lost).
+    pub fn send_own(&mut self, probe: &Probe) -> bool {
         let Some(sock) = self.socket_for(probe.source, probe.target) else {
             self.counts.unsent_refused += 1;
-            return;
+            return false;
         };
         if let Err(e) = sock.send(probe.target, &probe.packet) {
             tracing::debug!(ifname = self.ifname, target = %probe.target, error = %e, "probe not sent");
             self.counts.unsent(&e);
         }
+        true
     }
 }
 
@@ -269,12 +274,13 @@ mod tests {
         let mut ms = Members::default();
         ms.insert("a", 3, None);
         let m = ms.get_mut("a").unwrap();
-        m.send_own(&Probe {
+        let sent = m.send_own(&Probe {
             ifindex: 3,
             source: std::net::Ipv4Addr::new(192, 0, 2, 2).into(),
             target: std::net::Ipv4Addr::new(192, 0, 2, 1).into(),
             packet: [0; crate::probe::packet::PROBE_LEN],
         });
+        assert!(!sent);
         assert_eq!(m.counts.unsent_refused, 1);
     }
 

@@ -11,8 +11,8 @@ use std::{
 use super::outbox::Probe;
 
 /// Messages per call. The kernel takes up to 1,024 (`UIO_MAXIOV`); 64 keep the messages on the
-/// stack (about 10 KiB) for one system call per 64 probes, the burst the bare-sender measurement
-/// in [`super::outbox`]'s header used.
+/// stack (about 10 KiB) for one system call per 64 probes, the burst the bench's bare sender
+/// (the kernel's floor, `bench/src/sections/scale/floor.rs`) sends per wake-up.
 pub(super) const MAX_PER_CALL: usize = 64;
 
 /// One control message with an IPv4 packet-info: the header, then the data at

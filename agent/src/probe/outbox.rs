@@ -124,7 +124,7 @@ impl Outbox {
     /// Sends every probe queued for the shared sockets through `to`, IPv4 first then IPv6, each
     /// family in queue order, and hands back the rest for the members' own sockets. A refused
     /// probe is skipped and the rest still go; a full send buffer ends the family's batch. The
-    /// queue is empty afterwards (its memory is kept for the next turn).
+    /// queue is empty afterwards (the shared batch's memory is kept for the next turn).
     pub fn flush(&mut self, to: &mut impl SendBatch) -> Flushed {
         let mut done = Flushed {
             own_socket: std::mem::take(&mut self.own_socket),

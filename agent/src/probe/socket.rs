@@ -221,7 +221,6 @@ pub(super) fn configured(family: Family, owner: &str) -> Result<OwnedFd, SocketE
     Ok(fd)
 }
 
-/// Turns the outcome of setting `option` on `owner`'s socket into a [`SocketError`].
 /// Whether a send failed only because the socket's send buffer is full: ENOBUFS on a raw socket
 /// (its datagrams are allocated against twice the buffer, `__ip_append_data`), EAGAIN elsewhere.
 /// Such a probe counts as sent, as in.mpathd does: a stuck lower layer shows up as lost probes.
@@ -230,6 +229,7 @@ pub fn send_buffer_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN))
 }
 
+/// Turns the outcome of setting `option` on `owner`'s socket into a [`SocketError`].
 fn check<E: Into<io::Error>>(
     option: &'static str,
     owner: &str,
