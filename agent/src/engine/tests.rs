@@ -40,6 +40,8 @@ struct Sim {
     rtt_pending: Vec<(u64, String, IpAddr, u64, u64)>,
     /// Targets that stopped answering.
     silent_targets: Vec<IpAddr>,
+    /// Wake-ups for the engine's own deadlines (ticks).
+    ticks: usize,
 }
 
 /// A member of `group`; with a test address, it probes targets 1 and 2.
@@ -78,6 +80,7 @@ impl Sim {
             rtt_probes: 0,
             rtt_pending: vec![],
             silent_targets: vec![],
+            ticks: 0,
         }
     }
 
@@ -181,6 +184,7 @@ impl Sim {
                     self.absorb(out);
                 }
             } else {
+                self.ticks += 1;
                 let out = self.e.tick(self.now);
                 self.absorb(out);
             }
@@ -555,6 +559,62 @@ fn slow_responders_raise_the_fdt_and_it_falls_back_after_settling() {
     assert_eq!(
         s.rtt_probes, rtt_after,
         "no RTT-only probes once the FDT is back"
+    );
+}
+
+#[test]
+fn raised_fdts_do_not_multiply_the_wake_ups() {
+    // 16 groups of two at FDT 100 ms, replies read at the next wake-up as the daemon reads them.
+    // While half the groups' FDTs are raised, their RTT-only probes keep the configured ticks: due
+    // with the failure-detection probes' slack, they share the others' wake-ups instead of each
+    // taking one of its own (the scale bench woke 8 times as often after 234 raises).
+    let mut s = Sim::new(100, true);
+    s.lazy_replies = true;
+    const GROUPS: u32 = 16;
+    let names: Vec<(String, String)> = (0..GROUPS)
+        .flat_map(|g| {
+            [
+                (format!("a{g}"), format!("g{g}")),
+                (format!("b{g}"), format!("g{g}")),
+            ]
+        })
+        .collect();
+    for (i, (ifname, group)) in names.iter().enumerate() {
+        s.member(ifname, group, false, Some(10 + (i % 2) as u8));
+    }
+    s.settle();
+    let wake_ups = |s: &mut Sim| {
+        let before = s.ticks;
+        s.run_for(2 * S);
+        s.ticks - before
+    };
+    let equal = wake_ups(&mut s);
+    // Slow round trips on the even groups raise their FDT; back to fast, the raise stays (in.mpathd
+    // lowers it only after a minute of settling).
+    for (ifname, _) in names
+        .iter()
+        .filter(|(_, g)| g[1..].parse::<u32>().unwrap() % 2 == 0)
+    {
+        s.paths.insert(ifname.clone(), Some(30 * MS));
+    }
+    s.run_for(5 * S);
+    for (ifname, _) in &names {
+        s.paths.insert(ifname.clone(), Some(MS / 10));
+    }
+    s.run_for(S);
+    let raised = (0..GROUPS)
+        .filter(|g| s.e.group(&format!("g{g}")).unwrap().1 > 100 * MS)
+        .count();
+    assert!(raised >= 4, "only {raised} groups raised");
+    let (rtt_before, sent_before) = (s.rtt_probes, s.sent.len());
+    let unequal = wake_ups(&mut s);
+    assert!(
+        s.rtt_probes > rtt_before && s.sent.len() > sent_before,
+        "both kinds of probe go"
+    );
+    assert!(
+        unequal * 10 <= equal * 12,
+        "{unequal} wake-ups in 2 s with {raised} groups raised against {equal} without"
     );
 }
 
