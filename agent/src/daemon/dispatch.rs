@@ -132,12 +132,16 @@ impl Daemon {
                 "shared probe socket full or not open; sending on the members' own sockets"
             );
         }
-        let fallback = done.deferred.iter().map(|p| (p, true));
-        for (p, is_fallback) in done.own_socket.iter().map(|p| (p, false)).chain(fallback) {
+        for p in &done.own_socket {
+            if let Some(m) = members.by_ifindex_mut(p.ifindex) {
+                m.send_own(p);
+            }
+        }
+        for p in &done.deferred {
             if let Some(m) = members.by_ifindex_mut(p.ifindex)
                 && m.send_own(p)
             {
-                m.counts.fallback += u64::from(is_fallback);
+                m.counts.fallback += 1;
             }
         }
     }

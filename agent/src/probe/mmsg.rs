@@ -13,7 +13,7 @@ use super::outbox::Probe;
 /// Messages per call. The kernel takes up to 1,024 (`UIO_MAXIOV`); 64 keep the messages on the
 /// stack (about 10 KiB) for one system call per 64 probes, the burst the bench's bare sender
 /// (the kernel's floor, `bench/src/sections/scale/floor.rs`) sends per wake-up.
-pub(super) const MAX_PER_CALL: usize = 64;
+const MAX_PER_CALL: usize = 64;
 
 /// One control message with an IPv4 packet-info: the header, then the data at
 /// `CMSG_ALIGN(sizeof(cmsghdr))`, which is where `repr(C)` puts it.
