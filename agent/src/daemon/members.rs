@@ -6,6 +6,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use agent_common::probe::ProbeHeader;
 
+use crate::engine::IfKey;
 use crate::probe::{
     auth::ProbeKey,
     outbox::Probe,
@@ -59,6 +60,8 @@ pub struct MemberIo {
     /// identity is not in the datapath).
     pub wake: Option<bool>,
     pub counts: ProbeCounts,
+    /// The engine's key to this member, as last given (checked before each use).
+    pub engine_key: Option<IfKey>,
 }
 
 /// Every tracked member, in slots found by name (engine outputs) or by index (replies: one
@@ -85,6 +88,7 @@ impl Members {
             hwaddr,
             wake: None,
             counts: self.retired.remove(ifname).unwrap_or_default(),
+            engine_key: None,
         };
         let slot = match self.free.pop() {
             Some(slot) => {

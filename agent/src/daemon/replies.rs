@@ -119,16 +119,25 @@ impl Daemon {
     pub(super) fn on_record(&mut self, rec: &ProbeReplyRecord) {
         let now = monotonic_ns();
         let sender = rec.header.ifindex();
-        let Some(m) = self.io.members.by_ifindex(rec.rx_ifindex) else {
+        let Some(m) = self.io.members.by_ifindex_mut(rec.rx_ifindex) else {
             return;
         };
-        let ifname = m.ifname.clone();
-        if rec.icmp_id != m.id || rec.rx_ifindex != sender {
-            self.refuse(&ifname, Refused::Identity);
-            return;
-        }
-        if !self.io.key.verify(&rec.header, rec.icmp_id, rec.icmp_seq) {
-            self.refuse(&ifname, Refused::BadTag);
+        let why = if rec.icmp_id != m.id || rec.rx_ifindex != sender {
+            Some(Refused::Identity)
+        } else if !self.io.key.verify(&rec.header, rec.icmp_id, rec.icmp_seq) {
+            Some(Refused::BadTag)
+        } else {
+            None
+        };
+        // The engine's key to this member, asked by name only when it has none or the engine's
+        // interfaces moved since: no name is hashed or copied per reply.
+        let key = match m.engine_key {
+            Some(k) if self.engine.holds(k) => Some(k),
+            _ => self.engine.key(&m.ifname),
+        };
+        m.engine_key = key;
+        if let Some(why) = why {
+            self.refuse_at(rec.rx_ifindex, why);
             return;
         }
         let from = source_addr(rec);
@@ -138,21 +147,22 @@ impl Daemon {
             // The kernel stamps cannot be wrong on a reply that came back as it was sent: this one
             // was rewritten by whoever sent it (a reflected probe, say), so it proves nothing
             // about the path and is not an answer.
-            self.refuse(&ifname, Refused::BadTimestamp);
+            self.refuse_at(rec.rx_ifindex, Refused::BadTimestamp);
             return;
         }
-        let result = match rec.header.msg_type() {
-            msg::RTT_ONLY => self.engine.rtt_reply(&ifname, from, sent, rt.ns, now),
-            msg::DISCOVERY => {
+        let result = match (key, rec.header.msg_type()) {
+            (None, _) => Err(ReplyMismatch::UnknownProbe),
+            (Some(k), msg::RTT_ONLY) => self.engine.rtt_reply(k, from, sent, rt.ns, now),
+            (Some(k), msg::DISCOVERY) => {
                 if !discoverable(&self.rec.host.observed, sender, from) {
-                    self.refuse(&ifname, Refused::Discovery);
+                    self.refuse_at(rec.rx_ifindex, Refused::Discovery);
                     return;
                 }
-                self.engine.discovered(&ifname, from, sent, now)
+                self.engine.discovered(k, from, sent, now)
             }
-            _ => self
+            (Some(k), _) => self
                 .engine
-                .probe_reply(&ifname, rec.icmp_seq, from, sent, rt.ns, now),
+                .probe_reply(k, rec.icmp_seq, from, sent, rt.ns, now),
         };
         match result {
             Ok(out) => {
@@ -162,25 +172,38 @@ impl Daemon {
                     if let Some(m) = self.io.members.by_ifindex_mut(rec.rx_ifindex) {
                         m.counts.acked += 1;
                     }
-                    self.publish_ack(&ifname, rec, from, rt.ns, now);
+                    self.publish_ack(rec, from, rt.ns, now);
                 }
             }
-            Err(why) => self.refuse(&ifname, Refused::of(why)),
+            Err(why) => self.refuse_at(rec.rx_ifindex, Refused::of(why)),
+        }
+    }
+
+    /// Counts a reply refused on the member with interface index `ifindex`.
+    fn refuse_at(&mut self, ifindex: u32, why: Refused) {
+        if let Some(ifname) = self
+            .io
+            .members
+            .by_ifindex(ifindex)
+            .map(|m| m.ifname.clone())
+        {
+            self.refuse(&ifname, why);
         }
     }
 
     /// `ipmpstat -p`'s line for an answered probe.
-    fn publish_ack(
-        &mut self,
-        ifname: &str,
-        rec: &ProbeReplyRecord,
-        from: IpAddr,
-        rtt: u64,
-        now: u64,
-    ) {
+    fn publish_ack(&mut self, rec: &ProbeReplyRecord, from: IpAddr, rtt: u64, now: u64) {
         if !self.out.control.followed(Stream::Probes) {
             return;
         }
+        let Some(ifname) = self
+            .io
+            .members
+            .by_ifindex(rec.rx_ifindex)
+            .map(|m| &m.ifname)
+        else {
+            return;
+        };
         let (avg, dev) = self.engine.target_rtt(ifname, from).unwrap_or((0, 0));
         let user_rtt = now.saturating_sub(rec.header.send_time_ns());
         self.out.control.publish(

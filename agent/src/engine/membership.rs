@@ -47,6 +47,8 @@ impl Engine {
             }
         }
         self.due.removed(i);
+        // Keys to the moved indexes are no longer good.
+        self.layout = super::key::next_layout();
         if was_active && !self.groups[g].anonymous() {
             self.activate_another(g);
         }

@@ -9,6 +9,7 @@
 pub mod constants;
 mod due;
 pub mod instance;
+mod key;
 mod membership;
 pub mod rng;
 pub mod rtt;
@@ -16,11 +17,10 @@ pub mod rtt;
 mod tests;
 pub mod views;
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::membership::Prior;
 use self::{
     constants::{
         EXCEPTION_FACTOR, LINK_FLAP_WINDOW_NS, LINK_UP_PERMIN, LOWER_FDT_TRIGGER,
@@ -30,6 +30,10 @@ use self::{
     due::DueIndex,
     instance::{ProbeInstance, ReplyMismatch, Target, TargetState, Tick, next_base},
     rng::Jitter,
+};
+pub use self::{
+    key::{IfKey, Iface},
+    membership::Prior,
 };
 
 /// Engine-wide settings (from `/etc/default/mpathd`).
@@ -129,13 +133,15 @@ pub enum Event {
         ifname: String,
         group: String,
     },
+    /// This and `ProbeAcked`, one per probe, share the interface's name as the probe outputs do
+    /// (a refcount, not a copy).
     ProbeLost {
-        ifname: String,
+        ifname: Arc<str>,
         seq: u16,
         target: IpAddr,
     },
     ProbeAcked {
-        ifname: String,
+        ifname: Arc<str>,
         seq: u16,
         target: IpAddr,
         rtt_ns: u64,
@@ -161,7 +167,7 @@ pub enum Output {
     /// Send failure-detection probe `seq` from `test_addr` on `ifname` to `target`, carrying
     /// `sent_ns` as its (tagged) send time: a reply counts only if it carries the same.
     SendProbe {
-        ifname: String,
+        ifname: Arc<str>,
         test_addr: IpAddr,
         target: IpAddr,
         seq: u16,
@@ -174,7 +180,7 @@ pub enum Output {
     },
     /// An RTT-only probe (`PROBE_RTT`): no sequence number, no history slot.
     SendRttProbe {
-        ifname: String,
+        ifname: Arc<str>,
         test_addr: IpAddr,
         target: IpAddr,
         sent_ns: u64,
@@ -182,7 +188,7 @@ pub enum Output {
     /// No targets yet: ask all-hosts (224.0.0.1 / ff02::1) from `test_addr` on `ifname`; the
     /// responders come back through [`Engine::discovered`].
     SendDiscovery {
-        ifname: String,
+        ifname: Arc<str>,
         test_addr: IpAddr,
         sent_ns: u64,
     },
@@ -212,7 +218,8 @@ pub enum AdminError {
 
 #[derive(Clone, Debug)]
 struct Interface {
-    name: String,
+    /// Shared with the probe outputs: a refcount per probe, not a copy of the name.
+    name: Arc<str>,
     group: String,
     /// Index of `group` in the engine's groups.
     group_idx: usize,
@@ -313,6 +320,8 @@ pub struct Engine {
     serving: Vec<usize>,
     jitter: Jitter,
     out: Vec<Output>,
+    /// Which [`IfKey`]s are good: a new layout when an interface is removed (see `key`).
+    layout: u64,
 }
 
 /// A read-only view of one interface.
@@ -341,6 +350,7 @@ impl Engine {
             interfaces: Vec::new(),
             if_by_name: HashMap::new(),
             group_by_name: HashMap::new(),
+            layout: key::next_layout(),
             dirty: Vec::new(),
             due: DueIndex::default(),
             serving: Vec::new(),
@@ -366,9 +376,35 @@ impl Engine {
         self.if_by_name.get(name).copied()
     }
 
-    /// The index of `name`, whose group the current input may change (see [`Self::finish`]).
-    fn lookup(&mut self, name: &str) -> Option<usize> {
-        let i = self.if_index(name)?;
+    /// A key to `name` that later inputs can pass instead of the name, until an interface is
+    /// removed.
+    #[must_use]
+    pub fn key(&self, name: &str) -> Option<IfKey> {
+        self.if_index(name).map(|index| IfKey {
+            index,
+            layout: self.layout,
+        })
+    }
+
+    /// Whether `key` still names the interface it was given for.
+    #[must_use]
+    pub fn holds(&self, key: IfKey) -> bool {
+        self.index_of(Iface::Key(key)).is_some()
+    }
+
+    /// The index of `who` (`None`: not tracked, or a key from another layout).
+    fn index_of(&self, who: Iface<'_>) -> Option<usize> {
+        match who {
+            Iface::Name(name) => self.if_index(name),
+            Iface::Key(k) => {
+                (k.layout == self.layout && k.index < self.interfaces.len()).then_some(k.index)
+            }
+        }
+    }
+
+    /// The index of `who`, whose group the current input may change (see [`Self::finish`]).
+    fn lookup<'a>(&mut self, who: impl Into<Iface<'a>>) -> Option<usize> {
+        let i = self.index_of(who.into())?;
         self.touch(self.interfaces[i].group_idx);
         Some(i)
     }
@@ -405,7 +441,7 @@ impl Engine {
             instances.push(self.new_instance(*addr, &spec.targets, interval, now_ns));
         }
         let mut iface = Interface {
-            name: spec.ifname.clone(),
+            name: spec.ifname.as_str().into(),
             group: spec.group.clone(),
             group_idx: g,
             was_active: None,
@@ -577,9 +613,9 @@ impl Engine {
     ///
     /// # Errors
     /// When the reply matches no probe (counted by the caller as "unknown").
-    pub fn probe_reply(
+    pub fn probe_reply<'a>(
         &mut self,
-        ifname: &str,
+        ifname: impl Into<Iface<'a>>,
         seq: u16,
         from: IpAddr,
         sent_ns: u64,
@@ -598,7 +634,7 @@ impl Engine {
             .ok_or(ReplyMismatch::UnknownProbe)?;
         let acked = self.interfaces[i].instances[k].ack(seq, from, sent_ns, now_ns)?;
         self.emit(Event::ProbeAcked {
-            ifname: ifname.into(),
+            ifname: Arc::clone(&self.interfaces[i].name),
             seq,
             target: from,
             rtt_ns,
@@ -677,7 +713,7 @@ impl Engine {
             let e = Event::FdtRaised {
                 user_fdt_ms: group.user_fdt_ns / 1_000_000,
                 family: family_name(target),
-                ifname: self.interfaces[i].name.clone(),
+                ifname: self.interfaces[i].name.to_string(),
                 group: group.name.clone(),
                 fdt_ms: group.fdt_ns / 1_000_000,
             };
@@ -712,7 +748,7 @@ impl Engine {
         let e = Event::FdtImproved {
             fdt_ms: group.fdt_ns / 1_000_000,
             family,
-            ifname: self.interfaces[i].name.clone(),
+            ifname: self.interfaces[i].name.to_string(),
             group: group.name.clone(),
         };
         if !group.anonymous() {
@@ -779,9 +815,9 @@ impl Engine {
     /// When no all-hosts probe sent at `sent_ns` (the reply's tagged send time) is in flight: a
     /// discovery reply is accepted only for a discovery of this instance, within twice the probe
     /// interval, so a captured one replayed later injects nothing.
-    pub fn discovered(
+    pub fn discovered<'a>(
         &mut self,
-        ifname: &str,
+        ifname: impl Into<Iface<'a>>,
         from: IpAddr,
         sent_ns: u64,
         now_ns: u64,
@@ -844,7 +880,7 @@ impl Engine {
             let g = self.group_of(i);
             let interval = self.groups[g].interval_ns.max(1);
             let user_interval = (self.groups[g].user_fdt_ns / PROBES_PER_FDT).max(1);
-            let name = self.interfaces[i].name.clone();
+            let name = Arc::clone(&self.interfaces[i].name);
             let prompt_reply = self.interfaces[i].state != IfState::Running;
             let mut instances = std::mem::take(&mut self.interfaces[i].instances);
             for inst in &mut instances {
@@ -867,7 +903,7 @@ impl Engine {
     fn tick_instance(
         &mut self,
         inst: &mut ProbeInstance,
-        name: &str,
+        name: &Arc<str>,
         schedule: Schedule,
         now_ns: u64,
     ) {
@@ -892,7 +928,7 @@ impl Engine {
         // that wait out on purpose: CPU load must not raise the FDT).
         for (seq, target) in inst.expire(now_ns, interval, interval / SEND_SLACK_DIVISOR) {
             self.out.push(Output::Event(Event::ProbeLost {
-                ifname: name.into(),
+                ifname: Arc::clone(name),
                 seq,
                 target,
             }));
@@ -924,7 +960,7 @@ impl Engine {
                 fd_sent = true;
                 let seq = inst.record_sent(target, now_ns);
                 self.out.push(Output::SendProbe {
-                    ifname: name.into(),
+                    ifname: Arc::clone(name),
                     test_addr: inst.test_addr,
                     target,
                     seq,
@@ -938,7 +974,7 @@ impl Engine {
             if inst.targets.is_empty() || (inst.host_targets && inst.targets.len() < 2) {
                 inst.discoveries.record(now_ns);
                 self.out.push(Output::SendDiscovery {
-                    ifname: name.into(),
+                    ifname: Arc::clone(name),
                     test_addr: inst.test_addr,
                     sent_ns: now_ns,
                 });
@@ -948,7 +984,7 @@ impl Engine {
             if skipped > 0 {
                 inst.missed += skipped;
                 self.out.push(Output::Event(Event::ProbesMissed {
-                    ifname: name.into(),
+                    ifname: name.to_string(),
                     count: skipped,
                 }));
             }
@@ -975,7 +1011,7 @@ impl Engine {
                     inst.rtt_target = (inst.rtt_target + 1) % inst.targets.len();
                     inst.rtt_probes.record(now_ns);
                     self.out.push(Output::SendRttProbe {
-                        ifname: name.into(),
+                        ifname: Arc::clone(name),
                         test_addr: inst.test_addr,
                         target,
                         sent_ns: now_ns,
@@ -994,9 +1030,9 @@ impl Engine {
     ///
     /// # Errors
     /// When no RTT-only probe sent at `sent_ns` (the reply's tagged send time) is in flight.
-    pub fn rtt_reply(
+    pub fn rtt_reply<'a>(
         &mut self,
-        ifname: &str,
+        ifname: impl Into<Iface<'a>>,
         from: IpAddr,
         sent_ns: u64,
         rtt_ns: u64,
@@ -1085,16 +1121,12 @@ impl Engine {
         if x.state != IfState::Running || !x.link_up || !x.probing() {
             return;
         }
-        // With both families probed, both must have failed.
-        let capable: Vec<&ProbeInstance> = x
-            .instances
-            .iter()
-            .filter(|p| !p.targets.is_empty())
-            .collect();
-        if capable.iter().all(|p| p.probe_failed(now_ns)) {
-            let tff = capable
-                .iter()
-                .filter_map(|p| p.first_failure_ns())
+        // With both families probed, both must have failed (walked twice rather than collected:
+        // this runs for every interface a tick serves).
+        let capable = || x.instances.iter().filter(|p| !p.targets.is_empty());
+        if capable().all(|p| p.probe_failed(now_ns)) {
+            let tff = capable()
+                .filter_map(ProbeInstance::first_failure_ns)
                 .min()
                 .unwrap_or(now_ns);
             self.fail(i, now_ns, Some(tff));
@@ -1109,7 +1141,7 @@ impl Engine {
         let repaired = if x.instances.is_empty() {
             if x.flapping(now_ns) {
                 if !x.flap_reported {
-                    let ifname = x.name.clone();
+                    let ifname = x.name.to_string();
                     self.interfaces[i].flap_reported = true;
                     self.emit(Event::LinkFlapping { ifname });
                 }
@@ -1170,7 +1202,7 @@ impl Engine {
                 p.reset_rtts();
             }
             let e = Event::InterfaceFailed {
-                ifname: y.name.clone(),
+                ifname: y.name.to_string(),
                 group: y.group.clone(),
             };
             self.emit(e);
@@ -1205,7 +1237,7 @@ impl Engine {
             IfState::Running
         };
         let e = Event::InterfaceRepaired {
-            ifname: x.name.clone(),
+            ifname: x.name.to_string(),
             group: x.group.clone(),
         };
         self.emit(e);
@@ -1320,14 +1352,14 @@ impl Engine {
             let (name, group) = (x.name.clone(), x.group.clone());
             if dup && !x.offline_hwdup && x.state != IfState::Offline {
                 self.emit(Event::HwAddrDuplicate {
-                    ifname: name,
+                    ifname: name.to_string(),
                     group,
                 });
                 self.take_offline(j);
                 self.interfaces[j].offline_hwdup = true;
             } else if !dup && x.offline_hwdup {
                 self.emit(Event::HwAddrUnique {
-                    ifname: name,
+                    ifname: name.to_string(),
                     group,
                 });
                 self.interfaces[j].offline_hwdup = false;
@@ -1409,7 +1441,8 @@ impl Engine {
             self.emit(Event::GroupFailed { group });
         } else if old == GroupState::Failed && new != GroupState::Failed && settled {
             let group = self.groups[g].name.clone();
-            let ifname = first_usable.map_or_else(String::new, |j| self.interfaces[j].name.clone());
+            let ifname =
+                first_usable.map_or_else(String::new, |j| self.interfaces[j].name.to_string());
             self.emit(Event::GroupUsable { group, ifname });
         }
     }
@@ -1431,7 +1464,7 @@ impl Engine {
                 let active = self.is_active(i);
                 if self.interfaces[i].was_active.replace(active) != Some(active) {
                     self.out.push(Output::SetActive {
-                        ifname: self.interfaces[i].name.clone(),
+                        ifname: self.interfaces[i].name.to_string(),
                         active,
                     });
                 }
@@ -1453,7 +1486,7 @@ impl Engine {
             .map(|i| {
                 let x = &self.interfaces[i];
                 InterfaceView {
-                    ifname: x.name.clone(),
+                    ifname: x.name.to_string(),
                     group: x.group.clone(),
                     state: x.state,
                     active: self.is_active(i),

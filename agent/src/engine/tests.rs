@@ -6,8 +6,8 @@ use std::{
 };
 
 use super::{
-    AdminError, Engine, EngineConfig, Event, GroupState, IfState, MemberSpec, Output, Prior,
-    constants::FAILURE_DETECTION_QP_NS, rng::Jitter,
+    AdminError, Engine, EngineConfig, Event, GroupState, IfKey, IfState, Iface, MemberSpec, Output,
+    Prior, ReplyMismatch, constants::FAILURE_DETECTION_QP_NS, rng::Jitter,
 };
 
 const MS: u64 = 1_000_000;
@@ -42,6 +42,10 @@ struct Sim {
     silent_targets: Vec<IpAddr>,
     /// Wake-ups for the engine's own deadlines (ticks).
     ticks: usize,
+    /// Replies name their interface by the key last given for it (asked again once stale), as
+    /// the daemon does, instead of by name.
+    by_key: bool,
+    keys: HashMap<String, IfKey>,
 }
 
 /// A member of `group`; with a test address, it probes targets 1 and 2.
@@ -81,6 +85,24 @@ impl Sim {
             rtt_pending: vec![],
             silent_targets: vec![],
             ticks: 0,
+            by_key: false,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// How a reply names `ifname`: its name, or with `by_key` the key kept for it (a fresh one
+    /// when the kept one went stale; the name when the engine does not track it).
+    fn who<'a>(&mut self, ifname: &'a str) -> Iface<'a> {
+        if !self.by_key {
+            return Iface::Name(ifname);
+        }
+        let kept = self.keys.get(ifname).copied().filter(|k| self.e.holds(*k));
+        match kept.or_else(|| self.e.key(ifname)) {
+            Some(k) => {
+                self.keys.insert(ifname.to_owned(), k);
+                Iface::Key(k)
+            }
+            None => Iface::Name(ifname),
         }
     }
 
@@ -112,6 +134,7 @@ impl Sim {
                     prompt_reply,
                     ..
                 } => {
+                    let ifname = ifname.to_string();
                     self.sent.push((self.now, ifname.clone(), target, seq));
                     self.prompts.push((ifname.clone(), prompt_reply));
                     if self.silent_targets.contains(&target) {
@@ -131,13 +154,14 @@ impl Sim {
                 }
                 Output::SendDiscovery {
                     ifname, sent_ns, ..
-                } => self.discoveries.push((sent_ns, ifname)),
+                } => self.discoveries.push((sent_ns, ifname.to_string())),
                 Output::SendRttProbe {
                     ifname,
                     target,
                     sent_ns,
                     ..
                 } => {
+                    let ifname = ifname.to_string();
                     self.rtt_probes += 1;
                     if let Some(Some(rtt)) = self.paths.get(&ifname) {
                         self.rtt_pending
@@ -172,15 +196,14 @@ impl Sim {
             self.now = next.max(self.now);
             if let Some(pos) = self.rtt_pending.iter().position(|p| p.0 <= self.now) {
                 let (_, ifname, target, rtt, sent) = self.rtt_pending.remove(pos);
-                if let Ok(out) = self.e.rtt_reply(&ifname, target, sent, rtt, self.now) {
+                let who = self.who(&ifname);
+                if let Ok(out) = self.e.rtt_reply(who, target, sent, rtt, self.now) {
                     self.absorb(out);
                 }
             } else if let Some(pos) = self.pending.iter().position(|p| p.0 <= self.now) {
                 let (_, ifname, seq, target, rtt, sent, _) = self.pending.remove(pos);
-                if let Ok(out) = self
-                    .e
-                    .probe_reply(&ifname, seq, target, sent, rtt, self.now)
-                {
+                let who = self.who(&ifname);
+                if let Ok(out) = self.e.probe_reply(who, seq, target, sent, rtt, self.now) {
                     self.absorb(out);
                 }
             } else {
@@ -1224,4 +1247,84 @@ fn members_first_served_late_start_their_schedule_then_without_a_burst_or_missed
             .iter()
             .any(|(_, e)| matches!(e, Event::ProbesMissed { count, .. } if *count >= 8))
     );
+}
+
+/// Members removed, re-added and failed while replies are in flight, answered by name or by
+/// kept keys: the same probes and the same events either way.
+#[test]
+fn replies_by_kept_keys_decide_as_replies_by_name_through_removals() {
+    let run = |by_key: bool| {
+        let mut s = Sim::new(700, true);
+        s.by_key = by_key;
+        for (n, t) in [("a", 10), ("b", 11), ("c", 12), ("d", 13)] {
+            s.member(n, "g", n == "d", Some(t));
+        }
+        s.settle();
+        s.paths.insert("b".into(), None);
+        s.run_for(S / 3);
+        // Removed with replies to it and to the members above it in flight.
+        let out = s.e.remove_member("a", s.now);
+        s.absorb(out);
+        s.run_for(S);
+        s.member("a", "g", false, Some(10));
+        s.run_for(S / 2);
+        let out = s.e.remove_member("c", s.now);
+        s.absorb(out);
+        s.paths.insert("b".into(), Some(MS / 10));
+        s.run_for(3 * S);
+        (s.events, s.sent, s.keys.len())
+    };
+    let (by_name, by_key) = (run(false), run(true));
+    assert!(
+        by_name
+            .0
+            .iter()
+            .any(|(_, e)| matches!(e, Event::InterfaceFailed { .. })),
+        "the scenario fails b: {:?}",
+        by_name.0
+    );
+    assert_eq!(by_name.0, by_key.0, "the same events");
+    assert_eq!(by_name.1, by_key.1, "the same probes");
+    assert_eq!(by_key.2, 4, "every member's replies came by key");
+}
+
+#[test]
+fn a_key_is_refused_once_an_interface_is_removed_and_in_another_engine() {
+    let mut s = Sim::new(700, true);
+    for (n, t) in [("a", 10), ("b", 11), ("c", 12)] {
+        s.member(n, "g", false, Some(t));
+    }
+    s.settle();
+    let kept = s.e.key("c").unwrap();
+    // b's index is c's once a has gone: its key must not name c then.
+    let b_key = s.e.key("b").unwrap();
+    assert!(s.e.holds(kept) && s.e.holds(b_key));
+    s.paths.insert("c".into(), Some(S));
+    s.run_for(S / 2);
+    let pos = s.pending.iter().position(|p| p.1 == "c").unwrap();
+    let (_, _, seq, target, rtt, sent, _) = s.pending.remove(pos);
+    // "a" goes: "c" moves down an index, and the kept key no longer names it.
+    let out = s.e.remove_member("a", s.now);
+    s.absorb(out);
+    assert!(!s.e.holds(kept) && !s.e.holds(b_key));
+    assert_eq!(
+        s.e.probe_reply(kept, seq, target, sent, rtt, s.now).err(),
+        Some(ReplyMismatch::UnknownProbe)
+    );
+    let fresh = s.e.key("c").unwrap();
+    assert_ne!(fresh, kept);
+    let out =
+        s.e.probe_reply(fresh, seq, target, sent, rtt, s.now)
+            .unwrap();
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::ProbeAcked { ifname, .. }) if &**ifname == "c"
+    )));
+    // Another engine with the same members, in the same order: none of its keys are good here.
+    let mut other = Sim::new(700, true);
+    for (n, t) in [("b", 11), ("c", 12)] {
+        other.member(n, "g", false, Some(t));
+    }
+    assert!(!s.e.holds(other.e.key("c").unwrap()));
+    assert!(s.e.key("a").is_none());
 }

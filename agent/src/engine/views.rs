@@ -81,7 +81,7 @@ impl Engine {
                         .map(|k| inst.targets[(inst.next_target + k) % n].addr)
                         .collect();
                     TargetsView {
-                        ifname: x.name.clone(),
+                        ifname: x.name.to_string(),
                         test_addr: inst.test_addr,
                         mode: if inst.host_targets {
                             "multicast"
@@ -122,7 +122,7 @@ impl Engine {
             x.instances
                 .iter()
                 .flat_map(|p| p.targets.iter())
-                .map(|t| (x.name.as_str(), t.addr, t.rtt.crtt_ns()))
+                .map(|t| (&*x.name, t.addr, t.rtt.crtt_ns()))
         })
     }
 
