@@ -40,8 +40,8 @@ fn all_hosts(test_addr: IpAddr) -> IpAddr {
 
 impl Daemon {
     /// Carries out the engine's outputs.
-    pub(super) fn dispatch(&mut self, out: Vec<Output>) {
-        for o in out {
+    pub(super) fn dispatch(&mut self, mut out: Vec<Output>) {
+        for o in out.drain(..) {
             match o {
                 Output::SendProbe {
                     ifname,
@@ -90,6 +90,7 @@ impl Daemon {
                 Output::Event(e) => self.report_engine_event(&e),
             }
         }
+        self.engine.recycle(out);
         self.send_queued_probes();
         // The failover is carried out by the pass at the end of this turn of the loop, after the
         // rest of the replies it woke for: one pass for every member that changed, not one per

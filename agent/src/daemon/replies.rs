@@ -119,25 +119,15 @@ impl Daemon {
     pub(super) fn on_record(&mut self, rec: &ProbeReplyRecord) {
         let now = monotonic_ns();
         let sender = rec.header.ifindex();
-        let Some(m) = self.io.members.by_ifindex_mut(rec.rx_ifindex) else {
+        let Some(m) = self.io.members.by_ifindex(rec.rx_ifindex) else {
             return;
         };
-        let why = if rec.icmp_id != m.id || rec.rx_ifindex != sender {
-            Some(Refused::Identity)
-        } else if !self.io.key.verify(&rec.header, rec.icmp_id, rec.icmp_seq) {
-            Some(Refused::BadTag)
-        } else {
-            None
-        };
-        // The engine's key to this member, asked by name only when it has none or the engine's
-        // interfaces moved since: no name is hashed or copied per reply.
-        let key = match m.engine_key {
-            Some(k) if self.engine.holds(k) => Some(k),
-            _ => self.engine.key(&m.ifname),
-        };
-        m.engine_key = key;
-        if let Some(why) = why {
-            self.refuse_at(rec.rx_ifindex, why);
+        if rec.icmp_id != m.id || rec.rx_ifindex != sender {
+            self.refuse_at(rec.rx_ifindex, Refused::Identity);
+            return;
+        }
+        if !self.io.key.verify(&rec.header, rec.icmp_id, rec.icmp_seq) {
+            self.refuse_at(rec.rx_ifindex, Refused::BadTag);
             return;
         }
         let from = source_addr(rec);
@@ -150,16 +140,27 @@ impl Daemon {
             self.refuse_at(rec.rx_ifindex, Refused::BadTimestamp);
             return;
         }
+        if rec.header.msg_type() == msg::DISCOVERY
+            && !discoverable(&self.rec.host.observed, sender, from)
+        {
+            self.refuse_at(rec.rx_ifindex, Refused::Discovery);
+            return;
+        }
+        // The engine's key to this member, asked by name only when it has none or the engine's
+        // interfaces moved since: an answer to a tracked member costs no hash or copy of its
+        // name.
+        let Some(m) = self.io.members.by_ifindex_mut(rec.rx_ifindex) else {
+            return;
+        };
+        let key = match m.engine_key {
+            Some(k) if self.engine.holds(k) => Some(k),
+            _ => self.engine.key(&m.ifname),
+        };
+        m.engine_key = key;
         let result = match (key, rec.header.msg_type()) {
             (None, _) => Err(ReplyMismatch::UnknownProbe),
             (Some(k), msg::RTT_ONLY) => self.engine.rtt_reply(k, from, sent, rt.ns, now),
-            (Some(k), msg::DISCOVERY) => {
-                if !discoverable(&self.rec.host.observed, sender, from) {
-                    self.refuse_at(rec.rx_ifindex, Refused::Discovery);
-                    return;
-                }
-                self.engine.discovered(k, from, sent, now)
-            }
+            (Some(k), msg::DISCOVERY) => self.engine.discovered(k, from, sent, now),
             (Some(k), _) => self
                 .engine
                 .probe_reply(k, rec.icmp_seq, from, sent, rt.ns, now),

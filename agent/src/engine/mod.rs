@@ -386,7 +386,17 @@ impl Engine {
         })
     }
 
-    /// Whether `key` still names the interface it was given for.
+    /// Gives back an output list the caller has emptied, so that the next input's outputs reuse
+    /// its allocation (every accepted reply has one, its acknowledgement).
+    pub fn recycle(&mut self, mut spent: Vec<Output>) {
+        spent.clear();
+        if self.out.is_empty() && self.out.capacity() < spent.capacity() {
+            self.out = spent;
+        }
+    }
+
+    /// Whether `key` still names the interface it was given for: the one tracked under that
+    /// name then, or what replaced it under the same name (as a reply by name would reach).
     #[must_use]
     pub fn holds(&self, key: IfKey) -> bool {
         self.index_of(Iface::Key(key)).is_some()
