@@ -26,13 +26,13 @@ impl Sent {
         for o in out {
             match o {
                 Output::SendProbe { ifname, target, seq, sent_ns, .. } => {
-                    self.probes.push((ifname, seq, target, sent_ns));
+                    self.probes.push((ifname.to_string(), seq, target, sent_ns));
                 }
                 Output::SendRttProbe { ifname, sent_ns, .. } => {
-                    self.rtt.insert((ifname, sent_ns));
+                    self.rtt.insert((ifname.to_string(), sent_ns));
                 }
                 Output::SendDiscovery { ifname, sent_ns, .. } => {
-                    self.discovery.insert((ifname, sent_ns));
+                    self.discovery.insert((ifname.to_string(), sent_ns));
                 }
                 _ => {}
             }
