@@ -40,11 +40,34 @@ fn every_mode_shows_the_expected_table() {
     })
     .expect("the standby took the address");
 
-    assert_eq!(
-        stat(&["-g"]),
-        "GROUP      GROUPNAME  STATE     FDT       INTERFACES\n\
-         f          f          failed    --        [h2]\n\
-         g          g          degraded  0.30s     h1 [h0]\n"
+    // In a slow VM in.mpathd's rule may raise g's FDT when round trips stretch: the table then
+    // shows an FDT the daemon reported (`ipmultipath.fdt.raised` / `.improved`), and nothing else.
+    let groups = stat(&["-g"]);
+    let reported: Vec<String> = d
+        .drain()
+        .iter()
+        .filter(|v| {
+            v["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("ipmultipath.fdt."))
+                && v["params"]["group"] == "g"
+        })
+        .filter_map(|v| v["params"]["fdt_ms"].as_u64())
+        .map(|ms| format!("{:.2}s", ms as f64 / 1e3))
+        .collect();
+    let row = |fdt: &str| {
+        format!(
+            "GROUP      GROUPNAME  STATE     FDT       INTERFACES\n\
+             f          f          failed    --        [h2]\n\
+             g          g          degraded  {fdt:<10}h1 [h0]\n"
+        )
+    };
+    assert!(
+        std::iter::once("0.30s".to_owned())
+            .chain(reported.iter().cloned())
+            .any(|fdt| groups == row(&fdt)),
+        "ipmpd stat -g:\n{groups}\nexpected g's FDT 0.30s or one reported: {reported:?}\n{}",
+        row("0.30s")
     );
     assert_eq!(
         stat(&["-i"]),
