@@ -117,10 +117,7 @@ impl World {
         if !self.by_key {
             return None;
         }
-        let key = match self.keys[m] {
-            Some(k) if self.engine.holds(k) => Some(k),
-            _ => self.engine.key(&self.names[m]),
-        };
+        let key = self.engine.key_again(self.keys[m], &self.names[m]);
         self.keys[m] = key;
         key
     }

@@ -138,6 +138,24 @@ impl Members {
         self.slots[*self.by_ifindex.get(&ifindex)?].as_mut()
     }
 
+    /// The slot of the member with index `ifindex`: one lookup, after which [`Self::at`] and
+    /// [`Self::at_mut`] reach it by position until a member is inserted or removed.
+    #[must_use]
+    pub fn slot_of(&self, ifindex: u32) -> Option<usize> {
+        self.by_ifindex.get(&ifindex).copied()
+    }
+
+    /// The member in `slot`.
+    #[must_use]
+    pub fn at(&self, slot: usize) -> Option<&MemberIo> {
+        self.slots.get(slot)?.as_ref()
+    }
+
+    /// The member in `slot`, to change.
+    pub fn at_mut(&mut self, slot: usize) -> Option<&mut MemberIo> {
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
     /// Every member.
     pub fn iter(&self) -> impl Iterator<Item = &MemberIo> {
         self.slots.iter().flatten()

@@ -119,15 +119,20 @@ impl Daemon {
     pub(super) fn on_record(&mut self, rec: &ProbeReplyRecord) {
         let now = monotonic_ns();
         let sender = rec.header.ifindex();
-        let Some(m) = self.io.members.by_ifindex(rec.rx_ifindex) else {
+        // One lookup by index; the member is then reached by its slot until dispatch, which may
+        // change the members.
+        let Some(slot) = self.io.members.slot_of(rec.rx_ifindex) else {
+            return;
+        };
+        let Some(m) = self.io.members.at(slot) else {
             return;
         };
         if rec.icmp_id != m.id || rec.rx_ifindex != sender {
-            self.refuse_at(rec.rx_ifindex, Refused::Identity);
+            self.refuse_at(slot, Refused::Identity);
             return;
         }
         if !self.io.key.verify(&rec.header, rec.icmp_id, rec.icmp_seq) {
-            self.refuse_at(rec.rx_ifindex, Refused::BadTag);
+            self.refuse_at(slot, Refused::BadTag);
             return;
         }
         let from = source_addr(rec);
@@ -137,25 +142,22 @@ impl Daemon {
             // The kernel stamps cannot be wrong on a reply that came back as it was sent: this one
             // was rewritten by whoever sent it (a reflected probe, say), so it proves nothing
             // about the path and is not an answer.
-            self.refuse_at(rec.rx_ifindex, Refused::BadTimestamp);
+            self.refuse_at(slot, Refused::BadTimestamp);
             return;
         }
         if rec.header.msg_type() == msg::DISCOVERY
             && !discoverable(&self.rec.host.observed, sender, from)
         {
-            self.refuse_at(rec.rx_ifindex, Refused::Discovery);
+            self.refuse_at(slot, Refused::Discovery);
             return;
         }
         // The engine's key to this member, asked by name only when it has none or the engine's
         // interfaces moved since: an answer to a tracked member costs no hash or copy of its
         // name.
-        let Some(m) = self.io.members.by_ifindex_mut(rec.rx_ifindex) else {
+        let Some(m) = self.io.members.at_mut(slot) else {
             return;
         };
-        let key = match m.engine_key {
-            Some(k) if self.engine.holds(k) => Some(k),
-            _ => self.engine.key(&m.ifname),
-        };
+        let key = self.engine.key_again(m.engine_key, &m.ifname);
         m.engine_key = key;
         let result = match (key, rec.header.msg_type()) {
             (None, _) => Err(ReplyMismatch::UnknownProbe),
@@ -170,39 +172,39 @@ impl Daemon {
                 self.dispatch(out);
                 if rec.header.msg_type() == msg::FAILURE_DETECTION {
                     // An answer the engine took is an acknowledgement (`Event::ProbeAcked`).
-                    if let Some(m) = self.io.members.by_ifindex_mut(rec.rx_ifindex) {
-                        m.counts.acked += 1;
+                    // Looked up again: dispatch may have removed or replaced members.
+                    if let Some(slot) = self.io.members.slot_of(rec.rx_ifindex) {
+                        if let Some(m) = self.io.members.at_mut(slot) {
+                            m.counts.acked += 1;
+                        }
+                        self.publish_ack(slot, rec, from, rt.ns, now);
                     }
-                    self.publish_ack(rec, from, rt.ns, now);
                 }
             }
-            Err(why) => self.refuse_at(rec.rx_ifindex, Refused::of(why)),
+            Err(why) => self.refuse_at(slot, Refused::of(why)),
         }
     }
 
-    /// Counts a reply refused on the member with interface index `ifindex`.
-    fn refuse_at(&mut self, ifindex: u32, why: Refused) {
-        if let Some(ifname) = self
-            .io
-            .members
-            .by_ifindex(ifindex)
-            .map(|m| m.ifname.clone())
-        {
+    /// Counts a reply refused on the member in `slot`.
+    fn refuse_at(&mut self, slot: usize, why: Refused) {
+        if let Some(ifname) = self.io.members.at(slot).map(|m| m.ifname.clone()) {
             self.refuse(&ifname, why);
         }
     }
 
-    /// `ipmpstat -p`'s line for an answered probe.
-    fn publish_ack(&mut self, rec: &ProbeReplyRecord, from: IpAddr, rtt: u64, now: u64) {
+    /// `ipmpstat -p`'s line for an answered probe of the member in `slot`.
+    fn publish_ack(
+        &mut self,
+        slot: usize,
+        rec: &ProbeReplyRecord,
+        from: IpAddr,
+        rtt: u64,
+        now: u64,
+    ) {
         if !self.out.control.followed(Stream::Probes) {
             return;
         }
-        let Some(ifname) = self
-            .io
-            .members
-            .by_ifindex(rec.rx_ifindex)
-            .map(|m| &m.ifname)
-        else {
+        let Some(ifname) = self.io.members.at(slot).map(|m| &m.ifname) else {
             return;
         };
         let (avg, dev) = self.engine.target_rtt(ifname, from).unwrap_or((0, 0));

@@ -35,12 +35,6 @@ impl<'a> From<&'a str> for Iface<'a> {
     }
 }
 
-impl<'a> From<&'a String> for Iface<'a> {
-    fn from(name: &'a String) -> Self {
-        Self::Name(name)
-    }
-}
-
 impl From<IfKey> for Iface<'_> {
     fn from(key: IfKey) -> Self {
         Self::Key(key)

@@ -386,6 +386,16 @@ impl Engine {
         })
     }
 
+    /// `kept` while the engine still holds it, else a new key to `name` (`None`: not tracked):
+    /// how a caller that keeps one key per interface refreshes it before each use.
+    #[must_use]
+    pub fn key_again(&self, kept: Option<IfKey>, name: &str) -> Option<IfKey> {
+        match kept {
+            Some(k) if self.holds(k) => Some(k),
+            _ => self.key(name),
+        }
+    }
+
     /// Gives back an output list the caller has emptied, so that the next input's outputs reuse
     /// its allocation (every accepted reply has one, its acknowledgement).
     pub fn recycle(&mut self, mut spent: Vec<Output>) {
@@ -406,6 +416,8 @@ impl Engine {
     fn index_of(&self, who: Iface<'_>) -> Option<usize> {
         match who {
             Iface::Name(name) => self.if_index(name),
+            // Within its layout a key's index stays below the length (only a removal shrinks
+            // the list, and it renews the layout); checked anyway, as a bug here would panic.
             Iface::Key(k) => {
                 (k.layout == self.layout && k.index < self.interfaces.len()).then_some(k.index)
             }

@@ -96,8 +96,7 @@ impl Sim {
         if !self.by_key {
             return Iface::Name(ifname);
         }
-        let kept = self.keys.get(ifname).copied().filter(|k| self.e.holds(*k));
-        match kept.or_else(|| self.e.key(ifname)) {
+        match self.e.key_again(self.keys.get(ifname).copied(), ifname) {
             Some(k) => {
                 self.keys.insert(ifname.to_owned(), k);
                 Iface::Key(k)
