@@ -1,5 +1,6 @@
 //! The CPU time processes spend, from /proc: one process's, and a process tree's (bfdd and
-//! keepalived run their work in children), and a process's threads' to the nanosecond.
+//! keepalived run their work in children), and a process's threads' to the nanosecond; and the
+//! packets the kernel's per-CPU receive backlogs dropped.
 
 use tests::procstat::{Stat, ticks_per_second};
 
@@ -33,5 +34,16 @@ pub fn threads_cpu_ns(pid: u32) -> u64 {
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Packets dropped so far because a CPU's receive backlog (`net.core.netdev_max_backlog`) was
+/// full, summed over CPUs: the second column of /proc/net/softnet_stat, in hex. Host-wide, not
+/// per namespace.
+pub fn backlog_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
         .sum()
 }

@@ -164,6 +164,12 @@ struct Sample {
     missed: f64,
     deadlines: f64,
     failures: usize,
+    /// Failure-detection probes given up in the window.
+    lost: f64,
+    /// Where replies were dropped before ipmpd saw them, in the window: the CPUs' receive
+    /// backlogs (host-wide; the peers' work runs there through RPS) and ipmpd's reply ring.
+    backlog_drops: u64,
+    ring_full: f64,
     /// The window's first scrape's cost: the probing loop's copy of its state and the exporter's
     /// encoding (ms; none from an ipmpd that does not export them, as in an A/B with an older one).
     scrape_ms: Option<(f64, f64)>,
@@ -194,12 +200,21 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         crate::procfs::cpu_seconds(pid),
         Instant::now(),
     );
+    let drops0 = crate::procfs::backlog_drops();
     record_or_sleep(pid, n, fdt_ms)?;
+    let drops1 = crate::procfs::backlog_drops();
     let (m1, c1, secs) = (
         scrape(&lan.host)?,
         crate::procfs::cpu_seconds(pid),
         w0.elapsed().as_secs_f64(),
     );
+    let ring_full = |m: &str| {
+        tests::daemon::metric_total(
+            m,
+            "ipmpd_probe_replies_rejected_total",
+            &[("reason", "ring_full")],
+        )
+    };
     if let Some(dir) = std::env::var_os("IPMPD_BENCH_PERF") {
         let dir = std::path::Path::new(&dir);
         let events: String = d.drain().iter().map(|v| format!("{v}\n")).collect();
@@ -229,6 +244,10 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         deadlines: metric_sum(&m1, "ipmpd_deadlines_total")
             - metric_sum(&m0, "ipmpd_deadlines_total"),
         failures,
+        lost: metric_sum(&m1, "ipmpd_probes_lost_total")
+            - metric_sum(&m0, "ipmpd_probes_lost_total"),
+        backlog_drops: drops1.saturating_sub(drops0),
+        ring_full: ring_full(&m1) - ring_full(&m0),
         scrape_ms: m1.contains("ipmpd_exposition_copy_seconds").then(|| {
             (
                 1e3 * metric_sum(&m1, "ipmpd_exposition_copy_seconds"),
@@ -393,8 +412,10 @@ pub fn scale(
          static neighbour entries). After `ready` and {} s of settling, a {} s window: CPU time of the\n\
          agent (user + system, all threads) as % of one core, RSS, failure-detection probes sent and\n\
          answered per second (metrics endpoint), missed deadlines (the loop woke more than 1 ms after\n\
-         a probe or timeout was due; `ipmpd_deadlines_missed_total`) and interfaces declared failed\n\
-         (none should be). Start = spawn to the `ready` event (every program attached, every member\n\
+         a probe or timeout was due; `ipmpd_deadlines_missed_total`), interfaces declared failed\n\
+         (none should be), probes given up, and replies dropped before ipmpd read them: by a full\n\
+         receive backlog of a CPU (`/proc/net/softnet_stat`, host-wide, where the peers' RPS work\n\
+         queues) or by a full reply ring (`ipmpd_probe_replies_rejected_total{{reason=\"ring_full\"}}`). Start = spawn to the `ready` event (every program attached, every member\n\
          known), after the previous run's links are gone. The carrier poll spends at most 1 % of a core (`--link-poll-cpu`), so its interval\n\
          grows with N. ipmpd runs without `--json-probes` (no line per probe, as in production).\n\
          A veth hands a packet to its peer synchronously, which would bill the peer's whole work\n\
@@ -403,8 +424,8 @@ pub fn scale(
          The XDP and TC programs' own per-packet cost is in the datapath section. A scrape costs the\n\
          probing loop a copy of its state; the exporter's thread encodes it at low priority (the\n\
          `ipmpd_exposition_*_seconds` gauges of the window's first scrape).\n\n\
-         | interfaces | FDT | start | CPU | RSS (peak) | probes/s | answered/s | missed deadlines | false failures | scrape: loop copy / encode | target |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | interfaces | FDT | start | CPU | RSS (peak) | probes/s | answered/s | missed deadlines | false failures | probes lost | replies dropped: CPU backlog / reply ring | scrape: loop copy / encode | target |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         SETTLE.as_secs(),
         WINDOW.as_secs()
     );
@@ -445,8 +466,15 @@ pub fn scale(
         for &fdt_ms in FDTS_MS {
             let s = measure(&lan, n, fdt_ms)?;
             println!(
-                "bench: scale {n} @ {fdt_ms} ms: cpu {:.2} % rss {:.1} MiB probes/s {:.0}",
-                s.cpu_pct, s.rss_mib, s.probes_per_s
+                "bench: scale {n} @ {fdt_ms} ms: cpu {:.2} % rss {:.1} MiB probes/s {:.0} \
+                 lost {:.0} failures {} backlog drops {} ring full {:.0}",
+                s.cpu_pct,
+                s.rss_mib,
+                s.probes_per_s,
+                s.lost,
+                s.failures,
+                s.backlog_drops,
+                s.ring_full
             );
             let at_rate = floor * s.probes_per_s / 1e4;
             let target = if n == 1024 {
@@ -464,7 +492,7 @@ pub fn scale(
             }
             writeln!(
                 md,
-                "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0} | {:.0} | {:.0} of {:.0} | {} | {} | {target} |",
+                "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0} | {:.0} | {:.0} of {:.0} | {} | {:.0} | {} / {:.0} | {} | {target} |",
                 s.start_s,
                 s.cpu_pct,
                 s.rss_mib,
@@ -474,6 +502,9 @@ pub fn scale(
                 s.missed,
                 s.deadlines,
                 s.failures,
+                s.lost,
+                s.backlog_drops,
+                s.ring_full,
                 s.scrape_ms.map_or_else(
                     || "not exported".to_owned(),
                     |(copy, encode)| format!("{copy:.2} / {encode:.1} ms")
