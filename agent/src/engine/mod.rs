@@ -303,6 +303,10 @@ fn family_name(a: IpAddr) -> &'static str {
     if a.is_ipv4() { "inet" } else { "inet6" }
 }
 
+/// A member's state and standby, and its group's interval, FDT and state (see
+/// [`Engine::footprint`]).
+type Footprint = (IfState, bool, u64, u64, GroupState);
+
 /// in.mpathd's decisions for a set of groups and interfaces.
 #[derive(Debug)]
 pub struct Engine {
@@ -644,11 +648,15 @@ impl Engine {
         rtt_ns: u64,
         now_ns: u64,
     ) -> Result<Vec<Output>, ReplyMismatch> {
-        let i = self.lookup(ifname).ok_or(ReplyMismatch::UnknownProbe)?;
+        // Not `lookup`: most answers change only this member's own deadline (see below).
+        let i = self
+            .index_of(ifname.into())
+            .ok_or(ReplyMismatch::UnknownProbe)?;
         if !self.interfaces[i].link_up {
             // in.mpathd ignores every reply while the link is down.
             return Err(ReplyMismatch::LinkDown);
         }
+        let before = self.footprint(i);
         let k = self.interfaces[i]
             .instances
             .iter()
@@ -672,7 +680,38 @@ impl Engine {
             self.learn_rtt(i, k, from, rtt_ns, now_ns);
         }
         self.check_repair(i, now_ns);
+        self.settle(i, before);
         Ok(self.finish())
+    }
+
+    /// What the rest of member `i`'s group reads of it and of the group: its state, whether it
+    /// stands by, and the group's FDT and state. An input that leaves these alone changed only
+    /// `i`'s own probing, so only `i`'s deadline is re-derived, not its whole group's (two
+    /// members' probe windows walked for every reply and tick was a tenth of the agent's CPU at
+    /// 1,024 members). Every change to another member goes with a change here: a failure or a
+    /// repair changes `i`'s state, an FDT change the group's.
+    fn footprint(&self, i: usize) -> Footprint {
+        let x = &self.interfaces[i];
+        let g = &self.groups[x.group_idx];
+        (x.state, x.inactive, g.interval_ns, g.fdt_ns, g.state)
+    }
+
+    /// After an input that served member `i` alone: its group is re-derived when `i`'s
+    /// [`Self::footprint`] moved from `before`, else only `i`'s deadline.
+    fn settle(&mut self, i: usize, before: Footprint) {
+        if self.footprint(i) == before {
+            self.refresh_deadline(i);
+        } else {
+            self.touch(self.group_of(i));
+        }
+    }
+
+    /// Re-derives when [`Self::tick`] next has something to do for member `i`.
+    fn refresh_deadline(&mut self, i: usize) {
+        let slack = self.groups[self.group_of(i)].interval_ns / SEND_SLACK_DIVISOR;
+        let due = self.interface_deadline(i);
+        self.interfaces[i].due_ns = due;
+        self.due.set(i, due, slack);
     }
 
     fn learn_rtt(&mut self, i: usize, k: usize, target: IpAddr, m: u64, now_ns: u64) {
@@ -895,10 +934,11 @@ impl Engine {
             if self.interfaces[i].due_ns > now_ns.saturating_add(slack) {
                 continue;
             }
-            self.touch(self.interfaces[i].group_idx);
             if !self.interfaces[i].link_up || self.interfaces[i].state == IfState::Offline {
+                self.refresh_deadline(i);
                 continue;
             }
+            let before = self.footprint(i);
             let g = self.group_of(i);
             let interval = self.groups[g].interval_ns.max(1);
             let user_interval = (self.groups[g].user_fdt_ns / PROBES_PER_FDT).max(1);
@@ -916,6 +956,7 @@ impl Engine {
             self.interfaces[i].instances = instances;
             self.check_failure(i, now_ns);
             self.check_repair(i, now_ns);
+            self.settle(i, before);
         }
         self.serving = serving;
         self.finish()
@@ -1433,27 +1474,8 @@ impl Engine {
 
     /// Re-derives group `g`'s state from its members; reports it failing or usable again.
     fn refresh_group(&mut self, g: usize) {
-        if self.groups[g].anonymous() {
+        let Some((new, first_usable)) = self.derived_group_state(g) else {
             return;
-        }
-        // Counted without a copy of any name: this runs for every touched group on every input.
-        let (mut usable, mut total, mut first_usable) = (0, 0, None);
-        for (j, y) in self.members(g) {
-            total += 1;
-            if y.functioning() {
-                usable += 1;
-                first_usable.get_or_insert(j);
-            }
-        }
-        if total == 0 {
-            return;
-        }
-        let new = if usable == total {
-            GroupState::Ok
-        } else if usable == 0 {
-            GroupState::Failed
-        } else {
-            GroupState::Degraded
         };
         let group = &mut self.groups[g];
         let old = std::mem::replace(&mut group.state, new);
@@ -1469,6 +1491,33 @@ impl Engine {
         }
     }
 
+    /// The state group `g`'s members give it, and its first usable member (`None`: the anonymous
+    /// group, or no members). Counted without a copy of any name: this runs for every touched
+    /// group on every input that touches one.
+    fn derived_group_state(&self, g: usize) -> Option<(GroupState, Option<usize>)> {
+        if self.groups[g].anonymous() {
+            return None;
+        }
+        let (mut usable, mut total, mut first_usable) = (0, 0, None);
+        for (j, y) in self.members(g) {
+            total += 1;
+            if y.functioning() {
+                usable += 1;
+                first_usable.get_or_insert(j);
+            }
+        }
+        let state = if total == 0 {
+            return None;
+        } else if usable == total {
+            GroupState::Ok
+        } else if usable == 0 {
+            GroupState::Failed
+        } else {
+            GroupState::Degraded
+        };
+        Some((state, first_usable))
+    }
+
     /// Ends an input: for the groups it touched, group states, activation changes and deadlines;
     /// then the outputs gathered. An input only changes the groups it touched, so the others
     /// need no look.
@@ -1480,7 +1529,6 @@ impl Engine {
         }
         for &g in &dirty {
             self.groups[g].dirty = false;
-            let slack = self.groups[g].interval_ns / SEND_SLACK_DIVISOR;
             for k in 0..self.groups[g].members.len() {
                 let i = self.groups[g].members[k];
                 let active = self.is_active(i);
@@ -1490,15 +1538,40 @@ impl Engine {
                         active,
                     });
                 }
-                let due = self.interface_deadline(i);
-                self.interfaces[i].due_ns = due;
-                self.due.set(i, due, slack);
+                self.refresh_deadline(i);
             }
         }
         // Keep the allocation for the next input.
         dirty.clear();
         self.dirty = dirty;
         std::mem::take(&mut self.out)
+    }
+
+    /// Checks that what [`Self::finish`] derives is current for every group no input left
+    /// pending: each member's activity as last reported, its deadline in the due index, and the
+    /// group's state. Tests call it after every input.
+    #[cfg(test)]
+    fn assert_derived_current(&self) {
+        for (g, group) in self.groups.iter().enumerate() {
+            if group.dirty {
+                continue;
+            }
+            for &i in &group.members {
+                let x = &self.interfaces[i];
+                assert_eq!(
+                    x.was_active,
+                    Some(self.is_active(i)),
+                    "{}: activity",
+                    x.name
+                );
+                let due = self.interface_deadline(i);
+                assert_eq!(x.due_ns, due, "{}: deadline", x.name);
+                assert_eq!(self.due.due_of(i), due, "{}: due index", x.name);
+            }
+            if let Some((state, _)) = self.derived_group_state(g) {
+                assert_eq!(state, group.state, "group {}: state", group.name);
+            }
+        }
     }
 
     /// The state of every interface.
