@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
                 let seq = if op[4] & 1 != 0 { seq ^ u16_of(op, 5) } else { seq };
                 let at = if op[4] & 2 != 0 { at ^ u64_of(op, 8) } else { at };
                 let from = if op[4] & 4 != 0 { from } else { target };
-                if let Ok(out) = e.probe_reply(&name, seq, from, at, MS, now) {
+                if let Ok(out) = e.probe_reply(name.as_str(), seq, from, at, MS, now) {
                     let genuine = sent
                         .probes
                         .iter()
