@@ -246,13 +246,21 @@ mod tests {
         ms.insert("b", 4, None);
         assert_eq!(ms.get("a").map(|m| m.ifindex), Some(3));
         assert_eq!(ms.by_ifindex(4).map(|m| m.ifname.as_str()), Some("b"));
+        let a_slot = ms.slot_of(3).unwrap();
+        assert_eq!(ms.at(a_slot).map(|m| m.ifname.as_str()), Some("a"));
         assert!(ms.remove("a").is_some());
         assert!(ms.get("a").is_none() && ms.by_ifindex(3).is_none());
+        assert!(ms.slot_of(3).is_none() && ms.at(a_slot).is_none());
+        assert!(ms.at(7).is_none() && ms.at_mut(7).is_none(), "no such slot");
         assert_eq!(ms.iter().count(), 1);
         // The freed slot is taken again; the other member is where it was.
         ms.insert("c", 5, None);
         assert_eq!(ms.by_ifindex(5).map(|m| m.ifname.as_str()), Some("c"));
+        assert_eq!(ms.slot_of(5), Some(a_slot), "a's slot, now c's");
         assert_eq!(ms.by_ifindex(4).map(|m| m.ifname.as_str()), Some("b"));
+        let b_slot = ms.slot_of(4).unwrap();
+        ms.at_mut(b_slot).unwrap().counts.acked += 1;
+        assert_eq!(ms.get("b").unwrap().counts.acked, 1);
         assert_eq!(ms.slots.len(), 2);
     }
 
