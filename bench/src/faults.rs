@@ -183,16 +183,15 @@ impl Fault {
     /// (a steady stream from the router to h0) that got through, within 0.5 ms.
     pub fn inject(self, lan: &Lan, flow: &Flow) -> (u64, u64) {
         let sw = lan.switch();
-        let t0 = monotonic_ns();
-        match self {
+        let fault = match self {
             Self::Carrier => {
                 let (before, after) = sw.set_link_fast("sw-h0", false);
                 return (before, after - before);
             }
             Self::Silent => sw.drop_all("sw-h0"),
             Self::OneWay => sw.drop_outgoing("sw-h0"),
-        }
-        let t1 = monotonic_ns();
+        };
+        let (t0, t1) = (fault.began_ns, fault.in_force_ns);
         // Let the last packets in flight land before asking which was last.
         std::thread::sleep(Duration::from_millis(2));
         let t = flow

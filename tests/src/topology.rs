@@ -2,7 +2,38 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::sh;
+use crate::{monotonic_ns, sh};
+
+/// A fault made by one command, timed around it: detection counts from `began_ns` (the fault
+/// takes effect somewhere inside the command), so a slow command (a module loaded on demand, a
+/// VM under emulation) counts against the daemon, and [`Fault::describe`] says how slow it was.
+#[derive(Clone, Copy, Debug)]
+pub struct Fault {
+    /// CLOCK_MONOTONIC just before the command.
+    pub began_ns: u64,
+    /// CLOCK_MONOTONIC once it returned: the fault is in force.
+    pub in_force_ns: u64,
+}
+
+impl Fault {
+    fn around(make: impl FnOnce()) -> Self {
+        let began_ns = monotonic_ns();
+        make();
+        Self {
+            began_ns,
+            in_force_ns: monotonic_ns(),
+        }
+    }
+
+    /// `what`, with how long the fault's command took (for messages and failures).
+    #[must_use]
+    pub fn describe(&self, what: &str) -> String {
+        format!(
+            "{what} (the fault's command took {} ms)",
+            (self.in_force_ns - self.began_ns) / 1_000_000
+        )
+    }
+}
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -116,12 +147,12 @@ impl Netns {
     /// Sets `ifname` down or up and returns CLOCK_MONOTONIC just before and just after: the change
     /// happened somewhere in between.
     pub fn set_link_timed(&self, ifname: &str, up: bool) -> (u64, u64) {
-        let t0 = crate::monotonic_ns();
+        let t0 = monotonic_ns();
         self.sh(&format!(
             "ip link set {ifname} {}",
             if up { "up" } else { "down" }
         ));
-        (t0, crate::monotonic_ns())
+        (t0, monotonic_ns())
     }
 
     /// Like [`Self::set_link_timed`] but with one `SIOCSIFFLAGS` ioctl from a thread that entered
@@ -145,23 +176,27 @@ impl Netns {
     /// One nft command, so one transaction: both ways stop at the same instant. (Three commands
     /// cut the ways about 10 ms apart, and tens of ms with the CPU busy, so a fault timed from the
     /// data flow it stops began earlier for the probes, and detection looked faster than it was.)
-    pub fn drop_all(&self, ifname: &str) {
+    pub fn drop_all(&self, ifname: &str) -> Fault {
         let t = format!("ipmpd_fault_{}", ifname.replace('-', "_"));
-        self.sh(&format!(
-            "nft 'add table netdev {t}; \
-             add chain netdev {t} in {{ type filter hook ingress device {ifname} priority 0; policy drop; }}; \
-             add chain netdev {t} out {{ type filter hook egress device {ifname} priority 0; policy drop; }}'"
-        ));
+        Fault::around(|| {
+            self.sh(&format!(
+                "nft 'add table netdev {t}; \
+                 add chain netdev {t} in {{ type filter hook ingress device {ifname} priority 0; policy drop; }}; \
+                 add chain netdev {t} out {{ type filter hook egress device {ifname} priority 0; policy drop; }}'"
+            ));
+        })
     }
 
     /// One-way loss: nftables drops every frame leaving `ifname` (towards whatever is plugged into
     /// it); frames arriving pass. Ended by [`Self::undrop_all`].
-    pub fn drop_outgoing(&self, ifname: &str) {
+    pub fn drop_outgoing(&self, ifname: &str) -> Fault {
         let t = format!("ipmpd_fault_{}", ifname.replace('-', "_"));
-        self.sh(&format!(
-            "nft 'add table netdev {t}; \
-             add chain netdev {t} out {{ type filter hook egress device {ifname} priority 0; policy drop; }}'"
-        ));
+        Fault::around(|| {
+            self.sh(&format!(
+                "nft 'add table netdev {t}; \
+                 add chain netdev {t} out {{ type filter hook egress device {ifname} priority 0; policy drop; }}'"
+            ));
+        })
     }
 
     /// Ends a silent loss on `ifname`.
@@ -386,10 +421,10 @@ fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> (u64, u64) {
     } else {
         flags & !up_flag
     };
-    let t0 = crate::monotonic_ns();
+    let t0 = monotonic_ns();
     // SAFETY: valid socket and ifreq.
     let rc = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &raw mut ifr) };
-    let t1 = crate::monotonic_ns();
+    let t1 = monotonic_ns();
     // SAFETY: closing the socket opened above.
     unsafe { libc::close(sock) };
     assert_eq!(rc, 0, "SIOCSIFFLAGS {ifname}");

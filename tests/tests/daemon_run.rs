@@ -49,18 +49,14 @@ fn wakes_within(cfg: &RunConfig, lan: &Lan, ifname: &str, want: bool, limit: Dur
 
 /// Cuts h0 silently (both ways) and expects its failure within the configured FDT.
 fn h0_fails_silently_within_the_fdt(lan: &Lan, d: &mut tests::daemon::Daemon, what: &str) {
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-h0");
-    // The fault counts from before the nft command: the rule takes effect somewhere inside it,
-    // so a slow command (a module loaded on demand) shows here and in a failure's message.
-    let applied_ms = (monotonic_ns() - fault) / 1_000_000;
-    let what = format!("{what} (the nft command took {applied_ms} ms)");
+    let fault = lan.switch().drop_all("sw-h0");
+    let what = fault.describe(what);
     // Nothing here slows round trips: the configured FDT is the limit, raised or not.
     let ms = expect_within(
         d,
         "ipmultipath.interface.failed",
         "h0",
-        fault,
+        fault.began_ns,
         FDT_MS,
         &what,
     );
@@ -327,9 +323,14 @@ fn ipv6_probing_from_link_local_test_addresses() {
         .expect("ff02::1 discovery and ICMPv6 probes");
     assert_eq!(acked_target(&ack), Some(router_ll));
     std::thread::sleep(Duration::from_millis(700));
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-h0");
-    let ms = expect_failed_within_fdt(&mut d, "h0", fault, FDT_MS, "IPv6 probes");
+    let fault = lan.switch().drop_all("sw-h0");
+    let ms = expect_failed_within_fdt(
+        &mut d,
+        "h0",
+        fault.began_ns,
+        FDT_MS,
+        &fault.describe("IPv6 probes"),
+    );
     println!("IPv6 fault found after {ms} ms");
 }
 

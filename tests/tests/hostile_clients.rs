@@ -11,7 +11,6 @@ use std::{
 use tests::{
     daemon::{Daemon, NOBODY, RunConfig, expect_within, run, run_wrapped, wait_event},
     hostile::{connect_as, refusals, refused},
-    monotonic_ns,
     topology::Lan,
 };
 
@@ -131,16 +130,15 @@ fn idle_and_unread_clients_of_both_sockets_do_not_delay_failover() {
     let (ok, out, err) = run(lan.host(), &["stat", "-i", "--socket", &sock]);
     assert!(ok && out.contains("h1"), "root answered: {err}");
     // A silent fault and a carrier loss are detected on time meanwhile.
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-h0");
     let what = "with the sockets held";
+    let fault = lan.switch().drop_all("sw-h0");
     expect_within(
         &mut d,
         "ipmultipath.interface.failed",
         "h0",
-        fault,
+        fault.began_ns,
         FDT_MS,
-        what,
+        &fault.describe(what),
     );
     let (cut, _) = lan.switch().set_link_fast("sw-h1", false);
     expect_within(&mut d, "ipmultipath.link.down", "h1", cut, 100, what);
@@ -219,15 +217,14 @@ impl Stuck<'_> {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let fault = monotonic_ns();
-        self.lan.switch().drop_all("sw-h0");
+        let fault = self.lan.switch().drop_all("sw-h0");
         after_fault(d);
-        let what = format!("with {} stuck", self.stream);
+        let what = fault.describe(&format!("with {} stuck", self.stream));
         expect_within(
             d,
             "ipmultipath.interface.failed",
             "h0",
-            fault,
+            fault.began_ns,
             FDT_MS,
             &what,
         );

@@ -43,12 +43,18 @@ fn at(v: &Value) -> u64 {
 fn fault_found_in_time(d: &mut Daemon, lan: &Lan, what: &str) -> u64 {
     d.drain();
     d.seen.clear();
-    let fault = monotonic_ns();
-    lan.switch().drop_all("sw-r0");
+    let fault = lan.switch().drop_all("sw-r0");
     // nft's rule is in force once it returns (a VM under emulation takes a while to get there);
     // replies already on their way then may still land in the next few ms.
-    let in_force = monotonic_ns();
-    let ms = expect_within(d, "ipmultipath.interface.failed", "h0", fault, FDT_MS, what);
+    let in_force = fault.in_force_ns;
+    let ms = expect_within(
+        d,
+        "ipmultipath.interface.failed",
+        "h0",
+        fault.began_ns,
+        FDT_MS,
+        &fault.describe(what),
+    );
     let grace = tests::scaled_ns(20_000_000);
     let acks: Vec<&Value> = d
         .seen

@@ -40,8 +40,14 @@ echo /sbin/modprobe >proc/sys/kernel/modprobe
 # The modules the tests use are loaded before the first test: loading one on demand (xz-compressed
 # on 6.12, read over 9p, under TCG) takes seconds, and a test that times a fault from just before
 # its nft rule would count them (a 6.12 run saw 2.6 s from the nft command to the first lost probe).
+# A module the run loaded on demand all the same is named on VM-MODULES-ON-DEMAND= (xtask warns),
+# so that the list follows what the tests use.
 exec ./run/busybox chroot . /run/busybox sh -c '
     /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash -c "ip link set lo up; modprobe -a veth bridge nf_tables sch_tbf sch_ingress cls_u32 cls_bpf; . /run/vm-cmd"
-    echo "VM-EXIT-STATUS=$?"
+        HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash -c "ip link set lo up; modprobe -a veth bridge nf_tables sch_tbf sch_ingress cls_u32 cls_bpf; cat /proc/modules >/run/vm-modules-preloaded; . /run/vm-cmd"
+    status=$?
+    /run/busybox awk "NR == FNR { before[\$1] = 1; next } !(\$1 in before) { printf \"%s \", \$1 }" \
+        /run/vm-modules-preloaded /proc/modules >/run/vm-modules-new 2>/dev/null
+    [ -s /run/vm-modules-new ] && echo "VM-MODULES-ON-DEMAND=$(cat /run/vm-modules-new)"
+    echo "VM-EXIT-STATUS=$status"
     /run/busybox reboot -f'

@@ -130,7 +130,7 @@ impl Sim {
         // after each input of a small engine, and after every 64th of a large one (the check
         // walks every member; after each of 100 groups' inputs it doubled a test's time).
         self.inputs += 1;
-        if self.paths.len() <= 16 || self.inputs.is_multiple_of(64) {
+        if self.e.interfaces.len() <= 16 || self.inputs.is_multiple_of(64) {
             self.e.assert_derived_current();
         }
         for o in out {

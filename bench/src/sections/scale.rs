@@ -14,7 +14,10 @@ use std::{
 
 use anyhow::Context as _;
 use serde_json::Value;
-use tests::{daemon::RunConfig, topology::Netns};
+use tests::{
+    daemon::{RunConfig, metric_total},
+    topology::Netns,
+};
 
 /// Interface counts measured.
 pub const SIZES: &[usize] = &[16, 64, 256, 1024];
@@ -135,11 +138,6 @@ fn scrape(ns: &Netns) -> anyhow::Result<String> {
         .context("cannot scrape ipmpd's metrics endpoint")
 }
 
-/// Sum of every sample of metric `name` (all label sets).
-fn metric_sum(text: &str, name: &str) -> f64 {
-    tests::daemon::metric_total(text, name, &[])
-}
-
 fn status_kib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -208,12 +206,9 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         crate::procfs::cpu_seconds(pid),
         w0.elapsed().as_secs_f64(),
     );
-    let ring_full = |m: &str| {
-        tests::daemon::metric_total(
-            m,
-            "ipmpd_probe_replies_rejected_total",
-            &[("reason", "ring_full")],
-        )
+    // How much a counter grew over the window.
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        metric_total(&m1, name, labels) - metric_total(&m0, name, labels)
     };
     if let Some(dir) = std::env::var_os("IPMPD_BENCH_PERF") {
         let dir = std::path::Path::new(&dir);
@@ -233,25 +228,21 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         cpu_pct: 100.0 * (c1 - c0) / secs,
         rss_mib: status_kib(pid, "VmRSS:") / 1024.0,
         hwm_mib: status_kib(pid, "VmHWM:") / 1024.0,
-        probes_per_s: (metric_sum(&m1, "ipmpd_probes_sent_total")
-            - metric_sum(&m0, "ipmpd_probes_sent_total"))
-            / secs,
-        acked_per_s: (metric_sum(&m1, "ipmpd_probes_acked_total")
-            - metric_sum(&m0, "ipmpd_probes_acked_total"))
-            / secs,
-        missed: metric_sum(&m1, "ipmpd_deadlines_missed_total")
-            - metric_sum(&m0, "ipmpd_deadlines_missed_total"),
-        deadlines: metric_sum(&m1, "ipmpd_deadlines_total")
-            - metric_sum(&m0, "ipmpd_deadlines_total"),
+        probes_per_s: delta("ipmpd_probes_sent_total", &[]) / secs,
+        acked_per_s: delta("ipmpd_probes_acked_total", &[]) / secs,
+        missed: delta("ipmpd_deadlines_missed_total", &[]),
+        deadlines: delta("ipmpd_deadlines_total", &[]),
         failures,
-        lost: metric_sum(&m1, "ipmpd_probes_lost_total")
-            - metric_sum(&m0, "ipmpd_probes_lost_total"),
+        lost: delta("ipmpd_probes_lost_total", &[]),
         backlog_drops: drops1.saturating_sub(drops0),
-        ring_full: ring_full(&m1) - ring_full(&m0),
+        ring_full: delta(
+            "ipmpd_probe_replies_rejected_total",
+            &[("reason", "ring_full")],
+        ),
         scrape_ms: m1.contains("ipmpd_exposition_copy_seconds").then(|| {
             (
-                1e3 * metric_sum(&m1, "ipmpd_exposition_copy_seconds"),
-                1e3 * metric_sum(&m1, "ipmpd_exposition_encode_seconds"),
+                1e3 * metric_total(&m1, "ipmpd_exposition_copy_seconds", &[]),
+                1e3 * metric_total(&m1, "ipmpd_exposition_encode_seconds", &[]),
             )
         }),
     };

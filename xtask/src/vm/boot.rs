@@ -287,6 +287,7 @@ fn boot(
     });
     let deadline = Instant::now() + VM_TIMEOUT;
     let mut status = None;
+    let mut on_demand = None;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
             Ok(line) => {
@@ -296,6 +297,8 @@ fn boot(
                     results.push(r);
                 } else if let Some(at) = line.find("VM-EXIT-STATUS=") {
                     status = line[at + 15..].trim().parse().ok();
+                } else if let Some((_, list)) = line.split_once("VM-MODULES-ON-DEMAND=") {
+                    on_demand = Some(list.trim().to_owned());
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
@@ -306,6 +309,13 @@ fn boot(
         let _ = child.kill();
     }
     let _ = child.wait();
+    if let Some(list) = on_demand {
+        // Seconds each under TCG, inside whichever test first needed them.
+        eprintln!(
+            "[{title}] warning: the guest loaded these modules on demand during the run: {list}; \
+             add them to the preload in xtask/vm/init.sh"
+        );
+    }
     match status {
         Some(s) => Ok(s),
         None if Instant::now() >= deadline => {
