@@ -2,7 +2,10 @@
 //! when the active set changes; link changes from the watcher into the engine; the gratuitous
 //! ARPs / unsolicited NAs that follow an address move.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use agent_common::probe::msg;
 
@@ -177,7 +180,7 @@ impl Daemon {
                     .out
                     .counts
                     .missed_unreported
-                    .entry(ifname.clone())
+                    .entry(Arc::clone(ifname))
                     .or_default() += count;
                 return;
             }

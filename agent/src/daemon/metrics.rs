@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use agent_common::counters::IfaceCounters;
@@ -35,13 +38,13 @@ pub struct Counts {
     /// Of those, the ones it woke up for more than [`LATE_NS`] late.
     pub deadlines_missed: u64,
     /// Probes skipped by a late loop since the last report, by interface.
-    pub missed_unreported: HashMap<String, u64>,
+    pub missed_unreported: HashMap<Arc<str>, u64>,
     /// Lines dropped by (stream, kind), as last reported in an event.
     pub output_dropped_reported: HashMap<(&'static str, &'static str), u64>,
     /// How long the last copy of the state for the metrics exposition took the loop (ns).
     pub exposition_copy_ns: u64,
     /// The carrier poll's current interval in ns (0: no poll), kept by the link watcher.
-    pub link_poll_interval_ns: std::sync::Arc<AtomicU64>,
+    pub link_poll_interval_ns: Arc<AtomicU64>,
 }
 
 /// The kernel's reasons for not queueing a probe reply, with its counts.

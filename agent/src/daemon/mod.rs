@@ -597,7 +597,7 @@ impl Daemon {
         }
         self.report_output_drops();
         // Skipped probes: one event per interface per second at most, with the count.
-        let mut missed: Vec<(String, u64)> = self.out.counts.missed_unreported.drain().collect();
+        let mut missed: Vec<(Arc<str>, u64)> = self.out.counts.missed_unreported.drain().collect();
         missed.sort();
         for (ifname, count) in missed {
             let e = crate::engine::Event::ProbesMissed { ifname, count };

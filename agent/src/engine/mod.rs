@@ -126,7 +126,7 @@ pub enum Event {
         group: String,
     },
     ProbesMissed {
-        ifname: String,
+        ifname: Arc<str>,
         count: u64,
     },
     HwAddrUnique {
@@ -1047,7 +1047,7 @@ impl Engine {
             if skipped > 0 {
                 inst.missed += skipped;
                 self.out.push(Output::Event(Event::ProbesMissed {
-                    ifname: name.to_string(),
+                    ifname: Arc::clone(name),
                     count: skipped,
                 }));
             }
