@@ -182,10 +182,6 @@ fn serve(listener: &TcpListener, shared: &Shared, stop: &AtomicBool, wake: &Owne
     let mut scrapes: Vec<Scrape> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
-        let mut watched = vec![wake.as_fd()];
-        if scrapes.len() < MAX_CONNECTIONS {
-            watched.push(listener.as_fd());
-        }
         let next = scrapes.iter().map(|s| s.deadline_ns).min();
         // Scrapes are short: waking every few ms while one is open costs nothing worth counting,
         // and spares tracking read/write readiness per connection.
@@ -194,7 +190,12 @@ fn serve(listener: &TcpListener, shared: &Shared, stop: &AtomicBool, wake: &Owne
         } else {
             Some(next.unwrap_or(now).saturating_sub(now).min(5_000_000))
         };
-        let _ = fds::wait(&watched, timeout);
+        // The listener only while a connection may still be taken.
+        if scrapes.len() < MAX_CONNECTIONS {
+            let _ = fds::wait([wake.as_fd(), listener.as_fd()], timeout);
+        } else {
+            let _ = fds::wait([wake.as_fd()], timeout);
+        }
         fds::drain(wake);
         encode_pending(shared);
         while scrapes.len() < MAX_CONNECTIONS {

@@ -97,7 +97,7 @@ impl Daemon {
         for _ in 0..rounds {
             let batch = sources.replies();
             let full = batch.len() == MAX_REPLIES_PER_WAKE;
-            for rec in &batch {
+            for rec in batch {
                 self.on_record(rec);
             }
             if !full {

@@ -18,6 +18,8 @@ pub const MAX_REPLIES_PER_WAKE: usize = 1024;
 /// The descriptors the daemon owns.
 pub struct Sources {
     ring: RingBuf<MapData>,
+    /// The last batch of reply records, kept so that reading allocates nothing.
+    batch: Vec<ProbeReplyRecord>,
     signals: OwnedFd,
     link_events: Arc<OwnedFd>,
 }
@@ -40,6 +42,7 @@ impl Sources {
     pub fn new(ring: RingBuf<MapData>, signals: OwnedFd, link_events: Arc<OwnedFd>) -> Self {
         Self {
             ring,
+            batch: Vec::new(),
             signals,
             link_events,
         }
@@ -56,7 +59,7 @@ impl Sources {
             control,
             config,
         ];
-        let ready = fds::wait(&all, Some(timeout_ns));
+        let ready = fds::wait(all, Some(timeout_ns));
         Ready {
             signals: ready[1],
             links: ready[2],
@@ -69,19 +72,19 @@ impl Sources {
     /// The reply records waiting in the ring buffer, at most [`MAX_REPLIES_PER_WAKE`]: the rest
     /// wait for the next turn of the loop (the ring stays readable), so a flood never keeps the
     /// loop from its timers.
-    pub fn replies(&mut self) -> Vec<ProbeReplyRecord> {
-        let mut out = Vec::new();
-        while out.len() < MAX_REPLIES_PER_WAKE
+    pub fn replies(&mut self) -> &[ProbeReplyRecord] {
+        self.batch.clear();
+        while self.batch.len() < MAX_REPLIES_PER_WAKE
             && let Some(item) = self.ring.next()
         {
             if item.len() >= size_of::<ProbeReplyRecord>() {
                 // SAFETY: length checked; the record type is plain old data.
-                out.push(unsafe {
+                self.batch.push(unsafe {
                     std::ptr::read_unaligned(item.as_ptr().cast::<ProbeReplyRecord>())
                 });
             }
         }
-        out
+        &self.batch
     }
 
     /// The signals received.

@@ -436,8 +436,11 @@ fn run(
         let ready = {
             let (netlink, wake) = (notifications.as_fd(), shared.wake.as_fd());
             match hook.as_ref().map(|h| h.fd()) {
-                Some(hook) => fds::wait(&[netlink, wake, hook], wait),
-                None => fds::wait(&[netlink, wake], wait),
+                Some(hook) => fds::wait([netlink, wake, hook], wait),
+                None => {
+                    let [netlink, wake] = fds::wait([netlink, wake], wait);
+                    [netlink, wake, false]
+                }
             }
         };
         let mut resync = false;
