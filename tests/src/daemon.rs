@@ -276,6 +276,17 @@ impl Drop for Daemon {
     }
 }
 
+/// Instance `instance`'s pinned link-state entry for `ifindex` (carrier, flaps, last change), if
+/// the mirror has written one.
+#[must_use]
+pub fn link_state_entry(instance: &str, ifindex: u32) -> Option<Value> {
+    bpftool_dump(&format!("/sys/fs/bpf/ipmpd/{instance}/LINK_STATE"))
+        .as_array()?
+        .iter()
+        .find(|e| e["key"] == ifindex)
+        .map(|e| e["value"].clone())
+}
+
 /// `bpftool -j map dump pinned PATH` as JSON: one element per entry, each the BTF-formatted form
 /// (named fields) that bpftool prints beside the raw bytes.
 #[must_use]

@@ -349,18 +349,27 @@ impl Lan {
     /// [`Self::plug`] with the interface index given (a device re-created under its old name gets
     /// a new index on a real host; the kernel here may hand the old one out again).
     pub fn plug_with_index(&self, ifname: &str, cidr: &str, index: Option<u32>) {
+        self.plug_port(ifname, cidr, index, true);
+    }
+
+    /// [`Self::plug`] with the switch port left down: the interface appears without carrier.
+    pub fn plug_without_carrier(&self, ifname: &str, cidr: &str) {
+        self.plug_port(ifname, cidr, None, false);
+    }
+
+    fn plug_port(&self, ifname: &str, cidr: &str, index: Option<u32>, port_up: bool) {
         let port = format!("sw-{ifname}");
         let idx = index.map_or_else(String::new, |i| format!(" index {i}"));
         sh(&format!(
-            "ip link add {ifname} netns {}{idx} type veth peer name {port} netns {} && ip -n {} link set {ifname} up && ip -n {} link set {port} up",
+            "ip link add {ifname} netns {}{idx} type veth peer name {port} netns {} && ip -n {} link set {ifname} up",
             self.host().name,
             self.switch().name,
             self.host().name,
-            self.switch().name
         ));
-        self.switch().sh(&format!(
-            "ip link set {port} master br0 && ip link set {port} up"
-        ));
+        self.switch().sh(&format!("ip link set {port} master br0"));
+        if port_up {
+            self.switch().sh(&format!("ip link set {port} up"));
+        }
         self.topo.addr(self.host, ifname, cidr);
     }
 

@@ -174,6 +174,65 @@ fn an_interface_created_after_start_is_tracked_within_a_second_and_again_after_i
     );
 }
 
+/// Polls (every 20 ms, for at most 2 s scaled) until instance `instance`'s pinned link state of
+/// `ifindex` says carrier `want` of an interface seen up (a zeroed entry says carrier 0 too).
+fn mirrored_carrier(instance: &str, ifindex: u32, want: u64) -> bool {
+    let deadline = Instant::now() + tests::scaled(Duration::from_secs(2));
+    loop {
+        let now = daemon::link_state_entry(instance, ifindex);
+        if now
+            .as_ref()
+            .is_some_and(|v| v["carrier"].as_u64() == Some(want) && v["admin_up"] == 1)
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("link state of {ifindex}: {now:?}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A member that appears without carrier is mirrored down once it is tracked, and is probed once
+/// its carrier comes. (The link watcher asks the kernel for a new member's state; the XDP attach's
+/// own link notification may say it first, so this does not isolate that request:
+/// `netlink_dumps` tests it.)
+#[test]
+fn a_member_that_appears_without_carrier_is_mirrored_down_and_probed_once_it_comes() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let cfg = RunConfig::new(
+        "nocarrier",
+        &group(&[("h0", "192.0.2.10"), ("h1", "192.0.2.11")]),
+        None,
+    );
+    let mut d = cfg.spawn(lan.host());
+    ready(&mut d);
+    lan.plug_without_carrier("h1", "192.0.2.11/24");
+    let tracked = wait_event(
+        &mut d,
+        Duration::from_secs(2),
+        "ipmultipath.setup.tracked",
+        Some("h1"),
+    )
+    .expect("h1 tracked");
+    let ifindex = u32::try_from(tracked["params"]["ifindex"].as_u64().unwrap()).unwrap();
+    assert!(
+        mirrored_carrier(&cfg.instance, ifindex, 0),
+        "h1 appeared without carrier"
+    );
+    lan.switch().link_up("sw-h1");
+    assert!(
+        mirrored_carrier(&cfg.instance, ifindex, 1),
+        "h1's carrier came"
+    );
+    d.wait_for(Duration::from_secs(3), |v| acked_on(v, "h1"))
+        .expect("h1 probed once its carrier came");
+}
+
 #[test]
 fn a_renamed_interface_takes_no_programs_along_and_a_dotted_name_works() {
     if !tests::privileged() {

@@ -5,18 +5,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::{
-    daemon::{Daemon, bpftool_dump},
+    daemon::{Daemon, link_state_entry},
     topology::Lan,
 };
 
 fn link_state(instance: &str, ifindex: u32) -> Value {
-    let dump = bpftool_dump(&format!("/sys/fs/bpf/ipmpd/{instance}/LINK_STATE"));
-    dump.as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["key"] == ifindex)
-        .expect("entry for the interface")["value"]
-        .clone()
+    link_state_entry(instance, ifindex).expect("entry for the interface")
 }
 
 fn is_change(v: &Value, change: &str) -> bool {

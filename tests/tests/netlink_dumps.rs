@@ -141,3 +141,48 @@ fn every_link_address_route_and_rule_a_namespace_holds_parses() {
         );
     }
 }
+
+/// One interface asked for alone (the link watcher's way for a newly tracked member) says what
+/// the dump says of it, carrier counters included; an index that is gone is said to be gone.
+#[test]
+fn one_link_asked_for_alone_matches_the_dump_and_a_gone_one_is_named_gone() {
+    if !tests::privileged() {
+        return;
+    }
+    let ns = Netns::new("nlget");
+    // a0 is up, its peer down: up without carrier.
+    ns.sh("ip link add a0 type veth peer name a1 && ip link set a0 up");
+    let ifindex = ns.ifindex("a0");
+    let path = ns.path();
+    let (alone, dumped, gone) = thread::spawn(move || {
+        let target = std::fs::File::open(&path).expect("namespace");
+        rustix::thread::move_into_link_name_space(
+            target.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+        let mut s = RouteSocket::for_dumps().expect("socket");
+        let mut alone = Vec::new();
+        s.get_link(ifindex, |obs| alone.push(obs))
+            .expect("a0 asked for");
+        let mut dumped = None;
+        s.dump_links(|obs| {
+            if obs.ifindex == ifindex {
+                dumped = Some(obs);
+            }
+        })
+        .expect("dump");
+        let gone = s.get_link(ifindex + 1000, |_| {});
+        (alone, dumped, gone)
+    })
+    .join()
+    .expect("the asking thread");
+    assert_eq!(alone.len(), 1, "one answer: {alone:?}");
+    let a0 = alone[0];
+    assert_eq!(Some(a0), dumped, "the same as the dump says");
+    assert_eq!(a0.ifindex, ifindex);
+    assert!(a0.flags & link::IFF_UP != 0 && !a0.carrier(), "{a0:?}");
+    assert!(a0.carrier_changes.is_some(), "carrier counters: {a0:?}");
+    let err = gone.expect_err("no interface has that index");
+    assert!(err.device_gone(), "{err}");
+}

@@ -426,7 +426,8 @@ fn run(
     let mut ethtool = pacer.as_ref().and_then(|_| EthtoolLinkState::open().ok());
     // The thread's CPU time at the last poll, and what counter dumps took since.
     let (mut cpu_at_poll, mut counter_cpu) = (thread_cpu_ns(), 0u64);
-    let (mut events, mut members) = (Vec::new(), Vec::new());
+    // `fresh`: the members tracked since the last turn, whose state is yet to be asked for.
+    let (mut events, mut members, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
     // How the ethtool poll asked last (none before its first poll).
     let mut way = None;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -454,8 +455,7 @@ fn run(
             for (ifindex, watch) in changes {
                 if watch {
                     mirror.track(ifindex);
-                    // A dump reports the new interface's initial state.
-                    resync = true;
+                    fresh.push(ifindex);
                 } else {
                     mirror.untrack(ifindex);
                     store.forget(ifindex);
@@ -536,7 +536,30 @@ fn run(
         } else {
             poll_due
         };
-        if counters_due || resync {
+        // A new member's state: asked for alone, as the poll asks on a host with many more devices
+        // than members; by one dump when there are about as many new members as devices (a
+        // daemon starting), or when a dump runs anyway.
+        let mut fresh_by_dump = !fresh.is_empty()
+            && (counters_due || resync || !asks_each_member(devices, fresh.len(), Some(true)));
+        if !fresh_by_dump {
+            for &ifindex in &fresh {
+                match dumps.get_link(ifindex, |obs| {
+                    events.extend(mirror.observe(&obs, now, source::POLL));
+                }) {
+                    // Gone again: the notifications say so.
+                    Err(e) if !e.device_gone() => {
+                        report(WatchReport::Error(format!(
+                            "cannot ask for interface {ifindex}'s link state ({e}); dumping instead"
+                        )));
+                        fresh_by_dump = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        fresh.clear();
+        if counters_due || resync || fresh_by_dump {
             let before = thread_cpu_ns();
             let mut listed = 0;
             match dumps.dump_links(|obs| {

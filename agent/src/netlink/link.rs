@@ -80,6 +80,15 @@ pub fn dump_request(seq: u32) -> [u8; DUMP_REQUEST_LEN] {
     req
 }
 
+/// The RTM_GETLINK request for one interface, statistics skipped as in [`dump_request`].
+#[must_use]
+pub fn get_request(seq: u32, ifindex: u32) -> Vec<u8> {
+    let mut m = LinkMessage::default();
+    m.header.index = ifindex;
+    m.attributes = vec![LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats])];
+    encode(RouteNetlinkMessage::GetLink(m), NLM_F_REQUEST, seq)
+}
+
 /// `IFF_LOOPBACK`.
 pub const IFF_LOOPBACK: u32 = 0x8;
 /// `IFF_POINTOPOINT`.
@@ -170,6 +179,29 @@ impl RouteSocket {
         mut each: impl FnMut(LinkObservation),
     ) -> Result<(), NetlinkError> {
         let req = dump_request(self.next_seq());
+        self.request(&req, |kind, body| {
+            if kind == RTM_NEWLINK
+                && let Some(obs) = parse_link(body, false)
+            {
+                each(obs);
+            }
+        })
+    }
+
+    /// Asks for one interface (an RTM_GETLINK request for `ifindex`, statistics skipped) and calls
+    /// `each` with what the kernel says of it. A newly tracked member's state costs one request
+    /// rather than a dump of every device: the link watcher dumped on each batch of members the
+    /// daemon tracked at start, hundreds of dumps of a thousand devices each.
+    ///
+    /// # Errors
+    /// [`NetlinkError::Refused`] with ENODEV when the interface is gone (see
+    /// [`NetlinkError::device_gone`]); other socket errors.
+    pub fn get_link(
+        &mut self,
+        ifindex: u32,
+        mut each: impl FnMut(LinkObservation),
+    ) -> Result<(), NetlinkError> {
+        let req = get_request(self.next_seq(), ifindex);
         self.request(&req, |kind, body| {
             if kind == RTM_NEWLINK
                 && let Some(obs) = parse_link(body, false)
@@ -344,6 +376,23 @@ mod tests {
             9, 0, 0, 0,      // seq
             0, 0, 0, 0,      // pid
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // ifinfomsg
+            8, 0, 29, 0,     // IFLA_EXT_MASK, 8 bytes
+            8, 0, 0, 0,      // RTEXT_FILTER_SKIP_STATS
+        ]);
+    }
+
+    #[test]
+    fn get_request_golden() {
+        #[rustfmt::skip]
+        assert_eq!(get_request(9, 0x0102_0304), [
+            40, 0, 0, 0,     // nlmsg_len
+            18, 0,           // RTM_GETLINK
+            1, 0,            // NLM_F_REQUEST: one interface, not a dump
+            9, 0, 0, 0,      // seq
+            0, 0, 0, 0,      // pid
+            0, 0, 0, 0,      // ifi_family, pad, ifi_type
+            4, 3, 2, 1,      // ifi_index
+            0, 0, 0, 0, 0, 0, 0, 0, // ifi_flags, ifi_change
             8, 0, 29, 0,     // IFLA_EXT_MASK, 8 bytes
             8, 0, 0, 0,      // RTEXT_FILTER_SKIP_STATS
         ]);
