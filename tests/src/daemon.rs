@@ -428,6 +428,20 @@ impl RunConfig {
         self.with_args(true, extra, |args| Daemon::spawn_wrapped(ns, wrapper, args))
     }
 
+    /// [`RunConfig::spawn_wrapped`] without a line per probe (see
+    /// [`RunConfig::spawn_without_probe_lines`]).
+    #[must_use]
+    pub fn spawn_wrapped_without_probe_lines(
+        &self,
+        ns: &Netns,
+        wrapper: &[&str],
+        extra: &[&str],
+    ) -> Daemon {
+        self.with_args(false, extra, |args| {
+            Daemon::spawn_wrapped(ns, wrapper, args)
+        })
+    }
+
     /// Calls `f` with [`RunConfig::run_args`] (less `--json-probes` without `probe_lines`)
     /// followed by `extra`.
     fn with_args<R>(&self, probe_lines: bool, extra: &[&str], f: impl FnOnce(&[&str]) -> R) -> R {

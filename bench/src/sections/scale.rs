@@ -246,20 +246,48 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
             )
         }),
     };
+    stop_and_detach(lan, d, cfg, &format!("{n} @ {fdt_ms} ms"))?;
+    Ok(sample)
+}
+
+/// Stops the daemon of `cfg`, detaches its programs as an operator would and waits until the
+/// kernel has released them: removing the pins alone leaves the kernel releasing a thousand TCX
+/// links in the background, one grace period each under the RTNL, and the next run's start
+/// measured ten seconds of that.
+fn stop_and_detach(
+    lan: &ScaleLan,
+    mut d: tests::daemon::Daemon,
+    cfg: RunConfig,
+    what: &str,
+) -> anyhow::Result<()> {
     d.stop();
-    // Detached as an operator would, and waited for: removing the pins alone leaves the kernel
-    // releasing a thousand TCX links in the background, one grace period each under the RTNL,
-    // and the next run's start (FDT 100 ms) measured ten seconds of that.
     let t_detach = Instant::now();
     let (ok, _, err) = tests::daemon::run(&lan.host, &["detach", "--instance", &cfg.instance]);
     anyhow::ensure!(ok, "ipmpd detach --instance {} failed: {err}", cfg.instance);
     println!(
-        "bench: scale {n} @ {fdt_ms} ms: ipmpd detach took {:.2} s",
+        "bench: scale {what}: ipmpd detach took {:.2} s",
         t_detach.elapsed().as_secs_f64()
     );
     drop(cfg);
     wait_links_released(Duration::from_secs(120));
-    Ok(sample)
+    Ok(())
+}
+
+/// Spawn to `ready` with every thread of ipmpd on one core from the start (`taskset -c 0`), as
+/// on a one-CPU virtual machine or a busy host: the link watcher's work at start then delays it.
+fn start_on_one_core(lan: &ScaleLan, n: usize) -> anyhow::Result<f64> {
+    let cfg = RunConfig::new(
+        &format!("bench-scale-{n}-one-core"),
+        &group_file(n, 1000),
+        None,
+    );
+    let t0 = Instant::now();
+    let mut d = cfg.spawn_wrapped_without_probe_lines(&lan.host, &["taskset", "-c", "0"], &[]);
+    d.wait_for(Duration::from_secs(120), |v: &Value| v["event"] == "ready")
+        .with_context(|| format!("ipmpd on one core with {n} interfaces did not report ready"))?;
+    let start_s = t0.elapsed().as_secs_f64();
+    stop_and_detach(lan, d, cfg, &format!("{n} on one core"))?;
+    Ok(start_s)
 }
 
 /// Waits until every bridge port of the peer forwards. A port forwards only once the kernel's
@@ -288,21 +316,23 @@ fn wait_forwarding(peer: &Netns, n: usize, limit: Duration) -> anyhow::Result<()
 }
 
 /// The issue's rows at 1,024 interfaces: start, CPU at FDT 1 s and 100 ms, missed deadlines;
-/// `floor_pct`, the bare sender's CPU at this run's probe rate, goes beside the CPU targets.
+/// `floor_pct`, the bare sender's CPU at this run's probe rate, goes beside the CPU targets, and
+/// the start on one core beside the start.
 fn targets_1024(
     s: &Sample,
     fdt_ms: u64,
-    floor_pct: f64,
+    (floor_pct, one_core_s): (f64, f64),
     targets: &mut crate::targets::Targets,
 ) -> String {
     let floor = format!("bare sender (the kernel's floor) at this probe rate: {floor_pct:.2} %");
     let mut said = Vec::new();
     if fdt_ms == 1000 {
-        said.push(targets.row(
+        said.push(targets.row_beside(
             "start with 1,024 interfaces",
             format!("{:.2} s", s.start_s),
             "< 2 s",
             s.start_s < 2.0,
+            format!("every thread on one core: {one_core_s:.2} s"),
         ));
         said.push(targets.row_beside(
             "1,024 interfaces, FDT 1 s: CPU",
@@ -407,7 +437,8 @@ pub fn scale(
          (none should be), probes given up, and replies dropped before ipmpd read them: by a full\n\
          receive backlog of a CPU (`/proc/net/softnet_stat`, host-wide, where the peers' RPS work\n\
          queues) or by a full reply ring (`ipmpd_probe_replies_rejected_total{{reason=\"ring_full\"}}`). Start = spawn to the `ready` event (every program attached, every member\n\
-         known), after the previous run's links are gone. The carrier poll spends at most 1 % of a core (`--link-poll-cpu`), so its interval\n\
+         known), after the previous run's links are gone; at 1,024 also with every thread on one core from\n\
+         the start (`taskset -c 0`, as on a one-CPU VM). The carrier poll spends at most 1 % of a core (`--link-poll-cpu`), so its interval\n\
          grows with N. ipmpd runs without `--json-probes` (no line per probe, as in production).\n\
          A veth hands a packet to its peer synchronously, which would bill the peer's whole work\n\
          (bridge, ICMP echo, the reply's way back) to ipmpd's sending thread; RPS on the peer's ends\n\
@@ -454,6 +485,13 @@ pub fn scale(
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (floor, answered) = floor::per_probe_us(&lan.host.path(), members)?;
         let mut floor_at_rate = [0.0f64; 2];
+        let one_core_s = if n == 1024 {
+            let s = start_on_one_core(&lan, n)?;
+            println!("bench: scale {n}: start on one core {s:.2} s");
+            s
+        } else {
+            f64::NAN
+        };
         for &fdt_ms in FDTS_MS {
             let s = measure(&lan, n, fdt_ms)?;
             println!(
@@ -469,7 +507,7 @@ pub fn scale(
             );
             let at_rate = floor * s.probes_per_s / 1e4;
             let target = if n == 1024 {
-                targets_1024(&s, fdt_ms, at_rate, targets)
+                targets_1024(&s, fdt_ms, (at_rate, one_core_s), targets)
             } else {
                 String::new()
             };
