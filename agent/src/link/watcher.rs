@@ -546,7 +546,6 @@ fn run(
                 match dumps.get_link(ifindex, |obs| {
                     events.extend(mirror.observe(&obs, now, source::POLL));
                 }) {
-                    // Gone again: the notifications say so.
                     Err(e) if !e.device_gone() => {
                         report(WatchReport::Error(format!(
                             "cannot ask for interface {ifindex}'s link state ({e}); dumping instead"
@@ -554,6 +553,7 @@ fn run(
                         fresh_by_dump = true;
                         break;
                     }
+                    // Answered, or gone again (the notifications say so).
                     _ => {}
                 }
             }
