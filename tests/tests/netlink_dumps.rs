@@ -5,10 +5,10 @@
 //! veths and a bridge). An object the parser refused would be invisible to the reconciler: a route
 //! it must restore, an address it must move.
 
-use std::{os::fd::AsFd as _, thread};
+use std::thread;
 
 use ipmpd::netlink::{RouteSocket, addr, link, route, rule};
-use tests::topology::Netns;
+use tests::topology::{Netns, enter_netns};
 
 /// (messages of the wanted kind, those that parsed, the first that did not, in hex).
 type Tally = (usize, usize, Option<String>);
@@ -62,12 +62,7 @@ fn every_link_address_route_and_rule_a_namespace_holds_parses() {
     let path = ns.path();
     let tallies = thread::spawn(move || {
         // setns moves only this thread; a socket belongs to the namespace it was made in.
-        let target = std::fs::File::open(&path).expect("namespace");
-        rustix::thread::move_into_link_name_space(
-            target.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
+        enter_netns(&path);
         let mut s = RouteSocket::for_dumps().expect("socket");
         let (inet, inet6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
         vec![
@@ -155,12 +150,7 @@ fn one_link_asked_for_alone_matches_the_dump_and_a_gone_one_is_named_gone() {
     let ifindex = ns.ifindex("a0");
     let path = ns.path();
     let (alone, dumped, gone) = thread::spawn(move || {
-        let target = std::fs::File::open(&path).expect("namespace");
-        rustix::thread::move_into_link_name_space(
-            target.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
+        enter_netns(&path);
         let mut s = RouteSocket::for_dumps().expect("socket");
         let mut alone = Vec::new();
         s.get_link(ifindex, |obs| alone.push(obs))
