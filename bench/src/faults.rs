@@ -185,8 +185,8 @@ impl Fault {
         let sw = lan.switch();
         let fault = match self {
             Self::Carrier => {
-                let (before, after) = sw.set_link_fast("sw-h0", false);
-                return (before, after - before);
+                let cut = sw.set_link_fast("sw-h0", false);
+                return (cut.began_ns, cut.in_force_ns - cut.began_ns);
             }
             Self::Silent => sw.drop_all("sw-h0"),
             Self::OneWay => sw.drop_outgoing("sw-h0"),
@@ -205,7 +205,7 @@ impl Fault {
     pub fn clear(self, lan: &Lan) -> u64 {
         let sw = lan.switch();
         match self {
-            Self::Carrier => return sw.set_link_fast("sw-h0", true).1,
+            Self::Carrier => return sw.set_link_fast("sw-h0", true).in_force_ns,
             Self::Silent | Self::OneWay => sw.undrop_all("sw-h0"),
         }
         monotonic_ns()

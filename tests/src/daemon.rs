@@ -255,13 +255,9 @@ impl Daemon {
     pub fn stop(&mut self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + crate::scaled(Duration::from_secs(5));
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                self.drain();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if poll_until(crate::scaled(Duration::from_secs(5)), || !self.running()) {
+            self.drain();
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -276,15 +272,36 @@ impl Drop for Daemon {
     }
 }
 
+/// The value of `ifindex`'s entry in instance `instance`'s pinned map `map`, as bpftool formats
+/// it, if there is one.
+#[must_use]
+pub fn pinned_entry(instance: &str, map: &str, ifindex: u32) -> Option<Value> {
+    bpftool_dump(&format!("/sys/fs/bpf/ipmpd/{instance}/{map}"))
+        .as_array()?
+        .iter()
+        .find(|e| e["key"].as_u64() == Some(u64::from(ifindex)))
+        .map(|e| e["value"].clone())
+}
+
 /// Instance `instance`'s pinned link-state entry for `ifindex` (carrier, flaps, last change), if
 /// the mirror has written one.
 #[must_use]
 pub fn link_state_entry(instance: &str, ifindex: u32) -> Option<Value> {
-    bpftool_dump(&format!("/sys/fs/bpf/ipmpd/{instance}/LINK_STATE"))
-        .as_array()?
-        .iter()
-        .find(|e| e["key"] == ifindex)
-        .map(|e| e["value"].clone())
+    pinned_entry(instance, "LINK_STATE", ifindex)
+}
+
+/// Asks `done` every 20 ms until it says yes or `limit` has passed; whether it said yes.
+pub fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `bpftool -j map dump pinned PATH` as JSON: one element per entry, each the BTF-formatted form
@@ -314,29 +331,20 @@ pub fn bpftool_dump(path: &str) -> Value {
 /// identifier and wake bit; `None`: no entry).
 #[must_use]
 pub fn probe_id_value(instance: &str, ifindex: u32) -> Option<u64> {
-    let path = format!("/sys/fs/bpf/ipmpd/{instance}/PROBE_IDS");
-    bpftool_dump(&path)
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["key"].as_u64() == Some(u64::from(ifindex)))
-        .and_then(|e| e["value"].as_u64())
+    pinned_entry(instance, "PROBE_IDS", ifindex)?.as_u64()
 }
 
 /// Whether the replies of the member with index `ifindex` wake the daemon's loop (the wake bit
 /// of its `PROBE_IDS` value): `want` as soon as it is so, or what it still is after `limit`.
 #[must_use]
 pub fn wakes_within(instance: &str, ifindex: u32, want: bool, limit: Duration) -> bool {
-    let t0 = Instant::now();
-    loop {
+    let wakes = || {
         let value =
             probe_id_value(instance, ifindex).expect("the member's identity is in PROBE_IDS");
-        let wakes = value & u64::from(agent_common::PROBE_ID_WAKE) != 0;
-        if wakes == want || t0.elapsed() > limit {
-            return wakes;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        value & u64::from(agent_common::PROBE_ID_WAKE) != 0
+    };
+    // Reached `want`, or still the other way.
+    poll_until(limit, || wakes() == want) == want
 }
 
 /// The sum of every sample of metric `name` in the exposition `text` whose labels include each

@@ -144,20 +144,19 @@ impl Netns {
         self.sh(&format!("ip link set {ifname} down"));
     }
 
-    /// Sets `ifname` down or up and returns CLOCK_MONOTONIC just before and just after: the change
-    /// happened somewhere in between.
-    pub fn set_link_timed(&self, ifname: &str, up: bool) -> (u64, u64) {
-        let t0 = monotonic_ns();
-        self.sh(&format!(
-            "ip link set {ifname} {}",
-            if up { "up" } else { "down" }
-        ));
-        (t0, monotonic_ns())
+    /// Sets `ifname` down or up; the change happened somewhere inside the returned window.
+    pub fn set_link_timed(&self, ifname: &str, up: bool) -> Fault {
+        Fault::around(|| {
+            self.sh(&format!(
+                "ip link set {ifname} {}",
+                if up { "up" } else { "down" }
+            ));
+        })
     }
 
     /// Like [`Self::set_link_timed`] but with one `SIOCSIFFLAGS` ioctl from a thread that entered
     /// the namespace, so the window around the change is microseconds, not a process start.
-    pub fn set_link_fast(&self, ifname: &str, up: bool) -> (u64, u64) {
+    pub fn set_link_fast(&self, ifname: &str, up: bool) -> Fault {
         let path = self.path();
         let ifname = ifname.to_owned();
         std::thread::spawn(move || set_flags_in_netns(&path, &ifname, up))
@@ -405,7 +404,7 @@ pub fn enter_netns(path: &str) {
     assert_eq!(rc, 0, "setns {path}");
 }
 
-fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> (u64, u64) {
+fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> Fault {
     enter_netns(path);
     // SAFETY: a plain datagram socket for interface ioctls.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -430,12 +429,13 @@ fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> (u64, u64) {
     } else {
         flags & !up_flag
     };
-    let t0 = monotonic_ns();
-    // SAFETY: valid socket and ifreq.
-    let rc = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &raw mut ifr) };
-    let t1 = monotonic_ns();
+    let mut rc = 0;
+    let fault = Fault::around(|| {
+        // SAFETY: valid socket and ifreq.
+        rc = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &raw mut ifr) };
+    });
     // SAFETY: closing the socket opened above.
     unsafe { libc::close(sock) };
     assert_eq!(rc, 0, "SIOCSIFFLAGS {ifname}");
-    (t0, t1)
+    fault
 }

@@ -137,7 +137,7 @@ fn a_reload_of_a_huge_broken_file_does_not_blind_detection() {
     d.drain();
     d.seen.clear();
     d.signal(libc::SIGHUP);
-    let (cut, _) = lan.switch().set_link_fast("sw-h0", false);
+    let cut = lan.switch().set_link_fast("sw-h0", false).began_ns;
     let what = "while a 1.8 MB file was read";
     expect_within(&mut d, "ipmultipath.link.down", "h0", cut, 100, what);
     d.wait_for(Duration::from_secs(60), |v| v["event"] == "reload_refused")

@@ -228,7 +228,7 @@ fn carrier_loss_is_detected_at_once() {
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("daemon ready");
     std::thread::sleep(Duration::from_millis(500));
-    let (t0, _) = lan.switch().set_link_fast("sw-h0", false);
+    let t0 = lan.switch().set_link_fast("sw-h0", false).began_ns;
     let down = wait_event(
         &mut d,
         Duration::from_secs(3),

@@ -140,7 +140,7 @@ fn idle_and_unread_clients_of_both_sockets_do_not_delay_failover() {
         FDT_MS,
         &fault.describe(what),
     );
-    let (cut, _) = lan.switch().set_link_fast("sw-h1", false);
+    let cut = lan.switch().set_link_fast("sw-h1", false).began_ns;
     expect_within(&mut d, "ipmultipath.link.down", "h1", cut, 100, what);
     // The excess connections were turned away and the idle ones timed out, all counted.
     lan.switch().set_link_fast("sw-h1", true);
@@ -278,9 +278,7 @@ fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
     std::thread::sleep(tests::scaled(Duration::from_secs(2)));
     let t0 = std::time::Instant::now();
     d.signal(libc::SIGTERM);
-    while d.running() && t0.elapsed() < tests::scaled(Duration::from_secs(10)) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    tests::daemon::poll_until(tests::scaled(Duration::from_secs(10)), || !d.running());
     assert!(
         !d.running(),
         "still running 10 s after SIGTERM with stdout stalled"
@@ -354,10 +352,7 @@ fn a_journald_that_stops_reading_loses_log_records_not_detection() {
         "{entry}"
     );
     d.signal(libc::SIGTERM);
-    let t0 = std::time::Instant::now();
-    while d.running() && t0.elapsed() < tests::scaled(Duration::from_secs(10)) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    tests::daemon::poll_until(tests::scaled(Duration::from_secs(10)), || !d.running());
     assert!(!d.running(), "still running 10 s after SIGTERM");
 }
 

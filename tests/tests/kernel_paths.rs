@@ -397,7 +397,7 @@ fn a_group_fails_over_on_carrier_loss_through_the_chosen_carrier_source() {
         if hook { "kernel hook" } else { "carrier poll" }
     );
     d.seen.clear();
-    let (_, cut) = lan.switch().set_link_fast("sw-h0", false);
+    let cut = lan.switch().set_link_fast("sw-h0", false).in_force_ns;
     let link = d
         .wait_for(Duration::from_secs(3), |v| {
             v["event"] == "link" && v["ifname"] == "h0" && v["change"] == "down"

@@ -129,7 +129,7 @@ fn nic_like_loss_within_two_polls(extra_pairs: usize, instance: &str) {
     assert_eq!(way["members"], 1, "{way}");
     let mut by_source = std::collections::BTreeMap::new();
     for round in 0..5 {
-        let (_, after) = lan.switch().set_link_timed("sw-h0", false);
+        let after = lan.switch().set_link_timed("sw-h0", false).in_force_ns;
         let ev = d
             .wait_for(Duration::from_secs(3), |v| {
                 is_change(v, "down") && v["flaps"] == 2 * round + 1

@@ -54,6 +54,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct LinkMirror {
     entries: HashMap<u32, Entry>,
+    /// Interfaces whose administrative flag changed without a carrier change: no event to
+    /// report, but the stored state (what `bpftool` shows) must follow.
+    restated: Vec<u32>,
 }
 
 /// Human name of a [`source`] value.
@@ -77,6 +80,13 @@ impl LinkMirror {
     /// Stops tracking `ifindex`.
     pub fn untrack(&mut self, ifindex: u32) {
         self.entries.remove(&ifindex);
+        self.restated.retain(|&i| i != ifindex);
+    }
+
+    /// The next interface whose state changed without an event (its administrative flag), to be
+    /// stored again; each is returned once.
+    pub fn pop_restated(&mut self) -> Option<u32> {
+        self.restated.pop()
     }
 
     /// Every tracked interface, in no order.
@@ -185,8 +195,15 @@ impl LinkMirror {
                 0
             }
         };
-        entry.state.admin_up = admin_up;
         let transitions = counted_delta.max(u64::from(changed));
+        if entry.state.admin_up != admin_up {
+            entry.state.admin_up = admin_up;
+            // Brought up while the far end is still down: no carrier change to report, but
+            // the stored flag would otherwise keep saying "down" until the next one.
+            if transitions == 0 && !self.restated.contains(&obs.ifindex) {
+                self.restated.push(obs.ifindex);
+            }
+        }
         if transitions == 0 {
             return None;
         }
@@ -352,6 +369,43 @@ mod tests {
             LinkChange::Down
         );
         assert_eq!(m.observe(&no(false), 6, source::POLL), None);
+    }
+
+    #[test]
+    fn an_interface_brought_up_without_carrier_is_restated_without_an_event() {
+        let mut m = LinkMirror::default();
+        m.track(5);
+        let admin_down = LinkObservation {
+            flags: 0,
+            ..obs(false, 0)
+        };
+        m.observe(&admin_down, 0, source::INITIAL).unwrap();
+        assert_eq!(m.state(5).unwrap().admin_up, 0);
+        let up_no_carrier = LinkObservation {
+            flags: IFF_UP,
+            ..obs(false, 0)
+        };
+        assert_eq!(m.observe(&up_no_carrier, 5, source::NOTIFICATION), None);
+        assert_eq!(m.state(5).unwrap().admin_up, 1);
+        assert_eq!(m.observe(&up_no_carrier, 6, source::POLL), None);
+        assert_eq!(m.pop_restated(), Some(5), "restated once");
+        assert_eq!(m.pop_restated(), None);
+        // A change with an event carries the new flag itself: nothing to restate.
+        m.observe(&admin_down, 7, source::NOTIFICATION);
+        m.untrack(5);
+        assert_eq!(m.pop_restated(), None, "untracked: nothing to store");
+        m.track(5);
+        m.observe(&obs(true, 1), 8, source::INITIAL).unwrap();
+        let downed = LinkObservation {
+            flags: 0,
+            ..obs(false, 2)
+        };
+        assert_eq!(
+            m.observe(&downed, 9, source::NOTIFICATION).unwrap().change,
+            LinkChange::Down
+        );
+        assert_eq!(m.state(5).unwrap().admin_up, 0);
+        assert_eq!(m.pop_restated(), None);
     }
 
     #[test]

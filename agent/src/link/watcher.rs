@@ -277,15 +277,24 @@ fn apply(
     mut ev: LinkEvent,
 ) {
     ev.seen_ns = monotonic_ns();
-    if let Some(state) = mirror.state(ev.ifindex)
-        && let Err(e) = store.store(ev.ifindex, &state)
+    store_state(mirror, store, report, ev.ifindex);
+    report(WatchReport::Link(ev));
+}
+
+/// Stores the mirror's state of `ifindex`, reporting a failure.
+fn store_state(
+    mirror: &LinkMirror,
+    store: &mut dyn LinkStateStore,
+    report: &impl Fn(WatchReport),
+    ifindex: u32,
+) {
+    if let Some(state) = mirror.state(ifindex)
+        && let Err(e) = store.store(ifindex, &state)
     {
         report(WatchReport::Error(format!(
-            "cannot write link state of ifindex {}: {e}",
-            ev.ifindex
+            "cannot write link state of ifindex {ifindex}: {e}"
         )));
     }
-    report(WatchReport::Link(ev));
 }
 
 /// Shortest pace of the full RTM_GETLINK dump (carrier counters) when ethtool does the fast poll.
@@ -594,6 +603,9 @@ fn run(
         }
         for ev in events.drain(..) {
             apply(&mirror, store, report, ev);
+        }
+        while let Some(ifindex) = mirror.pop_restated() {
+            store_state(&mirror, store, report, ifindex);
         }
     }
 }

@@ -60,7 +60,7 @@ fn detection_latencies(poll: &[&str], faults: usize, members: usize) -> anyhow::
     let mut missed = 0;
     for i in 0..faults {
         let flaps_down = 2 * i as u64 + 1;
-        let (t0, _) = lan.switch().set_link_fast("sw-h0", false);
+        let t0 = lan.switch().set_link_fast("sw-h0", false).began_ns;
         match d.wait_for(Duration::from_secs(3), |v| {
             v["event"] == "link"
                 && v["interface"] == "h0"
