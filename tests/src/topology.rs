@@ -351,6 +351,22 @@ impl Lan {
         self.plug_port(ifname, cidr, index, true);
     }
 
+    /// Adds `spare`, a NIC-like host link (index 22, far end `sw-spare`, on no bridge), for
+    /// [`Self::hold_linkwatch`].
+    pub fn add_spare_nic_like(&self) {
+        self.topo
+            .veth(self.host, "spare", self.switch, "sw-spare", Some(22));
+    }
+
+    /// Holds the kernel's linkwatch in its one-second pause, as on a busy host: a carrier change
+    /// of the spare NIC-like link makes it run (or wait for its next run), after which another
+    /// NIC-like link's change waits up to a second to be notified and copied to the devices
+    /// stacked on it (VLAN, macvlan). Needs [`Self::add_spare_nic_like`].
+    pub fn hold_linkwatch(&self) {
+        self.switch().link_down("sw-spare");
+        self.switch().link_up("sw-spare");
+    }
+
     /// [`Self::plug`] with the switch port left down: the interface appears without carrier.
     pub fn plug_without_carrier(&self, ifname: &str, cidr: &str) {
         self.plug_port(ifname, cidr, None, false);

@@ -374,6 +374,67 @@ fn on_nic_like_links_the_hook_reports_every_carrier_change_at_once_and_idles_at_
     assert!(idle_pct < 0.5, "idle CPU {idle_pct:.2} %");
 }
 
+/// A macvlan over a NIC-like link: the kernel copies the link's carrier loss to the macvlan only
+/// when linkwatch handles the link (held here, as on a busy host). The hook records the loss on
+/// the link itself, within the command that made it, and the macvlan member goes down with it.
+#[test]
+fn the_hook_takes_a_macvlan_down_with_the_nic_below_at_once() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, true);
+    let (hook, reason) = hook_in_use(lan.host());
+    if !hook {
+        tests::not_run(&format!(
+            "this kernel refuses the carrier hook ({reason}); the link_state tests cover the poll"
+        ));
+        return;
+    }
+    lan.host()
+        .sh("ip link add link h0 name mv0 type macvlan mode bridge && ip link set mv0 up");
+    lan.add_spare_nic_like();
+    let below = lan.host().ifindex("h0");
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &["watch", "mv0", "--json", "--instance", "hookmv"],
+    );
+    d.wait_for(Duration::from_secs(10), |v| {
+        v["event"] == "link" && v["change"] == "initial"
+    })
+    .expect("initial state");
+    // The device below has an entry for the hook to write.
+    assert!(
+        daemon::poll_until(tests::scaled(Duration::from_secs(2)), || {
+            daemon::link_state_entry("hookmv", below).is_some()
+        }),
+        "no LINK_STATE entry for h0, below mv0"
+    );
+    for round in 0..5u64 {
+        lan.hold_linkwatch();
+        let cut = lan.switch().set_link_fast("sw-h0", false);
+        let ev = d
+            .wait_for(Duration::from_secs(3), |v| {
+                v["event"] == "link" && v["change"] == "down" && v["flaps"] == 2 * round + 1
+            })
+            .unwrap_or_else(|| panic!("round {round}: the loss not seen"));
+        assert_eq!(ev["interface"], "mv0", "{ev}");
+        assert_eq!(ev["source"], 4, "round {round}: the hook saw it: {ev}");
+        let at = ev["at_ns"].as_u64().unwrap();
+        assert!(
+            (cut.began_ns..=cut.in_force_ns).contains(&at),
+            "round {round}: stamped {} us after the command that cut h0 returned: mv0's own change, not h0's",
+            at.saturating_sub(cut.in_force_ns) / 1000
+        );
+        lan.switch().set_link_fast("sw-h0", true);
+        d.wait_for(Duration::from_secs(3), |v| {
+            v["event"] == "link" && v["change"] == "up" && v["flaps"] == 2 * round + 2
+        })
+        .unwrap_or_else(|| panic!("round {round}: the repair not seen"));
+    }
+    let h0 = daemon::link_state_entry("hookmv", below).expect("h0's entry");
+    assert_eq!(h0["source"], 4, "the hook writes h0's entry: {h0}");
+}
+
 #[test]
 fn a_group_fails_over_on_carrier_loss_through_the_chosen_carrier_source() {
     if !tests::privileged() {

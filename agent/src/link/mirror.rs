@@ -39,24 +39,101 @@ pub struct LinkEvent {
     pub source: u32,
 }
 
+/// One device's carrier as its own observations say, with the kernel's count of its changes.
 #[derive(Debug, Default)]
-struct Entry {
-    state: LinkState,
+struct Carrier {
+    carrier: bool,
     /// Carrier transitions the kernel had counted at the newest observation that carried counters.
     counted: Option<u64>,
     /// Transitions reported since then from observations without counters (the ethtool poll); the
-    /// kernel's count that matches the mirror's state is `counted + unconfirmed`.
+    /// kernel's count that matches `carrier` is `counted + unconfirmed`.
     unconfirmed: u64,
     seen: bool,
+}
+
+/// What one observation did to a [`Carrier`].
+enum Fold {
+    /// The first observation: the carrier it found.
+    First,
+    /// Older than what is already known (a notification the poll overtook): ignored.
+    Stale,
+    /// `transitions` carrier changes since the last observation (0: no news).
+    Changed { transitions: u64 },
+}
+
+impl Carrier {
+    /// Folds in `carrier`, with the kernel's count of changes when the observation had one.
+    ///
+    /// The kernel's carrier counters only grow, so an observation that counted fewer changes than
+    /// one already folded in is stale; one that counted more reveals every transition in between,
+    /// even those no observation caught.
+    fn fold(&mut self, carrier: bool, counted: Option<u64>) -> Fold {
+        if !self.seen {
+            *self = Self {
+                carrier,
+                counted,
+                unconfirmed: 0,
+                seen: true,
+            };
+            return Fold::First;
+        }
+        let changed = self.carrier != carrier;
+        let counted_delta = match (self.counted, counted) {
+            (Some(old), Some(new)) => {
+                let known = old + self.unconfirmed;
+                if new < known && changed {
+                    return Fold::Stale;
+                }
+                self.counted = Some(new);
+                self.unconfirmed = 0;
+                new.saturating_sub(known)
+            }
+            (None, Some(new)) => {
+                self.counted = Some(new);
+                0
+            }
+            (_, None) => {
+                self.unconfirmed += u64::from(changed);
+                0
+            }
+        };
+        self.carrier = carrier;
+        Fold::Changed {
+            transitions: counted_delta.max(u64::from(changed)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    state: LinkState,
+    /// The interface's own carrier flag; `state.carrier` also needs its lower device's.
+    own: Carrier,
+    /// The device below (VLAN, macvlan, ipvlan), whose carrier the kernel copies to this one only
+    /// once linkwatch handles the lower device: up to a second late on a NIC.
+    lower: Option<u32>,
+}
+
+/// A device below tracked interfaces.
+#[derive(Debug, Default)]
+struct Lower {
+    link: Carrier,
+    /// Tracked interfaces stacked on it.
+    uppers: Vec<u32>,
 }
 
 /// Tracked interfaces and their link state.
 #[derive(Debug, Default)]
 pub struct LinkMirror {
     entries: HashMap<u32, Entry>,
-    /// Interfaces whose administrative flag changed without a carrier change: no event to
-    /// report, but the stored state (what `bpftool` shows) must follow.
+    /// Devices below tracked interfaces, by index.
+    lowers: HashMap<u32, Lower>,
+    /// Indexes whose stored state must be written without an event: an administrative flag that
+    /// changed without a carrier change, a lower device newly watched (the kernel hook mirrors
+    /// only devices that have an entry).
     restated: Vec<u32>,
+    /// Changes of tracked interfaces that an observation of their lower device caused.
+    derived: Vec<LinkEvent>,
 }
 
 /// Human name of a [`source`] value.
@@ -77,21 +154,48 @@ impl LinkMirror {
         self.entries.entry(ifindex).or_default();
     }
 
-    /// Stops tracking `ifindex`.
-    pub fn untrack(&mut self, ifindex: u32) {
-        self.entries.remove(&ifindex);
+    /// Stops tracking `ifindex`; returns the lower device no longer watched because of it, whose
+    /// stored state is to be forgotten.
+    pub fn untrack(&mut self, ifindex: u32) -> Option<u32> {
+        let entry = self.entries.remove(&ifindex)?;
         self.restated.retain(|&i| i != ifindex);
+        self.derived.retain(|e| e.ifindex != ifindex);
+        let lower = entry.lower?;
+        let l = self.lowers.get_mut(&lower)?;
+        l.uppers.retain(|&u| u != ifindex);
+        if !l.uppers.is_empty() {
+            return None;
+        }
+        self.lowers.remove(&lower);
+        // Still stored for itself when it is tracked too.
+        (!self.entries.contains_key(&lower)).then_some(lower)
     }
 
-    /// The next interface whose state changed without an event (its administrative flag), to be
-    /// stored again; each is returned once.
+    /// The next index whose state changed without an event, to be stored again; each is
+    /// returned once.
     pub fn pop_restated(&mut self) -> Option<u32> {
         self.restated.pop()
+    }
+
+    /// The next change of a tracked interface that its lower device caused.
+    pub fn pop_derived(&mut self) -> Option<LinkEvent> {
+        self.derived.pop()
     }
 
     /// Every tracked interface, in no order.
     pub fn tracked(&self) -> impl Iterator<Item = u32> + '_ {
         self.entries.keys().copied()
+    }
+
+    /// Every device whose carrier the poll must read: the tracked interfaces and the devices
+    /// below them.
+    pub fn polled(&self) -> impl Iterator<Item = u32> + '_ {
+        self.tracked().chain(
+            self.lowers
+                .keys()
+                .copied()
+                .filter(|l| !self.entries.contains_key(l)),
+        )
     }
 
     /// How many interfaces are tracked.
@@ -106,13 +210,23 @@ impl LinkMirror {
         self.entries.contains_key(&ifindex)
     }
 
-    /// Current state of `ifindex`.
+    /// The device below `ifindex`, when it is stacked on one.
+    #[must_use]
+    pub fn lower_of(&self, ifindex: u32) -> Option<u32> {
+        self.entries.get(&ifindex)?.lower
+    }
+
+    /// Current state of `ifindex`: a tracked interface, or a device below one (its own carrier).
     #[must_use]
     pub fn state(&self, ifindex: u32) -> Option<LinkState> {
-        self.entries
-            .get(&ifindex)
-            .filter(|e| e.seen)
-            .map(|e| e.state)
+        if let Some(e) = self.entries.get(&ifindex) {
+            return e.own.seen.then_some(e.state);
+        }
+        let l = self.lowers.get(&ifindex)?;
+        Some(LinkState {
+            carrier: u32::from(!l.link.seen || l.link.carrier),
+            ..LinkState::default()
+        })
     }
 
     /// Folds in a carrier-only observation (the ethtool link state): no flags, no counters.
@@ -127,7 +241,7 @@ impl LinkMirror {
         let admin_up = self
             .entries
             .get(&ifindex)
-            .is_none_or(|e| !e.seen || e.state.admin_up != 0);
+            .is_none_or(|e| !e.own.seen || e.state.admin_up != 0);
         let flags = if admin_up { IFF_UP } else { 0 }
             | if carrier {
                 crate::netlink::link::IFF_LOWER_UP
@@ -140,20 +254,21 @@ impl LinkMirror {
                 flags,
                 carrier_changes: None,
                 deleted: false,
+                lower: None,
             },
             now_ns,
             src,
         )
     }
 
-    /// Folds in one observation made at `now_ns` from `src`; returns the change, if any.
-    ///
-    /// The kernel's carrier counters only grow, so an observation that counted fewer changes than
-    /// one already folded in is stale (a notification the poll overtook) and is ignored; one that
-    /// counted more reveals every transition in between, even those no observation caught.
+    /// Folds in one observation made at `now_ns` from `src`; returns the change of a tracked
+    /// interface, if any. An observation of a device below tracked interfaces queues their
+    /// changes for [`Self::pop_derived`].
     pub fn observe(&mut self, obs: &LinkObservation, now_ns: u64, src: u32) -> Option<LinkEvent> {
+        if self.lowers.contains_key(&obs.ifindex) {
+            self.observe_lower(obs, now_ns, src);
+        }
         let entry = self.entries.get_mut(&obs.ifindex)?;
-        let carrier = obs.carrier();
         let admin_up = u32::from(obs.flags & IFF_UP != 0);
         if obs.deleted {
             entry.state.carrier = 0;
@@ -161,41 +276,34 @@ impl LinkMirror {
             entry.state.source = src;
             return Some(event(obs.ifindex, LinkChange::Removed, &entry.state));
         }
-        if !entry.seen {
-            entry.seen = true;
-            entry.counted = obs.carrier_changes;
-            entry.state = LinkState {
-                carrier: u32::from(carrier),
-                flaps: 0,
-                last_change_ns: now_ns,
-                source: source::INITIAL,
-                admin_up,
-                ..LinkState::default()
-            };
-            return Some(event(obs.ifindex, LinkChange::Initial, &entry.state));
+        if let (None, Some(lower)) = (entry.lower, obs.lower) {
+            // A device's kind, and with it what it is stacked on, is fixed at its creation.
+            entry.lower = Some(lower);
+            let l = self.lowers.entry(lower).or_default();
+            l.uppers.push(obs.ifindex);
+            if l.uppers.len() == 1 && !self.entries.contains_key(&lower) {
+                self.restated.push(lower);
+            }
         }
-        let changed = (entry.state.carrier != 0) != carrier;
-        let counted_delta = match (entry.counted, obs.carrier_changes) {
-            (Some(old), Some(new)) => {
-                let known = old + entry.unconfirmed;
-                if new < known && changed {
-                    // Older than what the mirror already knows: a notification the poll overtook.
-                    return None;
-                }
-                entry.counted = Some(new);
-                entry.unconfirmed = 0;
-                new.saturating_sub(known)
+        let entry = self.entries.get_mut(&obs.ifindex)?;
+        let lower_carrier = lower_carrier(&self.lowers, entry.lower);
+        let transitions = match entry.own.fold(obs.carrier(), obs.carrier_changes) {
+            Fold::Stale => return None,
+            Fold::First => {
+                entry.state = LinkState {
+                    carrier: u32::from(entry.own.carrier && lower_carrier),
+                    flaps: 0,
+                    last_change_ns: now_ns,
+                    source: source::INITIAL,
+                    admin_up,
+                    ..LinkState::default()
+                };
+                return Some(event(obs.ifindex, LinkChange::Initial, &entry.state));
             }
-            (None, Some(new)) => {
-                entry.counted = Some(new);
-                0
-            }
-            (_, None) => {
-                entry.unconfirmed += u64::from(changed);
-                0
-            }
+            // Changes of its own flag are hidden while the device below has no carrier.
+            Fold::Changed { transitions } if lower_carrier => transitions,
+            Fold::Changed { .. } => 0,
         };
-        let transitions = counted_delta.max(u64::from(changed));
         if entry.state.admin_up != admin_up {
             entry.state.admin_up = admin_up;
             // Brought up while the far end is still down: no carrier change to report, but
@@ -204,23 +312,83 @@ impl LinkMirror {
                 self.restated.push(obs.ifindex);
             }
         }
-        if transitions == 0 {
-            return None;
-        }
-        entry.state.carrier = u32::from(carrier);
-        entry.state.flaps = entry
-            .state
-            .flaps
-            .saturating_add(u32::try_from(transitions).unwrap_or(u32::MAX));
-        entry.state.last_change_ns = now_ns;
-        entry.state.source = src;
-        let change = match (changed, carrier) {
-            (true, true) => LinkChange::Up,
-            (true, false) => LinkChange::Down,
-            (false, _) => LinkChange::Flapped { transitions },
-        };
-        Some(event(obs.ifindex, change, &entry.state))
+        let carrier = entry.own.carrier && lower_carrier;
+        transition(
+            obs.ifindex,
+            &mut entry.state,
+            carrier,
+            transitions,
+            now_ns,
+            src,
+        )
     }
+
+    /// An observation of a device below tracked interfaces: their carrier is its carrier and
+    /// their own, so a change of its own shows in each whose own flag is up.
+    fn observe_lower(&mut self, obs: &LinkObservation, now_ns: u64, src: u32) {
+        let Some(l) = self.lowers.get_mut(&obs.ifindex) else {
+            return;
+        };
+        let was = !l.link.seen || l.link.carrier;
+        let transitions = match l.link.fold(obs.carrier(), obs.carrier_changes) {
+            Fold::Stale => return,
+            Fold::First => u64::from(was != l.link.carrier),
+            Fold::Changed { transitions } => transitions,
+        };
+        let carrier = l.link.carrier;
+        for &upper in &l.uppers {
+            let Some(e) = self.entries.get_mut(&upper) else {
+                continue;
+            };
+            if !e.own.seen || !e.own.carrier {
+                continue;
+            }
+            self.derived.extend(transition(
+                upper,
+                &mut e.state,
+                carrier,
+                transitions,
+                now_ns,
+                src,
+            ));
+        }
+    }
+}
+
+/// The carrier of the device below (`None`: not stacked), up until observed.
+fn lower_carrier(lowers: &HashMap<u32, Lower>, lower: Option<u32>) -> bool {
+    lower
+        .and_then(|l| lowers.get(&l))
+        .is_none_or(|l| !l.link.seen || l.link.carrier)
+}
+
+/// Moves `state` to `carrier` after `transitions` changes (at least one if the carrier differs);
+/// the event, if anything changed.
+fn transition(
+    ifindex: u32,
+    state: &mut LinkState,
+    carrier: bool,
+    transitions: u64,
+    now_ns: u64,
+    src: u32,
+) -> Option<LinkEvent> {
+    let changed = (state.carrier != 0) != carrier;
+    let transitions = transitions.max(u64::from(changed));
+    if transitions == 0 {
+        return None;
+    }
+    state.carrier = u32::from(carrier);
+    state.flaps = state
+        .flaps
+        .saturating_add(u32::try_from(transitions).unwrap_or(u32::MAX));
+    state.last_change_ns = now_ns;
+    state.source = src;
+    let change = match (changed, carrier) {
+        (true, true) => LinkChange::Up,
+        (true, false) => LinkChange::Down,
+        (false, _) => LinkChange::Flapped { transitions },
+    };
+    Some(event(ifindex, change, state))
 }
 
 fn event(ifindex: u32, change: LinkChange, s: &LinkState) -> LinkEvent {
@@ -246,6 +414,7 @@ mod tests {
             flags: IFF_UP | if carrier { IFF_LOWER_UP } else { 0 },
             carrier_changes: Some(changes),
             deleted: false,
+            lower: None,
         }
     }
 
@@ -369,6 +538,120 @@ mod tests {
             LinkChange::Down
         );
         assert_eq!(m.observe(&no(false), 6, source::POLL), None);
+    }
+
+    /// Interface 5, a VLAN or macvlan on device 2.
+    fn stacked(carrier: bool, changes: u64) -> LinkObservation {
+        LinkObservation {
+            lower: Some(2),
+            ..obs(carrier, changes)
+        }
+    }
+
+    /// Device 2, below interface 5.
+    fn below(carrier: bool, changes: u64) -> LinkObservation {
+        LinkObservation {
+            ifindex: 2,
+            ..obs(carrier, changes)
+        }
+    }
+
+    #[test]
+    fn a_stacked_interface_goes_down_with_the_device_below_before_its_own_flag_follows() {
+        let mut m = LinkMirror::default();
+        m.track(5);
+        let e = m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        assert_eq!(e.change, LinkChange::Initial);
+        assert_eq!(m.lower_of(5), Some(2));
+        assert_eq!(
+            m.pop_restated(),
+            Some(2),
+            "the device below gets an entry (the hook's)"
+        );
+        let mut polled: Vec<u32> = m.polled().collect();
+        polled.sort_unstable();
+        assert_eq!(polled, [2, 5]);
+        assert_eq!(m.observe(&below(true, 1), 1, source::POLL), None);
+        assert_eq!(
+            m.pop_derived(),
+            None,
+            "first look at the device below: up, no news"
+        );
+        // The NIC loses carrier: the poll reads it at once on the device below...
+        assert_eq!(m.observe(&below(false, 2), 10, source::POLL), None);
+        let e = m.pop_derived().unwrap();
+        assert_eq!(
+            (e.ifindex, e.change, e.carrier, e.flaps, e.at_ns, e.source),
+            (5, LinkChange::Down, false, 1, 10, source::POLL)
+        );
+        assert_eq!(m.state(5).unwrap().carrier, 0);
+        // ...and linkwatch copies it to the interface later: no news.
+        assert_eq!(
+            m.observe(&stacked(false, 2), 400, source::NOTIFICATION),
+            None
+        );
+        // Back: the device below first, the interface's own flag still down: still down.
+        assert_eq!(m.observe_carrier(2, true, 500, source::POLL), None);
+        assert_eq!(m.pop_derived(), None);
+        let e = m
+            .observe(&stacked(true, 3), 900, source::NOTIFICATION)
+            .unwrap();
+        assert_eq!((e.change, e.flaps), (LinkChange::Up, 2));
+        // A flap of the device below that no observation caught shows in its counters.
+        assert_eq!(m.observe(&below(true, 5), 1000, source::POLL), None);
+        let e = m.pop_derived().unwrap();
+        assert_eq!(
+            (e.change, e.flaps),
+            (LinkChange::Flapped { transitions: 2 }, 4)
+        );
+        // Untracked: the device below is forgotten with it.
+        assert_eq!(m.untrack(5), Some(2));
+        assert_eq!(m.polled().count(), 0);
+        assert_eq!(m.state(2), None);
+        m.observe(&below(false, 6), 1100, source::POLL);
+        assert_eq!(m.pop_derived(), None);
+    }
+
+    #[test]
+    fn a_device_below_first_seen_down_takes_its_interfaces_down() {
+        let mut m = LinkMirror::default();
+        m.track(5);
+        m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        m.observe_carrier(2, false, 7, source::KERNEL_HOOK);
+        let e = m.pop_derived().unwrap();
+        assert_eq!(
+            (e.change, e.source),
+            (LinkChange::Down, source::KERNEL_HOOK)
+        );
+    }
+
+    #[test]
+    fn a_device_below_two_members_and_tracked_itself_stays_until_the_last_goes() {
+        let mut m = LinkMirror::default();
+        for i in [2, 5, 6] {
+            m.track(i);
+        }
+        m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        let six = LinkObservation {
+            ifindex: 6,
+            ..stacked(true, 1)
+        };
+        m.observe(&six, 0, source::INITIAL).unwrap();
+        m.observe(&below(true, 1), 0, source::INITIAL).unwrap();
+        assert_eq!(m.pop_restated(), None, "tracked itself: it has its entry");
+        assert_eq!(m.polled().count(), 3);
+        // Device 2 goes down: its own event, and one for each interface on it.
+        let own = m.observe(&below(false, 2), 10, source::POLL).unwrap();
+        assert_eq!((own.ifindex, own.change), (2, LinkChange::Down));
+        let mut derived = vec![];
+        while let Some(e) = m.pop_derived() {
+            derived.push((e.ifindex, e.change));
+        }
+        derived.sort_unstable_by_key(|d| d.0);
+        assert_eq!(derived, [(5, LinkChange::Down), (6, LinkChange::Down)]);
+        assert_eq!(m.untrack(5), None, "6 is still on it");
+        assert_eq!(m.untrack(6), None, "tracked itself: its entry stays");
+        assert_eq!(m.polled().collect::<Vec<_>>(), [2]);
     }
 
     #[test]

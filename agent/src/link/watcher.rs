@@ -194,9 +194,7 @@ impl LinkWatcher {
             devices += 1;
             initial.extend(mirror.observe(&obs, now, source::INITIAL));
         })?;
-        for ev in initial {
-            apply(&mirror, store.as_mut(), &report, ev);
-        }
+        publish(&mut mirror, store.as_mut(), &report, &mut initial);
         let wake = fds::event_fd().map_err(|source| NetlinkError::Io {
             call: "eventfd",
             source,
@@ -466,8 +464,16 @@ fn run(
                     mirror.track(ifindex);
                     fresh.push(ifindex);
                 } else {
-                    mirror.untrack(ifindex);
-                    store.forget(ifindex);
+                    let dropped_lower = mirror.untrack(ifindex);
+                    // Still below another member: its entry stays, now with its own carrier.
+                    if mirror.state(ifindex).is_some() {
+                        store_state(&mirror, store, report, ifindex);
+                    } else {
+                        store.forget(ifindex);
+                    }
+                    if let Some(lower) = dropped_lower {
+                        store.forget(lower);
+                    }
                 }
             }
         }
@@ -511,11 +517,12 @@ fn run(
                     devices,
                 });
             }
-            // The members are copied out only to be asked one by one (the closure below holds
-            // the mirror); the buffer keeps its memory from poll to poll.
+            // The members (and the devices below stacked ones) are copied out only to be asked
+            // one by one (the closure below holds the mirror); the buffer keeps its memory from
+            // poll to poll.
             members.clear();
             if each_member {
-                members.extend(mirror.tracked());
+                members.extend(mirror.polled());
             }
             let mut observe = |ifindex, link| {
                 events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL));
@@ -601,12 +608,26 @@ fn run(
             // Skip whole intervals missed while descheduled rather than polling in a burst.
             next_poll += step * ((now - next_poll) / step + 1);
         }
-        for ev in events.drain(..) {
-            apply(&mirror, store, report, ev);
-        }
-        while let Some(ifindex) = mirror.pop_restated() {
-            store_state(&mirror, store, report, ifindex);
-        }
+        publish(&mut mirror, store, report, &mut events);
+    }
+}
+
+/// Stores and reports `events`, then what the mirror derived from them: changes of interfaces
+/// stacked on a device observed, and states that changed without an event.
+fn publish(
+    mirror: &mut LinkMirror,
+    store: &mut dyn LinkStateStore,
+    report: &impl Fn(WatchReport),
+    events: &mut Vec<LinkEvent>,
+) {
+    for ev in events.drain(..) {
+        apply(mirror, store, report, ev);
+    }
+    while let Some(ev) = mirror.pop_derived() {
+        apply(mirror, store, report, ev);
+    }
+    while let Some(ifindex) = mirror.pop_restated() {
+        store_state(mirror, store, report, ifindex);
     }
 }
 

@@ -27,6 +27,14 @@ pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_DELLINK: u16 = 17;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_LINK_NETNSID: u16 = 37;
+/// Kinds of device whose carrier the kernel copies from the device below
+/// (`netif_stacked_transfer_operstate`, on the lower device's NETDEV_CHANGE, which linkwatch
+/// sends: up to a second after a NIC's carrier changed).
+const STACKED_KINDS: [&[u8]; 5] = [b"vlan", b"macvlan", b"macvtap", b"ipvlan", b"ipvtap"];
 const IFLA_XDP: u16 = 43;
 const IFLA_CARRIER_UP_COUNT: u16 = 47;
 const IFLA_CARRIER_DOWN_COUNT: u16 = 48;
@@ -45,6 +53,9 @@ pub struct LinkObservation {
     pub carrier_changes: Option<u64>,
     /// RTM_DELLINK: the interface is gone.
     pub deleted: bool,
+    /// The device below, in the same namespace, whose carrier this one copies (a VLAN, macvlan or
+    /// ipvlan); `None` for any other device, and for observations that do not say.
+    pub lower: Option<u32>,
 }
 
 impl LinkObservation {
@@ -252,11 +263,15 @@ impl RouteSocket {
 pub fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
     let header = LinkHeader::parse(body).ok()?;
     let (mut up, mut down) = (None, None);
+    let (mut link, mut stacked, mut elsewhere) = (None, false, false);
     for nla in attributes(body, IFINFOMSG_LEN) {
         let value = || Some(u32::from_ne_bytes(nla.value().get(..4)?.try_into().ok()?));
         match nla.kind() {
             IFLA_CARRIER_UP_COUNT => up = value(),
             IFLA_CARRIER_DOWN_COUNT => down = value(),
+            IFLA_LINK => link = value(),
+            IFLA_LINK_NETNSID => elsewhere = true,
+            IFLA_LINKINFO => stacked = is_stacked(nla.value()),
             _ => {}
         }
     }
@@ -269,7 +284,21 @@ pub fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
         flags: header.flags.bits(),
         carrier_changes,
         deleted,
+        // Below in another namespace: not a device this namespace's poll can read.
+        lower: link.filter(|&l| stacked && !elsewhere && l != 0 && l != header.index),
     })
+}
+
+/// Whether an `IFLA_LINKINFO` names a kind of device stacked on another ([`STACKED_KINDS`]).
+fn is_stacked(linkinfo: &[u8]) -> bool {
+    NlasIterator::new(linkinfo)
+        .map_while(Result::ok)
+        .find(|a| a.kind() == IFLA_INFO_KIND)
+        .is_some_and(|a| {
+            let kind = a.value();
+            let kind = kind.strip_suffix(b"\0").unwrap_or(kind);
+            STACKED_KINDS.contains(&kind)
+        })
 }
 
 #[cfg(test)]
@@ -314,9 +343,39 @@ mod tests {
                 ifindex: 7,
                 flags: 0x1003 | IFF_LOWER_UP,
                 carrier_changes: Some(5),
-                deleted: false
+                deleted: false,
+                lower: None,
             }]
         );
+    }
+
+    #[test]
+    fn a_stacked_device_names_the_device_below_and_a_veth_does_not() {
+        let lower_of = |kind: &[u8], netnsid: bool| {
+            let mut body = vec![0u8, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            crate::netlink::msg::attr(&mut body, IFLA_LINK, &4u32.to_ne_bytes());
+            if netnsid {
+                crate::netlink::msg::attr(&mut body, IFLA_LINK_NETNSID, &0i32.to_ne_bytes());
+            }
+            let mut info = vec![];
+            crate::netlink::msg::attr(&mut info, IFLA_INFO_KIND, kind);
+            crate::netlink::msg::attr(&mut body, IFLA_LINKINFO, &info);
+            parse_link(&body, false).unwrap().lower
+        };
+        assert_eq!(lower_of(b"macvlan\0", false), Some(4));
+        assert_eq!(lower_of(b"vlan\0", false), Some(4));
+        assert_eq!(lower_of(b"ipvlan", false), Some(4), "without its NUL");
+        assert_eq!(
+            lower_of(b"veth\0", false),
+            None,
+            "a veth's link is its peer"
+        );
+        assert_eq!(
+            lower_of(b"macvlan\0", true),
+            None,
+            "below in another namespace"
+        );
+        assert_eq!(lower_of(b"macvlanx\0", false), None);
     }
 
     #[test]
