@@ -134,6 +134,8 @@ pub struct LinkMirror {
     restated: Vec<u32>,
     /// Changes of tracked interfaces that an observation of their lower device caused.
     derived: Vec<LinkEvent>,
+    /// Devices below no longer watched, whose stored state is to be forgotten.
+    dropped: Vec<u32>,
 }
 
 /// Human name of a [`source`] value.
@@ -154,21 +156,34 @@ impl LinkMirror {
         self.entries.entry(ifindex).or_default();
     }
 
-    /// Stops tracking `ifindex`; returns the lower device no longer watched because of it, whose
-    /// stored state is to be forgotten.
-    pub fn untrack(&mut self, ifindex: u32) -> Option<u32> {
-        let entry = self.entries.remove(&ifindex)?;
+    /// Stops tracking `ifindex`. A device below it that nothing else needs is dropped (see
+    /// [`Self::pop_dropped`]).
+    pub fn untrack(&mut self, ifindex: u32) {
+        let Some(entry) = self.entries.remove(&ifindex) else {
+            return;
+        };
         self.restated.retain(|&i| i != ifindex);
         self.derived.retain(|e| e.ifindex != ifindex);
-        let lower = entry.lower?;
-        let l = self.lowers.get_mut(&lower)?;
+        let Some(lower) = entry.lower else {
+            return;
+        };
+        let Some(l) = self.lowers.get_mut(&lower) else {
+            return;
+        };
         l.uppers.retain(|&u| u != ifindex);
-        if !l.uppers.is_empty() {
-            return None;
+        if l.uppers.is_empty() {
+            self.lowers.remove(&lower);
+            // Still stored for itself when it is tracked too.
+            if !self.entries.contains_key(&lower) {
+                self.dropped.push(lower);
+            }
         }
-        self.lowers.remove(&lower);
-        // Still stored for itself when it is tracked too.
-        (!self.entries.contains_key(&lower)).then_some(lower)
+    }
+
+    /// The next device below members that is no longer watched, whose stored state is to be
+    /// forgotten; each is returned once.
+    pub fn pop_dropped(&mut self) -> Option<u32> {
+        self.dropped.pop()
     }
 
     /// The next index whose state changed without an event, to be stored again; each is
@@ -271,6 +286,7 @@ impl LinkMirror {
         let entry = self.entries.get_mut(&obs.ifindex)?;
         let admin_up = u32::from(obs.flags & IFF_UP != 0);
         if obs.deleted {
+            entry.own.carrier = false;
             entry.state.carrier = 0;
             entry.state.last_change_ns = now_ns;
             entry.state.source = src;
@@ -326,6 +342,10 @@ impl LinkMirror {
     /// An observation of a device below tracked interfaces: their carrier is its carrier and
     /// their own, so a change of its own shows in each whose own flag is up.
     fn observe_lower(&mut self, obs: &LinkObservation, now_ns: u64, src: u32) {
+        if obs.deleted {
+            self.lower_gone(obs.ifindex, now_ns, src);
+            return;
+        }
         let Some(l) = self.lowers.get_mut(&obs.ifindex) else {
             return;
         };
@@ -351,6 +371,30 @@ impl LinkMirror {
                 now_ns,
                 src,
             ));
+        }
+    }
+}
+
+impl LinkMirror {
+    /// A device below members left this namespace: deleted (the devices above go with it, and
+    /// say so) or moved to another (they stay, with only their own carrier to go by).
+    fn lower_gone(&mut self, ifindex: u32, now_ns: u64, src: u32) {
+        let Some(l) = self.lowers.remove(&ifindex) else {
+            return;
+        };
+        for upper in l.uppers {
+            let Some(e) = self.entries.get_mut(&upper) else {
+                continue;
+            };
+            e.lower = None;
+            if e.own.seen {
+                let own = e.own.carrier;
+                self.derived
+                    .extend(transition(upper, &mut e.state, own, 0, now_ns, src));
+            }
+        }
+        if !self.entries.contains_key(&ifindex) {
+            self.dropped.push(ifindex);
         }
     }
 }
@@ -605,10 +649,50 @@ mod tests {
             (LinkChange::Flapped { transitions: 2 }, 4)
         );
         // Untracked: the device below is forgotten with it.
-        assert_eq!(m.untrack(5), Some(2));
+        m.untrack(5);
+        assert_eq!(m.pop_dropped(), Some(2));
         assert_eq!(m.polled().count(), 0);
         assert_eq!(m.state(2), None);
         m.observe(&below(false, 6), 1100, source::POLL);
+        assert_eq!(m.pop_derived(), None);
+    }
+
+    #[test]
+    fn a_device_below_that_leaves_the_namespace_leaves_its_interfaces_their_own_carrier() {
+        let mut m = LinkMirror::default();
+        m.track(5);
+        m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        m.observe(&below(false, 2), 10, source::POLL);
+        assert_eq!(m.pop_derived().unwrap().change, LinkChange::Down);
+        // Moved to another namespace: RTM_DELLINK here; the macvlan stays, its own flag up.
+        let gone = LinkObservation {
+            deleted: true,
+            ..below(false, 2)
+        };
+        m.observe(&gone, 20, source::NOTIFICATION);
+        let e = m.pop_derived().unwrap();
+        assert_eq!((e.ifindex, e.change), (5, LinkChange::Up));
+        assert_eq!(m.lower_of(5), None);
+        assert_eq!(m.pop_dropped(), Some(2));
+        assert_eq!(m.polled().collect::<Vec<_>>(), [5]);
+        // An interface deleted before the device below (as the kernel deletes them) is not
+        // brought back up by it.
+        let mut m = LinkMirror::default();
+        m.track(5);
+        m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        m.observe(&below(false, 2), 10, source::POLL);
+        m.pop_derived();
+        let removed = LinkObservation {
+            deleted: true,
+            ..stacked(true, 1)
+        };
+        assert_eq!(
+            m.observe(&removed, 11, source::NOTIFICATION)
+                .unwrap()
+                .change,
+            LinkChange::Removed
+        );
+        m.observe(&gone, 12, source::NOTIFICATION);
         assert_eq!(m.pop_derived(), None);
     }
 
@@ -649,8 +733,10 @@ mod tests {
         }
         derived.sort_unstable_by_key(|d| d.0);
         assert_eq!(derived, [(5, LinkChange::Down), (6, LinkChange::Down)]);
-        assert_eq!(m.untrack(5), None, "6 is still on it");
-        assert_eq!(m.untrack(6), None, "tracked itself: its entry stays");
+        m.untrack(5);
+        assert_eq!(m.pop_dropped(), None, "6 is still on it");
+        m.untrack(6);
+        assert_eq!(m.pop_dropped(), None, "tracked itself: its entry stays");
         assert_eq!(m.polled().collect::<Vec<_>>(), [2]);
     }
 

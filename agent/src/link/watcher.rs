@@ -464,15 +464,12 @@ fn run(
                     mirror.track(ifindex);
                     fresh.push(ifindex);
                 } else {
-                    let dropped_lower = mirror.untrack(ifindex);
+                    mirror.untrack(ifindex);
                     // Still below another member: its entry stays, now with its own carrier.
                     if mirror.state(ifindex).is_some() {
                         store_state(&mirror, store, report, ifindex);
                     } else {
                         store.forget(ifindex);
-                    }
-                    if let Some(lower) = dropped_lower {
-                        store.forget(lower);
                     }
                 }
             }
@@ -613,7 +610,8 @@ fn run(
 }
 
 /// Stores and reports `events`, then what the mirror derived from them: changes of interfaces
-/// stacked on a device observed, and states that changed without an event.
+/// stacked on a device observed, devices below no longer watched (forgotten), and states that
+/// changed without an event.
 fn publish(
     mirror: &mut LinkMirror,
     store: &mut dyn LinkStateStore,
@@ -625,6 +623,9 @@ fn publish(
     }
     while let Some(ev) = mirror.pop_derived() {
         apply(mirror, store, report, ev);
+    }
+    while let Some(ifindex) = mirror.pop_dropped() {
+        store.forget(ifindex);
     }
     while let Some(ifindex) = mirror.pop_restated() {
         store_state(mirror, store, report, ifindex);
