@@ -287,28 +287,43 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
-#[test]
-fn on_nic_like_links_the_hook_reports_every_carrier_change_at_once_and_idles_at_no_cost() {
-    if !tests::privileged() {
-        return;
-    }
+/// A LAN with NIC-like host links, where the kernel allows the carrier hook (else the test is
+/// listed as not run).
+fn nic_like_lan_with_the_hook() -> Option<Lan> {
     let lan = Lan::new(false, true);
     let (hook, reason) = hook_in_use(lan.host());
     if !hook {
         tests::not_run(&format!(
             "this kernel refuses the carrier hook ({reason}); the link_state tests cover the poll"
         ));
-        return;
+        return None;
     }
-    let ifindex = lan.host().ifindex("h0");
+    Some(lan)
+}
+
+/// `ipmpd watch IFNAME` as instance `instance`, once it has reported the initial state.
+fn watch(lan: &Lan, ifname: &str, instance: &str) -> Daemon {
     let mut d = Daemon::spawn(
         lan.host(),
-        &["watch", "h0", "--json", "--instance", "hooknic"],
+        &["watch", ifname, "--json", "--instance", instance],
     );
     d.wait_for(Duration::from_secs(10), |v| {
         v["event"] == "link" && v["change"] == "initial"
     })
     .expect("initial state");
+    d
+}
+
+#[test]
+fn on_nic_like_links_the_hook_reports_every_carrier_change_at_once_and_idles_at_no_cost() {
+    if !tests::privileged() {
+        return;
+    }
+    let Some(lan) = nic_like_lan_with_the_hook() else {
+        return;
+    };
+    let ifindex = lan.host().ifindex("h0");
+    let mut d = watch(&lan, "h0", "hooknic");
     // Idle: nothing to poll, nothing to wake for.
     std::thread::sleep(Duration::from_millis(300));
     let (t0, c0) = (tests::monotonic_ns(), cpu_ticks(d.pid()));
@@ -382,26 +397,14 @@ fn the_hook_takes_a_macvlan_down_with_the_nic_below_at_once() {
     if !tests::privileged() {
         return;
     }
-    let lan = Lan::new(false, true);
-    let (hook, reason) = hook_in_use(lan.host());
-    if !hook {
-        tests::not_run(&format!(
-            "this kernel refuses the carrier hook ({reason}); the link_state tests cover the poll"
-        ));
+    let Some(lan) = nic_like_lan_with_the_hook() else {
         return;
-    }
+    };
     lan.host()
         .sh("ip link add link h0 name mv0 type macvlan mode bridge && ip link set mv0 up");
     lan.add_spare_nic_like();
     let below = lan.host().ifindex("h0");
-    let mut d = Daemon::spawn(
-        lan.host(),
-        &["watch", "mv0", "--json", "--instance", "hookmv"],
-    );
-    d.wait_for(Duration::from_secs(10), |v| {
-        v["event"] == "link" && v["change"] == "initial"
-    })
-    .expect("initial state");
+    let mut d = watch(&lan, "mv0", "hookmv");
     // The device below has an entry for the hook to write.
     assert!(
         daemon::poll_until(tests::scaled(Duration::from_secs(2)), || {

@@ -657,13 +657,19 @@ mod tests {
         assert_eq!(m.pop_derived(), None);
     }
 
-    #[test]
-    fn a_device_below_that_leaves_the_namespace_leaves_its_interfaces_their_own_carrier() {
+    /// Interface 5, up, on device 2, which has just lost carrier.
+    fn stacked_on_a_device_gone_down() -> LinkMirror {
         let mut m = LinkMirror::default();
         m.track(5);
         m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
         m.observe(&below(false, 2), 10, source::POLL);
         assert_eq!(m.pop_derived().unwrap().change, LinkChange::Down);
+        m
+    }
+
+    #[test]
+    fn a_device_below_that_leaves_the_namespace_leaves_its_interfaces_their_own_carrier() {
+        let mut m = stacked_on_a_device_gone_down();
         // Moved to another namespace: RTM_DELLINK here; the macvlan stays, its own flag up.
         let gone = LinkObservation {
             deleted: true,
@@ -677,11 +683,7 @@ mod tests {
         assert_eq!(m.polled().collect::<Vec<_>>(), [5]);
         // An interface deleted before the device below (as the kernel deletes them) is not
         // brought back up by it.
-        let mut m = LinkMirror::default();
-        m.track(5);
-        m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
-        m.observe(&below(false, 2), 10, source::POLL);
-        m.pop_derived();
+        let mut m = stacked_on_a_device_gone_down();
         let removed = LinkObservation {
             deleted: true,
             ..stacked(true, 1)
