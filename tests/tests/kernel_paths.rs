@@ -447,7 +447,7 @@ fn a_group_fails_over_on_carrier_loss_through_the_chosen_carrier_source() {
 }
 
 /// The same with the member a macvlan on the NIC-like h0, and linkwatch held (as on a busy host):
-/// the kernel would tell of the macvlan's loss up to a second late; the hook or the poll sees h0's.
+/// the kernel would tell of the macvlan's loss up to a second late; the hook records h0's.
 #[test]
 fn a_macvlan_member_fails_over_on_its_nics_carrier_loss_without_waiting_for_linkwatch() {
     if !tests::privileged() {
@@ -502,10 +502,10 @@ fn fails_over_on_carrier_loss(member: &str) {
             v["event"] == "link" && v["ifname"] == member && v["change"] == "down"
         })
         .expect("the loss is seen");
+    // Without the hook, a notification may still come first where linkwatch was not held (the
+    // hold is a race with the kernel's own pace); link_state's macvlan test times the poll.
     if hook {
         assert_eq!(link["source"], "kernel hook", "{link}");
-    } else if stacked {
-        assert_eq!(link["source"], "carrier poll", "{link}");
     } else {
         assert!(
             link["source"] == "carrier poll" || link["source"] == "rtnetlink notification",
