@@ -1,6 +1,6 @@
 //! The pure half of the link-state mirror: observations in (with `now`), transitions out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use agent_common::link::{LinkState, source};
 use serde::Serialize;
@@ -40,7 +40,7 @@ pub struct LinkEvent {
 }
 
 /// One device's carrier as its own observations say, with the kernel's count of its changes.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Carrier {
     carrier: bool,
     /// Carrier transitions the kernel had counted at the newest observation that carried counters.
@@ -114,6 +114,19 @@ struct Entry {
     lower: Option<u32>,
 }
 
+/// What the mirror asks of its owner, in the order it arose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// A tracked interface changed: store its state and report the change.
+    Event(LinkEvent),
+    /// Store the state of this index again, with nothing to report: an administrative flag that
+    /// changed without a carrier change, a device below members newly watched (the kernel hook
+    /// mirrors only devices that have an entry), a member untracked that stays a device below.
+    Store(u32),
+    /// Forget the stored state of this index: no longer watched.
+    Forget(u32),
+}
+
 /// A device below tracked interfaces.
 #[derive(Debug, Default)]
 struct Lower {
@@ -128,14 +141,8 @@ pub struct LinkMirror {
     entries: HashMap<u32, Entry>,
     /// Devices below tracked interfaces, by index.
     lowers: HashMap<u32, Lower>,
-    /// Indexes whose stored state must be written without an event: an administrative flag that
-    /// changed without a carrier change, a lower device newly watched (the kernel hook mirrors
-    /// only devices that have an entry).
-    restated: Vec<u32>,
-    /// Changes of tracked interfaces that an observation of their lower device caused.
-    derived: Vec<LinkEvent>,
-    /// Devices below no longer watched, whose stored state is to be forgotten.
-    dropped: Vec<u32>,
+    /// What the owner is yet to do, oldest first (see [`Self::pop_update`]).
+    updates: VecDeque<Update>,
 }
 
 /// Human name of a [`source`] value.
@@ -156,14 +163,14 @@ impl LinkMirror {
         self.entries.entry(ifindex).or_default();
     }
 
-    /// Stops tracking `ifindex`. A device below it that nothing else needs is dropped (see
-    /// [`Self::pop_dropped`]).
+    /// Stops tracking `ifindex`: its stored state is forgotten, or stored again when it stays
+    /// watched as the device below another interface. So is a device below it that nothing else
+    /// needs.
     pub fn untrack(&mut self, ifindex: u32) {
         let Some(entry) = self.entries.remove(&ifindex) else {
             return;
         };
-        self.restated.retain(|&i| i != ifindex);
-        self.derived.retain(|e| e.ifindex != ifindex);
+        self.unwatch(ifindex);
         let Some(lower) = entry.lower else {
             return;
         };
@@ -173,28 +180,31 @@ impl LinkMirror {
         l.uppers.retain(|&u| u != ifindex);
         if l.uppers.is_empty() {
             self.lowers.remove(&lower);
-            // Still stored for itself when it is tracked too.
-            if !self.entries.contains_key(&lower) {
-                self.dropped.push(lower);
-            }
+            self.unwatch(lower);
         }
     }
 
-    /// The next device below members that is no longer watched, whose stored state is to be
-    /// forgotten; each is returned once.
-    pub fn pop_dropped(&mut self) -> Option<u32> {
-        self.dropped.pop()
+    /// `ifindex` lost one reason to be watched: what is queued for it is moot, and its stored
+    /// state is forgotten unless another reason remains.
+    fn unwatch(&mut self, ifindex: u32) {
+        if self.entries.contains_key(&ifindex) {
+            return;
+        }
+        self.updates.retain(|u| match *u {
+            Update::Event(e) => e.ifindex != ifindex,
+            Update::Store(i) | Update::Forget(i) => i != ifindex,
+        });
+        self.updates
+            .push_back(if self.lowers.contains_key(&ifindex) {
+                Update::Store(ifindex)
+            } else {
+                Update::Forget(ifindex)
+            });
     }
 
-    /// The next index whose state changed without an event, to be stored again; each is
-    /// returned once.
-    pub fn pop_restated(&mut self) -> Option<u32> {
-        self.restated.pop()
-    }
-
-    /// The next change of a tracked interface that its lower device caused.
-    pub fn pop_derived(&mut self) -> Option<LinkEvent> {
-        self.derived.pop()
+    /// The oldest update the owner is yet to apply; each is returned once.
+    pub fn pop_update(&mut self) -> Option<Update> {
+        self.updates.pop_front()
     }
 
     /// Every tracked interface, in no order.
@@ -225,12 +235,6 @@ impl LinkMirror {
         self.entries.contains_key(&ifindex)
     }
 
-    /// The device below `ifindex`, when it is stacked on one.
-    #[must_use]
-    pub fn lower_of(&self, ifindex: u32) -> Option<u32> {
-        self.entries.get(&ifindex)?.lower
-    }
-
     /// Current state of `ifindex`: a tracked interface, or a device below one (its own carrier).
     #[must_use]
     pub fn state(&self, ifindex: u32) -> Option<LinkState> {
@@ -245,13 +249,7 @@ impl LinkMirror {
     }
 
     /// Folds in a carrier-only observation (the ethtool link state): no flags, no counters.
-    pub fn observe_carrier(
-        &mut self,
-        ifindex: u32,
-        carrier: bool,
-        now_ns: u64,
-        src: u32,
-    ) -> Option<LinkEvent> {
+    pub fn observe_carrier(&mut self, ifindex: u32, carrier: bool, now_ns: u64, src: u32) {
         // ethtool says nothing of IFF_UP: keep what the last full observation said.
         let admin_up = self
             .entries
@@ -273,16 +271,23 @@ impl LinkMirror {
             },
             now_ns,
             src,
-        )
+        );
     }
 
-    /// Folds in one observation made at `now_ns` from `src`; returns the change of a tracked
-    /// interface, if any. An observation of a device below tracked interfaces queues their
-    /// changes for [`Self::pop_derived`].
-    pub fn observe(&mut self, obs: &LinkObservation, now_ns: u64, src: u32) -> Option<LinkEvent> {
+    /// Folds in one observation made at `now_ns` from `src`, queueing what it changed (see
+    /// [`Self::pop_update`]): the interface's own change if it is tracked, then those of the
+    /// tracked interfaces stacked on it.
+    pub fn observe(&mut self, obs: &LinkObservation, now_ns: u64, src: u32) {
+        if let Some(ev) = self.observe_own(obs, now_ns, src) {
+            self.updates.push_back(Update::Event(ev));
+        }
         if self.lowers.contains_key(&obs.ifindex) {
             self.observe_lower(obs, now_ns, src);
         }
+    }
+
+    /// An observation of a tracked interface: its change, if any.
+    fn observe_own(&mut self, obs: &LinkObservation, now_ns: u64, src: u32) -> Option<LinkEvent> {
         let entry = self.entries.get_mut(&obs.ifindex)?;
         let admin_up = u32::from(obs.flags & IFF_UP != 0);
         if obs.deleted {
@@ -295,10 +300,15 @@ impl LinkMirror {
         if let (None, Some(lower)) = (entry.lower, obs.lower) {
             // A device's kind, and with it what it is stacked on, is fixed at its creation.
             entry.lower = Some(lower);
-            let l = self.lowers.entry(lower).or_default();
+            // A tracked device below starts with what its own observations already say.
+            let known = self.entries.get(&lower).map(|e| e.own.clone());
+            let l = self.lowers.entry(lower).or_insert_with(|| Lower {
+                link: known.clone().unwrap_or_default(),
+                uppers: Vec::new(),
+            });
             l.uppers.push(obs.ifindex);
-            if l.uppers.len() == 1 && !self.entries.contains_key(&lower) {
-                self.restated.push(lower);
+            if l.uppers.len() == 1 && known.is_none() {
+                self.updates.push_back(Update::Store(lower));
             }
         }
         let entry = self.entries.get_mut(&obs.ifindex)?;
@@ -323,9 +333,10 @@ impl LinkMirror {
         if entry.state.admin_up != admin_up {
             entry.state.admin_up = admin_up;
             // Brought up while the far end is still down: no carrier change to report, but
-            // the stored flag would otherwise keep saying "down" until the next one.
-            if transitions == 0 && !self.restated.contains(&obs.ifindex) {
-                self.restated.push(obs.ifindex);
+            // the stored flag would otherwise keep saying "down" until the next one. (The flag
+            // changes once per real change, so this is queued no more often than it changes.)
+            if transitions == 0 {
+                self.updates.push_back(Update::Store(obs.ifindex));
             }
         }
         let carrier = entry.own.carrier && lower_carrier;
@@ -363,19 +374,12 @@ impl LinkMirror {
             if !e.own.seen || !e.own.carrier {
                 continue;
             }
-            self.derived.extend(transition(
-                upper,
-                &mut e.state,
-                carrier,
-                transitions,
-                now_ns,
-                src,
-            ));
+            if let Some(ev) = transition(upper, &mut e.state, carrier, transitions, now_ns, src) {
+                self.updates.push_back(Update::Event(ev));
+            }
         }
     }
-}
 
-impl LinkMirror {
     /// A device below members left this namespace: deleted (the devices above go with it, and
     /// say so) or moved to another (they stay, with only their own carrier to go by).
     fn lower_gone(&mut self, ifindex: u32, now_ns: u64, src: u32) {
@@ -389,13 +393,12 @@ impl LinkMirror {
             e.lower = None;
             if e.own.seen {
                 let own = e.own.carrier;
-                self.derived
-                    .extend(transition(upper, &mut e.state, own, 0, now_ns, src));
+                if let Some(ev) = transition(upper, &mut e.state, own, 0, now_ns, src) {
+                    self.updates.push_back(Update::Event(ev));
+                }
             }
         }
-        if !self.entries.contains_key(&ifindex) {
-            self.dropped.push(ifindex);
-        }
+        self.unwatch(ifindex);
     }
 }
 
@@ -452,6 +455,47 @@ mod tests {
     use super::*;
     use crate::netlink::link::IFF_LOWER_UP;
 
+    impl LinkMirror {
+        /// Observes, then takes the interface's own change from the queue.
+        fn see(&mut self, obs: &LinkObservation, now_ns: u64, src: u32) -> Option<LinkEvent> {
+            self.observe(obs, now_ns, src);
+            self.take_event(|e| e.ifindex == obs.ifindex)
+        }
+
+        fn see_carrier(
+            &mut self,
+            ifindex: u32,
+            carrier: bool,
+            now_ns: u64,
+            src: u32,
+        ) -> Option<LinkEvent> {
+            self.observe_carrier(ifindex, carrier, now_ns, src);
+            self.take_event(|e| e.ifindex == ifindex)
+        }
+
+        /// Takes the oldest queued change (one an observation of a device below caused, once
+        /// [`Self::see`] has taken the observed interface's own).
+        fn next_event(&mut self) -> Option<LinkEvent> {
+            self.take_event(|_| true)
+        }
+
+        fn take_event(&mut self, wanted: impl Fn(&LinkEvent) -> bool) -> Option<LinkEvent> {
+            let at = self
+                .updates
+                .iter()
+                .position(|u| matches!(u, Update::Event(e) if wanted(e)))?;
+            match self.updates.remove(at) {
+                Some(Update::Event(e)) => Some(e),
+                _ => None,
+            }
+        }
+
+        /// Takes what is left in the queue.
+        fn rest(&mut self) -> Vec<Update> {
+            self.updates.drain(..).collect()
+        }
+    }
+
     fn obs(carrier: bool, changes: u64) -> LinkObservation {
         LinkObservation {
             ifindex: 5,
@@ -466,7 +510,7 @@ mod tests {
         let mut m = LinkMirror::default();
         m.track(5);
         assert_eq!(
-            m.observe(&obs(true, 1), 0, source::INITIAL).unwrap().change,
+            m.see(&obs(true, 1), 0, source::INITIAL).unwrap().change,
             LinkChange::Initial
         );
         m
@@ -475,19 +519,19 @@ mod tests {
     #[test]
     fn untracked_interfaces_are_ignored() {
         let mut m = LinkMirror::default();
-        assert_eq!(m.observe(&obs(true, 1), 0, source::POLL), None);
+        assert_eq!(m.see(&obs(true, 1), 0, source::POLL), None);
     }
 
     #[test]
     fn down_then_up() {
         let mut m = mirror();
-        let e = m.observe(&obs(false, 2), 10, source::POLL).unwrap();
+        let e = m.see(&obs(false, 2), 10, source::POLL).unwrap();
         assert_eq!(
             (e.change, e.carrier, e.flaps, e.at_ns, e.source),
             (LinkChange::Down, false, 1, 10, source::POLL)
         );
-        assert_eq!(m.observe(&obs(false, 2), 11, source::POLL), None, "no news");
-        let e = m.observe(&obs(true, 3), 20, source::NOTIFICATION).unwrap();
+        assert_eq!(m.see(&obs(false, 2), 11, source::POLL), None, "no news");
+        let e = m.see(&obs(true, 3), 20, source::NOTIFICATION).unwrap();
         assert_eq!((e.change, e.flaps), (LinkChange::Up, 2));
         assert_eq!(m.state(5).unwrap().carrier, 1);
     }
@@ -495,7 +539,7 @@ mod tests {
     #[test]
     fn a_flap_between_two_polls_is_counted() {
         let mut m = mirror();
-        let e = m.observe(&obs(true, 3), 10, source::POLL).unwrap();
+        let e = m.see(&obs(true, 3), 10, source::POLL).unwrap();
         assert_eq!(e.change, LinkChange::Flapped { transitions: 2 });
         assert_eq!(e.flaps, 2);
     }
@@ -503,10 +547,10 @@ mod tests {
     #[test]
     fn a_stale_notification_is_ignored() {
         let mut m = mirror();
-        m.observe(&obs(false, 2), 10, source::POLL).unwrap();
-        m.observe(&obs(true, 3), 20, source::POLL).unwrap();
+        m.see(&obs(false, 2), 10, source::POLL).unwrap();
+        m.see(&obs(true, 3), 20, source::POLL).unwrap();
         // The notification for the first transition arrives late, saying "down".
-        assert_eq!(m.observe(&obs(false, 2), 30, source::NOTIFICATION), None);
+        assert_eq!(m.see(&obs(false, 2), 30, source::NOTIFICATION), None);
         assert_eq!(m.state(5).unwrap().carrier, 1);
     }
 
@@ -515,28 +559,26 @@ mod tests {
         let mut m = mirror();
         // The fast ethtool poll sees down and up...
         assert_eq!(
-            m.observe_carrier(5, false, 10, source::POLL)
-                .unwrap()
-                .change,
+            m.see_carrier(5, false, 10, source::POLL).unwrap().change,
             LinkChange::Down
         );
         assert_eq!(
-            m.observe_carrier(5, true, 20, source::POLL).unwrap().change,
+            m.see_carrier(5, true, 20, source::POLL).unwrap().change,
             LinkChange::Up
         );
         // ...and the counter dump confirms those two transitions: nothing new.
-        assert_eq!(m.observe(&obs(true, 3), 30, source::POLL), None);
+        assert_eq!(m.see(&obs(true, 3), 30, source::POLL), None);
         assert_eq!(m.state(5).unwrap().flaps, 2);
         // A stale notification from before the flap is ignored.
-        m.observe_carrier(5, false, 40, source::POLL).unwrap();
+        m.see_carrier(5, false, 40, source::POLL).unwrap();
         assert_eq!(
-            m.observe(&obs(true, 3), 41, source::NOTIFICATION),
+            m.see(&obs(true, 3), 41, source::NOTIFICATION),
             None,
             "count 3 predates the new loss"
         );
         // A flap the fast poll missed shows in the counters.
-        m.observe_carrier(5, true, 50, source::POLL).unwrap();
-        let e = m.observe(&obs(true, 7), 60, source::POLL).unwrap();
+        m.see_carrier(5, true, 50, source::POLL).unwrap();
+        let e = m.see(&obs(true, 7), 60, source::POLL).unwrap();
         assert_eq!(e.change, LinkChange::Flapped { transitions: 2 });
         assert_eq!(e.flaps, 6);
     }
@@ -545,22 +587,19 @@ mod tests {
     fn the_hooks_record_comes_first_and_the_late_notification_is_no_news() {
         let mut m = mirror();
         // The hook stamps the change at 100; the watcher folds it in at 130.
-        let e = m
-            .observe_carrier(5, false, 100, source::KERNEL_HOOK)
-            .unwrap();
+        let e = m.see_carrier(5, false, 100, source::KERNEL_HOOK).unwrap();
         assert_eq!(
             (e.change, e.at_ns, e.source),
             (LinkChange::Down, 100, source::KERNEL_HOOK)
         );
         // linkwatch's notification of the same change, 400 ms later: already known.
         assert_eq!(
-            m.observe(&obs(false, 2), 400_000_130, source::NOTIFICATION),
+            m.see(&obs(false, 2), 400_000_130, source::NOTIFICATION),
             None
         );
         // The hook sees it come back; a notification still saying "down" (count 2) is stale.
-        m.observe_carrier(5, true, 500, source::KERNEL_HOOK)
-            .unwrap();
-        assert_eq!(m.observe(&obs(false, 2), 600, source::NOTIFICATION), None);
+        m.see_carrier(5, true, 500, source::KERNEL_HOOK).unwrap();
+        assert_eq!(m.see(&obs(false, 2), 600, source::NOTIFICATION), None);
         let st = m.state(5).unwrap();
         assert_eq!(
             (st.carrier, st.flaps, st.source),
@@ -576,12 +615,12 @@ mod tests {
             carrier_changes: None,
             ..obs(c, 0)
         };
-        m.observe(&no(true), 0, source::INITIAL);
+        m.see(&no(true), 0, source::INITIAL);
         assert_eq!(
-            m.observe(&no(false), 5, source::POLL).unwrap().change,
+            m.see(&no(false), 5, source::POLL).unwrap().change,
             LinkChange::Down
         );
-        assert_eq!(m.observe(&no(false), 6, source::POLL), None);
+        assert_eq!(m.see(&no(false), 6, source::POLL), None);
     }
 
     /// Interface 5, a VLAN or macvlan on device 2.
@@ -604,66 +643,61 @@ mod tests {
     fn a_stacked_interface_goes_down_with_the_device_below_before_its_own_flag_follows() {
         let mut m = LinkMirror::default();
         m.track(5);
-        let e = m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        let e = m.see(&stacked(true, 1), 0, source::INITIAL).unwrap();
         assert_eq!(e.change, LinkChange::Initial);
-        assert_eq!(m.lower_of(5), Some(2));
+        assert_eq!(m.entries[&5].lower, Some(2));
         assert_eq!(
-            m.pop_restated(),
-            Some(2),
+            m.rest(),
+            [Update::Store(2)],
             "the device below gets an entry (the hook's)"
         );
         let mut polled: Vec<u32> = m.polled().collect();
         polled.sort_unstable();
         assert_eq!(polled, [2, 5]);
-        assert_eq!(m.observe(&below(true, 1), 1, source::POLL), None);
+        assert_eq!(m.see(&below(true, 1), 1, source::POLL), None);
         assert_eq!(
-            m.pop_derived(),
+            m.next_event(),
             None,
             "first look at the device below: up, no news"
         );
         // The NIC loses carrier: the poll reads it at once on the device below...
-        assert_eq!(m.observe(&below(false, 2), 10, source::POLL), None);
-        let e = m.pop_derived().unwrap();
+        assert_eq!(m.see(&below(false, 2), 10, source::POLL), None);
+        let e = m.next_event().unwrap();
         assert_eq!(
             (e.ifindex, e.change, e.carrier, e.flaps, e.at_ns, e.source),
             (5, LinkChange::Down, false, 1, 10, source::POLL)
         );
         assert_eq!(m.state(5).unwrap().carrier, 0);
         // ...and linkwatch copies it to the interface later: no news.
-        assert_eq!(
-            m.observe(&stacked(false, 2), 400, source::NOTIFICATION),
-            None
-        );
+        assert_eq!(m.see(&stacked(false, 2), 400, source::NOTIFICATION), None);
         // Back: the device below first, the interface's own flag still down: still down.
-        assert_eq!(m.observe_carrier(2, true, 500, source::POLL), None);
-        assert_eq!(m.pop_derived(), None);
-        let e = m
-            .observe(&stacked(true, 3), 900, source::NOTIFICATION)
-            .unwrap();
+        assert_eq!(m.see_carrier(2, true, 500, source::POLL), None);
+        assert_eq!(m.next_event(), None);
+        let e = m.see(&stacked(true, 3), 900, source::NOTIFICATION).unwrap();
         assert_eq!((e.change, e.flaps), (LinkChange::Up, 2));
         // A flap of the device below that no observation caught shows in its counters.
-        assert_eq!(m.observe(&below(true, 5), 1000, source::POLL), None);
-        let e = m.pop_derived().unwrap();
+        assert_eq!(m.see(&below(true, 5), 1000, source::POLL), None);
+        let e = m.next_event().unwrap();
         assert_eq!(
             (e.change, e.flaps),
             (LinkChange::Flapped { transitions: 2 }, 4)
         );
         // Untracked: the device below is forgotten with it.
         m.untrack(5);
-        assert_eq!(m.pop_dropped(), Some(2));
+        assert_eq!(m.rest(), [Update::Forget(5), Update::Forget(2)]);
         assert_eq!(m.polled().count(), 0);
         assert_eq!(m.state(2), None);
-        m.observe(&below(false, 6), 1100, source::POLL);
-        assert_eq!(m.pop_derived(), None);
+        m.see(&below(false, 6), 1100, source::POLL);
+        assert_eq!(m.next_event(), None);
     }
 
     /// Interface 5, up, on device 2, which has just lost carrier.
     fn stacked_on_a_device_gone_down() -> LinkMirror {
         let mut m = LinkMirror::default();
         m.track(5);
-        m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
-        m.observe(&below(false, 2), 10, source::POLL);
-        assert_eq!(m.pop_derived().unwrap().change, LinkChange::Down);
+        m.see(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        m.see(&below(false, 2), 10, source::POLL);
+        assert_eq!(m.next_event().unwrap().change, LinkChange::Down);
         m
     }
 
@@ -675,11 +709,15 @@ mod tests {
             deleted: true,
             ..below(false, 2)
         };
-        m.observe(&gone, 20, source::NOTIFICATION);
-        let e = m.pop_derived().unwrap();
+        m.see(&gone, 20, source::NOTIFICATION);
+        let e = m.next_event().unwrap();
         assert_eq!((e.ifindex, e.change), (5, LinkChange::Up));
-        assert_eq!(m.lower_of(5), None);
-        assert_eq!(m.pop_dropped(), Some(2));
+        assert_eq!(m.entries[&5].lower, None);
+        assert_eq!(
+            m.rest(),
+            [Update::Forget(2)],
+            "the entry queued for the hook is moot"
+        );
         assert_eq!(m.polled().collect::<Vec<_>>(), [5]);
         // An interface deleted before the device below (as the kernel deletes them) is not
         // brought back up by it.
@@ -689,22 +727,20 @@ mod tests {
             ..stacked(true, 1)
         };
         assert_eq!(
-            m.observe(&removed, 11, source::NOTIFICATION)
-                .unwrap()
-                .change,
+            m.see(&removed, 11, source::NOTIFICATION).unwrap().change,
             LinkChange::Removed
         );
-        m.observe(&gone, 12, source::NOTIFICATION);
-        assert_eq!(m.pop_derived(), None);
+        m.see(&gone, 12, source::NOTIFICATION);
+        assert_eq!(m.next_event(), None);
     }
 
     #[test]
     fn a_device_below_first_seen_down_takes_its_interfaces_down() {
         let mut m = LinkMirror::default();
         m.track(5);
-        m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
-        m.observe_carrier(2, false, 7, source::KERNEL_HOOK);
-        let e = m.pop_derived().unwrap();
+        m.see(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        m.see_carrier(2, false, 7, source::KERNEL_HOOK);
+        let e = m.next_event().unwrap();
         assert_eq!(
             (e.change, e.source),
             (LinkChange::Down, source::KERNEL_HOOK)
@@ -717,29 +753,52 @@ mod tests {
         for i in [2, 5, 6] {
             m.track(i);
         }
-        m.observe(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        m.see(&stacked(true, 1), 0, source::INITIAL).unwrap();
         let six = LinkObservation {
             ifindex: 6,
             ..stacked(true, 1)
         };
-        m.observe(&six, 0, source::INITIAL).unwrap();
-        m.observe(&below(true, 1), 0, source::INITIAL).unwrap();
-        assert_eq!(m.pop_restated(), None, "tracked itself: it has its entry");
+        m.see(&six, 0, source::INITIAL).unwrap();
+        m.see(&below(true, 1), 0, source::INITIAL).unwrap();
+        assert_eq!(m.rest(), [], "tracked itself: it has its entry");
         assert_eq!(m.polled().count(), 3);
         // Device 2 goes down: its own event, and one for each interface on it.
-        let own = m.observe(&below(false, 2), 10, source::POLL).unwrap();
+        let own = m.see(&below(false, 2), 10, source::POLL).unwrap();
         assert_eq!((own.ifindex, own.change), (2, LinkChange::Down));
         let mut derived = vec![];
-        while let Some(e) = m.pop_derived() {
+        while let Some(e) = m.next_event() {
             derived.push((e.ifindex, e.change));
         }
         derived.sort_unstable_by_key(|d| d.0);
         assert_eq!(derived, [(5, LinkChange::Down), (6, LinkChange::Down)]);
         m.untrack(5);
-        assert_eq!(m.pop_dropped(), None, "6 is still on it");
+        assert_eq!(m.rest(), [Update::Forget(5)], "6 is still on 2");
         m.untrack(6);
-        assert_eq!(m.pop_dropped(), None, "tracked itself: its entry stays");
+        assert_eq!(
+            m.rest(),
+            [Update::Forget(6)],
+            "2 is tracked itself: its entry stays"
+        );
         assert_eq!(m.polled().collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn a_member_below_another_counts_for_it_and_keeps_its_entry_when_untracked() {
+        let mut m = LinkMirror::default();
+        m.track(2);
+        m.track(5);
+        m.see(&below(false, 2), 0, source::INITIAL).unwrap();
+        // The dump lists the device below first: what it said counts for the one above.
+        let e = m.see(&stacked(true, 1), 0, source::INITIAL).unwrap();
+        assert_eq!((e.change, e.carrier), (LinkChange::Initial, false));
+        m.untrack(2);
+        assert_eq!(m.rest(), [Update::Store(2)]);
+        assert_eq!(m.state(2).unwrap().carrier, 0);
+        assert_eq!(
+            m.polled().collect::<Vec<_>>(),
+            [5, 2],
+            "still read for 5's sake"
+        );
     }
 
     #[test]
@@ -750,33 +809,36 @@ mod tests {
             flags: 0,
             ..obs(false, 0)
         };
-        m.observe(&admin_down, 0, source::INITIAL).unwrap();
+        m.see(&admin_down, 0, source::INITIAL).unwrap();
         assert_eq!(m.state(5).unwrap().admin_up, 0);
         let up_no_carrier = LinkObservation {
             flags: IFF_UP,
             ..obs(false, 0)
         };
-        assert_eq!(m.observe(&up_no_carrier, 5, source::NOTIFICATION), None);
+        assert_eq!(m.see(&up_no_carrier, 5, source::NOTIFICATION), None);
         assert_eq!(m.state(5).unwrap().admin_up, 1);
-        assert_eq!(m.observe(&up_no_carrier, 6, source::POLL), None);
-        assert_eq!(m.pop_restated(), Some(5), "restated once");
-        assert_eq!(m.pop_restated(), None);
-        // A change with an event carries the new flag itself: nothing to restate.
-        m.observe(&admin_down, 7, source::NOTIFICATION);
+        assert_eq!(m.see(&up_no_carrier, 6, source::POLL), None);
+        assert_eq!(m.rest(), [Update::Store(5)], "restated once");
+        // Taken down again (restated), then untracked before the owner got to it.
+        m.see(&admin_down, 7, source::NOTIFICATION);
         m.untrack(5);
-        assert_eq!(m.pop_restated(), None, "untracked: nothing to store");
+        assert_eq!(
+            m.rest(),
+            [Update::Forget(5)],
+            "untracked: the restatement is moot"
+        );
         m.track(5);
-        m.observe(&obs(true, 1), 8, source::INITIAL).unwrap();
+        m.see(&obs(true, 1), 8, source::INITIAL).unwrap();
         let downed = LinkObservation {
             flags: 0,
             ..obs(false, 2)
         };
         assert_eq!(
-            m.observe(&downed, 9, source::NOTIFICATION).unwrap().change,
+            m.see(&downed, 9, source::NOTIFICATION).unwrap().change,
             LinkChange::Down
         );
         assert_eq!(m.state(5).unwrap().admin_up, 0);
-        assert_eq!(m.pop_restated(), None);
+        assert_eq!(m.rest(), [], "the event carries the new flag");
     }
 
     #[test]
@@ -787,7 +849,7 @@ mod tests {
             ..obs(true, 1)
         };
         assert_eq!(
-            m.observe(&admin_down, 3, source::POLL).unwrap().change,
+            m.see(&admin_down, 3, source::POLL).unwrap().change,
             LinkChange::Down
         );
         let gone = LinkObservation {
@@ -795,7 +857,7 @@ mod tests {
             ..obs(false, 1)
         };
         assert_eq!(
-            m.observe(&gone, 4, source::NOTIFICATION).unwrap().change,
+            m.see(&gone, 4, source::NOTIFICATION).unwrap().change,
             LinkChange::Removed
         );
     }

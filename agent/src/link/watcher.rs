@@ -35,7 +35,7 @@ use agent_common::{
 
 use super::{
     ethtool::EthtoolLinkState,
-    mirror::{LinkEvent, LinkMirror},
+    mirror::{LinkEvent, LinkMirror, Update},
 };
 use crate::{
     clock::{monotonic_ns, thread_cpu_ns},
@@ -189,12 +189,12 @@ impl LinkWatcher {
             h.drain(&mut |_| {});
         }
         let now = monotonic_ns();
-        let (mut initial, mut devices) = (Vec::new(), 0);
+        let mut devices = 0;
         dumps.dump_links(|obs| {
             devices += 1;
-            initial.extend(mirror.observe(&obs, now, source::INITIAL));
+            mirror.observe(&obs, now, source::INITIAL);
         })?;
-        publish(&mut mirror, store.as_mut(), &report, &mut initial);
+        publish(&mut mirror, store.as_mut(), &report);
         let wake = fds::event_fd().map_err(|source| NetlinkError::Io {
             call: "eventfd",
             source,
@@ -434,7 +434,7 @@ fn run(
     // The thread's CPU time at the last poll, and what counter dumps took since.
     let (mut cpu_at_poll, mut counter_cpu) = (thread_cpu_ns(), 0u64);
     // `fresh`: the members tracked since the last turn, whose state is yet to be asked for.
-    let (mut events, mut members, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut members, mut fresh) = (Vec::new(), Vec::new());
     // How the ethtool poll asked last (none before its first poll).
     let mut way = None;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -465,12 +465,6 @@ fn run(
                     fresh.push(ifindex);
                 } else {
                     mirror.untrack(ifindex);
-                    // Still below another member: its entry stays, now with its own carrier.
-                    if mirror.state(ifindex).is_some() {
-                        store_state(&mirror, store, report, ifindex);
-                    } else {
-                        store.forget(ifindex);
-                    }
                 }
             }
         }
@@ -480,18 +474,13 @@ fn run(
             && ready.get(2).copied().unwrap_or(false)
         {
             h.drain(&mut |r| {
-                events.extend(mirror.observe_carrier(
-                    r.ifindex,
-                    r.carrier != 0,
-                    r.at_ns,
-                    source::KERNEL_HOOK,
-                ));
+                mirror.observe_carrier(r.ifindex, r.carrier != 0, r.at_ns, source::KERNEL_HOOK);
             });
         }
         if ready[0] {
             let now = monotonic_ns();
             match notifications.drain_notifications(|obs| {
-                events.extend(mirror.observe(&obs, now, source::NOTIFICATION));
+                mirror.observe(&obs, now, source::NOTIFICATION);
             }) {
                 Ok(()) => {}
                 Err(NetlinkError::Overrun) => {
@@ -522,7 +511,7 @@ fn run(
                 members.extend(mirror.polled());
             }
             let mut observe = |ifindex, link| {
-                events.extend(mirror.observe_carrier(ifindex, link, now, source::POLL));
+                mirror.observe_carrier(ifindex, link, now, source::POLL);
             };
             let result = if each_member {
                 // A member gone since (ENODEV) is the notifications' to report.
@@ -557,7 +546,7 @@ fn run(
         if !fresh_by_dump {
             for &ifindex in &fresh {
                 match dumps.get_link(ifindex, |obs| {
-                    events.extend(mirror.observe(&obs, now, source::POLL));
+                    mirror.observe(&obs, now, source::POLL);
                 }) {
                     Err(e) if !e.device_gone() => {
                         report(WatchReport::Error(format!(
@@ -577,7 +566,7 @@ fn run(
             let mut listed = 0;
             match dumps.dump_links(|obs| {
                 listed += 1;
-                events.extend(mirror.observe(&obs, now, source::POLL));
+                mirror.observe(&obs, now, source::POLL);
             }) {
                 Ok(()) => devices = listed,
                 Err(e) => report(WatchReport::Error(e.to_string())),
@@ -605,30 +594,19 @@ fn run(
             // Skip whole intervals missed while descheduled rather than polling in a burst.
             next_poll += step * ((now - next_poll) / step + 1);
         }
-        publish(&mut mirror, store, report, &mut events);
+        publish(&mut mirror, store, report);
     }
 }
 
-/// Stores and reports `events`, then what the mirror derived from them: changes of interfaces
-/// stacked on a device observed, devices below no longer watched (forgotten), and states that
-/// changed without an event.
-fn publish(
-    mirror: &mut LinkMirror,
-    store: &mut dyn LinkStateStore,
-    report: &impl Fn(WatchReport),
-    events: &mut Vec<LinkEvent>,
-) {
-    for ev in events.drain(..) {
-        apply(mirror, store, report, ev);
-    }
-    while let Some(ev) = mirror.pop_derived() {
-        apply(mirror, store, report, ev);
-    }
-    while let Some(ifindex) = mirror.pop_dropped() {
-        store.forget(ifindex);
-    }
-    while let Some(ifindex) = mirror.pop_restated() {
-        store_state(mirror, store, report, ifindex);
+/// Applies what the mirror queued, in order: changes stored and reported, states stored again
+/// without an event, entries no longer watched forgotten.
+fn publish(mirror: &mut LinkMirror, store: &mut dyn LinkStateStore, report: &impl Fn(WatchReport)) {
+    while let Some(update) = mirror.pop_update() {
+        match update {
+            Update::Event(ev) => apply(mirror, store, report, ev),
+            Update::Store(ifindex) => store_state(mirror, store, report, ifindex),
+            Update::Forget(ifindex) => store.forget(ifindex),
+        }
     }
 }
 
