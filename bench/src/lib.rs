@@ -5,11 +5,12 @@
 //! `sections`, one module each; what several of them share is here beside them: `faults`
 //! (the faults injected, the timed UDP flow, detection tallies), `peers_tools` (bfdd,
 //! keepalived and ping as child processes), `ipmpd` (its group file and event times),
-//! `procfs` (CPU time of processes), `host` (the machine, and `stress-ng`), `stats`,
+//! `procfs` (CPU time of processes), `floor` (a bare sender: the kernel's cost of the probes alone), `host` (the machine, and `stress-ng`), `stats`,
 //! `report` (table rows, where plots go), `plot` (the SVGs) and `targets` (the table of
 //! targets at the top of BENCHMARKS.md).
 
 mod faults;
+mod floor;
 mod host;
 mod ipmpd;
 mod peers_tools;

@@ -92,13 +92,46 @@ pub struct Results {
     pub detection: BTreeMap<(u64, String, Fault), Tally>,
     /// (round FDT, tool) → % of one core over the round.
     pub cpu: BTreeMap<(u64, String), f64>,
+    /// Round FDT → the bare sender at ipmpd's probe rate, or why it could not run.
+    pub floors: BTreeMap<u64, Result<Floor, String>>,
     /// Duration of the fault commands (nft, ioctl), ms.
     pub inject_ms: Vec<f64>,
     /// Round FDT → the raises of ipmpd's FDT over the round.
     pub fdt_raises: BTreeMap<u64, FdtRaises>,
 }
 
+/// Seconds the bare sender runs at each round's probe rate.
+const FLOOR_SECS: u64 = 5;
+
+/// The bare sender (see [`crate::floor`]) at ipmpd's probe rate in `round`: its two members, one
+/// probe each per probe interval (FDT / 7), each at a wake-up of its own; run before ipmpd and
+/// the other tools start, on the same links.
+fn bare_sender(lan: &Lan, round: &Round) -> anyhow::Result<Floor> {
+    let members = [("h0", [192, 0, 2, 10]), ("h1", [192, 0, 2, 11])]
+        .map(|(i, a)| (i.to_owned(), a.into(), [192, 0, 2, 1].into()))
+        .to_vec();
+    let rate = 2 * 7 * 1000 / round.fdt_ms;
+    let (pct, answered) = crate::floor::paced_pct(&lan.host().path(), members, rate, FLOOR_SECS)?;
+    Ok(Floor {
+        rate,
+        pct,
+        answered,
+    })
+}
+
+/// The bare sender's CPU at one round's probe rate.
+pub struct Floor {
+    /// Probes a second, over both members.
+    rate: u64,
+    /// % of one core.
+    pct: f64,
+    /// Share of the probes whose reply it read.
+    answered: f64,
+}
+
 fn run_round(lan: &Lan, round: &Round, n: usize, res: &mut Results) -> anyhow::Result<()> {
+    let floor = bare_sender(lan, round).map_err(|e| format!("{e:#}"));
+    res.floors.insert(round.fdt_ms, floor);
     let cfg = RunConfig::new(
         &format!("bench-peers-{}", round.fdt_ms),
         &crate::ipmpd::two_member_group(round.fdt_ms),
@@ -343,6 +376,26 @@ pub fn peers(
             pct * 0.6
         )?;
     }
+    writeln!(
+        md,
+        "\nThe kernel's share of that: a bare sender (one raw socket per member, no engine, no \
+         programs) at ipmpd's probe rate, two members each probing every FDT / 7, one wake-up per \
+         probe, for {FLOOR_SECS} s on the same links before the round's tools start (on veths the \
+         peer's reply is processed in the sender's thread too):\n\n\
+         | round | probes/s | bare sender CPU | replies read |\n|---|---|---|---|"
+    )?;
+    for (fdt, floor) in &res.floors {
+        match floor {
+            Ok(f) => writeln!(
+                md,
+                "| FDT {fdt} ms | {} | {:.2} % | {:.0} % |",
+                f.rate,
+                f.pct,
+                100.0 * f.answered
+            )?,
+            Err(e) => writeln!(md, "| FDT {fdt} ms | – | failed: {e} | – |")?,
+        }
+    }
     md += "\nipmpd's FDT over each round (`ipmultipath.fdt.raised`: when the probes' round trips do not\n\
            fit the FDT asked for, in.mpathd's rule lengthens it, and detection follows):\n\n";
     for (fdt, raises) in &res.fdt_raises {
@@ -370,7 +423,13 @@ pub fn peers(
         format!("{cpu_member:.2} % of a core"),
         "≤ 1 %",
         cpu_member <= 1.0,
-        format!("bfdd 10 ms x 3: {cpu_bfd:.2} % per session"),
+        match res.floors.get(&10) {
+            Some(Ok(f)) => format!(
+                "bfdd 10 ms x 3: {cpu_bfd:.2} % per session; bare sender at ipmpd's probe rate: {:.2} % per member",
+                f.pct / 2.0
+            ),
+            _ => format!("bfdd 10 ms x 3: {cpu_bfd:.2} % per session"),
+        },
     );
     targets.row_beside(
         "FDT 10 ms, silent fault both ways, p99 (idle host)",

@@ -5,8 +5,6 @@
 //! target. Neighbour entries are static on both sides: the kernel's neighbour table limit
 //! (gc_thresh3, 1,024 by default) is global across namespaces, and ARP is not what is measured.
 
-mod floor;
-
 use std::{
     fmt::Write as _,
     time::{Duration, Instant},
@@ -483,7 +481,7 @@ pub fn scale(
                 Ok((format!("m{i}"), test.parse()?, t.parse()?))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (floor, answered) = floor::per_probe_us(&lan.host.path(), members)?;
+        let (floor, answered) = crate::floor::per_probe_us(&lan.host.path(), members)?;
         let mut floor_at_rate = [0.0f64; 2];
         let one_core_s = if n == 1024 {
             let s = start_on_one_core(&lan, n)?;

@@ -1,7 +1,12 @@
-//! The kernel's floor for one probe on the scale section's topology: a bare sender with one raw
-//! ICMP socket per member (bound to its device and test address, as ipmpd's), one `sendto` per
-//! probe and one `recv` per reply, no engine, no programs' bookkeeping. What ipmpd spends per
-//! probe above this is its own.
+//! The kernel's floor for probing: a bare sender with one raw ICMP socket per member (bound to its
+//! device and test address, as ipmpd's), one `sendto` per probe and one `recv` per reply, no
+//! engine, no programs' bookkeeping. What ipmpd spends above this is its own. On veths the whole
+//! round trip (the peer's reply included) runs in the sending thread's softirq, so the floor is
+//! far above what one probe costs a real NIC's host.
+//!
+//! Two ways: in bursts (the scale section: what ipmpd's loop sends per wake-up at 1,024 members)
+//! and paced (a few members at a short FDT, where in.mpathd's jitter gives each probe a wake-up of
+//! its own).
 
 use std::time::Duration;
 
@@ -179,6 +184,77 @@ pub fn per_probe_us(
         }
         anyhow::ensure!(sent > 0, "the bare sender sent nothing");
         Ok((cpu * 1e6 / sent as f64, read as f64 / sent as f64))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the bare sender's thread panicked"))?
+}
+
+/// CPU of a bare sender that sends `rate` probes a second, in turn over `members`, for `secs`
+/// seconds, each at a wake-up of its own (an absolute sleep until it is due) and reading every
+/// reply waiting at each wake-up, as % of one core; and the share of replies it read.
+pub fn paced_pct(
+    netns: &str,
+    members: Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+    rate: u64,
+    secs: u64,
+) -> anyhow::Result<(f64, f64)> {
+    anyhow::ensure!(rate > 0 && !members.is_empty(), "nothing to send");
+    let netns = netns.to_owned();
+    std::thread::spawn(move || -> anyhow::Result<(f64, f64)> {
+        use std::os::fd::AsRawFd as _;
+        tests::topology::enter_netns(&netns);
+        let socks = members
+            .iter()
+            .map(|(i, s, t)| open(i, *s, *t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (mut sent, mut read) = (0usize, 0usize);
+        let mut buf = [0u8; 256];
+        let step_ns = 1_000_000_000 / rate;
+        let total = rate * secs;
+        let start = tests::monotonic_ns();
+        let t0 = thread_cpu();
+        for k in 0..total {
+            let due = start + k * step_ns;
+            let ts = libc::timespec {
+                tv_sec: (due / 1_000_000_000) as libc::time_t,
+                tv_nsec: (due % 1_000_000_000) as libc::c_long,
+            };
+            // SAFETY: a valid timespec; no remainder is asked for with TIMER_ABSTIME.
+            unsafe {
+                libc::clock_nanosleep(
+                    libc::CLOCK_MONOTONIC,
+                    libc::TIMER_ABSTIME,
+                    &raw const ts,
+                    std::ptr::null_mut(),
+                )
+            };
+            let m = &socks[k as usize % socks.len()];
+            let p = echo(k as u16);
+            // SAFETY: valid descriptor, buffer and sockaddr_in with their sizes.
+            let n = unsafe {
+                libc::sendto(
+                    m.fd.as_raw_fd(),
+                    p.as_ptr().cast(),
+                    p.len(),
+                    0,
+                    (&raw const m.target).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            sent += usize::from(n > 0);
+            for m in &socks {
+                // SAFETY: valid descriptor and buffer with its size.
+                while unsafe { libc::recv(m.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) }
+                    > 0
+                {
+                    read += 1;
+                }
+            }
+        }
+        let cpu = thread_cpu() - t0;
+        let wall = (tests::monotonic_ns() - start) as f64 / 1e9;
+        anyhow::ensure!(sent > 0, "the bare sender sent nothing");
+        Ok((100.0 * cpu / wall, read as f64 / sent as f64))
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the bare sender's thread panicked"))?
