@@ -4,7 +4,7 @@ use agent_common::{
     PROBE_ID_WAKE, PROBE_REPLIES_BYTES,
     counters::IfaceCounters,
     probe::{CHECKSUM_SIPHASH24, ICMP_ECHO_HEADER_LEN, MAGIC, ProbeHeader, VERSION},
-    record::{FAMILY_INET, FAMILY_INET6, ProbeReplyRecord},
+    record::{FAMILY_INET, FAMILY_INET6, PROBE_REPLY_SLOT_BYTES, ProbeReplyRecord},
 };
 use aya_ebpf::{
     bindings::{
@@ -134,8 +134,16 @@ fn classify(start: usize, end: usize) -> Verdict {
     Verdict::Reply { l4, icmp, header }
 }
 
-/// Queued bytes of replies from which every reply wakes the reader: a quarter of the ring.
+/// Queued bytes of replies from which replies wake the reader: a quarter of the ring.
 const WAKE_BACKLOG_BYTES: u64 = PROBE_REPLIES_BYTES as u64 / 4;
+
+/// How far past [`WAKE_BACKLOG_BYTES`] replies still wake the reader: 32 records. Past it the
+/// reader is awake or about to be, and its poll on the ring is level-triggered (it returns at
+/// once while anything is queued); each further wake-up would only cost a self-interrupt,
+/// microseconds in a virtual machine, when the reader is already behind. A band rather than the
+/// one record that crosses: producers on several CPUs reading the same backlog cannot all step
+/// over it.
+const WAKE_BAND_BYTES: u64 = 32 * PROBE_REPLY_SLOT_BYTES as u64;
 
 #[inline(always)]
 fn deliver(
@@ -201,11 +209,12 @@ fn deliver(
             u64::from(BPF_RB_AVAIL_DATA),
         )
     };
-    // Forced when asked, or when the silent backlog fills a quarter of the ring (the reader
+    // Forced when asked, or when the silent backlog reaches a quarter of the ring (the reader
     // sleeps until its own deadline, and thousands of members' replies must not fill the ring
     // meanwhile). Forced, because an earlier silent record still unread would stop the kernel's
     // own "wake only an idle reader" rule from waking for this one.
-    let wake = if entry & PROBE_ID_WAKE != 0 || queued >= WAKE_BACKLOG_BYTES {
+    let backlog_wake = (WAKE_BACKLOG_BYTES..WAKE_BACKLOG_BYTES + WAKE_BAND_BYTES).contains(&queued);
+    let wake = if entry & PROBE_ID_WAKE != 0 || backlog_wake {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -1,9 +1,9 @@
 //! Per-packet cost of the XDP and TC programs through BPF_PROG_TEST_RUN with `repeat`; prints JSON.
 //! Run by `cargo xtask bench` (needs root).
 
-use agent_common::names;
+use agent_common::{PROBE_REPLIES_BYTES, names, probe_id, record::PROBE_REPLY_SLOT_BYTES};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
-use tests::frames::{Frame, Payload};
+use tests::frames::{Frame, PROBE_ID, Payload};
 
 #[path = "../tests/programs/mod.rs"]
 mod programs;
@@ -17,10 +17,39 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Replies per burst: half of the backlog (a quarter of the ring) from which the program forces
+/// a wake-up for every record, so that a burst measures only the replies asked to wake.
+const REPLY_BURST: u32 = (PROBE_REPLIES_BYTES / 4 / PROBE_REPLY_SLOT_BYTES / 2) as u32;
+
+/// Median ns per probe reply over 9 bursts of [`REPLY_BURST`], the ring drained between them,
+/// with the interface's `PROBE_IDS` value `probe_id` (whether each reply forces a wake-up).
+fn reply_ns(p: &mut programs::Programs, reply: &[u8], probe_id: u32) -> f64 {
+    p.set_probe_ids_value(probe_id);
+    let mut ns = Vec::new();
+    for _ in 0..9 {
+        let d = p
+            .xdp_program()
+            .test_run(TestRunOptions {
+                data_in: Some(reply),
+                repeat: REPLY_BURST,
+                ..Default::default()
+            })
+            .unwrap()
+            .duration;
+        p.records();
+        ns.push(d.as_nanos() as f64);
+    }
+    median(ns)
+}
+
 fn main() {
-    let programs::Programs {
-        mut ebpf, mut ring, ..
-    } = programs::Programs::load();
+    let mut p = programs::Programs::load();
+    let reply = Frame::reply(false).bytes();
+    // Without a wake-up: how every reply goes while the member is steady and the reader keeps up.
+    let reply_quiet = reply_ns(&mut p, &reply, probe_id(PROBE_ID, false));
+    // With one: a member whose next reply may change a decision, or a ring a quarter full.
+    let reply_wake = reply_ns(&mut p, &reply, probe_id(PROBE_ID, true));
+    let programs::Programs { mut ebpf, .. } = p;
     let tcp = {
         let mut f = Frame {
             payload: Payload::Raw(vec![0; 1400]),
@@ -30,7 +59,6 @@ fn main() {
         f[14 + 9] = 6;
         f
     };
-    let reply = Frame::reply(false).bytes();
     let request = Frame::request(false).bytes();
     let cal: &mut Xdp = ebpf
         .program_mut("ipmpd_xdp_calibrate")
@@ -67,20 +95,6 @@ fn main() {
         },
         9,
     ));
-    // The ring holds about 3,000 records: run bursts of 1,000 and drain between them.
-    let mut reply_ns = Vec::new();
-    for _ in 0..9 {
-        let d = xdp
-            .test_run(TestRunOptions {
-                data_in: Some(&reply),
-                repeat: 1_000,
-                ..Default::default()
-            })
-            .unwrap()
-            .duration;
-        while ring.next().is_some() {}
-        reply_ns.push(d.as_nanos() as f64);
-    }
     let tc: &mut SchedClassifier = ebpf
         .program_mut(names::TC_PROBE_STAMP)
         .unwrap()
@@ -118,7 +132,9 @@ fn main() {
         serde_json::json!({
             "xdp_test_run_overhead_ns": overhead,
             "xdp_non_probe_ns": non_probe,
-            "xdp_probe_reply_ns": median(reply_ns),
+            "xdp_probe_reply_ns": reply_quiet,
+            "xdp_probe_reply_wake_ns": reply_wake,
+            "reply_burst": REPLY_BURST,
             "tc_probe_ns": tc_probe,
             "tc_non_probe_ns": tc_other,
         })

@@ -343,3 +343,45 @@ fn tc_stamps_outgoing_probes_and_keeps_checksums_valid() {
     .bytes();
     assert_eq!(p.tc(&ping).1, ping);
 }
+
+/// Interrupts for the kernel's irq_work on every CPU (the `IWI` line of /proc/interrupts): each
+/// wake-up a program forces on the ring buffer raises one.
+fn irq_work_interrupts() -> u64 {
+    let text = std::fs::read_to_string("/proc/interrupts").expect("/proc/interrupts");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("IWI:"))
+        .expect("an IWI line in /proc/interrupts");
+    line.split_whitespace()
+        .skip(1)
+        .map_while(|w| w.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_backlog_wakes_the_reader_a_bounded_number_of_times_not_once_per_reply() {
+    let Some(mut p) = load() else { return };
+    p.set_probe_ids_value(u32::from(PROBE_ID));
+    let quarter = (agent_common::PROBE_REPLIES_BYTES
+        / 4
+        / agent_common::record::PROBE_REPLY_SLOT_BYTES) as u32;
+    // Far past a quarter of the ring, with nobody reading: a forced wake-up is a self-interrupt
+    // (microseconds in a virtual machine), so one per reply would cost most when the reader is
+    // already behind.
+    let past = 600;
+    let before = irq_work_interrupts();
+    assert_eq!(
+        p.xdp_repeat(&Frame::reply(false).bytes(), quarter + past),
+        XDP_DROP
+    );
+    let raised = irq_work_interrupts() - before;
+    assert_eq!(
+        p.records().len(),
+        (quarter + past) as usize,
+        "every reply is queued"
+    );
+    assert!(
+        raised < u64::from(past) / 4,
+        "{raised} irq_work interrupts for {past} replies past a quarter of the ring"
+    );
+}
