@@ -65,6 +65,37 @@ struct Member {
     target: libc::sockaddr_in,
 }
 
+impl Member {
+    /// Sends `packet` to the member's target; whether the kernel took it.
+    fn send(&self, packet: &[u8]) -> bool {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: valid descriptor, buffer and sockaddr_in with their sizes.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&raw const self.target).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        n > 0
+    }
+
+    /// Reads every packet waiting on the (non-blocking) socket into `buf`; how many there were.
+    fn drain(&self, buf: &mut [u8]) -> usize {
+        use std::os::fd::AsRawFd as _;
+        let mut read = 0;
+        // SAFETY: valid descriptor and buffer with its size.
+        while unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) } > 0
+        {
+            read += 1;
+        }
+        read
+    }
+}
+
 fn open(
     ifname: &str,
     source: std::net::Ipv4Addr,
@@ -130,7 +161,6 @@ pub fn per_probe_us(
 ) -> anyhow::Result<(f64, f64)> {
     let netns = netns.to_owned();
     std::thread::spawn(move || -> anyhow::Result<(f64, f64)> {
-        use std::os::fd::AsRawFd as _;
         tests::topology::enter_netns(&netns);
         // SAFETY: a zeroed cpu_set_t is empty; CPU_SET adds core 0; the size is the set's.
         let pinned = unsafe {
@@ -157,29 +187,11 @@ pub fn per_probe_us(
                 if k > 0 && k % BURST == 0 {
                     std::thread::sleep(BURST_PAUSE);
                 }
-                // SAFETY: valid descriptor, buffer and sockaddr_in with their sizes.
-                let n = unsafe {
-                    libc::sendto(
-                        m.fd.as_raw_fd(),
-                        p.as_ptr().cast(),
-                        p.len(),
-                        0,
-                        (&raw const m.target).cast(),
-                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                };
-                sent += usize::from(n > 0);
+                sent += usize::from(m.send(&p));
             }
             std::thread::sleep(PAUSE);
-            for m in &socks {
-                // Every ICMP packet the socket sees; one reply is expected per round.
-                // SAFETY: valid descriptor and buffer with its size.
-                while unsafe { libc::recv(m.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) }
-                    > 0
-                {
-                    read += 1;
-                }
-            }
+            // Every ICMP packet the sockets see; one reply is expected per member and round.
+            read += socks.iter().map(|m| m.drain(&mut buf)).sum::<usize>();
             cpu += thread_cpu() - t0;
         }
         anyhow::ensure!(sent > 0, "the bare sender sent nothing");
@@ -201,7 +213,6 @@ pub fn paced_pct(
     anyhow::ensure!(rate > 0 && !members.is_empty(), "nothing to send");
     let netns = netns.to_owned();
     std::thread::spawn(move || -> anyhow::Result<(f64, f64)> {
-        use std::os::fd::AsRawFd as _;
         tests::topology::enter_netns(&netns);
         let socks = members
             .iter()
@@ -230,26 +241,8 @@ pub fn paced_pct(
             };
             let m = &socks[k as usize % socks.len()];
             let p = echo(k as u16);
-            // SAFETY: valid descriptor, buffer and sockaddr_in with their sizes.
-            let n = unsafe {
-                libc::sendto(
-                    m.fd.as_raw_fd(),
-                    p.as_ptr().cast(),
-                    p.len(),
-                    0,
-                    (&raw const m.target).cast(),
-                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
-            sent += usize::from(n > 0);
-            for m in &socks {
-                // SAFETY: valid descriptor and buffer with its size.
-                while unsafe { libc::recv(m.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) }
-                    > 0
-                {
-                    read += 1;
-                }
-            }
+            sent += usize::from(m.send(&p));
+            read += socks.iter().map(|m| m.drain(&mut buf)).sum::<usize>();
         }
         let cpu = thread_cpu() - t0;
         let wall = (tests::monotonic_ns() - start) as f64 / 1e9;
