@@ -18,7 +18,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Replies per burst: half of the backlog (a quarter of the ring) from which the program forces
-/// a wake-up for every record, so that a burst measures only the replies asked to wake.
+/// wake-ups, so that a burst measures only the wake-ups its replies ask for.
 const REPLY_BURST: u32 = (PROBE_REPLIES_BYTES / 4 / PROBE_REPLY_SLOT_BYTES / 2) as u32;
 
 /// Median ns per probe reply over 9 bursts of [`REPLY_BURST`], the ring drained between them,

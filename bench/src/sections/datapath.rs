@@ -35,7 +35,7 @@ pub fn datapath_cost(cargo: fn() -> Command, targets: &mut Targets) -> anyhow::R
         md,
         "Command: `cargo run --release -p tests --example datapath_cost` (1,000,000 repeats per run; \
          replies in bursts of {burst:.0}, the ring drained between them: below the backlog of a \
-         quarter of the ring from which every reply forces a wake-up).\n\n"
+         quarter of the ring from which replies force wake-ups).\n\n"
     )?;
     md += "| program | frame | ns/packet | target |\n|---|---|---|---|\n";
     let overhead = f("xdp_test_run_overhead_ns");
