@@ -40,6 +40,13 @@ const _: () = assert!(size_of::<ProbeReplyRecord>() == 80);
 /// header before it.
 pub const PROBE_REPLY_SLOT_BYTES: usize = size_of::<ProbeReplyRecord>() + 8;
 
+/// Queued bytes of replies from which XDP forces a wake-up of the reader: a quarter of the ring.
+/// Tests and the datapath benchmark size their bursts from it (see [`WAKE_BACKLOG_RECORDS`]).
+pub const WAKE_BACKLOG_BYTES: usize = crate::PROBE_REPLIES_BYTES / 4;
+
+/// [`WAKE_BACKLOG_BYTES`] in whole reply records.
+pub const WAKE_BACKLOG_RECORDS: usize = WAKE_BACKLOG_BYTES / PROBE_REPLY_SLOT_BYTES;
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), Copy, every bit pattern valid, no implicit padding (size asserted above).
 unsafe impl aya::Pod for ProbeReplyRecord {}

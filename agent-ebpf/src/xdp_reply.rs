@@ -1,7 +1,7 @@
 //! XDP: recognise replies to ipmpd's probes, time-stamp them and hand them to userspace.
 
 use agent_common::{
-    PROBE_ID_WAKE, PROBE_REPLIES_BYTES,
+    PROBE_ID_WAKE,
     counters::IfaceCounters,
     probe::{CHECKSUM_SIPHASH24, ICMP_ECHO_HEADER_LEN, MAGIC, ProbeHeader, VERSION},
     record::{FAMILY_INET, FAMILY_INET6, PROBE_REPLY_SLOT_BYTES, ProbeReplyRecord},
@@ -134,8 +134,8 @@ fn classify(start: usize, end: usize) -> Verdict {
     Verdict::Reply { l4, icmp, header }
 }
 
-/// Queued bytes of replies from which replies wake the reader: a quarter of the ring.
-const WAKE_BACKLOG_BYTES: u64 = PROBE_REPLIES_BYTES as u64 / 4;
+/// Queued bytes of replies from which replies wake the reader (a quarter of the ring).
+const WAKE_BACKLOG_BYTES: u64 = agent_common::record::WAKE_BACKLOG_BYTES as u64;
 
 /// How far past [`WAKE_BACKLOG_BYTES`] replies still wake the reader: 32 records. Past it the
 /// reader is awake or about to be, and its poll on the ring is level-triggered (it returns at

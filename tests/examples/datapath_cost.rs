@@ -1,7 +1,7 @@
 //! Per-packet cost of the XDP and TC programs through BPF_PROG_TEST_RUN with `repeat`; prints JSON.
 //! Run by `cargo xtask bench` (needs root).
 
-use agent_common::{PROBE_REPLIES_BYTES, names, probe_id, record::PROBE_REPLY_SLOT_BYTES};
+use agent_common::{names, probe_id, record::WAKE_BACKLOG_RECORDS};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use tests::frames::{Frame, PROBE_ID, Payload};
 
@@ -19,7 +19,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Replies per burst: half of the backlog (a quarter of the ring) from which the program forces
 /// wake-ups, so that a burst measures only the wake-ups its replies ask for.
-const REPLY_BURST: u32 = (PROBE_REPLIES_BYTES / 4 / PROBE_REPLY_SLOT_BYTES / 2) as u32;
+const REPLY_BURST: u32 = (WAKE_BACKLOG_RECORDS / 2) as u32;
 
 /// Median ns per probe reply over 9 bursts of [`REPLY_BURST`], the ring drained between them,
 /// with the interface's `PROBE_IDS` value `probe_id` (whether each reply forces a wake-up).

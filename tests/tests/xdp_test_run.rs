@@ -180,9 +180,7 @@ fn a_reply_wakes_the_reader_only_when_its_interface_asks_or_the_backlog_grows() 
     let quiet = reader_wait(&mut p, quiet_value, 1, limit);
     let woken = reader_wait(&mut p, agent_common::probe_id(PROBE_ID, true), 1, limit);
     // Enough silent replies to fill a quarter of the ring.
-    let backlog =
-        (agent_common::PROBE_REPLIES_BYTES / 4 / agent_common::record::PROBE_REPLY_SLOT_BYTES + 2)
-            as u32;
+    let backlog = (agent_common::record::WAKE_BACKLOG_RECORDS + 2) as u32;
     let flooded = reader_wait(&mut p, quiet_value, backlog, limit);
     assert!(
         quiet >= limit - Duration::from_millis(100),
@@ -362,9 +360,7 @@ fn irq_work_interrupts() -> u64 {
 fn a_backlog_wakes_the_reader_a_bounded_number_of_times_not_once_per_reply() {
     let Some(mut p) = load() else { return };
     p.set_probe_ids_value(u32::from(PROBE_ID));
-    let quarter = (agent_common::PROBE_REPLIES_BYTES
-        / 4
-        / agent_common::record::PROBE_REPLY_SLOT_BYTES) as u32;
+    let quarter = agent_common::record::WAKE_BACKLOG_RECORDS as u32;
     // Far past a quarter of the ring, with nobody reading: a forced wake-up is a self-interrupt
     // (microseconds in a virtual machine), so one per reply would cost most when the reader is
     // already behind.

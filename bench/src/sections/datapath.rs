@@ -63,11 +63,11 @@ pub fn datapath_cost(cargo: fn() -> Command, targets: &mut Targets) -> anyhow::R
     )?;
     // The wake-up is the kernel's irq_work: a self-interrupt, dear in a virtual machine. The
     // program forces one only for members whose reply may change a decision, or a ring backlog.
+    let wake = f("xdp_probe_reply_wake_ns");
     writeln!(
         md,
-        "| XDP | probe reply with a forced wake-up of the reader: a member that is not running, or a ring a quarter full | {:.1} ({:.1} above calibration) | |",
-        f("xdp_probe_reply_wake_ns"),
-        f("xdp_probe_reply_wake_ns") - overhead
+        "| XDP | probe reply with a forced wake-up of the reader: a member that is not running, or a ring a quarter full | {wake:.1} ({:.1} above calibration) | |",
+        wake - overhead
     )?;
     writeln!(
         md,
