@@ -151,6 +151,8 @@ fn status_kib(pid: u32, field: &str) -> f64 {
 }
 
 struct Sample {
+    /// CPU per thread name over the window, % of one core (from schedstat, to the nanosecond).
+    threads: Vec<(String, f64)>,
     start_s: f64,
     cpu_pct: f64,
     rss_mib: f64,
@@ -197,7 +199,9 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         Instant::now(),
     );
     let drops0 = crate::procfs::backlog_drops();
+    let threads0 = crate::procfs::threads_cpu_ns_by_name(pid);
     record_or_sleep(pid, n, fdt_ms)?;
+    let threads1 = crate::procfs::threads_cpu_ns_by_name(pid);
     let drops1 = crate::procfs::backlog_drops();
     let (m1, c1, secs) = (
         scrape(&lan.host)?,
@@ -221,7 +225,16 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         .iter()
         .filter(|v| v["event"] == "ipmultipath.interface.failed")
         .count();
+    let window_ns = secs * 1e9;
+    let threads = threads1
+        .iter()
+        .map(|(name, ns)| {
+            let spent = ns.saturating_sub(threads0.get(name).copied().unwrap_or(0));
+            (name.clone(), 100.0 * spent as f64 / window_ns)
+        })
+        .collect();
     let sample = Sample {
+        threads,
         start_s,
         cpu_pct: 100.0 * (c1 - c0) / secs,
         rss_mib: status_kib(pid, "VmRSS:") / 1024.0,
@@ -360,6 +373,17 @@ fn targets_1024(
     said.join("; ")
 }
 
+/// Threads' CPU in words, dearest first; threads under 0.005 % are left out.
+fn threads_text(threads: &[(String, f64)]) -> String {
+    let mut sorted: Vec<_> = threads.iter().filter(|(_, pct)| *pct >= 0.005).collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    sorted
+        .iter()
+        .map(|(name, pct)| format!("{name} {pct:.2} %"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The measuring window: a sleep, or with `IPMPD_BENCH_PERF=DIR` a `perf record` of the agent
 /// for the same time into `DIR/scale-N-FDT.data` (where the CPU of this section goes; perf's
 /// own sampling adds a little to the CPU figure of such a run). Call stacks are unwound from
@@ -460,6 +484,14 @@ pub fn scale(
          | interfaces | ipmpd µs/probe, FDT 1 s | ipmpd µs/probe, FDT 100 ms | bare sender µs/probe | ipmpd / bare (FDT 1 s) | bare sender at ipmpd's rate, FDT 1 s / 100 ms |\n\
          |---|---|---|---|---|---|\n",
     );
+    let mut by_thread = String::from(
+        "CPU by thread over the same windows (% of one core; schedstat, to the nanosecond): `ipmpd`\n\
+         is the probing loop (sends probes, reads the reply ring, runs the engine), `ipmpd-link` the\n\
+         carrier poll and counter dump (inside `--link-poll-cpu`, 1 % by default), `ipmpd-metrics`\n\
+         the exporter (encodes scrapes), `ipmpd-control` the control socket.\n\n\
+         | interfaces | FDT | by thread |\n\
+         |---|---|---|\n",
+    );
     let mut per_probe = [0.0f64; 2];
     let mut per_iface = Vec::new();
     let mut curves: Vec<(String, Vec<(f64, f64)>)> = FDTS_MS
@@ -503,6 +535,11 @@ pub fn scale(
                 s.backlog_drops,
                 s.ring_full
             );
+            writeln!(
+                by_thread,
+                "| {n} | {fdt_ms} ms | {} |",
+                threads_text(&s.threads)
+            )?;
             let at_rate = floor * s.probes_per_s / 1e4;
             let target = if n == 1024 {
                 targets_1024(&s, fdt_ms, (at_rate, one_core_s), targets)
@@ -552,6 +589,8 @@ pub fn scale(
     }
     md.push('\n');
     md += &floors;
+    md.push('\n');
+    md += &by_thread;
     md.push('\n');
     md += &plots.plot(
         "scale-cpu.svg",
