@@ -381,3 +381,60 @@ fn a_backlog_wakes_the_reader_a_bounded_number_of_times_not_once_per_reply() {
         "{raised} irq_work interrupts for {past} replies past a quarter of the ring"
     );
 }
+
+#[test]
+fn every_interfaces_counters_read_in_batches_equal_those_read_one_at_a_time() {
+    use agent_common::{counters::IfaceCounters, names};
+    use aya::maps::{Map, PerCpuHashMap, PerCpuValues};
+    use ipmpd::datapath::batch::{CounterBatch, read_each};
+    use std::os::fd::AsFd as _;
+
+    let Some(mut p) = load() else { return };
+    // What the program counts on the test interface, beside 1,000 more interfaces with a
+    // different value on each CPU: four batches of the reader's first size (256).
+    for _ in 0..3 {
+        assert_eq!(p.xdp(&Frame::reply(false).bytes()), XDP_DROP);
+    }
+    let ncpus = aya::util::nr_cpus().unwrap();
+    {
+        let mut map: PerCpuHashMap<_, u32, IfaceCounters> =
+            PerCpuHashMap::try_from(p.ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
+        for ifindex in 1_000..2_000_u32 {
+            let per_cpu: Vec<IfaceCounters> = (0..ncpus as u64)
+                .map(|cpu| IfaceCounters {
+                    icmp_packets: u64::from(ifindex) * 10 + cpu,
+                    last_icmp_ns: cpu,
+                    ..IfaceCounters::default()
+                })
+                .collect();
+            map.insert(ifindex, PerCpuValues::try_from(per_cpu).unwrap(), 0)
+                .unwrap();
+        }
+    }
+    let test_interface = p.counters();
+    let any = p.ebpf.map(names::IFACE_COUNTERS).unwrap();
+    let Map::PerCpuHashMap(data) = any else {
+        panic!("IFACE_COUNTERS is a per-CPU hash map");
+    };
+    let mut batched = CounterBatch::new(ncpus).read(data.fd().as_fd()).unwrap();
+    let map: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(any).unwrap();
+    let mut each = read_each(&map).unwrap();
+    batched.sort_by_key(|(ifindex, _)| *ifindex);
+    each.sort_by_key(|(ifindex, _)| *ifindex);
+    assert_eq!(batched.len(), 1_001);
+    assert_eq!(batched, each);
+    let n = ncpus as u64;
+    let (_, c1500) = batched.iter().find(|(i, _)| *i == 1_500).unwrap();
+    assert_eq!(c1500.icmp_packets, 15_000 * n + n * (n - 1) / 2);
+    assert_eq!(
+        c1500.last_icmp_ns,
+        n - 1,
+        "the latest CPU's time, not a sum"
+    );
+    let (_, mine) = batched
+        .iter()
+        .find(|(i, _)| *i == TEST_RUN_IFINDEX)
+        .unwrap();
+    assert_eq!(*mine, test_interface);
+    assert_eq!((mine.probe_replies, mine.icmp_packets), (3, 3));
+}

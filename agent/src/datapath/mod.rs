@@ -3,6 +3,7 @@
 //! access to the ring buffer, the counters and the link-state map.
 
 pub mod attach;
+pub mod batch;
 pub mod bpffs;
 pub mod btf_offsets;
 pub mod choice;
@@ -156,6 +157,9 @@ pub struct Datapath {
     attachments: Vec<Attachment>,
     link_source: LinkSource,
     tc: TcAttach,
+    /// Reads every interface's counters at once; `None` once the kernel refused batch lookups
+    /// (then they are read one interface at a time).
+    counter_batch: Option<batch::CounterBatch>,
     _hook_links: Vec<FdLink>,
 }
 
@@ -318,6 +322,7 @@ impl Datapath {
                     reason: "--tc-attach clsact".into(),
                 },
             },
+            counter_batch: aya::util::nr_cpus().ok().map(batch::CounterBatch::new),
             _hook_links: hook_links,
         })
     }
@@ -485,6 +490,43 @@ impl Datapath {
         Ok(per_cpu
             .iter()
             .fold(IfaceCounters::default(), IfaceCounters::merged))
+    }
+
+    /// Every tracked interface's counters, summed over CPUs, as (ifindex, counters): in a few
+    /// system calls where the kernel has batch lookups (5.6), one per interface elsewhere.
+    ///
+    /// # Errors
+    /// When the kernel refuses to read the map.
+    pub fn all_counters(&mut self) -> Result<Vec<(u32, IfaceCounters)>, DatapathError> {
+        let map_error = |source| DatapathError::Map {
+            map: names::IFACE_COUNTERS,
+            source,
+        };
+        if let Some(reader) = &mut self.counter_batch {
+            let map = self
+                .ebpf
+                .map(names::IFACE_COUNTERS)
+                .ok_or(DatapathError::Missing(names::IFACE_COUNTERS))?;
+            let aya::maps::Map::PerCpuHashMap(data) = map else {
+                return Err(DatapathError::Missing(names::IFACE_COUNTERS));
+            };
+            match reader.read(std::os::fd::AsFd::as_fd(data.fd())) {
+                Ok(all) => return Ok(all),
+                Err(batch::BatchError::Unsupported(e)) => {
+                    tracing::info!(error = %e, "no batch lookups in this kernel: reading the counters one interface at a time");
+                    self.counter_batch = None;
+                }
+                Err(batch::BatchError::Lookup(e)) => {
+                    return Err(map_error(MapError::from(aya::sys::SyscallError {
+                        call: "bpf_map_lookup_batch",
+                        io_error: e,
+                    })));
+                }
+            }
+        }
+        let counters: PerCpuHashMap<&mut MapData, u32, IfaceCounters> =
+            map_typed(&mut self.ebpf, names::IFACE_COUNTERS)?;
+        batch::read_each(&counters).map_err(map_error)
     }
 
     /// Takes the carrier hook's ring buffer for the link watcher (once); `None` when the hook is
