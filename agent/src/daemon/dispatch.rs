@@ -110,9 +110,15 @@ impl Daemon {
 
     /// Queues a probe (test address, target, sequence number, send time) from `ifname`.
     fn send(&mut self, ifname: &str, probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
-        if let Some(m) = self.io.members.get(ifname)
-            && let Some(p) = m.probe(&self.io.key, probe, kind)
-        {
+        let Some(m) = self.io.members.get_mut(ifname) else {
+            return;
+        };
+        if kind == msg::RTT_ONLY {
+            m.counts.rtt_sent += 1;
+        } else if kind == msg::DISCOVERY {
+            m.counts.discovery_sent += 1;
+        }
+        if let Some(p) = m.probe(&self.io.key, probe, kind) {
             self.io.outbox.push(p);
         }
     }

@@ -60,6 +60,7 @@ pub struct MetricsState {
     pub failovers: Vec<((String, String), u64)>,
     pub deadlines: u64,
     pub deadlines_missed: u64,
+    pub deadlines_woke_late: u64,
     /// (stream, kind, lines dropped).
     pub output_dropped: Vec<(&'static str, &'static str, u64)>,
     pub link_poll_interval_ns: u64,
@@ -193,6 +194,18 @@ impl MetricsState {
                 f.sample(&[("interface", ifname)], count(c));
             }
         }
+        let other: [(&str, Count); 2] =
+            [("rtt", |c| c.rtt_sent), ("discovery", |c| c.discovery_sent)];
+        let mut f = text.family(
+            "probes_other_sent",
+            "Probes sent besides failure detection, by kind: RTT-only probes (while the FDT is raised they go at the configured rate, to learn whether it can come back down) and discovery probes to all-hosts; packets on the link like the failure-detection ones",
+            Kind::Counter,
+        );
+        for (ifname, c) in &self.probes {
+            for (kind, count) in other {
+                f.sample(&[("interface", ifname), ("kind", kind)], count(c));
+            }
+        }
         let unsent: [(&str, Count); 2] = [
             ("buffer_full", |c| c.unsent_buffer_full),
             ("refused", |c| c.unsent_refused),
@@ -266,6 +279,11 @@ impl MetricsState {
                 "deadlines_missed",
                 "Engine deadlines met more than 1 ms late",
                 self.deadlines_missed,
+            ),
+            (
+                "deadlines_woke_late",
+                "Of the deadlines met late, those the loop was waiting for and the kernel woke it more than 1 ms late: other tasks had the CPU (--rt-priority helps); the rest were late because the loop was busy",
+                self.deadlines_woke_late,
             ),
         ] {
             text.family(name, help, Kind::Counter).sample(&[], n);
@@ -341,6 +359,7 @@ mod tests {
             ],
             deadlines: 12_345,
             deadlines_missed: 7,
+            deadlines_woke_late: 5,
             link_poll_interval_ns: 2_000_000,
             copy_ns: 1_500_000,
             encode_ns: 61_000_000,
@@ -372,6 +391,8 @@ mod tests {
                 ifname.clone(),
                 ProbeCounts {
                     sent: 100 + i as u64,
+                    rtt_sent: 7,
+                    discovery_sent: 1,
                     acked: 90,
                     lost: 10,
                     missed: i as u64,
@@ -406,9 +427,10 @@ mod tests {
         let unique: std::collections::HashSet<_> = samples.iter().collect();
         assert_eq!(unique.len(), samples.len(), "a series written twice");
         // Per group 3 states, an FDT, and one configured FDT; per interface 2 flags, 8 states,
-        // 2 CRTTs, 5 probe counts, 2 reasons of an unsent probe and 8 reasons of refusal (the
-        // kernel's 7 and "replayed"); 12 rows of daemon-wide counters and gauges.
-        assert_eq!(samples.len(), 2 * 4 + 1 + members * 27 + 12);
+        // 2 CRTTs, 5 probe counts, 2 reasons of an unsent probe, 8 reasons of refusal (the
+        // kernel's 7 and "replayed"), 2 kinds of other probes; 13 rows of daemon-wide counters
+        // and gauges.
+        assert_eq!(samples.len(), 2 * 4 + 1 + members * 29 + 13);
         let active: Vec<_> = samples
             .iter()
             .filter_map(|s| s.strip_prefix("ipmpd_interface_active{interface=\""))
@@ -417,7 +439,7 @@ mod tests {
         let expected: Vec<_> = (0..members).map(|i| format!("e{i}")).collect();
         assert_eq!(active, expected);
         let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
-        assert_eq!(families, 24);
+        assert_eq!(families, 26);
     }
 
     #[test]
@@ -451,6 +473,7 @@ mod tests {
             "e0".into(),
             ProbeCounts {
                 unsent_buffer_full: 2,
+                rtt_sent: 40,
                 ..ProbeCounts::default()
             },
         ));
@@ -470,6 +493,8 @@ mod tests {
             r#"ipmpd_probes_unsent_total{interface="e0",reason="buffer_full"} 2"#,
             r#"ipmpd_probes_unsent_total{interface="e0",reason="refused"} 0"#,
             r#"ipmpd_probes_fallback_total{interface="e0"} 0"#,
+            r#"ipmpd_probes_other_sent_total{interface="e0",kind="rtt"} 40"#,
+            r#"ipmpd_probes_other_sent_total{interface="e0",kind="discovery"} 0"#,
             "ipmpd_exposition_copy_seconds 0.0015",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");

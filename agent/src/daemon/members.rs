@@ -20,6 +20,11 @@ use crate::probe::{
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeCounts {
     pub sent: u64,
+    /// RTT-only probes sent: while the FDT is raised they go at the configured rate, to learn
+    /// whether it can come back down.
+    pub rtt_sent: u64,
+    /// Discovery probes sent to all-hosts.
+    pub discovery_sent: u64,
     pub acked: u64,
     pub lost: u64,
     /// Probes the loop could not send on time (whole intervals skipped).
@@ -276,6 +281,8 @@ mod tests {
         ms.insert("a", 3, None);
         let counts = ProbeCounts {
             sent: 10,
+            rtt_sent: 6,
+            discovery_sent: 7,
             acked: 8,
             lost: 2,
             missed: 1,

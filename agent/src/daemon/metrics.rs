@@ -37,6 +37,9 @@ pub struct Counts {
     pub deadlines: u64,
     /// Of those, the ones it woke up for more than [`LATE_NS`] late.
     pub deadlines_missed: u64,
+    /// Of the missed ones, those the loop was waiting for that the kernel woke it for late (see
+    /// [`woke_late`]).
+    pub deadlines_woke_late: u64,
     /// Probes skipped by a late loop since the last report, by interface.
     pub missed_unreported: HashMap<Arc<str>, u64>,
     /// Lines dropped by (stream, kind), as last reported in an event.
@@ -96,6 +99,15 @@ impl Counts {
 /// How late a deadline may be met before it counts as missed: a tenth of the shortest probe
 /// interval ipmpd allows (FDT 10 ms / 7 probes).
 pub const LATE_NS: u64 = 1_000_000;
+
+/// Whether a missed deadline `due` is the scheduler's doing rather than the loop's: the loop went
+/// to wait at `wait_start` before `due`, and the kernel woke it more than [`LATE_NS`] after (the
+/// CPU was another task's; `--rt-priority` is the remedy). Otherwise the loop itself was busy
+/// past it (a long turn: too much work for one core, or a slow system call).
+#[must_use]
+pub fn woke_late(due: u64, wait_start: u64, woke: u64) -> bool {
+    wait_start <= due && woke.saturating_sub(due) > LATE_NS
+}
 
 /// Bumps `key` in `map`.
 pub fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K) {
@@ -169,10 +181,30 @@ impl super::Daemon {
                 .collect(),
             deadlines: counts.deadlines,
             deadlines_missed: counts.deadlines_missed,
+            deadlines_woke_late: counts.deadlines_woke_late,
             output_dropped: self.output_dropped().to_vec(),
             link_poll_interval_ns: counts.link_poll_interval_ns.load(Ordering::Relaxed),
             copy_ns: counts.exposition_copy_ns,
             encode_ns,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_the_schedulers_miss_only_when_the_loop_slept_through_it() {
+        let due = 10_000_000;
+        // Waiting since before it, woken 1.5 ms after: the CPU was another task's.
+        assert!(woke_late(due, due - 5_000_000, due + 1_500_000));
+        // Woken in time and then busy for 2 ms: the loop's own doing.
+        assert!(!woke_late(due, due - 5_000_000, due + 200_000));
+        // Gone to wait after it was due (the turn before ran past it): busy, however late the
+        // wake-up.
+        assert!(!woke_late(due, due + 100_000, due + 3_000_000));
+        // Exactly the allowance is not late.
+        assert!(!woke_late(due, due, due + LATE_NS));
     }
 }

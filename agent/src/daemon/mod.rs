@@ -377,10 +377,12 @@ impl Daemon {
             .flatten()
             .min()
             .unwrap_or(now + 1_000_000_000);
+            let wait_start = monotonic_ns();
             let ready = sources.wait(
                 [self.rec.host.fd(), self.out.control.fd(), self.loader.fd()],
                 deadline.saturating_sub(now),
             );
+            let woke = monotonic_ns();
             // Every turn, woken for them or not (most replies are queued without a wake-up), so
             // that queries and the rest of the turn see them.
             self.read_replies(&mut sources, 1);
@@ -428,6 +430,9 @@ impl Daemon {
                 self.out.counts.deadlines += 1;
                 if now - due > metrics::LATE_NS {
                     self.out.counts.deadlines_missed += 1;
+                    if metrics::woke_late(due, wait_start, woke) {
+                        self.out.counts.deadlines_woke_late += 1;
+                    }
                 }
                 let out = self.engine.tick(now);
                 self.dispatch(out);

@@ -158,8 +158,13 @@ struct Sample {
     rss_mib: f64,
     hwm_mib: f64,
     probes_per_s: f64,
+    /// RTT-only and discovery probes per second (`None` from an ipmpd that does not export them).
+    other_per_s: Option<f64>,
     acked_per_s: f64,
     missed: f64,
+    /// Of the missed deadlines, those the loop slept through (`None` from an ipmpd that does not
+    /// export them).
+    woke_late: Option<f64>,
     deadlines: f64,
     failures: usize,
     /// Failure-detection probes given up in the window.
@@ -240,8 +245,14 @@ fn measure(lan: &ScaleLan, n: usize, fdt_ms: u64) -> anyhow::Result<Sample> {
         rss_mib: status_kib(pid, "VmRSS:") / 1024.0,
         hwm_mib: status_kib(pid, "VmHWM:") / 1024.0,
         probes_per_s: delta("ipmpd_probes_sent_total", &[]) / secs,
+        other_per_s: m1
+            .contains("ipmpd_probes_other_sent_total")
+            .then(|| delta("ipmpd_probes_other_sent_total", &[]) / secs),
         acked_per_s: delta("ipmpd_probes_acked_total", &[]) / secs,
         missed: delta("ipmpd_deadlines_missed_total", &[]),
+        woke_late: m1
+            .contains("ipmpd_deadlines_woke_late_total")
+            .then(|| delta("ipmpd_deadlines_woke_late_total", &[])),
         deadlines: delta("ipmpd_deadlines_total", &[]),
         failures,
         lost: delta("ipmpd_probes_lost_total", &[]),
@@ -453,9 +464,13 @@ pub fn scale(
         "## Scale: N tracked interfaces, groups of two\n\n\
          `ipmpd run --metrics` in a namespace with N veths (one /25 and one target per group of two,\n\
          static neighbour entries). After `ready` and {} s of settling, a {} s window: CPU time of the\n\
-         agent (user + system, all threads) as % of one core, RSS, failure-detection probes sent and\n\
+         agent (user + system, all threads) as % of one core, RSS, failure-detection probes sent (in\n\
+         brackets the RTT-only probes a raised FDT adds at the configured rate, and discovery probes,\n\
+         `ipmpd_probes_other_sent_total`) and\n\
          answered per second (metrics endpoint), missed deadlines (the loop woke more than 1 ms after\n\
-         a probe or timeout was due; `ipmpd_deadlines_missed_total`), interfaces declared failed\n\
+         a probe or timeout was due; `ipmpd_deadlines_missed_total`; in brackets those the loop\n\
+         slept through, woken late by the kernel because another task had the CPU,\n\
+         `ipmpd_deadlines_woke_late_total`; the rest came while the loop was busy), interfaces declared failed\n\
          (none should be), probes given up, and replies dropped before ipmpd read them: by a full\n\
          receive backlog of a CPU (`/proc/net/softnet_stat`, host-wide, where the peers' RPS work\n\
          queues) or by a full reply ring (`ipmpd_probe_replies_rejected_total{{reason=\"ring_full\"}}`). Start = spawn to the `ready` event (every program attached, every member\n\
@@ -474,7 +489,7 @@ pub fn scale(
         WINDOW.as_secs()
     );
     let mut floors = String::from(
-        "CPU per probe (agent CPU / probes sent) against the kernel's floor: a bare sender on the same\n\
+        "CPU per probe (agent CPU / probes of every kind sent) against the kernel's floor: a bare sender on the same\n\
          topology, pinned to the same core, with one raw ICMP socket per member (bound to its device\n\
          and test address, as ipmpd's), one `sendto` per probe and one `recv` per reply, nothing else;\n\
          it sends in bursts of 64 (one wake-up per 64 probes, about what ipmpd's loop serves per\n\
@@ -540,13 +555,15 @@ pub fn scale(
                 "| {n} | {fdt_ms} ms | {} |",
                 threads_text(&s.threads)
             )?;
-            let at_rate = floor * s.probes_per_s / 1e4;
+            // Every probe is a packet the kernel sends and a reply it receives, whatever its kind.
+            let all_per_s = s.probes_per_s + s.other_per_s.unwrap_or(0.0);
+            let at_rate = floor * all_per_s / 1e4;
             let target = if n == 1024 {
                 targets_1024(&s, fdt_ms, (at_rate, one_core_s), targets)
             } else {
                 String::new()
             };
-            per_probe[usize::from(fdt_ms != 1000)] = 1e4 * s.cpu_pct / s.probes_per_s.max(1.0);
+            per_probe[usize::from(fdt_ms != 1000)] = 1e4 * s.cpu_pct / all_per_s.max(1.0);
             floor_at_rate[usize::from(fdt_ms != 1000)] = at_rate;
             if fdt_ms == 1000 {
                 per_iface.push((n, s.cpu_pct / n as f64));
@@ -556,15 +573,20 @@ pub fn scale(
             }
             writeln!(
                 md,
-                "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0} | {:.0} | {:.0} of {:.0} | {} | {:.0} | {} / {:.0} | {} | {target} |",
+                "| {n} | {fdt_ms} ms | {:.2} s | {:.2} % | {:.1} MiB ({:.1}) | {:.0}{} | {:.0} | {:.0} of {:.0}{} | {} | {:.0} | {} / {:.0} | {} | {target} |",
                 s.start_s,
                 s.cpu_pct,
                 s.rss_mib,
                 s.hwm_mib,
                 s.probes_per_s,
+                s.other_per_s
+                    .filter(|o| *o >= 0.5)
+                    .map_or_else(String::new, |o| format!(" (+{o:.0} RTT-only, discovery)")),
                 s.acked_per_s,
                 s.missed,
                 s.deadlines,
+                s.woke_late
+                    .map_or_else(String::new, |w| format!(" ({w:.0} woke late)")),
                 s.failures,
                 s.lost,
                 s.backlog_drops,
