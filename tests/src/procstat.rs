@@ -47,6 +47,15 @@ impl Stat {
             .unwrap_or(0)
     }
 
+    /// The nice value (field 19, which may be negative); 0 if absent.
+    #[must_use]
+    pub fn nice(&self) -> i64 {
+        self.fields
+            .get(19 - 3)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// User plus system time in clock ticks (fields 14 and 15).
     #[must_use]
     pub fn cpu_ticks(&self) -> u64 {

@@ -659,6 +659,77 @@ fn thread_policies(pid: u32) -> Vec<(String, u64, u64)> {
 const SCHED_FIFO: u64 = 1;
 const SCHED_IDLE: u64 = 5;
 
+/// The nice value of each thread of `pid`, by thread name.
+fn thread_nices(pid: u32) -> Vec<(String, i64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's threads")
+        .filter_map(|task| Stat::read(task.expect("a thread").path().join("stat")))
+        .map(|stat| {
+            let nice = stat.nice();
+            (stat.name, nice)
+        })
+        .collect()
+}
+
+#[test]
+fn by_default_only_the_probing_loop_and_the_link_watcher_run_at_a_raised_priority() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let cfg = RunConfig::new("nice", &two_members(FDT_MS, ""), None);
+    let mut d = cfg.spawn_with(lan.host(), &["--metrics", "127.0.0.1:0"]);
+    let ev = d
+        .wait_for(Duration::from_secs(10), |v| {
+            v["event"] == "ipmultipath.daemon.nice"
+                || v["event"] == "ipmultipath.daemon.niceRefused"
+        })
+        .expect("the daemon says whether the raised priority took effect");
+    assert_eq!(ev["event"], "ipmultipath.daemon.nice", "{ev}");
+    assert_eq!(ev["params"]["nice"], -10);
+    let nices = thread_nices(d.pid());
+    assert!(
+        nices.len() >= 4,
+        "probing, link, control, metrics: {nices:?}"
+    );
+    for (name, nice) in &nices {
+        let want = if name == "ipmpd" || name == "ipmpd-link" {
+            -10
+        } else {
+            0
+        };
+        assert_eq!(*nice, want, "{name}: {nices:?}");
+    }
+    assert!(
+        thread_policies(d.pid()).iter().all(|t| t.1 != SCHED_FIFO),
+        "nothing real-time without --rt-priority"
+    );
+    probing(&mut d);
+    h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault at nice -10");
+}
+
+#[test]
+fn nice_zero_leaves_every_thread_as_started() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let cfg = RunConfig::new("nice0", &two_members(FDT_MS, ""), None);
+    let mut d = cfg.spawn_with(lan.host(), &["--nice", "0"]);
+    probing(&mut d);
+    assert!(
+        !d.seen
+            .iter()
+            .any(|v| v["event"] == "ipmultipath.daemon.nice"
+                || v["event"] == "ipmultipath.daemon.niceRefused"),
+        "no priority taken, none reported"
+    );
+    let nices = thread_nices(d.pid());
+    assert!(nices.iter().all(|t| t.1 == 0), "{nices:?}");
+}
+
 #[test]
 fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() {
     if !tests::privileged() {
@@ -739,10 +810,24 @@ fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() 
         reason.contains("RLIMIT_RTPRIO"),
         "the reason names the limit: {reason}"
     );
+    // Without real-time scheduling the raised nice value is tried next, and refused alike.
+    let ev = d
+        .wait_for(Duration::from_secs(10), |v| {
+            v["event"] == "ipmultipath.daemon.nice"
+                || v["event"] == "ipmultipath.daemon.niceRefused"
+        })
+        .expect("the daemon says whether the raised priority took effect");
+    assert_eq!(ev["event"], "ipmultipath.daemon.niceRefused", "{ev}");
+    let reason = ev["params"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("RLIMIT_NICE"),
+        "the reason names the limit: {reason}"
+    );
     assert!(
         thread_policies(d.pid()).iter().all(|t| t.1 == 0),
         "every thread at normal priority"
     );
+    assert!(thread_nices(d.pid()).iter().all(|t| t.1 == 0), "and nice 0");
     probing(&mut d);
     assert!(d.running(), "a refusal does not stop the daemon");
     h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault after the refusal");

@@ -173,6 +173,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .realtime
         .rt_priority
         .map(|p| (p, crate::sched::realtime_inherited(p)));
+    // Without real-time scheduling (not asked, or refused), a raised nice value, inherited alike.
+    let nice = args.realtime.nice;
+    let nice = (nice != 0 && !realtime.as_ref().is_some_and(|(_, r)| r.is_ok()))
+        .then(|| (nice, crate::sched::nice_inherited(nice)));
     // First, while the daemon is one thread: every thread spawned later inherits the drop.
     let kept = crate::privileges::drop_to_needed().context("cannot drop privileges")?;
     // Before anything that can refuse to start: a switch a crashed ipmpd left set goes back now.
@@ -337,6 +341,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some((priority, applied)) = realtime {
         d.report_realtime(priority, applied);
     }
+    if let Some((nice, applied)) = nice {
+        d.report_nice(nice, applied);
+    }
     d.main_loop(sources)
 }
 
@@ -346,7 +353,7 @@ impl Daemon {
     fn report_realtime(&mut self, priority: u8, applied: Result<(), crate::sched::SchedError>) {
         match applied {
             Ok(()) => {
-                crate::sched::stop_inheritance(priority);
+                crate::sched::stop_inheritance(Some(priority));
                 self.out.rep.catalogue(
                     "ipmultipath.daemon.realtime",
                     serde_json::json!({ "priority": priority }),
@@ -355,6 +362,24 @@ impl Daemon {
             Err(e) => self.out.rep.catalogue(
                 "ipmultipath.daemon.realtimeRefused",
                 serde_json::json!({ "priority": priority, "reason": format!("{:#}", anyhow::Error::new(e)) }),
+            ),
+        }
+    }
+
+    /// Says whether the probing loop and the link watcher run at nice value `nice`; threads
+    /// spawned from now on start at nice 0.
+    fn report_nice(&mut self, nice: i8, applied: Result<(), crate::sched::NiceError>) {
+        match applied {
+            Ok(()) => {
+                crate::sched::stop_inheritance(None);
+                self.out.rep.catalogue(
+                    "ipmultipath.daemon.nice",
+                    serde_json::json!({ "nice": nice }),
+                );
+            }
+            Err(e) => self.out.rep.catalogue(
+                "ipmultipath.daemon.niceRefused",
+                serde_json::json!({ "nice": nice, "reason": format!("{:#}", anyhow::Error::new(e)) }),
             ),
         }
     }

@@ -273,17 +273,19 @@ fn fast_round(extra: &[&str], n: usize) -> anyhow::Result<(Tally, Tally, f64, Fd
 }
 
 /// FDT 10 ms under load: silent faults with a 10,000 pps flow through the member and both cores
-/// busy, ipmpd at normal priority and with `--rt-priority`, each beside bfdd 10 ms x 3.
+/// busy, ipmpd at its defaults (the probing loop at nice -10) and with `--rt-priority`, each
+/// beside bfdd 10 ms x 3.
 fn fdt10_loaded(n: usize, targets: &mut Targets) -> anyhow::Result<String> {
     let rounds = [
-        ("default scheduling", Vec::new()),
+        ("defaults: nice -10", Vec::new()),
         ("--rt-priority 50", vec!["--rt-priority", RT_PRIORITY]),
     ];
     let mut md = format!(
         "\n### FDT {FAST_FDT_MS} ms with a {FAST_FLOW_PPS} pps flow and every core busy\n\n\
          ipmpd FDT {FAST_FDT_MS} ms (group h0+h1) and bfdd {FAST_FDT_MS} ms x 3 watch the same NIC-like link;\n\
          a UDP flow of {FAST_FLOW_PPS} packets/s goes from the router to h0 and `stress-ng` keeps every\n\
-         core busy. {n} silent faults (both ways) per round; the second round runs ipmpd with\n\
+         core busy. {n} silent faults (both ways) per round; the first round runs ipmpd with its defaults\n\
+         (the probing loop and the link watcher at nice -10, `--nice`), the second with\n\
          `--rt-priority {RT_PRIORITY}` (SCHED_FIFO for the probing loop and the link watcher).\n\
          ipmpd prints events but no line per probe, as in production: a line per probe to a\n\
          reader starved by the load could fill the pipe and hold up the loop.\n\
