@@ -1,9 +1,9 @@
 //! Real-time scheduling for the threads that measure (`--rt-priority N`), as keepalived's
 //! `vrrp_rt_priority` and corosync do: with every core busy, a normal thread waits behind the
 //! load for its turn, and a probe sent late or a reply read late is a detection late. Without it
-//! the same threads run at a raised nice value (`--nice N`, -10 by default): at nice 0 a waking
-//! loop waited up to 4 ms behind a busy-looping task of equal weight on this kind of machine (27
-//! of 889 sleeps more than 1 ms late), at -10 it preempts it (1 of 854).
+//! the same threads run at a raised nice value (`--nice N`, -10 by default): a sleeper pinned
+//! beside a busy loop on this kind of machine woke more than 1 ms late in 27 of 889 sleeps at
+//! nice 0 (up to 4 ms: the loop ran out its slice first), in 1 of 854 at -10.
 //!
 //! Only the probing loop (it sends the probes and reads the ring buffer) and the link watcher (the
 //! carrier poll) run SCHED_FIFO. The daemon keeps no CAP_SYS_NICE, so the policy is taken at the
@@ -21,7 +21,7 @@
 
 use std::io;
 
-/// The real-time priority asked for on the command line.
+/// The scheduling asked for on the command line: a real-time priority, or else a nice value.
 #[derive(clap::Args, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RealtimeArgs {
     /// Run the probing loop and the link watcher SCHED_FIFO at priority N (1-99): detection keeps
@@ -48,6 +48,15 @@ pub struct RealtimeArgs {
         value_parser = clap::value_parser!(i8).range(-20..=19)
     )]
     pub nice: i8,
+}
+
+/// The priority the probing loop and the link watcher were to take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// SCHED_FIFO at this priority.
+    Realtime(u8),
+    /// This nice value.
+    Nice(i8),
 }
 
 /// The probing loop's and the link watcher's nice value unless told otherwise.

@@ -339,48 +339,45 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     ));
     let sources = Sources::new(ring, signals, link_events);
     if let Some((priority, applied)) = realtime {
-        d.report_realtime(priority, applied);
+        d.report_priority(
+            crate::sched::Asked::Realtime(priority),
+            applied.map_err(Into::into),
+        );
     }
     if let Some((nice, applied)) = nice {
-        d.report_nice(nice, applied);
+        d.report_priority(crate::sched::Asked::Nice(nice), applied.map_err(Into::into));
     }
     d.main_loop(sources)
 }
 
 impl Daemon {
-    /// Says whether the probing loop (this thread) and the link watcher run SCHED_FIFO; threads
-    /// spawned from now on start at normal priority.
-    fn report_realtime(&mut self, priority: u8, applied: Result<(), crate::sched::SchedError>) {
+    /// Says whether the probing loop (this thread) and the link watcher took the priority asked
+    /// for (`ipmultipath.daemon.realtime` / `nice`, or the same name with `Refused` and the
+    /// reason); if they did, threads spawned from now on start at normal priority.
+    fn report_priority(&mut self, asked: crate::sched::Asked, applied: anyhow::Result<()>) {
+        use crate::sched::Asked;
+        let (event, mut params) = match asked {
+            Asked::Realtime(priority) => (
+                "ipmultipath.daemon.realtime",
+                serde_json::json!({ "priority": priority }),
+            ),
+            Asked::Nice(nice) => (
+                "ipmultipath.daemon.nice",
+                serde_json::json!({ "nice": nice }),
+            ),
+        };
         match applied {
             Ok(()) => {
-                crate::sched::stop_inheritance(Some(priority));
-                self.out.rep.catalogue(
-                    "ipmultipath.daemon.realtime",
-                    serde_json::json!({ "priority": priority }),
-                );
+                crate::sched::stop_inheritance(match asked {
+                    Asked::Realtime(priority) => Some(priority),
+                    Asked::Nice(_) => None,
+                });
+                self.out.rep.catalogue(event, params);
             }
-            Err(e) => self.out.rep.catalogue(
-                "ipmultipath.daemon.realtimeRefused",
-                serde_json::json!({ "priority": priority, "reason": format!("{:#}", anyhow::Error::new(e)) }),
-            ),
-        }
-    }
-
-    /// Says whether the probing loop and the link watcher run at nice value `nice`; threads
-    /// spawned from now on start at nice 0.
-    fn report_nice(&mut self, nice: i8, applied: Result<(), crate::sched::NiceError>) {
-        match applied {
-            Ok(()) => {
-                crate::sched::stop_inheritance(None);
-                self.out.rep.catalogue(
-                    "ipmultipath.daemon.nice",
-                    serde_json::json!({ "nice": nice }),
-                );
+            Err(e) => {
+                params["reason"] = format!("{e:#}").into();
+                self.out.rep.catalogue(&format!("{event}Refused"), params);
             }
-            Err(e) => self.out.rep.catalogue(
-                "ipmultipath.daemon.niceRefused",
-                serde_json::json!({ "nice": nice, "reason": format!("{:#}", anyhow::Error::new(e)) }),
-            ),
         }
     }
 
