@@ -14,7 +14,7 @@ use crate::{
     clock::monotonic_ns,
     control::server::Stream,
     datapath::Datapath,
-    engine::{Event, Output},
+    engine::{Event, IfKey, Output},
     failover::kernel::Kernel as _,
     link::{
         mirror::LinkChange,
@@ -48,6 +48,7 @@ impl Daemon {
             match o {
                 Output::SendProbe {
                     ifname,
+                    key,
                     test_addr,
                     target,
                     seq,
@@ -57,7 +58,7 @@ impl Daemon {
                     // Someone watching the probes (ipmpstat -p) sees each reply as it comes.
                     let watched = self.out.control.followed(Stream::Probes);
                     // One lookup of the member per probe, for the wake bit and the send.
-                    if let Some(m) = self.io.members.get_mut(&ifname) {
+                    if let Some(m) = self.io.members.by_engine_key_mut(key, &ifname) {
                         m.counts.sent += 1;
                         wake_on_replies(&mut self.io.datapath, m, prompt_reply || watched);
                         if let Some(p) = m.probe(
@@ -71,19 +72,25 @@ impl Daemon {
                 }
                 Output::SendDiscovery {
                     ifname,
+                    key,
                     test_addr,
                     sent_ns,
                 } => self.send(
-                    &ifname,
+                    (key, &ifname),
                     (test_addr, all_hosts(test_addr), 0, sent_ns),
                     msg::DISCOVERY,
                 ),
                 Output::SendRttProbe {
                     ifname,
+                    key,
                     test_addr,
                     target,
                     sent_ns,
-                } => self.send(&ifname, (test_addr, target, 0, sent_ns), msg::RTT_ONLY),
+                } => self.send(
+                    (key, &ifname),
+                    (test_addr, target, 0, sent_ns),
+                    msg::RTT_ONLY,
+                ),
                 Output::SetActive { ifname, active } => {
                     self.out.rep.active(&ifname, active);
                     // Data addresses and routes follow the active set: a pass at once.
@@ -108,9 +115,10 @@ impl Daemon {
         }
     }
 
-    /// Queues a probe (test address, target, sequence number, send time) from `ifname`.
-    fn send(&mut self, ifname: &str, probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
-        let Some(m) = self.io.members.get_mut(ifname) else {
+    /// Queues a probe (test address, target, sequence number, send time) from the interface the
+    /// engine's key names.
+    fn send(&mut self, from: (IfKey, &str), probe: (IpAddr, IpAddr, u16, u64), kind: u16) {
+        let Some(m) = self.io.members.by_engine_key_mut(from.0, from.1) else {
             return;
         };
         if kind == msg::RTT_ONLY {

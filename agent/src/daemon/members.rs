@@ -1,6 +1,6 @@
 //! The probe side of each tracked member: its index, its ICMP identifier, its probe sockets and
-//! its hardware address, found by name (engine outputs) and by index (replies) at the same cost
-//! with 2 or 2,000 members.
+//! its hardware address, found by the engine's key (its outputs), by name, or by index (replies)
+//! at the same cost with 2 or 2,000 members.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -83,6 +83,9 @@ pub struct Members {
     free: Vec<usize>,
     by_name: FastMap<String, usize>,
     by_ifindex: FastMap<u32, usize>,
+    /// Slot by the position of the engine's key ([`IfKey::index`]), as last seen; an entry is
+    /// good only while the member in that slot holds the same key.
+    by_engine_index: Vec<Option<usize>>,
     /// The counts of interfaces no longer tracked, by name.
     retired: HashMap<String, ProbeCounts>,
 }
@@ -136,6 +139,34 @@ impl Members {
     /// The member named `ifname`, to change.
     pub fn get_mut(&mut self, ifname: &str) -> Option<&mut MemberIo> {
         self.slots[*self.by_name.get(ifname)?].as_mut()
+    }
+
+    /// The member the engine's `key` names, `ifname`: one step into a table and a check of the
+    /// key the member holds. Only a key new to this table (the first probe, or the engine's
+    /// interfaces moved) costs the lookup by name, after which the member holds that key.
+    pub fn by_engine_key_mut(&mut self, key: IfKey, ifname: &str) -> Option<&mut MemberIo> {
+        let index = key.index();
+        let kept = self.by_engine_index.get(index).copied().flatten();
+        let holds = |slots: &[Option<MemberIo>], slot: usize| {
+            slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|m| m.engine_key == Some(key))
+        };
+        let slot = match kept {
+            Some(slot) if holds(&self.slots, slot) => slot,
+            _ => {
+                let slot = *self.by_name.get(ifname)?;
+                if self.by_engine_index.len() <= index {
+                    self.by_engine_index.resize(index + 1, None);
+                }
+                self.by_engine_index[index] = Some(slot);
+                slot
+            }
+        };
+        let m = self.slots[slot].as_mut()?;
+        m.engine_key = Some(key);
+        Some(m)
     }
 
     /// The member with index `ifindex`.
@@ -325,6 +356,40 @@ mod tests {
         });
         assert!(!sent);
         assert_eq!(m.counts.unsent_refused, 1);
+    }
+
+    #[test]
+    fn a_member_found_by_the_engines_key_is_the_one_the_key_names_through_removals_and_moves() {
+        let mut ms = Members::default();
+        ms.insert("a", 3, None);
+        ms.insert("b", 4, None);
+        let (ka, kb) = (IfKey::made_up(0, 1), IfKey::made_up(1, 1));
+        let name = |ms: &mut Members, k, n| ms.by_engine_key_mut(k, n).map(|m| m.ifname.clone());
+        assert_eq!(name(&mut ms, ka, "a").as_deref(), Some("a"));
+        assert_eq!(name(&mut ms, kb, "b").as_deref(), Some("b"));
+        assert_eq!(
+            ms.get("a").unwrap().engine_key,
+            Some(ka),
+            "the member holds its key"
+        );
+        // Found again by the key alone: the name given is not looked at.
+        assert_eq!(name(&mut ms, ka, "ignored").as_deref(), Some("a"));
+        // "a" leaves and "c" takes its slot: a's key must not reach the newcomer.
+        ms.remove("a");
+        ms.insert("c", 5, None);
+        assert!(name(&mut ms, ka, "a").is_none(), "a is gone");
+        // The engine's interfaces moved (a new layout): "b" now has index 0, "c" index 1.
+        let (kb2, kc2) = (IfKey::made_up(0, 2), IfKey::made_up(1, 2));
+        assert_eq!(name(&mut ms, kb2, "b").as_deref(), Some("b"));
+        assert_eq!(name(&mut ms, kc2, "c").as_deref(), Some("c"));
+        assert_eq!(name(&mut ms, kb2, "ignored").as_deref(), Some("b"));
+        // A key of the old layout at b's old position no longer finds b by the table.
+        assert!(name(&mut ms, kb, "gone").is_none());
+        // An index far beyond any seen grows the table.
+        assert_eq!(
+            name(&mut ms, IfKey::made_up(900, 2), "c").as_deref(),
+            Some("c")
+        );
     }
 
     #[test]

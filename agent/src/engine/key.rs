@@ -22,6 +22,23 @@ pub struct IfKey {
     pub(super) layout: u64,
 }
 
+impl IfKey {
+    /// The key's position among the engine's interfaces, for a caller's own table indexed by
+    /// it: an entry found there is the key's only while it holds the same whole key.
+    #[must_use]
+    pub fn index(self) -> usize {
+        self.index
+    }
+
+    /// A key as an engine of layout `layout` would give for its interface `index`, for tests of
+    /// callers' tables.
+    #[cfg(test)]
+    #[must_use]
+    pub fn made_up(index: usize, layout: u64) -> Self {
+        Self { index, layout }
+    }
+}
+
 /// An interface, by name or by key.
 #[derive(Clone, Copy, Debug)]
 pub enum Iface<'a> {

@@ -160,6 +160,13 @@ struct Schedule {
     prompt_reply: bool,
 }
 
+/// The interface a tick sends from: its name and the engine's key to it.
+#[derive(Debug)]
+struct Sender {
+    name: Arc<str>,
+    key: IfKey,
+}
+
 /// A decision for the outside world.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "output", rename_all = "snake_case")]
@@ -168,6 +175,10 @@ pub enum Output {
     /// `sent_ns` as its (tagged) send time: a reply counts only if it carries the same.
     SendProbe {
         ifname: Arc<str>,
+        /// The engine's key to `ifname` when it decided: the caller finds its own record of the
+        /// interface by it (no hash of the name per probe).
+        #[serde(skip)]
+        key: IfKey,
         test_addr: IpAddr,
         target: IpAddr,
         seq: u16,
@@ -181,6 +192,8 @@ pub enum Output {
     /// An RTT-only probe (`PROBE_RTT`): no sequence number, no history slot.
     SendRttProbe {
         ifname: Arc<str>,
+        #[serde(skip)]
+        key: IfKey,
         test_addr: IpAddr,
         target: IpAddr,
         sent_ns: u64,
@@ -189,6 +202,8 @@ pub enum Output {
     /// responders come back through [`Engine::discovered`].
     SendDiscovery {
         ifname: Arc<str>,
+        #[serde(skip)]
+        key: IfKey,
         test_addr: IpAddr,
         sent_ns: u64,
     },
@@ -942,7 +957,13 @@ impl Engine {
             let g = self.group_of(i);
             let interval = self.groups[g].interval_ns.max(1);
             let user_interval = (self.groups[g].user_fdt_ns / PROBES_PER_FDT).max(1);
-            let name = Arc::clone(&self.interfaces[i].name);
+            let sender = Sender {
+                name: Arc::clone(&self.interfaces[i].name),
+                key: IfKey {
+                    index: i,
+                    layout: self.layout,
+                },
+            };
             let prompt_reply = self.interfaces[i].state != IfState::Running;
             let mut instances = std::mem::take(&mut self.interfaces[i].instances);
             for inst in &mut instances {
@@ -951,7 +972,7 @@ impl Engine {
                     user_interval,
                     prompt_reply,
                 };
-                self.tick_instance(inst, &name, schedule, now_ns);
+                self.tick_instance(inst, &sender, schedule, now_ns);
             }
             self.interfaces[i].instances = instances;
             self.check_failure(i, now_ns);
@@ -966,7 +987,7 @@ impl Engine {
     fn tick_instance(
         &mut self,
         inst: &mut ProbeInstance,
-        name: &Arc<str>,
+        sender: &Sender,
         schedule: Schedule,
         now_ns: u64,
     ) {
@@ -991,7 +1012,7 @@ impl Engine {
         // that wait out on purpose: CPU load must not raise the FDT).
         for (seq, target) in inst.expire(now_ns, interval, interval / SEND_SLACK_DIVISOR) {
             self.out.push(Output::Event(Event::ProbeLost {
-                ifname: Arc::clone(name),
+                ifname: Arc::clone(&sender.name),
                 seq,
                 target,
             }));
@@ -1023,7 +1044,8 @@ impl Engine {
                 fd_sent = true;
                 let seq = inst.record_sent(target, now_ns);
                 self.out.push(Output::SendProbe {
-                    ifname: Arc::clone(name),
+                    ifname: Arc::clone(&sender.name),
+                    key: sender.key,
                     test_addr: inst.test_addr,
                     target,
                     seq,
@@ -1037,7 +1059,8 @@ impl Engine {
             if inst.targets.is_empty() || (inst.host_targets && inst.targets.len() < 2) {
                 inst.discoveries.record(now_ns);
                 self.out.push(Output::SendDiscovery {
-                    ifname: Arc::clone(name),
+                    ifname: Arc::clone(&sender.name),
+                    key: sender.key,
                     test_addr: inst.test_addr,
                     sent_ns: now_ns,
                 });
@@ -1047,7 +1070,7 @@ impl Engine {
             if skipped > 0 {
                 inst.missed += skipped;
                 self.out.push(Output::Event(Event::ProbesMissed {
-                    ifname: Arc::clone(name),
+                    ifname: Arc::clone(&sender.name),
                     count: skipped,
                 }));
             }
@@ -1074,7 +1097,8 @@ impl Engine {
                     inst.rtt_target = (inst.rtt_target + 1) % inst.targets.len();
                     inst.rtt_probes.record(now_ns);
                     self.out.push(Output::SendRttProbe {
-                        ifname: Arc::clone(name),
+                        ifname: Arc::clone(&sender.name),
+                        key: sender.key,
                         test_addr: inst.test_addr,
                         target,
                         sent_ns: now_ns,

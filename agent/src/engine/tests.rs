@@ -137,12 +137,18 @@ impl Sim {
             match o {
                 Output::SendProbe {
                     ifname,
+                    key,
                     target,
                     seq,
                     sent_ns,
                     prompt_reply,
                     ..
                 } => {
+                    assert_eq!(
+                        self.e.key(&ifname),
+                        Some(key),
+                        "a probe names its sender's key"
+                    );
                     let ifname = ifname.to_string();
                     self.sent.push((self.now, ifname.clone(), target, seq));
                     self.prompts.push((ifname.clone(), prompt_reply));
@@ -162,14 +168,22 @@ impl Sim {
                     }
                 }
                 Output::SendDiscovery {
-                    ifname, sent_ns, ..
-                } => self.discoveries.push((sent_ns, ifname.to_string())),
+                    ifname,
+                    key,
+                    sent_ns,
+                    ..
+                } => {
+                    assert_eq!(self.e.key(&ifname), Some(key));
+                    self.discoveries.push((sent_ns, ifname.to_string()));
+                }
                 Output::SendRttProbe {
                     ifname,
+                    key,
                     target,
                     sent_ns,
                     ..
                 } => {
+                    assert_eq!(self.e.key(&ifname), Some(key));
                     let ifname = ifname.to_string();
                     self.rtt_probes += 1;
                     if let Some(Some(rtt)) = self.paths.get(&ifname) {
