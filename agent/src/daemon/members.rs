@@ -146,16 +146,15 @@ impl Members {
     /// interfaces moved) costs the lookup by name, after which the member holds that key.
     pub fn by_engine_key_mut(&mut self, key: IfKey, ifname: &str) -> Option<&mut MemberIo> {
         let index = key.index();
-        let kept = self.by_engine_index.get(index).copied().flatten();
-        let holds = |slots: &[Option<MemberIo>], slot: usize| {
-            slots
-                .get(slot)
-                .and_then(Option::as_ref)
-                .is_some_and(|m| m.engine_key == Some(key))
-        };
+        let kept = self
+            .by_engine_index
+            .get(index)
+            .copied()
+            .flatten()
+            .filter(|&slot| self.at(slot).is_some_and(|m| m.engine_key == Some(key)));
         let slot = match kept {
-            Some(slot) if holds(&self.slots, slot) => slot,
-            _ => {
+            Some(slot) => slot,
+            None => {
                 let slot = *self.by_name.get(ifname)?;
                 if self.by_engine_index.len() <= index {
                     self.by_engine_index.resize(index + 1, None);
