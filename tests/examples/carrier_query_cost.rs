@@ -4,12 +4,14 @@
 //! `/sys/class/net/IF/carrier` on a kept descriptor. In a network namespace of its own (the
 //! tests' `Netns`, removed when the run ends or panics) with `pairs` veth pairs (both ends
 //! there, so twice as many devices), members the first `members` veths. Prints one Markdown row
-//! per (pairs, members, way): the polling thread's CPU time per poll (median of 9 batches) and
-//! per member, and the cost of the wake-up alone (a 1 ms sleep). Needs root.
+//! per (pairs, members, way): the polling thread's CPU time per poll back to back (median of 9
+//! batches) and per member, then per sleep and poll at a 1 ms and a 10 ms pace (median of 5
+//! batches), as a paced watcher pays it, and the same sleeps with nothing asked. Needs root.
 //!
 //! `cargo run --release -p tests --example carrier_query_cost [pairs,...]`
 
 use std::{
+    cell::{Cell, RefCell},
     ffi::CString,
     fs::File,
     os::{fd::AsRawFd as _, unix::fs::FileExt as _},
@@ -70,6 +72,35 @@ fn cost(mut poll: impl FnMut()) -> f64 {
     per[BATCHES / 2]
 }
 
+/// Polls per batch and batches when each poll follows a sleep (the polls then take `PACED_POLLS`
+/// times the pace: about 2.5 s per way at 10 ms).
+const PACED_POLLS: usize = 50;
+const PACED_BATCHES: usize = 5;
+/// The paces measured: the watcher's floor, and about where its 1 % budget settles it.
+const PACES_MS: [u64; 2] = [1, 10];
+
+/// The median CPU time (ns) of one sleep of `pace_ms` followed by one call of `poll`: the cost of a
+/// poll as a paced watcher pays it, caches and all (a poll after a 10 ms sleep finds less of its
+/// code and data still cached than one right after another).
+fn paced_cost(pace_ms: u64, mut poll: impl FnMut()) -> f64 {
+    let pace = std::time::Duration::from_millis(pace_ms);
+    let mut per: Vec<f64> = (0..PACED_BATCHES)
+        .map(|_| {
+            let t0 = thread_cpu_ns();
+            for _ in 0..PACED_POLLS {
+                std::thread::sleep(pace);
+                poll();
+            }
+            (thread_cpu_ns() - t0) as f64 / PACED_POLLS as f64
+        })
+        .collect();
+    per.sort_by(f64::total_cmp);
+    per[PACED_BATCHES / 2]
+}
+
+/// One way of asking, run once per poll.
+type Poll<'a> = Box<dyn FnMut() + 'a>;
+
 fn getlink_request(seq: u32, ifindex: u32) -> Vec<u8> {
     // ifinfomsg: family, pad, type, index, flags, change.
     let mut ifi = [0u8; 16];
@@ -127,74 +158,84 @@ fn inside(pairs: usize, members: usize, ns_path: &str, sysfs: &str) {
     enter(ns_path, sysfs);
     let names: Vec<String> = (0..members).map(|i| format!("cq{i}")).collect();
     let indexes: Vec<u32> = names.iter().map(|n| ifindex(n)).collect();
-    let mut et = EthtoolLinkState::open().expect("ethtool netlink");
-    let mut route = RouteSocket::for_dumps().expect("rtnetlink");
+    let et = RefCell::new(EthtoolLinkState::open().expect("ethtool netlink"));
+    let route = RefCell::new(RouteSocket::for_dumps().expect("rtnetlink"));
     let files: Vec<File> = names
         .iter()
         .map(|n| File::open(format!("{sysfs}/class/net/{n}/carrier")).expect("carrier file"))
         .collect();
-    let mut up = 0usize;
-    let ways: Vec<(&str, f64)> = vec![
+    let up = Cell::new(0usize);
+    let saw = |link: bool| up.set(up.get() + usize::from(link));
+    let mut ways: Vec<(&str, Poll<'_>)> = vec![
         (
             "ethtool LINKSTATE_GET dump, every device",
-            cost(|| {
-                et.dump(|_, l| up += usize::from(l)).expect("dump");
+            Box::new(|| {
+                et.borrow_mut().dump(|_, l| saw(l)).expect("dump");
             }),
         ),
         (
             "ethtool LINKSTATE_GET per member",
-            cost(|| {
+            Box::new(|| {
+                let mut et = et.borrow_mut();
                 for &i in &indexes {
-                    et.get(i, |_, l| up += usize::from(l)).expect("get");
+                    et.get(i, |_, l| saw(l)).expect("get");
                 }
             }),
         ),
         (
             "RTM_GETLINK per member, no statistics",
-            cost(|| {
+            Box::new(|| {
+                let mut route = route.borrow_mut();
                 for &i in &indexes {
                     let seq = route.next_seq();
                     route
-                        .request(&getlink_request(seq, i), |_, b| up += b.len() & 1)
+                        .request(&getlink_request(seq, i), |_, b| saw(!b.is_empty()))
                         .expect("getlink");
                 }
             }),
         ),
         (
             "RTM_GETLINK dump, no statistics",
-            cost(|| {
+            Box::new(|| {
+                let mut route = route.borrow_mut();
                 let seq = route.next_seq();
                 route
-                    .request(&dump_request(seq), |_, b| up += b.len() & 1)
+                    .request(&dump_request(seq), |_, b| saw(!b.is_empty()))
                     .expect("dump");
             }),
         ),
         (
             "pread /sys/class/net/IF/carrier per member",
-            cost(|| {
+            Box::new(|| {
                 let mut buf = [0u8; 8];
                 for f in &files {
                     let n = f.read_at(&mut buf, 0).expect("carrier");
-                    up += usize::from(n > 0 && buf[0] == b'1');
+                    saw(n > 0 && buf[0] == b'1');
                 }
             }),
         ),
+        ("nothing asked (the wake-up alone)", Box::new(|| {})),
     ];
-    assert!(up > 0, "no member's carrier was seen up");
-    let wake = cost(|| std::thread::sleep(std::time::Duration::from_millis(1)));
-    for (way, ns) in ways {
-        println!(
-            "| {} | {members} | {way} | {:.1} | {:.2} |",
-            2 * pairs,
-            ns / 1e3,
-            ns / 1e3 / members as f64
-        );
+    let last = ways.len() - 1;
+    for (n, (way, poll)) in ways.iter_mut().enumerate() {
+        let paced = PACES_MS.map(|ms| format!("{:.1}", paced_cost(ms, &mut *poll) / 1e3));
+        let [at_floor, stretched] = paced;
+        if n == last {
+            println!(
+                "| {} | {members} | {way} | | | {at_floor} | {stretched} |",
+                2 * pairs
+            );
+        } else {
+            let ns = cost(&mut *poll);
+            println!(
+                "| {} | {members} | {way} | {:.1} | {:.2} | {at_floor} | {stretched} |",
+                2 * pairs,
+                ns / 1e3,
+                ns / 1e3 / members as f64
+            );
+        }
     }
-    println!(
-        "| {} | {members} | a 1 ms sleep, nothing asked (the wake-up alone) | {:.1} | |",
-        2 * pairs,
-        wake / 1e3
-    );
+    assert!(up.get() > 0, "no member's carrier was seen up");
 }
 
 fn main() {
@@ -219,8 +260,10 @@ fn main() {
         }
     }
     let sysfs = MountPoint(format!("/tmp/ipmpd-cqcost-{}-sysfs", std::process::id()));
-    println!("| devices | members | way | µs CPU per poll | µs per member |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| devices | members | way | µs CPU per poll, back to back | µs per member | µs CPU per 1 ms sleep and poll | per 10 ms sleep and poll |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for pairs in sizes {
         measure(pairs, pairs.min(64), &sysfs.0);
     }

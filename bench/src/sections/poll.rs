@@ -98,11 +98,14 @@ fn query_cost(cargo: fn() -> Command) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(format!(
-        "\nOne poll by way of asking: the polling thread's CPU time per poll (median of 9 batches of\n\
-         200 polls), in a namespace of its own with N devices (veth pairs, both ends there), the\n\
-         members the first 64 (or fewer) veths. A poll's wake-up is measured beside it: the same\n\
-         thread sleeping 1 ms and asking nothing. Command: `cargo run --release -p tests --example\n\
-         carrier_query_cost 1,64,512`.\n\n{}",
+        "\nOne poll by way of asking: the polling thread's CPU time per poll, back to back (median of 9\n\
+         batches of 200 polls), then per sleep and poll at a 1 ms and a 10 ms pace (median of 5 batches\n\
+         of 50), in a namespace of its own with N devices (veth pairs, both ends there), the members\n\
+         the first 64 (or fewer) veths; the last row of each size sleeps and asks nothing (the\n\
+         wake-up alone). A watcher pays the paced figures: after a sleep the poll finds its code and\n\
+         data no longer cached, and the further apart the polls, the dearer each one. Where the paced\n\
+         cost of one poll exceeds its share of the default budget (three quarters of 1 % of a core), the\n\
+         watcher stretches the interval until it does not. Command: `cargo run --release -p tests --example carrier_query_cost 1,64,512`.\n\n{}",
         String::from_utf8_lossy(&out.stdout)
     ))
 }
