@@ -34,6 +34,15 @@ pub const MIN_RECOVERY_TIME_NS: u64 = 60_000_000_000;
 /// 10 ms up to 90 µs.
 pub const SEND_SLACK_DIVISOR: u64 = 16;
 
+/// The shortest span of suspect RTT samples that may raise the FDT: one probe interval at
+/// in.mpathd's lowest FDT (`MIN_FAILURE_DETECTION_TIME`, 100 ms, / 7). in.mpathd counts two
+/// suspect samples in a row (`MAXDEFERREDRTT` = 1), which at its intervals (14 ms and up) is a
+/// slowness that lasted; ipmpd's groups go down to FDT 10 ms (1.4 ms apart), where one stall of the
+/// host of a few milliseconds makes two probes in a row late and the raise would then hold for
+/// `MIN_SETTLING_TIME`. Below this interval the suspects are held back until they have lasted this
+/// long; at and above it the rule is in.mpathd's.
+pub const MIN_SUSPECT_SPAN_NS: u64 = 100_000_000 / PROBES_PER_FDT;
+
 /// Highest FDT a raise may reach (10 minutes): far beyond any network that still answers, and far
 /// below any overflow of the time arithmetic (no such cap in in.mpathd).
 pub const MAX_FDT_NS: u64 = 600_000_000_000;

@@ -46,8 +46,9 @@ pub struct Target {
     pub addr: IpAddr,
     pub rtt: RttEstimator,
     /// A sample held back because on its own it would push CRTT above the probe interval
-    /// (`MAXDEFERREDRTT` = 1).
-    pub deferred: Option<u64>,
+    /// (`MAXDEFERREDRTT` = 1), and when it was learnt (ns): below in.mpathd's lowest interval
+    /// the suspects must last [`MIN_SUSPECT_SPAN_NS`](super::constants::MIN_SUSPECT_SPAN_NS).
+    pub deferred: Option<Deferred>,
 }
 
 impl Target {
@@ -60,6 +61,13 @@ impl Target {
             deferred: None,
         }
     }
+}
+
+/// A suspect RTT sample held back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deferred {
+    pub rtt_ns: u64,
+    pub at_ns: u64,
 }
 
 /// States of a router target out of rotation (`TG_*`; active ones are in `targets`).

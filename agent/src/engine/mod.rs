@@ -24,11 +24,11 @@ use serde::{Deserialize, Serialize};
 use self::{
     constants::{
         EXCEPTION_FACTOR, LINK_FLAP_WINDOW_NS, LINK_UP_PERMIN, LOWER_FDT_TRIGGER,
-        MIN_PROBE_TARGETS, MIN_SETTLING_TIME_NS, NEXT_FDT_MULTIPLE, NUM_PROBE_REPAIRS,
-        PROBES_PER_FDT, SEND_SLACK_DIVISOR,
+        MIN_PROBE_TARGETS, MIN_SETTLING_TIME_NS, MIN_SUSPECT_SPAN_NS, NEXT_FDT_MULTIPLE,
+        NUM_PROBE_REPAIRS, PROBES_PER_FDT, SEND_SLACK_DIVISOR,
     },
     due::DueIndex,
-    instance::{ProbeInstance, ReplyMismatch, Target, TargetState, Tick, next_base},
+    instance::{Deferred, ProbeInstance, ReplyMismatch, Target, TargetState, Tick, next_base},
     rng::Jitter,
 };
 pub use self::{
@@ -737,14 +737,25 @@ impl Engine {
             return;
         };
         if t.rtt.crtt_with(m) > interval {
-            // A suspect sample: hold one back; two in a row are folded in together.
-            match t.deferred.take() {
+            // A suspect sample: hold one back; two in a row are folded in together, below
+            // in.mpathd's lowest interval only once the suspects have lasted its span.
+            match t.deferred {
                 None => {
-                    t.deferred = Some(m);
+                    t.deferred = Some(Deferred {
+                        rtt_ns: m,
+                        at_ns: now_ns,
+                    });
+                    return;
+                }
+                Some(d)
+                    if interval < MIN_SUSPECT_SPAN_NS
+                        && now_ns.saturating_sub(d.at_ns) < MIN_SUSPECT_SPAN_NS =>
+                {
                     return;
                 }
                 Some(d) => {
-                    t.rtt.sample(d);
+                    t.deferred = None;
+                    t.rtt.sample(d.rtt_ns);
                     t.rtt.sample(m);
                 }
             }

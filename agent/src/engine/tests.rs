@@ -48,6 +48,8 @@ struct Sim {
     keys: HashMap<String, IfKey>,
     /// Inputs given to the engine so far.
     inputs: usize,
+    /// A stall of the host until then: no reply arrives before it (they queue, in order).
+    held_until: u64,
 }
 
 /// A member of `group`; with a test address, it probes targets 1 and 2.
@@ -90,6 +92,7 @@ impl Sim {
             by_key: false,
             keys: HashMap::new(),
             inputs: 0,
+            held_until: 0,
         }
     }
 
@@ -155,13 +158,15 @@ impl Sim {
                     if self.silent_targets.contains(&target) {
                         continue;
                     }
-                    if let Some(Some(rtt)) = self.paths.get(&ifname) {
+                    if let Some(&Some(rtt)) = self.paths.get(&ifname) {
+                        // A stalled host's round trips last until the stall ends.
+                        let arrival = (self.now + rtt).max(self.held_until);
                         self.pending.push((
-                            self.now + rtt,
+                            arrival,
                             ifname,
                             seq,
                             target,
-                            *rtt,
+                            arrival - self.now,
                             sent_ns,
                             prompt_reply,
                         ));
@@ -606,6 +611,63 @@ fn slow_responders_raise_the_fdt_and_it_falls_back_after_settling() {
         s.rtt_probes, rtt_after,
         "no RTT-only probes once the FDT is back"
     );
+}
+
+fn fdt_raised(s: &Sim) -> bool {
+    s.events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::FdtRaised { .. }))
+}
+
+/// A settled `fdt_ms` group of one member (two targets); then `slow` runs for a while.
+fn settled_then(fdt_ms: u64, slow: impl FnOnce(&mut Sim)) -> Sim {
+    let mut s = Sim::new(fdt_ms, true);
+    s.member("a", "g", false, Some(10));
+    s.settle();
+    slow(&mut s);
+    s.run_for(S);
+    s
+}
+
+/// The host stalls for `d`: every reply due meanwhile arrives when it ends, in order.
+fn stall(d: u64) -> impl FnOnce(&mut Sim) {
+    move |s: &mut Sim| {
+        s.held_until = s.now + d;
+        s.run_for(d);
+    }
+}
+
+#[test]
+fn a_stall_of_a_few_milliseconds_does_not_raise_a_10_ms_fdt() {
+    // Probes 1.4 ms apart, each target's 2.9 ms apart: after a 6 ms stall two of each target's
+    // replies in a row come back later than the 1.4 ms interval, which is all in.mpathd's rule
+    // asks before raising (and the raise would hold for a minute); below its lowest interval
+    // the suspect samples must have lasted 14 ms, and these all arrive at once.
+    let s = settled_then(10, stall(6 * MS));
+    assert!(!fdt_raised(&s), "raised by one stall");
+    assert_eq!(s.e.group("g").unwrap().1, 10 * MS);
+    assert_eq!(s.state("a"), IfState::Running, "a stall is not a failure");
+}
+
+#[test]
+fn slowness_that_lasts_raises_a_10_ms_fdt() {
+    let s = settled_then(10, |s| {
+        s.paths.insert("a".into(), Some(4 * MS));
+        s.run_for(100 * MS);
+        s.paths.insert("a".into(), Some(MS / 10));
+    });
+    assert!(fdt_raised(&s), "not raised by 100 ms of 4 ms round trips");
+    assert!(s.e.group("g").unwrap().1 > 10 * MS);
+    assert_eq!(s.state("a"), IfState::Running, "slow is not failed");
+}
+
+#[test]
+fn from_in_mpathds_lowest_fdt_up_two_suspect_samples_in_a_row_raise_it() {
+    // FDT 100 ms: probes 14.3 ms apart, each target's 28.6 ms; after a 60 ms stall two of each
+    // target's replies in a row are suspect, and in.mpathd's rule raises at once.
+    let s = settled_then(100, stall(60 * MS));
+    assert!(fdt_raised(&s), "in.mpathd raises on two suspects in a row");
+    assert_eq!(s.state("a"), IfState::Running, "slow is not failed");
 }
 
 #[test]
