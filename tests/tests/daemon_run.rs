@@ -727,7 +727,19 @@ fn nice_zero_leaves_every_thread_as_started() {
         "no priority taken, none reported"
     );
     let nices = thread_nices(d.pid());
+    assert!(
+        has_probing_and_link_threads(&nices),
+        "the threads were read: {nices:?}"
+    );
     assert!(nices.iter().all(|t| t.1 == 0), "{nices:?}");
+}
+
+/// Whether `threads` (name first) include the probing loop and the link watcher: a check that
+/// every thread has some property means nothing when the threads could not be read.
+fn has_probing_and_link_threads<T>(threads: &[(String, T)]) -> bool {
+    ["ipmpd", "ipmpd-link"]
+        .iter()
+        .all(|name| threads.iter().any(|t| t.0 == *name))
 }
 
 #[test]
@@ -823,11 +835,24 @@ fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() 
         reason.contains("RLIMIT_NICE"),
         "the reason names the limit: {reason}"
     );
+    let policies: Vec<(String, u64)> = thread_policies(d.pid())
+        .into_iter()
+        .map(|(name, policy, _)| (name, policy))
+        .collect();
     assert!(
-        thread_policies(d.pid()).iter().all(|t| t.1 == 0),
-        "every thread at normal priority"
+        has_probing_and_link_threads(&policies),
+        "the threads were read: {policies:?}"
     );
-    assert!(thread_nices(d.pid()).iter().all(|t| t.1 == 0), "and nice 0");
+    assert!(
+        policies.iter().all(|t| t.1 == 0),
+        "every thread at normal priority: {policies:?}"
+    );
+    let nices = thread_nices(d.pid());
+    assert!(
+        has_probing_and_link_threads(&nices),
+        "the threads were read: {nices:?}"
+    );
+    assert!(nices.iter().all(|t| t.1 == 0), "and nice 0: {nices:?}");
     probing(&mut d);
     assert!(d.running(), "a refusal does not stop the daemon");
     h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault after the refusal");

@@ -407,10 +407,18 @@ fn no_test_address_is_reported_after_the_grace_period_an_unowned_one_is_never_us
         seen.iter().all(|v| v["probe"]["ifname"] != "h1"),
         "an address the host does not own is never probed from"
     );
+    // The typo's interface is h1; with no usable test address only its carrier could fail it.
+    // h0 probes every 43 ms from its first answer on, and in a guest under TCG sharing two cores
+    // with another, one stall of a quarter of a second loses five of its probes: a failure by
+    // in.mpathd's rules, not a consequence of h1's typo. (A fresh-clone CI run on the 6.1 guest
+    // saw an interface fail here, without saying which; the message now names it.)
+    let failures: Vec<&Value> = seen
+        .iter()
+        .filter(|v| v["event"] == "ipmultipath.interface.failed")
+        .collect();
     assert!(
-        seen.iter()
-            .all(|v| v["event"] != "ipmultipath.interface.failed"),
-        "no false failure from a typo"
+        failures.iter().all(|v| v["params"]["ifname"] != "h1"),
+        "no false failure from a typo: {failures:?}"
     );
     lan.host().sh("ip addr add 192.0.2.99/24 dev h1");
     wait_event(

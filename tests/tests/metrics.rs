@@ -115,9 +115,14 @@ fn the_endpoint_exports_state_counters_and_failovers() {
         ),
         0.0
     );
-    // The first rendering had nothing before it; the next one (a second later: a younger
-    // rendering would be served as it is) says what the first cost the loop and the exporter.
-    assert_eq!(value("ipmpd_exposition_copy_seconds", &[]), 0.0);
+    // The first rendering had nothing before it, unless the loop copied its state once already
+    // and dropped that copy because the exporter's thread (SCHED_IDLE, and in a slow guest
+    // preempted) held the hand-over lock: the loop never waits for it, it copies again on its
+    // next turn, and that rendering then tells what the dropped copy cost (seen once in the 6.12
+    // guest: 1.4 ms). The next rendering (a second later: a younger one would be served as it is)
+    // says what the one before cost the loop and the exporter.
+    let first_copy = value("ipmpd_exposition_copy_seconds", &[]);
+    assert!((0.0..1.0).contains(&first_copy), "{first_copy}");
     std::thread::sleep(Duration::from_millis(1100));
     let again =
         scrape_metrics(&lan.host().path(), "127.0.0.1:9870").expect("metrics endpoint answers");

@@ -43,8 +43,8 @@ fn ipv4_probes_get_kernel_stamped_rtts() {
     assert_eq!(s["datapath"]["probes_stamped"], 10);
     // The diagnostic leaves nothing attached or pinned behind.
     assert!(
-        !std::path::Path::new("/sys/fs/bpf/ipmpd/probe-h0").exists()
-            || !lan.host().try_sh("ip link show h0 | grep -q xdp")
+        !std::path::Path::new("/sys/fs/bpf/ipmpd/probe-h0").exists(),
+        "no pins left behind"
     );
     assert!(
         !lan.host().try_sh("ip link show h0 | grep -q xdp"),

@@ -295,7 +295,7 @@ fn step(s: &mut Scrape, shared: &Shared) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{io::ErrorKind, time::Duration};
 
     use super::*;
 
@@ -303,10 +303,19 @@ mod tests {
     fn scrape(addr: SocketAddr) -> JoinHandle<String> {
         std::thread::spawn(move || {
             let mut s = TcpStream::connect(addr).expect("connect");
+            // A bound on every wait: an exporter that never answers fails the test, not hangs it.
+            let limit = Some(Duration::from_secs(5));
+            s.set_read_timeout(limit).expect("read timeout");
+            s.set_write_timeout(limit).expect("write timeout");
             s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
                 .expect("request");
             let mut answer = String::new();
-            let _ = s.read_to_string(&mut answer);
+            if let Err(e) = s.read_to_string(&mut answer) {
+                assert!(
+                    !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                    "no whole answer within 5 s: {answer:?}"
+                );
+            }
             answer
         })
     }

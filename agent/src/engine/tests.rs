@@ -1089,6 +1089,7 @@ fn router_targets_follow_the_routing_table_and_win_over_hosts() {
     s.absorb(out);
     s.sent.clear();
     s.run_for(S);
+    assert!(!s.sent.is_empty(), "probing goes on");
     assert!(
         s.sent.iter().all(|x| x.2 == ip(1)),
         "the router replaced the host target"
@@ -1097,6 +1098,7 @@ fn router_targets_follow_the_routing_table_and_win_over_hosts() {
     s.absorb(out);
     s.sent.clear();
     s.run_for(S);
+    assert!(!s.sent.is_empty(), "probing goes on");
     assert!(
         s.sent.iter().all(|x| x.2 == ip(2)),
         "a router that left the table is dropped"
