@@ -251,6 +251,13 @@ impl Daemon {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Kills it with SIGKILL, as a crash would, and returns once it is gone (reaped), so what
+    /// the test looks at next is what a dead daemon left behind.
+    pub fn kill_and_reap(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops it with SIGTERM (so it cleans up its pins) and waits up to 5 s (scaled in a VM).
     pub fn stop(&mut self) {
         // SAFETY: kill(2) on our own child's pid.

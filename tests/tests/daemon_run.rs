@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::{
-    daemon::{RunConfig, expect_failed_within_fdt, expect_within, wait_event},
+    daemon::{self, RunConfig, expect_failed_within_fdt, expect_within, wait_event},
     monotonic_ns,
     procstat::Stat,
     topology::Lan,
@@ -31,7 +31,7 @@ fn acked_target(v: &Value) -> Option<String> {
 
 /// Waits until the daemon is ready and the router target answers, then lets the quiet period end on
 /// both members (first acks) and round trips settle.
-fn probing(d: &mut tests::daemon::Daemon) {
+fn probing(d: &mut daemon::Daemon) {
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("daemon ready");
     d.wait_for(Duration::from_secs(5), |v| {
@@ -41,14 +41,14 @@ fn probing(d: &mut tests::daemon::Daemon) {
     std::thread::sleep(Duration::from_millis(1500));
 }
 
-/// Whether `ifname`'s replies wake the daemon's loop (see [`tests::daemon::wakes_within`]).
+/// Whether `ifname`'s replies wake the daemon's loop (see [`daemon::wakes_within`]).
 fn wakes_within(cfg: &RunConfig, lan: &Lan, ifname: &str, want: bool, limit: Duration) -> bool {
     let ifindex = lan.host().ifindex(ifname);
-    tests::daemon::wakes_within(&cfg.instance, ifindex, want, limit)
+    daemon::wakes_within(&cfg.instance, ifindex, want, limit)
 }
 
 /// Cuts h0 silently (both ways) and expects its failure within the configured FDT.
-fn h0_fails_silently_within_the_fdt(lan: &Lan, d: &mut tests::daemon::Daemon, what: &str) {
+fn h0_fails_silently_within_the_fdt(lan: &Lan, d: &mut daemon::Daemon, what: &str) {
     let fault = lan.switch().drop_all("sw-h0");
     let what = fault.describe(what);
     // Nothing here slows round trips: the configured FDT is the limit, raised or not.
@@ -193,9 +193,9 @@ fn a_member_whose_transmit_queue_is_stuck_loses_only_its_own_probes() {
     );
     // Counted: once the shared socket was full, the probes of both members went on their own
     // sockets, and the kernel took every one of h1's.
-    let text = tests::daemon::scrape_metrics(&lan.host().path(), metrics).expect("metrics");
+    let text = daemon::scrape_metrics(&lan.host().path(), metrics).expect("metrics");
     let count = |name: &str, ifname: &str| {
-        tests::daemon::metric_total(
+        daemon::metric_total(
             &text,
             &format!("ipmpd_{name}_total"),
             &[("interface", ifname)],
@@ -430,7 +430,45 @@ fn sighup_keeps_the_running_configuration_when_the_new_one_is_bad_and_applies_a_
         .wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("the re-executed daemon is ready");
     assert_eq!(ready["interfaces"][0]["ifname"], "h0");
+    // The child handle is the process the test started: re-executed in place, not replaced by
+    // another one (a daemon that forked and exited would no longer be running here).
     assert!(d.running(), "same process, new configuration");
+    // And the new configuration is the one in force: g probes with the FDT of 500 ms (or one the
+    // daemon reported raising it to since, in a slow VM; a raise starts from 500, never below).
+    let fdt = || {
+        let (ok, out, err) = daemon::run(
+            lan.host(),
+            &[
+                "stat",
+                "-g",
+                "-P",
+                "-o",
+                "group,fdt",
+                "--instance",
+                &cfg.instance,
+            ],
+        );
+        assert!(ok, "ipmpd stat -g: {err}");
+        out.trim().to_owned()
+    };
+    daemon::poll_until(tests::scaled(Duration::from_secs(5)), || fdt() != "g:");
+    let shown = fdt();
+    let reported: Vec<String> = d
+        .drain()
+        .iter()
+        .filter(|v| {
+            v["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("ipmultipath.fdt."))
+        })
+        .filter_map(|v| v["params"]["fdt_ms"].as_u64())
+        .filter(|ms| *ms >= 500)
+        .map(|ms| format!("g:{:.2}s", ms as f64 / 1e3))
+        .collect();
+    assert!(
+        shown == "g:0.50s" || reported.contains(&shown),
+        "the reloaded FDT is in force: {shown}; raises reported since: {reported:?}"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tests::{
-    daemon::{Daemon, RunConfig, wait_event},
+    daemon::{Daemon, RunConfig, poll_until, wait_event},
     topology::Lan,
 };
 
@@ -90,9 +90,12 @@ fn the_data_address_moves_on_silent_loss_and_carrier_loss_and_neighbours_follow(
         Some("h1"),
         "added on h1 and removed from h0"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    let h1_mac = lan.host().mac("h1");
+    poll_until(tests::scaled(Duration::from_secs(2)), || {
+        neigh(&lan).contains(&h1_mac)
+    });
     assert!(
-        neigh(&lan).contains(&lan.host().mac("h1")),
+        neigh(&lan).contains(&h1_mac),
         "the gratuitous ARP updated the peer: {}",
         neigh(&lan)
     );
@@ -218,12 +221,12 @@ fn the_groups_routes_use_only_active_members() {
         Some("h0"),
     )
     .expect("h0 failed");
-    std::thread::sleep(Duration::from_millis(100));
+    let only_h1 = |r: &str| r.contains("dev h1") && !r.contains("dev h0");
+    poll_until(tests::scaled(Duration::from_secs(2)), || {
+        only_h1(&route(&lan))
+    });
     let r = route(&lan);
-    assert!(
-        r.contains("dev h1") && !r.contains("dev h0"),
-        "only the active member is left: {r}"
-    );
+    assert!(only_h1(&r), "only the active member is left: {r}");
     assert!(
         lan.host().try_sh("ping -c 3 -i 0.2 -W 1 198.51.100.1"),
         "traffic to the group's route flows through h1"
@@ -244,8 +247,7 @@ fn sigkill_and_restart_move_nothing_and_drop_no_packet_of_a_steady_flow() {
     // 400 packets, one every 10 ms, from the peer to the data address.
     let flow = lan.router().ping_flow("192.0.2.100", 400);
     std::thread::sleep(Duration::from_millis(800));
-    d.signal(libc::SIGKILL);
-    std::thread::sleep(Duration::from_millis(300));
+    d.kill_and_reap();
     assert!(
         lan.host().sh("ip link show h0").contains("xdp"),
         "the pinned XDP link outlives the killed daemon"
@@ -312,9 +314,12 @@ fn an_ipv6_data_address_moves_and_unsolicited_neighbour_advertisements_update_th
     )
     .expect("moved");
     assert!(has("h1") && !has("h0"));
-    std::thread::sleep(Duration::from_millis(300));
+    let h1_mac = lan.host().mac("h1");
+    poll_until(tests::scaled(Duration::from_secs(2)), || {
+        neigh(&lan).contains(&h1_mac)
+    });
     assert!(
-        neigh(&lan).contains(&lan.host().mac("h1")),
+        neigh(&lan).contains(&h1_mac),
         "the unsolicited NA updated the peer: {}",
         neigh(&lan)
     );

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tests::{
-    daemon::{self, Daemon, RunConfig, probe_id_value, wait_event, wakes_within},
+    daemon::{self, Daemon, RunConfig, poll_until, probe_id_value, wait_event, wakes_within},
     topology::Lan,
 };
 
@@ -179,7 +179,7 @@ fn an_interface_created_after_start_is_tracked_within_a_second_and_again_after_i
 /// carrier 0 too, with no source).
 fn mirrored_carrier(instance: &str, ifindex: u32, want: u64) -> bool {
     let mut last = None;
-    let seen = daemon::poll_until(tests::scaled(Duration::from_secs(2)), || {
+    let seen = poll_until(tests::scaled(Duration::from_secs(2)), || {
         last = daemon::link_state_entry(instance, ifindex);
         last.as_ref().is_some_and(|v| {
             v["carrier"].as_u64() == Some(want) && v["source"] != 0 && v["admin_up"] == 1
@@ -609,11 +609,12 @@ fn a_member_failed_before_a_restart_is_still_failed_after_it_and_gets_no_data_ad
         Some("h0"),
     )
     .expect("silent fault detected");
-    std::thread::sleep(Duration::from_millis(300));
+    poll_until(tests::scaled(Duration::from_secs(2)), || {
+        holder(&lan).as_deref() == Some("h1")
+    });
     assert_eq!(holder(&lan).as_deref(), Some("h1"));
     // A crash in the middle of the fault, and a new process.
-    d.signal(libc::SIGKILL);
-    std::thread::sleep(Duration::from_millis(200));
+    d.kill_and_reap();
     let mut d = cfg.spawn(lan.host());
     let r = ready(&mut d);
     let h0 = r["interfaces"]
@@ -670,7 +671,23 @@ fn starting_before_the_interfaces_exist_ends_in_the_same_state_as_starting_after
     let cfg = RunConfig::new("order1", &text, None);
     let mut d = cfg.spawn(lan.host());
     ready(&mut d);
-    std::thread::sleep(Duration::from_secs(1));
+    // Settled: both members probed and in use; the data address, its route and its rule in place.
+    let settled = |lan: &Lan, cfg: &RunConfig| {
+        let stat = stat_i(lan, cfg);
+        let kernel = kernel_view(lan);
+        let parts: Vec<&str> = kernel.split('|').collect();
+        stat.contains("h0:g:yes:ok:up")
+            && stat.contains("h1:g:yes:ok:up")
+            && parts.iter().all(|p| !p.trim().is_empty())
+            && parts[1].contains("198.51.100.0/24")
+    };
+    assert!(
+        poll_until(tests::scaled(Duration::from_secs(5)), || settled(
+            &lan, &cfg
+        )),
+        "interfaces first: never settled: {}",
+        stat_i(&lan, &cfg)
+    );
     let (stat_a, kernel_a) = (stat_i(&lan, &cfg), kernel_view(&lan));
     drop(d);
     drop(lan);
@@ -691,7 +708,10 @@ fn starting_before_the_interfaces_exist_ends_in_the_same_state_as_starting_after
         Some("h1"),
     )
     .expect("h1");
-    std::thread::sleep(Duration::from_secs(1));
+    // The same end state, reached (or not) within a bound rather than after a guessed pause.
+    poll_until(tests::scaled(Duration::from_secs(5)), || {
+        stat_i(&lan, &cfg) == stat_a && kernel_view(&lan) == kernel_a
+    });
     let (stat_b, kernel_b) = (stat_i(&lan, &cfg), kernel_view(&lan));
     assert_eq!(stat_a, stat_b, "ipmpd stat -i -P");
     assert_eq!(kernel_a, kernel_b, "addresses, routes and rules");
@@ -732,7 +752,7 @@ fn the_next_hops_of_a_multipath_route_become_router_targets() {
         assert!(ok, "{err}");
         out
     };
-    daemon::poll_until(tests::scaled(Duration::from_secs(3)), || {
+    poll_until(tests::scaled(Duration::from_secs(3)), || {
         targets(&lan).split_whitespace().count() >= 2
     });
     let got = targets(&lan);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::{
-    daemon::{Daemon, link_state_entry},
+    daemon::{self, Daemon, link_state_entry},
     topology::Lan,
 };
 
@@ -164,10 +164,12 @@ fn nic_like_loss_within_two_polls(extra_pairs: usize, instance: &str, stacked: b
         assert_eq!(ev["interface"], member, "{ev}");
         let at = ev["at_ns"].as_u64().unwrap();
         assert!(
-            at <= after + 2 * poll_us * 1000,
-            "round {round}: seen {} us after the change completed; limit two poll intervals ({} us)",
+            at <= after + tests::scaled_ns(2 * poll_us * 1000),
+            "round {round}: seen {} us after the change completed; limit two poll intervals ({} us, \
+             time scale x{})",
             (at.saturating_sub(after)) / 1000,
-            2 * poll_us
+            2 * poll_us,
+            tests::time_scale()
         );
         *by_source
             .entry(ev["source_name"].as_str().unwrap_or("?").to_owned())
@@ -217,13 +219,20 @@ fn nic_like_50ms_flaps_are_never_missed() {
         lan.switch().link_up("sw-h0");
         std::thread::sleep(Duration::from_millis(150));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Every flap reported within a bound; then a short look for any extra one.
+    daemon::poll_until(tests::scaled(Duration::from_secs(3)), || {
+        transitions(d.drain()) >= 20
+    });
+    std::thread::sleep(Duration::from_millis(100));
     let events = d.drain().to_vec();
     assert_eq!(
         transitions(&events),
         20,
         "every one of 10 down/up flaps reported: {events:?}"
     );
+    daemon::poll_until(tests::scaled(Duration::from_secs(1)), || {
+        link_state("nicflap", ifindex)["flaps"] == 20
+    });
     assert_eq!(link_state("nicflap", ifindex)["flaps"], 20);
 }
 
@@ -254,8 +263,15 @@ fn a_flap_shorter_than_the_poll_interval_is_still_counted() {
         .expect("initial state");
     lan.switch()
         .sh("ip link set sw-h0 down && ip link set sw-h0 up");
-    std::thread::sleep(Duration::from_millis(1500));
+    // The next poll, at most 500 ms away, sees the counters moved.
+    daemon::poll_until(tests::scaled(Duration::from_secs(2)), || {
+        transitions(d.drain()) >= 2
+    });
+    std::thread::sleep(Duration::from_millis(100));
     let events = d.drain().to_vec();
     assert_eq!(transitions(&events), 2, "{events:?}");
+    daemon::poll_until(tests::scaled(Duration::from_secs(1)), || {
+        link_state("shortflap", ifindex)["flaps"] == 2
+    });
     assert_eq!(link_state("shortflap", ifindex)["flaps"], 2);
 }

@@ -181,7 +181,10 @@ fn other_traffic_is_untouched() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let listening = daemon::poll_until(tests::scaled(Duration::from_secs(5)), || {
+        lan.router().sh("ss -Hltn 'sport = :7007'").contains("7007")
+    });
+    assert!(listening, "the echo server never listened");
     let client = "import socket;c=socket.create_connection((\"192.0.2.1\",7007),timeout=5);c.sendall(b\"hello\");print(c.recv(100).decode())";
     let echoed = lan.host().sh(&format!("python3 -c '{client}'"));
     assert_eq!(echoed.trim(), "hello", "TCP through the attached interface");
