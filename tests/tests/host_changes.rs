@@ -663,7 +663,7 @@ fn starting_before_the_interfaces_exist_ends_in_the_same_state_as_starting_after
         let addrs = h.sh("ip -o addr show to 192.0.2.100/32 | cut -d' ' -f2");
         let routes =
             h.sh("ip route show table all proto 233 | sed 's/dev [^ ]*//g; s/  */ /g' | sort");
-        let rules = h.sh("ip rule show | grep 192.0.2.100");
+        let rules = h.sh("ip rule show | grep 192.0.2.100 || true");
         format!("{addrs}|{routes}|{rules}")
     };
     // Interfaces first, then the daemon.
@@ -685,8 +685,9 @@ fn starting_before_the_interfaces_exist_ends_in_the_same_state_as_starting_after
         poll_until(tests::scaled(Duration::from_secs(5)), || settled(
             &lan, &cfg
         )),
-        "interfaces first: never settled: {}",
-        stat_i(&lan, &cfg)
+        "interfaces first: never settled: {}{}",
+        stat_i(&lan, &cfg),
+        kernel_view(&lan)
     );
     let (stat_a, kernel_a) = (stat_i(&lan, &cfg), kernel_view(&lan));
     drop(d);
