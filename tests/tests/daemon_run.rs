@@ -699,6 +699,33 @@ fn thread_nices(pid: u32) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The EEVDF time slice of each thread of `pid` in nanoseconds, by thread name; `None` where the
+/// kernel shows none (before 6.12).
+fn thread_slices(pid: u32) -> Vec<(String, Option<u64>)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's threads")
+        .filter_map(|task| {
+            let dir = task.expect("a thread").path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let sched = std::fs::read_to_string(dir.join("sched")).ok()?;
+            let slice = sched.lines().find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                (key.trim() == "se.slice").then(|| value.trim().parse().ok())?
+            });
+            Some((name.trim().to_owned(), slice))
+        })
+        .collect()
+}
+
+/// Whether the running kernel has EEVDF's per-thread slice (6.12 and later).
+fn kernel_has_slices() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = release
+        .split(['.', '-'])
+        .map(|p| p.trim().parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (6, 12)
+}
+
 #[test]
 fn by_default_only_the_probing_loop_and_the_link_watcher_run_at_a_raised_priority() {
     if !tests::privileged() {
@@ -733,26 +760,58 @@ fn by_default_only_the_probing_loop_and_the_link_watcher_run_at_a_raised_priorit
         thread_policies(d.pid()).iter().all(|t| t.1 != SCHED_FIFO),
         "nothing real-time without --rt-priority"
     );
+    let ev = d
+        .wait_for(Duration::from_secs(5), |v| {
+            v["event"] == "ipmultipath.daemon.slice"
+                || v["event"] == "ipmultipath.daemon.sliceRefused"
+        })
+        .expect("the daemon says whether the time slice took effect");
+    assert_eq!(ev["params"]["slice_us"], 100, "{ev}");
+    if kernel_has_slices() {
+        assert_eq!(ev["event"], "ipmultipath.daemon.slice", "{ev}");
+        let slices = thread_slices(d.pid());
+        assert!(
+            has_probing_and_link_threads(&slices),
+            "the threads were read: {slices:?}"
+        );
+        for (name, slice) in &slices {
+            let short = *slice == Some(100_000);
+            let want = name == "ipmpd" || name == "ipmpd-link";
+            assert_eq!(short, want, "{name}: {slices:?}");
+        }
+    } else {
+        assert_eq!(ev["event"], "ipmultipath.daemon.sliceRefused", "{ev}");
+        let reason = ev["params"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("6.12"), "{ev}");
+    }
     probing(&mut d);
     h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault at nice -10");
 }
 
 #[test]
-fn nice_zero_leaves_every_thread_as_started() {
+fn nice_zero_and_slice_zero_leave_every_thread_as_started() {
     if !tests::privileged() {
         return;
     }
     let lan = Lan::new(true, false);
     lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
     let cfg = RunConfig::new("nice0", &two_members(FDT_MS, ""), None);
-    let mut d = cfg.spawn_with(lan.host(), &["--nice", "0"]);
+    let mut d = cfg.spawn_with(lan.host(), &["--nice", "0", "--slice-us", "0"]);
     probing(&mut d);
+    let said = |name: &str| d.seen.iter().any(|v| v["event"].as_str() == Some(name));
+    for name in [
+        "ipmultipath.daemon.nice",
+        "ipmultipath.daemon.niceRefused",
+        "ipmultipath.daemon.slice",
+        "ipmultipath.daemon.sliceRefused",
+    ] {
+        assert!(!said(name), "no priority taken, none reported: {name}");
+    }
+    let default = thread_slices(std::process::id())[0].1;
+    let slices = thread_slices(d.pid());
     assert!(
-        !d.seen
-            .iter()
-            .any(|v| v["event"] == "ipmultipath.daemon.nice"
-                || v["event"] == "ipmultipath.daemon.niceRefused"),
-        "no priority taken, none reported"
+        slices.iter().all(|t| t.1 == default),
+        "the kernel's slice ({default:?}) everywhere: {slices:?}"
     );
     let nices = thread_nices(d.pid());
     assert!(

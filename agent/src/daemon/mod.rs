@@ -175,8 +175,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .map(|p| (p, crate::sched::realtime_inherited(p)));
     // Without real-time scheduling (not asked, or refused), a raised nice value, inherited alike.
     let nice = args.realtime.nice;
-    let nice = (nice != 0 && !realtime.as_ref().is_some_and(|(_, r)| r.is_ok()))
-        .then(|| (nice, crate::sched::nice_inherited(nice)));
+    let fair = !realtime.as_ref().is_some_and(|(_, r)| r.is_ok());
+    let nice = (nice != 0 && fair).then(|| (nice, crate::sched::nice_inherited(nice)));
+    // Then the slice, at whatever nice value the thread has now (it asks for no privilege).
+    let slice = args.realtime.slice_us;
+    let slice = (slice != 0 && fair).then(|| (slice, crate::sched::slice_inherited(slice)));
     // First, while the daemon is one thread: every thread spawned later inherits the drop.
     let kept = crate::privileges::drop_to_needed().context("cannot drop privileges")?;
     // Before anything that can refuse to start: a switch a crashed ipmpd left set goes back now.
@@ -347,6 +350,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some((nice, applied)) = nice {
         d.report_priority(crate::sched::Asked::Nice(nice), applied.map_err(Into::into));
     }
+    if let Some((slice, applied)) = slice {
+        d.report_priority(
+            crate::sched::Asked::Slice(slice),
+            applied.map_err(Into::into),
+        );
+    }
     d.main_loop(sources)
 }
 
@@ -365,12 +374,16 @@ impl Daemon {
                 "ipmultipath.daemon.nice",
                 serde_json::json!({ "nice": nice }),
             ),
+            Asked::Slice(slice_us) => (
+                "ipmultipath.daemon.slice",
+                serde_json::json!({ "slice_us": slice_us }),
+            ),
         };
         match applied {
             Ok(()) => {
                 crate::sched::stop_inheritance(match asked {
                     Asked::Realtime(priority) => Some(priority),
-                    Asked::Nice(_) => None,
+                    Asked::Nice(_) | Asked::Slice(_) => None,
                 });
                 self.out.rep.catalogue(event, params);
             }

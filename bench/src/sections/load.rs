@@ -28,7 +28,7 @@ const FAST_FLOW_PPS: u64 = 10_000;
 /// session takes about a second to come back after each fault (its slow Down-state timers), which
 /// caps the shared faults at 20, and a p99 of 20 is their largest. With 100 it is the 99th.
 const FAST_FAULTS_ALONE: usize = 80;
-/// `--rt-priority` in the fast case's second round.
+/// `--rt-priority` in the fast case's last round.
 const RT_PRIORITY: &str = "50";
 /// The flow's threads, above ipmpd's: they time the faults.
 const FLOW_PRIORITY: i32 = 60;
@@ -305,12 +305,18 @@ fn fast_round(extra: &[&str], n: usize) -> anyhow::Result<FastRound> {
 }
 
 /// FDT 10 ms under load: silent faults with a 10,000 pps flow through the member and both cores
-/// busy, ipmpd at its defaults (the probing loop at nice -10) and with `--rt-priority`, each
-/// beside bfdd 10 ms x 3.
+/// busy, ipmpd at its defaults (the probing loop at nice -10 with a 0.1 ms slice), with the
+/// kernel's slice and with `--rt-priority`, each beside bfdd 10 ms x 3.
 fn fdt10_loaded(n: usize, targets: &mut Targets) -> anyhow::Result<String> {
+    // The middle round is the defaults less the short slice, for comparison: no target of its own.
     let rounds = [
-        ("defaults: nice -10", Vec::new()),
-        ("--rt-priority 50", vec!["--rt-priority", RT_PRIORITY]),
+        ("defaults: nice -10, slice 0.1 ms", Vec::new(), true),
+        (
+            "--slice-us 0: the kernel's slice",
+            vec!["--slice-us", "0"],
+            false,
+        ),
+        ("--rt-priority 50", vec!["--rt-priority", RT_PRIORITY], true),
     ];
     let mut md = format!(
         "\n### FDT {FAST_FDT_MS} ms with a {FAST_FLOW_PPS} pps flow and every core busy\n\n\
@@ -320,7 +326,9 @@ fn fdt10_loaded(n: usize, targets: &mut Targets) -> anyhow::Result<String> {
          ipmpd alone (bfdd's session takes about a second to come back after each fault, which\n\
          keeps the shared faults few; a p99 of {n} is their largest, a p99 of {} the 99th);\n\
          the first round runs ipmpd with its defaults\n\
-         (the probing loop and the link watcher at nice -10, `--nice`), the second with\n\
+         (the probing loop and the link watcher at nice -10, `--nice`, with a 0.1 ms time slice,\n\
+         `--slice-us`, on Linux 6.12 and later), the second the same with the kernel's slice\n\
+         (`--slice-us 0`; for comparison, no target), the third with\n\
          `--rt-priority {RT_PRIORITY}` (SCHED_FIFO for the probing loop and the link watcher).\n\
          ipmpd prints events but no line per probe, as in production: a line per probe to a\n\
          reader starved by the load could fill the pipe and hold up the loop.\n\
@@ -332,7 +340,7 @@ fn fdt10_loaded(n: usize, targets: &mut Targets) -> anyhow::Result<String> {
     );
     let mut rows = Vec::new();
     let mut fdts = Vec::new();
-    for (name, extra) in &rounds {
+    for (name, extra, has_target) in &rounds {
         let r = fast_round(extra, n)?;
         fdts.push(format!("- {name}: {}\n", r.raises.describe()));
         for (tool, t, pps) in [
@@ -357,6 +365,9 @@ fn fdt10_loaded(n: usize, targets: &mut Targets) -> anyhow::Result<String> {
                 t.pct(99.0),
                 pps.map_or_else(|| "–".to_owned(), |p| format!("{p:.0} pps"))
             )?;
+        }
+        if !has_target {
+            continue;
         }
         let (p_ip, p_bf) = (r.ipmpd_all.p99_or_inf(), r.bfdd.p99_or_inf());
         let verdict = targets.row_beside(

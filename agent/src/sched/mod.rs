@@ -3,7 +3,9 @@
 //! load for its turn, and a probe sent late or a reply read late is a detection late. Without it
 //! the same threads run at a raised nice value (`--nice N`, -10 by default): a sleeper pinned
 //! beside a busy loop on this kind of machine woke more than 1 ms late in 27 of 889 sleeps at
-//! nice 0 (up to 4 ms: the loop ran out its slice first), in 1 of 854 at -10.
+//! nice 0 (up to 4 ms: the loop ran out its slice first), in 1 of 854 at -10. On Linux 6.12 and
+//! later they also take EEVDF's shortest time slice (`--slice-us N`, 100 µs by default; see
+//! [`slice`]), which lets their wake-ups preempt a busy task sooner.
 //!
 //! Only the probing loop (it sends the probes and reads the ring buffer) and the link watcher (the
 //! carrier poll) run SCHED_FIFO. The daemon keeps no CAP_SYS_NICE, so the policy is taken at the
@@ -19,7 +21,11 @@
 //! runs at the loop's priority, bounded as without it (32 requests a turn, each answer built once
 //! a turn, the rest waiting for the next).
 
+pub mod slice;
+
 use std::io;
+
+pub use slice::{SLICE_US_RANGE, SliceError, default_slice_here, slice_inherited};
 
 /// The scheduling asked for on the command line: a real-time priority, or else a nice value.
 #[derive(clap::Args, Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +54,38 @@ pub struct RealtimeArgs {
         value_parser = clap::value_parser!(i8).range(-20..=19)
     )]
     pub nice: i8,
+    /// Time slice of the probing loop and the link watcher when they do not run real-time, in
+    /// microseconds (100 to 100000; 0 leaves the kernel's): under EEVDF (Linux 6.12 and later) a
+    /// waking thread with a shorter slice than the running one preempts it sooner. Needs no
+    /// privilege; older kernels have no such setting, which is reported.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_SLICE_US,
+        value_hint = clap::ValueHint::Other,
+        value_parser = parse_slice_us
+    )]
+    pub slice_us: u32,
+}
+
+/// The probing loop's and the link watcher's slice unless told otherwise: the shortest the
+/// kernel takes.
+pub const DEFAULT_SLICE_US: u32 = *SLICE_US_RANGE.start();
+
+/// `--slice-us`: 0, or a value within [`SLICE_US_RANGE`].
+fn parse_slice_us(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number of microseconds: {e}"))?;
+    if v == 0 || SLICE_US_RANGE.contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} µs is outside the kernel's {}-{} µs (0 leaves its default)",
+            SLICE_US_RANGE.start(),
+            SLICE_US_RANGE.end()
+        ))
+    }
 }
 
 /// The priority the probing loop and the link watcher were to take.
@@ -57,6 +95,8 @@ pub enum Asked {
     Realtime(u8),
     /// This nice value.
     Nice(i8),
+    /// This time slice, in microseconds.
+    Slice(u32),
 }
 
 /// The probing loop's and the link watcher's nice value unless told otherwise.
@@ -67,6 +107,7 @@ impl Default for RealtimeArgs {
         Self {
             rt_priority: None,
             nice: DEFAULT_NICE,
+            slice_us: DEFAULT_SLICE_US,
         }
     }
 }
@@ -158,6 +199,7 @@ pub fn normal_here() {
     // Lowering one's own priority needs no privilege; a failure leaves the thread as it was.
     let _ = set(libc::SCHED_OTHER, 0);
     give_up_raised_nice();
+    default_slice_here();
 }
 
 /// Nice 0 for the calling thread if it inherited a value below (a positive one is left alone).
@@ -178,6 +220,7 @@ fn give_up_raised_nice() {
 pub fn background_here() {
     // SCHED_IDLE ignores the nice value, but a thread list should not show one it has no use for.
     give_up_raised_nice();
+    default_slice_here();
     let _ = set(libc::SCHED_IDLE, 0);
 }
 
@@ -259,6 +302,21 @@ mod tests {
         assert_eq!(parse(&["--nice", "19"]).ok(), Some(19));
         for bad in ["-21", "20", "high", ""] {
             assert!(parse(&["--nice", bad]).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn slices_outside_the_kernels_range_are_refused_by_the_parser() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+                .map(|c| c.rt.slice_us)
+        };
+        assert_eq!(parse(&[]).ok(), Some(DEFAULT_SLICE_US));
+        for good in [0, 100, 3000, 100_000] {
+            assert_eq!(parse(&["--slice-us", &good.to_string()]).ok(), Some(good));
+        }
+        for bad in ["1", "99", "100001", "-100", "short", ""] {
+            assert!(parse(&["--slice-us", bad]).is_err(), "{bad:?} accepted");
         }
     }
 
