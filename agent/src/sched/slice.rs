@@ -31,7 +31,9 @@ struct SchedAttr {
     deadline: u64,
     period: u64,
 }
-const _: () = assert!(size_of::<SchedAttr>() == 48);
+/// The size the kernel is told: the whole struct, no implicit padding.
+const ATTR_SIZE: u32 = 48;
+const _: () = assert!(size_of::<SchedAttr>() == ATTR_SIZE as usize);
 
 /// `SCHED_FLAG_RESET_ON_FORK` in `sched_attr.sched_flags`.
 const RESET_ON_FORK: u64 = 0x01;
@@ -43,15 +45,7 @@ pub const SLICE_US_RANGE: std::ops::RangeInclusive<u32> = 100..=100_000;
 fn get() -> io::Result<SchedAttr> {
     let mut attr = SchedAttr::default();
     // SAFETY: pid 0 is the calling thread; `attr` is a writable sched_attr of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_sched_getattr,
-            0,
-            &raw mut attr,
-            size_of::<SchedAttr>(),
-            0,
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &raw mut attr, ATTR_SIZE, 0) };
     if rc == 0 {
         Ok(attr)
     } else {
@@ -64,8 +58,8 @@ fn get() -> io::Result<SchedAttr> {
 fn set_fair(runtime_ns: u64) -> io::Result<()> {
     let now = get()?;
     let attr = SchedAttr {
-        size: u32::try_from(size_of::<SchedAttr>()).unwrap_or(48),
-        policy: u32::try_from(libc::SCHED_OTHER).unwrap_or(0),
+        size: ATTR_SIZE,
+        policy: libc::SCHED_OTHER.cast_unsigned(),
         flags: now.flags & RESET_ON_FORK,
         nice: now.nice,
         runtime: runtime_ns,
