@@ -876,6 +876,13 @@ fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() 
     // Detection works as ever.
     probing(&mut d);
     h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault at real-time priority");
+    // Every start-up event came before these: none says anything of a slice.
+    assert!(
+        !d.seen.iter().any(|v| v["event"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("ipmultipath.daemon.slice"))),
+        "a real-time thread has no time slice to take"
+    );
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn set_fair(runtime_ns: u64) -> io::Result<()> {
 /// The kernel refused the slice, or has none to set.
 #[derive(Debug, thiserror::Error)]
 pub enum SliceError {
-    #[error("sched_setattr refused a {slice_us} µs slice: {source}")]
+    #[error("sched_setattr refused a {slice_us} µs slice (a seccomp filter forbidding it?)")]
     Refused {
         slice_us: u32,
         #[source]
