@@ -507,7 +507,7 @@ _ipmpd() {
             return 0
             ;;
         ipmpd__subcmd__run)
-            opts="-h --defaults --config --instance --link-poll-us --link-poll-cpu --tc-attach --carrier --rt-priority --nice --json --json-probes --reset --socket --metrics --admin-group --help"
+            opts="-h --defaults --config --instance --link-poll-us --link-poll-cpu --tc-attach --carrier --rt-priority --nice --slice-us --json --json-probes --reset --socket --metrics --admin-group --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -549,6 +549,13 @@ _ipmpd() {
                     return 0
                     ;;
                 --nice)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --slice-us)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

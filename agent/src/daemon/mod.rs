@@ -341,29 +341,29 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         d.io.members.iter().count()
     ));
     let sources = Sources::new(ring, signals, link_events);
-    if let Some((priority, applied)) = realtime {
-        d.report_priority(
-            crate::sched::Asked::Realtime(priority),
-            applied.map_err(Into::into),
-        );
-    }
-    if let Some((nice, applied)) = nice {
-        d.report_priority(crate::sched::Asked::Nice(nice), applied.map_err(Into::into));
-    }
-    if let Some((slice, applied)) = slice {
-        d.report_priority(
-            crate::sched::Asked::Slice(slice),
-            applied.map_err(Into::into),
-        );
+    use crate::sched::Asked;
+    let realtime = realtime.and_then(|(priority, applied)| {
+        d.report_priority(Asked::Realtime(priority), applied.map_err(Into::into))
+            .then_some(priority)
+    });
+    let nice = nice.is_some_and(|(nice, applied)| {
+        d.report_priority(Asked::Nice(nice), applied.map_err(Into::into))
+    });
+    let slice_ns = slice.map_or(0, |(slice, applied)| {
+        let taken = d.report_priority(Asked::Slice(slice), applied.map_err(Into::into));
+        if taken { u64::from(slice) * 1_000 } else { 0 }
+    });
+    if realtime.is_some() || nice || slice_ns != 0 {
+        crate::sched::stop_inheritance(realtime, slice_ns);
     }
     d.main_loop(sources)
 }
 
 impl Daemon {
     /// Says whether the probing loop (this thread) and the link watcher took the priority asked
-    /// for (`ipmultipath.daemon.realtime` / `nice`, or the same name with `Refused` and the
-    /// reason); if they did, threads spawned from now on start at normal priority.
-    fn report_priority(&mut self, asked: crate::sched::Asked, applied: anyhow::Result<()>) {
+    /// for (`ipmultipath.daemon.realtime` / `nice` / `slice`, or the same name with `Refused` and
+    /// the reason), and returns it.
+    fn report_priority(&mut self, asked: crate::sched::Asked, applied: anyhow::Result<()>) -> bool {
         use crate::sched::Asked;
         let (event, mut params) = match asked {
             Asked::Realtime(priority) => (
@@ -381,15 +381,13 @@ impl Daemon {
         };
         match applied {
             Ok(()) => {
-                crate::sched::stop_inheritance(match asked {
-                    Asked::Realtime(priority) => Some(priority),
-                    Asked::Nice(_) | Asked::Slice(_) => None,
-                });
                 self.out.rep.catalogue(event, params);
+                true
             }
             Err(e) => {
                 params["reason"] = format!("{e:#}").into();
                 self.out.rep.catalogue(&format!("{event}Refused"), params);
+                false
             }
         }
     }

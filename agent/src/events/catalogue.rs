@@ -388,12 +388,12 @@ pub static CATALOGUE: &[EventSpec] = &[
     },
     EventSpec {
         name: "ipmultipath.daemon.sliceRefused",
-        severity: Notice,
+        severity: Informational,
         template: "A {slice_us} µs time slice was not taken ({reason}); probing with the kernel's default",
         params: &[("slice_us", Int), ("reason", Str)],
         description: "The kernel did not give the probing loop and the link watcher the time slice asked for. The daemon goes on: detection works, with the nice value alone to put the probing loop ahead of the machine's normal work.",
-        causes: "A kernel before 6.12 (no per-thread slice: the call succeeds and the slice reads back unchanged), or a seccomp filter refusing sched_setattr.",
-        action: "None on an older kernel (pass --slice-us 0 to stop the notice); otherwise allow sched_setattr.",
+        causes: "A kernel before 6.12 (no per-thread slice: the call succeeds and the slice reads back unchanged), a daemon started under a policy with no slice (SCHED_FIFO, SCHED_RR or SCHED_IDLE from its service manager, which is then left as it is), or a seccomp filter or security module refusing sched_setattr.",
+        action: "None on an older kernel or under a policy chosen on purpose (pass --slice-us 0 to say nothing); otherwise allow sched_setattr.",
     },
     EventSpec {
         name: "ipmultipath.daemon.outputDropped",

@@ -27,7 +27,8 @@ use std::io;
 
 pub use slice::{SLICE_US_RANGE, SliceError, default_slice_here, slice_inherited};
 
-/// The scheduling asked for on the command line: a real-time priority, or else a nice value.
+/// The scheduling asked for on the command line: a real-time priority, or else a nice value and
+/// a time slice.
 #[derive(clap::Args, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RealtimeArgs {
     /// Run the probing loop and the link watcher SCHED_FIFO at priority N (1-99): detection keeps
@@ -179,17 +180,22 @@ pub fn realtime_inherited(priority: u8) -> Result<(), SchedError> {
     set(libc::SCHED_FIFO, priority).map_err(|source| SchedError { priority, source })
 }
 
-/// Threads the calling thread spawns from now on start at normal priority: SCHED_OTHER, and nice
-/// 0 where it was below. `realtime` is its SCHED_FIFO priority, if it runs real-time. Needs no
-/// privilege: only clearing the flag does.
-pub fn stop_inheritance(realtime: Option<u8>) {
-    // The policy stays what it is (SCHED_OTHER keeps the nice value); only the flag is added.
+/// Threads the calling thread spawns from now on start at normal priority: SCHED_OTHER, nice 0
+/// where it was below, and the kernel's slice. `realtime` is its SCHED_FIFO priority, if it runs
+/// real-time; otherwise it keeps `slice_ns`, the slice it took (0: none). Needs no privilege:
+/// only clearing the flag does. Call it once, when every priority is taken.
+pub fn stop_inheritance(realtime: Option<u8>, slice_ns: u64) {
     let applied = match realtime {
-        Some(priority) => set(libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, priority),
-        None => set(libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK, 0),
+        Some(priority) => set(libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, priority)
+            .map_err(|e| anyhow::Error::new(e).context("sched_setscheduler failed")),
+        // The policy and the nice value stay what they are; only the flag is added.
+        None => slice::stop_inheritance_fair(slice_ns).map_err(Into::into),
     };
     if let Err(e) = applied {
-        tracing::warn!(error = %e, "SCHED_RESET_ON_FORK refused; threads spawned later keep the probing loop's priority");
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "SCHED_RESET_ON_FORK refused; threads spawned later keep the probing loop's priority"
+        );
     }
 }
 

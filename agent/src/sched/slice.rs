@@ -41,26 +41,60 @@ const RESET_ON_FORK: u64 = 0x01;
 /// The shortest and the longest slice the kernel takes; values outside are clamped there.
 pub const SLICE_US_RANGE: std::ops::RangeInclusive<u32> = 100..=100_000;
 
+/// A scheduling system call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{call} failed")]
+pub struct SyscallError {
+    call: &'static str,
+    #[source]
+    source: io::Error,
+}
+
+impl SyscallError {
+    fn last(call: &'static str) -> Self {
+        Self {
+            call,
+            source: io::Error::last_os_error(),
+        }
+    }
+}
+
 /// The calling thread's scheduling attributes.
-fn get() -> io::Result<SchedAttr> {
+fn get() -> Result<SchedAttr, SyscallError> {
     let mut attr = SchedAttr::default();
     // SAFETY: pid 0 is the calling thread; `attr` is a writable sched_attr of the size passed.
     let rc = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &raw mut attr, ATTR_SIZE, 0) };
     if rc == 0 {
         Ok(attr)
     } else {
-        Err(io::Error::last_os_error())
+        Err(SyscallError::last("sched_getattr"))
     }
 }
 
-/// Gives the calling thread SCHED_OTHER at its present nice value with `runtime_ns` as its
-/// slice (0: the kernel's default), keeping its SCHED_RESET_ON_FORK flag.
-fn set_fair(runtime_ns: u64) -> io::Result<()> {
+/// Whether threads under `policy` run by EEVDF's slice: SCHED_OTHER and SCHED_BATCH (not the
+/// real-time policies, SCHED_IDLE or sched_ext).
+fn has_slice(policy: u32) -> bool {
+    [libc::SCHED_OTHER, libc::SCHED_BATCH]
+        .iter()
+        .any(|p| p.cast_unsigned() == policy)
+}
+
+/// Gives the calling thread `runtime_ns` as its slice (0: the kernel's default), keeping its
+/// policy and nice value, and its SCHED_RESET_ON_FORK flag unless `reset_on_fork` sets it. A
+/// thread whose policy has no slice is left as it is: `Ok(Err(policy))`.
+fn set(runtime_ns: u64, reset_on_fork: bool) -> Result<Result<(), u32>, SyscallError> {
     let now = get()?;
+    if !has_slice(now.policy) {
+        return Ok(Err(now.policy));
+    }
     let attr = SchedAttr {
         size: ATTR_SIZE,
-        policy: libc::SCHED_OTHER.cast_unsigned(),
-        flags: now.flags & RESET_ON_FORK,
+        policy: now.policy,
+        flags: if reset_on_fork {
+            RESET_ON_FORK
+        } else {
+            now.flags & RESET_ON_FORK
+        },
         nice: now.nice,
         runtime: runtime_ns,
         ..SchedAttr::default()
@@ -68,39 +102,47 @@ fn set_fair(runtime_ns: u64) -> io::Result<()> {
     // SAFETY: pid 0 is the calling thread; `attr` is a valid sched_attr that outlives the call.
     let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) };
     if rc == 0 {
-        Ok(())
+        Ok(Ok(()))
     } else {
-        Err(io::Error::last_os_error())
+        Err(SyscallError::last("sched_setattr"))
     }
 }
 
 /// The kernel refused the slice, or has none to set.
 #[derive(Debug, thiserror::Error)]
 pub enum SliceError {
-    #[error("sched_setattr refused a {slice_us} µs slice (a seccomp filter forbidding it?)")]
+    #[error(
+        "a {slice_us} µs slice was refused (a seccomp filter or a security module forbidding sched_setattr?)"
+    )]
     Refused {
         slice_us: u32,
         #[source]
-        source: io::Error,
+        source: SyscallError,
     },
     #[error(
         "this kernel has no per-thread time slice (EEVDF's, Linux 6.12 and later); it read back {read_ns} ns"
     )]
     Unsupported { read_ns: u64 },
+    #[error(
+        "the daemon was started under scheduling policy {policy}, which has no time slice; it is left as it is"
+    )]
+    NoSlicePolicy { policy: u32 },
 }
 
 /// Gives the calling thread a time slice of `slice_us` (within [`SLICE_US_RANGE`]) at its present
-/// nice value and policy SCHED_OTHER; threads it spawns inherit it. Call it after the nice value
-/// is set and before any thread exists.
+/// policy and nice value; threads it spawns inherit it. Call it after the nice value is set and
+/// before any thread exists.
 ///
 /// # Errors
-/// When the kernel refuses, or takes the call without having a slice to set (before 6.12).
+/// When the kernel refuses, takes the call without having a slice to set (before 6.12), or the
+/// thread runs under a policy with no slice (a real-time one it was started with, SCHED_IDLE).
 pub fn slice_inherited(slice_us: u32) -> Result<(), SliceError> {
     let ns = u64::from(slice_us) * 1_000;
-    set_fair(ns).map_err(|source| SliceError::Refused { slice_us, source })?;
-    let read_ns = get()
-        .map_err(|source| SliceError::Refused { slice_us, source })?
-        .runtime;
+    let refused = |source| SliceError::Refused { slice_us, source };
+    set(ns, false)
+        .map_err(refused)?
+        .map_err(|policy| SliceError::NoSlicePolicy { policy })?;
+    let read_ns = get().map_err(refused)?.runtime;
     if read_ns == ns {
         Ok(())
     } else {
@@ -108,10 +150,27 @@ pub fn slice_inherited(slice_us: u32) -> Result<(), SliceError> {
     }
 }
 
-/// Gives the calling thread the kernel's default slice back (a no-op before 6.12, or with none
-/// set). Needs no privilege; a failure leaves the thread as it was.
+/// Threads the calling thread spawns from now on start with the kernel's slice and nice 0
+/// (SCHED_RESET_ON_FORK), while it keeps `slice_ns` (0: the kernel's default). Done with
+/// `sched_setattr`, where the flag is a field: systemd's `RestrictRealtime=` filter inspects
+/// `sched_setscheduler`'s policy argument, which the flag makes look real-time.
+///
+/// # Errors
+/// When the kernel refuses, or the thread's policy has no slice (it is left as it is).
+pub fn stop_inheritance_fair(slice_ns: u64) -> Result<(), SyscallError> {
+    match set(slice_ns, true)? {
+        Ok(()) => Ok(()),
+        Err(_) => Err(SyscallError {
+            call: "SCHED_RESET_ON_FORK (the policy has no slice)",
+            source: io::Error::from(io::ErrorKind::Unsupported),
+        }),
+    }
+}
+
+/// Gives the calling thread the kernel's default slice back (a no-op before 6.12, with none set,
+/// or under a policy with no slice). Needs no privilege; a failure leaves the thread as it was.
 pub fn default_slice_here() {
-    let _ = set_fair(0);
+    let _ = set(0, false);
 }
 
 /// The calling thread's slice in nanoseconds as the kernel reports it (0 before 6.12).
@@ -124,14 +183,10 @@ pub fn slice_here_ns() -> u64 {
 mod tests {
     use super::*;
 
-    /// Whether the running kernel has EEVDF's per-thread slice (6.12 and later).
+    /// Whether the running kernel has EEVDF's per-thread slice (6.12 and later): its
+    /// `/proc/.../sched` shows `se.slice` since the same change.
     fn kernel_has_slices() -> bool {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-        let mut parts = release
-            .split(['.', '-'])
-            .map(|p| p.parse::<u32>().unwrap_or(0));
-        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        (major, minor) >= (6, 12)
+        std::fs::read_to_string("/proc/thread-self/sched").is_ok_and(|s| s.contains("se.slice"))
     }
 
     #[test]
