@@ -411,5 +411,7 @@ fn fdt10_loaded(n: usize, targets: &mut Targets) -> anyhow::Result<String> {
     md += &fdts.concat();
     md += "\nTargets (silent-fault p99):\n";
     md += &rows.concat();
+    // The next section's heading needs a blank line after the list.
+    md.push('\n');
     Ok(md)
 }
