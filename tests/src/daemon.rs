@@ -100,6 +100,13 @@ impl Daemon {
         Self::start_wrapped(ns, wrapper, args, &[], Stdio::inherit())
     }
 
+    /// [`Daemon::spawn_wrapped`] with standard error written to `log` (for what it logs).
+    #[must_use]
+    pub fn spawn_wrapped_logged(ns: &Netns, wrapper: &[&str], args: &[&str], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::start_wrapped(ns, wrapper, args, &[], Stdio::from(file))
+    }
+
     fn start(ns: &Netns, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         Self::start_wrapped(ns, &[], args, env, stderr)
     }
@@ -489,6 +496,16 @@ pub fn wait_event(
     d.wait_for(timeout, |v| {
         v["event"] == name && ifname.is_none_or(|i| v["params"]["ifname"] == i)
     })
+}
+
+/// Whichever of catalogue event `name` (taken) or `{name}Refused` the daemon says first within
+/// `timeout`: whether it was taken, and the event (a refusal's `params.reason` says why).
+pub fn wait_outcome(d: &mut Daemon, timeout: Duration, name: &str) -> Option<(bool, Value)> {
+    let refused = format!("{name}Refused");
+    let v = d.wait_for(timeout, |v| {
+        v["event"] == name || v["event"] == refused.as_str()
+    })?;
+    Some((v["event"] == name, v))
 }
 
 /// Waits (up to 5 s, scaled) for catalogue event `name` about `ifname` and asserts that it came

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::{
-    daemon::{self, RunConfig, expect_failed_within_fdt, expect_within, wait_event},
+    daemon::{self, RunConfig, expect_failed_within_fdt, expect_within, wait_event, wait_outcome},
     monotonic_ns,
     procstat::Stat,
     topology::Lan,
@@ -736,13 +736,9 @@ fn by_default_only_the_probing_loop_and_the_link_watcher_run_at_a_raised_priorit
     lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
     let cfg = RunConfig::new("nice", &two_members(FDT_MS, ""), None);
     let mut d = cfg.spawn_with(lan.host(), &["--metrics", "127.0.0.1:0"]);
-    let ev = d
-        .wait_for(Duration::from_secs(10), |v| {
-            v["event"] == "ipmultipath.daemon.nice"
-                || v["event"] == "ipmultipath.daemon.niceRefused"
-        })
+    let (taken, ev) = wait_outcome(&mut d, Duration::from_secs(10), "ipmultipath.daemon.nice")
         .expect("the daemon says whether the raised priority took effect");
-    assert_eq!(ev["event"], "ipmultipath.daemon.nice", "{ev}");
+    assert!(taken, "{ev}");
     assert_eq!(ev["params"]["nice"], -10);
     let nices = thread_nices(d.pid());
     assert!(
@@ -761,15 +757,11 @@ fn by_default_only_the_probing_loop_and_the_link_watcher_run_at_a_raised_priorit
         thread_policies(d.pid()).iter().all(|t| t.1 != SCHED_FIFO),
         "nothing real-time without --rt-priority"
     );
-    let ev = d
-        .wait_for(Duration::from_secs(5), |v| {
-            v["event"] == "ipmultipath.daemon.slice"
-                || v["event"] == "ipmultipath.daemon.sliceRefused"
-        })
+    let (taken, ev) = wait_outcome(&mut d, Duration::from_secs(5), "ipmultipath.daemon.slice")
         .expect("the daemon says whether the time slice took effect");
     assert_eq!(ev["params"]["slice_us"], 100, "{ev}");
     if kernel_has_slices() {
-        assert_eq!(ev["event"], "ipmultipath.daemon.slice", "{ev}");
+        assert!(taken, "{ev}");
         let slices = thread_slices(d.pid());
         assert!(
             has_probing_and_link_threads(&slices),
@@ -781,7 +773,7 @@ fn by_default_only_the_probing_loop_and_the_link_watcher_run_at_a_raised_priorit
             assert_eq!(short, want, "{name}: {slices:?}");
         }
     } else {
-        assert_eq!(ev["event"], "ipmultipath.daemon.sliceRefused", "{ev}");
+        assert!(!taken, "{ev}");
         let reason = ev["params"]["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("6.12"), "{ev}");
     }
@@ -845,13 +837,13 @@ fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() 
         lan.host(),
         &["--rt-priority", "7", "--metrics", "127.0.0.1:0"],
     );
-    let ev = d
-        .wait_for(Duration::from_secs(10), |v| {
-            v["event"] == "ipmultipath.daemon.realtime"
-                || v["event"] == "ipmultipath.daemon.realtimeRefused"
-        })
-        .expect("the daemon says whether real-time scheduling took effect");
-    assert_eq!(ev["event"], "ipmultipath.daemon.realtime", "{ev}");
+    let (taken, ev) = wait_outcome(
+        &mut d,
+        Duration::from_secs(10),
+        "ipmultipath.daemon.realtime",
+    )
+    .expect("the daemon says whether real-time scheduling took effect");
+    assert!(taken, "{ev}");
     assert_eq!(ev["params"]["priority"], 7);
     let threads = thread_policies(d.pid());
     assert!(
@@ -890,6 +882,50 @@ fn with_rt_priority_only_the_probing_loop_and_the_link_watcher_run_sched_fifo() 
 }
 
 #[test]
+fn a_daemon_its_service_manager_started_real_time_keeps_it_only_where_it_measures() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    lan.topo.route(lan.host, "198.51.100.0/24 via 192.0.2.1");
+    let cfg = RunConfig::new("rt-started", &two_members(FDT_MS, ""), None);
+    // As `CPUSchedulingPolicy=fifo` in a unit would start it, with no --rt-priority.
+    let log = cfg.dir.join("stderr");
+    let args = cfg.run_args();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--metrics", "127.0.0.1:0"]);
+    let mut d =
+        daemon::Daemon::spawn_wrapped_logged(lan.host(), &["chrt", "--fifo", "5"], &args, &log);
+    // SCHED_FIFO has no time slice: the slice asked for by default is refused, and says why.
+    let (taken, ev) = wait_outcome(&mut d, Duration::from_secs(10), "ipmultipath.daemon.slice")
+        .expect("the daemon says whether the time slice took effect");
+    assert!(!taken, "{ev}");
+    let reason = ev["params"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("SCHED_FIFO (1)"), "{ev}");
+    probing(&mut d);
+    let threads = thread_policies(d.pid());
+    assert!(
+        threads.len() >= 4,
+        "probing, link, control, metrics: {threads:?}"
+    );
+    for (name, policy, priority) in &threads {
+        let want = match name.as_str() {
+            "ipmpd" | "ipmpd-link" => (SCHED_FIFO, 5),
+            "ipmpd-metrics" => (SCHED_IDLE, 0),
+            _ => (0, 0),
+        };
+        assert_eq!((*policy, *priority), want, "{name}: {threads:?}");
+    }
+    h0_fails_silently_within_the_fdt(&lan, &mut d, "silent fault, started real-time");
+    d.stop();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !stderr.contains("SCHED_RESET_ON_FORK"),
+        "threads spawned later start normal without a warning: {stderr}"
+    );
+}
+
+#[test]
 fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() {
     if !tests::privileged() {
         return;
@@ -908,26 +944,22 @@ fn a_refused_rt_priority_is_reported_and_the_daemon_probes_at_normal_priority() 
         "--",
     ];
     let mut d = cfg.spawn_wrapped(lan.host(), &wrapper, &["--rt-priority", "7"]);
-    let ev = d
-        .wait_for(Duration::from_secs(10), |v| {
-            v["event"] == "ipmultipath.daemon.realtime"
-                || v["event"] == "ipmultipath.daemon.realtimeRefused"
-        })
-        .expect("the daemon says whether real-time scheduling took effect");
-    assert_eq!(ev["event"], "ipmultipath.daemon.realtimeRefused", "{ev}");
+    let (taken, ev) = wait_outcome(
+        &mut d,
+        Duration::from_secs(10),
+        "ipmultipath.daemon.realtime",
+    )
+    .expect("the daemon says whether real-time scheduling took effect");
+    assert!(!taken, "{ev}");
     let reason = ev["params"]["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("RLIMIT_RTPRIO"),
         "the reason names the limit: {reason}"
     );
     // Without real-time scheduling the raised nice value is tried next, and refused alike.
-    let ev = d
-        .wait_for(Duration::from_secs(10), |v| {
-            v["event"] == "ipmultipath.daemon.nice"
-                || v["event"] == "ipmultipath.daemon.niceRefused"
-        })
+    let (taken, ev) = wait_outcome(&mut d, Duration::from_secs(10), "ipmultipath.daemon.nice")
         .expect("the daemon says whether the raised priority took effect");
-    assert_eq!(ev["event"], "ipmultipath.daemon.niceRefused", "{ev}");
+    assert!(!taken, "{ev}");
     let reason = ev["params"]["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("RLIMIT_NICE"),

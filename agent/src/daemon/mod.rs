@@ -342,19 +342,22 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     ));
     let sources = Sources::new(ring, signals, link_events);
     use crate::sched::Asked;
-    let realtime = realtime.and_then(|(priority, applied)| {
+    let realtime = realtime.is_some_and(|(priority, applied)| {
         d.report_priority(Asked::Realtime(priority), applied.map_err(Into::into))
-            .then_some(priority)
     });
     let nice = nice.is_some_and(|(nice, applied)| {
         d.report_priority(Asked::Nice(nice), applied.map_err(Into::into))
     });
     let slice_ns = slice.map_or(0, |(slice, applied)| {
-        let taken = d.report_priority(Asked::Slice(slice), applied.map_err(Into::into));
-        if taken { u64::from(slice) * 1_000 } else { 0 }
+        let (ns, applied) = match applied {
+            Ok(ns) => (ns, Ok(())),
+            Err(e) => (0, Err(e.into())),
+        };
+        d.report_priority(Asked::Slice(slice), applied);
+        ns
     });
-    if realtime.is_some() || nice || slice_ns != 0 {
-        crate::sched::stop_inheritance(realtime, slice_ns);
+    if realtime || nice || slice_ns != 0 {
+        crate::sched::stop_inheritance(slice_ns);
     }
     d.main_loop(sources)
 }

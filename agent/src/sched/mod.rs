@@ -181,19 +181,13 @@ pub fn realtime_inherited(priority: u8) -> Result<(), SchedError> {
 }
 
 /// Threads the calling thread spawns from now on start at normal priority: SCHED_OTHER, nice 0
-/// where it was below, and the kernel's slice. `realtime` is its SCHED_FIFO priority, if it runs
-/// real-time; otherwise it keeps `slice_ns`, the slice it took (0: none). Needs no privilege:
-/// only clearing the flag does. Call it once, when every priority is taken.
-pub fn stop_inheritance(realtime: Option<u8>, slice_ns: u64) {
-    let applied = match realtime {
-        Some(priority) => set(libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, priority)
-            .map_err(|e| anyhow::Error::new(e).context("sched_setscheduler failed")),
-        // The policy and the nice value stay what they are; only the flag is added.
-        None => slice::stop_inheritance_fair(slice_ns).map_err(Into::into),
-    };
-    if let Err(e) = applied {
+/// where it was below, and the kernel's slice. The calling thread keeps its policy (whichever it
+/// has: the one asked for, or the one its service manager started it under), its nice value and
+/// `slice_ns`, the slice it took (0: none). Call it once, when every priority is taken.
+pub fn stop_inheritance(slice_ns: u64) {
+    if let Err(e) = slice::stop_inheritance(slice_ns) {
         tracing::warn!(
-            error = format!("{e:#}"),
+            error = format!("{:#}", anyhow::Error::new(e)),
             "SCHED_RESET_ON_FORK refused; threads spawned later keep the probing loop's priority"
         );
     }
@@ -280,6 +274,101 @@ mod tests {
         .unwrap();
         assert_eq!(inherited, -3, "a spawned thread inherits the nice value");
         assert_eq!(after, 0, "and gives it up");
+    }
+
+    /// The calling thread's policy.
+    fn policy_here() -> i32 {
+        policy_and_flag_here().0
+    }
+
+    /// The calling thread's policy, and whether threads it spawns start at normal priority
+    /// (SCHED_RESET_ON_FORK, which the kernel reports beside the policy).
+    fn policy_and_flag_here() -> (i32, bool) {
+        // SAFETY: pid 0 is the calling thread; no pointers.
+        let p = unsafe { libc::sched_getscheduler(0) };
+        (
+            p & !libc::SCHED_RESET_ON_FORK,
+            p & libc::SCHED_RESET_ON_FORK != 0,
+        )
+    }
+
+    /// Skips a test that needs CAP_SYS_NICE where it is missing: CI runs as root and must have it.
+    fn privileged(taken: Result<(), impl std::fmt::Display>) -> bool {
+        match taken {
+            Ok(()) => true,
+            Err(e) => {
+                assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{e}");
+                eprintln!("skipped without CAP_SYS_NICE: {e}");
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn after_stop_inheritance_a_real_time_thread_stays_real_time_and_its_children_do_not() {
+        let seen = std::thread::spawn(|| {
+            if !privileged(realtime_inherited(1)) {
+                return None;
+            }
+            // As the daemon does when it runs real-time: no slice was taken.
+            stop_inheritance(0);
+            let child = std::thread::spawn(policy_here).join().unwrap();
+            let (own, flag) = policy_and_flag_here();
+            Some((own, flag, child))
+        })
+        .join()
+        .unwrap();
+        if let Some((own, flag, child)) = seen {
+            assert_eq!(own, libc::SCHED_FIFO, "the thread keeps its policy");
+            assert!(flag, "and the flag is set");
+            assert_eq!(child, libc::SCHED_OTHER, "a thread it spawns starts normal");
+        }
+    }
+
+    #[test]
+    fn after_stop_inheritance_a_thread_keeps_its_nice_value_and_slice_and_its_children_do_not() {
+        let seen = std::thread::spawn(|| {
+            if !privileged(nice_inherited(-3)) {
+                return None;
+            }
+            // Before 6.12 there is no slice to take: the daemon goes on with 0.
+            let slice_ns = slice_inherited(100).unwrap_or(0);
+            stop_inheritance(slice_ns);
+            let child = std::thread::spawn(|| (nice_here(), slice::slice_here_ns()))
+                .join()
+                .unwrap();
+            let (policy, flag) = policy_and_flag_here();
+            let own = (nice_here(), slice::slice_here_ns(), policy);
+            Some((slice_ns, own, flag, child))
+        })
+        .join()
+        .unwrap();
+        if let Some((slice_ns, (nice, slice, policy), flag, (child_nice, child_slice))) = seen {
+            assert_eq!(
+                (nice, policy),
+                (-3, libc::SCHED_OTHER),
+                "the thread keeps both"
+            );
+            assert!(flag, "and the flag is set");
+            assert_eq!(child_nice, 0, "a thread it spawns starts at nice 0");
+            if slice_ns != 0 {
+                assert_eq!(slice, slice_ns, "the thread keeps its slice");
+                assert_ne!(child_slice, slice_ns, "a thread it spawns has the kernel's");
+            }
+        }
+    }
+
+    #[test]
+    fn stop_inheritance_under_sched_idle_sets_the_flag_and_keeps_the_policy() {
+        let (policy, flag) = std::thread::spawn(|| {
+            background_here();
+            stop_inheritance(0);
+            policy_and_flag_here()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE);
+        assert!(flag, "the flag is set under a policy with no slice too");
     }
 
     #[test]

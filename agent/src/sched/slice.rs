@@ -79,32 +79,36 @@ fn has_slice(policy: u32) -> bool {
         .any(|p| p.cast_unsigned() == policy)
 }
 
-/// Gives the calling thread `runtime_ns` as its slice (0: the kernel's default), keeping its
-/// policy and nice value, and its SCHED_RESET_ON_FORK flag unless `reset_on_fork` sets it. A
-/// thread whose policy has no slice is left as it is: `Ok(Err(policy))`.
+/// Gives the calling thread `runtime_ns` as its slice (0: the kernel's default) and keeps its
+/// policy, priority and nice value; keeps its SCHED_RESET_ON_FORK flag unless `reset_on_fork`
+/// sets it. A thread whose policy has no slice (real-time, SCHED_IDLE) keeps what it has; the
+/// flag is still set when asked, and the answer is `Ok(Err(policy))`.
 fn set(runtime_ns: u64, reset_on_fork: bool) -> Result<Result<(), u32>, SyscallError> {
     let now = get()?;
-    if !has_slice(now.policy) {
+    let sliced = has_slice(now.policy);
+    if !sliced && !reset_on_fork {
         return Ok(Err(now.policy));
     }
     let attr = SchedAttr {
         size: ATTR_SIZE,
-        policy: now.policy,
         flags: if reset_on_fork {
             RESET_ON_FORK
         } else {
             now.flags & RESET_ON_FORK
         },
-        nice: now.nice,
-        runtime: runtime_ns,
-        ..SchedAttr::default()
+        // Under a policy without a slice the fields are its own (a deadline reservation's
+        // runtime, deadline and period) and go back as read.
+        runtime: if sliced { runtime_ns } else { now.runtime },
+        ..now
     };
     // SAFETY: pid 0 is the calling thread; `attr` is a valid sched_attr that outlives the call.
     let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) };
-    if rc == 0 {
+    if rc != 0 {
+        Err(SyscallError::last("sched_setattr"))
+    } else if sliced {
         Ok(Ok(()))
     } else {
-        Err(SyscallError::last("sched_setattr"))
+        Ok(Err(now.policy))
     }
 }
 
@@ -124,19 +128,35 @@ pub enum SliceError {
     )]
     Unsupported { read_ns: u64 },
     #[error(
-        "the daemon was started under scheduling policy {policy}, which has no time slice; it is left as it is"
+        "the daemon was started under scheduling policy {} ({policy}), which has no time slice; it is left as it is",
+        policy_name(*policy)
     )]
     NoSlicePolicy { policy: u32 },
 }
 
+/// The name sched(7) gives `policy`.
+fn policy_name(policy: u32) -> &'static str {
+    match policy.cast_signed() {
+        libc::SCHED_OTHER => "SCHED_OTHER",
+        libc::SCHED_FIFO => "SCHED_FIFO",
+        libc::SCHED_RR => "SCHED_RR",
+        libc::SCHED_BATCH => "SCHED_BATCH",
+        libc::SCHED_IDLE => "SCHED_IDLE",
+        libc::SCHED_DEADLINE => "SCHED_DEADLINE",
+        // Not in the libc crate.
+        7 => "SCHED_EXT",
+        _ => "unknown",
+    }
+}
+
 /// Gives the calling thread a time slice of `slice_us` (within [`SLICE_US_RANGE`]) at its present
 /// policy and nice value; threads it spawns inherit it. Call it after the nice value is set and
-/// before any thread exists.
+/// before any thread exists. Returns the slice set, in nanoseconds.
 ///
 /// # Errors
 /// When the kernel refuses, takes the call without having a slice to set (before 6.12), or the
 /// thread runs under a policy with no slice (a real-time one it was started with, SCHED_IDLE).
-pub fn slice_inherited(slice_us: u32) -> Result<(), SliceError> {
+pub fn slice_inherited(slice_us: u32) -> Result<u64, SliceError> {
     let ns = u64::from(slice_us) * 1_000;
     let refused = |source| SliceError::Refused { slice_us, source };
     set(ns, false)
@@ -144,27 +164,23 @@ pub fn slice_inherited(slice_us: u32) -> Result<(), SliceError> {
         .map_err(|policy| SliceError::NoSlicePolicy { policy })?;
     let read_ns = get().map_err(refused)?.runtime;
     if read_ns == ns {
-        Ok(())
+        Ok(ns)
     } else {
         Err(SliceError::Unsupported { read_ns })
     }
 }
 
-/// Threads the calling thread spawns from now on start with the kernel's slice and nice 0
-/// (SCHED_RESET_ON_FORK), while it keeps `slice_ns` (0: the kernel's default). Done with
-/// `sched_setattr`, where the flag is a field: systemd's `RestrictRealtime=` filter inspects
-/// `sched_setscheduler`'s policy argument, which the flag makes look real-time.
+/// Threads the calling thread spawns from now on start at normal priority (SCHED_RESET_ON_FORK:
+/// SCHED_OTHER where it runs real-time, nice 0 where it is below, the kernel's slice), while it
+/// keeps its own policy, priority, nice value and `slice_ns` (0: the kernel's default; ignored
+/// under a policy with no slice). Done with `sched_setattr`, where the flag is a field: systemd's
+/// `RestrictRealtime=` filter inspects `sched_setscheduler`'s policy argument, which the flag
+/// makes look real-time. Needs no privilege: only clearing the flag does.
 ///
 /// # Errors
-/// When the kernel refuses, or the thread's policy has no slice (it is left as it is).
-pub fn stop_inheritance_fair(slice_ns: u64) -> Result<(), SyscallError> {
-    match set(slice_ns, true)? {
-        Ok(()) => Ok(()),
-        Err(_) => Err(SyscallError {
-            call: "SCHED_RESET_ON_FORK (the policy has no slice)",
-            source: io::Error::from(io::ErrorKind::Unsupported),
-        }),
-    }
+/// When the kernel refuses.
+pub fn stop_inheritance(slice_ns: u64) -> Result<(), SyscallError> {
+    set(slice_ns, true).map(|_| ())
 }
 
 /// Gives the calling thread the kernel's default slice back (a no-op before 6.12, with none set,

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, time::Duration};
 use anyhow::Context as _;
 use serde_json::Value;
 use tests::{
-    daemon::{Daemon, RunConfig},
+    daemon::{Daemon, RunConfig, wait_outcome},
     monotonic_ns,
     topology::Lan,
 };
@@ -266,28 +266,20 @@ fn fast_round(extra: &[&str], n: usize) -> anyhow::Result<FastRound> {
         .context("ipmpd did not start")?;
     if extra.contains(&"--rt-priority") {
         // A refusal would make this round measure normal scheduling under the wrong name.
-        let ev = d
-            .wait_for(Duration::from_secs(5), |v: &Value| {
-                v["event"] == "ipmultipath.daemon.realtime"
-                    || v["event"] == "ipmultipath.daemon.realtimeRefused"
-            })
-            .context("ipmpd said nothing of --rt-priority")?;
-        anyhow::ensure!(
-            ev["event"] == "ipmultipath.daemon.realtime",
-            "--rt-priority refused: {}",
-            ev["message"]
-        );
+        let (taken, ev) = wait_outcome(
+            &mut d,
+            Duration::from_secs(5),
+            "ipmultipath.daemon.realtime",
+        )
+        .context("ipmpd said nothing of --rt-priority")?;
+        anyhow::ensure!(taken, "--rt-priority refused: {}", ev["message"]);
     }
     // At its defaults ipmpd asks for the short slice, which kernels before 6.12 refuse: the round
     // is named by what it got, not by what it asked for.
     let slice_taken = if extra.is_empty() {
-        let ev = d
-            .wait_for(Duration::from_secs(5), |v: &Value| {
-                v["event"] == "ipmultipath.daemon.slice"
-                    || v["event"] == "ipmultipath.daemon.sliceRefused"
-            })
+        let (taken, _) = wait_outcome(&mut d, Duration::from_secs(5), "ipmultipath.daemon.slice")
             .context("ipmpd said nothing of its time slice")?;
-        Some(ev["event"] == "ipmultipath.daemon.slice")
+        Some(taken)
     } else {
         None
     };
