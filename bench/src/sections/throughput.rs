@@ -1,13 +1,14 @@
-//! veth throughput: iperf3 TCP over one veth pair without ipmpd and with it attached (XDP and TC
-//! egress on the path of every data packet), at the default carrier poll and a 10 ms floor.
+//! veth throughput: one iperf3 TCP flow over one veth pair, measured over short windows while
+//! ipmpd is attached (XDP and TC egress on the path of every data packet) at the default carrier
+//! poll and a 10 ms floor, and while it is not.
 
 use std::{
-    process::{Command, Stdio},
-    time::Duration,
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
-use serde_json::Value;
 use tests::topology::Topology;
 
 use crate::{
@@ -15,32 +16,23 @@ use crate::{
     targets::{Targets, verdict},
 };
 
-/// One iperf3 TCP run from `a` to `b`'s 192.0.2.1 for `secs`; Gbit/s.
-fn iperf(a: &tests::Netns, secs: u32) -> anyhow::Result<f64> {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", a.path()))
-        .args(["iperf3", "-c", "192.0.2.1", "-t", &secs.to_string(), "-J"])
-        .output()
-        .context("iperf3")?;
-    let v: Value = serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .map(|b| b / 1e9)
-        .context("no throughput in iperf3's report")
-}
-
-/// Rounds of the rotation; each gives one ratio per "with" setup. Three runs of the section with
-/// 7 rounds gave medians of 0.912, 1.040 and 0.983 for the same build, their rounds' ratios
-/// ranging from 0.74 to 1.25: more rounds narrow the median's own spread.
-const ROUNDS: usize = 15;
-/// Seconds of one iperf3 run.
-const RUN_SECS: u32 = 3;
+/// Rounds of the rotation; each gives one ratio per "with" setup. With a new iperf3 run of 3 s per
+/// setup (slow start, process start-up and attachment in every run), 15 rounds gave ratios from
+/// 0.83 to 1.36; windows of one flow a few seconds apart drift less.
+const ROUNDS: usize = 20;
+/// How long a window counts the bytes received.
+const WINDOW: Duration = Duration::from_secs(2);
+/// How long after ipmpd attached (or detached) a window starts: the flow's rate settles after the
+/// veth's receive path changed mode.
+const SETTLE: Duration = Duration::from_millis(500);
+/// The longest a window waits for `ipmpd watch` to say it is attached.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The benchmark section.
 ///
 /// This machine's veth throughput drifts by more than the target's 1 % from one run to the next
 /// (9.8 to 13.1 Gbit/s in three runs of one setup), so the ratio is taken within each round,
-/// between runs a few seconds apart, and the row reports the median of the rounds' ratios with
+/// between windows of one flow a few seconds apart, and the row reports the median of the rounds' ratios with
 /// their range; the setups' order rotates from round to round, so none always runs first.
 pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
     let mut topo = Topology::default();
@@ -60,14 +52,16 @@ pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
         ),
         ("with ipmpd, 10 ms poll floor", Some(10_000)),
     ];
+    let mut flow = Flow::start(&topo, a, b)?;
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
     for round in 0..ROUNDS {
         for k in 0..setups.len() {
             let i = (round + k) % setups.len();
-            let gbps = one_run(&topo, a, b, setups[i].1)?;
+            let gbps = flow.window(&topo, a, setups[i].1)?;
             runs[i].push(gbps);
         }
     }
+    flow.stop();
     let mut table = String::new();
     for ((name, _), v) in setups.iter().zip(&runs) {
         let list = v.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>();
@@ -99,70 +93,146 @@ pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
     let verdict = |r: f64| verdict(r >= 0.99);
     Ok(format!(
         "## veth throughput with and without ipmpd attached\n\n\
-         iperf3 TCP over one veth pair for {RUN_SECS} s per run; {ROUNDS} rounds of the three setups, in\n\
-         an order that rotates from round to round; \"with\" = `ipmpd watch t0 --link-poll-us N` attached\n\
-         (XDP on t0, TC egress on t0: every data packet crosses both programs). The ratio is taken\n\
-         within each round (runs seconds apart): the throughput drifts between rounds by more than 1 %.\n\n\
-         | setup | runs (Gbit/s), round by round | median |\n|---|---|---|\n{table}\n\
+         One iperf3 TCP flow over one veth pair; {ROUNDS} rounds of the three setups, in an order that\n\
+         rotates from round to round, each a window of {} s of the flow (bytes the receiving end\n\
+         counted) starting {} ms after `ipmpd watch t0 --link-poll-us N` said it was attached (XDP on\n\
+         t0, TC egress on t0: every data packet crosses both programs) or after it detached. The ratio\n\
+         is taken within each round (windows seconds apart): the throughput drifts between rounds by\n\
+         more than 1 %.\n\n\
+         | setup | windows (Gbit/s), round by round | median |\n|---|---|---|\n{table}\n\
          With / without, the median of the rounds' ratios: {text1} at the default poll, {text10}\n\
          at the 10 ms floor (target ≥ 0.99: {}, {}).\n\n",
+        WINDOW.as_secs(),
+        SETTLE.as_millis(),
         verdict(r1),
         verdict(r10)
     ))
 }
 
-/// One iperf3 run over the pair, with `ipmpd watch t0` attached at `poll_us` when given; Gbit/s.
-fn one_run(topo: &Topology, a: usize, b: usize, poll_us: Option<u64>) -> anyhow::Result<f64> {
-    let mut server = Command::new("nsenter")
-        .arg(format!("--net={}", topo.at(b).path()))
-        .args(["iperf3", "-s", "--one-off"])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("iperf3 server")?;
-    std::thread::sleep(Duration::from_millis(300));
-    let watch = poll_us
-        .map(|us| {
-            Command::new("nsenter")
-                .arg(format!("--net={}", topo.at(a).path()))
-                .arg(tests::daemon::binary())
-                .args([
-                    "watch",
-                    "t0",
-                    "--instance",
-                    "bench-tput",
-                    "--duration-ms",
-                    &(u64::from(RUN_SECS) * 1000 + 3000).to_string(),
-                ])
-                .args(["--link-poll-us", &us.to_string()])
-                .stdout(Stdio::null())
-                .spawn()
-                .context("cannot start ipmpd watch")
-        })
-        .transpose();
-    let watch = match watch {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = server.kill();
-            let _ = server.wait();
-            return Err(e);
+/// One iperf3 flow from `a` to `b`'s 192.0.2.1 for the whole section.
+struct Flow {
+    server: Child,
+    client: Child,
+}
+
+impl Flow {
+    fn start(topo: &Topology, a: usize, b: usize) -> anyhow::Result<Self> {
+        let mut server = Command::new("nsenter")
+            .arg(format!("--net={}", topo.at(b).path()))
+            .args(["iperf3", "-s", "--one-off"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("iperf3 server")?;
+        std::thread::sleep(Duration::from_millis(300));
+        // Longer than the rounds can take (three windows of at most the attachment's timeout,
+        // the settling and the window each): it is stopped when they are done.
+        let secs = ROUNDS as u64 * 3 * (ATTACH_TIMEOUT + SETTLE + WINDOW).as_secs();
+        let client = Command::new("nsenter")
+            .arg(format!("--net={}", topo.at(a).path()))
+            .args(["iperf3", "-c", "192.0.2.1", "-t", &secs.to_string()])
+            .stdout(Stdio::null())
+            .spawn();
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = server.kill();
+                let _ = server.wait();
+                return Err(anyhow::Error::new(e).context("iperf3 client"));
+            }
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(Self { server, client })
+    }
+
+    /// Bytes the receiving end (t1, in the server's namespace) has counted.
+    fn received(&self) -> anyhow::Result<u64> {
+        // nsenter execs iperf3 in place: its /proc/PID/net is the server's namespace.
+        let dev = std::fs::read_to_string(format!("/proc/{}/net/dev", self.server.id()))
+            .context("the iperf3 server's /proc/PID/net/dev")?;
+        dev.lines()
+            .find_map(|l| l.trim_start().strip_prefix("t1:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .context("no t1 in the server's /proc/PID/net/dev")
+    }
+
+    /// One window of the flow, with `ipmpd watch t0` attached at `poll_us` when given; Gbit/s.
+    fn window(&mut self, topo: &Topology, a: usize, poll_us: Option<u64>) -> anyhow::Result<f64> {
+        anyhow::ensure!(
+            self.client.try_wait()?.is_none(),
+            "the iperf3 flow ended before the rounds did"
+        );
+        let watch = poll_us.map(|us| Watch::attach(topo, a, us)).transpose()?;
+        std::thread::sleep(SETTLE);
+        let (b0, t0) = (self.received()?, Instant::now());
+        std::thread::sleep(WINDOW);
+        let (b1, t1) = (self.received()?, Instant::now());
+        if let Some(w) = watch {
+            w.detach()?;
         }
-    };
-    std::thread::sleep(Duration::from_millis(500));
-    let gbps = iperf(topo.at(a), RUN_SECS);
-    // A "with" run whose watcher had already ended measured nothing of ipmpd: an error, not a row.
-    let mut ended = None;
-    if let Some(mut w) = watch {
-        ended = w.try_wait().ok().flatten();
-        let _ = w.kill();
-        let _ = w.wait();
+        Ok(b1.saturating_sub(b0) as f64 * 8.0 / (t1 - t0).as_secs_f64() / 1e9)
+    }
+
+    fn stop(mut self) {
+        for c in [&mut self.client, &mut self.server] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `ipmpd watch t0` attached for one window.
+struct Watch(Child);
+
+impl Watch {
+    /// Starts it and waits until it says it is attached.
+    fn attach(topo: &Topology, a: usize, poll_us: u64) -> anyhow::Result<Self> {
+        let bound = ATTACH_TIMEOUT + SETTLE + WINDOW + Duration::from_secs(5);
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", topo.at(a).path()))
+            .arg(tests::daemon::binary())
+            .args(["watch", "t0", "--instance", "bench-tput"])
+            .args(["--duration-ms", &bound.as_millis().to_string()])
+            .args(["--link-poll-us", &poll_us.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start ipmpd watch")?;
+        let stdout = child.stdout.take().context("piped stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Its reports after that are read to the end: a closed pipe would stop it.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let watch = Self(child);
+        match rx.recv_timeout(ATTACH_TIMEOUT) {
+            Ok(line) if line.starts_with("watching ") => Ok(watch),
+            Ok(line) => anyhow::bail!("ipmpd watch did not attach: {line:?}"),
+            Err(_) => anyhow::bail!("ipmpd watch did not attach within {ATTACH_TIMEOUT:?}"),
+        }
+    }
+
+    /// Stops it (SIGTERM: it detaches and removes its pins) and waits until it has.
+    fn detach(mut self) -> anyhow::Result<()> {
+        // A watcher that ended on its own measured nothing of ipmpd: an error, not a row.
+        if let Some(status) = self.0.try_wait()? {
+            anyhow::bail!("ipmpd watch ended before its window did ({status})");
+        }
+        let pid = libc::pid_t::try_from(self.0.id()).context("pid")?;
+        // SAFETY: no pointers; `pid` is our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self.0.wait()?;
+        anyhow::ensure!(status.success(), "ipmpd watch stopped with {status}");
+        Ok(())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
         let _ = std::fs::remove_dir_all("/sys/fs/bpf/ipmpd/bench-tput");
     }
-    let _ = server.kill();
-    let _ = server.wait();
-    if let Some(status) = ended {
-        anyhow::bail!(
-            "ipmpd watch ended before the iperf3 run did ({status}): nothing of ipmpd was measured"
-        );
-    }
-    gbps
 }
