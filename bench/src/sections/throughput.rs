@@ -61,7 +61,7 @@ pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
             runs[i].push(gbps);
         }
     }
-    flow.stop();
+    drop(flow);
     let mut table = String::new();
     for ((name, _), v) in setups.iter().zip(&runs) {
         let list = v.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>();
@@ -171,8 +171,11 @@ impl Flow {
         }
         Ok(b1.saturating_sub(b0) as f64 * 8.0 / (t1 - t0).as_secs_f64() / 1e9)
     }
+}
 
-    fn stop(mut self) {
+/// The flow ends with the section, also when a window fails.
+impl Drop for Flow {
+    fn drop(&mut self) {
         for c in [&mut self.client, &mut self.server] {
             let _ = c.kill();
             let _ = c.wait();
