@@ -45,6 +45,8 @@ pub mod names {
     pub const LINK_EVENTS: &str = "LINK_EVENTS";
     /// XDP program recognising probe replies.
     pub const XDP_PROBE_REPLY: &str = "ipmpd_xdp_reply";
+    /// TC ingress program doing the same as [`XDP_PROBE_REPLY`] (`--reply-hook tc`).
+    pub const TC_PROBE_REPLY: &str = "ipmpd_tc_reply";
     /// TC egress program stamping outgoing probes.
     pub const TC_PROBE_STAMP: &str = "ipmpd_tc_stamp";
 }

@@ -1,4 +1,6 @@
-//! XDP: recognise replies to ipmpd's probes, time-stamp them and hand them to userspace.
+//! XDP: recognise replies to ipmpd's probes, time-stamp them and hand them to userspace. The
+//! recognising and handing over ([`take`]) is shared with the TC ingress program
+//! (`tc_reply.rs`), which does the same where XDP would cost the device more than it saves.
 
 use agent_common::{
     PROBE_ID_WAKE,
@@ -26,15 +28,37 @@ const ICMPV6_ECHO_REPLY: u8 = 129;
 
 #[xdp]
 pub fn ipmpd_xdp_reply(ctx: XdpContext) -> u32 {
-    let start = ctx.data();
-    let end = ctx.data_end();
+    match take(
+        ctx.data(),
+        ctx.data_end(),
+        ctx.ingress_ifindex() as u32,
+        None,
+    ) {
+        Taken::Consumed => XDP_DROP,
+        Taken::Pass => XDP_PASS,
+    }
+}
+
+/// What becomes of a frame after [`take`] looked at it.
+pub enum Taken {
+    /// A reply to one of ipmpd's probes, queued for userspace, or a forged one: the stack never
+    /// sees it.
+    Consumed,
+    /// Everything else, and replies the ring had no room for (fail open).
+    Pass,
+}
+
+/// Looks at the frame `[start, end)` that arrived on `ifindex`; queues replies to ipmpd's probes
+/// and counts what it refuses. `vlan` is a tag the device already took off the frame (TC sees
+/// frames after the stack untagged them; XDP sees the tag in the frame).
+#[inline(always)]
+pub fn take(start: usize, end: usize, ifindex: u32, vlan: Option<u16>) -> Taken {
     let verdict = classify(start, end);
     // Almost every frame is not ICMP: it passes before any map access or clock read (the kernel
     // counts it among the interface's own receive statistics).
     if let Verdict::NotIcmp = verdict {
-        return XDP_PASS;
+        return Taken::Pass;
     }
-    let ifindex = ctx.ingress_ifindex() as u32;
     // One map lookup per ICMP frame: the entry is reused for the reject and reply counters below.
     let mut stats = counters(ifindex);
     if let Some(stats) = stats.as_deref_mut() {
@@ -44,14 +68,21 @@ pub fn ipmpd_xdp_reply(ctx: XdpContext) -> u32 {
         stats.last_icmp_ns = unsafe { bpf_ktime_get_coarse_ns() };
     }
     match verdict {
-        Verdict::NotIcmp | Verdict::Pass => XDP_PASS,
+        Verdict::NotIcmp | Verdict::Pass => Taken::Pass,
         Verdict::Reject(reason) => {
             if let Some(stats) = stats {
                 reason.count(stats);
             }
-            XDP_PASS
+            Taken::Pass
         }
-        Verdict::Reply { l4, icmp, header } => {
+        Verdict::Reply {
+            mut l4,
+            icmp,
+            header,
+        } => {
+            if l4.vlan.is_none() {
+                l4.vlan = vlan;
+            }
             deliver(start, end, ifindex, &l4, icmp, header, stats)
         }
     }
@@ -154,7 +185,7 @@ fn deliver(
     icmp: [u8; ICMP_ECHO_HEADER_LEN],
     header: ProbeHeader,
     stats: Option<&mut IfaceCounters>,
-) -> u32 {
+) -> Taken {
     let icmp_id = u16::from_be_bytes([icmp[4], icmp[5]]);
     // Only replies to a probe of ours, on the interface that sent it: anything else (another
     // process's identity, or a flood of forged replies) is dropped here, cheaply, and never
@@ -168,19 +199,19 @@ fn deliver(
         if let Some(stats) = stats {
             stats.rejected_identity += 1;
         }
-        return XDP_DROP;
+        return Taken::Consumed;
     }
     // SAFETY: helper without preconditions.
     let rx_ns = unsafe { bpf_ktime_get_ns() };
     let mut src_addr = [0u8; 16];
     if l4.family == 4 {
         let Some(src) = read::<[u8; 4]>(start, end, l4.l3_off + 12) else {
-            return XDP_PASS;
+            return Taken::Pass;
         };
         src_addr[..4].copy_from_slice(&src);
     } else {
         let Some(src) = read::<[u8; 16]>(start, end, l4.l3_off + 8) else {
-            return XDP_PASS;
+            return Taken::Pass;
         };
         src_addr = src;
     }
@@ -224,7 +255,7 @@ fn deliver(
             if let Some(stats) = stats {
                 stats.probe_replies += 1;
             }
-            XDP_DROP
+            Taken::Consumed
         }
         Err(_) => {
             // Fail open: the stack gets the reply, userspace learns of the loss from the counter
@@ -232,7 +263,7 @@ fn deliver(
             if let Some(stats) = stats {
                 stats.ring_full += 1;
             }
-            XDP_PASS
+            Taken::Pass
         }
     }
 }

@@ -189,7 +189,7 @@ _ipmpd() {
             return 0
             ;;
         ipmpd__subcmd__features)
-            opts="-h --json --link-poll-us --link-poll-cpu --instance --tc-attach --carrier --help"
+            opts="-h --json --link-poll-us --link-poll-cpu --instance --tc-attach --carrier --reply-hook --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -213,6 +213,10 @@ _ipmpd() {
                     ;;
                 --carrier)
                     COMPREPLY=($(compgen -W "auto poll" -- "${cur}"))
+                    return 0
+                    ;;
+                --reply-hook)
+                    COMPREPLY=($(compgen -W "xdp tc" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -449,7 +453,7 @@ _ipmpd() {
             return 0
             ;;
         ipmpd__subcmd__probe)
-            opts="-c -i -h --count --interval --timeout --source --json --link-poll-us --link-poll-cpu --instance --tc-attach --carrier --help"
+            opts="-c -i -h --count --interval --timeout --source --json --link-poll-us --link-poll-cpu --instance --tc-attach --carrier --reply-hook --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -499,6 +503,10 @@ _ipmpd() {
                     COMPREPLY=($(compgen -W "auto poll" -- "${cur}"))
                     return 0
                     ;;
+                --reply-hook)
+                    COMPREPLY=($(compgen -W "xdp tc" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -507,7 +515,7 @@ _ipmpd() {
             return 0
             ;;
         ipmpd__subcmd__run)
-            opts="-h --defaults --config --instance --link-poll-us --link-poll-cpu --tc-attach --carrier --rt-priority --nice --slice-us --json --json-probes --reset --socket --metrics --admin-group --help"
+            opts="-h --defaults --config --instance --link-poll-us --link-poll-cpu --tc-attach --carrier --reply-hook --rt-priority --nice --slice-us --json --json-probes --reset --socket --metrics --admin-group --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -539,6 +547,10 @@ _ipmpd() {
                     ;;
                 --carrier)
                     COMPREPLY=($(compgen -W "auto poll" -- "${cur}"))
+                    return 0
+                    ;;
+                --reply-hook)
+                    COMPREPLY=($(compgen -W "xdp tc" -- "${cur}"))
                     return 0
                     ;;
                 --rt-priority)
@@ -608,7 +620,7 @@ _ipmpd() {
             return 0
             ;;
         ipmpd__subcmd__watch)
-            opts="-h --duration-ms --json --link-poll-us --link-poll-cpu --instance --tc-attach --carrier --help"
+            opts="-h --duration-ms --json --link-poll-us --link-poll-cpu --instance --tc-attach --carrier --reply-hook --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -636,6 +648,10 @@ _ipmpd() {
                     ;;
                 --carrier)
                     COMPREPLY=($(compgen -W "auto poll" -- "${cur}"))
+                    return 0
+                    ;;
+                --reply-hook)
+                    COMPREPLY=($(compgen -W "xdp tc" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -63,6 +63,44 @@ pub fn run(ns: &Netns, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// What `ipmpd features --json ARGS` reports in `ns`.
+#[must_use]
+pub fn features(ns: &Netns, args: &[&str]) -> Value {
+    let (ok, out, err) = run(ns, &[&["features", "--json"], args].concat());
+    assert!(ok, "ipmpd features failed: {err}");
+    serde_json::from_str(out.trim()).expect("one JSON object")
+}
+
+/// Whether ipmpd attaches TC programs as TCX links in `ns`'s kernel, which taking probe replies
+/// at TC ingress (`--reply-hook tc`) needs.
+#[must_use]
+pub fn has_tcx(ns: &Netns) -> bool {
+    features(ns, &[])["tc"]["mode"] == "tcx"
+}
+
+/// Whether `pins` (an instance's link pins) hold the link of a program taking replies on
+/// `ifindex`: XDP, or TC ingress (veth, where the kernel has TCX).
+#[must_use]
+pub fn has_reply_pin(pins: &[String], ifindex: impl std::fmt::Display) -> bool {
+    pins.iter()
+        .any(|p| *p == format!("xdp-{ifindex}") || *p == format!("tcx-ingress-{ifindex}"))
+}
+
+/// Whether a program of instance `instance` takes replies on `ifname` in `ns`: XDP, as `ip link`
+/// shows it, or the TCX ingress link the instance pinned for the device (the bpftool here does
+/// not show a TCX link's device; the pin is the link, so it is attached while the pin exists).
+#[must_use]
+pub fn reply_program_on(ns: &Netns, instance: &str, ifname: &str) -> bool {
+    if ns.sh(&format!("ip link show {ifname}")).contains("xdp") {
+        return true;
+    }
+    let idx = ns.ifindex(ifname);
+    Path::new(&format!(
+        "/sys/fs/bpf/ipmpd/{instance}/links/tcx-ingress-{idx}"
+    ))
+    .exists()
+}
+
 /// A running ipmpd whose stdout JSON lines are collected; killed (SIGTERM, then SIGKILL) on drop.
 pub struct Daemon {
     child: Child,
@@ -180,7 +218,7 @@ impl Daemon {
         self.stalled.store(false, Ordering::Relaxed);
     }
 
-    /// Starts any command in `ns` (its stdout read as JSON lines, like the daemon's), killed on drop.
+    /// Starts any command in `ns` (its stdout discarded), killed on drop.
     #[must_use]
     pub fn spawn_command(ns: &Netns, argv: &[&str]) -> Self {
         let mut child = Command::new("nsenter")

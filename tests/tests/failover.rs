@@ -249,8 +249,8 @@ fn sigkill_and_restart_move_nothing_and_drop_no_packet_of_a_steady_flow() {
     std::thread::sleep(Duration::from_millis(800));
     d.kill_and_reap();
     assert!(
-        lan.host().sh("ip link show h0").contains("xdp"),
-        "the pinned XDP link outlives the killed daemon"
+        tests::daemon::reply_program_on(lan.host(), &cfg.instance, "h0"),
+        "the pinned link of the reply program outlives the killed daemon"
     );
     let mut d2 = cfg.spawn(lan.host());
     d2.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")

@@ -57,10 +57,9 @@ fn holder(lan: &Lan) -> Option<String> {
     out.split_whitespace().nth(1).map(str::to_owned)
 }
 
-fn xdp_on(lan: &Lan, ifname: &str) -> bool {
-    lan.host()
-        .sh(&format!("ip link show {ifname}"))
-        .contains("xdp")
+/// Whether `cfg`'s daemon takes replies on `ifname` (XDP, or TC ingress on veth with TCX).
+fn attached(lan: &Lan, cfg: &RunConfig, ifname: &str) -> bool {
+    daemon::reply_program_on(lan.host(), &cfg.instance, ifname)
 }
 
 fn pins(cfg: &RunConfig) -> Vec<String> {
@@ -108,8 +107,8 @@ fn an_interface_created_after_start_is_tracked_within_a_second_and_again_after_i
     let first = tracked["params"]["ifindex"].as_u64().unwrap();
     d.wait_for(Duration::from_secs(3), |v| acked_on(v, "h1"))
         .expect("and probing");
-    assert!(xdp_on(&lan, "h1"));
-    assert!(pins(&cfg).contains(&format!("xdp-{first}")));
+    assert!(attached(&lan, &cfg, "h1"));
+    assert!(daemon::has_reply_pin(&pins(&cfg), first));
     // Deleted: let go; created again (a new index): tracked again, the programs on the new device.
     lan.unplug("h1");
     wait_event(
@@ -137,11 +136,11 @@ fn an_interface_created_after_start_is_tracked_within_a_second_and_again_after_i
     d.seen.clear();
     d.wait_for(Duration::from_secs(3), |v| acked_on(v, "h1"))
         .expect("probing on the new device");
-    assert!(xdp_on(&lan, "h1"));
+    assert!(attached(&lan, &cfg, "h1"));
     let p = pins(&cfg);
-    assert!(p.contains(&format!("xdp-{second}")), "{p:?}");
+    assert!(daemon::has_reply_pin(&p, second), "{p:?}");
     assert!(
-        !p.contains(&format!("xdp-{first}")),
+        !daemon::has_reply_pin(&p, first),
         "nothing left of the old device: {p:?}"
     );
     // The new device's identity is in the datapath, the old one's is gone, and its wake bit
@@ -247,9 +246,9 @@ fn a_renamed_interface_takes_no_programs_along_and_a_dotted_name_works() {
     d.wait_for(Duration::from_secs(3), |v| acked_on(v, "h1.100"))
         .expect("an interface with a dot in its name is probed");
     let dotted = lan.host().ifindex("h1.100");
-    assert!(pins(&cfg).contains(&format!("xdp-{dotted}")));
+    assert!(daemon::has_reply_pin(&pins(&cfg), dotted));
     let idx = lan.host().ifindex("h0");
-    assert!(pins(&cfg).contains(&format!("xdp-{idx}")));
+    assert!(daemon::has_reply_pin(&pins(&cfg), idx));
     lan.host()
         .sh("ip link set h0 down && ip link set h0 name uplink0 && ip link set uplink0 up");
     wait_event(
@@ -260,10 +259,10 @@ fn a_renamed_interface_takes_no_programs_along_and_a_dotted_name_works() {
     )
     .expect("the name is gone: so is the member");
     assert!(
-        !xdp_on(&lan, "uplink0"),
+        !attached(&lan, &cfg, "uplink0"),
         "the programs do not follow the old name"
     );
-    assert!(!pins(&cfg).contains(&format!("xdp-{idx}")));
+    assert!(!daemon::has_reply_pin(&pins(&cfg), idx));
     // Renamed back: tracked again, same device.
     d.seen.clear();
     lan.host()
@@ -276,7 +275,7 @@ fn a_renamed_interface_takes_no_programs_along_and_a_dotted_name_works() {
     )
     .expect("tracked again");
     assert_eq!(t["params"]["ifindex"], idx);
-    assert!(xdp_on(&lan, "h0"));
+    assert!(attached(&lan, &cfg, "h0"));
 }
 
 #[test]

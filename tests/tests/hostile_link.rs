@@ -19,8 +19,8 @@ const FDT_MS: u64 = 300;
 const ONE: &str = "[group.g]\nfdt_ms = 300\n\n\
     [interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n";
 
-fn ready(cfg: &RunConfig, lan: &Lan) -> Daemon {
-    let mut d = cfg.spawn(lan.host());
+fn ready(cfg: &RunConfig, lan: &Lan, extra: &[&str]) -> Daemon {
+    let mut d = cfg.spawn_with(lan.host(), extra);
     d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
         .expect("daemon ready");
     d.wait_for(Duration::from_secs(5), |v| {
@@ -87,7 +87,7 @@ fn reflected_probes_with_rewritten_timestamps_are_refused_and_the_fault_is_found
     }
     let lan = Lan::new(false, false);
     let cfg = RunConfig::new("reflect", ONE, None);
-    let mut d = ready(&cfg, &lan);
+    let mut d = ready(&cfg, &lan, &[]);
     for how in ["past", "future"] {
         let secs = format!("{}", tests::scaled(Duration::from_secs(3)).as_secs_f64());
         let reflector = OnLink::start(lan.switch(), &["reflect", "sw-h0", &secs, how]);
@@ -128,7 +128,7 @@ fn recorded_replies_replayed_are_refused_and_the_fault_is_found_in_time() {
     }
     let lan = Lan::new(false, false);
     let cfg = RunConfig::new("replay", ONE, None);
-    let mut d = ready(&cfg, &lan);
+    let mut d = ready(&cfg, &lan, &[]);
     let file = cfg.dir.join("recorded");
     let file = file.display().to_string();
     let rec = OnLink::start(lan.switch(), &["record", "sw-h0", "2", &file]).finish();
@@ -157,7 +157,7 @@ fn captured_discovery_replies_from_spoofed_sources_add_no_target() {
         .sh("sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0");
     let group = "[group.g]\nfdt_ms = 300\n\n[interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\n";
     let cfg = RunConfig::new("discovery", group, None);
-    let mut d = ready(&cfg, &lan);
+    let mut d = ready(&cfg, &lan, &[]);
     let file = cfg.dir.join("recorded").display().to_string();
     let rec = OnLink::start(lan.switch(), &["record", "sw-h0", "2", &file]).finish();
     assert!(rec["recorded"].as_u64().unwrap() > 0, "{rec}");
@@ -209,12 +209,32 @@ fn a_flood_of_replies_with_foreign_identities_causes_no_false_failure() {
     if !tests::privileged() {
         return;
     }
+    flood_of_foreign_replies("flood", &[]);
+}
+
+#[test]
+fn a_flood_of_foreign_replies_is_also_dropped_where_replies_are_taken_at_tc_ingress() {
+    if !tests::privileged() {
+        return;
+    }
+    if !tests::daemon::has_tcx(Lan::new(false, false).host()) {
+        tests::not_run(
+            "--reply-hook tc needs TCX, which this kernel has not (kernel_paths tests the refusal)",
+        );
+        return;
+    }
+    flood_of_foreign_replies("floodtc", &["--reply-hook", "tc"]);
+}
+
+/// A flood of replies with other identities while `extra` (the daemon's arguments) is running:
+/// no false failure, the kernel drops and counts them, and probes are answered after it.
+fn flood_of_foreign_replies(instance: &str, extra: &[&str]) {
     let lan = Lan::new(true, false);
     let group = "[group.g]\nfdt_ms = 1000\n\n\
         [interface.h0]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.10\"]\ntargets = [\"192.0.2.1\"]\n\n\
         [interface.h1]\ngroup = \"g\"\ntest_addresses = [\"192.0.2.11\"]\ntargets = [\"192.0.2.1\"]\n";
-    let cfg = RunConfig::new("flood", group, None);
-    let mut d = ready(&cfg, &lan);
+    let cfg = RunConfig::new(instance, group, None);
+    let mut d = ready(&cfg, &lan, extra);
     let mac = lan.host().mac("h0");
     d.seen.clear();
     let (cpu0, t0) = (cpu_ns(d.pid()), monotonic_ns());
@@ -240,7 +260,7 @@ fn a_flood_of_replies_with_foreign_identities_causes_no_false_failure() {
     let flooded = summary["flooded"].as_u64().unwrap();
     assert!(
         dropped > flooded / 2,
-        "the XDP program dropped them ({dropped} of {flooded}): {rows:?}"
+        "the kernel program dropped them ({dropped} of {flooded}): {rows:?}"
     );
     assert_eq!(
         refused(&rows, "kernel", "h0", "ring_full"),

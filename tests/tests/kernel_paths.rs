@@ -12,11 +12,9 @@ use tests::{
     topology::{Lan, Netns},
 };
 
-/// What `ipmpd features --json` reports in `ns`.
+/// What `ipmpd features --json h0` reports in `ns`.
 fn features(ns: &Netns) -> Value {
-    let (ok, out, err) = daemon::run(ns, &["features", "--json", "h0"]);
-    assert!(ok, "ipmpd features failed: {err}");
-    serde_json::from_str(out.trim()).expect("one JSON object")
+    daemon::features(ns, &["h0"])
 }
 
 /// Whether the carrier hook is what ipmpd uses here.
@@ -72,8 +70,21 @@ fn the_chosen_paths_are_the_ones_the_kernel_allows() {
                 .is_empty()
         );
     }
-    // Veth drivers run XDP natively.
-    assert_eq!(f["xdp"]["h0"], "driver", "{f}");
+    // Replies on a veth are taken at TC ingress where the kernel has TCX; elsewhere by XDP,
+    // which veth drivers run natively.
+    if tc == "tcx" {
+        assert_eq!(f["reply_hook"], "tc_ingress_on_veth", "{f}");
+        assert_eq!(f["replies"]["h0"], "tc_ingress", "{f}");
+        assert!(f["xdp"]["h0"].is_null(), "{f}");
+    } else {
+        assert_eq!(f["reply_hook"], "xdp", "{f}");
+        assert_eq!(f["replies"]["h0"], "xdp", "{f}");
+        assert_eq!(f["xdp"]["h0"], "driver", "{f}");
+    }
+    // The choice can be forced either way.
+    let forced = daemon::features(lan.host(), &["--reply-hook", "xdp", "h0"]);
+    assert_eq!(forced["replies"]["h0"], "xdp", "{forced}");
+    assert_eq!(forced["xdp"]["h0"], "driver", "{forced}");
     // In the VM suites the kernel is known, and so is what ipmpd must choose there.
     if let Some(want) = tests::expected("TC") {
         assert_eq!(tc, want, "TC attach on this kernel");
@@ -211,6 +222,135 @@ fn without_tcx_one_clsact_filter_is_replaced_in_place_across_a_restart_and_detac
                 .contains("xdp")
         );
     }
+}
+
+/// The link pins of instance `instance`.
+fn pins(instance: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/sys/fs/bpf/ipmpd/{instance}/links"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn xdp_on(ns: &Netns, ifname: &str) -> bool {
+    ns.sh(&format!("ip link show {ifname}")).contains("xdp")
+}
+
+#[test]
+fn replies_are_taken_at_tc_ingress_when_asked_and_a_restart_with_the_other_hook_swaps_them() {
+    // Forced both ways, so that the swap happens whatever the default on this kernel.
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let h = lan.host();
+    let (ok, out, err) = daemon::run(h, &["features", "--json", "--reply-hook", "tc", "h0"]);
+    if !daemon::has_tcx(h) {
+        // Refused with what to do, and nothing left attached.
+        assert!(!ok, "--reply-hook tc without TCX: {out}");
+        assert!(
+            err.contains("--reply-hook tc needs TCX links") && err.contains("--reply-hook xdp"),
+            "{err}"
+        );
+        assert!(!xdp_on(h, "h0"));
+        return;
+    }
+    assert!(ok, "{err}");
+    let f: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(f["reply_hook"], "tc_ingress", "{f}");
+    assert!(
+        f["xdp"]["h0"].is_null(),
+        "no XDP with replies at TC ingress: {f}"
+    );
+
+    // Replies taken, time-stamped and counted at TC ingress.
+    let (ok, out, err) = daemon::run(
+        h,
+        &[
+            "probe",
+            "h0",
+            "192.0.2.1",
+            "-c",
+            "5",
+            "-i",
+            "20",
+            "--json",
+            "--reply-hook",
+            "tc",
+        ],
+    );
+    assert!(ok, "ipmpd probe failed: {err}");
+    let summary: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("a summary line");
+    assert_eq!(summary["datapath"]["probe_replies"], 5, "{summary}");
+    assert_eq!(summary["net_rtt"]["count"], 5, "{summary}");
+
+    // A daemon taking replies at TC ingress, killed, and restarted with XDP under a steady flow:
+    // the new hook replaces the old one, and the datapath detects.
+    let idx = h.ifindex("h0");
+    let cfg = RunConfig::new("replyhook", GROUP, None);
+    let mut d = cfg.spawn_with(h, &["--reply-hook", "tc"]);
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let event = wait_event(
+        &mut d,
+        Duration::from_secs(1),
+        "ipmultipath.datapath.features",
+        None,
+    )
+    .expect("the start-up event says what was chosen");
+    assert_eq!(event["params"]["reply_hook"], "tc_ingress", "{event}");
+    d.wait_for(Duration::from_secs(5), |v| {
+        v["probe"]["event"] == "probe_acked" && v["probe"]["ifname"] == "h0"
+    })
+    .expect("h0's probes answered through TC ingress");
+    let p = pins(&cfg.instance);
+    assert!(p.contains(&format!("tcx-ingress-{idx}")), "{p:?}");
+    assert!(!p.contains(&format!("xdp-{idx}")), "{p:?}");
+    assert!(!xdp_on(h, "h0"));
+    let flow = lan.router().ping_flow("192.0.2.100", 300);
+    std::thread::sleep(Duration::from_millis(500));
+    d.kill_and_reap();
+    let mut d2 = cfg.spawn_with(h, &["--reply-hook", "xdp"]);
+    d2.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("restarted");
+    let summary = flow.loss();
+    assert!(
+        summary.contains(" 0% packet loss"),
+        "no packet lost across the restart: {summary}"
+    );
+    let p = pins(&cfg.instance);
+    assert!(p.contains(&format!("xdp-{idx}")), "{p:?}");
+    assert!(
+        !p.contains(&format!("tcx-ingress-{idx}")),
+        "the TC ingress link is gone once XDP took over: {p:?}"
+    );
+    assert!(xdp_on(h, "h0"));
+    d2.seen.clear();
+    d2.wait_for(Duration::from_secs(5), |v| {
+        v["probe"]["event"] == "probe_acked" && v["probe"]["ifname"] == "h0"
+    })
+    .expect("h0's probes answered through XDP");
+    lan.switch().drop_all("sw-h0");
+    wait_event(
+        &mut d2,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("the datapath detects after the swap");
+    d2.stop();
+    let (ok, _, err) = daemon::run(h, &["detach", "--instance", &cfg.instance]);
+    assert!(ok, "{err}");
+    assert!(!xdp_on(h, "h0"));
+    assert!(pins(&cfg.instance).is_empty());
 }
 
 #[test]
@@ -646,9 +786,11 @@ fn many_tcx_attachments_and_detachments_expedite_grace_periods_and_put_the_switc
     // The stopped daemon left its datapath pinned; detaching it expedites the same way.
     let (ok, detached, err) = daemon::run(topo.at(host), &["detach", "--instance", &cfg.instance]);
     assert!(ok, "ipmpd detach failed: {err}");
+    // Two TCX links per veth member: the egress stamper and the reply program at ingress.
+    let links = 2 * members;
     assert!(
         detached.contains(&format!(
-            "RCU grace periods expedited for {members} TCX detachments"
+            "RCU grace periods expedited for {links} TCX detachments"
         )),
         "{detached}"
     );

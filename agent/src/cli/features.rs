@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::tracking::{Tracking, TrackingArgs};
 use crate::{
-    datapath::{Features, LinkSource, TcAttach},
+    datapath::{Features, LinkSource, ReplyHook, TcAttach},
     netlink::{RouteSocket, link::XdpAttached},
 };
 
@@ -27,8 +27,10 @@ pub struct FeaturesArgs {
 struct Report {
     #[serde(flatten)]
     features: Features,
-    /// Interface name → where its XDP program runs.
+    /// Interface name → where its XDP program runs (`None` where replies are taken at TC ingress).
     xdp: std::collections::BTreeMap<String, Option<XdpAttached>>,
+    /// Interface name → the program that takes its probe replies (`xdp` or `tc_ingress`).
+    replies: std::collections::BTreeMap<String, Option<ReplyHook>>,
 }
 
 /// Runs `ipmpd features`.
@@ -42,6 +44,11 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
         format!("features-{}", std::process::id()),
     )?;
     let features = t.datapath.features();
+    let replies = t
+        .datapath
+        .tracked()
+        .map(|(ifindex, name)| (name.to_owned(), t.datapath.reply_hook_of(ifindex)))
+        .collect();
     let links = RouteSocket::for_dumps()
         .and_then(|mut s| s.dump_link_info())
         .context("cannot list interfaces through rtnetlink")?;
@@ -54,7 +61,11 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
         })
         .collect();
     t.finish()?;
-    let report = Report { features, xdp };
+    let report = Report {
+        features,
+        xdp,
+        replies,
+    };
     super::output::emit(args.json, &report, || human(&report));
     Ok(())
 }
@@ -62,6 +73,10 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
 fn human(r: &Report) -> String {
     let mut out = describe(&r.features);
     for (name, mode) in &r.xdp {
+        if r.replies.get(name) == Some(&Some(ReplyHook::TcIngress)) {
+            out.push_str(&format!("\nreplies on {name}: TC ingress"));
+            continue;
+        }
         let mode = match mode {
             Some(XdpAttached::Driver) => "native (in the driver)",
             Some(XdpAttached::Generic) => "generic (the driver has no XDP)",
@@ -74,7 +89,7 @@ fn human(r: &Report) -> String {
     out
 }
 
-/// Kernel, TC attach mode and link-state source, one per line (also `ipmpd stat -d`).
+/// Kernel, TC attach mode, link-state source and reply hook, one per line (also `ipmpd stat -d`).
 #[must_use]
 pub fn describe(f: &Features) -> String {
     let tc = match &f.tc {
@@ -87,8 +102,13 @@ pub fn describe(f: &Features) -> String {
             format!("carrier poll + rtnetlink notifications (kernel hook unavailable: {reason})")
         }
     };
+    let replies = match f.reply_hook {
+        ReplyHook::Xdp => "XDP",
+        ReplyHook::TcIngress => "TC ingress (TCX links; --reply-hook tc)",
+        ReplyHook::TcIngressOnVeth => "TC ingress (TCX links) on veth, XDP on other devices",
+    };
     format!(
-        "kernel:       {}\nTC attach:    {tc}\nlink state:   {carrier}",
+        "kernel:       {}\nTC attach:    {tc}\nlink state:   {carrier}\nreplies:      {replies}",
         f.kernel
     )
 }

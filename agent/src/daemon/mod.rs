@@ -210,7 +210,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let features = datapath.features();
     rep.catalogue(
         "ipmultipath.datapath.features",
-        serde_json::json!({ "kernel": features.kernel, "tc_attach": features.tc.name(), "carrier_source": features.carrier.name() }),
+        serde_json::json!({ "kernel": features.kernel, "tc_attach": features.tc.name(), "carrier_source": features.carrier.name(), "reply_hook": features.reply_hook.name() }),
     );
     if let LinkSource::Poll { reason } = datapath.link_source() {
         rep.catalogue(
@@ -342,12 +342,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     ));
     let sources = Sources::new(ring, signals, link_events);
     use crate::sched::Asked;
-    let realtime = realtime.is_some_and(|(priority, applied)| {
-        d.report_priority(Asked::Realtime(priority), applied.map_err(Into::into))
-    });
-    let nice = nice.is_some_and(|(nice, applied)| {
-        d.report_priority(Asked::Nice(nice), applied.map_err(Into::into))
-    });
+    if let Some((priority, applied)) = realtime {
+        d.report_priority(Asked::Realtime(priority), applied.map_err(Into::into));
+    }
+    if let Some((nice, applied)) = nice {
+        d.report_priority(Asked::Nice(nice), applied.map_err(Into::into));
+    }
     let slice_ns = slice.map_or(0, |(slice, applied)| {
         let (ns, applied) = match applied {
             Ok(ns) => (ns, Ok(())),
@@ -356,17 +356,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         d.report_priority(Asked::Slice(slice), applied);
         ns
     });
-    if realtime || nice || slice_ns != 0 {
-        crate::sched::stop_inheritance(slice_ns);
-    }
+    // Also when nothing was asked: a policy the service manager started the daemon under stays
+    // with this thread and is not handed to threads spawned later.
+    crate::sched::stop_inheritance(slice_ns);
     d.main_loop(sources)
 }
 
 impl Daemon {
     /// Says whether the probing loop (this thread) and the link watcher took the priority asked
     /// for (`ipmultipath.daemon.realtime` / `nice` / `slice`, or the same name with `Refused` and
-    /// the reason), and returns it.
-    fn report_priority(&mut self, asked: crate::sched::Asked, applied: anyhow::Result<()>) -> bool {
+    /// the reason).
+    fn report_priority(&mut self, asked: crate::sched::Asked, applied: anyhow::Result<()>) {
         use crate::sched::Asked;
         let (event, mut params) = match asked {
             Asked::Realtime(priority) => (
@@ -385,12 +385,10 @@ impl Daemon {
         match applied {
             Ok(()) => {
                 self.out.rep.catalogue(event, params);
-                true
             }
             Err(e) => {
                 params["reason"] = format!("{e:#}").into();
                 self.out.rep.catalogue(&format!("{event}Refused"), params);
-                false
             }
         }
     }

@@ -91,6 +91,12 @@ pub fn tcx_pin(links: &Path, ifindex: u32) -> PathBuf {
     links.join(format!("tcx-egress-{ifindex}"))
 }
 
+/// The pin of the TCX ingress link on `ifindex` (replies taken at TC ingress).
+#[must_use]
+pub fn tcx_ingress_pin(links: &Path, ifindex: u32) -> PathBuf {
+    links.join(format!("tcx-ingress-{ifindex}"))
+}
+
 /// The marker (a directory: bpffs holds no plain files) of ipmpd's clsact filter on `ifindex`.
 #[must_use]
 pub fn clsact_marker(links: &Path, ifindex: u32) -> PathBuf {
@@ -135,11 +141,53 @@ fn adopt_or_attach<P>(
     Ok(false)
 }
 
-/// XDP on `ifindex`, pinned in `links`.
+/// XDP on `ifindex`, pinned in `links`; then the TC ingress reply link a previous agent started
+/// with `--reply-hook tc` left there goes (after, so that no reply finds neither).
 ///
 /// # Errors
 /// When the kernel refuses both the adoption and a new attachment.
 pub fn xdp(
+    ebpf: &mut Ebpf,
+    ifindex: u32,
+    ifname: &str,
+    links: &Path,
+) -> Result<Adopted, DatapathError> {
+    let adopted = xdp_link(ebpf, ifindex, ifname, links)?;
+    unpin(&tcx_ingress_pin(links, ifindex));
+    Ok(adopted)
+}
+
+/// TC ingress reply program on `ifindex` as a TCX link pinned in `links`; then the XDP link a
+/// previous agent left there goes.
+///
+/// # Errors
+/// When the kernel refuses both the adoption and a new attachment.
+pub fn tc_ingress(
+    ebpf: &mut Ebpf,
+    ifindex: u32,
+    ifname: &str,
+    links: &Path,
+) -> Result<Adopted, DatapathError> {
+    let adopted = tcx(
+        ebpf,
+        names::TC_PROBE_REPLY,
+        TcAttachType::Ingress,
+        ifname,
+        &tcx_ingress_pin(links, ifindex),
+    )?;
+    unpin(&xdp_pin(links, ifindex));
+    Ok(adopted)
+}
+
+/// Removes the link pinned at `pin`, which detaches it when the pin was its last reference.
+fn unpin(pin: &Path) {
+    match PinnedLink::from_pin(pin) {
+        Ok(pinned) => drop(pinned.unpin()),
+        Err(_) => drop(std::fs::remove_file(pin)),
+    }
+}
+
+fn xdp_link(
     ebpf: &mut Ebpf,
     ifindex: u32,
     ifname: &str,
@@ -184,15 +232,28 @@ pub fn tc_egress(
     links: &Path,
 ) -> Result<Adopted, DatapathError> {
     match mode {
-        TcAttach::Tcx => tcx_egress(ebpf, ifname, &tcx_pin(links, ifindex)),
+        TcAttach::Tcx => tcx(
+            ebpf,
+            names::TC_PROBE_STAMP,
+            TcAttachType::Egress,
+            ifname,
+            &tcx_pin(links, ifindex),
+        ),
         TcAttach::Clsact { .. } => clsact_egress(ebpf, ifindex, ifname, links),
     }
 }
 
-fn tcx_egress(ebpf: &mut Ebpf, ifname: &str, pin: &Path) -> Result<Adopted, DatapathError> {
-    let err = attach_err(names::TC_PROBE_STAMP, ifname);
+/// Program `name` on the TCX hook `hook` of `ifname`, pinned at `pin`.
+fn tcx(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    hook: TcAttachType,
+    ifname: &str,
+    pin: &Path,
+) -> Result<Adopted, DatapathError> {
+    let err = attach_err(name, ifname);
     adopt_or_attach(
-        program::<SchedClassifier>(ebpf, names::TC_PROBE_STAMP)?,
+        program::<SchedClassifier>(ebpf, name)?,
         pin,
         ifname,
         |prog, old| {
@@ -205,7 +266,7 @@ fn tcx_egress(ebpf: &mut Ebpf, ifname: &str, pin: &Path) -> Result<Adopted, Data
             let id = prog
                 .attach_with_options(
                     ifname,
-                    TcAttachType::Egress,
+                    hook,
                     TcAttachOptions::TcxOrder(LinkOrder::default()),
                 )
                 .map_err(&err)?;
@@ -297,12 +358,12 @@ fn clsact_egress(
 /// Detaches what ipmpd attached to `ifindex` and removes its pins and markers; whatever is already
 /// gone (the device deleted) is fine.
 pub fn detach(links: &Path, ifindex: u32) {
-    for pin in [xdp_pin(links, ifindex), tcx_pin(links, ifindex)] {
-        // Unpinning a link whose last reference is the pin detaches it.
-        match PinnedLink::from_pin(&pin) {
-            Ok(pinned) => drop(pinned.unpin()),
-            Err(_) => drop(std::fs::remove_file(&pin)),
-        }
+    for pin in [
+        xdp_pin(links, ifindex),
+        tcx_ingress_pin(links, ifindex),
+        tcx_pin(links, ifindex),
+    ] {
+        unpin(&pin);
     }
     let marker = clsact_marker(links, ifindex);
     if marker.is_dir() {
@@ -326,14 +387,14 @@ fn remove_clsact(ifindex: u32, marker: &Path) {
     let _ = std::fs::remove_dir(marker);
 }
 
-/// How many TCX links are pinned in `links`.
+/// How many TCX links (egress stampers and ingress reply takers) are pinned in `links`.
 #[must_use]
 pub fn pinned_tcx_count(links: &Path) -> usize {
     std::fs::read_dir(links)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("tcx-egress-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tcx-"))
         .count()
 }
 
@@ -346,7 +407,7 @@ pub fn pinned_ifindexes(links: &Path) -> Vec<u32> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let idx = ["xdp-", "tcx-egress-", "clsact-egress-"]
+            let idx = ["xdp-", "tcx-ingress-", "tcx-egress-", "clsact-egress-"]
                 .iter()
                 .find_map(|p| name.strip_prefix(p))?;
             idx.parse().ok()

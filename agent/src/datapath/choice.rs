@@ -24,6 +24,19 @@ pub enum CarrierChoice {
     Poll,
 }
 
+/// Where replies to probes are recognised and time-stamped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplyChoice {
+    /// TC ingress on veth where the kernel has TCX, XDP everywhere else.
+    #[default]
+    Auto,
+    /// XDP on every interface: native in drivers that have it (the earliest time stamp, before
+    /// the kernel builds a packet buffer), generic elsewhere.
+    Xdp,
+    /// A TCX link on the ingress hook of every interface (Linux 6.6 and later).
+    Tc,
+}
+
 /// Command-line options shared by every command that loads the datapath.
 #[derive(Clone, Copy, Debug, Default, clap::Args)]
 pub struct KernelChoiceArgs {
@@ -34,4 +47,8 @@ pub struct KernelChoiceArgs {
     /// carrier poll.
     #[arg(long, value_enum, default_value_t = CarrierChoice::Auto)]
     pub carrier: CarrierChoice,
+    /// Where probe replies are taken: TC ingress on veth where the kernel has TCX and XDP
+    /// elsewhere (auto), XDP everywhere, or TC ingress everywhere (needs TCX).
+    #[arg(long, value_enum, default_value_t = ReplyChoice::Auto)]
+    pub reply_hook: ReplyChoice,
 }

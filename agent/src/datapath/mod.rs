@@ -8,6 +8,7 @@ pub mod bpffs;
 pub mod btf_offsets;
 pub mod choice;
 pub mod grace;
+pub mod reply_hook;
 
 use std::{
     io,
@@ -30,8 +31,8 @@ use aya::{
     },
 };
 
-pub use self::attach::TcAttach;
 use self::btf_offsets::{CarrierHookOffsets, KernelBtf};
+pub use self::{attach::TcAttach, reply_hook::ReplyHook};
 use crate::{
     link::watcher::{HookEvents, LinkStateStore},
     netlink::NetlinkError,
@@ -91,6 +92,10 @@ pub enum DatapathError {
     )]
     QdiscInTheWay { ifname: String, kind: String },
     #[error(
+        "--reply-hook tc needs TCX links (Linux 6.6 and later), which are not in use here ({reason}): take replies with XDP (--reply-hook xdp, or auto, the default)"
+    )]
+    ReplyHookNeedsTcx { reason: String },
+    #[error(
         "another program's TC filter ({kind} {name:?}, handle {handle:#x}) holds ipmpd's place on {ifname} (egress priority {priority}, where ipmpd keeps its bpf filter at handle 0x1d0d); ipmpd does not replace it: find out who put it there (`tc filter show dev {ifname} egress`) and move it to another priority, or remove it (`tc filter del dev {ifname} egress pref {priority}`)"
     )]
     ForeignFilter {
@@ -137,6 +142,8 @@ pub struct DatapathOptions {
 struct Attachment {
     ifindex: u32,
     ifname: String,
+    /// Replies are taken at TC ingress (else XDP).
+    tc_replies: bool,
 }
 
 /// What the kernel let ipmpd use, for the operator (`ipmpd features`, the start-up event, `stat`).
@@ -148,6 +155,9 @@ pub struct Features {
     pub tc: TcAttach,
     /// Where link state comes from.
     pub carrier: LinkSource,
+    /// Where probe replies are taken (absent from reports of builds before the choice: XDP).
+    #[serde(default)]
+    pub reply_hook: ReplyHook,
 }
 
 /// Loaded kernel programs and their attachments.
@@ -157,6 +167,7 @@ pub struct Datapath {
     attachments: Vec<Attachment>,
     link_source: LinkSource,
     tc: TcAttach,
+    reply_hook: ReplyHook,
     /// Reads every interface's counters at once; `None` once the kernel refused batch lookups
     /// (then they are read one interface at a time).
     counter_batch: Option<batch::CounterBatch>,
@@ -291,6 +302,22 @@ impl Datapath {
             source,
         })?;
 
+        let tc_attach = match options.choice.tc_attach {
+            choice::TcChoice::Auto => TcAttach::probe(),
+            choice::TcChoice::Tcx => TcAttach::Tcx,
+            choice::TcChoice::Clsact => TcAttach::Clsact {
+                reason: "--tc-attach clsact".into(),
+            },
+        };
+        let reply_hook = ReplyHook::choose(options.choice.reply_hook, &tc_attach)?;
+        if reply_hook.uses_tc() {
+            let tc: &mut SchedClassifier = program(&mut ebpf, names::TC_PROBE_REPLY)?;
+            tc.load().map_err(|source| DatapathError::Program {
+                program: names::TC_PROBE_REPLY,
+                source,
+            })?;
+        }
+
         let no_hook = options.choice.carrier == choice::CarrierChoice::Poll;
         let (link_source, hook_links) = match (&offsets, no_hook) {
             (_, true) => (
@@ -315,13 +342,8 @@ impl Datapath {
             pin_dir,
             attachments: Vec::new(),
             link_source,
-            tc: match options.choice.tc_attach {
-                choice::TcChoice::Auto => TcAttach::probe(),
-                choice::TcChoice::Tcx => TcAttach::Tcx,
-                choice::TcChoice::Clsact => TcAttach::Clsact {
-                    reason: "--tc-attach clsact".into(),
-                },
-            },
+            tc: tc_attach,
+            reply_hook,
             counter_batch: aya::util::nr_cpus().ok().map(batch::CounterBatch::new),
             _hook_links: hook_links,
         })
@@ -334,6 +356,7 @@ impl Datapath {
             kernel: kernel_release(),
             tc: self.tc.clone(),
             carrier: self.link_source.clone(),
+            reply_hook: self.reply_hook,
         }
     }
 
@@ -402,12 +425,18 @@ impl Datapath {
         // The link-state entry is the link watcher's to create (from its first look at the
         // interface) and to drop: it owns the map.
         let links = self.pin_dir.join("links");
-        attach::xdp(&mut self.ebpf, ifindex, ifname, &links)?;
+        let tc_replies = self.reply_hook.at_tc_ingress(|| kind_of(ifindex));
+        if tc_replies {
+            attach::tc_ingress(&mut self.ebpf, ifindex, ifname, &links)?;
+        } else {
+            attach::xdp(&mut self.ebpf, ifindex, ifname, &links)?;
+        }
         attach::tc_egress(&mut self.ebpf, &self.tc, ifindex, ifname, &links)?;
         self.attachments.retain(|a| a.ifindex != ifindex);
         self.attachments.push(Attachment {
             ifindex,
             ifname: ifname.into(),
+            tc_replies,
         });
         Ok(())
     }
@@ -450,6 +479,21 @@ impl Datapath {
     #[must_use]
     pub fn pinned_ifindexes(&self) -> Vec<u32> {
         attach::pinned_ifindexes(&self.pin_dir.join("links"))
+    }
+
+    /// Where replies on the tracked interface `ifindex` are taken; `None` when it is not tracked.
+    #[must_use]
+    pub fn reply_hook_of(&self, ifindex: u32) -> Option<ReplyHook> {
+        self.attachments
+            .iter()
+            .find(|a| a.ifindex == ifindex)
+            .map(|a| {
+                if a.tc_replies {
+                    ReplyHook::TcIngress
+                } else {
+                    ReplyHook::Xdp
+                }
+            })
     }
 
     /// Tracked interfaces as (ifindex, name).
@@ -698,6 +742,16 @@ pub struct Detached {
     pub existed: bool,
     /// TCX links detached with grace periods expedited (0: not expedited).
     pub expedited: usize,
+}
+
+/// The kind of device `ifindex` is ("veth", ...), or `None` for a NIC and when rtnetlink cannot
+/// say (then replies are taken by XDP, which works on every device).
+fn kind_of(ifindex: u32) -> Option<String> {
+    crate::netlink::RouteSocket::for_dumps()
+        .and_then(|mut s| s.link_kind(ifindex))
+        .inspect_err(|e| tracing::debug!(ifindex, error = %e, "cannot read the device's kind"))
+        .ok()
+        .flatten()
 }
 
 /// Detaches everything an instance left attached (XDP and TCX links, clsact filters and the

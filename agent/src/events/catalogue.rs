@@ -407,9 +407,14 @@ pub static CATALOGUE: &[EventSpec] = &[
     EventSpec {
         name: "ipmultipath.datapath.features",
         severity: Informational,
-        template: "Kernel {kernel}: TC programs attached through {tc_attach}, link state from {carrier_source}",
-        params: &[("kernel", Str), ("tc_attach", Str), ("carrier_source", Str)],
-        description: "What the running kernel let ipmpd use, chosen by probing the kernel (never by its version): TCX links where the kernel has them, else a clsact qdisc and a netlink filter; the fentry carrier hook where tracing programs may load, else a carrier poll with rtnetlink notifications.",
+        template: "Kernel {kernel}: TC programs attached through {tc_attach}, link state from {carrier_source}, probe replies taken at {reply_hook}",
+        params: &[
+            ("kernel", Str),
+            ("tc_attach", Str),
+            ("carrier_source", Str),
+            ("reply_hook", Str),
+        ],
+        description: "What the running kernel let ipmpd use, chosen by probing the kernel (never by its version): TCX links where the kernel has them, else a clsact qdisc and a netlink filter; the fentry carrier hook where tracing programs may load, else a carrier poll with rtnetlink notifications. Probe replies are taken by XDP unless the operator asked for TC ingress (--reply-hook tc, which needs TCX): on veth, native XDP moves every packet the peer sends onto a queue of its own, which costs a TCP flow a few per cent of its throughput.",
         causes: "Every start.",
         action: "None; `ipmpd features` shows the same at any time.",
     },

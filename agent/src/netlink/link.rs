@@ -239,6 +239,22 @@ impl RouteSocket {
         })
     }
 
+    /// The kind of device `ifindex` is ("veth", "vlan", ...; `None` for a NIC), from one
+    /// RTM_GETLINK request.
+    ///
+    /// # Errors
+    /// [`NetlinkError::Refused`] with ENODEV when the interface is gone; other socket errors.
+    pub fn link_kind(&mut self, ifindex: u32) -> Result<Option<String>, NetlinkError> {
+        let req = get_request(self.next_seq(), ifindex);
+        let mut out = None;
+        self.request(&req, |kind, body| {
+            if kind == RTM_NEWLINK {
+                out = parse_link_kind(body);
+            }
+        })?;
+        Ok(out)
+    }
+
     /// Every interface of the namespace with its name and hardware address.
     ///
     /// # Errors
@@ -291,14 +307,28 @@ pub fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
 
 /// Whether an `IFLA_LINKINFO` names a kind of device stacked on another ([`STACKED_KINDS`]).
 fn is_stacked(linkinfo: &[u8]) -> bool {
+    with_info_kind(linkinfo, |kind| STACKED_KINDS.contains(&kind)).unwrap_or(false)
+}
+
+/// `f` of the kind (`IFLA_INFO_KIND`: "veth", "vlan", ...) an `IFLA_LINKINFO` names, without its
+/// NUL; `None` when it names none.
+fn with_info_kind<R>(linkinfo: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     NlasIterator::new(linkinfo)
         .map_while(Result::ok)
         .find(|a| a.kind() == IFLA_INFO_KIND)
-        .is_some_and(|a| {
+        .map(|a| {
             let kind = a.value();
-            let kind = kind.strip_suffix(b"\0").unwrap_or(kind);
-            STACKED_KINDS.contains(&kind)
+            f(kind.strip_suffix(b"\0").unwrap_or(kind))
         })
+}
+
+/// The kind of device one RTM_NEWLINK body describes ("veth", "vlan", ...); `None` for devices
+/// with a driver of their own (a NIC), which send no `IFLA_LINKINFO`.
+#[must_use]
+pub fn parse_link_kind(body: &[u8]) -> Option<String> {
+    attributes(body, IFINFOMSG_LEN)
+        .find(|nla| nla.kind() == IFLA_LINKINFO)
+        .and_then(|nla| with_info_kind(nla.value(), |k| String::from_utf8_lossy(k).into_owned()))
 }
 
 #[cfg(test)]
@@ -376,6 +406,29 @@ mod tests {
             "below in another namespace"
         );
         assert_eq!(lower_of(b"macvlanx\0", false), None);
+    }
+
+    #[test]
+    fn the_kind_of_a_device_is_read_from_its_link_info_and_a_nic_has_none() {
+        let with = |kind: Option<&[u8]>| {
+            let mut body = vec![0u8, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            crate::netlink::msg::attr(&mut body, IFLA_IFNAME, b"h0\0");
+            if let Some(kind) = kind {
+                let mut info = vec![];
+                crate::netlink::msg::attr(&mut info, IFLA_INFO_KIND, kind);
+                crate::netlink::msg::attr(&mut body, IFLA_LINKINFO, &info);
+            }
+            parse_link_kind(&body)
+        };
+        assert_eq!(with(Some(b"veth\0")).as_deref(), Some("veth"));
+        assert_eq!(
+            with(Some(b"vlan")).as_deref(),
+            Some("vlan"),
+            "without its NUL"
+        );
+        assert_eq!(with(None), None);
+        // A truncated header or an empty body is no device of any kind, and no panic.
+        assert_eq!(parse_link_kind(&[0u8; 3]), None);
     }
 
     #[test]

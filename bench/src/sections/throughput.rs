@@ -1,6 +1,7 @@
 //! veth throughput: one iperf3 TCP flow over one veth pair, measured over short windows while
-//! ipmpd is attached (XDP and TC egress on the path of every data packet) at the default carrier
-//! poll and a 10 ms floor, and while it is not.
+//! ipmpd is attached (its reply program, at TC ingress or XDP, and TC egress on the path of every
+//! data packet) at the default carrier poll and a 10 ms floor, replies taken by XDP, and while it
+//! is not.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -9,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tests::topology::Topology;
+use tests::{daemon::Daemon, topology::Topology};
 
 use crate::{
     stats::stats,
@@ -20,6 +21,8 @@ use crate::{
 /// setup (slow start, process start-up and attachment in every run), 15 rounds gave ratios from
 /// 0.83 to 1.36; windows of one flow a few seconds apart drift less.
 const ROUNDS: usize = 20;
+/// Setups measured in each round: without ipmpd, and three ways with it.
+const SETUPS: usize = 4;
 /// How long a window counts the bytes received.
 const WINDOW: Duration = Duration::from_secs(2);
 /// How long after ipmpd attached (or detached) a window starts: the flow's rate settles after the
@@ -44,13 +47,32 @@ pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
     // Without ipmpd / with it at the default carrier poll / with a 10 ms floor: the third setup
     // separates the programs' cost from the poll's (the kernel here refuses the carrier hook, so
     // the poll runs whenever ipmpd does).
-    let setups: [(&str, Option<u64>); 3] = [
+    // The fourth takes replies by XDP (`--reply-hook xdp`) rather than at TC ingress, the
+    // default on veth where the kernel has TCX: native XDP on a veth moves the peer's
+    // transmissions onto a NAPI queue of their own.
+    let setups: [(&str, Option<Attach>); SETUPS] = [
         ("without ipmpd", None),
         (
-            "with ipmpd, default poll (1 ms floor, 1 % budget)",
-            Some(1000),
+            "with ipmpd, default settings (1 ms poll floor, 1 % budget)",
+            Some(Attach {
+                poll_us: 1000,
+                reply_hook: "auto",
+            }),
         ),
-        ("with ipmpd, 10 ms poll floor", Some(10_000)),
+        (
+            "with ipmpd, 10 ms poll floor",
+            Some(Attach {
+                poll_us: 10_000,
+                reply_hook: "auto",
+            }),
+        ),
+        (
+            "with ipmpd, default poll, replies by XDP (--reply-hook xdp)",
+            Some(Attach {
+                poll_us: 1000,
+                reply_hook: "xdp",
+            }),
+        ),
     ];
     let mut flow = Flow::start(&topo, a, b)?;
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
@@ -84,6 +106,7 @@ pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
     };
     let (r1, text1) = describe(ratios(1));
     let (r10, text10) = describe(ratios(2));
+    let (rxdp, textxdp) = describe(ratios(3));
     targets.row(
         "TCP throughput with / without ipmpd, default settings",
         format!("{r1:.3}"),
@@ -93,53 +116,43 @@ pub fn throughput(targets: &mut Targets) -> anyhow::Result<String> {
     let verdict = |r: f64| verdict(r >= 0.99);
     Ok(format!(
         "## veth throughput with and without ipmpd attached\n\n\
-         One iperf3 TCP flow over one veth pair; {ROUNDS} rounds of the three setups, in an order that\n\
+         One iperf3 TCP flow over one veth pair; {ROUNDS} rounds of the four setups, in an order that\n\
          rotates from round to round, each a window of {} s of the flow (bytes the receiving end\n\
-         counted) starting {} ms after `ipmpd watch t0 --link-poll-us N` said it was attached (XDP on\n\
-         t0, TC egress on t0: every data packet crosses both programs) or after it detached. The ratio\n\
+         counted) starting {} ms after `ipmpd watch t0 --link-poll-us N --reply-hook H` said it was\n\
+         attached (the reply program at TC ingress, by default on veth here, or XDP, and TC egress on t0:\n\
+         every data packet crosses both) or after it detached. The ratio\n\
          is taken within each round (windows seconds apart): the throughput drifts between rounds by\n\
          more than 1 %.\n\n\
          | setup | windows (Gbit/s), round by round | median |\n|---|---|---|\n{table}\n\
          With / without, the median of the rounds' ratios: {text1} at the default poll, {text10}\n\
-         at the 10 ms floor (target ≥ 0.99: {}, {}).\n\n",
+         at the 10 ms floor, {textxdp} with replies taken by XDP instead of at TC ingress\n\
+         (target ≥ 0.99: {}, {}, {}).\n\n",
         WINDOW.as_secs(),
         SETTLE.as_millis(),
         verdict(r1),
-        verdict(r10)
+        verdict(r10),
+        verdict(rxdp)
     ))
 }
 
-/// One iperf3 flow from `a` to `b`'s 192.0.2.1 for the whole section.
+/// One iperf3 flow from `a` to `b`'s 192.0.2.1 for the whole section; both ends are killed
+/// when it is dropped, also when a window fails.
 struct Flow {
-    server: Child,
-    client: Child,
+    server: Daemon,
+    client: Daemon,
 }
 
 impl Flow {
     fn start(topo: &Topology, a: usize, b: usize) -> anyhow::Result<Self> {
-        let mut server = Command::new("nsenter")
-            .arg(format!("--net={}", topo.at(b).path()))
-            .args(["iperf3", "-s", "--one-off"])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("iperf3 server")?;
+        let server = Daemon::spawn_command(topo.at(b), &["iperf3", "-s", "--one-off"]);
         std::thread::sleep(Duration::from_millis(300));
-        // Longer than the rounds can take (three windows of at most the attachment's timeout,
+        // Longer than the rounds can take (one window per setup of at most the attachment's timeout,
         // the settling and the window each): it is stopped when they are done.
-        let secs = ROUNDS as u64 * 3 * (ATTACH_TIMEOUT + SETTLE + WINDOW).as_secs();
-        let client = Command::new("nsenter")
-            .arg(format!("--net={}", topo.at(a).path()))
-            .args(["iperf3", "-c", "192.0.2.1", "-t", &secs.to_string()])
-            .stdout(Stdio::null())
-            .spawn();
-        let client = match client {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = server.kill();
-                let _ = server.wait();
-                return Err(anyhow::Error::new(e).context("iperf3 client"));
-            }
-        };
+        let secs = (ROUNDS * SETUPS) as u64 * (ATTACH_TIMEOUT + SETTLE + WINDOW).as_secs();
+        let client = Daemon::spawn_command(
+            topo.at(a),
+            &["iperf3", "-c", "192.0.2.1", "-t", &secs.to_string()],
+        );
         std::thread::sleep(Duration::from_secs(1));
         Ok(Self { server, client })
     }
@@ -147,7 +160,7 @@ impl Flow {
     /// Bytes the receiving end (t1, in the server's namespace) has counted.
     fn received(&self) -> anyhow::Result<u64> {
         // nsenter execs iperf3 in place: its /proc/PID/net is the server's namespace.
-        let dev = std::fs::read_to_string(format!("/proc/{}/net/dev", self.server.id()))
+        let dev = std::fs::read_to_string(format!("/proc/{}/net/dev", self.server.pid()))
             .context("the iperf3 server's /proc/PID/net/dev")?;
         dev.lines()
             .find_map(|l| l.trim_start().strip_prefix("t1:"))
@@ -155,13 +168,13 @@ impl Flow {
             .context("no t1 in the server's /proc/PID/net/dev")
     }
 
-    /// One window of the flow, with `ipmpd watch t0` attached at `poll_us` when given; Gbit/s.
-    fn window(&mut self, topo: &Topology, a: usize, poll_us: Option<u64>) -> anyhow::Result<f64> {
+    /// One window of the flow, with `ipmpd watch t0` attached as `attach` says when given; Gbit/s.
+    fn window(&mut self, topo: &Topology, a: usize, attach: Option<Attach>) -> anyhow::Result<f64> {
         anyhow::ensure!(
-            self.client.try_wait()?.is_none(),
+            self.client.running() && self.server.running(),
             "the iperf3 flow ended before the rounds did"
         );
-        let watch = poll_us.map(|us| Watch::attach(topo, a, us)).transpose()?;
+        let watch = attach.map(|at| Watch::attach(topo, a, at)).transpose()?;
         std::thread::sleep(SETTLE);
         let (b0, t0) = (self.received()?, Instant::now());
         std::thread::sleep(WINDOW);
@@ -173,14 +186,13 @@ impl Flow {
     }
 }
 
-/// The flow ends with the section, also when a window fails.
-impl Drop for Flow {
-    fn drop(&mut self) {
-        for c in [&mut self.client, &mut self.server] {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// How `ipmpd watch` is started for a window.
+#[derive(Clone, Copy)]
+struct Attach {
+    /// `--link-poll-us`.
+    poll_us: u64,
+    /// `--reply-hook`.
+    reply_hook: &'static str,
 }
 
 /// `ipmpd watch t0` attached for one window.
@@ -188,14 +200,15 @@ struct Watch(Child);
 
 impl Watch {
     /// Starts it and waits until it says it is attached.
-    fn attach(topo: &Topology, a: usize, poll_us: u64) -> anyhow::Result<Self> {
+    fn attach(topo: &Topology, a: usize, at: Attach) -> anyhow::Result<Self> {
         let bound = ATTACH_TIMEOUT + SETTLE + WINDOW + Duration::from_secs(5);
         let mut child = Command::new("nsenter")
             .arg(format!("--net={}", topo.at(a).path()))
             .arg(tests::daemon::binary())
             .args(["watch", "t0", "--instance", "bench-tput"])
             .args(["--duration-ms", &bound.as_millis().to_string()])
-            .args(["--link-poll-us", &poll_us.to_string()])
+            .args(["--link-poll-us", &at.poll_us.to_string()])
+            .args(["--reply-hook", at.reply_hook])
             .stdout(Stdio::piped())
             .spawn()
             .context("cannot start ipmpd watch")?;
