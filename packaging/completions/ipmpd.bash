@@ -216,7 +216,7 @@ _ipmpd() {
                     return 0
                     ;;
                 --reply-hook)
-                    COMPREPLY=($(compgen -W "xdp tc" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto xdp tc" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -504,7 +504,7 @@ _ipmpd() {
                     return 0
                     ;;
                 --reply-hook)
-                    COMPREPLY=($(compgen -W "xdp tc" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto xdp tc" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -550,7 +550,7 @@ _ipmpd() {
                     return 0
                     ;;
                 --reply-hook)
-                    COMPREPLY=($(compgen -W "xdp tc" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto xdp tc" -- "${cur}"))
                     return 0
                     ;;
                 --rt-priority)
@@ -651,7 +651,7 @@ _ipmpd() {
                     return 0
                     ;;
                 --reply-hook)
-                    COMPREPLY=($(compgen -W "xdp tc" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto xdp tc" -- "${cur}"))
                     return 0
                     ;;
                 *)

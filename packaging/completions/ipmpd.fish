@@ -50,8 +50,9 @@ tcx\t'TCX links; fails on kernels without TCX'
 clsact\t'A clsact qdisc and a netlink filter, even where TCX exists'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand probe" -l carrier -d 'Where link state comes from: the fentry hook where the kernel allows it (auto), or the carrier poll' -r -f -a "auto\t'The fentry hook where the kernel allows it, else the poll'
 poll\t'The carrier poll and rtnetlink notifications, even where the hook would load'"
-complete -c ipmpd -n "__fish_ipmpd_using_subcommand probe" -l reply-hook -d 'Where probe replies are taken: XDP, or TC ingress (needs TCX)' -r -f -a "xdp\t'XDP: native in drivers that have it (the earliest time stamp, before the kernel builds a packet buffer), generic elsewhere'
-tc\t'A TCX link on the ingress hook (Linux 6.6 and later): cheaper than XDP on veth, whose native XDP moves every packet the peer sends onto a queue of its own'"
+complete -c ipmpd -n "__fish_ipmpd_using_subcommand probe" -l reply-hook -d 'Where probe replies are taken: TC ingress on veth where the kernel has TCX and XDP elsewhere (auto), XDP everywhere, or TC ingress everywhere (needs TCX)' -r -f -a "auto\t'TC ingress on veth where the kernel has TCX, XDP everywhere else'
+xdp\t'XDP on every interface: native in drivers that have it (the earliest time stamp, before the kernel builds a packet buffer), generic elsewhere'
+tc\t'A TCX link on the ingress hook of every interface (Linux 6.6 and later)'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand probe" -l json -d 'One JSON object per line'
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand watch" -l duration-ms -d 'Stop after this many milliseconds (default: until interrupted)' -r
@@ -63,8 +64,9 @@ tcx\t'TCX links; fails on kernels without TCX'
 clsact\t'A clsact qdisc and a netlink filter, even where TCX exists'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand watch" -l carrier -d 'Where link state comes from: the fentry hook where the kernel allows it (auto), or the carrier poll' -r -f -a "auto\t'The fentry hook where the kernel allows it, else the poll'
 poll\t'The carrier poll and rtnetlink notifications, even where the hook would load'"
-complete -c ipmpd -n "__fish_ipmpd_using_subcommand watch" -l reply-hook -d 'Where probe replies are taken: XDP, or TC ingress (needs TCX)' -r -f -a "xdp\t'XDP: native in drivers that have it (the earliest time stamp, before the kernel builds a packet buffer), generic elsewhere'
-tc\t'A TCX link on the ingress hook (Linux 6.6 and later): cheaper than XDP on veth, whose native XDP moves every packet the peer sends onto a queue of its own'"
+complete -c ipmpd -n "__fish_ipmpd_using_subcommand watch" -l reply-hook -d 'Where probe replies are taken: TC ingress on veth where the kernel has TCX and XDP elsewhere (auto), XDP everywhere, or TC ingress everywhere (needs TCX)' -r -f -a "auto\t'TC ingress on veth where the kernel has TCX, XDP everywhere else'
+xdp\t'XDP on every interface: native in drivers that have it (the earliest time stamp, before the kernel builds a packet buffer), generic elsewhere'
+tc\t'A TCX link on the ingress hook of every interface (Linux 6.6 and later)'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand watch" -l json -d 'One JSON object per line'
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l defaults -d 'in.mpathd\'s defaults file' -r -F
@@ -77,8 +79,9 @@ tcx\t'TCX links; fails on kernels without TCX'
 clsact\t'A clsact qdisc and a netlink filter, even where TCX exists'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l carrier -d 'Where link state comes from: the fentry hook where the kernel allows it (auto), or the carrier poll' -r -f -a "auto\t'The fentry hook where the kernel allows it, else the poll'
 poll\t'The carrier poll and rtnetlink notifications, even where the hook would load'"
-complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l reply-hook -d 'Where probe replies are taken: XDP, or TC ingress (needs TCX)' -r -f -a "xdp\t'XDP: native in drivers that have it (the earliest time stamp, before the kernel builds a packet buffer), generic elsewhere'
-tc\t'A TCX link on the ingress hook (Linux 6.6 and later): cheaper than XDP on veth, whose native XDP moves every packet the peer sends onto a queue of its own'"
+complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l reply-hook -d 'Where probe replies are taken: TC ingress on veth where the kernel has TCX and XDP elsewhere (auto), XDP everywhere, or TC ingress everywhere (needs TCX)' -r -f -a "auto\t'TC ingress on veth where the kernel has TCX, XDP everywhere else'
+xdp\t'XDP on every interface: native in drivers that have it (the earliest time stamp, before the kernel builds a packet buffer), generic elsewhere'
+tc\t'A TCX link on the ingress hook of every interface (Linux 6.6 and later)'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l rt-priority -d 'Run the probing loop and the link watcher SCHED_FIFO at priority N (1-99): detection keeps its pace with every core busy. Needs CAP_SYS_NICE at start (root has it) or an RLIMIT_RTPRIO of at least N; a refusal is reported and the daemon probes at normal priority' -r -f
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l nice -d 'Nice value of the probing loop and the link watcher when they do not run real-time (-20 to 19; 0 leaves them as started): ahead of the machine\'s normal work, which at equal weight can hold a waking loop a few milliseconds past its deadline. Needs CAP_SYS_NICE at start (root has it) or a matching RLIMIT_NICE; a refusal is reported and probing goes on' -r -f
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand run" -l slice-us -d 'Time slice of the probing loop and the link watcher when they do not run real-time, in microseconds (100 to 100000; 0 leaves the kernel\'s): under EEVDF (Linux 6.12 and later) a waking thread with a shorter slice than the running one preempts it sooner. Needs no privilege; older kernels have no such setting, which is reported' -r -f
@@ -126,8 +129,9 @@ tcx\t'TCX links; fails on kernels without TCX'
 clsact\t'A clsact qdisc and a netlink filter, even where TCX exists'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand features" -l carrier -d 'Where link state comes from: the fentry hook where the kernel allows it (auto), or the carrier poll' -r -f -a "auto\t'The fentry hook where the kernel allows it, else the poll'
 poll\t'The carrier poll and rtnetlink notifications, even where the hook would load'"
-complete -c ipmpd -n "__fish_ipmpd_using_subcommand features" -l reply-hook -d 'Where probe replies are taken: XDP, or TC ingress (needs TCX)' -r -f -a "xdp\t'XDP: native in drivers that have it (the earliest time stamp, before the kernel builds a packet buffer), generic elsewhere'
-tc\t'A TCX link on the ingress hook (Linux 6.6 and later): cheaper than XDP on veth, whose native XDP moves every packet the peer sends onto a queue of its own'"
+complete -c ipmpd -n "__fish_ipmpd_using_subcommand features" -l reply-hook -d 'Where probe replies are taken: TC ingress on veth where the kernel has TCX and XDP elsewhere (auto), XDP everywhere, or TC ingress everywhere (needs TCX)' -r -f -a "auto\t'TC ingress on veth where the kernel has TCX, XDP everywhere else'
+xdp\t'XDP on every interface: native in drivers that have it (the earliest time stamp, before the kernel builds a packet buffer), generic elsewhere'
+tc\t'A TCX link on the ingress hook of every interface (Linux 6.6 and later)'"
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand features" -l json -d 'One JSON object'
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand features" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ipmpd -n "__fish_ipmpd_using_subcommand detach" -l instance -d 'Instance name (pins under /sys/fs/bpf/ipmpd/INSTANCE/); default: the default instance' -r

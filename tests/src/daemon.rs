@@ -78,6 +78,19 @@ pub fn has_tcx(ns: &Netns) -> bool {
     features(ns, &[])["tc"]["mode"] == "tcx"
 }
 
+/// The names of instance `instance`'s link pins, sorted.
+#[must_use]
+pub fn link_pins(instance: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/sys/fs/bpf/ipmpd/{instance}/links"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Whether `pins` (an instance's link pins) hold the link of a program taking replies on
 /// `ifindex`: XDP, or TC ingress (veth, where the kernel has TCX).
 #[must_use]

@@ -63,14 +63,7 @@ fn attached(lan: &Lan, cfg: &RunConfig, ifname: &str) -> bool {
 }
 
 fn pins(cfg: &RunConfig) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(format!("/sys/fs/bpf/ipmpd/{}/links", cfg.instance))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    daemon::link_pins(&cfg.instance)
 }
 
 #[test]

@@ -36,6 +36,21 @@ fn egress_filters(ns: &Netns, ifname: &str) -> Vec<String> {
         .collect()
 }
 
+/// The summary of five probes of 192.0.2.1 from h0 by `ipmpd probe` with `extra` arguments.
+fn probe_summary(ns: &Netns, extra: &[&str]) -> Value {
+    let args = [
+        &["probe", "h0", "192.0.2.1", "-c", "5", "-i", "20", "--json"],
+        extra,
+    ]
+    .concat();
+    let (ok, out, err) = daemon::run(ns, &args);
+    assert!(ok, "ipmpd probe failed: {err}");
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("a summary line")
+}
+
 fn prog_id(filter_line: &str) -> String {
     filter_line
         .split_whitespace()
@@ -112,27 +127,7 @@ fn probes_are_kernel_stamped_through_a_clsact_filter() {
         return;
     }
     let lan = Lan::new(false, false);
-    let (ok, out, err) = daemon::run(
-        lan.host(),
-        &[
-            "probe",
-            "h0",
-            "192.0.2.1",
-            "-c",
-            "5",
-            "-i",
-            "20",
-            "--json",
-            "--tc-attach",
-            "clsact",
-        ],
-    );
-    assert!(ok, "ipmpd probe failed: {err}");
-    let summary: Value = out
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == "summary")
-        .expect("a summary line");
+    let summary = probe_summary(lan.host(), &["--tc-attach", "clsact"]);
     assert_eq!(summary["datapath"]["probes_stamped"], 5, "{summary}");
     assert_eq!(summary["net_rtt"]["count"], 5, "{summary}");
     // The diagnostic removes its filter and the qdisc it added.
@@ -224,18 +219,6 @@ fn without_tcx_one_clsact_filter_is_replaced_in_place_across_a_restart_and_detac
     }
 }
 
-/// The link pins of instance `instance`.
-fn pins(instance: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(format!("/sys/fs/bpf/ipmpd/{instance}/links"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 fn xdp_on(ns: &Netns, ifname: &str) -> bool {
     ns.sh(&format!("ip link show {ifname}")).contains("xdp")
 }
@@ -268,27 +251,7 @@ fn replies_are_taken_at_tc_ingress_when_asked_and_a_restart_with_the_other_hook_
     );
 
     // Replies taken, time-stamped and counted at TC ingress.
-    let (ok, out, err) = daemon::run(
-        h,
-        &[
-            "probe",
-            "h0",
-            "192.0.2.1",
-            "-c",
-            "5",
-            "-i",
-            "20",
-            "--json",
-            "--reply-hook",
-            "tc",
-        ],
-    );
-    assert!(ok, "ipmpd probe failed: {err}");
-    let summary: Value = out
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == "summary")
-        .expect("a summary line");
+    let summary = probe_summary(h, &["--reply-hook", "tc"]);
     assert_eq!(summary["datapath"]["probe_replies"], 5, "{summary}");
     assert_eq!(summary["net_rtt"]["count"], 5, "{summary}");
 
@@ -311,7 +274,7 @@ fn replies_are_taken_at_tc_ingress_when_asked_and_a_restart_with_the_other_hook_
         v["probe"]["event"] == "probe_acked" && v["probe"]["ifname"] == "h0"
     })
     .expect("h0's probes answered through TC ingress");
-    let p = pins(&cfg.instance);
+    let p = daemon::link_pins(&cfg.instance);
     assert!(p.contains(&format!("tcx-ingress-{idx}")), "{p:?}");
     assert!(!p.contains(&format!("xdp-{idx}")), "{p:?}");
     assert!(!xdp_on(h, "h0"));
@@ -326,7 +289,7 @@ fn replies_are_taken_at_tc_ingress_when_asked_and_a_restart_with_the_other_hook_
         summary.contains(" 0% packet loss"),
         "no packet lost across the restart: {summary}"
     );
-    let p = pins(&cfg.instance);
+    let p = daemon::link_pins(&cfg.instance);
     assert!(p.contains(&format!("xdp-{idx}")), "{p:?}");
     assert!(
         !p.contains(&format!("tcx-ingress-{idx}")),
@@ -350,7 +313,7 @@ fn replies_are_taken_at_tc_ingress_when_asked_and_a_restart_with_the_other_hook_
     let (ok, _, err) = daemon::run(h, &["detach", "--instance", &cfg.instance]);
     assert!(ok, "{err}");
     assert!(!xdp_on(h, "h0"));
-    assert!(pins(&cfg.instance).is_empty());
+    assert!(daemon::link_pins(&cfg.instance).is_empty());
 }
 
 #[test]

@@ -168,10 +168,12 @@ pub fn tc_ingress(
     ifname: &str,
     links: &Path,
 ) -> Result<Adopted, DatapathError> {
+    // First on the hook, as XDP runs before TC: another program's verdict (a drop, a redirect)
+    // must not keep a reply from being taken and time-stamped.
     let adopted = tcx(
         ebpf,
         names::TC_PROBE_REPLY,
-        TcAttachType::Ingress,
+        (TcAttachType::Ingress, LinkOrder::first()),
         ifname,
         &tcx_ingress_pin(links, ifindex),
     )?;
@@ -232,10 +234,11 @@ pub fn tc_egress(
     links: &Path,
 ) -> Result<Adopted, DatapathError> {
     match mode {
+        // Last on the hook: the stamp is the time nearest the wire.
         TcAttach::Tcx => tcx(
             ebpf,
             names::TC_PROBE_STAMP,
-            TcAttachType::Egress,
+            (TcAttachType::Egress, LinkOrder::last()),
             ifname,
             &tcx_pin(links, ifindex),
         ),
@@ -243,11 +246,12 @@ pub fn tc_egress(
     }
 }
 
-/// Program `name` on the TCX hook `hook` of `ifname`, pinned at `pin`.
+/// Program `name` on the TCX hook `hook` of `ifname` at `order` among the hook's programs, pinned
+/// at `pin`.
 fn tcx(
     ebpf: &mut Ebpf,
     name: &'static str,
-    hook: TcAttachType,
+    (hook, order): (TcAttachType, LinkOrder),
     ifname: &str,
     pin: &Path,
 ) -> Result<Adopted, DatapathError> {
@@ -264,11 +268,7 @@ fn tcx(
         },
         |prog| {
             let id = prog
-                .attach_with_options(
-                    ifname,
-                    hook,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
+                .attach_with_options(ifname, hook, TcAttachOptions::TcxOrder(order))
                 .map_err(&err)?;
             let link = prog.take_link(id).map_err(&err)?;
             FdLink::try_from(link).map_err(|e| DatapathError::Pin {
