@@ -4,8 +4,8 @@
 //!   their receive time, hands a record to userspace through a ring buffer and consumes them. Every
 //!   other frame passes untouched. Errors fail open (`XDP_PASS`): a parser surprise must never cost
 //!   the host its traffic.
-//! - `ipmpd_tc_reply` (TC ingress, instead of `ipmpd_xdp_reply` where the operator asks for it with
-//!   `--reply-hook tc`): the same, on the path every packet takes anyway.
+//! - `ipmpd_tc_reply` (TC ingress, instead of `ipmpd_xdp_reply` on veth where the kernel has TCX, or
+//!   everywhere with `--reply-hook tc`): the same, on the path every packet takes anyway.
 //! - `ipmpd_tc_stamp` (TC egress, every tracked interface): writes the kernel transmit time into
 //!   outgoing probes and keeps the ICMP checksum valid.
 //! - `ipmpd_carrier_on` / `ipmpd_carrier_off` (fentry): mirror carrier changes into the link-state map

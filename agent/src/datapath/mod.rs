@@ -378,7 +378,8 @@ impl Datapath {
         &self.pin_dir
     }
 
-    /// Starts tracking `ifname`: creates its map entries and attaches XDP and TC egress.
+    /// Starts tracking `ifname`: creates its map entries and attaches its reply program (XDP or TC
+    /// ingress, see [`ReplyHook`]) and TC egress.
     ///
     /// # Errors
     /// Unknown interface, or the kernel refused an attachment.
