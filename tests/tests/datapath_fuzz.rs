@@ -1,8 +1,10 @@
 //! The kernel programs fed every one-bit mutation of genuine frames and many random and randomly
 //! mutated ones through BPF_PROG_TEST_RUN. Properties: the XDP program queues a frame only if it
 //! is a genuine probe reply of the identity registered for the interface (as an independent
-//! parser below reads it), with a record that says what the frame says; the TC program changes a
-//! frame only if it is a probe request, and then only its kernel transmit time and checksum.
+//! parser below reads it), with a record that says what the frame says; the TC ingress reply
+//! program judges every frame as the XDP program does (consumes what XDP drops, queues the same
+//! record); the TC egress program changes a frame only if it is a probe request, and then only its
+//! kernel transmit time and checksum.
 
 mod programs;
 
@@ -70,14 +72,20 @@ fn genuine_reply(f: &[u8]) -> Option<(u16, u16, ProbeHeader)> {
     (id == PROBE_ID && u32::from_be(h.ifindex) == TEST_RUN_IFINDEX).then_some((id, seq, h))
 }
 
-/// Runs `frame` through XDP and checks the property; whether it was queued.
-fn check_xdp(p: &mut Programs, frame: &[u8]) -> bool {
-    p.xdp(frame);
+/// `XDP_DROP`: the XDP program consumed the frame.
+const XDP_DROP: u32 = 1;
+/// `TC_ACT_SHOT`: the TC reply program consumed the frame.
+const TC_ACT_SHOT: i32 = 2;
+
+/// What a reply program made of one frame: whether it consumed it, and the (id, seq, header) of
+/// the record it queued.
+type Judgement = (bool, Option<(u16, u16, ProbeHeader)>);
+
+/// The record queued for `frame` since the last look, checked against the property.
+fn queued(p: &mut Programs, frame: &[u8]) -> Option<(u16, u16, ProbeHeader)> {
     let records = p.records();
     assert!(records.len() <= 1, "one frame, one record at most");
-    let Some(r) = records.first() else {
-        return false;
-    };
+    let r = records.first()?;
     let Some((id, seq, h)) = genuine_reply(frame) else {
         panic!("queued a frame that is no genuine reply: {frame:02x?}");
     };
@@ -86,7 +94,32 @@ fn check_xdp(p: &mut Programs, frame: &[u8]) -> bool {
         (id, seq, h),
         "the record says what the frame says: {frame:02x?}"
     );
+    Some((id, seq, h))
+}
+
+/// Runs `frame` through XDP and checks the property; what XDP made of it.
+fn check_xdp(p: &mut Programs, frame: &[u8]) -> Judgement {
+    let consumed = p.xdp(frame) == XDP_DROP;
+    (consumed, queued(p, frame))
+}
+
+/// Runs `frame` through the TC ingress reply program, which must judge it as XDP did (`xdp`);
+/// false when the kernel would not run the program on it (nothing to judge).
+fn check_tc_reply(p: &mut Programs, frame: &[u8], xdp: &Judgement) -> bool {
+    let Ok(verdict) = p.try_tc_reply(frame) else {
+        return false;
+    };
+    let judged = (verdict == TC_ACT_SHOT, queued(p, frame));
+    assert_eq!(&judged, xdp, "TC ingress judges as XDP: {frame:02x?}");
     true
+}
+
+/// Runs `frame` through both reply programs and the TC egress program, checking each property:
+/// (whether XDP queued it, how many of the two TC programs the kernel would not run on it).
+fn check_all(p: &mut Programs, frame: &[u8]) -> (bool, usize) {
+    let xdp = check_xdp(p, frame);
+    let refused = usize::from(!check_tc_reply(p, frame, &xdp)) + usize::from(!check_tc(p, frame));
+    (xdp.1.is_some(), refused)
 }
 
 /// Runs `frame` through TC and checks the property; false when the kernel would not run the
@@ -175,23 +208,24 @@ fn every_bit_flipped_in_genuine_frames_is_judged_right() {
     let (mut runs, mut queued, mut refused) = (0, 0, 0);
     for base in bases() {
         assert_eq!(
-            check_xdp(&mut p, &base),
-            genuine_reply(&base).is_some(),
+            check_all(&mut p, &base),
+            (genuine_reply(&base).is_some(), 0),
             "the unmutated frame"
         );
-        assert!(check_tc(&mut p, &base));
         for byte in 0..base.len() {
             for bit in 0..8 {
                 let mut f = base.clone();
                 f[byte] ^= 1 << bit;
-                queued += usize::from(check_xdp(&mut p, &f));
-                refused += usize::from(!check_tc(&mut p, &f));
+                let (q, r) = check_all(&mut p, &f);
+                queued += usize::from(q);
+                refused += r;
                 runs += 1;
             }
         }
     }
     println!(
-        "{runs} one-bit mutations, {queued} still genuine replies and queued; the kernel ran TC on all but {refused}"
+        "{runs} one-bit mutations, {queued} still genuine replies and queued; the kernel ran both TC programs on all but {refused} runs of {}",
+        2 * runs
     );
     assert!(
         queued > 0,
@@ -229,13 +263,15 @@ fn random_and_randomly_mutated_frames_never_queue_anything_but_genuine_replies()
             }
             f
         };
-        queued += usize::from(check_xdp(&mut p, &frame));
-        refused += usize::from(!check_tc(&mut p, &frame));
+        let (q, r) = check_all(&mut p, &frame);
+        queued += usize::from(q);
+        refused += r;
     }
     println!(
-        "{rounds} random frames, {queued} genuine replies among them, all others refused; the kernel ran TC on all but {refused}"
+        "{rounds} random frames, {queued} genuine replies among them, all others refused; the kernel ran both TC programs on all but {refused} runs of {}",
+        2 * rounds
     );
-    assert!(refused < rounds / 10, "TC judged on most frames");
+    assert!(refused < 2 * rounds / 10, "TC judged on most frames");
     // Changes to bytes no check reads leave genuine replies, so some frames must be queued: a
     // program that queued nothing would pass the property above trivially.
     assert!(

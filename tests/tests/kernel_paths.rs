@@ -17,6 +17,22 @@ fn features(ns: &Netns) -> Value {
     daemon::features(ns, &["h0"])
 }
 
+/// The daemon of `cfg` started in `ns` with `extra` arguments, once ready, and its start-up event
+/// `ipmultipath.datapath.features` (what it chose).
+fn spawn_ready(cfg: &RunConfig, ns: &Netns, extra: &[&str]) -> (Daemon, Value) {
+    let mut d = cfg.spawn_with(ns, extra);
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("daemon ready");
+    let features = wait_event(
+        &mut d,
+        Duration::from_secs(1),
+        "ipmultipath.datapath.features",
+        None,
+    )
+    .expect("the start-up event says what was chosen");
+    (d, features)
+}
+
 /// Whether the carrier hook is what ipmpd uses here.
 fn hook_in_use(ns: &Netns) -> (bool, String) {
     let f = features(ns);
@@ -142,16 +158,7 @@ fn without_tcx_one_clsact_filter_is_replaced_in_place_across_a_restart_and_detac
     }
     let lan = Lan::new(true, false);
     let cfg = RunConfig::new("clsact", GROUP, None);
-    let mut d = cfg.spawn_with(lan.host(), &["--tc-attach", "clsact"]);
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
-        .expect("daemon ready");
-    let features = wait_event(
-        &mut d,
-        Duration::from_secs(1),
-        "ipmultipath.datapath.features",
-        None,
-    )
-    .expect("the start-up event says what was chosen");
+    let (mut d, features) = spawn_ready(&cfg, lan.host(), &["--tc-attach", "clsact"]);
     assert_eq!(features["params"]["tc_attach"], "clsact");
     let before = egress_filters(lan.host(), "h0");
     assert_eq!(before.len(), 1, "one filter: {before:?}");
@@ -259,16 +266,7 @@ fn replies_are_taken_at_tc_ingress_when_asked_and_a_restart_with_the_other_hook_
     // the new hook replaces the old one, and the datapath detects.
     let idx = h.ifindex("h0");
     let cfg = RunConfig::new("replyhook", GROUP, None);
-    let mut d = cfg.spawn_with(h, &["--reply-hook", "tc"]);
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
-        .expect("daemon ready");
-    let event = wait_event(
-        &mut d,
-        Duration::from_secs(1),
-        "ipmultipath.datapath.features",
-        None,
-    )
-    .expect("the start-up event says what was chosen");
+    let (mut d, event) = spawn_ready(&cfg, h, &["--reply-hook", "tc"]);
     assert_eq!(event["params"]["reply_hook"], "tc_ingress", "{event}");
     d.wait_for(Duration::from_secs(5), |v| {
         v["probe"]["event"] == "probe_acked" && v["probe"]["ifname"] == "h0"
@@ -582,16 +580,7 @@ fn fails_over_on_carrier_loss(member: &str) {
         &GROUP.replace("[interface.h0]", &format!("[interface.{member}]")),
         None,
     );
-    let mut d = cfg.spawn(lan.host());
-    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
-        .expect("daemon ready");
-    let chosen = wait_event(
-        &mut d,
-        Duration::from_secs(1),
-        "ipmultipath.datapath.features",
-        None,
-    )
-    .expect("features event");
+    let (mut d, chosen) = spawn_ready(&cfg, lan.host(), &[]);
     assert_eq!(
         chosen["params"]["carrier_source"],
         if hook { "kernel hook" } else { "carrier poll" }
@@ -600,6 +589,19 @@ fn fails_over_on_carrier_loss(member: &str) {
         v["probe"]["event"] == "probe_acked" && v["probe"]["ifname"] == member
     })
     .expect("the member is probed");
+    // The daemon knows the member's kind from its link dump: replies at TC ingress on a veth
+    // where the kernel has TCX, by XDP on the macvlan and on kernels without TCX.
+    let at_tc = chosen["params"]["tc_attach"] == "tcx" && !stacked;
+    let idx = lan.host().ifindex(member);
+    let pins = daemon::link_pins(&cfg.instance);
+    assert_eq!(
+        (
+            pins.contains(&format!("tcx-ingress-{idx}")),
+            pins.contains(&format!("xdp-{idx}"))
+        ),
+        (at_tc, !at_tc),
+        "{chosen} {pins:?}"
+    );
     if stacked {
         lan.hold_linkwatch();
     }

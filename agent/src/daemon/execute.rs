@@ -156,10 +156,16 @@ impl Daemon {
                 mut spec,
                 ifindex,
                 hwaddr,
+                kind,
                 link_up,
                 datapath,
             } => {
-                if datapath && let Err(e) = self.io.datapath.track_index(ifindex, &spec.ifname) {
+                if datapath
+                    && let Err(e) =
+                        self.io
+                            .datapath
+                            .track_index(ifindex, &spec.ifname, kind.as_deref())
+                {
                     self.out.rep.catalogue(
                         "ipmultipath.setup.connFailed",
                         json!({ "what": format!("the datapath on {}", spec.ifname), "reason": format!("{:#}", anyhow::Error::from(e)) }),
@@ -192,6 +198,7 @@ impl Daemon {
                     spec,
                     ifindex,
                     hwaddr,
+                    kind,
                     link_up,
                     datapath,
                 })

@@ -385,15 +385,26 @@ impl Datapath {
     /// Unknown interface, or the kernel refused an attachment.
     pub fn track(&mut self, ifname: &str) -> Result<u32, DatapathError> {
         let ifindex = ifindex_of(ifname)?;
-        self.track_index(ifindex, ifname)?;
+        let kind = self
+            .reply_hook
+            .needs_kind()
+            .then(|| kind_of(ifindex))
+            .flatten();
+        self.track_index(ifindex, ifname, kind.as_deref())?;
         Ok(ifindex)
     }
 
-    /// Starts tracking the interface `ifindex` (named `ifname`, for messages).
+    /// Starts tracking the interface `ifindex` (named `ifname`, for messages), a device of `kind`
+    /// ("veth", ...; `None` for a NIC, see [`ReplyHook::at_tc_ingress`]).
     ///
     /// # Errors
     /// The kernel refused an attachment, or someone else's qdisc or filter is in the way.
-    pub fn track_index(&mut self, ifindex: u32, ifname: &str) -> Result<(), DatapathError> {
+    pub fn track_index(
+        &mut self,
+        ifindex: u32,
+        ifname: &str,
+        kind: Option<&str>,
+    ) -> Result<(), DatapathError> {
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Map {
             map: names::IFACE_COUNTERS,
             source: MapError::from(aya::sys::SyscallError {
@@ -426,7 +437,7 @@ impl Datapath {
         // The link-state entry is the link watcher's to create (from its first look at the
         // interface) and to drop: it owns the map.
         let links = self.pin_dir.join("links");
-        let tc_replies = self.reply_hook.at_tc_ingress(|| kind_of(ifindex));
+        let tc_replies = self.reply_hook.at_tc_ingress(kind);
         if tc_replies {
             attach::tc_ingress(&mut self.ebpf, ifindex, ifname, &links)?;
         } else {
@@ -746,7 +757,8 @@ pub struct Detached {
 }
 
 /// The kind of device `ifindex` is ("veth", ...), or `None` for a NIC and when rtnetlink cannot
-/// say (then replies are taken by XDP, which works on every device).
+/// say (then replies are taken by XDP, which works on every device). One RTM_GETLINK: for the
+/// diagnostics, which track a few interfaces by name; the daemon has the kind from its dumps.
 fn kind_of(ifindex: u32) -> Option<String> {
     crate::netlink::RouteSocket::for_dumps()
         .and_then(|mut s| s.link_kind(ifindex))

@@ -49,13 +49,19 @@ impl ReplyHook {
     }
 
     /// Whether replies on a device are taken at TC ingress; `kind` says what kind of device it
-    /// is (`IFLA_INFO_KIND`; `None` for a NIC), asked only when the answer depends on it.
-    pub fn at_tc_ingress(self, kind: impl FnOnce() -> Option<String>) -> bool {
+    /// is (`IFLA_INFO_KIND`; `None` for a NIC), which only the default where TCX is in use
+    /// looks at.
+    pub fn at_tc_ingress(self, kind: Option<&str>) -> bool {
         match self {
             Self::Xdp => false,
             Self::TcIngress => true,
-            Self::TcIngressOnVeth => kind().as_deref() == Some("veth"),
+            Self::TcIngressOnVeth => kind == Some("veth"),
         }
+    }
+
+    /// Whether [`Self::at_tc_ingress`] depends on the device's kind.
+    pub(super) fn needs_kind(self) -> bool {
+        self == Self::TcIngressOnVeth
     }
 
     /// Whether any interface may have replies taken at TC ingress.
@@ -79,20 +85,21 @@ mod tests {
     fn by_default_veth_gets_tc_ingress_where_tcx_is_and_xdp_where_it_is_not() {
         let hook = ReplyHook::choose(ReplyChoice::Auto, &TcAttach::Tcx).unwrap();
         assert_eq!(hook, ReplyHook::TcIngressOnVeth);
-        assert!(hook.at_tc_ingress(|| Some("veth".into())));
-        assert!(!hook.at_tc_ingress(|| None), "a NIC keeps XDP");
-        assert!(!hook.at_tc_ingress(|| Some("bridge".into())));
+        assert!(hook.needs_kind());
+        assert!(hook.at_tc_ingress(Some("veth")));
+        assert!(!hook.at_tc_ingress(None), "a NIC keeps XDP");
+        assert!(!hook.at_tc_ingress(Some("bridge")));
         let hook = ReplyHook::choose(ReplyChoice::Auto, &clsact()).unwrap();
         assert_eq!(hook, ReplyHook::Xdp);
-        assert!(!hook.at_tc_ingress(|| Some("veth".into())));
+        assert!(!hook.at_tc_ingress(Some("veth")));
     }
 
     #[test]
     fn a_forced_choice_holds_for_every_device_and_tc_without_tcx_is_refused() {
         let xdp = ReplyHook::choose(ReplyChoice::Xdp, &TcAttach::Tcx).unwrap();
-        assert!(!xdp.at_tc_ingress(|| Some("veth".into())));
+        assert!(!xdp.needs_kind() && !xdp.at_tc_ingress(Some("veth")));
         let tc = ReplyHook::choose(ReplyChoice::Tc, &TcAttach::Tcx).unwrap();
-        assert!(tc.at_tc_ingress(|| panic!("the kind is not asked")));
+        assert!(!tc.needs_kind() && tc.at_tc_ingress(None));
         let err = ReplyHook::choose(ReplyChoice::Tc, &clsact()).unwrap_err();
         assert!(
             err.to_string().contains("the kernel has no TCX")

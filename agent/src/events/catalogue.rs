@@ -414,7 +414,7 @@ pub static CATALOGUE: &[EventSpec] = &[
             ("carrier_source", Str),
             ("reply_hook", Str),
         ],
-        description: "What the running kernel let ipmpd use, chosen by probing the kernel (never by its version): TCX links where the kernel has them, else a clsact qdisc and a netlink filter; the fentry carrier hook where tracing programs may load, else a carrier poll with rtnetlink notifications. Probe replies are taken by XDP unless the operator asked for TC ingress (--reply-hook tc, which needs TCX): on veth, native XDP moves every packet the peer sends onto a queue of its own, which costs a TCP flow a few per cent of its throughput.",
+        description: "What the running kernel let ipmpd use, chosen by probing the kernel (never by its version): TCX links where the kernel has them, else a clsact qdisc and a netlink filter; the fentry carrier hook where tracing programs may load, else a carrier poll with rtnetlink notifications. Probe replies are taken at TC ingress on veth where the kernel has TCX, and by XDP on other devices and kernels (--reply-hook xdp or tc forces one; tc needs TCX): on veth, native XDP moves every packet the peer sends onto a queue of its own, which costs a TCP flow a few per cent of its throughput.",
         causes: "Every start.",
         action: "None; `ipmpd features` shows the same at any time.",
     },

@@ -117,6 +117,9 @@ pub struct LinkInfo {
     pub hwaddr: Option<[u8; 6]>,
     /// How an XDP program is attached (`IFLA_XDP_ATTACHED`), when one is.
     pub xdp: Option<XdpAttached>,
+    /// The kind of device (`IFLA_INFO_KIND`: "veth", "vlan", ...); `None` for a device with a
+    /// driver of its own (a NIC), which sends no `IFLA_LINKINFO`.
+    pub kind: Option<String>,
 }
 
 /// `XDP_ATTACHED_*`: where the kernel runs an interface's XDP program.
@@ -145,13 +148,13 @@ impl XdpAttached {
     }
 }
 
-/// Name, flags and hardware address from one RTM_NEWLINK body; `None` when malformed or nameless.
-/// Only these attributes are read (the name as the kernel has it, bytes that are not UTF-8
-/// replaced), so no other attribute can make the interface invisible.
+/// Name, flags, hardware address and kind from one RTM_NEWLINK body; `None` when malformed or
+/// nameless. Only these attributes are read (the name as the kernel has it, bytes that are not
+/// UTF-8 replaced), so no other attribute can make the interface invisible.
 #[must_use]
 pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
     let header = LinkHeader::parse(body).ok()?;
-    let (mut name, mut hwaddr, mut xdp) = (None, None, None);
+    let (mut name, mut hwaddr, mut xdp, mut kind) = (None, None, None, None);
     for nla in attributes(body, IFINFOMSG_LEN) {
         match nla.kind() {
             IFLA_XDP => {
@@ -168,6 +171,9 @@ pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
                 name = Some(String::from_utf8_lossy(bytes).into_owned());
             }
             IFLA_ADDRESS => hwaddr = <[u8; 6]>::try_from(nla.value()).ok(),
+            IFLA_LINKINFO => {
+                kind = with_info_kind(nla.value(), |k| String::from_utf8_lossy(k).into_owned());
+            }
             _ => {}
         }
     }
@@ -177,6 +183,7 @@ pub fn parse_link_info(body: &[u8]) -> Option<LinkInfo> {
         flags: header.flags.bits(),
         hwaddr,
         xdp,
+        kind,
     })
 }
 
@@ -249,7 +256,7 @@ impl RouteSocket {
         let mut out = None;
         self.request(&req, |kind, body| {
             if kind == RTM_NEWLINK {
-                out = parse_link_kind(body);
+                out = parse_link_info(body).and_then(|l| l.kind);
             }
         })?;
         Ok(out)
@@ -320,15 +327,6 @@ fn with_info_kind<R>(linkinfo: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
             let kind = a.value();
             f(kind.strip_suffix(b"\0").unwrap_or(kind))
         })
-}
-
-/// The kind of device one RTM_NEWLINK body describes ("veth", "vlan", ...); `None` for devices
-/// with a driver of their own (a NIC), which send no `IFLA_LINKINFO`.
-#[must_use]
-pub fn parse_link_kind(body: &[u8]) -> Option<String> {
-    attributes(body, IFINFOMSG_LEN)
-        .find(|nla| nla.kind() == IFLA_LINKINFO)
-        .and_then(|nla| with_info_kind(nla.value(), |k| String::from_utf8_lossy(k).into_owned()))
 }
 
 #[cfg(test)]
@@ -418,7 +416,7 @@ mod tests {
                 crate::netlink::msg::attr(&mut info, IFLA_INFO_KIND, kind);
                 crate::netlink::msg::attr(&mut body, IFLA_LINKINFO, &info);
             }
-            parse_link_kind(&body)
+            parse_link_info(&body).expect("a named link").kind
         };
         assert_eq!(with(Some(b"veth\0")).as_deref(), Some("veth"));
         assert_eq!(
@@ -427,8 +425,8 @@ mod tests {
             "without its NUL"
         );
         assert_eq!(with(None), None);
-        // A truncated header or an empty body is no device of any kind, and no panic.
-        assert_eq!(parse_link_kind(&[0u8; 3]), None);
+        // A truncated header or an empty body is no device at all, and no panic.
+        assert_eq!(parse_link_info(&[0u8; 3]), None);
     }
 
     #[test]

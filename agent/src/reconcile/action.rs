@@ -25,11 +25,13 @@ pub enum Action {
     Detach { ifindex: u32 },
     /// Start tracking a member: attach the datapath (`datapath`), watch its link, open sockets for
     /// `spec.test_addrs`, add it to the engine (restoring a prior state it had) with carrier
-    /// `link_up`.
+    /// `link_up`. `kind` is the device's kind ("veth", ...; `None` for a NIC), which chooses
+    /// where probe replies are taken.
     Track {
         spec: MemberSpec,
         ifindex: u32,
         hwaddr: Option<[u8; 6]>,
+        kind: Option<String>,
         link_up: bool,
         datapath: bool,
     },

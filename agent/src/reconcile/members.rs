@@ -95,6 +95,7 @@ pub(super) fn reconcile(
             },
             ifindex: link.ifindex,
             hwaddr: link.hwaddr,
+            kind: link.kind.clone(),
             link_up: inp.observed.carrier(link.ifindex),
             datapath,
         };

@@ -207,6 +207,7 @@ mod tests {
             flags: IFF_UP | IFF_LOWER_UP | IFF_MULTICAST,
             hwaddr: None,
             xdp: None,
+            kind: None,
         }
     }
 

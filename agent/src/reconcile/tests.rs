@@ -97,6 +97,7 @@ impl World {
                 flags: IFF_UP | IFF_LOWER_UP | IFF_MULTICAST,
                 hwaddr: Some([2, 0, 0, 0, 0, ifindex as u8]),
                 xdp: None,
+                kind: Some("veth".into()),
             },
             deleted: false,
         });
@@ -287,6 +288,18 @@ fn start_up_tracks_probes_places_and_routes_then_converges() {
     w.standard();
     let done = w.settle();
     assert_eq!(tracks(&done), [("h0".into(), 3), ("h1".into(), 4)]);
+    let kinds: Vec<_> = done
+        .iter()
+        .filter_map(|a| match a {
+            Action::Track { kind, .. } => Some(kind.as_deref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [Some("veth"), Some("veth")],
+        "the kind the link dump gave, which chooses the reply hook"
+    );
     assert!(done.contains(&Action::SetRouterTargets {
         ifname: "h0".into(),
         v4: true,

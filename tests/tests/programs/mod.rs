@@ -1,6 +1,6 @@
 //! ipmpd's kernel programs loaded for BPF_PROG_TEST_RUN: synthetic frames in; verdicts, rewritten
-//! frames, reply records and counters out. No interface is needed: XDP frames "arrive" on
-//! loopback ([`TEST_RUN_IFINDEX`]), whose probe identity is registered as [`PROBE_ID`]. Shared by
+//! frames, reply records and counters out. No interface is needed: frames "arrive" on loopback
+//! ([`TEST_RUN_IFINDEX`]), whose probe identity is registered as [`PROBE_ID`]. Shared by
 //! the TestRun tests and the datapath cost benchmark (`mod programs;`).
 #![allow(dead_code, reason = "each user takes the part it needs")]
 
@@ -19,7 +19,8 @@ pub struct Programs {
 }
 
 impl Programs {
-    /// Loads both programs (the verifier must accept them) and registers the test interface.
+    /// Loads the reply programs (XDP and TC ingress) and the TC egress stamper (the verifier must
+    /// accept them) and registers the test interface.
     ///
     /// # Panics
     /// When the object does not load or a program is refused.
@@ -38,6 +39,14 @@ impl Programs {
             .try_into()
             .unwrap();
         tc.load().expect("verifier accepts the TC program");
+        let tc_reply: &mut SchedClassifier = ebpf
+            .program_mut(names::TC_PROBE_REPLY)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        tc_reply
+            .load()
+            .expect("verifier accepts the TC reply program");
         let ncpus = aya::util::nr_cpus().unwrap();
         let mut counters: PerCpuHashMap<_, u32, IfaceCounters> =
             PerCpuHashMap::try_from(ebpf.map_mut(names::IFACE_COUNTERS).unwrap()).unwrap();
@@ -67,11 +76,25 @@ impl Programs {
 
     /// The TC program.
     pub fn tc_program(&mut self) -> &mut SchedClassifier {
-        self.ebpf
-            .program_mut(names::TC_PROBE_STAMP)
-            .unwrap()
-            .try_into()
-            .unwrap()
+        self.classifier(names::TC_PROBE_STAMP)
+    }
+
+    fn classifier(&mut self, name: &str) -> &mut SchedClassifier {
+        self.ebpf.program_mut(name).unwrap().try_into().unwrap()
+    }
+
+    /// The TC ingress reply program's verdict on `frame`, or the kernel's refusal to run it.
+    ///
+    /// # Errors
+    /// When BPF_PROG_TEST_RUN refuses the frame.
+    pub fn try_tc_reply(&mut self, frame: &[u8]) -> Result<i32, aya::programs::ProgramError> {
+        let r = self
+            .classifier(names::TC_PROBE_REPLY)
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ..Default::default()
+            })?;
+        Ok(r.return_value as i32)
     }
 
     /// Runs XDP on `frame` `times` times in one test run (each run queues what one frame would).
