@@ -9,7 +9,7 @@
 mod programs;
 
 use agent_common::probe::{CHECKSUM_SIPHASH24, MAGIC, ProbeHeader, VERSION};
-use programs::Programs;
+use programs::{Programs, TC_ACT_SHOT, XDP_DROP};
 use tests::frames::{Frame, PROBE_ID, TEST_RUN_IFINDEX, ext8};
 
 /// Where the ICMP header of an ipmpd echo of `icmp_type` (IPv4) or `icmp6_type` starts, as the
@@ -71,11 +71,6 @@ fn genuine_reply(f: &[u8]) -> Option<(u16, u16, ProbeHeader)> {
     let seq = u16::from_be_bytes([*f.get(icmp + 6)?, *f.get(icmp + 7)?]);
     (id == PROBE_ID && u32::from_be(h.ifindex) == TEST_RUN_IFINDEX).then_some((id, seq, h))
 }
-
-/// `XDP_DROP`: the XDP program consumed the frame.
-const XDP_DROP: u32 = 1;
-/// `TC_ACT_SHOT`: the TC reply program consumed the frame.
-const TC_ACT_SHOT: i32 = 2;
 
 /// What a reply program made of one frame: whether it consumed it, and the (id, seq, header) of
 /// the record it queued.

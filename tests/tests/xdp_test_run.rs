@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 mod programs;
 
-use programs::Programs;
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
+use programs::{Programs, XDP_DROP, XDP_PASS};
 
 fn load() -> Option<Programs> {
     tests::privileged().then(Programs::load)

@@ -12,6 +12,13 @@ use aya::{
 };
 use tests::frames::{PROBE_ID, TEST_RUN_IFINDEX};
 
+/// `XDP_DROP`: the XDP program consumed the frame.
+pub const XDP_DROP: u32 = 1;
+/// `XDP_PASS`: the frame goes on to the stack.
+pub const XDP_PASS: u32 = 2;
+/// `TC_ACT_SHOT`: the TC reply program consumed the frame.
+pub const TC_ACT_SHOT: i32 = 2;
+
 /// The loaded object, its interface entries in place.
 pub struct Programs {
     pub ebpf: Ebpf,
