@@ -358,12 +358,27 @@ impl Lan {
             .veth(self.host, "spare", self.switch, "sw-spare", Some(22));
     }
 
-    /// Holds the kernel's linkwatch in its one-second pause, as on a busy host: a carrier change
-    /// of the spare NIC-like link makes it run (or wait for its next run), after which another
+    /// Holds the kernel's linkwatch in its one-second pause, as on a busy host: after it, another
     /// NIC-like link's change waits up to a second to be notified and copied to the devices
     /// stacked on it (VLAN, macvlan). Needs [`Self::add_spare_nic_like`].
+    ///
+    /// The spare's carrier loss is not urgent, so only a full linkwatch run handles it, and that
+    /// run starts the pause. Waiting until the spare's operational state (which linkwatch sets)
+    /// says down makes sure that run is over. Without the wait, the run could still be queued
+    /// when the caller cuts its link, and would then notify that change at once too: seen in the
+    /// 6.12 guest, where the work queue lags the command that queued it. The state is read from
+    /// a dump: since Linux 6.7 an RTM_GETLINK for the one device first runs linkwatch for it
+    /// alone, which would end the wait without the full run (measured on 6.18: 5 ms, against
+    /// 0.5-0.7 s from a dump).
     pub fn hold_linkwatch(&self) {
         self.switch().link_down("sw-spare");
+        let tries = (crate::scaled(std::time::Duration::from_secs(3)).as_millis() / 20).max(1);
+        assert!(
+            self.host().try_sh(&format!(
+                "for i in $(seq {tries}); do ip -o link show | grep -q \"^[0-9]*: spare@.*state DOWN\" && exit 0; sleep 0.02; done; exit 1"
+            )),
+            "linkwatch never handled the spare link's carrier loss"
+        );
         self.switch().link_up("sw-spare");
     }
 
