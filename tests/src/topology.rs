@@ -304,6 +304,10 @@ pub struct Lan {
 
 impl Lan {
     /// Builds it; `nic_like` gives the host links equal indexes on both ends (see [`Topology::veth`]).
+    /// Without it the kernel numbers each end, and in these fresh namespaces h0 and sw-h0 both get
+    /// index 2 (h1 and sw-h1 both 3), so their carrier changes are batched like a NIC's too; only
+    /// the index 20 of `nic_like` is fixed. [`Self::plug_notified_at_once`] adds a link the
+    /// kernel notifies at once.
     #[must_use]
     pub fn new(two: bool, nic_like: bool) -> Self {
         let mut topo = Topology::default();
@@ -348,7 +352,21 @@ impl Lan {
     /// [`Self::plug`] with the interface index given (a device re-created under its old name gets
     /// a new index on a real host; the kernel here may hand the old one out again).
     pub fn plug_with_index(&self, ifname: &str, cidr: &str, index: Option<u32>) {
-        self.plug_port(ifname, cidr, index, true);
+        self.plug_port(ifname, cidr, index.map(|i| (i, i)), true);
+    }
+
+    /// [`Self::plug`] with different indexes on the two ends, `host_index` and `port_index`: a
+    /// veth whose carrier changes the kernel notifies at once. (Left to the kernel, the ends of
+    /// a veth between two namespaces often get equal indexes, each the next free one of its
+    /// namespace, and behave like a NIC's.)
+    pub fn plug_notified_at_once(
+        &self,
+        ifname: &str,
+        cidr: &str,
+        host_index: u32,
+        port_index: u32,
+    ) {
+        self.plug_port(ifname, cidr, Some((host_index, port_index)), true);
     }
 
     /// Adds `spare`, a NIC-like host link (index 22, far end `sw-spare`, on no bridge), for
@@ -387,11 +405,13 @@ impl Lan {
         self.plug_port(ifname, cidr, None, false);
     }
 
-    fn plug_port(&self, ifname: &str, cidr: &str, index: Option<u32>, port_up: bool) {
+    fn plug_port(&self, ifname: &str, cidr: &str, indexes: Option<(u32, u32)>, port_up: bool) {
         let port = format!("sw-{ifname}");
-        let idx = index.map_or_else(String::new, |i| format!(" index {i}"));
+        let (idx, port_idx) = indexes.map_or_else(Default::default, |(h, p)| {
+            (format!(" index {h}"), format!(" index {p}"))
+        });
         sh(&format!(
-            "ip link add {ifname} netns {}{idx} type veth peer name {port} netns {} && ip -n {} link set {ifname} up",
+            "ip link add {ifname} netns {}{idx} type veth peer name {port} netns {}{port_idx} && ip -n {} link set {ifname} up",
             self.host().name,
             self.switch().name,
             self.host().name,

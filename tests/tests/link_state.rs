@@ -277,3 +277,121 @@ fn a_flap_shorter_than_the_poll_interval_is_still_counted() {
     });
     assert_eq!(link_state("shortflap", ifindex)["flaps"], 2);
 }
+
+/// A link event of `change` stamped at or after `after_ns`.
+fn since(v: &Value, change: &str, after_ns: u64) -> bool {
+    is_change(v, change) && v["at_ns"].as_u64() >= Some(after_ns)
+}
+
+/// CPU time, in ns, the thread of process `pid` named `name` has spent (schedstat).
+fn thread_cpu_ns(pid: u32, name: &str) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let schedstat =
+                std::fs::read_to_string(task.path().join("schedstat")).expect("schedstat");
+            return schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse().ok())
+                .expect("on-CPU time");
+        }
+    }
+    panic!("no thread {name} in process {pid}");
+}
+
+/// A veth whose ends have different indexes: the kernel notifies its carrier changes at once, so
+/// the poll (asked for at a fixed 1 ms, which costs a few % of a core where it runs) is off and
+/// the notifications alone see the loss. The interface then comes back under its index with
+/// equal indexes on both ends, batched like a NIC's: the poll turns on for it and sees the loss
+/// first.
+#[test]
+fn the_poll_is_off_while_the_kernel_notifies_every_member_at_once() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    lan.plug_notified_at_once("h2", "192.0.2.12/24", 40, 41);
+    assert_eq!(lan.host().ifindex("h2"), 40);
+    let mut d = Daemon::spawn(
+        lan.host(),
+        &[
+            "watch",
+            "h2",
+            "--json",
+            "--instance",
+            "polloff",
+            "--carrier",
+            "poll",
+            "--link-poll-cpu",
+            "100",
+            "--link-poll-us",
+            "1000",
+        ],
+    );
+    d.wait_for(Duration::from_secs(10), |v| is_change(v, "initial"))
+        .expect("initial state");
+    let way = d
+        .wait_for(Duration::from_secs(10), |v| v["event"] == "carrier_poll")
+        .expect("the poll says it is off");
+    assert_eq!(
+        (&way["way"], &way["members"]),
+        (&"off".into(), &1.into()),
+        "{way}"
+    );
+    // Nothing wakes the watcher thread while nothing changes.
+    let before = thread_cpu_ns(d.pid(), "ipmpd-link");
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = thread_cpu_ns(d.pid(), "ipmpd-link") - before;
+    assert!(
+        spent < 2_000_000,
+        "the watcher thread spent {spent} ns in a second with the poll off"
+    );
+    let cut = lan.switch().set_link_timed("sw-h2", false);
+    let ev = d
+        .wait_for(Duration::from_secs(3), |v| since(v, "down", cut.began_ns))
+        .expect("loss seen");
+    assert_eq!(ev["source_name"], "rtnetlink notification", "{ev}");
+    let at = ev["at_ns"].as_u64().unwrap();
+    assert!(
+        at <= cut.in_force_ns + tests::scaled_ns(20_000_000),
+        "notified {} us after the change completed",
+        at.saturating_sub(cut.in_force_ns) / 1000
+    );
+    let repair = lan.switch().set_link_timed("sw-h2", true);
+    d.wait_for(Duration::from_secs(3), |v| since(v, "up", repair.began_ns))
+        .expect("repair seen");
+
+    // Re-created under the same index, now NIC-like.
+    lan.unplug("h2");
+    d.wait_for(Duration::from_secs(3), |v| is_change(v, "removed"))
+        .expect("removal seen");
+    let replugged = tests::monotonic_ns();
+    lan.plug_with_index("h2", "192.0.2.12/24", Some(40));
+    let way = d
+        .wait_for(Duration::from_secs(3), |v| {
+            v["event"] == "carrier_poll" && v["way"] != "off"
+        })
+        .expect("the poll turns on");
+    assert_eq!(
+        (&way["way"], &way["members"]),
+        (&"dump".into(), &1.into()),
+        "{way}"
+    );
+    d.wait_for(Duration::from_secs(3), |v| {
+        v["event"] == "link" && v["carrier"] == true && v["at_ns"].as_u64() >= Some(replugged)
+    })
+    .expect("carrier back");
+    let cut = lan.switch().set_link_timed("sw-h2", false);
+    let ev = d
+        .wait_for(Duration::from_secs(3), |v| since(v, "down", cut.began_ns))
+        .expect("loss seen");
+    assert_eq!(ev["source_name"], "carrier poll", "{ev}");
+    let at = ev["at_ns"].as_u64().unwrap();
+    assert!(
+        at <= cut.in_force_ns + tests::scaled_ns(20_000_000),
+        "polled {} us after the change completed",
+        at.saturating_sub(cut.in_force_ns) / 1000
+    );
+}

@@ -188,18 +188,18 @@ impl Tracking {
             }
             WatchReport::Error(e) => eprintln!("ipmpd: link watcher: {e}"),
             &WatchReport::PollWay {
-                each_member,
+                way,
                 members,
                 devices,
             } => {
                 let line = PollWayLine {
                     event: "carrier_poll",
-                    way: if each_member { "each member" } else { "dump" },
+                    way: way.name(),
                     members,
                     devices,
                 };
                 super::output::emit(json, &line, || {
-                    crate::link::watcher::poll_way_text(each_member, members, devices)
+                    crate::link::watcher::poll_way_text(way, members, devices)
                 });
             }
         }

@@ -239,10 +239,10 @@ impl Daemon {
             }
             WatchReport::Error(e) => tracing::warn!(error = e, "link watcher"),
             WatchReport::PollWay {
-                each_member,
+                way,
                 members,
                 devices,
-            } => tracing::info!("{}", poll_way_text(each_member, members, devices)),
+            } => tracing::info!("{}", poll_way_text(way, members, devices)),
         }
     }
 

@@ -112,6 +112,8 @@ struct Entry {
     /// The device below (VLAN, macvlan, ipvlan), whose carrier the kernel copies to this one only
     /// once linkwatch handles the lower device: up to a second late on a NIC.
     lower: Option<u32>,
+    /// The kernel notifies its carrier changes at once ([`LinkObservation::prompt`]).
+    prompt: bool,
 }
 
 /// What the mirror asks of its owner, in the order it arose.
@@ -131,6 +133,8 @@ pub enum Update {
 #[derive(Debug, Default)]
 struct Lower {
     link: Carrier,
+    /// The kernel notifies its carrier changes at once ([`LinkObservation::prompt`]).
+    prompt: bool,
     /// Tracked interfaces stacked on it.
     uppers: Vec<u32>,
 }
@@ -213,14 +217,20 @@ impl LinkMirror {
     }
 
     /// Every device whose carrier the poll must read: the tracked interfaces and the devices
-    /// below them.
+    /// below them, but for those whose changes the kernel notifies at once (a poll would find
+    /// nothing sooner). A device not yet observed is polled.
     pub fn polled(&self) -> impl Iterator<Item = u32> + '_ {
-        self.tracked().chain(
-            self.lowers
-                .keys()
-                .copied()
-                .filter(|l| !self.entries.contains_key(l)),
-        )
+        let tracked = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.prompt)
+            .map(|(&i, _)| i);
+        let below = self
+            .lowers
+            .iter()
+            .filter(|(i, l)| !l.prompt && !self.entries.contains_key(i))
+            .map(|(&i, _)| i);
+        tracked.chain(below)
     }
 
     /// How many interfaces are tracked.
@@ -268,6 +278,7 @@ impl LinkMirror {
                 carrier_changes: None,
                 deleted: false,
                 lower: None,
+                prompt: None,
             },
             now_ns,
             src,
@@ -297,14 +308,21 @@ impl LinkMirror {
             entry.state.source = src;
             return Some(event(obs.ifindex, LinkChange::Removed, &entry.state));
         }
+        if let Some(prompt) = obs.prompt {
+            entry.prompt = prompt;
+        }
         if let (None, Some(lower)) = (entry.lower, obs.lower) {
             // A device's kind, and with it what it is stacked on, is fixed at its creation.
             entry.lower = Some(lower);
             // A tracked device below starts with what its own observations already say.
-            let known = self.entries.get(&lower).map(|e| e.own.clone());
-            let l = self.lowers.entry(lower).or_insert_with(|| Lower {
-                link: known.clone().unwrap_or_default(),
-                uppers: Vec::new(),
+            let known = self.entries.get(&lower).map(|e| (e.own.clone(), e.prompt));
+            let l = self.lowers.entry(lower).or_insert_with(|| {
+                let (link, prompt) = known.clone().unwrap_or_default();
+                Lower {
+                    link,
+                    prompt,
+                    uppers: Vec::new(),
+                }
             });
             l.uppers.push(obs.ifindex);
             if l.uppers.len() == 1 && known.is_none() {
@@ -360,6 +378,9 @@ impl LinkMirror {
         let Some(l) = self.lowers.get_mut(&obs.ifindex) else {
             return;
         };
+        if let Some(prompt) = obs.prompt {
+            l.prompt = prompt;
+        }
         let was = !l.link.seen || l.link.carrier;
         let transitions = match l.link.fold(obs.carrier(), obs.carrier_changes) {
             Fold::Stale => return,
@@ -503,6 +524,7 @@ mod tests {
             carrier_changes: Some(changes),
             deleted: false,
             lower: None,
+            prompt: None,
         }
     }
 
@@ -623,20 +645,75 @@ mod tests {
         assert_eq!(m.see(&no(false), 6, source::POLL), None);
     }
 
-    /// Interface 5, a VLAN or macvlan on device 2.
+    /// Interface 5, a VLAN or macvlan on device 2 (so notified at once: its iflink is 2).
     fn stacked(carrier: bool, changes: u64) -> LinkObservation {
         LinkObservation {
             lower: Some(2),
+            prompt: Some(true),
             ..obs(carrier, changes)
         }
     }
 
-    /// Device 2, below interface 5.
+    /// Device 2, below interface 5: a NIC.
     fn below(carrier: bool, changes: u64) -> LinkObservation {
         LinkObservation {
             ifindex: 2,
+            prompt: Some(false),
             ..obs(carrier, changes)
         }
+    }
+
+    fn polled(m: &LinkMirror) -> Vec<u32> {
+        let mut p: Vec<u32> = m.polled().collect();
+        p.sort_unstable();
+        p
+    }
+
+    #[test]
+    fn the_poll_skips_devices_the_kernel_notifies_at_once() {
+        let mut m = LinkMirror::default();
+        m.track(5);
+        m.track(6);
+        assert_eq!(polled(&m), [5, 6], "not yet observed: polled");
+        let veth = |ifindex, prompt| LinkObservation {
+            ifindex,
+            prompt: Some(prompt),
+            ..obs(true, 1)
+        };
+        m.see(&veth(5, true), 0, source::INITIAL);
+        m.see(&veth(6, false), 0, source::INITIAL);
+        assert_eq!(polled(&m), [6], "5 is a veth whose peer has another index");
+        // The poll's own observations say nothing of it: 5 stays skipped, 6 polled.
+        m.observe_carrier(5, false, 1, source::POLL);
+        m.observe_carrier(6, false, 1, source::POLL);
+        assert_eq!(polled(&m), [6]);
+        // The index taken by a device of another kind (deleted, then re-created): as it says.
+        m.see(&veth(5, false), 2, source::NOTIFICATION);
+        m.see(&veth(6, true), 2, source::NOTIFICATION);
+        assert_eq!(polled(&m), [5]);
+    }
+
+    #[test]
+    fn a_macvlan_on_a_nic_polls_the_nic_and_on_a_veth_nothing() {
+        let mut m = LinkMirror::default();
+        m.track(5);
+        m.see(&stacked(true, 1), 0, source::INITIAL);
+        assert_eq!(polled(&m), [2], "the NIC below, not yet observed");
+        m.see(&below(true, 1), 1, source::POLL);
+        assert_eq!(polled(&m), [2], "the NIC below, observed");
+        let veth_below = LinkObservation {
+            prompt: Some(true),
+            ..below(true, 1)
+        };
+        m.see(&veth_below, 2, source::NOTIFICATION);
+        assert!(
+            polled(&m).is_empty(),
+            "a veth below: its loss reaches the macvlan at once"
+        );
+        // A tracked device below is polled (or not) as itself, once.
+        m.track(2);
+        m.see(&below(true, 1), 3, source::NOTIFICATION);
+        assert_eq!(polled(&m), [2]);
     }
 
     #[test]
@@ -651,9 +728,11 @@ mod tests {
             [Update::Store(2)],
             "the device below gets an entry (the hook's)"
         );
-        let mut polled: Vec<u32> = m.polled().collect();
-        polled.sort_unstable();
-        assert_eq!(polled, [2, 5]);
+        assert_eq!(
+            polled(&m),
+            [2],
+            "the device below; not the macvlan, whose own carrier follows it at once"
+        );
         assert_eq!(m.see(&below(true, 1), 1, source::POLL), None);
         assert_eq!(
             m.next_event(),
@@ -718,7 +797,10 @@ mod tests {
             [Update::Forget(2)],
             "the entry queued for the hook is moot"
         );
-        assert_eq!(m.polled().collect::<Vec<_>>(), [5]);
+        assert!(
+            polled(&m).is_empty(),
+            "nothing below to poll; the macvlan's own changes are notified at once"
+        );
         // An interface deleted before the device below (as the kernel deletes them) is not
         // brought back up by it.
         let mut m = stacked_on_a_device_gone_down();
@@ -761,7 +843,7 @@ mod tests {
         m.see(&six, 0, source::INITIAL).unwrap();
         m.see(&below(true, 1), 0, source::INITIAL).unwrap();
         assert_eq!(m.rest(), [], "tracked itself: it has its entry");
-        assert_eq!(m.polled().count(), 3);
+        assert_eq!(polled(&m), [2], "the NIC, not the macvlans on it");
         // Device 2 goes down: its own event, and one for each interface on it.
         let own = m.see(&below(false, 2), 10, source::POLL).unwrap();
         assert_eq!((own.ifindex, own.change), (2, LinkChange::Down));
@@ -794,11 +876,7 @@ mod tests {
         m.untrack(2);
         assert_eq!(m.rest(), [Update::Store(2)]);
         assert_eq!(m.state(2).unwrap().carrier, 0);
-        assert_eq!(
-            m.polled().collect::<Vec<_>>(),
-            [5, 2],
-            "still read for 5's sake"
-        );
+        assert_eq!(polled(&m), [2], "still read for 5's sake");
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //! one member's dump and wake-up took 47 µs of CPU at a 1 ms pace, 125 µs at 10 ms, against 7 µs
 //! for the dump alone back to back), so on such a host a 1 % budget settles near 15 ms, not 1 ms.
 //!
+//! The poll reads only devices whose carrier changes linkwatch batches (a NIC: its index equals
+//! its `iflink`); those it treats as urgent, it notifies at once, and a poll would find nothing
+//! sooner. With no member (nor device below one) of the first kind, the poll is off until one
+//! appears ([`LinkMirror::polled`]).
+//!
 //! Where the kernel lets the carrier hook load, it is the source: its ring buffer wakes this
 //! thread as the change happens, the poll is off, and rtnetlink is only the backstop (for what the
 //! hook does not see, such as an administrator's `ip link set down` on some drivers). The thread
@@ -74,13 +79,38 @@ pub enum WatchReport {
     Overrun,
     /// A store or socket error; the watcher keeps going.
     Error(String),
-    /// The ethtool poll's way changed (and at its first poll): asking for each member alone, or
-    /// dumping every device.
+    /// The poll's way changed (and at its first poll): asking ethtool for each member alone,
+    /// dumping every device, or off while the kernel notifies every member's changes at once.
     PollWay {
-        each_member: bool,
+        way: PollWay,
+        /// Devices polled (members, or the devices below them); for [`PollWay::Off`], members.
         members: usize,
         devices: usize,
     },
+}
+
+/// How the carrier poll reads the devices that need it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollWay {
+    /// One ethtool dump of every device.
+    Dump,
+    /// One ethtool request for each device polled.
+    EachMember,
+    /// No poll: the kernel notifies the carrier changes of every member (and of every device
+    /// below one) at once, so a poll would find nothing sooner (see [`LinkMirror::polled`]).
+    Off,
+}
+
+impl PollWay {
+    /// The way's name in `watch --json` lines.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dump => "dump",
+            Self::EachMember => "each member",
+            Self::Off => "off",
+        }
+    }
 }
 
 /// Settings of the watcher.
@@ -353,15 +383,19 @@ pub fn asks_each_member(devices: usize, members: usize, last: Option<bool>) -> b
     }
 }
 
-/// The poll's way in words, for logs: `each_member` as [`asks_each_member`] chose.
+/// The poll's way in words, for logs.
 #[must_use]
-pub fn poll_way_text(each_member: bool, members: usize, devices: usize) -> String {
-    if each_member {
-        format!("carrier poll asks ethtool for each of {members} members alone ({devices} devices)")
-    } else {
-        format!(
+pub fn poll_way_text(way: PollWay, members: usize, devices: usize) -> String {
+    match way {
+        PollWay::EachMember => format!(
+            "carrier poll asks ethtool for each of {members} members alone ({devices} devices)"
+        ),
+        PollWay::Dump => format!(
             "carrier poll dumps ethtool's link state of all {devices} devices ({members} members)"
-        )
+        ),
+        PollWay::Off => format!(
+            "carrier poll off: the kernel notifies the carrier changes of all {members} members at once (none is a NIC or stacked on one)"
+        ),
     }
 }
 
@@ -443,12 +477,7 @@ fn run(
         )
     });
     let mut counter_pacer = counter_pacer(config.poll.map_or(1.0, |p| p.cpu_budget));
-    if let Some(p) = &pacer {
-        shared
-            .poll_interval_ns
-            .store(p.interval_ns(), Ordering::Relaxed);
-    }
-    // Without a poll there is no deadline: the thread sleeps until a descriptor wakes it.
+    // The first poll's deadline (set again whenever the poll turns on).
     let mut next_poll = pacer
         .as_ref()
         .map_or(u64::MAX, |p| monotonic_ns() + p.interval_ns());
@@ -459,11 +488,42 @@ fn run(
     let (mut cpu_at_poll, mut counter_cpu) = (thread_cpu_ns(), 0u64);
     // `fresh`: the members tracked since the last turn, whose state is yet to be asked for.
     let (mut members, mut fresh) = (Vec::new(), Vec::new());
-    // How the ethtool poll asked last (none before its first poll).
+    // How the ethtool poll asked last (none before its first poll, or since it was off).
     let mut way = None;
+    // Whether some device needs the poll, as of the last turn (none before the first), and the
+    // way last reported (a member tracked while the poll is off turns it on until it is seen: the
+    // report waits for the poll to run).
+    let (mut needed, mut shown) = (None, None);
     while !shared.stop.load(Ordering::Relaxed) {
         let now = monotonic_ns();
-        let wait = (next_poll != u64::MAX).then(|| next_poll.saturating_sub(now));
+        if let Some(p) = pacer.as_ref() {
+            let now_needed = mirror.polled().next().is_some();
+            if needed != Some(now_needed) {
+                needed = Some(now_needed);
+                way = None;
+                if now_needed {
+                    // Paced from now on: what the thread spent while the poll was off is not the
+                    // poll's cost.
+                    next_poll = now + p.interval_ns();
+                    (cpu_at_poll, counter_cpu) = (thread_cpu_ns(), 0);
+                    shared
+                        .poll_interval_ns
+                        .store(p.interval_ns(), Ordering::Relaxed);
+                } else {
+                    shared.poll_interval_ns.store(0, Ordering::Relaxed);
+                    if shown.replace(PollWay::Off) != Some(PollWay::Off) {
+                        report(WatchReport::PollWay {
+                            way: PollWay::Off,
+                            members: mirror.tracked_count(),
+                            devices,
+                        });
+                    }
+                }
+            }
+        }
+        let polling = needed == Some(true);
+        // Without a poll there is no deadline: the thread sleeps until a descriptor wakes it.
+        let wait = polling.then(|| next_poll.saturating_sub(now));
         // Borrowed anew each turn: the loop below reads from the same objects.
         let ready = {
             let (netlink, wake) = (notifications.as_fd(), shared.wake.as_fd());
@@ -515,15 +575,20 @@ fn run(
             }
         }
         let now = monotonic_ns();
-        let poll_due = pacer.is_some() && now >= next_poll;
+        let poll_due = polling && now >= next_poll;
         if poll_due && let Some(et) = ethtool.as_mut() {
-            let tracked = mirror.tracked_count();
-            let each_member = asks_each_member(devices, tracked, way);
-            if way != Some(each_member) {
-                way = Some(each_member);
+            let polled = mirror.polled().count();
+            let each_member = asks_each_member(devices, polled, way);
+            way = Some(each_member);
+            let now_way = if each_member {
+                PollWay::EachMember
+            } else {
+                PollWay::Dump
+            };
+            if shown.replace(now_way) != Some(now_way) {
                 report(WatchReport::PollWay {
-                    each_member,
-                    members: tracked,
+                    way: now_way,
+                    members: polled,
                     devices,
                 });
             }
@@ -558,7 +623,7 @@ fn run(
         // With the cheap ethtool poll, the full dump (carrier counters: flaps between two polls)
         // runs at a slower pace; without it, the full dump is the poll.
         let counters_due = if ethtool.is_some() {
-            now >= next_counter_dump
+            polling && now >= next_counter_dump
         } else {
             poll_due
         };
@@ -611,6 +676,7 @@ fn run(
             (cpu_at_poll, counter_cpu) = (cpu, 0);
         }
         if let Some(p) = pacer.as_ref()
+            && polling
             && now >= next_poll
         {
             let step = p.interval_ns();

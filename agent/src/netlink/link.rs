@@ -56,6 +56,12 @@ pub struct LinkObservation {
     /// The device below, in the same namespace, whose carrier this one copies (a VLAN, macvlan or
     /// ipvlan); `None` for any other device, and for observations that do not say.
     pub lower: Option<u32>,
+    /// Whether the kernel notifies this device's carrier changes at once: linkwatch treats a
+    /// change as urgent when the device's index differs from its `iflink` (a veth whose ends have
+    /// different indexes, a VLAN or macvlan, a tunnel), and batches it up to a second otherwise (a
+    /// NIC, a veth whose ends share an index). `IFLA_LINK` is that `iflink`. `None` for
+    /// observations that do not say (the ethtool poll's).
+    pub prompt: Option<bool>,
 }
 
 impl LinkObservation {
@@ -309,6 +315,8 @@ pub fn parse_link(body: &[u8], deleted: bool) -> Option<LinkObservation> {
         deleted,
         // Below in another namespace: not a device this namespace's poll can read.
         lower: link.filter(|&l| stacked && !elsewhere && l != 0 && l != header.index),
+        // The kernel's own test (`linkwatch_urgent_event`), by number whatever the namespace.
+        prompt: Some(link.is_some_and(|l| l != header.index)),
     })
 }
 
@@ -373,6 +381,7 @@ mod tests {
                 carrier_changes: Some(5),
                 deleted: false,
                 lower: None,
+                prompt: Some(false),
             }]
         );
     }
@@ -404,6 +413,29 @@ mod tests {
             "below in another namespace"
         );
         assert_eq!(lower_of(b"macvlanx\0", false), None);
+    }
+
+    #[test]
+    fn a_device_whose_index_differs_from_its_link_is_notified_at_once() {
+        let prompt = |link: Option<u32>| {
+            let mut body = vec![0u8, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            if let Some(l) = link {
+                crate::netlink::msg::attr(&mut body, IFLA_LINK, &l.to_ne_bytes());
+            }
+            parse_link(&body, false).unwrap().prompt
+        };
+        assert_eq!(
+            prompt(Some(4)),
+            Some(true),
+            "a veth's peer, a macvlan's NIC"
+        );
+        assert_eq!(prompt(Some(0)), Some(true), "a tunnel bound to no device");
+        assert_eq!(
+            prompt(Some(9)),
+            Some(false),
+            "a veth whose ends share an index: batched like a NIC's"
+        );
+        assert_eq!(prompt(None), Some(false), "a NIC");
     }
 
     #[test]
