@@ -3,6 +3,7 @@
 //! by thread name); and the packets the kernel's per-CPU receive backlogs dropped.
 
 use tests::procstat::{Stat, ticks_per_second};
+pub use tests::procstat::{threads_cpu_ns, threads_cpu_ns_by_name};
 
 /// CPU time (s) of process `pid` so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
@@ -23,34 +24,6 @@ pub fn tree_cpu_seconds(pid: u32) -> f64 {
         }
     }
     total
-}
-
-/// CPU time (ns) the threads of `pid` have had so far, from each thread's schedstat (nanoseconds,
-/// where /proc/PID/stat counts 10 ms ticks: a window of a few seconds needs it).
-pub fn threads_cpu_ns(pid: u32) -> u64 {
-    threads_cpu_ns_by_name(pid).values().sum()
-}
-
-/// [`threads_cpu_ns`] per thread name (`comm`; threads of one name add up): where a process's
-/// CPU goes, by thread.
-pub fn threads_cpu_ns_by_name(pid: u32) -> std::collections::BTreeMap<String, u64> {
-    let mut by_name = std::collections::BTreeMap::new();
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten();
-    for task in tasks {
-        let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let name = std::fs::read_to_string(task.path().join("comm"))
-            .map_or_else(|_| "?".to_owned(), |c| c.trim_end().to_owned());
-        *by_name.entry(name).or_insert(0) += ns;
-    }
-    by_name
 }
 
 /// Packets dropped so far because a CPU's receive backlog (`net.core.netdev_max_backlog`) was

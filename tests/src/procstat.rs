@@ -1,5 +1,6 @@
 //! Reading `/proc/PID/stat` and `/proc/PID/task/TID/stat` (proc(5)): the tests, the hostile-client
-//! checks and the benchmark all need a process's CPU time or a thread's scheduling policy.
+//! checks and the benchmark all need a process's CPU time or a thread's scheduling policy; and
+//! each thread's `schedstat`, to the nanosecond.
 
 /// One stat line split: the command name and the fields after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,34 @@ pub fn ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(hz).unwrap_or(100).max(1)
+}
+
+/// CPU time (ns) the threads of `pid` have had so far, from each thread's schedstat (nanoseconds,
+/// where /proc/PID/stat counts 10 ms ticks: a window of a few seconds needs it).
+pub fn threads_cpu_ns(pid: u32) -> u64 {
+    threads_cpu_ns_by_name(pid).values().sum()
+}
+
+/// [`threads_cpu_ns`] per thread name (`comm`; threads of one name add up): where a process's
+/// CPU goes, by thread.
+pub fn threads_cpu_ns_by_name(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    for task in tasks {
+        let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let name = std::fs::read_to_string(task.path().join("comm"))
+            .map_or_else(|_| "?".to_owned(), |c| c.trim_end().to_owned());
+        *by_name.entry(name).or_insert(0) += ns;
+    }
+    by_name
 }
 
 #[cfg(test)]

@@ -283,24 +283,6 @@ fn since(v: &Value, change: &str, after_ns: u64) -> bool {
     is_change(v, change) && v["at_ns"].as_u64() >= Some(after_ns)
 }
 
-/// CPU time, in ns, the thread of process `pid` named `name` has spent (schedstat).
-fn thread_cpu_ns(pid: u32, name: &str) -> u64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads");
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            let schedstat =
-                std::fs::read_to_string(task.path().join("schedstat")).expect("schedstat");
-            return schedstat
-                .split_whitespace()
-                .next()
-                .and_then(|ns| ns.parse().ok())
-                .expect("on-CPU time");
-        }
-    }
-    panic!("no thread {name} in process {pid}");
-}
-
 /// A veth whose ends have different indexes: the kernel notifies its carrier changes at once, so
 /// the poll (asked for at a fixed 1 ms, which costs a few % of a core where it runs) is off and
 /// the notifications alone see the loss. The interface then comes back under its index with
@@ -341,9 +323,15 @@ fn the_poll_is_off_while_the_kernel_notifies_every_member_at_once() {
         "{way}"
     );
     // Nothing wakes the watcher thread while nothing changes.
-    let before = thread_cpu_ns(d.pid(), "ipmpd-link");
+    let link_thread = || {
+        tests::procstat::threads_cpu_ns_by_name(d.pid())
+            .get("ipmpd-link")
+            .copied()
+            .expect("the daemon's ipmpd-link thread")
+    };
+    let before = link_thread();
     std::thread::sleep(Duration::from_secs(1));
-    let spent = thread_cpu_ns(d.pid(), "ipmpd-link") - before;
+    let spent = link_thread() - before;
     assert!(
         spent < 2_000_000,
         "the watcher thread spent {spent} ns in a second with the poll off"

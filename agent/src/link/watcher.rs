@@ -577,7 +577,12 @@ fn run(
         let now = monotonic_ns();
         let poll_due = polling && now >= next_poll;
         if poll_due && let Some(et) = ethtool.as_mut() {
-            let polled = mirror.polled().count();
+            // The devices polled (members, or the devices below them), copied out to be asked
+            // one by one (the closure below holds the mirror) and counted; the buffer keeps its
+            // memory from poll to poll.
+            members.clear();
+            members.extend(mirror.polled());
+            let polled = members.len();
             let each_member = asks_each_member(devices, polled, way);
             way = Some(each_member);
             let now_way = if each_member {
@@ -591,13 +596,6 @@ fn run(
                     members: polled,
                     devices,
                 });
-            }
-            // The members (and the devices below stacked ones) are copied out only to be asked
-            // one by one (the closure below holds the mirror); the buffer keeps its memory from
-            // poll to poll.
-            members.clear();
-            if each_member {
-                members.extend(mirror.polled());
             }
             let mut observe = |ifindex, link| {
                 mirror.observe_carrier(ifindex, link, now, source::POLL);
