@@ -22,8 +22,6 @@ pub struct IfaceCounters {
     pub rejected_routing_header: u64,
     /// A valid reply that found the ring buffer full; passed (userspace reports it).
     pub ring_full: u64,
-    /// Outgoing probes the TC egress program stamped with the kernel transmit time.
-    pub probes_stamped: u64,
     /// `bpf_ktime_get_coarse_ns()` of the last ICMP frame received.
     pub last_icmp_ns: u64,
     /// A well-formed reply for a probe identity (ICMP id on this interface) ipmpd did not send:
@@ -31,7 +29,7 @@ pub struct IfaceCounters {
     pub rejected_identity: u64,
 }
 
-const _: () = assert!(size_of::<IfaceCounters>() == 88);
+const _: () = assert!(size_of::<IfaceCounters>() == 80);
 
 impl IfaceCounters {
     /// Adds another CPU's counters; `last_icmp_ns` takes the latest.
@@ -46,7 +44,6 @@ impl IfaceCounters {
             rejected_truncated: self.rejected_truncated + other.rejected_truncated,
             rejected_routing_header: self.rejected_routing_header + other.rejected_routing_header,
             ring_full: self.ring_full + other.ring_full,
-            probes_stamped: self.probes_stamped + other.probes_stamped,
             last_icmp_ns: self.last_icmp_ns.max(other.last_icmp_ns),
             rejected_identity: self.rejected_identity + other.rejected_identity,
         }

@@ -36,6 +36,8 @@ pub mod names {
     pub const PROBE_REPLIES: &str = "PROBE_REPLIES";
     /// Per-CPU counters per tracked interface ([`crate::counters::IfaceCounters`]).
     pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
+    /// Per-CPU count of the probes the TC egress program stamped, on every interface together.
+    pub const PROBES_STAMPED: &str = "PROBES_STAMPED";
     /// Link-state mirror per tracked interface ([`crate::link::LinkState`]).
     pub const LINK_STATE: &str = "LINK_STATE";
     /// The ICMP identifier of ipmpd's probes per interface: XDP queues only replies to those

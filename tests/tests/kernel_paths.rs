@@ -652,6 +652,91 @@ fn fails_over_on_carrier_loss(member: &str) {
 
 /// aya's own records (through the `log` crate) reach ipmpd's log like its own, filtered by
 /// `IPMPD_LOG`: what aya detected and loaded is there when an operator asks for it.
+/// Pins left by a build whose maps had another shape are dropped, not adopted: here an
+/// `IFACE_COUNTERS` with the 88-byte values of the builds before the stamp count moved out of it.
+/// Adopted, its programs would write one layout and the counter reads expect another, with a
+/// per-CPU read overrunning its buffer. The daemon says why, starts from scratch, and its fresh
+/// map has this build's shape, counts and detects.
+#[test]
+fn pinned_maps_of_another_builds_shape_are_replaced_not_adopted() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(false, false);
+    let cfg = RunConfig::new("oldshape", GROUP, None);
+    let dir = format!("/sys/fs/bpf/ipmpd/{}", cfg.instance);
+    std::fs::create_dir_all(format!("{dir}/links")).expect("pin directory");
+    let stale = format!("{dir}/IFACE_COUNTERS");
+    let created = std::process::Command::new("bpftool")
+        .args(["map", "create", &stale, "type", "percpu_hash", "key", "4"])
+        .args(["value", "88", "entries", "4096", "name", "IFACE_COUNTERS"])
+        .output()
+        .expect("bpftool runs");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let log = cfg.dir.join("stderr");
+    let args = cfg.run_args();
+    let mut d = Daemon::spawn_logged(
+        lan.host(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("IPMPD_LOG", "info")],
+        &log,
+    );
+    d.wait_for(Duration::from_secs(10), |v| v["event"] == "ready")
+        .expect("ready despite the stale pin");
+    let stderr = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        stderr.contains("the pinned maps are of another build's shape; starting from scratch")
+            && stderr.contains(
+                "IFACE_COUNTERS: pinned with type 5, key 4 bytes, value 88 bytes, 4096 entries"
+            ),
+        "{stderr}"
+    );
+    let shown = std::process::Command::new("bpftool")
+        .args(["-j", "map", "show", "pinned", &stale])
+        .output()
+        .expect("bpftool runs");
+    let shown: Value = serde_json::from_slice(&shown.stdout).expect("bpftool prints JSON");
+    assert_eq!(
+        shown["bytes_value"].as_u64(),
+        Some(size_of::<agent_common::counters::IfaceCounters>() as u64),
+        "the pin was replaced by this build's map: {shown}"
+    );
+    // Replies are counted in the fresh map, field by field as this build lays them out.
+    let h0 = lan.host().ifindex("h0");
+    let counted = daemon::poll_until(Duration::from_secs(5), || {
+        let dump = bpftool_dump(&stale);
+        let entry = dump
+            .as_array()
+            .and_then(|all| all.iter().find(|e| e["key"] == h0));
+        // Per CPU, with the named fields of this build's layout.
+        entry
+            .and_then(|e| e["values"].as_array())
+            .is_some_and(|cpus| {
+                cpus.iter()
+                    .filter_map(|c| c["value"]["probe_replies"].as_u64())
+                    .sum::<u64>()
+                    > 0
+            })
+    });
+    assert!(counted, "h0's probe replies are counted");
+    d.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    wait_event(
+        &mut d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect("the started-afresh datapath detects");
+    d.stop();
+    let (ok, _, err) = daemon::run(lan.host(), &["detach", "--instance", &cfg.instance]);
+    assert!(ok, "{err}");
+}
+
 #[test]
 fn ayas_log_records_reach_ipmpds_log() {
     if !tests::privileged() {

@@ -294,6 +294,7 @@ fn truncated_frames_at_every_length_pass() {
 #[test]
 fn tc_stamps_outgoing_probes_and_keeps_checksums_valid() {
     let Some(mut p) = load() else { return };
+    let mut stamped = 0;
     for v6 in [false, true] {
         for vlan in [None, Some(5)] {
             let frame = Frame {
@@ -301,6 +302,8 @@ fn tc_stamps_outgoing_probes_and_keeps_checksums_valid() {
                 ..Frame::request(v6)
             };
             let (verdict, out) = p.tc(&frame.bytes());
+            stamped += 1;
+            assert_eq!(p.stamped(), stamped, "v6={v6} vlan={vlan:?}: counted once");
             assert_eq!(
                 verdict, -1,
                 "TC_ACT_UNSPEC: stamping never decides the packet's fate"
@@ -337,6 +340,11 @@ fn tc_stamps_outgoing_probes_and_keeps_checksums_valid() {
     }
     .bytes();
     assert_eq!(p.tc(&ping).1, ping);
+    assert_eq!(
+        p.stamped(),
+        stamped,
+        "a ping that is not a probe is not counted"
+    );
 }
 
 /// Interrupts for the kernel's irq_work on every CPU (the `IWI` line of /proc/interrupts): each

@@ -75,10 +75,21 @@ struct SummaryLine<'a> {
     lost: u64,
     net_rtt: Option<Summary>,
     user_rtt: Option<Summary>,
-    /// Kernel counters of the interface (XDP and TC), summed over CPUs.
-    datapath: IfaceCounters,
+    /// Kernel counters (XDP or TC ingress, and TC egress), summed over CPUs.
+    datapath: DatapathCounts,
     /// Replies userspace refused, by reason.
     rejected: RejectCounts,
+}
+
+/// What the kernel programs counted during the run.
+#[derive(Serialize)]
+struct DatapathCounts {
+    /// The interface's reply counters.
+    #[serde(flatten)]
+    replies: IfaceCounters,
+    /// Probes the TC egress program stamped: this run's datapath serves the one interface, so
+    /// its count, kept for all interfaces together, is the interface's.
+    probes_stamped: u64,
 }
 
 /// Runs `ipmpd probe`.
@@ -234,7 +245,10 @@ async fn probe_loop(
     while let Ok(r) = t.reports.try_recv() {
         t.print_report(json, &r);
     }
-    let datapath = t.datapath.counters(ifindex)?;
+    let datapath = DatapathCounts {
+        replies: t.datapath.counters(ifindex)?,
+        probes_stamped: t.datapath.probes_stamped()?,
+    };
     let summary = SummaryLine {
         event: "summary",
         interface,
@@ -280,7 +294,7 @@ fn human_summary(s: &SummaryLine<'_>, family: Family) -> String {
     let r = &s.rejected;
     format!(
         "--- {} probe statistics via {} ({family:?}) ---\n{} sent, {} received, {} lost, {loss:.1}% loss\n{}\n{}\n\
-         datapath: {} ICMP frames seen, {} probe replies, {} probes stamped; not accepted: magic {}, version {}, checksum type {}, truncated {}, routing header {}, ring full {}\n\
+         datapath: {} ICMP frames seen, {} probe replies, {} probes stamped; not accepted: magic {}, version {}, checksum type {}, truncated {}, routing header {}, identity {}, ring full {}\n\
          userspace: not accepted: bad tag {}, other session {}, unknown sequence {}, wrong source {}",
         s.target,
         s.interface,
@@ -289,15 +303,16 @@ fn human_summary(s: &SummaryLine<'_>, family: Family) -> String {
         s.lost,
         line("net_rtt (kernel)", s.net_rtt),
         line("rtt (user)      ", s.user_rtt),
-        d.icmp_packets,
-        d.probe_replies,
+        d.replies.icmp_packets,
+        d.replies.probe_replies,
         d.probes_stamped,
-        d.rejected_magic,
-        d.rejected_version,
-        d.rejected_checksum_type,
-        d.rejected_truncated,
-        d.rejected_routing_header,
-        d.ring_full,
+        d.replies.rejected_magic,
+        d.replies.rejected_version,
+        d.replies.rejected_checksum_type,
+        d.replies.rejected_truncated,
+        d.replies.rejected_routing_header,
+        d.replies.rejected_identity,
+        d.replies.ring_full,
         r.bad_tag,
         r.other_session,
         r.unknown_sequence,

@@ -18,7 +18,7 @@ const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const ENOTSUPP: i32 = 524;
 
 /// Entries asked for per call at first: a few calls for a thousand members, and a values buffer
-/// of 256 × CPUs × 88 bytes (45 KiB on two CPUs).
+/// of 256 × CPUs × 80 bytes (40 KiB on two CPUs).
 const FIRST_CHUNK: usize = 256;
 
 /// The `batch` member of `union bpf_attr`; the kernel zero-fills the rest of the union.
@@ -85,7 +85,7 @@ impl CounterBatch {
         // most MAX_TRACKED; the doubling on ENOSPC stops at MAX_TRACKED.
         for _ in 0..=MAX_TRACKED + 16 {
             self.keys.resize(self.chunk, 0);
-            // `IfaceCounters` is all u64 (88 bytes, a multiple of 8): the kernel's per-CPU stride
+            // `IfaceCounters` is all u64 (80 bytes, a multiple of 8): the kernel's per-CPU stride
             // (the value size rounded up to 8) is exactly one element.
             self.values
                 .resize(self.chunk * self.ncpus, IfaceCounters::default());

@@ -8,6 +8,7 @@ pub mod bpffs;
 pub mod btf_offsets;
 pub mod choice;
 pub mod grace;
+pub mod pin_shape;
 pub mod reply_hook;
 
 use std::{
@@ -24,7 +25,7 @@ use agent_common::{
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues, RingBuf},
+    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{
         FEntry, ProgramError, SchedClassifier, Xdp,
         links::{FdLink, PinnedLink},
@@ -40,6 +41,16 @@ use crate::{
 
 /// The compiled kernel programs (agent-ebpf), embedded by `agent/build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipmpd"));
+
+/// The maps pinned in an instance's directory, which a later agent adopts.
+pub const PINNED_MAPS: [&str; 6] = [
+    names::PROBE_REPLIES,
+    names::IFACE_COUNTERS,
+    names::PROBES_STAMPED,
+    names::LINK_STATE,
+    names::LINK_EVENTS,
+    names::PROBE_IDS,
+];
 
 /// Root of ipmpd's pins on bpffs.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/ipmpd";
@@ -228,7 +239,13 @@ impl Datapath {
     pub fn load(options: &DatapathOptions) -> Result<Self, DatapathError> {
         bpffs::ensure_mounted()?;
         let pin_dir = pin_dir(options.instance.as_deref());
-        if options.reset {
+        // A reset drops the pins; so do pins this build cannot share (see `pin_shape`).
+        let drop_pins = options.reset
+            || incompatible_pins(&pin_dir).is_some_and(|reason| {
+                tracing::warn!(%reason, "the pinned maps are of another build's shape; starting from scratch");
+                true
+            });
+        if drop_pins {
             remove_pins(&pin_dir).map_err(|source| DatapathError::PinDir {
                 path: pin_dir.clone(),
                 source,
@@ -238,7 +255,6 @@ impl Datapath {
             path: pin_dir.clone(),
             source,
         })?;
-
         let first = Self::load_pinned(options, pin_dir.clone());
         let result = match first {
             // Pins from an incompatible build: start from scratch rather than not at all.
@@ -268,16 +284,10 @@ impl Datapath {
                 net_ns_inum: 0,
             });
         let inum = netns_inum();
-        let map_pins: Vec<(&'static str, PathBuf)> = [
-            names::PROBE_REPLIES,
-            names::IFACE_COUNTERS,
-            names::LINK_STATE,
-            names::LINK_EVENTS,
-            names::PROBE_IDS,
-        ]
-        .into_iter()
-        .map(|m| (m, pin_dir.join(m)))
-        .collect();
+        let map_pins: Vec<(&'static str, PathBuf)> = PINNED_MAPS
+            .into_iter()
+            .map(|m| (m, pin_dir.join(m)))
+            .collect();
         let mut loader = EbpfLoader::new();
         // Maps already pinned (by a previous agent) are reused, others created and pinned.
         for (name, path) in &map_pins {
@@ -548,6 +558,21 @@ impl Datapath {
             .fold(IfaceCounters::default(), IfaceCounters::merged))
     }
 
+    /// Probes the TC egress program stamped on every tracked interface together, summed over CPUs
+    /// (the program keeps no count per interface: see `PROBES_STAMPED` in the kernel side).
+    ///
+    /// # Errors
+    /// When the kernel refuses to read the map.
+    pub fn probes_stamped(&mut self) -> Result<u64, DatapathError> {
+        let map_error = |source| DatapathError::Map {
+            map: names::PROBES_STAMPED,
+            source,
+        };
+        let stamped: PerCpuArray<&mut MapData, u64> =
+            map_typed(&mut self.ebpf, names::PROBES_STAMPED)?;
+        Ok(stamped.get(&0, 0).map_err(map_error)?.iter().sum())
+    }
+
     /// Every tracked interface's counters, summed over CPUs, as (ifindex, counters): in a few
     /// system calls where the kernel has batch lookups (5.6), one per interface elsewhere.
     ///
@@ -815,6 +840,17 @@ fn brief(e: &str) -> String {
 }
 
 /// Removes an instance's pins (detaching pinned links) and its directory; absent is fine.
+/// Why the maps pinned in `pin_dir` cannot be adopted by this build (see [`pin_shape`]); `None`
+/// when every pin present has the shape this build declares.
+fn incompatible_pins(pin_dir: &Path) -> Option<String> {
+    match pin_shape::declared(OBJECT) {
+        Ok(declared) => pin_shape::first_mismatch(&PINNED_MAPS, &declared, |name| {
+            pin_shape::pinned(&pin_dir.join(name))
+        }),
+        Err(e) => Some(format!("this build's own object does not parse: {e}")),
+    }
+}
+
 fn remove_pins(dir: &Path) -> io::Result<()> {
     let links = dir.join("links");
     for ifindex in attach::pinned_ifindexes(&links) {

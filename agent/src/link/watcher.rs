@@ -394,7 +394,7 @@ pub fn poll_way_text(way: PollWay, members: usize, devices: usize) -> String {
             "carrier poll dumps ethtool's link state of all {devices} devices ({members} members)"
         ),
         PollWay::Off => format!(
-            "carrier poll off: the kernel notifies the carrier changes of all {members} members at once (none is a NIC or stacked on one)"
+            "carrier poll off: the kernel notifies the carrier changes of all {members} members at once (none, nor any device below one, is a device whose changes linkwatch batches)"
         ),
     }
 }

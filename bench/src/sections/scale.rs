@@ -405,18 +405,31 @@ fn record_or_sleep(pid: u32, n: usize, fdt_ms: u64) -> anyhow::Result<()> {
         std::thread::sleep(WINDOW);
         return Ok(());
     };
-    let out = std::path::Path::new(&dir).join(format!("scale-{n}-{fdt_ms}.data"));
-    let ok = std::process::Command::new("perf")
+    let dir = std::path::Path::new(&dir);
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "IPMPD_BENCH_PERF={}: cannot create the directory for the profiles",
+            dir.display()
+        )
+    })?;
+    let out = dir.join(format!("scale-{n}-{fdt_ms}.data"));
+    let run = std::process::Command::new("perf")
         .args(["record", "-F", "999", "--call-graph", "dwarf,16384"])
         .args(["-p", &pid.to_string(), "-o"])
         .arg(&out)
         .args(["--", "sleep", &WINDOW.as_secs().to_string()])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .with_context(|| "IPMPD_BENCH_PERF is set but perf does not run (apt install linux-perf)")?
-        .success();
-    anyhow::ensure!(ok, "perf record of ipmpd {pid} failed");
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .with_context(
+            || "IPMPD_BENCH_PERF is set but perf does not run (apt install linux-perf)",
+        )?;
+    anyhow::ensure!(
+        run.status.success(),
+        "perf record of ipmpd {pid} into {} failed: {}",
+        out.display(),
+        String::from_utf8_lossy(&run.stderr).trim()
+    );
     eprintln!(
         "bench: profile of {n} interfaces at FDT {fdt_ms} ms in {}",
         out.display()

@@ -7,7 +7,7 @@
 use agent_common::{counters::IfaceCounters, names, record::ProbeReplyRecord};
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuHashMap, PerCpuValues, RingBuf},
+    maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use tests::frames::{PROBE_ID, TEST_RUN_IFINDEX};
@@ -165,6 +165,13 @@ impl Programs {
             .unwrap()
             .iter()
             .fold(IfaceCounters::default(), IfaceCounters::merged)
+    }
+
+    /// Probes the TC egress program stamped, summed over CPUs.
+    pub fn stamped(&mut self) -> u64 {
+        let c: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map_mut(names::PROBES_STAMPED).unwrap()).unwrap();
+        c.get(&0, 0).unwrap().iter().sum()
     }
 
     /// Registers the test interface's probe identity as the `PROBE_IDS` value `value` (an
