@@ -369,6 +369,23 @@ pub fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The counters of `ifindex`'s entry in the per-CPU map pinned at `path`, each summed over the
+/// CPUs, as an object of field names (read with [`bpftool_dump`], which names the fields from
+/// BTF); `None` while there is no such entry.
+#[must_use]
+pub fn per_cpu_sums(path: &str, ifindex: u32) -> Option<Value> {
+    let dump = bpftool_dump(path);
+    let entry = dump.as_array()?.iter().find(|e| e["key"] == ifindex)?;
+    let mut sums = serde_json::Map::new();
+    for cpu in entry["values"].as_array()? {
+        for (field, value) in cpu["value"].as_object()? {
+            let total = sums.get(field).and_then(Value::as_u64).unwrap_or(0) + value.as_u64()?;
+            sums.insert(field.clone(), total.into());
+        }
+    }
+    Some(Value::Object(sums))
+}
+
 /// `bpftool -j map dump pinned PATH` as JSON: one element per entry, each the BTF-formatted form
 /// (named fields) that bpftool prints beside the raw bytes.
 #[must_use]

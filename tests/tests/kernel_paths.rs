@@ -33,6 +33,20 @@ fn spawn_ready(cfg: &RunConfig, ns: &Netns, extra: &[&str]) -> (Daemon, Value) {
     (d, features)
 }
 
+/// Cuts h0 silently at the switch (its link stays up) and waits for the daemon to declare it
+/// failed; panics with `what` when it does not within 5 s.
+fn cut_h0_and_expect_failed(lan: &Lan, d: &mut Daemon, what: &str) {
+    d.seen.clear();
+    lan.switch().drop_all("sw-h0");
+    wait_event(
+        d,
+        Duration::from_secs(5),
+        "ipmultipath.interface.failed",
+        Some("h0"),
+    )
+    .expect(what);
+}
+
 /// Whether the carrier hook is what ipmpd uses here.
 fn hook_in_use(ns: &Netns) -> (bool, String) {
     let f = features(ns);
@@ -195,15 +209,7 @@ fn without_tcx_one_clsact_filter_is_replaced_in_place_across_a_restart_and_detac
         "the new daemon's program replaced the old one inside the same filter"
     );
     // The adopted datapath still stamps and detects.
-    d2.seen.clear();
-    lan.switch().drop_all("sw-h0");
-    wait_event(
-        &mut d2,
-        Duration::from_secs(5),
-        "ipmultipath.interface.failed",
-        Some("h0"),
-    )
-    .expect("adopted datapath works");
+    cut_h0_and_expect_failed(&lan, &mut d2, "adopted datapath works");
     d2.stop();
     assert_eq!(
         egress_filters(lan.host(), "h0").len(),
@@ -708,30 +714,11 @@ fn pinned_maps_of_another_builds_shape_are_replaced_not_adopted() {
     // Replies are counted in the fresh map, field by field as this build lays them out.
     let h0 = lan.host().ifindex("h0");
     let counted = daemon::poll_until(Duration::from_secs(5), || {
-        let dump = bpftool_dump(&stale);
-        let entry = dump
-            .as_array()
-            .and_then(|all| all.iter().find(|e| e["key"] == h0));
-        // Per CPU, with the named fields of this build's layout.
-        entry
-            .and_then(|e| e["values"].as_array())
-            .is_some_and(|cpus| {
-                cpus.iter()
-                    .filter_map(|c| c["value"]["probe_replies"].as_u64())
-                    .sum::<u64>()
-                    > 0
-            })
+        daemon::per_cpu_sums(&stale, h0)
+            .is_some_and(|sums| sums["probe_replies"].as_u64().is_some_and(|n| n > 0))
     });
     assert!(counted, "h0's probe replies are counted");
-    d.seen.clear();
-    lan.switch().drop_all("sw-h0");
-    wait_event(
-        &mut d,
-        Duration::from_secs(5),
-        "ipmultipath.interface.failed",
-        Some("h0"),
-    )
-    .expect("the started-afresh datapath detects");
+    cut_h0_and_expect_failed(&lan, &mut d, "the started-afresh datapath detects");
     d.stop();
     let (ok, _, err) = daemon::run(lan.host(), &["detach", "--instance", &cfg.instance]);
     assert!(ok, "{err}");

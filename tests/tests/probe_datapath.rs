@@ -108,22 +108,10 @@ fn forged_and_invalid_replies_are_counted_by_reason_and_never_accepted() {
     // The kernel's counters, read the way an operator would.
     let mut counters = Value::Null;
     for _ in 0..50 {
-        let dump = bpftool_dump("/sys/fs/bpf/ipmpd/forge/IFACE_COUNTERS");
-        let entry = dump
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["key"] == ifindex)
-            .expect("entry for h0")
-            .clone();
         // bpftool prints named fields per CPU thanks to BTF.
-        let per_cpu = entry["values"].as_array().expect("per-CPU values");
-        let sum = |field: &str| {
-            per_cpu
-                .iter()
-                .map(|c| c["value"][field].as_u64().expect(field))
-                .sum::<u64>()
-        };
+        let sums = daemon::per_cpu_sums("/sys/fs/bpf/ipmpd/forge/IFACE_COUNTERS", ifindex)
+            .expect("entry for h0");
+        let sum = |field: &str| sums[field].as_u64().expect(field);
         counters = serde_json::json!({
             "magic": sum("rejected_magic"), "version": sum("rejected_version"),
             "cksum": sum("rejected_checksum_type"), "truncated": sum("rejected_truncated"),
