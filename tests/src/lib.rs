@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod frames;
 pub mod hostile;
 pub mod procstat;
+pub mod tcx;
 pub mod topology;
 
 pub use topology::{Netns, Topology};

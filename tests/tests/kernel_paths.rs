@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{
     daemon::{self, Daemon, RunConfig, bpftool_dump, wait_event},
+    tcx::{Place, TcxDropper},
     topology::{Lan, Netns},
 };
 
@@ -318,6 +319,95 @@ fn replies_are_taken_at_tc_ingress_when_asked_and_a_restart_with_the_other_hook_
     assert!(ok, "{err}");
     assert!(!xdp_on(h, "h0"));
     assert!(daemon::link_pins(&cfg.instance).is_empty());
+}
+
+/// Whether `ns` reaches 192.0.2.1 through h0 with two pings.
+fn pings_through_h0(ns: &Netns) -> bool {
+    ns.try_sh("ping -c 2 -i 0.2 -W 1 -I h0 192.0.2.1")
+}
+
+/// Someone else's program on h0's ingress that drops every frame (a firewall, another agent),
+/// there before the daemon starts. With TCX it is a TCX program, and ipmpd links its reply
+/// program first on the hook; without TCX it is a clsact filter (tc's matchall with a drop
+/// action), and ipmpd takes replies by XDP, which runs before TC. Either way h0's replies are
+/// taken and h0 stays up, while every other frame goes on to the dropper. With TCX, a dropper
+/// linked ahead of ipmpd's program later hides the replies and h0 fails: the order on the hook is
+/// what kept them.
+#[test]
+fn a_program_that_drops_every_frame_at_ingress_does_not_hide_replies_from_ipmpd() {
+    if !tests::privileged() {
+        return;
+    }
+    let lan = Lan::new(true, false);
+    let h = lan.host();
+    // The dropper drops ARP too: h0 and the router know each other's addresses beforehand.
+    h.sh(&format!(
+        "ip neigh replace 192.0.2.1 lladdr {} dev h0 nud permanent",
+        lan.router().mac("r0")
+    ));
+    lan.router().sh(&format!(
+        "ip neigh replace 192.0.2.10 lladdr {} dev r0 nud permanent",
+        h.mac("h0")
+    ));
+    assert!(
+        pings_through_h0(h),
+        "h0 reaches the router before any dropper"
+    );
+    let tcx = daemon::has_tcx(h);
+    let _behind = if tcx {
+        Some(TcxDropper::ingress(h, "h0", Place::Last).expect("a TCX program on h0's ingress"))
+    } else {
+        h.sh("tc qdisc add dev h0 clsact && tc filter add dev h0 ingress matchall action drop");
+        None
+    };
+    assert!(!pings_through_h0(h), "the dropper drops h0's frames");
+
+    let cfg = RunConfig::new("ingressorder", GROUP, None);
+    let (mut d, event) = spawn_ready(&cfg, h, &[]);
+    let want = if tcx { "tc_ingress" } else { "xdp" };
+    assert!(
+        event["params"]["reply_hook"]
+            .as_str()
+            .is_some_and(|hook| hook.starts_with(want)),
+        "replies taken at {want}: {event}"
+    );
+    d.wait_for(Duration::from_secs(5), |v| {
+        v["probe"]["event"] == "probe_acked" && v["probe"]["ifname"] == "h0"
+    })
+    .expect("h0's probes answered with the dropper behind ipmpd's program");
+    assert!(
+        !pings_through_h0(h),
+        "frames that are not ipmpd's replies go on to the dropper"
+    );
+
+    if tcx {
+        d.seen.clear();
+        let ahead = TcxDropper::ingress(h, "h0", Place::First).expect("a second TCX program");
+        wait_event(
+            &mut d,
+            Duration::from_secs(5),
+            "ipmultipath.interface.failed",
+            Some("h0"),
+        )
+        .expect("a dropper ahead of ipmpd's program hides h0's replies");
+        drop(ahead);
+        wait_event(
+            &mut d,
+            Duration::from_secs(10),
+            "ipmultipath.interface.repaired",
+            Some("h0"),
+        )
+        .expect("h0 repaired once the dropper ahead is gone");
+    }
+    d.stop();
+    let (ok, _, err) = daemon::run(h, &["detach", "--instance", &cfg.instance]);
+    assert!(ok, "{err}");
+    if !tcx {
+        assert!(
+            h.sh("tc filter show dev h0 ingress").contains("matchall"),
+            "someone else's filter stays after ipmpd detached"
+        );
+    }
 }
 
 #[test]
