@@ -50,12 +50,11 @@ pub fn binary() -> PathBuf {
 /// Runs `ipmpd ARGS` to completion inside `ns`; returns (success, stdout, stderr).
 #[must_use]
 pub fn run(ns: &Netns, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path()))
-        .arg(binary())
+    let out = ns
+        .command(binary())
         .args(args)
         .output()
-        .expect("nsenter runs");
+        .expect("ipmpd runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -169,10 +168,15 @@ impl Daemon {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Self {
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net={}", ns.path()))
-            .args(wrapper)
-            .arg(binary())
+        let mut child = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = ns.command(program);
+                c.args(rest).arg(binary());
+                c
+            }
+            None => ns.command(binary()),
+        };
+        let mut child = child
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -234,9 +238,10 @@ impl Daemon {
     /// Starts any command in `ns` (its stdout discarded), killed on drop.
     #[must_use]
     pub fn spawn_command(ns: &Netns, argv: &[&str]) -> Self {
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net={}", ns.path()))
-            .args(argv)
+        let (program, rest) = argv.split_first().expect("a command to start");
+        let mut child = ns
+            .command(program)
+            .args(rest)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -298,7 +303,7 @@ impl Daemon {
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
-    /// Its process id (nsenter execs ipmpd, so this is ipmpd's).
+    /// Its process id (the namespace is entered before exec, so this is ipmpd's).
     #[must_use]
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -658,13 +663,14 @@ pub const NOBODY: [&str; 5] = [
 /// returns (success, stdout, stderr).
 #[must_use]
 pub fn run_wrapped(ns: &Netns, wrapper: &[&str], args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path()))
-        .args(wrapper)
+    let (program, rest) = wrapper.split_first().expect("a wrapper to run ipmpd under");
+    let out = ns
+        .command(program)
+        .args(rest)
         .arg(binary())
         .args(args)
         .output()
-        .expect("nsenter and the wrapper run");
+        .expect("the wrapper runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -2,7 +2,7 @@
 //! to another user), an on-link host recording, replaying, reflecting or flooding probe replies
 //! (`helpers/onlink.py`), and the daemon's CPU use while it happens.
 
-use std::{os::unix::net::UnixStream, path::Path, process::Command};
+use std::{os::unix::net::UnixStream, path::Path};
 
 use serde_json::Value;
 
@@ -48,9 +48,9 @@ impl OnLink {
     #[must_use]
     pub fn start(ns: &Netns, args: &[&str]) -> Self {
         let helper = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/onlink.py");
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", ns.path()))
-            .args(["python3", helper])
+        let child = ns
+            .command("python3")
+            .arg(helper)
             .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()

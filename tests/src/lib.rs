@@ -1,7 +1,7 @@
 //! ipmpd's test harness: network namespaces, veth pairs, bridges, addresses and routes built with
 //! `ip`, fault injectors (carrier loss, silent loss with nftables), and helpers that run the real
-//! `ipmpd` binary inside a namespace with `nsenter --net` (which, unlike `ip netns exec`, keeps the
-//! host's bpffs visible).
+//! `ipmpd` binary inside a namespace, entered as `nsenter --net` does (which, unlike `ip netns
+//! exec`, keeps the host's bpffs visible; see [`spawn`]).
 //!
 //! Every namespace name is unique per process and test; everything is deleted on drop, also when a
 //! test panics.
@@ -15,25 +15,16 @@ pub mod daemon;
 pub mod frames;
 pub mod hostile;
 pub mod procstat;
+pub mod spawn;
 pub mod tcx;
 pub mod topology;
 
 pub use topology::{Netns, Topology};
 
-/// Runs a command, panicking with its output when it fails.
+/// Runs a shell command line (without a shell when it needs none, see [`spawn::shell`]),
+/// panicking with its output when it fails; its stdout.
 pub fn sh(cmd: &str) -> String {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("sh runs");
-    assert!(
-        out.status.success(),
-        "command failed: {cmd}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    spawn::checked_output(spawn::shell(None, cmd), cmd)
 }
 
 /// Whether this process may do what the privileged tests need. With `CI=true` a missing privilege

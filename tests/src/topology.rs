@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{monotonic_ns, sh};
+use crate::{monotonic_ns, sh, spawn};
 
 /// A fault made by one command, timed around it: detection counts from `began_ns` (the fault
 /// takes effect somewhere inside the command), so a slow command (a module loaded on demand, a
@@ -49,45 +49,91 @@ impl Netns {
     pub fn new(tag: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("ipt{}-{n}-{tag}", std::process::id());
+        sh(&format!("ip netns add {name}"));
+        let ns = Self { name };
+        let _ = ns.set_link_fast("lo", true);
         // No duplicate address detection: addresses (link-local ones too) are usable at once.
-        sh(&format!(
-            "ip netns add {name} && ip -n {name} link set lo up && ip netns exec {name} sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0"
-        ));
-        Self { name }
+        ns.sysctls(&[
+            ("net.ipv6.conf.default.accept_dad", "0"),
+            ("net.ipv6.conf.all.accept_dad", "0"),
+        ]);
+        ns
     }
 
-    /// Path for `nsenter --net=`.
+    /// Path of the namespace file, for `nsenter --net=` or [`spawn::command_in`].
     #[must_use]
     pub fn path(&self) -> String {
         format!("/run/netns/{}", self.name)
     }
 
-    /// Runs `cmd` inside the namespace (network only) and returns stdout; panics on failure.
+    /// A command that runs `program` inside the namespace (network only, see [`spawn`]).
+    #[must_use]
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        spawn::command_in(&self.path(), program)
+    }
+
+    /// Runs the shell line `cmd` inside the namespace (network only) and returns stdout; panics
+    /// on failure.
     pub fn sh(&self, cmd: &str) -> String {
-        sh(&format!(
-            "nsenter --net={} sh -c '{}'",
-            self.path(),
-            cmd.replace('\'', r"'\''")
-        ))
+        spawn::checked_output(
+            spawn::shell(Some(&self.path()), cmd),
+            &format!("{cmd} (in {})", self.name),
+        )
     }
 
     /// Runs `cmd` inside the namespace, returning whether it succeeded.
     #[must_use]
     pub fn try_sh(&self, cmd: &str) -> bool {
-        std::process::Command::new("nsenter")
-            .arg(format!("--net={}", self.path()))
-            .args(["sh", "-c", cmd])
+        spawn::shell(Some(&self.path()), cmd)
             .output()
             .is_ok_and(|o| o.status.success())
+    }
+
+    /// Runs `ip -batch -` inside the namespace with `commands` (one `ip` command each, without
+    /// the `ip`): one process for all of them; panics when one fails.
+    pub fn ip_batch(&self, commands: &[String]) {
+        use std::io::Write as _;
+        let mut child = self
+            .command("ip")
+            .args(["-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ip starts");
+        let script = commands.join("\n") + "\n";
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(script.as_bytes())
+            .expect("ip reads its commands");
+        let out = child.wait_with_output().expect("ip ends");
+        assert!(
+            out.status.success(),
+            "ip -batch failed in {}:\n{script}stderr: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Sets each `(key, value)` sysctl in the namespace, as `sysctl -qw` would, without a process
+    /// (see [`spawn::sysctls_in`]).
+    pub fn sysctls(&self, settings: &[(&str, &str)]) {
+        spawn::sysctls_in(&self.path(), settings);
     }
 
     /// Index of `ifname` in this namespace.
     #[must_use]
     pub fn ifindex(&self, ifname: &str) -> u32 {
-        self.sh(&format!("cat /sys/class/net/{ifname}/ifindex 2>/dev/null || ip -o link show {ifname} | cut -d: -f1"))
-            .trim()
-            .parse()
-            .expect("ifindex")
+        let name = std::ffi::CString::new(ifname).expect("an interface name has no NUL");
+        // SAFETY: if_nametoindex reads the NUL-terminated name; on the thread that entered the
+        // namespace, it looks the name up there.
+        let index = spawn::in_netns_thread(&self.path(), move || unsafe {
+            libc::if_nametoindex(name.as_ptr())
+        });
+        assert_ne!(index, 0, "no interface {ifname} in {}", self.name);
+        index
     }
 
     /// The Ethernet address of `ifname`.
@@ -120,10 +166,9 @@ impl Netns {
     /// a second whose summary [`Flow::loss`] reads.
     #[must_use]
     pub fn ping_flow(&self, target: &str, count: u32) -> Flow {
-        let child = std::process::Command::new("nsenter")
-            .arg(format!("--net={}", self.path()))
+        let child = self
+            .command("ping")
             .args([
-                "ping",
                 "-q",
                 "-c",
                 &count.to_string(),
@@ -210,13 +255,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Kill anything still running inside (ipmpd, helpers) before the namespace goes.
-        let _ = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "ip netns pids {0} 2>/dev/null | xargs -r kill -9; ip netns del {0}",
-                self.name
-            ))
-            .status();
+        spawn::delete_netns(&self.name);
     }
 }
 
@@ -260,22 +299,24 @@ impl Topology {
             (format!(" index {i}"), format!(" index {i}"))
         });
         sh(&format!(
-            "ip link add {a_if} netns {na}{} type veth peer name {b_if} netns {nb}{} && ip -n {na} link set {a_if} up && ip -n {nb} link set {b_if} up",
+            "ip link add {a_if} netns {na}{} type veth peer name {b_if} netns {nb}{}",
             idx.0, idx.1
         ));
+        let _ = self.at(a).set_link_fast(a_if, true);
+        let _ = self.at(b).set_link_fast(b_if, true);
     }
 
     /// A bridge `br` in namespace `ns` with `ports` enslaved, all up; no STP, no forwarding delay.
     pub fn bridge(&self, ns: usize, br: &str, ports: &[&str]) {
-        let n = self.at(ns);
-        n.sh(&format!(
-            "ip link add {br} type bridge forward_delay 0 stp_state 0 && ip link set {br} up"
-        ));
+        let mut commands = vec![
+            format!("link add {br} type bridge forward_delay 0 stp_state 0"),
+            format!("link set {br} up"),
+        ];
         for p in ports {
-            n.sh(&format!(
-                "ip link set {p} master {br} && ip link set {p} up"
-            ));
+            commands.push(format!("link set {p} master {br}"));
+            commands.push(format!("link set {p} up"));
         }
+        self.at(ns).ip_batch(&commands);
     }
 
     /// Adds `cidr` to `ifname` in namespace `ns` (IPv6 without duplicate address detection).
@@ -314,8 +355,10 @@ impl Lan {
         let host = topo.ns("host");
         let switch = topo.ns("sw");
         // A switch has no IP presence: no IPv6 link-local addresses to answer all-hosts probes.
-        topo.at(switch)
-            .sh("sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1");
+        topo.at(switch).sysctls(&[
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ]);
         let router = topo.ns("rtr");
         topo.veth(host, "h0", switch, "sw-h0", nic_like.then_some(20));
         let mut ports = vec!["sw-h0", "sw-r0"];
@@ -330,8 +373,10 @@ impl Lan {
             topo.addr(host, "h1", "192.0.2.11/24");
             // Both host interfaces are on one subnet: answer ARP only on the interface that owns
             // the address (what ipmpd sets on group members).
-            topo.at(host)
-                .sh("sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2");
+            topo.at(host).sysctls(&[
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+            ]);
         }
         topo.addr(router, "r0", "192.0.2.1/24");
         topo.addr(router, "r0", "2001:db8::1/64");
@@ -411,15 +456,16 @@ impl Lan {
             (format!(" index {h}"), format!(" index {p}"))
         });
         sh(&format!(
-            "ip link add {ifname} netns {}{idx} type veth peer name {port} netns {}{port_idx} && ip -n {} link set {ifname} up",
+            "ip link add {ifname} netns {}{idx} type veth peer name {port} netns {}{port_idx}",
             self.host().name,
             self.switch().name,
-            self.host().name,
         ));
-        self.switch().sh(&format!("ip link set {port} master br0"));
+        let _ = self.host().set_link_fast(ifname, true);
+        let mut port_commands = vec![format!("link set {port} master br0")];
         if port_up {
-            self.switch().sh(&format!("ip link set {port} up"));
+            port_commands.push(format!("link set {port} up"));
         }
+        self.switch().ip_batch(&port_commands);
         self.topo.addr(self.host, ifname, cidr);
     }
 

@@ -261,9 +261,9 @@ fn a_start_refused_for_its_configuration_exits_with_ex_config_and_leaves_nothing
     }
     let lan = Lan::new(false, false);
     let cfg = RunConfig::new("exconfig", "[group.g]\nfdt_ms = \"fast\"\n", None);
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", lan.host().path()))
-        .arg(tests::daemon::binary())
+    let out = lan
+        .host()
+        .command(tests::daemon::binary())
         .args(cfg.run_args())
         .output()
         .expect("ipmpd runs");

@@ -345,13 +345,11 @@ fn a_slow_responder_raises_the_fdt_and_it_falls_back_after_the_delay_is_removed(
     lan.router()
         .sh("sysctl -qw net.ipv4.icmp_echo_ignore_all=1");
     let responder = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/slow_responder.py");
-    let mut resp = std::process::Command::new("nsenter")
-        .args([
-            format!("--net={}", lan.router().path()),
-            "python3".into(),
-            responder.into(),
-            delay_file.display().to_string(),
-        ])
+    let mut resp = lan
+        .router()
+        .command("python3")
+        .arg(responder)
+        .arg(&delay_file)
         .spawn()
         .unwrap();
     // FDT 1 s, probes 143 ms apart, replies 200 ms late: late by more than an interval, so the

@@ -160,13 +160,10 @@ fn other_traffic_is_untouched() {
     );
     let server = "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);\
                   s.bind((\"192.0.2.1\",7007));s.listen();c,_=s.accept();c.sendall(c.recv(100));c.close()";
-    let mut srv = std::process::Command::new("nsenter")
-        .args([
-            format!("--net={}", lan.router().path()),
-            "python3".into(),
-            "-c".into(),
-            server.into(),
-        ])
+    let mut srv = lan
+        .router()
+        .command("python3")
+        .args(["-c", server])
         .spawn()
         .unwrap();
     let listening = daemon::poll_until(tests::scaled(Duration::from_secs(5)), || {

@@ -103,9 +103,8 @@ fn every_mode_shows_the_expected_table() {
         std::os::unix::fs::symlink(&bin, dir.join(name)).unwrap();
     }
     let run_as = |name: &str, args: &[&str]| {
-        std::process::Command::new("nsenter")
-            .arg(format!("--net={}", lan.host().path()))
-            .arg(dir.join(name))
+        lan.host()
+            .command(dir.join(name))
             .args(args)
             .args(["--socket", &sock])
             .output()
@@ -184,9 +183,8 @@ fn probes_and_events_stream_live() {
         .expect("daemon ready");
     let sock = format!("/run/ipmpd/{}.sock", cfg.instance);
     let follow = |args: &[&str]| {
-        std::process::Command::new("nsenter")
-            .arg(format!("--net={}", lan.host().path()))
-            .arg(tests::daemon::binary())
+        lan.host()
+            .command(tests::daemon::binary())
             .args(args)
             .args(["--socket", &sock])
             .stdout(std::process::Stdio::piped())

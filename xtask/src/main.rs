@@ -200,6 +200,9 @@ fn test(args: &TestArgs) -> anyhow::Result<()> {
         "--exclude",
         "tests",
     ]))?;
+    // The harness's own unit tests (its library): pure, so here rather than in the suites, which
+    // run only its integration test binaries.
+    run_cmd(cargo().args(["test", "-p", "tests", "--lib"]))?;
     // Each fuzz target briefly: a regression in a parser shows here; long runs are
     // `cargo xtask fuzz --secs N`.
     fuzz::run(&fuzz::FuzzArgs {

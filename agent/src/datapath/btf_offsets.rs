@@ -4,8 +4,6 @@
 //! `net_device.ifindex`, `net_device.nd_net` and `net.ns.inum` as load-time globals. aya parses BTF
 //! but does not expose struct members, hence this small reader of the BTF type section.
 
-use std::collections::HashMap;
-
 /// Errors reading offsets.
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
@@ -30,26 +28,28 @@ const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
 const KIND_TYPE_TAG: u32 = 18;
 
-#[derive(Debug)]
-struct Member {
-    name: u32,
-    ty: u32,
-    bit_offset: u32,
-}
-
-#[derive(Debug)]
-enum Type {
-    Composite { name: u32, members: Vec<Member> },
-    Alias { ty: u32 },
-    Other,
-}
-
-/// The parsed types and strings of one BTF blob.
+/// The types and strings of one BTF blob, with where each type's record starts: members and
+/// names are read from the records when asked for. (Building every struct with its members and
+/// a map of every name took a second per daemon start in the test VMs, for three offsets.)
 #[derive(Debug)]
 pub struct KernelBtf {
-    types: Vec<Type>,
+    /// The type section.
+    types: Vec<u8>,
+    /// The string section.
     strings: Vec<u8>,
-    structs_by_name: HashMap<String, u32>,
+    /// Where type id N's record starts in `types` (index 0 stands for void and is never read).
+    starts: Vec<u32>,
+}
+
+/// One type's record header: its name, kind and member count, and its size or referred type.
+struct Record {
+    name: u32,
+    kind: u32,
+    vlen: usize,
+    kind_flag: bool,
+    size_or_type: u32,
+    /// Where its members (or other trailing data) start in the type section.
+    trailing: usize,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, BtfError> {
@@ -57,6 +57,27 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, BtfError> {
         .and_then(|s| s.try_into().ok())
         .map(u32::from_le_bytes)
         .ok_or(BtfError::Malformed("truncated"))
+}
+
+/// The record at `at` in the type section, and the length of its trailing data.
+fn record_at(types: &[u8], at: usize) -> Result<(Record, usize), BtfError> {
+    let info = u32_at(types, at + 4)?;
+    let record = Record {
+        name: u32_at(types, at)?,
+        kind: (info >> 24) & 0x1f,
+        vlen: (info & 0xffff) as usize,
+        kind_flag: info >> 31 != 0,
+        size_or_type: u32_at(types, at + 8)?,
+        trailing: at + 12,
+    };
+    let trailing = match record.kind {
+        1 | 14 | 17 => 4,                                       // int, var, decl_tag
+        3 => 12,                                                // array
+        KIND_STRUCT | KIND_UNION | 15 | 19 => record.vlen * 12, // members, datasec, enum64
+        6 | 13 => record.vlen * 8,                              // enum, func_proto
+        _ => 0,
+    };
+    Ok((record, trailing))
 }
 
 impl KernelBtf {
@@ -73,7 +94,8 @@ impl KernelBtf {
         Self::parse(&data)
     }
 
-    /// Parses a little-endian BTF blob.
+    /// Parses a little-endian BTF blob: checks that every type record is whole and notes where
+    /// each starts.
     ///
     /// # Errors
     /// When the blob is malformed.
@@ -84,78 +106,62 @@ impl KernelBtf {
         let hdr_len = u32_at(data, 4)? as usize;
         let (type_off, type_len) = (u32_at(data, 8)? as usize, u32_at(data, 12)? as usize);
         let (str_off, str_len) = (u32_at(data, 16)? as usize, u32_at(data, 20)? as usize);
-        let types_sec = data
+        let types = data
             .get(hdr_len + type_off..hdr_len + type_off + type_len)
             .ok_or(BtfError::Malformed("type section"))?;
         let strings = data
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or(BtfError::Malformed("string section"))?
-            .to_vec();
-        let mut types = vec![Type::Other]; // type id 0 is void
+            .ok_or(BtfError::Malformed("string section"))?;
+        let mut starts = vec![0]; // type id 0 is void
         let mut at = 0;
-        while at < types_sec.len() {
-            let name = u32_at(types_sec, at)?;
-            let info = u32_at(types_sec, at + 4)?;
-            let size_or_type = u32_at(types_sec, at + 8)?;
-            at += 12;
-            let vlen = (info & 0xffff) as usize;
-            let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 != 0;
-            let extra = match kind {
-                1 | 14 | 17 => 4,                                // int, var, decl_tag
-                3 => 12,                                         // array
-                KIND_STRUCT | KIND_UNION | 15 | 19 => vlen * 12, // members, datasec, enum64
-                6 | 13 => vlen * 8,                              // enum, func_proto
-                _ => 0,
-            };
-            let ty = match kind {
-                KIND_STRUCT | KIND_UNION => {
-                    let mut members = Vec::with_capacity(vlen);
-                    for m in 0..vlen {
-                        let base = at + m * 12;
-                        let off = u32_at(types_sec, base + 8)?;
-                        members.push(Member {
-                            name: u32_at(types_sec, base)?,
-                            ty: u32_at(types_sec, base + 4)?,
-                            bit_offset: if kind_flag { off & 0x00ff_ffff } else { off },
-                        });
-                    }
-                    Type::Composite { name, members }
-                }
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
-                    Type::Alias { ty: size_or_type }
-                }
-                _ => Type::Other,
-            };
-            types.push(ty);
-            at += extra;
-        }
-        let mut structs_by_name = HashMap::new();
-        for (id, ty) in types.iter().enumerate() {
-            if let Type::Composite { name, .. } = ty {
-                let n = Self::str_at(&strings, *name);
-                if !n.is_empty() {
-                    structs_by_name.entry(n.to_owned()).or_insert(id as u32);
-                }
+        while at < types.len() {
+            let (record, trailing) = record_at(types, at)?;
+            let end = record.trailing + trailing;
+            if end > types.len() {
+                return Err(BtfError::Malformed("truncated"));
             }
+            starts.push(u32::try_from(at).map_err(|_| BtfError::Malformed("type section"))?);
+            at = end;
         }
         Ok(Self {
-            types,
-            strings,
-            structs_by_name,
+            types: types.to_vec(),
+            strings: strings.to_vec(),
+            starts,
         })
     }
 
-    fn str_at(strings: &[u8], off: u32) -> &str {
-        let rest = strings.get(off as usize..).unwrap_or(&[]);
+    /// The record of type `id`; `None` for void and ids past the end.
+    fn record(&self, id: u32) -> Option<Record> {
+        let at = *self.starts.get(id as usize).filter(|_| id != 0)?;
+        record_at(&self.types, at as usize).ok().map(|(r, _)| r)
+    }
+
+    fn str_at(&self, off: u32) -> &[u8] {
+        let rest = self.strings.get(off as usize..).unwrap_or(&[]);
         let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        std::str::from_utf8(&rest[..end]).unwrap_or("")
+        &rest[..end]
+    }
+
+    /// The first struct or union named `name`.
+    fn struct_named(&self, name: &str) -> Option<u32> {
+        (1..self.starts.len() as u32).find(|&id| {
+            self.record(id).is_some_and(|r| {
+                matches!(r.kind, KIND_STRUCT | KIND_UNION) && self.str_at(r.name) == name.as_bytes()
+            })
+        })
     }
 
     fn resolve(&self, mut ty: u32) -> u32 {
         for _ in 0..16 {
-            match self.types.get(ty as usize) {
-                Some(Type::Alias { ty: next }) => ty = *next,
+            match self.record(ty) {
+                Some(r)
+                    if matches!(
+                        r.kind,
+                        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
+                    ) =>
+                {
+                    ty = r.size_or_type;
+                }
                 _ => break,
             }
         }
@@ -168,9 +174,8 @@ impl KernelBtf {
     /// # Errors
     /// When the struct or a member does not exist.
     pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
-        let mut ty = *self
-            .structs_by_name
-            .get(strukt)
+        let mut ty = self
+            .struct_named(strukt)
             .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
         let mut bits = 0;
         for member in path.split('.') {
@@ -188,20 +193,27 @@ impl KernelBtf {
 
     /// Finds `name` in composite `ty`, also inside anonymous members; returns (bit offset, type).
     fn find_member(&self, ty: u32, name: &str, depth: u32) -> Option<(u32, u32)> {
-        let Some(Type::Composite { members, .. }) = self.types.get(self.resolve(ty) as usize)
-        else {
-            return None;
-        };
-        for m in members {
-            let mname = Self::str_at(&self.strings, m.name);
-            if mname == name {
-                return Some((m.bit_offset, m.ty));
+        let r = self
+            .record(self.resolve(ty))
+            .filter(|r| matches!(r.kind, KIND_STRUCT | KIND_UNION))?;
+        for m in 0..r.vlen {
+            // `parse` checked that the record's members are all there.
+            let base = r.trailing + m * 12;
+            let (mname, mty, off) = (
+                u32_at(&self.types, base).ok()?,
+                u32_at(&self.types, base + 4).ok()?,
+                u32_at(&self.types, base + 8).ok()?,
+            );
+            let bit_offset = if r.kind_flag { off & 0x00ff_ffff } else { off };
+            let mname = self.str_at(mname);
+            if mname == name.as_bytes() {
+                return Some((bit_offset, mty));
             }
             if mname.is_empty()
                 && depth < 8
-                && let Some((off, t)) = self.find_member(m.ty, name, depth + 1)
+                && let Some((inner, t)) = self.find_member(mty, name, depth + 1)
             {
-                return Some((m.bit_offset + off, t));
+                return Some((bit_offset + inner, t));
             }
         }
         None
