@@ -44,7 +44,7 @@ echo /sbin/modprobe >proc/sys/kernel/modprobe
 # so that the list follows what the tests use.
 exec ./run/busybox chroot . /run/busybox sh -c '
     /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash -c "ip link set lo up; modprobe -a veth bridge macvlan nf_tables sch_tbf sch_ingress cls_u32 cls_bpf cls_matchall act_gact; cat /proc/modules >/run/vm-modules-preloaded; . /run/vm-cmd"
+        HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash -c "ip link set lo up; modprobe -a veth bridge macvlan nf_tables sch_tbf sch_ingress cls_u32 cls_bpf cls_matchall act_gact tcp_diag inet_diag; cat /proc/modules >/run/vm-modules-preloaded; . /run/vm-cmd"
     status=$?
     /run/busybox awk "NR == FNR { before[\$1] = 1; next } !(\$1 in before) { printf \"%s \", \$1 }" \
         /run/vm-modules-preloaded /proc/modules >/run/vm-modules-new 2>/dev/null
