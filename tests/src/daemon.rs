@@ -685,16 +685,16 @@ pub fn run_wrapped(ns: &Netns, wrapper: &[&str], args: &[&str]) -> (bool, String
 /// When nothing listens or the answer does not arrive within 5 s.
 pub fn scrape_metrics(ns_path: &str, addr: &str) -> std::io::Result<String> {
     use std::io::{Read as _, Write as _};
-    let (ns_path, addr) = (ns_path.to_owned(), addr.to_owned());
-    std::thread::spawn(move || {
-        crate::topology::enter_netns(&ns_path);
+    let addr = addr.to_owned();
+    let scrape = move || {
         let mut s = std::net::TcpStream::connect(addr)?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("metrics scraper panicked")))
+    };
+    // A namespace that cannot be entered is an error to report, as a refused connection is.
+    std::panic::catch_unwind(|| crate::spawn::in_netns_thread(ns_path, scrape))
+        .unwrap_or_else(|_| Err(std::io::Error::other("metrics scraper panicked")))
 }

@@ -202,11 +202,8 @@ impl Netns {
     /// Like [`Self::set_link_timed`] but with one `SIOCSIFFLAGS` ioctl from a thread that entered
     /// the namespace, so the window around the change is microseconds, not a process start.
     pub fn set_link_fast(&self, ifname: &str, up: bool) -> Fault {
-        let path = self.path();
         let ifname = ifname.to_owned();
-        std::thread::spawn(move || set_flags_in_netns(&path, &ifname, up))
-            .join()
-            .expect("link thread")
+        spawn::in_netns_thread(&self.path(), move || set_flags_here(&ifname, up))
     }
 
     /// Ends a carrier loss.
@@ -501,8 +498,8 @@ pub fn enter_netns(path: &str) {
     assert_eq!(rc, 0, "setns {path}");
 }
 
-fn set_flags_in_netns(path: &str, ifname: &str, up: bool) -> Fault {
-    enter_netns(path);
+/// Takes `ifname` up or down in the calling thread's namespace with one SIOCSIFFLAGS, timed.
+fn set_flags_here(ifname: &str, up: bool) -> Fault {
     // SAFETY: a plain datagram socket for interface ioctls.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     assert!(sock >= 0);

@@ -4,6 +4,7 @@
 mod demo;
 mod fuzz;
 mod package;
+mod panic_report;
 mod setup;
 mod suite;
 mod vm;

@@ -7,10 +7,13 @@ use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
+
+use crate::panic_report::PanicReport;
 
 /// One test binary of the `tests` package.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,7 +247,7 @@ fn run_one(bin: &Binary, test: &str, opts: &RunOptions, report: &Path) -> TestRe
         .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .env("IPMPD_TEST_REPORT", report)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn();
     let outcome = match child {
         Err(e) => Outcome::Failed(format!("cannot start: {e}")),
@@ -253,20 +256,23 @@ fn run_one(bin: &Binary, test: &str, opts: &RunOptions, report: &Path) -> TestRe
             let stdout = child.stdout.take();
             let echo = std::thread::spawn(move || {
                 if let Some(s) = stdout {
-                    for line in BufReader::new(s).lines().map_while(Result::ok) {
-                        println!("{line}");
-                    }
+                    for_each_line(s, |line| println!("{line}"));
                 }
             });
+            let panic = echo_stderr(child.stderr.take());
             let status = wait_bounded(&mut child, opts.per_test);
             let _ = echo.join();
+            let why = |s: String| match panic.after_exit() {
+                p if p.is_empty() => s,
+                p => format!("{s}: {p}"),
+            };
             match status {
-                None => Outcome::Failed(format!("timed out after {:?}", opts.per_test)),
+                None => Outcome::Failed(why(format!("timed out after {:?}", opts.per_test))),
                 Some(s) if s.success() => match std::fs::read_to_string(report) {
                     Ok(why) if !why.trim().is_empty() => Outcome::NotRun(why.trim().to_owned()),
                     _ => Outcome::Passed,
                 },
-                Some(s) => Outcome::Failed(s.to_string()),
+                Some(s) => Outcome::Failed(why(s.to_string())),
             }
         }
     };
@@ -281,6 +287,52 @@ fn run_one(bin: &Binary, test: &str, opts: &RunOptions, report: &Path) -> TestRe
         bin.name, r.outcome, r.millis
     );
     r
+}
+
+/// The panic a test's standard error reports, read by the thread that echoes it.
+struct StderrPanic {
+    report: Arc<Mutex<PanicReport>>,
+    ended: mpsc::Receiver<()>,
+}
+
+impl StderrPanic {
+    /// The panic reported (empty: none), once the test has exited. Waits a moment for the rest of
+    /// its standard error, never for the end of it: a daemon the test left running may hold it
+    /// open.
+    fn after_exit(&self) -> String {
+        let _ = self.ended.recv_timeout(Duration::from_secs(2));
+        self.report.lock().map(|r| r.text()).unwrap_or_default()
+    }
+}
+
+/// Echoes `stderr` to ours line by line, keeping the last panic it reports.
+fn echo_stderr(stderr: Option<std::process::ChildStderr>) -> StderrPanic {
+    let report = Arc::new(Mutex::new(PanicReport::default()));
+    let (done, ended) = mpsc::channel();
+    let seen = Arc::clone(&report);
+    std::thread::spawn(move || {
+        if let Some(s) = stderr {
+            for_each_line(s, |line| {
+                eprintln!("{line}");
+                if let Ok(mut r) = seen.lock() {
+                    r.see(line);
+                }
+            });
+        }
+        let _ = done.send(());
+    });
+    StderrPanic { report, ended }
+}
+
+/// Calls `f` with each line of `r` until its end or an error; bytes that are not UTF-8 are
+/// replaced, never the end of the reading (a pipe no longer read would fill and block the test).
+fn for_each_line(r: impl std::io::Read, mut f: impl FnMut(&str)) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+        f(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']));
+        buf.clear();
+    }
 }
 
 /// Deletes every network namespace and ipmpd's pins: what a failed test may leave behind.

@@ -48,8 +48,8 @@ struct Record {
     vlen: usize,
     kind_flag: bool,
     size_or_type: u32,
-    /// Where its members (or other trailing data) start in the type section.
-    trailing: usize,
+    /// Where its members (or other data following the header) start in the type section.
+    members_at: usize,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, BtfError> {
@@ -68,7 +68,7 @@ fn record_at(types: &[u8], at: usize) -> Result<(Record, usize), BtfError> {
         vlen: (info & 0xffff) as usize,
         kind_flag: info >> 31 != 0,
         size_or_type: u32_at(types, at + 8)?,
-        trailing: at + 12,
+        members_at: at + 12,
     };
     let trailing = match record.kind {
         1 | 14 | 17 => 4,                                       // int, var, decl_tag
@@ -116,7 +116,7 @@ impl KernelBtf {
         let mut at = 0;
         while at < types.len() {
             let (record, trailing) = record_at(types, at)?;
-            let end = record.trailing + trailing;
+            let end = record.members_at + trailing;
             if end > types.len() {
                 return Err(BtfError::Malformed("truncated"));
             }
@@ -174,21 +174,22 @@ impl KernelBtf {
     /// # Errors
     /// When the struct or a member does not exist.
     pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
-        let mut ty = self
-            .struct_named(strukt)
-            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
-        let mut bits = 0;
-        for member in path.split('.') {
-            let (off, next) =
-                self.find_member(ty, member, 0)
-                    .ok_or_else(|| BtfError::NoMember {
-                        strukt: strukt.into(),
-                        member: member.into(),
-                    })?;
-            bits += off;
-            ty = self.resolve(next);
-        }
-        Ok(bits / 8)
+        self.strukt(strukt)?.offset_of(path)
+    }
+
+    /// The struct or union named `name`, to look up several of its members with one search.
+    ///
+    /// # Errors
+    /// When the kernel has no such struct.
+    pub fn strukt<'a>(&'a self, name: &'a str) -> Result<Struct<'a>, BtfError> {
+        let id = self
+            .struct_named(name)
+            .ok_or_else(|| BtfError::NoStruct(name.into()))?;
+        Ok(Struct {
+            btf: self,
+            name,
+            id,
+        })
     }
 
     /// Finds `name` in composite `ty`, also inside anonymous members; returns (bit offset, type).
@@ -198,7 +199,7 @@ impl KernelBtf {
             .filter(|r| matches!(r.kind, KIND_STRUCT | KIND_UNION))?;
         for m in 0..r.vlen {
             // `parse` checked that the record's members are all there.
-            let base = r.trailing + m * 12;
+            let base = r.members_at + m * 12;
             let (mname, mty, off) = (
                 u32_at(&self.types, base).ok()?,
                 u32_at(&self.types, base + 4).ok()?,
@@ -220,6 +221,36 @@ impl KernelBtf {
     }
 }
 
+/// One struct of a [`KernelBtf`], found once.
+pub struct Struct<'a> {
+    btf: &'a KernelBtf,
+    name: &'a str,
+    id: u32,
+}
+
+impl Struct<'_> {
+    /// Byte offset of `path` (members separated by `.`, descending through embedded structs and
+    /// anonymous unions) inside this struct.
+    ///
+    /// # Errors
+    /// When a member does not exist.
+    pub fn offset_of(&self, path: &str) -> Result<u32, BtfError> {
+        let (mut ty, mut bits) = (self.id, 0);
+        for member in path.split('.') {
+            let (off, next) =
+                self.btf
+                    .find_member(ty, member, 0)
+                    .ok_or_else(|| BtfError::NoMember {
+                        strukt: self.name.into(),
+                        member: member.into(),
+                    })?;
+            bits += off;
+            ty = self.btf.resolve(next);
+        }
+        Ok(bits / 8)
+    }
+}
+
 /// The offsets the carrier hook needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CarrierHookOffsets {
@@ -234,9 +265,11 @@ impl CarrierHookOffsets {
     /// # Errors
     /// When the running kernel's structs lack one of the fields.
     pub fn from_btf(btf: &KernelBtf) -> Result<Self, BtfError> {
+        // Finding a struct scans the type records from the first: once per struct, not per member.
+        let netdev = btf.strukt("net_device")?;
         Ok(Self {
-            netdev_ifindex: btf.offset_of("net_device", "ifindex")?,
-            netdev_nd_net: btf.offset_of("net_device", "nd_net")?,
+            netdev_ifindex: netdev.offset_of("ifindex")?,
+            netdev_nd_net: netdev.offset_of("nd_net")?,
             net_ns_inum: btf.offset_of("net", "ns.inum")?,
         })
     }
