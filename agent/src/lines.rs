@@ -112,6 +112,10 @@ enum Msg {
 struct Shared {
     queued: AtomicUsize,
     dropped: [AtomicU64; 2],
+    /// Lines taken into the queue so far: the number of the last line queued.
+    admitted: AtomicU64,
+    /// Lines that left the queue so far, written or lost with a reader that went away.
+    written: AtomicU64,
 }
 
 /// A bounded queue of lines and the thread that writes them.
@@ -158,6 +162,7 @@ impl LineQueue {
                             if sink.write_all(&line).is_err() {
                                 writer.dropped[kind.index()].fetch_add(1, Ordering::Relaxed);
                             }
+                            writer.written.fetch_add(1, Ordering::Release);
                             writer.queued.fetch_sub(1, Ordering::Release);
                         }
                         Msg::Flush(done) => {
@@ -190,6 +195,7 @@ impl LineQueue {
             })
             .is_ok();
         if admitted && self.tx.try_send(Msg::Line(kind, line)).is_ok() {
+            self.shared.admitted.fetch_add(1, Ordering::AcqRel);
             return true;
         }
         if admitted {
@@ -203,6 +209,19 @@ impl LineQueue {
     #[must_use]
     pub fn dropped(&self, kind: Kind) -> u64 {
         self.shared.dropped[kind.index()].load(Ordering::Relaxed)
+    }
+
+    /// A mark past every line queued so far: they have all left once [`Self::left`] reaches it.
+    #[must_use]
+    pub fn mark(&self) -> u64 {
+        self.shared.admitted.load(Ordering::Acquire)
+    }
+
+    /// Whether every line queued before `mark` was taken has left the queue (written, or lost
+    /// with a reader that went away): false while a stalled reader keeps one of them waiting.
+    #[must_use]
+    pub fn left(&self, mark: u64) -> bool {
+        self.shared.written.load(Ordering::Acquire) >= mark
     }
 
     /// Waits up to `timeout` for every line queued so far to be written; false when the reader
@@ -252,6 +271,18 @@ pub fn queue_stderr(capacity: usize) -> Result<(), LinesError> {
 #[must_use]
 pub fn stderr_dropped(kind: Kind) -> u64 {
     STDERR.get().map_or(0, |q| q.dropped(kind))
+}
+
+/// [`LineQueue::mark`] of standard error's queue (0 before there is one).
+#[must_use]
+pub fn stderr_mark() -> u64 {
+    STDERR.get().map_or(0, LineQueue::mark)
+}
+
+/// [`LineQueue::left`] of standard error's queue (true before there is one).
+#[must_use]
+pub fn stderr_left(mark: u64) -> bool {
+    STDERR.get().is_none_or(|q| q.left(mark))
 }
 
 /// Writes `text` and a newline to standard error: through the queue once there is one (a
@@ -365,6 +396,33 @@ mod tests {
         assert_eq!(q.dropped(Kind::Probe), 20 - probes as u64);
         assert_eq!(q.dropped(Kind::Event), 20 - events as u64);
         drop(r);
+    }
+
+    #[test]
+    fn a_mark_is_passed_once_the_lines_before_it_left_and_not_while_the_reader_stalls() {
+        let (mut r, w) = stalled_pipe();
+        let q = LineQueue::spawn("test", w, 8).unwrap();
+        assert!(q.left(q.mark()), "nothing queued: nothing waits");
+        assert!(q.push(Kind::Event, b"report\n".to_vec()));
+        let mark = q.mark();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!q.left(mark), "the reader stalls: the line waits");
+        // The reader reads again: the pipe's old bytes, then the line.
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 65_536];
+            while !all.ends_with(b"report\n") {
+                let n = io::Read::read(&mut r, &mut buf).unwrap();
+                assert!(n > 0, "the line arrives");
+                all.extend_from_slice(&buf[..n]);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !q.left(mark) {
+            assert!(Instant::now() < deadline, "the mark is passed within 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        reader.join().unwrap();
     }
 
     #[test]

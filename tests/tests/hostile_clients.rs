@@ -249,10 +249,10 @@ fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
     let cfg = RunConfig::new("stdout", GROUP, None);
     let metrics = "127.0.0.1:9873";
     // A small queue, so that the probe lines' half (128) fills within seconds. The events' half
-    // (128) must outlast the stall, in which the daemon's own notices take event slots: an
-    // `outputDropped` a second while lines are dropped, and a `probe.missed` a second per member
-    // when emulation starves it. In a 6.1-lockdown guest run there were 15 and 16 of them, and
-    // the 32 event slots of a 64-line queue overflowed by one.
+    // (128) must outlast the stall, in which the daemon's own notices take event slots: one
+    // `outputDropped` (asserted below; it used to be one a second), and a `probe.missed` a
+    // second per member when emulation starves it. In a 6.1-lockdown guest run with a report a
+    // second, 31 notices overflowed the 32 event slots of a 64-line queue by one.
     let mut d = cfg.spawn_env(
         lan.host(),
         &["--metrics", metrics],
@@ -268,12 +268,34 @@ fn a_reader_of_standard_output_that_stops_reading_loses_lines_not_detection() {
         metrics,
         stream: "stdout",
     };
+    let resumed_ns = std::cell::Cell::new(u64::MAX);
     stuck.serves_and_detects(&mut d, |d| {
-        std::thread::sleep(tests::scaled(Duration::from_millis(3 * FDT_MS)));
+        // Three seconds more than the fault needs: a report a second would have queued three.
+        std::thread::sleep(
+            tests::scaled(Duration::from_millis(3 * FDT_MS)) + Duration::from_secs(3),
+        );
         // The events kept their half of the queue: the failure is there once the reader reads
         // again, stamped when it was detected.
+        resumed_ns.set(tests::monotonic_ns());
         d.resume_stdout();
     });
+    // The daemon's report of the drops is a line in the stalled queue too: one was queued, and
+    // the next waited for the reader instead of taking another event slot every second.
+    d.drain();
+    let during_stall: Vec<&serde_json::Value> = d
+        .seen
+        .iter()
+        .filter(|v| {
+            v["event"] == "ipmultipath.daemon.outputDropped"
+                && v["params"]["stream"] == "stdout"
+                && v["at_ns"].as_u64().is_some_and(|t| t < resumed_ns.get())
+        })
+        .collect();
+    assert_eq!(
+        during_stall.len(),
+        1,
+        "one report queued while stdout stalled: {during_stall:?}"
+    );
     let scrape = || tests::daemon::scrape_metrics(&lan.host().path(), metrics).unwrap_or_default();
     let text = scrape();
     assert!(dropped(&text, "stdout", "probe") > 0.0, "{text}");

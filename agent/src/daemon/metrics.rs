@@ -42,8 +42,8 @@ pub struct Counts {
     pub deadlines_woke_late: u64,
     /// Probes skipped by a late loop since the last report, by interface.
     pub missed_unreported: HashMap<Arc<str>, u64>,
-    /// Lines dropped by (stream, kind), as last reported in an event.
-    pub output_dropped_reported: HashMap<(&'static str, &'static str), u64>,
+    /// Output lines dropped, as last reported in an event, and when to report again.
+    pub drop_reports: super::drop_reports::DropReports,
     /// How long the last copy of the state for the metrics exposition took the loop (ns).
     pub exposition_copy_ns: u64,
     /// The carrier poll's current interval in ns (0: no poll), kept by the link watcher.
@@ -182,7 +182,11 @@ impl super::Daemon {
             deadlines: counts.deadlines,
             deadlines_missed: counts.deadlines_missed,
             deadlines_woke_late: counts.deadlines_woke_late,
-            output_dropped: self.output_dropped().to_vec(),
+            output_dropped: self
+                .output_dropped()
+                .iter()
+                .map(|&((stream, kind), n)| (stream, kind, n))
+                .collect(),
             link_poll_interval_ns: counts.link_poll_interval_ns.load(Ordering::Relaxed),
             copy_ns: counts.exposition_copy_ns,
             encode_ns,

@@ -18,6 +18,7 @@
 
 mod control;
 mod dispatch;
+mod drop_reports;
 mod execute;
 mod exporter;
 mod exposition;
@@ -552,14 +553,14 @@ impl Daemon {
 
     /// Lines dropped so far, by stream and kind (the journal's: log records and catalogue events
     /// journald did not take).
-    fn output_dropped(&self) -> [(&'static str, &'static str, u64); 6] {
+    fn output_dropped(&self) -> [(drop_reports::StreamKind, u64); 6] {
         use crate::{
             journal_log::journal_dropped,
             lines::{Kind, stderr_dropped},
         };
-        let stdout = |k: Kind| ("stdout", k.name(), self.out.rep.stdout_dropped(k));
-        let stderr = |k: Kind| ("stderr", k.name(), stderr_dropped(k));
-        let journal = |k: Kind| ("journal", k.name(), journal_dropped(k));
+        let stdout = |k: Kind| (("stdout", k.name()), self.out.rep.stdout_dropped(k));
+        let stderr = |k: Kind| (("stderr", k.name()), stderr_dropped(k));
+        let journal = |k: Kind| (("journal", k.name()), journal_dropped(k));
         [
             stdout(Kind::Probe),
             stdout(Kind::Event),
@@ -570,22 +571,28 @@ impl Daemon {
         ]
     }
 
-    /// One event per stream and kind whose reader lost lines since the last report.
+    /// One event per stream and kind whose reader lost lines since the last report, unless the
+    /// last report still waits for a stalled reader (see [`drop_reports`]).
     fn report_output_drops(&mut self) {
-        for (stream, kind, n) in self.output_dropped() {
-            let before = self
-                .out
-                .counts
-                .output_dropped_reported
-                .insert((stream, kind), n)
-                .unwrap_or(0);
-            if n > before {
-                self.out.rep.catalogue(
-                    "ipmultipath.daemon.outputDropped",
-                    serde_json::json!({ "stream": stream, "kind": kind, "count": n - before }),
-                );
-            }
+        let last_left = self.out.counts.drop_reports.last_marks().is_none_or(|m| {
+            self.out.rep.stdout_left(m.stdout) && crate::lines::stderr_left(m.stderr)
+        });
+        let dropped = self.output_dropped();
+        let due = self.out.counts.drop_reports.due(&dropped, last_left);
+        if due.is_empty() {
+            return;
         }
+        for ((stream, kind), count) in due {
+            self.out.rep.catalogue(
+                "ipmultipath.daemon.outputDropped",
+                serde_json::json!({ "stream": stream, "kind": kind, "count": count }),
+            );
+        }
+        let marks = drop_reports::Marks {
+            stdout: self.out.rep.stdout_mark(),
+            stderr: crate::lines::stderr_mark(),
+        };
+        self.out.counts.drop_reports.queued(marks);
     }
 
     fn check_counters(&mut self) {

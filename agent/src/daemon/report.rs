@@ -76,6 +76,18 @@ impl Reporter {
         self.stdout.as_ref().map_or(0, |q| q.dropped(kind))
     }
 
+    /// [`LineQueue::mark`] of standard output's queue (0 without `--json`).
+    #[must_use]
+    pub fn stdout_mark(&self) -> u64 {
+        self.stdout.as_ref().map_or(0, LineQueue::mark)
+    }
+
+    /// [`LineQueue::left`] of standard output's queue (true without `--json`).
+    #[must_use]
+    pub fn stdout_left(&self, mark: u64) -> bool {
+        self.stdout.as_ref().is_none_or(|q| q.left(mark))
+    }
+
     fn log(&mut self, r: &Rendered) {
         let now = monotonic_ns();
         let params = Value::Object(r.params.clone());
